@@ -1,0 +1,51 @@
+# Slipway: `make run` starts it on the embedded defaults, `make test` runs the suite on PostgreSQL and Redis.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PORT ?= 8000
+# Python >= 3.12: pyenv's 3.13.0 if present (.python-version), else whatever python3.13/3.12 is on PATH.
+PYTHON ?= $(shell for p in $$HOME/.pyenv/versions/3.13.0/bin/python3 python3.13 python3.12; do \
+	command -v $$p >/dev/null 2>&1 && { command -v $$p; break; }; done)
+
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/slipway
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
+
+.PHONY: run test lint bench install chromium clean
+
+$(STAMP): pyproject.toml requirements.lock
+	@test -n "$(PYTHON)" || { echo "Slipway needs Python 3.12 or newer (python3.13 or python3.12 on PATH)."; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e . 2>/dev/null \
+		|| $(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	@$(PY) manage.py migrate --noinput -v 0
+	@$(PY) manage.py load_demo
+	@$(PY) manage.py ensure_admin
+	@echo "Slipway is at http://127.0.0.1:$(PORT)/"
+	@exec $(PY) manage.py serve --port $(PORT)
+
+# Browser tests drive Debian's Chromium; install it when missing (root on CI and dev machines).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ]; then (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null; \
+		else echo "Install Chromium for the browser tests: sudo apt-get install chromium"; fi; }
+
+test: $(STAMP) chromium
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) SLIPWAY_DATA_DIR=$(CURDIR)/var/test \
+		$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check . || true
+
+bench: $(STAMP)
+	DATABASE_URL= $(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) var

@@ -1,0 +1,75 @@
+"""API plumbing shared by every app: bearer tokens, scope checks for reads, pagination."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.utils import timezone
+from rest_framework import authentication, exceptions, permissions
+from rest_framework.pagination import PageNumberPagination
+
+from releases.models import ApiToken, Scope
+
+
+class BearerTokenAuthentication(authentication.BaseAuthentication):
+    """`Authorization: Bearer <token>`; the token acts as its user, narrowed by its scopes."""
+
+    keyword = "Bearer"
+
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).split()
+        if not header or header[0].lower() != self.keyword.lower().encode():
+            return None
+        if len(header) != 2:
+            raise exceptions.AuthenticationFailed("Malformed Authorization header: use 'Bearer <token>'.")
+        try:
+            key = header[1].decode()
+        except UnicodeDecodeError:
+            raise exceptions.AuthenticationFailed("Invalid token.") from None
+        token = authenticate_token(key)
+        if token is None:
+            raise exceptions.AuthenticationFailed("Invalid or revoked token.")
+        return token.user, token
+
+    def authenticate_header(self, request) -> str:
+        return self.keyword
+
+
+def authenticate_token(key: str) -> ApiToken | None:
+    token = (
+        ApiToken.objects.select_related("user", "environment__application")
+        .filter(key_hash=ApiToken.hash_key(key), revoked_at__isnull=True, user__is_active=True)
+        .first()
+    )
+    if token is not None:
+        now = timezone.now()
+        # Record use at most once a minute: a token used per request must not write per request.
+        if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1):
+            ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+    return token
+
+
+class HasScope(permissions.BasePermission):
+    """Authenticated, and a token must carry the view's read scope for reads.
+
+    Writes are checked by the service they call (scope, environment pin and role together).
+    """
+
+    message = "This token lacks the scope for this endpoint."
+
+    def has_permission(self, request, view) -> bool:
+        if not (request.user and request.user.is_authenticated):
+            return False
+        token = request.auth if isinstance(request.auth, ApiToken) else None
+        if token is None or request.method not in permissions.SAFE_METHODS:
+            return True
+        scope = getattr(view, "read_scope", Scope.RELEASES_READ)
+        if not token.has_scope(scope):
+            self.message = f"This token lacks the '{scope}' scope."
+            return False
+        return True
+
+
+class Pagination(PageNumberPagination):
+    page_size_query_param = "page_size"
+    max_page_size = 200

@@ -1,0 +1,109 @@
+"""Domain errors and the one place that turns them into responses.
+
+Services raise `SlipwayError` subclasses; the DRF exception handler answers the
+API with `{"code": …, "detail": …}` (validation errors keep DRF's field-keyed
+shape), and `DomainErrorMiddleware` renders the error page or htmx partial.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+
+class SlipwayError(Exception):
+    """Base for domain errors. Don't raise directly."""
+
+    status = 400
+    code = "invalid"
+
+    def __init__(self, detail: str, *, field: str | None = None, extra: dict[str, Any] | None = None):
+        super().__init__(detail)
+        self.detail = detail
+        self.field = field
+        self.extra = extra or {}
+
+    def as_json(self) -> dict[str, Any]:
+        if self.field:
+            # Field errors look like DRF's own: {"version": ["…"]}.
+            return {self.field: [self.detail], "code": self.code, **self.extra}
+        return {"code": self.code, "detail": self.detail, **self.extra}
+
+
+class Invalid(SlipwayError):
+    status, code = 400, "invalid"
+
+
+class NotFound(SlipwayError):
+    status, code = 404, "not_found"
+
+
+class Forbidden(SlipwayError):
+    status, code = 403, "forbidden"
+
+
+class Conflict(SlipwayError):
+    status, code = 409, "conflict"
+
+
+def api_exception_handler(exc: Exception, context: dict) -> Response | None:
+    if isinstance(exc, SlipwayError):
+        return Response(exc.as_json(), status=exc.status)
+    if isinstance(exc, RequestDataTooBig):
+        return Response(_too_big_body(), status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+    if isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied(str(exc) or None)
+    return exception_handler(exc, context)
+
+
+def _too_big_body() -> dict[str, str]:
+    limit = settings.API_MAX_BODY_BYTES
+    return {"code": "too_large", "detail": f"Request body is larger than {limit // 1024} KiB."}
+
+
+class BodySizeLimitMiddleware:
+    """413 before anything reads a body over the limit, for API and agent routes alike."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return JsonResponse({"code": "invalid", "detail": "Content-Length is not a number."}, status=400)
+        if length > settings.API_MAX_BODY_BYTES:
+            return JsonResponse(_too_big_body(), status=413)
+        return self.get_response(request)
+
+
+class DomainErrorMiddleware:
+    """Pages raise domain errors like services do; this renders them with their status."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not isinstance(exception, SlipwayError):
+            return None
+        if request.path.startswith(("/api/", "/ofrep/")):
+            return JsonResponse(exception.as_json(), status=exception.status)
+        template = "error.html#error"
+        if not getattr(request, "htmx", False):
+            template = "error.html"
+        response = render(request, template, {"error": exception}, status=exception.status)
+        if getattr(request, "htmx", False):
+            # Show the message in the page's error slot whatever the request targeted.
+            response["HX-Retarget"] = "#flash"
+            response["HX-Reswap"] = "innerHTML"
+        return response

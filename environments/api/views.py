@@ -1,0 +1,76 @@
+"""Environments of an application's pipeline."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from config.errors import NotFound
+from environments.models import Environment
+from environments.services import do_create_environment, do_update_environment
+from releases import selectors
+from releases.api.views import application_for
+from releases.models import SLUG_PATTERN
+from releases.permissions import Actor
+
+SLUG_MESSAGE = "Use 1–63 lowercase letters, digits and dashes, starting with a letter or digit."
+
+
+class EnvironmentIn(serializers.Serializer):
+    name = serializers.RegexField(SLUG_PATTERN, max_length=63, error_messages={"invalid": SLUG_MESSAGE})
+    position = serializers.IntegerField(min_value=0, max_value=10_000)
+    requires_approval = serializers.BooleanField(required=False, default=False)
+    description = serializers.CharField(max_length=2000, required=False, default="", allow_blank=True)
+
+
+class EnvironmentOut(serializers.ModelSerializer):
+    current_version = serializers.CharField(source="current_artifact.version", default=None)
+
+    class Meta:
+        model = Environment
+        fields = ["name", "position", "requires_approval", "description", "current_version", "created_at"]
+        read_only_fields = fields
+
+
+def environment_for(request: Request, slug: str, name: str) -> Environment:
+    application = application_for(request, slug)
+    environment = selectors.environments_of(application).filter(name=name).first()
+    if environment is None:
+        raise NotFound(f"No environment '{name}' in {slug}.")
+    environment.application = application
+    return environment
+
+
+class EnvironmentListView(generics.ListAPIView):
+    """The pipeline, in order. POST adds an environment (admin role)."""
+
+    serializer_class = EnvironmentOut
+
+    def get_queryset(self):
+        return selectors.environments_of(application_for(self.request, self.kwargs["slug"]))
+
+    @extend_schema(request=EnvironmentIn, responses={201: EnvironmentOut})
+    def post(self, request: Request, slug: str) -> Response:
+        application = application_for(request, slug)
+        data = EnvironmentIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        environment = do_create_environment(Actor.from_request(request), application, **data.validated_data)
+        return Response(EnvironmentOut(environment).data, status=201)
+
+
+class EnvironmentDetailView(APIView):
+    @extend_schema(responses=EnvironmentOut)
+    def get(self, request: Request, slug: str, name: str) -> Response:
+        return Response(EnvironmentOut(environment_for(request, slug, name)).data)
+
+    @extend_schema(request=EnvironmentIn(partial=True), responses=EnvironmentOut)
+    def patch(self, request: Request, slug: str, name: str) -> Response:
+        environment = environment_for(request, slug, name)
+        data = EnvironmentIn(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        changes = {k: v for k, v in data.validated_data.items() if k in request.data}
+        environment = do_update_environment(Actor.from_request(request), environment, **changes)
+        return Response(EnvironmentOut(environment).data)

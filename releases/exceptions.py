@@ -1,0 +1,5 @@
+from config.errors import Conflict
+
+
+class ArtifactConflict(Conflict):
+    code = "artifact_conflict"

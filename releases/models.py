@@ -1,0 +1,261 @@
+"""What runs: applications, their immutable artifacts and the changes they bring, who may act, and the audit trail."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from django.conf import settings
+from django.core.validators import RegexValidator
+from django.db import models
+from django.db.models.functions import Lower
+
+SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+SHA_PATTERN = r"^[0-9a-f]{40}$"
+VERSION_PATTERN = r"^\S{1,100}$"
+
+slug_validator = RegexValidator(SLUG_PATTERN, "Use 1–63 lowercase letters, digits and dashes, starting with a letter or digit.")
+sha_validator = RegexValidator(SHA_PATTERN, "Must be a 40-character lowercase hex commit sha.")
+
+
+class Application(models.Model):
+    slug = models.CharField(max_length=63, unique=True, validators=[slug_validator])
+    name = models.CharField(max_length=200)
+    repository_url = models.URLField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class Change(models.Model):
+    """A commit as CI reports it; stored once per application whatever number of artifacts bring it."""
+
+    application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="changes")
+    sha = models.CharField(max_length=40, validators=[sha_validator])
+    author = models.CharField(max_length=254, help_text="Login or email as CI reports it.")
+    title = models.CharField(max_length=500)
+    url = models.URLField(max_length=500, blank=True)
+    committed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["application", "sha"], name="change_unique_sha")]
+        ordering = ["committed_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.sha[:8]} {self.title}"
+
+
+class ArtifactImmutable(Exception):
+    pass
+
+
+class Artifact(models.Model):
+    """One build, promoted unchanged through every environment. Never updated once registered."""
+
+    application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="artifacts")
+    version = models.CharField(max_length=100, validators=[RegexValidator(VERSION_PATTERN, "No whitespace.")])
+    commit = models.CharField(max_length=40, validators=[sha_validator])
+    image = models.CharField(max_length=500, help_text="Image or package reference, e.g. an OCI reference with digest.")
+    build_url = models.URLField(max_length=500, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    changes = models.ManyToManyField(Change, related_name="artifacts", blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["application", "version"], name="artifact_unique_version")]
+        indexes = [models.Index(fields=["application", "-created_at", "-id"], name="artifact_newest")]
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.application_id}:{self.version}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise ArtifactImmutable(f"Artifact {self.version} is immutable.")
+        super().save(*args, **kwargs)
+
+
+class AuthorIdentity(models.Model):
+    """An extra login or email a team member commits under (username and email count already)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="author_identities")
+    identity = models.CharField(max_length=254)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(Lower("identity"), name="identity_unique_ci")]
+
+    def __str__(self) -> str:
+        return self.identity
+
+
+class Role(models.TextChoices):
+    VIEWER = "viewer", "Viewer"
+    DEVELOPER = "developer", "Developer"
+    RELEASE_MANAGER = "release_manager", "Release manager"
+    FLAG_EDITOR = "flag_editor", "Flag editor"
+    ADMIN = "admin", "Admin"
+
+
+class Membership(models.Model):
+    """A role on one application; a flag editor's role may be limited to one environment."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=20, choices=Role.choices)
+    environment = models.ForeignKey(
+        "environments.Environment", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "application", "role", "environment"], name="membership_unique"),
+            models.UniqueConstraint(fields=["user", "application", "role"], condition=models.Q(environment=None),
+                                    name="membership_unique_app_wide"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.role} on {self.application}"
+
+
+class Scope(models.TextChoices):
+    RELEASES_READ = "releases:read"
+    RELEASES_WRITE = "releases:write"
+    APPROVALS_WRITE = "approvals:write"
+    FLAGS_READ = "flags:read"
+    FLAGS_WRITE = "flags:write"
+    METRICS_WRITE = "metrics:write"
+    ADMIN = "admin"
+
+
+IMPLIED_BY = {Scope.RELEASES_READ: Scope.RELEASES_WRITE, Scope.FLAGS_READ: Scope.FLAGS_WRITE}
+
+
+class ApiToken(models.Model):
+    """A bearer token acting as its user, narrowed to scopes and optionally one environment. Only its hash is kept."""
+
+    PREFIX = "slw_"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    key_hash = models.CharField(max_length=64, unique=True)
+    hint = models.CharField(max_length=12, help_text="First characters, to recognise a token in lists.")
+    scopes = models.JSONField(default=list)
+    environment = models.ForeignKey(
+        "environments.Environment", null=True, blank=True, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.hint}…)"
+
+    @staticmethod
+    def hash_key(key: str) -> str:
+        return hashlib.sha256(key.encode()).hexdigest()
+
+    def has_scope(self, scope: str) -> bool:
+        # Writing implies reading the same things; admin implies everything.
+        return scope in self.scopes or Scope.ADMIN in self.scopes or IMPLIED_BY.get(scope, "") in self.scopes
+
+
+class AuditEvent(models.Model):
+    """Who did what to which object, with before/after; written in the transaction of the write itself."""
+
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    actor_label = models.CharField(max_length=200, help_text="Username, plus the token used, or 'system'.")
+    kind = models.CharField(max_length=80)
+    application = models.ForeignKey(Application, null=True, blank=True, on_delete=models.CASCADE, related_name="audit_events")
+    object_type = models.CharField(max_length=80)
+    object_id = models.CharField(max_length=80)
+    object_repr = models.CharField(max_length=200)
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    note = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["application", "-created_at"], name="audit_app_newest")]
+
+    def __str__(self) -> str:
+        return f"{self.actor_label} {self.kind} {self.object_repr}"
+
+
+class Release(models.Model):
+    """A request to put one artifact into one environment, and how it went.
+
+    The state machine lives in `TRANSITIONS`; only services move a release, one audited step at a time.
+    """
+
+    class Status(models.TextChoices):
+        PENDING_APPROVAL = "pending_approval"
+        APPROVED = "approved"
+        QUEUED = "queued"
+        DEPLOYING = "deploying"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        ROLLED_BACK = "rolled_back"
+        REJECTED = "rejected"
+        CANCELLED = "cancelled"
+        SUPERSEDED = "superseded"
+
+    class Kind(models.TextChoices):
+        DEPLOY = "deploy"
+        ROLLBACK = "rollback"
+        RECORDED = "recorded", "Recorded (deployed by another tool)"
+
+    application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="releases")
+    environment = models.ForeignKey("environments.Environment", on_delete=models.CASCADE, related_name="releases")
+    artifact = models.ForeignKey(Artifact, on_delete=models.PROTECT, related_name="releases")
+    previous_artifact = models.ForeignKey(
+        Artifact, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        help_text="What the environment ran when the release was asked for: the batch starts after it.",
+    )
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.DEPLOY)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING_APPROVAL, db_index=True)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="+")
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["environment", "status"], name="release_env_status")]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.artifact.version if self.artifact_id else '?'} → {self.environment_id}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED
+
+
+S = Release.Status
+TRANSITIONS: dict[str, frozenset[str]] = {
+    S.PENDING_APPROVAL: frozenset({S.APPROVED, S.REJECTED, S.CANCELLED, S.SUPERSEDED}),
+    S.APPROVED: frozenset({S.QUEUED, S.CANCELLED, S.SUPERSEDED}),
+    S.QUEUED: frozenset({S.DEPLOYING, S.CANCELLED, S.SUPERSEDED}),
+    S.DEPLOYING: frozenset({S.SUCCEEDED, S.FAILED, S.CANCELLED}),
+    S.SUCCEEDED: frozenset({S.ROLLED_BACK}),
+    S.FAILED: frozenset(),
+    S.ROLLED_BACK: frozenset(),
+    S.REJECTED: frozenset(),
+    S.CANCELLED: frozenset(),
+    S.SUPERSEDED: frozenset(),
+}
+FINISHED = frozenset({S.SUCCEEDED, S.FAILED, S.ROLLED_BACK, S.REJECTED, S.CANCELLED, S.SUPERSEDED})
+del S

@@ -1,0 +1,155 @@
+"""Who may do what, checked in services so the browser and the API cannot disagree.
+
+An `Actor` is a user, possibly narrowed by the API token they act through:
+a token adds scopes and may pin one environment; it never adds roles.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from config.errors import Forbidden
+from releases.models import ApiToken, Application, Membership, Role, Scope
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser
+
+    from environments.models import Environment
+
+
+class Permission(enum.StrEnum):
+    VIEW = "view"
+    REGISTER_ARTIFACT = "register_artifact"
+    MANAGE_ENVIRONMENTS = "manage_environments"
+    APPROVE_OWN = "approve_own"
+    APPROVE_FOR_OTHERS = "approve_for_others"
+    LOCK = "lock"
+    ROLLBACK = "rollback"
+    FORCE = "force"
+    READ_FLAGS = "read_flags"
+    EDIT_FLAGS = "edit_flags"
+    WRITE_METRICS = "write_metrics"
+    ADMIN = "admin"
+
+
+_DEVELOPER = {Permission.VIEW, Permission.READ_FLAGS, Permission.REGISTER_ARTIFACT, Permission.APPROVE_OWN,
+              Permission.WRITE_METRICS}
+ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
+    Role.VIEWER: frozenset({Permission.VIEW, Permission.READ_FLAGS}),
+    Role.DEVELOPER: frozenset(_DEVELOPER),
+    Role.RELEASE_MANAGER: frozenset(_DEVELOPER | {Permission.APPROVE_FOR_OTHERS, Permission.LOCK, Permission.ROLLBACK}),
+    Role.FLAG_EDITOR: frozenset({Permission.VIEW, Permission.READ_FLAGS, Permission.EDIT_FLAGS}),
+    Role.ADMIN: frozenset(Permission),
+}
+
+# The token scope each permission needs when the actor comes through a token.
+PERMISSION_SCOPE: dict[Permission, str] = {
+    Permission.VIEW: Scope.RELEASES_READ,
+    Permission.REGISTER_ARTIFACT: Scope.RELEASES_WRITE,
+    Permission.MANAGE_ENVIRONMENTS: Scope.RELEASES_WRITE,
+    Permission.APPROVE_OWN: Scope.APPROVALS_WRITE,
+    Permission.APPROVE_FOR_OTHERS: Scope.APPROVALS_WRITE,
+    Permission.LOCK: Scope.RELEASES_WRITE,
+    Permission.ROLLBACK: Scope.RELEASES_WRITE,
+    Permission.FORCE: Scope.RELEASES_WRITE,
+    Permission.READ_FLAGS: Scope.FLAGS_READ,
+    Permission.EDIT_FLAGS: Scope.FLAGS_WRITE,
+    Permission.WRITE_METRICS: Scope.METRICS_WRITE,
+    Permission.ADMIN: Scope.ADMIN,
+}
+READ_PERMISSIONS = frozenset({Permission.VIEW, Permission.READ_FLAGS})
+
+ROLE_LABELS = {
+    Permission.APPROVE_FOR_OTHERS: "release manager",
+    Permission.LOCK: "release manager",
+    Permission.ROLLBACK: "release manager",
+    Permission.FORCE: "admin",
+    Permission.MANAGE_ENVIRONMENTS: "admin",
+    Permission.ADMIN: "admin",
+    Permission.EDIT_FLAGS: "flag editor",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    user: AbstractBaseUser | None
+    token: ApiToken | None = None
+
+    @classmethod
+    def system(cls) -> Actor:
+        return cls(user=None)
+
+    @classmethod
+    def from_request(cls, request) -> Actor:
+        token = request.auth if isinstance(getattr(request, "auth", None), ApiToken) else None
+        return cls(user=request.user, token=token)
+
+    @property
+    def is_system(self) -> bool:
+        return self.user is None
+
+    @property
+    def label(self) -> str:
+        if self.user is None:
+            return "system"
+        if self.token is not None:
+            return f"{self.user.get_username()} (token {self.token.name})"
+        return self.user.get_username()
+
+    def has_scope(self, scope: str) -> bool:
+        return self.token is None or self.token.has_scope(scope)
+
+
+def roles_of(user, application: Application) -> list[Membership]:
+    return list(Membership.objects.filter(user=user, application=application))
+
+
+def can(actor: Actor, permission: Permission, application: Application,
+        environment: Environment | None = None) -> bool:
+    return _refusal(actor, permission, application, environment) is None
+
+
+def require(actor: Actor, permission: Permission, application: Application,
+            environment: Environment | None = None) -> None:
+    """Raise Forbidden naming what is missing: a scope, the token's environment, or a role."""
+    reason = _refusal(actor, permission, application, environment)
+    if reason is not None:
+        raise Forbidden(reason, extra={"permission": str(permission)})
+
+
+def _refusal(actor: Actor, permission: Permission, application: Application,
+             environment: Environment | None) -> str | None:
+    if actor.is_system:
+        return None
+    scope = PERMISSION_SCOPE[permission]
+    if not actor.has_scope(scope):
+        return f"This token lacks the '{scope}' scope."
+    if actor.token is not None and actor.token.environment_id is not None:
+        pinned = actor.token.environment
+        if pinned.application_id != application.pk:
+            return f"This token acts on {pinned.label} only."
+        if permission not in READ_PERMISSIONS and (environment is None or environment.pk != pinned.pk):
+            return f"This token acts on {pinned.label} only."
+    user = actor.user
+    if not user.is_authenticated or not user.is_active:
+        return "Log in first."
+    if user.is_superuser:
+        return None
+    for membership in roles_of(user, application):
+        if permission not in ROLE_PERMISSIONS[membership.role]:
+            continue
+        if membership.environment_id is None or (environment is not None and membership.environment_id == environment.pk):
+            return None
+    needed = ROLE_LABELS.get(permission, "developer" if permission not in READ_PERMISSIONS else "viewer")
+    where = f"{application.slug}/{environment.name}" if environment is not None else application.slug
+    return f"You need the {needed} role on {where}."
+
+
+def visible_applications(user):
+    """Applications a user may see: all for superusers, those with a membership otherwise."""
+    qs = Application.objects.all()
+    if user.is_superuser:
+        return qs
+    return qs.filter(memberships__user=user).distinct()

@@ -1,0 +1,130 @@
+"""Reads for pages and the API, each in a fixed number of queries."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from django.contrib.auth import get_user_model
+from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models.functions import Lower
+
+from environments.models import Environment
+from releases.models import Application, Artifact, AuditEvent, AuthorIdentity, Change
+from releases.permissions import visible_applications
+
+User = get_user_model()
+
+
+@dataclass(slots=True)
+class AuthorGroup:
+    author: str
+    user: object | None
+    changes: list[Change] = field(default_factory=list)
+
+    @property
+    def username(self) -> str | None:
+        return self.user.get_username() if self.user is not None else None
+
+
+def users_for_authors(authors: Iterable[str]) -> dict[str, object]:
+    """Map author strings (case-insensitive) to users by username, email or a linked identity: two queries."""
+    keys = {a.lower() for a in authors if a}
+    if not keys:
+        return {}
+    found: dict[str, object] = {}
+    users = User.objects.annotate(lusername=Lower("username"), lemail=Lower("email")).filter(
+        Q(lusername__in=keys) | Q(lemail__in=keys), is_active=True
+    )
+    for user in users:
+        for key in (user.lusername, user.lemail):
+            if key in keys:
+                found.setdefault(key, user)
+    links = AuthorIdentity.objects.annotate(lidentity=Lower("identity")).filter(lidentity__in=keys)
+    for link in links.select_related("user"):
+        found.setdefault(link.lidentity, link.user)
+    return found
+
+
+def group_by_author(changes: Iterable[Change], users: dict[str, object] | None = None) -> list[AuthorGroup]:
+    """Changes grouped by author in order of first appearance; unknown authors keep their own group.
+
+    Pass `users` (from `users_for_authors`) when grouping several lists, to resolve authors once.
+    """
+    changes = list(changes)
+    if users is None:
+        users = users_for_authors(c.author for c in changes)
+    groups: dict[object, AuthorGroup] = {}
+    for change in changes:
+        user = users.get(change.author.lower())
+        # One person committing under two identities is one group.
+        key = ("user", user.pk) if user is not None else ("author", change.author.lower())
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = AuthorGroup(author=change.author, user=user)
+        group.changes.append(change)
+    return list(groups.values())
+
+
+def applications_for(user) -> QuerySet[Application]:
+    return visible_applications(user).order_by("slug")
+
+
+def environments_of(application: Application) -> QuerySet[Environment]:
+    return Environment.objects.filter(application=application).select_related("current_artifact").order_by("position")
+
+
+def artifacts_of(application: Application) -> QuerySet[Artifact]:
+    return (
+        Artifact.objects.filter(application=application)
+        .select_related("created_by")
+        .annotate(change_count=Count("changes"))
+        .order_by("-created_at", "-id")
+    )
+
+
+def artifact_detail(application: Application, version: str) -> Artifact | None:
+    return (
+        Artifact.objects.filter(application=application, version=version)
+        .select_related("created_by", "application")
+        .prefetch_related(Prefetch("changes", queryset=Change.objects.order_by("committed_at", "id")))
+        .first()
+    )
+
+
+def overview(user) -> QuerySet[Application]:
+    """Applications with their pipeline (version running in each) and newest artifact: three queries."""
+    newest = Artifact.objects.filter(application=OuterRef("pk")).order_by("-created_at", "-id")
+    return (
+        applications_for(user)
+        .annotate(newest_version=Subquery(newest.values("version")[:1]),
+                  newest_created_at=Subquery(newest.values("created_at")[:1]))
+        .prefetch_related(Prefetch("environments", queryset=environments_of_all()))
+    )
+
+
+def environments_of_all() -> QuerySet[Environment]:
+    return Environment.objects.select_related("current_artifact").order_by("position")
+
+
+def application_page(application: Application, *, limit: int = 20) -> list[Artifact]:
+    """The newest artifacts, each with `author_groups`: four queries whatever the number of rows."""
+    artifacts = list(
+        Artifact.objects.filter(application=application)
+        .select_related("created_by")
+        .prefetch_related(Prefetch("changes", queryset=Change.objects.order_by("committed_at", "id")))
+        .order_by("-created_at", "-id")[:limit]
+    )
+    users = users_for_authors(c.author for a in artifacts for c in a.changes.all())
+    for artifact in artifacts:
+        artifact.author_groups = group_by_author(artifact.changes.all(), users)
+    return artifacts
+
+
+def audit_events(user, *, application: Application | None = None) -> QuerySet[AuditEvent]:
+    events = AuditEvent.objects.select_related("application", "actor").order_by("-created_at", "-id")
+    if application is not None:
+        return events.filter(application=application)
+    if user.is_superuser:
+        return events
+    return events.filter(application__in=visible_applications(user))

@@ -1,0 +1,93 @@
+import pytest
+from django.core.management import call_command
+
+from releases.models import ApiToken, AuditEvent
+from tests import factories
+
+
+@pytest.fixture
+def demo(db):
+    call_command("load_demo")
+
+
+@pytest.fixture
+def admin_client(client, admin_user):
+    client.force_login(admin_user)
+    return client
+
+
+def test_login_required(client, db):
+    response = client.get("/")
+    assert response.status_code == 302 and response["Location"].startswith("/login/")
+
+
+def test_overview_shows_versions(admin_client, demo):
+    page = admin_client.get("/").content.decode()
+    assert "Shop" in page and "staging" in page and "production" in page
+    assert "1.2.0" in page and "1.1.0" in page  # running in staging / production
+    assert "1.3.0" in page  # newest build
+
+
+def test_overview_query_count_is_constant(admin_client, demo, django_assert_num_queries):
+    admin_client.get("/")
+    with django_assert_num_queries(4) as ctx:  # session, user, applications, environments(+artifact)
+        admin_client.get("/")
+    for _ in range(8):
+        application = factories.ApplicationFactory()
+        for position in range(3):
+            factories.EnvironmentFactory(application=application, position=position,
+                                         current_artifact=factories.ArtifactFactory(application=application))
+    with django_assert_num_queries(len(ctx.captured_queries)):
+        assert admin_client.get("/").status_code == 200
+
+
+def test_application_page_groups_changes_by_author(admin_client, demo):
+    page = admin_client.get("/apps/shop/").content.decode()
+    assert "Faster checkout" in page and "dave@contractor.example" in page and "unlinked" in page
+
+
+def test_application_page_query_count_is_constant(admin_client, demo, django_assert_num_queries):
+    from releases.models import Application
+
+    shop = Application.objects.get(slug="shop")
+    admin_client.get("/apps/shop/")
+    with django_assert_num_queries(8) as ctx:
+        admin_client.get("/apps/shop/")
+    for n in range(10):
+        changes = [factories.ChangeFactory(application=shop, author=f"dev{n}-{i}") for i in range(5)]
+        factories.ArtifactFactory(application=shop, changes=changes)
+    with django_assert_num_queries(len(ctx.captured_queries)):
+        admin_client.get("/apps/shop/")
+
+
+def test_audit_page(admin_client, demo):
+    page = admin_client.get("/audit/").content.decode()
+    assert "artifact.registered" in page and "application.created" in page
+    partial = admin_client.get("/audit/?page=2", headers={"HX-Request": "true"}).content.decode()
+    assert partial.lstrip().startswith('<section id="events"')
+
+
+def test_audit_page_query_count(admin_client, demo, django_assert_num_queries):
+    admin_client.get("/audit/")
+    with django_assert_num_queries(4):  # session, user, count, page
+        admin_client.get("/audit/")
+
+
+def test_viewer_cannot_see_other_apps(client, demo):
+    stranger = factories.UserFactory(username="stranger")
+    client.force_login(stranger)
+    assert "Shop" not in client.get("/").content.decode()
+    assert client.get("/apps/shop/").status_code == 403
+
+
+def test_create_and_revoke_token_in_browser(client, user, demo):
+    client.force_login(user)
+    response = client.post("/tokens/", {"name": "laptop", "scopes": ["releases:read", "flags:read"]})
+    key = response.context["created_key"]
+    assert key.startswith("slw_") and key in response.content.decode()
+    token = ApiToken.objects.get(name="laptop")
+    assert token.key_hash == ApiToken.hash_key(key)
+    client.post(f"/tokens/{token.pk}/revoke/")
+    token.refresh_from_db()
+    assert token.revoked_at is not None
+    assert AuditEvent.objects.filter(kind__in=["token.created", "token.revoked"]).count() == 2

@@ -1,0 +1,77 @@
+from environments.models import Environment
+from releases.models import AuditEvent
+from tests import factories
+from tests.conftest import token_client
+
+URL = "/api/v1/applications/shop/environments/"
+
+
+def test_create_and_list_in_pipeline_order(ci, app):
+    assert ci.post(URL, {"name": "production", "position": 2, "requires_approval": True}, format="json").status_code == 201
+    response = ci.post(URL, {"name": "staging", "position": 1}, format="json")
+    assert response.status_code == 201
+    assert response.json() == {**response.json(), "name": "staging", "requires_approval": False, "current_version": None}
+    names = [e["name"] for e in ci.get(URL).json()["results"]]
+    assert names == ["staging", "production"]
+    assert AuditEvent.objects.filter(kind="environment.created").count() == 2
+
+
+def test_duplicate_name_or_position_conflicts(ci, app):
+    ci.post(URL, {"name": "staging", "position": 1}, format="json")
+    dup_name = ci.post(URL, {"name": "staging", "position": 5}, format="json")
+    dup_pos = ci.post(URL, {"name": "qa", "position": 1}, format="json")
+    assert (dup_name.status_code, dup_pos.status_code) == (409, 409)
+    assert "name" in dup_name.json() and "position" in dup_pos.json()
+    assert Environment.objects.count() == 1
+
+
+def test_bad_environment_input(ci, app):
+    for body, field in [({"name": "Prod", "position": 1}, "name"), ({"name": "prod"}, "position"),
+                        ({"name": "prod", "position": -1}, "position"), ({"name": "prod", "position": "x"}, "position"),
+                        ({"name": "prod", "position": 1, "requires_approval": "maybe"}, "requires_approval")]:
+        response = ci.post(URL, body, format="json")
+        assert response.status_code == 400 and field in response.json(), body
+    assert not Environment.objects.exists()
+
+
+def test_patch_environment(ci, app):
+    ci.post(URL, {"name": "staging", "position": 1}, format="json")
+    response = ci.patch(URL + "staging/", {"requires_approval": True}, format="json")
+    assert response.status_code == 200 and response.json()["requires_approval"] is True
+    event = AuditEvent.objects.get(kind="environment.updated")
+    assert event.before["requires_approval"] is False and event.after["requires_approval"] is True
+
+
+def test_developer_cannot_create_environments(app):
+    dev = factories.UserFactory(username="dev")
+    factories.MembershipFactory(user=dev, application=app, role="developer")
+    response = token_client(dev, "releases:write").post(URL, {"name": "qa", "position": 3}, format="json")
+    assert response.status_code == 403 and "admin role" in response.json()["detail"]
+
+
+def test_environment_restricted_token(app, user):
+    staging = factories.EnvironmentFactory(application=app, name="staging", position=1)
+    production = factories.EnvironmentFactory(application=app, name="production", position=2)
+    other_app = factories.ApplicationFactory(slug="other")
+    factories.MembershipFactory(user=user, application=other_app, role="admin")
+    client = token_client(user, "releases:read", "releases:write", environment=production)
+    assert client.patch(URL + "production/", {"description": "customers"}, format="json").status_code == 200
+    refused = client.patch(URL + "staging/", {"description": "x"}, format="json")
+    assert refused.status_code == 403 and "shop/production only" in refused.json()["detail"]
+    assert client.get(URL).status_code == 200  # reads of its own application are fine
+    assert client.get("/api/v1/applications/other/").status_code == 403
+    assert client.post(URL, {"name": "qa", "position": 3}, format="json").status_code == 403
+    staging.refresh_from_db()
+    assert staging.description == ""
+
+
+def test_environment_list_query_count(ci, app, django_assert_num_queries):
+    ci.post(URL, {"name": "e0", "position": 0}, format="json")
+    ci.get(URL)
+    with django_assert_num_queries(5) as ctx:  # token, application, role, count, page
+        ci.get(URL)
+    for n in range(1, 10):
+        factories.EnvironmentFactory(application=app, name=f"e{n}", position=n,
+                                     current_artifact=factories.ArtifactFactory(application=app))
+    with django_assert_num_queries(len(ctx.captured_queries)):
+        ci.get(URL)
