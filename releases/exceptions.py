@@ -3,3 +3,7 @@ from config.errors import Conflict
 
 class ArtifactConflict(Conflict):
     code = "artifact_conflict"
+
+
+class IllegalTransition(Conflict):
+    code = "illegal_transition"
