@@ -38,6 +38,7 @@ chromium:
 
 test: $(STAMP) chromium
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) SLIPWAY_DATA_DIR=$(CURDIR)/var/test \
+		SLIPWAY_FAST_PASSWORD_HASHING=1 \
 		$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
