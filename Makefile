@@ -43,7 +43,6 @@ test: $(STAMP) chromium
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
-	$(PY) -m ruff format --check . || true
 
 bench: $(STAMP)
 	DATABASE_URL= $(PY) bench/run.py
