@@ -17,7 +17,7 @@ os.environ.pop("DATABASE_URL", None)
 os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
 os.environ["SLIPWAY_FAST_PASSWORD_HASHING"] = "1"
 
-import django  # noqa: E402
+import django
 
 django.setup()
 

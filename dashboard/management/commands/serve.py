@@ -17,7 +17,7 @@ class Command(BaseCommand):
         stop = None if no_embedded else start_embedded_services(port=port)
         try:
             uvicorn.run("config.asgi:application", host=host, port=port, lifespan="off",
-                        log_level="info" if settings.DEBUG else "warning", ws="websockets")
+                        log_level="info" if settings.DEBUG else "warning", ws="websockets-sansio")
         finally:
             if stop is not None:
                 stop()
