@@ -4,9 +4,11 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from environments.api import views as environment_views
+from releases.api import release_views as rv
 from releases.api import views as release_views
 
 app_prefix = "applications/<slug:slug>/"
+env_prefix = app_prefix + "environments/<slug:name>/"
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
@@ -19,4 +21,17 @@ urlpatterns = [
     path(app_prefix + "artifacts/", release_views.ArtifactListView.as_view(), name="artifacts"),
     path(app_prefix + "artifacts/<path:version>/", release_views.ArtifactDetailView.as_view(), name="artifact"),
     path("identities/", release_views.IdentityView.as_view(), name="identities"),
+    path(app_prefix + "releases/", rv.ReleaseListView.as_view(), name="releases"),
+    path(app_prefix + "releases/<int:pk>/", rv.ReleaseDetailView.as_view(), name="release"),
+    path(app_prefix + "releases/<int:pk>/approvals/", rv.ApprovalView.as_view(), name="release-approvals"),
+    path(app_prefix + "releases/<int:pk>/force/", rv.ForceView.as_view(), name="release-force"),
+    path(app_prefix + "releases/<int:pk>/cancel/", rv.CancelView.as_view(), name="release-cancel"),
+    path(env_prefix + "rollback/", rv.RollbackView.as_view(), name="rollback"),
+    path(env_prefix + "deployments/", rv.DeploymentView.as_view(), name="deployments"),
+    path(env_prefix + "locks/", rv.LockListView.as_view(), name="locks"),
+    path(env_prefix + "locks/<int:pk>/", rv.LockDetailView.as_view(), name="lock"),
+    path(env_prefix + "freezes/", rv.FreezeListView.as_view(), name="freezes"),
+    path(env_prefix + "freezes/<int:pk>/", rv.FreezeDetailView.as_view(), name="freeze"),
+    path(app_prefix + "blockers/", rv.BlockerListView.as_view(), name="blockers"),
+    path(app_prefix + "blockers/<int:pk>/resolve/", rv.BlockerResolveView.as_view(), name="blocker-resolve"),
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 
 from releases.models import slug_validator
@@ -12,6 +13,17 @@ class Environment(models.Model):
     name = models.CharField(max_length=63, validators=[slug_validator])
     position = models.PositiveIntegerField(help_text="Place in the pipeline: lower ships first.")
     requires_approval = models.BooleanField(default=False)
+
+    class ApprovalPolicy(models.TextChoices):
+        AUTHORS = "authors", "Every author in the batch approves their own changes"
+        REVIEWERS = "reviewers", "N approvals from people outside the batch"
+        NONE = "none", "No approval"
+
+    approval_policy = models.CharField(max_length=10, choices=ApprovalPolicy.choices, default=ApprovalPolicy.AUTHORS)
+    required_approvals = models.PositiveSmallIntegerField(default=1, help_text="For the reviewers policy.")
+    auto_promote = models.BooleanField(default=False, help_text="Take every new artifact as soon as it can.")
+    pending_warn_hours = models.PositiveIntegerField(default=24, help_text="Warn when a batch waits longer.")
+    pending_warn_changes = models.PositiveIntegerField(default=20, help_text="Warn when a batch grows larger.")
     description = models.TextField(blank=True)
     current_artifact = models.ForeignKey(
         "releases.Artifact", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
@@ -32,3 +44,43 @@ class Environment(models.Model):
     @property
     def label(self) -> str:
         return f"{self.application.slug}/{self.name}"
+
+
+class Lock(models.Model):
+    """A person holds promotions to an environment until they unlock it."""
+
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="locks")
+    reason = models.TextField()
+    locked_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    released_at = models.DateTimeField(null=True, blank=True)
+    released_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"lock on {self.environment_id}: {self.reason[:40]}"
+
+
+class FreezeWindow(models.Model):
+    """No promotions inside the window: recurring (weekdays + times in a time zone) or one-off (start/end)."""
+
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="freezes")
+    reason = models.CharField(max_length=500)
+    # One-off range (UTC instants).
+    starts_at = models.DateTimeField(null=True, blank=True)
+    ends_at = models.DateTimeField(null=True, blank=True)
+    # Recurring: ISO weekdays (1 = Monday) and local times; end before start wraps past midnight.
+    weekdays = models.JSONField(default=list, blank=True)
+    start_time = models.TimeField(null=True, blank=True)
+    end_time = models.TimeField(null=True, blank=True)
+    timezone = models.CharField(max_length=64, default="UTC")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"freeze on {self.environment_id}: {self.reason[:40]}"

@@ -12,19 +12,20 @@ from releases import audit
 from releases.models import Application
 from releases.permissions import Actor, Permission, require
 
-EDITABLE_FIELDS = ("name", "position", "requires_approval", "description")
+EDITABLE_FIELDS = ("name", "position", "requires_approval", "description", "approval_policy", "required_approvals",
+                   "auto_promote", "pending_warn_hours", "pending_warn_changes")
 
 
 @transaction.atomic(durable=True)
 def do_create_environment(actor: Actor, application: Application, *, name: str, position: int,
-                          requires_approval: bool = False, description: str = "") -> Environment:
+                          **settings: Any) -> Environment:
     """Add an environment to an application's pipeline at a free position."""
     require(actor, Permission.MANAGE_ENVIRONMENTS, application)
     _check_free(application, name=name, position=position)
-    environment = Environment.objects.create(
-        application=application, name=name, position=position,
-        requires_approval=requires_approval, description=description,
-    )
+    unknown = set(settings) - set(EDITABLE_FIELDS)
+    if unknown:
+        raise TypeError(f"unknown environment settings: {sorted(unknown)}")
+    environment = Environment.objects.create(application=application, name=name, position=position, **settings)
     audit.record(actor, "environment.created", environment, application=application,
                  after=environment_state(environment))
     return environment
@@ -60,18 +61,3 @@ def _check_free(application: Application, *, exclude: int | None = None, name: s
     if position is not None and others.filter(position=position).exists():
         raise Conflict(f"Position {position} is taken in {application.slug}'s pipeline.", field="position")
 
-
-@transaction.atomic(durable=True)
-def do_record_deployment(actor: Actor, environment: Environment, artifact) -> Environment:
-    """Record that an artifact now runs in an environment (deployed by Slipway or another tool)."""
-    environment = Environment.objects.select_for_update(of=("self",)).select_related("application", "current_artifact").get(
-        pk=environment.pk
-    )
-    require(actor, Permission.ROLLBACK if environment.current_artifact else Permission.REGISTER_ARTIFACT,
-            environment.application, environment)
-    before = environment.current_artifact.version if environment.current_artifact else None
-    environment.current_artifact = artifact
-    environment.save(update_fields=["current_artifact"])
-    audit.record(actor, "deployment.recorded", environment, application=environment.application,
-                 before={"version": before}, after={"version": artifact.version})
-    return environment

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import hashlib
+import secrets
 from datetime import timedelta
 
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from environments.models import Environment
-from environments.services import do_create_environment, do_record_deployment
-from releases.models import Application, Artifact, Role
+from environments.services import do_create_environment
+from releases.models import Application, Artifact, Release, Role
 from releases.permissions import Actor
-from releases.services import ArtifactIn, ChangeIn, do_create_application, do_grant_role, do_register_artifact
+from releases.promotions import do_record_release, do_request_release
+from releases.services import (
+    ArtifactIn,
+    ChangeIn,
+    do_create_application,
+    do_grant_role,
+    do_link_identity,
+    do_register_artifact,
+)
 
 TEAM = [("alice", "alice@example.com"), ("bob", "bob@example.com"), ("carol", "carol@example.com")]
 
@@ -29,17 +38,21 @@ def _sha(text: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()
 
 
-def load_demo() -> Application:
+def load_demo() -> tuple[Application, dict[str, str]]:
+    """Load the demo; returns the application and the team's one-time passwords (random, shown once)."""
     system = Actor.system()
     User = get_user_model()
+    passwords = {}
     for username, email in TEAM:
         user, created = User.objects.get_or_create(username=username, defaults={"email": email})
         if created:
-            user.set_unusable_password()
+            passwords[username] = secrets.token_urlsafe(9)
+            user.set_password(passwords[username])
             user.save()
     app = do_create_application(system, slug="shop", name="Shop", repository_url="https://github.com/acme/shop")
     for username, _ in TEAM:
         do_grant_role(system, app, User.objects.get(username=username), Role.DEVELOPER)
+    do_link_identity(system, User.objects.get(username="alice"), "alice@users.noreply.github.com")
     staging = do_create_environment(system, app, name="staging", position=1,
                                     description="Takes every build CI registers.")
     production = do_create_environment(system, app, name="production", position=2, requires_approval=True,
@@ -58,6 +71,12 @@ def load_demo() -> Application:
             ),
         )
         do_register_artifact(system, app, data)
-    do_record_deployment(system, Environment.objects.get(pk=staging.pk), Artifact.objects.get(application=app, version="1.2.0"))
-    do_record_deployment(system, Environment.objects.get(pk=production.pk), Artifact.objects.get(application=app, version="1.1.0"))
-    return app
+    builds = {a.version: a for a in Artifact.objects.filter(application=app)}
+    for environment, versions in ((staging, ["1.0.0", "1.1.0", "1.2.0"]), (production, ["1.0.0", "1.1.0"])):
+        for version in versions:
+            do_record_release(system, Environment.objects.get(pk=environment.pk), artifact=builds[version],
+                              status=Release.Status.SUCCEEDED)
+    # The newest build waits in production for everyone whose change it carries.
+    do_request_release(system, app, environment=Environment.objects.get(pk=staging.pk), artifact=builds["1.3.0"])
+    do_request_release(system, app, environment=Environment.objects.get(pk=production.pk), artifact=builds["1.3.0"])
+    return app, passwords

@@ -223,6 +223,9 @@ class Release(models.Model):
         help_text="What the environment ran when the release was asked for: the batch starts after it.",
     )
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.DEPLOY)
+    forced_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                  related_name="+", help_text="An admin who forced it past what blocked it.")
+    superseded_by = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING_APPROVAL, db_index=True)
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                      related_name="+")
@@ -259,3 +262,49 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 }
 FINISHED = frozenset({S.SUCCEEDED, S.FAILED, S.ROLLED_BACK, S.REJECTED, S.CANCELLED, S.SUPERSEDED})
 del S
+
+
+class Approval(models.Model):
+    """One person's decision on a release: for their own author group, on behalf of an unlinked author, or as a reviewer."""
+
+    class Decision(models.TextChoices):
+        APPROVE = "approve"
+        REJECT = "reject"
+
+    release = models.ForeignKey(Release, on_delete=models.CASCADE, related_name="approvals")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="approvals")
+    decision = models.CharField(max_length=10, choices=Decision.choices)
+    comment = models.TextField(blank=True)
+    # The author groups this decision covers (lower-cased author keys); empty for a reviewer.
+    authors = models.JSONField(default=list)
+    on_behalf = models.BooleanField(default=False, help_text="A release manager decided for unlinked authors.")
+    carried_over = models.BooleanField(default=False, help_text="Kept from a superseded release: same changes.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [models.UniqueConstraint(fields=["release", "user"], name="approval_one_per_user")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} {self.decision} #{self.release_id}"
+
+
+class Blocker(models.Model):
+    """An open deploy-blocking issue (e.g. an incident): it stops promotions to the environments it names."""
+
+    application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="blockers")
+    title = models.CharField(max_length=300)
+    url = models.URLField(max_length=500, blank=True)
+    environments = models.ManyToManyField("environments.Environment", related_name="blockers")
+    source = models.CharField(max_length=20, default="api")
+    external_id = models.CharField(max_length=100, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.title

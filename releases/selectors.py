@@ -128,3 +128,14 @@ def audit_events(user, *, application: Application | None = None) -> QuerySet[Au
     if user.is_superuser:
         return events
     return events.filter(application__in=visible_applications(user))
+
+
+def releases_of(application: Application) -> QuerySet:
+    from releases.models import Approval, Release
+
+    return (
+        Release.objects.filter(application=application)
+        .select_related("environment", "artifact", "previous_artifact", "requested_by", "forced_by")
+        .prefetch_related(Prefetch("approvals", queryset=Approval.objects.select_related("user")))
+        .order_by("-created_at", "-id")
+    )

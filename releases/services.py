@@ -9,6 +9,7 @@ import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -97,7 +98,14 @@ def _register_artifact(actor: Actor, application: Application, data: ArtifactIn)
     changes = _store_changes(application, data.changes)
     artifact.changes.set(changes)
     audit.record(actor, "artifact.registered", artifact, application=application, after=_artifact_summary(data))
+    transaction.on_commit(partial(_auto_promote, artifact.pk))
     return artifact, True
+
+
+def _auto_promote(artifact_id: int) -> None:
+    from releases.dispatch import auto_promote
+
+    auto_promote(artifact_id)
 
 
 def _store_changes(application: Application, incoming: Iterable[ChangeIn]) -> list[Change]:

@@ -24,6 +24,12 @@ class EnvironmentIn(serializers.Serializer):
     position = serializers.IntegerField(min_value=0, max_value=10_000)
     requires_approval = serializers.BooleanField(required=False, default=False)
     description = serializers.CharField(max_length=2000, required=False, default="", allow_blank=True)
+    approval_policy = serializers.ChoiceField(choices=Environment.ApprovalPolicy.choices, required=False,
+                                              default=Environment.ApprovalPolicy.AUTHORS)
+    required_approvals = serializers.IntegerField(min_value=1, max_value=20, required=False, default=1)
+    auto_promote = serializers.BooleanField(required=False, default=False)
+    pending_warn_hours = serializers.IntegerField(min_value=1, max_value=24 * 365, required=False, default=24)
+    pending_warn_changes = serializers.IntegerField(min_value=1, max_value=100_000, required=False, default=20)
 
 
 class EnvironmentOut(serializers.ModelSerializer):
@@ -31,7 +37,8 @@ class EnvironmentOut(serializers.ModelSerializer):
 
     class Meta:
         model = Environment
-        fields = ["name", "position", "requires_approval", "description", "current_version", "created_at"]
+        fields = ["name", "position", "requires_approval", "description", "approval_policy", "required_approvals",
+                  "auto_promote", "pending_warn_hours", "pending_warn_changes", "current_version", "created_at"]
         read_only_fields = fields
 
 

@@ -14,5 +14,8 @@ class Command(BaseCommand):
         if Application.objects.exists() and not force:
             self.stdout.write("Applications exist already: demo data not loaded.")
             return
-        application = load_demo()
+        application, passwords = load_demo()
         self.stdout.write(self.style.SUCCESS(f"Loaded demo application '{application.slug}'."))
+        if passwords:
+            self.stdout.write("Demo team (one-time passwords, shown once): "
+                              + ", ".join(f"{name} / {password}" for name, password in passwords.items()))

@@ -1,0 +1,338 @@
+"""Releases, approvals, rollback, recorded deployments, locks, freeze windows and blockers."""
+
+from __future__ import annotations
+
+import zoneinfo
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics, serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from config.errors import NotFound
+from environments.api.views import environment_for
+from environments.models import Environment, FreezeWindow, Lock
+from releases import selectors
+from releases.api.views import application_for
+from releases.batches import approval_state, blocked_by, group_key, release_batch
+from releases.models import Approval, Artifact, Blocker, Release
+from releases.permissions import Actor
+from releases.promotions import (
+    do_cancel_release,
+    do_create_freeze,
+    do_decide,
+    do_delete_freeze,
+    do_force_release,
+    do_lock,
+    do_open_blocker,
+    do_record_release,
+    do_request_release,
+    do_resolve_blocker,
+    do_rollback,
+    do_unlock,
+)
+
+
+def artifact_for(application, version: str) -> Artifact:
+    artifact = Artifact.objects.filter(application=application, version=version).first()
+    if artifact is None:
+        raise NotFound(f"No artifact {version} in {application.slug}.", field="version")
+    return artifact
+
+
+def release_for(request: Request, slug: str, pk: int) -> Release:
+    application = application_for(request, slug)
+    release = selectors.releases_of(application).filter(pk=pk).first()
+    if release is None:
+        raise NotFound(f"No release #{pk} in {slug}.")
+    return release
+
+
+def release_out(release: Release) -> dict:
+    """A release with its batch grouped by author, each group's approval, and what blocks it."""
+    batch = release_batch(release)
+    approvals = list(release.approvals.all())
+    state = approval_state(release, batch, approvals)
+    return {
+        "id": release.pk,
+        "kind": release.kind,
+        "status": release.status,
+        "environment": release.environment.name,
+        "version": release.artifact.version,
+        "batch": {
+            "from_version": batch.from_version,
+            "to_version": batch.to_version,
+            "change_count": batch.change_count,
+            "authors": [{
+                "author": g.author,
+                "user": g.username,
+                "changes": [{"sha": c.sha, "title": c.title, "url": c.url} for c in g.changes],
+                "approval": _approval_out(state.by_group.get(group_key(g))),
+            } for g in batch.groups],
+        },
+        "approvals": [_approval_out(a) for a in approvals],
+        "blocked_by": blocked_by(release, approvals, batch),
+        "requested_by": release.requested_by.get_username() if release.requested_by else None,
+        "forced_by": release.forced_by.get_username() if release.forced_by else None,
+        "reason": release.reason,
+        "superseded_by": release.superseded_by_id,
+        "created_at": release.created_at,
+        "started_at": release.started_at,
+        "finished_at": release.finished_at,
+    }
+
+
+def _approval_out(approval: Approval | None) -> dict | None:
+    if approval is None:
+        return None
+    return {"user": approval.user.get_username(), "decision": approval.decision, "comment": approval.comment,
+            "on_behalf": approval.on_behalf, "carried_over": approval.carried_over, "created_at": approval.created_at}
+
+
+class ReleaseIn(serializers.Serializer):
+    environment = serializers.SlugField(max_length=63)
+    version = serializers.CharField(max_length=100)
+    reason = serializers.CharField(max_length=2000, required=False, default="", allow_blank=True)
+
+
+class ReleaseListView(APIView):
+    """Releases newest first; filter by `environment` and `status`. POST asks for a release."""
+
+    @extend_schema(parameters=[OpenApiParameter("environment", str), OpenApiParameter("status", str)])
+    def get(self, request: Request, slug: str) -> Response:
+        application = application_for(request, slug)
+        releases = selectors.releases_of(application)
+        if name := request.query_params.get("environment"):
+            releases = releases.filter(environment__name=name)
+        if status := request.query_params.get("status"):
+            if status not in Release.Status.values:
+                raise NotFound(f"Unknown status '{status}'.", field="status")
+            releases = releases.filter(status=status)
+        paginator = generics.GenericAPIView.pagination_class()
+        page = paginator.paginate_queryset(releases, request, view=self)
+        return paginator.get_paginated_response([release_out(r) for r in page])
+
+    @extend_schema(request=ReleaseIn)
+    def post(self, request: Request, slug: str) -> Response:
+        data = ReleaseIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        environment = environment_for(request, slug, data.validated_data["environment"])
+        artifact = artifact_for(environment.application, data.validated_data["version"])
+        release = do_request_release(Actor.from_request(request), environment.application, environment=environment,
+                                     artifact=artifact, reason=data.validated_data["reason"])
+        return Response(release_out(release_for(request, slug, release.pk)), status=201)
+
+
+class ReleaseDetailView(APIView):
+    def get(self, request: Request, slug: str, pk: int) -> Response:
+        return Response(release_out(release_for(request, slug, pk)))
+
+
+class DecisionIn(serializers.Serializer):
+    decision = serializers.ChoiceField(choices=Approval.Decision.choices)
+    comment = serializers.CharField(max_length=2000, required=False, default="", allow_blank=True)
+
+
+class ApprovalView(APIView):
+    """Approve or reject as yourself: 403 with nothing of yours to approve, 409 for a second decision."""
+
+    @extend_schema(request=DecisionIn)
+    def post(self, request: Request, slug: str, pk: int) -> Response:
+        release = release_for(request, slug, pk)
+        data = DecisionIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        do_decide(Actor.from_request(request), release.pk, **data.validated_data)
+        return Response(release_out(release_for(request, slug, pk)), status=201)
+
+
+class ReasonIn(serializers.Serializer):
+    reason = serializers.CharField(max_length=2000)
+
+
+class ForceView(APIView):
+    @extend_schema(request=ReasonIn)
+    def post(self, request: Request, slug: str, pk: int) -> Response:
+        release = release_for(request, slug, pk)
+        data = ReasonIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        do_force_release(Actor.from_request(request), release.pk, reason=data.validated_data["reason"])
+        return Response(release_out(release_for(request, slug, pk)))
+
+
+class CancelView(APIView):
+    def post(self, request: Request, slug: str, pk: int) -> Response:
+        release = release_for(request, slug, pk)
+        do_cancel_release(Actor.from_request(request), release.pk, reason=str(request.data.get("reason", ""))[:2000]
+                          if isinstance(request.data, dict) else "")
+        return Response(release_out(release_for(request, slug, pk)))
+
+
+class RollbackIn(serializers.Serializer):
+    version = serializers.CharField(max_length=100)
+    reason = serializers.CharField(max_length=2000)
+
+
+class RollbackView(APIView):
+    @extend_schema(request=RollbackIn)
+    def post(self, request: Request, slug: str, name: str) -> Response:
+        environment = environment_for(request, slug, name)
+        data = RollbackIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        release = do_rollback(Actor.from_request(request), environment,
+                              artifact=artifact_for(environment.application, data.validated_data["version"]),
+                              reason=data.validated_data["reason"])
+        return Response(release_out(release_for(request, slug, release.pk)), status=201)
+
+
+class DeploymentIn(serializers.Serializer):
+    version = serializers.CharField(max_length=100)
+    status = serializers.ChoiceField(choices=[Release.Status.SUCCEEDED, Release.Status.FAILED])
+
+
+class DeploymentView(APIView):
+    """Record a deployment another tool did."""
+
+    @extend_schema(request=DeploymentIn)
+    def post(self, request: Request, slug: str, name: str) -> Response:
+        environment = environment_for(request, slug, name)
+        data = DeploymentIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        release = do_record_release(Actor.from_request(request), environment, status=data.validated_data["status"],
+                                    artifact=artifact_for(environment.application, data.validated_data["version"]))
+        return Response(release_out(release_for(request, slug, release.pk)), status=201)
+
+
+class LockOut(serializers.ModelSerializer):
+    locked_by = serializers.CharField(source="locked_by.username", default=None)
+    released_by = serializers.CharField(source="released_by.username", default=None)
+
+    class Meta:
+        model = Lock
+        fields = ["id", "reason", "locked_by", "created_at", "released_at", "released_by"]
+        read_only_fields = fields
+
+
+class LockListView(generics.ListAPIView):
+    serializer_class = LockOut
+
+    def get_queryset(self):
+        environment = environment_for(self.request, self.kwargs["slug"], self.kwargs["name"])
+        return Lock.objects.filter(environment=environment).select_related("locked_by", "released_by")
+
+    @extend_schema(request=ReasonIn, responses={201: LockOut})
+    def post(self, request: Request, slug: str, name: str) -> Response:
+        environment = environment_for(request, slug, name)
+        data = ReasonIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        lock = do_lock(Actor.from_request(request), environment, reason=data.validated_data["reason"])
+        return Response(LockOut(lock).data, status=201)
+
+
+class LockDetailView(APIView):
+    def delete(self, request: Request, slug: str, name: str, pk: int) -> Response:
+        environment = environment_for(request, slug, name)
+        lock = Lock.objects.filter(environment=environment, pk=pk).first()
+        if lock is None:
+            raise NotFound(f"No lock #{pk} on {slug}/{name}.")
+        do_unlock(Actor.from_request(request), lock)
+        return Response(status=204)
+
+
+class FreezeIn(serializers.Serializer):
+    reason = serializers.CharField(max_length=500)
+    starts_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    ends_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    weekdays = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=7), required=False,
+                                     default=list, max_length=7)
+    start_time = serializers.TimeField(required=False, allow_null=True, default=None)
+    end_time = serializers.TimeField(required=False, allow_null=True, default=None)
+    timezone = serializers.CharField(max_length=64, required=False, default="UTC")
+
+    def validate_timezone(self, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise serializers.ValidationError(f"Unknown time zone '{value}'.") from None
+        return value
+
+
+class FreezeOut(serializers.ModelSerializer):
+    class Meta:
+        model = FreezeWindow
+        fields = ["id", "reason", "starts_at", "ends_at", "weekdays", "start_time", "end_time", "timezone", "created_at"]
+        read_only_fields = fields
+
+
+class FreezeListView(generics.ListAPIView):
+    serializer_class = FreezeOut
+
+    def get_queryset(self):
+        return FreezeWindow.objects.filter(
+            environment=environment_for(self.request, self.kwargs["slug"], self.kwargs["name"]))
+
+    @extend_schema(request=FreezeIn, responses={201: FreezeOut})
+    def post(self, request: Request, slug: str, name: str) -> Response:
+        environment = environment_for(request, slug, name)
+        data = FreezeIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = dict(data.validated_data)
+        values["timezone_name"] = values.pop("timezone")
+        window = do_create_freeze(Actor.from_request(request), environment, **values)
+        return Response(FreezeOut(window).data, status=201)
+
+
+class FreezeDetailView(APIView):
+    def delete(self, request: Request, slug: str, name: str, pk: int) -> Response:
+        environment = environment_for(request, slug, name)
+        window = FreezeWindow.objects.filter(environment=environment, pk=pk).first()
+        if window is None:
+            raise NotFound(f"No freeze window #{pk} on {slug}/{name}.")
+        do_delete_freeze(Actor.from_request(request), window)
+        return Response(status=204)
+
+
+class BlockerIn(serializers.Serializer):
+    title = serializers.CharField(max_length=300)
+    url = serializers.URLField(max_length=500, required=False, default="", allow_blank=True)
+    environments = serializers.ListField(child=serializers.SlugField(max_length=63), min_length=1, max_length=50)
+
+
+class BlockerOut(serializers.ModelSerializer):
+    environments = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
+
+    class Meta:
+        model = Blocker
+        fields = ["id", "title", "url", "environments", "source", "created_at", "resolved_at"]
+        read_only_fields = fields
+
+
+class BlockerListView(generics.ListAPIView):
+    serializer_class = BlockerOut
+
+    def get_queryset(self):
+        application = application_for(self.request, self.kwargs["slug"])
+        return Blocker.objects.filter(application=application).prefetch_related("environments")
+
+    @extend_schema(request=BlockerIn, responses={201: BlockerOut})
+    def post(self, request: Request, slug: str) -> Response:
+        application = application_for(request, slug)
+        data = BlockerIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        names = data.validated_data["environments"]
+        environments = list(Environment.objects.filter(application=application, name__in=names))
+        unknown = sorted(set(names) - {e.name for e in environments})
+        if unknown:
+            raise NotFound(f"No environment {', '.join(unknown)} in {slug}.", field="environments")
+        blocker = do_open_blocker(Actor.from_request(request), application, title=data.validated_data["title"],
+                                  url=data.validated_data["url"], environments=environments)
+        return Response(BlockerOut(blocker).data, status=201)
+
+
+class BlockerResolveView(APIView):
+    def post(self, request: Request, slug: str, pk: int) -> Response:
+        application = application_for(request, slug)
+        blocker = Blocker.objects.filter(application=application, pk=pk).first()
+        if blocker is None:
+            raise NotFound(f"No blocker #{pk} in {slug}.")
+        return Response(BlockerOut(do_resolve_blocker(Actor.from_request(request), blocker)).data)
