@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from environments.models import Environment
 from environments.services import do_create_environment
+from releases.dispatch import release_queued
 from releases.models import Application, Artifact, Release, Role
 from releases.permissions import Actor
 from releases.promotions import do_record_release, do_request_release
@@ -77,6 +78,7 @@ def load_demo() -> tuple[Application, dict[str, str]]:
             do_record_release(system, Environment.objects.get(pk=environment.pk), artifact=builds[version],
                               status=Release.Status.SUCCEEDED)
     # The newest build waits in production for everyone whose change it carries.
-    do_request_release(system, app, environment=Environment.objects.get(pk=staging.pk), artifact=builds["1.3.0"])
+    staged = do_request_release(system, app, environment=Environment.objects.get(pk=staging.pk), artifact=builds["1.3.0"])
+    release_queued(staged.pk)  # normally after commit; called here too so the demo loads in one go (reruns are no-ops)
     do_request_release(system, app, environment=Environment.objects.get(pk=production.pk), artifact=builds["1.3.0"])
     return app, passwords

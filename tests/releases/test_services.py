@@ -69,9 +69,10 @@ def test_create_api_token_rejects_unknown_environment(app, user):
         call_command("create_api_token", "--user", user.username, "--scope", "flags:read", "--environment", "shop/x")
 
 
-def test_demo_loads_once(db):
-    call_command("load_demo")
-    call_command("load_demo")
+def test_demo_loads_once(db, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("load_demo")
+        call_command("load_demo")
     shop = Application.objects.get()
     assert [e.name for e in shop.environments.order_by("position")] == ["staging", "production"]
     assert shop.artifacts.count() >= 3
