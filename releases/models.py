@@ -134,7 +134,8 @@ class Scope(models.TextChoices):
     ADMIN = "admin"
 
 
-IMPLIED_BY = {Scope.RELEASES_READ: Scope.RELEASES_WRITE, Scope.FLAGS_READ: Scope.FLAGS_WRITE}
+# Writing implies reading the same things; approving implies reading what you approve.
+IMPLIED_BY = {Scope.RELEASES_READ: {Scope.RELEASES_WRITE, Scope.APPROVALS_WRITE}, Scope.FLAGS_READ: {Scope.FLAGS_WRITE}}
 
 
 class ApiToken(models.Model):
@@ -165,8 +166,9 @@ class ApiToken(models.Model):
         return hashlib.sha256(key.encode()).hexdigest()
 
     def has_scope(self, scope: str) -> bool:
-        # Writing implies reading the same things; admin implies everything.
-        return scope in self.scopes or Scope.ADMIN in self.scopes or IMPLIED_BY.get(scope, "") in self.scopes
+        if scope in self.scopes or Scope.ADMIN in self.scopes:
+            return True
+        return any(implier in self.scopes for implier in IMPLIED_BY.get(scope, ()))
 
 
 class AuditEvent(models.Model):
