@@ -10,4 +10,11 @@ urlpatterns = [
     path("audit/", views.audit, name="audit"),
     path("tokens/", views.tokens, name="tokens"),
     path("tokens/<int:pk>/revoke/", views.revoke_token, name="revoke-token"),
+    path("approvals/", views.approvals_inbox, name="inbox"),
+    path("releases/<int:pk>/", views.release_detail, name="release"),
+    path("releases/<int:pk>/decide/", views.decide, name="decide"),
+    path("apps/<slug:slug>/env/<slug:name>/", views.environment_detail, name="environment"),
+    path("apps/<slug:slug>/env/<slug:name>/rollback/", views.rollback, name="rollback"),
+    path("apps/<slug:slug>/env/<slug:name>/lock/", views.lock_environment, name="lock"),
+    path("profile/", views.profile, name="profile"),
 ]

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django import forms
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
+from django.db.models import Prefetch
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from environments.models import Environment
+from config.errors import Invalid
+from environments.models import Environment, Lock
 from releases import selectors
-from releases.models import ApiToken, Application, Scope
-from releases.permissions import Actor, Permission, require
-from releases.services import do_create_api_token, do_revoke_api_token
+from releases.batches import approval_state, blocked_by, group_key, release_batch
+from releases.models import ApiToken, Application, Approval, Artifact, Release, Scope
+from releases.permissions import Actor, Permission, can, require
+from releases.promotions import do_decide, do_lock, do_rollback, do_unlock
+from releases.services import do_create_api_token, do_link_identity, do_revoke_api_token
 
 
 @login_required
@@ -29,6 +37,8 @@ def application_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "application": application,
         "environments": selectors.environments_of(application),
         "artifacts": selectors.application_page(application),
+        "waiting": selectors.releases_of(application).filter(status__in=[
+            Release.Status.PENDING_APPROVAL, Release.Status.APPROVED, Release.Status.QUEUED, Release.Status.DEPLOYING]),
     }
     return render(request, "dashboard/application.html", context)
 
@@ -78,3 +88,163 @@ def revoke_token(request: HttpRequest, pk: int) -> HttpResponse:
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     return render(request, "404.html", status=404)
+
+
+# --- releases ------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ReleaseCard:
+    release: Release
+    batch: object
+    state: object
+    blocked: list
+    mine: set
+
+    @property
+    def on_behalf(self) -> bool:
+        return any(k.startswith("author:") for k in self.mine)
+
+    @property
+    def covers(self) -> list[str]:
+        """Whose changes an approval here covers, as people read them."""
+        return [g.username or g.author for g in self.batch.groups if group_key(g) in self.mine]
+
+    @property
+    def waiting_long(self) -> bool:
+        """Batches must not pile up: warn once one waits longer than the environment allows."""
+        if self.release.status != Release.Status.PENDING_APPROVAL:
+            return False
+        age = timezone.now() - self.release.created_at
+        return age.total_seconds() > self.release.environment.pending_warn_hours * 3600
+
+    @property
+    def large(self) -> bool:
+        return self.batch.change_count > self.release.environment.pending_warn_changes
+
+    @property
+    def waiting_for_me(self) -> bool:
+        return self.release.status == Release.Status.PENDING_APPROVAL and bool(self.mine)
+
+
+def release_card(release: Release, user, users: dict | None = None) -> ReleaseCard:
+    batch = release_batch(release)
+    approvals = list(release.approvals.all())
+    state = approval_state(release, batch, approvals)
+    mine = {group_key(g) for g in batch.groups if g.user is not None and g.user.pk == user.pk}
+    already = any(a.user_id == user.pk for a in approvals)
+    if not already and release.environment.approval_policy == Environment.ApprovalPolicy.AUTHORS and can(
+            Actor(user), Permission.APPROVE_FOR_OTHERS, release.application, release.environment):
+        mine |= {k for k, v in state.by_group.items() if v is None and k.startswith("author:")}
+    if already:
+        mine = set()
+    return ReleaseCard(release, batch, state, blocked_by(release, approvals, batch), mine)
+
+
+@login_required
+def approvals_inbox(request: HttpRequest) -> HttpResponse:
+    pending = (Release.objects.filter(status=Release.Status.PENDING_APPROVAL,
+                                      application__in=selectors.applications_for(request.user))
+               .select_related("application", "environment", "artifact", "previous_artifact", "requested_by")
+               .prefetch_related(Prefetch("approvals", queryset=Approval.objects.select_related("user")))
+               .order_by("created_at"))
+    cards = [release_card(r, request.user) for r in pending]
+    cards.sort(key=lambda c: not c.waiting_for_me)
+    return render(request, "dashboard/inbox.html", {"cards": cards})
+
+
+@login_required
+def release_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    release = get_object_or_404(Release.objects.select_related(
+        "application", "environment", "artifact", "previous_artifact", "requested_by", "forced_by"), pk=pk)
+    require(Actor(request.user), Permission.VIEW, release.application)
+    context = {"card": release_card(release, request.user), "timeline": selectors.release_timeline(release)}
+    template = "dashboard/release.html#approvals" if request.htmx else "dashboard/release.html"
+    return render(request, template, context)
+
+
+class DecisionForm(forms.Form):
+    decision = forms.ChoiceField(choices=Approval.Decision.choices)
+    comment = forms.CharField(max_length=2000, required=False)
+
+
+@login_required
+@require_POST
+def decide(request: HttpRequest, pk: int) -> HttpResponse:
+    release = get_object_or_404(Release.objects.select_related("application"), pk=pk)
+    form = DecisionForm(request.POST)
+    if not form.is_valid():
+        raise Invalid("Choose approve or reject.", field="decision")
+    do_decide(Actor(request.user), release.pk, **form.cleaned_data)
+    if request.htmx:
+        release = Release.objects.select_related("application", "environment", "artifact", "previous_artifact",
+                                                 "requested_by", "forced_by").get(pk=pk)
+        target = request.POST.get("partial") or "approvals"
+        return render(request, f"dashboard/release.html#{'card' if target == 'card' else 'approvals'}",
+                      {"card": release_card(release, request.user), "timeline": selectors.release_timeline(release)})
+    return redirect("dashboard:release", pk=pk)
+
+
+@login_required
+def environment_detail(request: HttpRequest, slug: str, name: str) -> HttpResponse:
+    environment = get_object_or_404(Environment.objects.select_related("application", "current_artifact"),
+                                    application__slug=slug, name=name)
+    require(Actor(request.user), Permission.VIEW, environment.application)
+    history = list(selectors.releases_of(environment.application).filter(environment=environment)[:50])
+    good = {r.artifact_id for r in history if r.status in (Release.Status.SUCCEEDED, Release.Status.ROLLED_BACK)}
+    rollback_targets = []
+    seen = set()
+    for release in history:
+        if release.artifact_id in good and release.artifact_id != environment.current_artifact_id \
+                and release.artifact_id not in seen:
+            seen.add(release.artifact_id)
+            rollback_targets.append(release.artifact)
+    context = {
+        "environment": environment, "history": history, "rollback_targets": rollback_targets,
+        "locks": environment.locks.filter(released_at__isnull=True).select_related("locked_by"),
+        "can_rollback": can(Actor(request.user), Permission.ROLLBACK, environment.application, environment),
+    }
+    return render(request, "dashboard/environment.html", context)
+
+
+@login_required
+@require_POST
+def rollback(request: HttpRequest, slug: str, name: str) -> HttpResponse:
+    environment = get_object_or_404(Environment.objects.select_related("application"), application__slug=slug,
+                                    name=name)
+    artifact = get_object_or_404(Artifact, application=environment.application, version=request.POST.get("version"))
+    reason = (request.POST.get("reason") or "").strip()
+    if not reason:
+        raise Invalid("Say why you roll back: it goes into the history.", field="reason")
+    release = do_rollback(Actor(request.user), environment, artifact=artifact, reason=reason[:2000])
+    messages.success(request, f"Rolling {environment.name} back to {artifact.version}.")
+    return redirect("dashboard:release", pk=release.pk)
+
+
+@login_required
+@require_POST
+def lock_environment(request: HttpRequest, slug: str, name: str) -> HttpResponse:
+    environment = get_object_or_404(Environment.objects.select_related("application"), application__slug=slug,
+                                    name=name)
+    if request.POST.get("unlock"):
+        do_unlock(Actor(request.user), get_object_or_404(Lock, pk=request.POST["unlock"], environment=environment))
+    else:
+        reason = (request.POST.get("reason") or "").strip()
+        if not reason:
+            raise Invalid("Give a reason for the lock.", field="reason")
+        do_lock(Actor(request.user), environment, reason=reason[:2000])
+    return redirect("dashboard:environment", slug=slug, name=name)
+
+
+class IdentityForm(forms.Form):
+    identity = forms.CharField(max_length=254, widget=forms.TextInput(attrs={"placeholder": "alice@users.noreply.github.com"}))
+
+
+@login_required
+def profile(request: HttpRequest) -> HttpResponse:
+    form = IdentityForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        do_link_identity(Actor(request.user), request.user, form.cleaned_data["identity"])
+        return redirect("dashboard:profile")
+    return render(request, "dashboard/profile.html",
+                  {"form": form, "identities": request.user.author_identities.all()})

@@ -139,3 +139,7 @@ def releases_of(application: Application) -> QuerySet:
         .prefetch_related(Prefetch("approvals", queryset=Approval.objects.select_related("user")))
         .order_by("-created_at", "-id")
     )
+
+
+def release_timeline(release) -> QuerySet[AuditEvent]:
+    return AuditEvent.objects.filter(object_type="releases.release", object_id=str(release.pk)).order_by("created_at", "id")

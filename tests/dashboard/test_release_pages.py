@@ -1,0 +1,122 @@
+import pytest
+from django.core.management import call_command
+
+from releases.models import Release
+from tests import factories
+from tests.dashboard.test_browser import ARGS, CHROMIUM
+
+
+@pytest.fixture
+def demo(db, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("load_demo")
+    return Release.objects.get(status="pending_approval")
+
+
+def login(client, name):
+    from django.contrib.auth import get_user_model
+
+    client.force_login(get_user_model().objects.get(username=name))
+    return client
+
+
+def test_inbox_shows_my_batch_first_with_my_changes(client, demo):
+    page = login(client, "alice").get("/approvals/").content.decode()
+    assert "Faster checkout" in page and "Approve my changes" in page
+    assert 'class="author-group mine"' in page
+
+
+def test_approve_in_place_with_htmx(client, demo, django_capture_on_commit_callbacks):
+    login(client, "alice")
+    response = client.post(f"/releases/{demo.pk}/decide/", {"decision": "approve", "comment": "lgtm", "partial": "card"},
+                           headers={"HX-Request": "true"})
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert html.lstrip().startswith('<section class="card release-card') and "alice approved" in html
+    again = client.post(f"/releases/{demo.pk}/decide/", {"decision": "approve"}, headers={"HX-Request": "true"})
+    assert again.status_code == 409 and "decided" in again.content.decode()
+
+
+def _grow(release, authors, changes_each):
+    app = release.application
+    changes = [factories.ChangeFactory(application=app, author=f"dev{a}") for a in range(authors)
+               for _ in range(changes_each)]
+    for change in changes:
+        release.artifact.changes.add(change)
+
+
+def test_inbox_and_release_page_query_counts_are_constant(client, demo, django_assert_num_queries):
+    login(client, "alice")
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def count(url):
+        client.get(url)
+        with CaptureQueriesContext(connection) as ctx:
+            assert client.get(url).status_code == 200
+        return len(ctx.captured_queries)
+
+    before = count("/approvals/"), count(f"/releases/{demo.pk}/")
+    _grow(demo, authors=15, changes_each=4)
+    assert (count("/approvals/"), count(f"/releases/{demo.pk}/")) == before
+
+
+def test_environment_page_rolls_back_with_confirmation(client, demo, django_capture_on_commit_callbacks):
+    from django.contrib.auth import get_user_model
+
+    admin = get_user_model().objects.create_superuser("root", password="x-long-password")
+    client.force_login(admin)
+    page = client.get("/apps/shop/env/production/").content.decode()
+    assert "Roll back to 1.0.0" in page and "confirm(" in page
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post("/apps/shop/env/production/rollback/", {"version": "1.0.0", "reason": "errors"})
+    assert response.status_code == 302
+    assert Release.objects.filter(kind="rollback", status="succeeded").exists()
+    assert client.post("/apps/shop/env/production/rollback/", {"version": "1.1.0", "reason": ""}).status_code == 400
+
+
+def test_developer_cannot_roll_back_in_browser(client, demo):
+    login(client, "bob")
+    assert client.post("/apps/shop/env/production/rollback/", {"version": "1.0.0", "reason": "x"}).status_code == 403
+
+
+@pytest.mark.browser
+def test_two_authors_approve_in_the_browser_and_the_release_moves_on(live_slipway):
+    from django.contrib.auth import get_user_model
+    from playwright.sync_api import sync_playwright
+
+    from environments.models import Environment
+    from releases.permissions import Actor
+    from releases.promotions import do_request_release
+    from releases.services import do_grant_role
+
+    User = get_user_model()
+    app = factories.ApplicationFactory(slug="shop", name="Shop")
+    staging = factories.EnvironmentFactory(application=app, name="staging", position=1)
+    production = factories.EnvironmentFactory(application=app, name="production", position=2, requires_approval=True)
+    for name in ("ann", "ben"):
+        do_grant_role(Actor.system(), app, User.objects.create_user(name, password=f"{name}-password-1"), "developer")
+    changes = [factories.ChangeFactory(application=app, author=a) for a in ("ann", "ben")]
+    artifact = factories.ArtifactFactory(application=app, version="2.0.0", changes=changes)
+    Release.objects.create(application=app, environment=staging, artifact=artifact, kind="recorded", status="succeeded")
+    release = do_request_release(Actor.system(), app, environment=Environment.objects.get(pk=production.pk),
+                                 artifact=artifact)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        for name in ("ann", "ben"):
+            page = browser.new_context().new_page()
+            page.goto(live_slipway.url + "/approvals/")
+            page.get_by_label("Username").fill(name)
+            page.get_by_label("Password").fill(f"{name}-password-1")
+            page.keyboard.press("Enter")
+            page.wait_for_url(lambda url: "/login/" not in url)
+            card = page.locator(f"#release-{release.pk}")
+            card.locator(".author-group.mine").get_by_text(name).wait_for()
+            card.get_by_label("Comment").fill(f"{name} is happy")
+            card.get_by_role("button", name="Approve my changes").click()
+            page.locator(f"#release-{release.pk} .badge", has_text=f"{name} approved").wait_for()
+        page.goto(live_slipway.url + f"/releases/{release.pk}/")
+        page.locator("[data-status=succeeded]").wait_for(timeout=10_000)
+        browser.close()
+    production.refresh_from_db()
+    assert production.current_artifact == artifact
