@@ -4,6 +4,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from environments.api import views as environment_views
+from releases.api import hook_views
 from releases.api import release_views as rv
 from releases.api import views as release_views
 
@@ -33,5 +34,8 @@ urlpatterns = [
     path(env_prefix + "freezes/", rv.FreezeListView.as_view(), name="freezes"),
     path(env_prefix + "freezes/<int:pk>/", rv.FreezeDetailView.as_view(), name="freeze"),
     path(app_prefix + "blockers/", rv.BlockerListView.as_view(), name="blockers"),
+    path(app_prefix + "github/", hook_views.GitHubConfigView.as_view(), name="github"),
+    path(app_prefix + "notification-hooks/", hook_views.NotificationHookListView.as_view(), name="notification-hooks"),
+    path("webhooks/github/<slug:slug>/", hook_views.GitHubWebhookView.as_view(), name="github-webhook"),
     path(app_prefix + "blockers/<int:pk>/resolve/", rv.BlockerResolveView.as_view(), name="blocker-resolve"),
 ]

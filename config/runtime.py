@@ -10,14 +10,14 @@ from django.conf import settings
 log = logging.getLogger(__name__)
 
 # Each later capability adds a starter here: fn(port) -> stop callable.
-STARTERS: list[str] = []
+STARTERS: list[str] = ["config.worker.start_in_process_worker"]
 
 
 def start_embedded_services(*, port: int) -> Callable[[], None]:
     from django.utils.module_loading import import_string
 
     stops = []
-    if settings.CELERY_IN_PROCESS or settings.DEBUG:
+    if settings.CELERY_IN_PROCESS:
         for path in STARTERS:
             stops.append(import_string(path)(port=port))
 

@@ -10,6 +10,7 @@ from environments.models import Environment
 from releases import audit
 from releases.exceptions import IllegalTransition
 from releases.models import TRANSITIONS, Release
+from releases.notifications import notify_on_commit
 from releases.permissions import Actor
 
 STARTED = {Release.Status.DEPLOYING}
@@ -40,6 +41,7 @@ def transition(actor: Actor, release: Release, to: str, *, note: str = "") -> Re
         Environment.objects.filter(pk=release.environment_id).update(current_artifact_id=release.artifact_id)
     audit.record(actor, f"release.{to}", release, application=release.application,
                  before={"status": before}, after={"status": to}, note=note)
+    notify_on_commit(release)
     publish_on_commit(f"release.{release.pk}", "release.changed", release_id=release.pk)
     publish_on_commit(f"environment.{release.environment_id}", "environment.changed",
                       environment_id=release.environment_id)

@@ -310,3 +310,31 @@ class Blocker(models.Model):
 
     def __str__(self) -> str:
         return self.title
+
+
+class NotificationHook(models.Model):
+    """A Slack-compatible incoming-webhook URL told about an application's releases."""
+
+    EVENTS = ("waiting", "approved", "rejected", "deploying", "succeeded", "failed", "rolled_back")
+
+    application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="notification_hooks")
+    url = models.URLField(max_length=500)
+    events = models.JSONField(default=list, blank=True, help_text="Empty: every event.")
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_status = models.CharField(max_length=200, blank=True)
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class GitHubHook(models.Model):
+    """Inbound GitHub webhooks for one application: pushes register changes, labelled issues block deploys."""
+
+    application = models.OneToOneField(Application, on_delete=models.CASCADE, related_name="github_hook")
+    secret = models.CharField(max_length=200, help_text="The webhook's shared secret (HMAC SHA-256).")
+    blocker_label = models.CharField(max_length=100, default="deploy-blocker")
+    blocker_environments = models.JSONField(default=list, blank=True, help_text="Environment names; empty: all.")
+
+    def __str__(self) -> str:
+        return f"GitHub hook for {self.application_id}"

@@ -27,6 +27,7 @@ from releases.batches import (
 )
 from releases.lifecycle import transition
 from releases.models import Application, Approval, Artifact, Blocker, Release
+from releases.notifications import notify_on_commit
 from releases.permissions import Actor, Permission, can, require
 
 OPEN = (Release.Status.PENDING_APPROVAL, Release.Status.APPROVED, Release.Status.QUEUED)
@@ -87,7 +88,9 @@ def _request(actor: Actor, environment: Environment, artifact: Artifact, reason:
                  after={"environment": environment.name, "version": artifact.version,
                         "from_version": environment.current_artifact.version if environment.current_artifact else None})
     _supersede_open(actor, release)
-    if not needs_approval(environment):
+    if needs_approval(environment):
+        notify_on_commit(release)
+    else:
         transition(actor, release, Release.Status.APPROVED, note="No approval needed here.")
     return _advance(actor, release)
 

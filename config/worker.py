@@ -1,0 +1,64 @@
+"""The embedded runtime's Celery worker: a thread inside the web process consuming the `memory://` broker.
+
+Each task still runs as its own task, off the request that enqueued it. Production runs real workers
+(`celery -A config worker -B`) on RabbitMQ or Redis instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+
+
+def start_in_process_worker(*, port: int) -> Callable[[], None]:
+    from celery.contrib.testing.worker import start_worker
+
+    from config.celery import app
+
+    ready = threading.Event()
+    stop = threading.Event()
+
+    def run() -> None:
+        with start_worker(app, pool="solo", concurrency=1, perform_ping_check=False, loglevel="WARNING",
+                          shutdown_timeout=10):
+            ready.set()
+            stop.wait()
+
+    thread = threading.Thread(target=run, name="celery-in-process", daemon=True)
+    thread.start()
+    ready.wait(timeout=30)
+    log.info("in-process Celery worker running")
+    periodic = _start_periodic(stop)
+
+    def shutdown() -> None:
+        stop.set()
+        thread.join(timeout=15)
+        periodic.join(timeout=5)
+
+    return shutdown
+
+
+def _start_periodic(stop: threading.Event) -> threading.Thread:
+    """Celery beat's job in the embedded runtime: enqueue the periodic tasks on their schedule."""
+    from django.conf import settings
+
+    from config.celery import app
+
+    def loop() -> None:
+        schedule = {name: entry for name, entry in settings.CELERY_BEAT_SCHEDULE.items()}
+        ticks = 0
+        while not stop.wait(1):
+            ticks += 1
+            for entry in schedule.values():
+                if ticks % int(entry["schedule"]) == 0:
+                    try:
+                        app.send_task(entry["task"])
+                    except Exception:  # a failed enqueue is retried on the next tick
+                        log.exception("periodic task %s not enqueued", entry["task"])
+
+    thread = threading.Thread(target=loop, name="slipway-periodic", daemon=True)
+    thread.start()
+    return thread

@@ -1,0 +1,87 @@
+"""GitHub's inbound webhook (HMAC-verified) and the configuration of inbound and outgoing hooks."""
+
+from __future__ import annotations
+
+import json
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from config.errors import Invalid, NotFound
+from releases.api.views import application_for
+from releases.models import Application, GitHubHook, NotificationHook
+from releases.permissions import Actor
+from releases.webhooks import (
+    do_add_notification_hook,
+    do_configure_github,
+    handle_github_event,
+    verify_signature,
+)
+
+
+class GitHubWebhookView(APIView):
+    """`POST /api/v1/webhooks/github/<slug>/`: GitHub signs the body; a bad signature is a 401 and stores nothing."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    def post(self, request: Request, slug: str) -> Response:
+        application = Application.objects.filter(slug=slug).first()
+        if application is None:
+            raise NotFound(f"No application '{slug}'.")
+        body = request.body
+        verify_signature(GitHubHook.objects.filter(application=application).first(), body,
+                         request.headers.get("X-Hub-Signature-256", ""))
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            raise Invalid("The body is not JSON.", field="payload") from None
+        return Response(handle_github_event(application, request.headers.get("X-GitHub-Event", ""), payload))
+
+
+class GitHubConfigIn(serializers.Serializer):
+    secret = serializers.CharField(min_length=16, max_length=200)
+    blocker_label = serializers.CharField(max_length=100, required=False, default="deploy-blocker")
+    blocker_environments = serializers.ListField(child=serializers.SlugField(max_length=63), required=False,
+                                                 default=list, max_length=50)
+
+
+class GitHubConfigView(APIView):
+    @extend_schema(request=GitHubConfigIn)
+    def put(self, request: Request, slug: str) -> Response:
+        application = application_for(request, slug)
+        data = GitHubConfigIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        hook = do_configure_github(Actor.from_request(request), application, **data.validated_data)
+        return Response({"blocker_label": hook.blocker_label, "blocker_environments": hook.blocker_environments,
+                         "url": f"/api/v1/webhooks/github/{slug}/"})
+
+
+class NotificationHookIn(serializers.Serializer):
+    url = serializers.URLField(max_length=500)
+    events = serializers.ListField(child=serializers.CharField(max_length=20), required=False, default=list)
+
+
+class NotificationHookOut(serializers.ModelSerializer):
+    class Meta:
+        model = NotificationHook
+        fields = ["id", "url", "events", "active", "last_status", "created_at"]
+        read_only_fields = fields
+
+
+class NotificationHookListView(APIView):
+    def get(self, request: Request, slug: str) -> Response:
+        application = application_for(request, slug)
+        return Response(NotificationHookOut(application.notification_hooks.all(), many=True).data)
+
+    @extend_schema(request=NotificationHookIn, responses={201: NotificationHookOut})
+    def post(self, request: Request, slug: str) -> Response:
+        application = application_for(request, slug)
+        data = NotificationHookIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        hook = do_add_notification_hook(Actor.from_request(request), application, **data.validated_data)
+        return Response(NotificationHookOut(hook).data, status=201)
