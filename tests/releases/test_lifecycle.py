@@ -24,7 +24,7 @@ def test_legal_path_to_success_moves_current_version(release, django_capture_on_
     assert release.environment.current_artifact == release.artifact
     assert list(AuditEvent.objects.filter(kind__startswith="release.").values_list("kind", flat=True).order_by("id")) == [
         "release.approved", "release.queued", "release.deploying", "release.succeeded"]
-    assert len(callbacks) == 8  # release + environment group per step
+    assert len(callbacks) == 11  # release + environment groups per step, notifications but for queued
 
 
 @pytest.mark.parametrize("start,to", [
