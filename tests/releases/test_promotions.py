@@ -320,3 +320,46 @@ def test_racing_approvals_and_promotions(team, pipeline, shipped):
         t.join(timeout=30)
     open_releases = Release.objects.filter(environment=pipeline[1], status__in=["pending_approval", "approved", "queued"])
     assert open_releases.count() == 1  # one open release of 1.2.0; the racing twin superseded it or was superseded
+
+
+def test_release_held_by_a_freeze_starts_when_it_ends(app, team, pipeline, shipped, django_capture_on_commit_callbacks):
+    from releases.promotions import recheck_all
+
+    staging, _ = pipeline
+    FreezeWindow.objects.create(environment=staging, reason="launch", starts_at=datetime(2026, 11, 27, tzinfo=UTC),
+                                ends_at=datetime(2026, 11, 28, tzinfo=UTC))
+    v12 = build(app, "1.2.0", ["carol"])
+    with time_machine.travel(datetime(2026, 11, 27, 12, tzinfo=UTC), tick=False):
+        release = do_request_release(Actor(team["boss"]), app, environment=staging, artifact=v12)
+        recheck_all()
+        assert Release.objects.get(pk=release.pk).status == "approved"
+    with time_machine.travel(datetime(2026, 11, 28, 0, 0, 1, tzinfo=UTC), tick=False), \
+            django_capture_on_commit_callbacks(execute=True):
+        recheck_all()
+    assert Release.objects.get(pk=release.pk).status == "succeeded"
+
+
+def test_auto_promote_takes_new_builds(app, team, pipeline, django_capture_on_commit_callbacks):
+    staging, _ = pipeline
+    staging.auto_promote = True
+    staging.save()
+    ci = token_client(team["boss"], "releases:write")
+    body = {"version": "3.0.0", "commit": sha("c3"), "image": "registry.example.com/shop:3",
+            "changes": [{"sha": sha("x3"), "author": "alice", "title": "New"}]}
+    with django_capture_on_commit_callbacks(execute=True):
+        assert ci.post(f"{API}/artifacts/", body, format="json").status_code == 201
+    staging.refresh_from_db()
+    assert staging.current_artifact.version == "3.0.0"
+    assert Release.objects.get(environment=staging, artifact__version="3.0.0").status == "succeeded"
+
+
+def test_pending_batch_warnings(client, app, team, pipeline, shipped):
+    _, production = pipeline
+    production.pending_warn_changes = 2
+    production.pending_warn_hours = 1
+    production.save()
+    with time_machine.travel(datetime(2026, 11, 20, tzinfo=UTC)):
+        do_request_release(Actor(team["boss"]), app, environment=production, artifact=shipped[1])
+    client.force_login(team["alice"])
+    page = client.get("/approvals/").content.decode()
+    assert "waiting long" in page and "large batch" in page
