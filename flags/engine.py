@@ -940,22 +940,54 @@ def _compile_flag(
     return evaluate_flag
 
 
-def compile_snapshot(config: Mapping[str, Any]) -> Snapshot:
-    """Validate and compile ``config``; raises :class:`SnapshotInvalid` listing every problem."""
+def compile_snapshot(config: Mapping[str, Any], *, strict: bool = True) -> Snapshot:
+    """Validate and compile ``config``; raises :class:`SnapshotInvalid` listing every problem.
+
+    With ``strict=False`` a broken flag doesn't take the others down: it resolves to
+    ``ERROR``/``PARSE_ERROR`` (and so fails any prerequisite naming it); problems outside
+    a flag (segments, top level) still raise.
+    """
     errors = validate_snapshot_config(config)
-    if errors:
-        raise SnapshotInvalid(errors)
-    canonical = orjson.dumps(config, option=orjson.OPT_SORT_KEYS)
+    broken: dict[int, str] = {}
+    for path, message in errors:
+        index = _flag_index(path)
+        if index is None or strict:
+            raise SnapshotInvalid(errors)
+        broken.setdefault(index, f"{path}: {message}")
+    try:
+        canonical = orjson.dumps(config, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError as exc:
+        raise SnapshotInvalid([("", f"not JSON-serialisable: {exc}")]) from exc
     version = hashlib.blake2b(canonical, digest_size=16).hexdigest()
     raw = orjson.loads(canonical)  # a private deep copy: later edits to ``config`` can't leak in
     segments = MappingProxyType(
         {name: _parse_conditions(segment["conditions"]) for name, segment in raw.get("segments", {}).items()}
     )
-    flags = {flag["key"]: _parse_flag(flag) for flag in raw.get("flags", [])}
+    flags: dict[str, Flag] = {}
     evaluators: dict[str, Callable[[Mapping[str, Any]], Resolution]] = {}
+    for index, item in enumerate(raw.get("flags", [])):
+        if index in broken:
+            key = item.get("key") if isinstance(item, dict) else None
+            if isinstance(key, str) and key and key not in evaluators:
+                evaluators[key] = _parse_error(key, broken[index])
+            continue
+        flags[item["key"]] = _parse_flag(item)
     for key, flag in flags.items():
         evaluators[key] = _compile_flag(flag, segments, evaluators)
     return Snapshot(version=version, flags=MappingProxyType(flags), segments=segments, _evaluators=evaluators)
+
+
+def _flag_index(path: str) -> int | None:
+    if not path.startswith("flags["):
+        return None
+    index = path[6:path.find("]")]
+    return int(index) if index.isdigit() else None
+
+
+def _parse_error(key: str, details: str) -> Callable[[Mapping[str, Any]], Resolution]:
+    failed = Resolution(value=None, variant=None, reason=Reason.ERROR, error_code=ErrorCode.PARSE_ERROR,
+                        error_details=f"flag {key!r} is invalid: {details}")
+    return lambda ctx: failed
 
 
 # --------------------------------------------------------------------------- evaluating
@@ -981,16 +1013,19 @@ def evaluate(
     evaluator = snapshot._evaluators.get(flag_key)
     if evaluator is None:
         return _error(None, ErrorCode.FLAG_NOT_FOUND, f"flag {flag_key!r} not found")
-    if expected_type is not None and expected_type != (flag := snapshot.flags[flag_key]).type:
-        return _error(flag, ErrorCode.TYPE_MISMATCH, f"flag {flag_key!r} is {flag.type}, not {expected_type}")
+    if expected_type is not None:
+        flag = snapshot.flags.get(flag_key)
+        if flag is not None and flag.type != expected_type:
+            return _error(flag, ErrorCode.TYPE_MISMATCH, f"flag {flag_key!r} is {flag.type}, not {expected_type}")
     if context is None:
         context = _EMPTY
     try:
         return evaluator(context)
     except Exception as exc:  # a bad context must not take the caller down
+        flag = snapshot.flags.get(flag_key)
         if not isinstance(context, Mapping):
-            return _error(snapshot.flags[flag_key], ErrorCode.INVALID_CONTEXT, "context must be a mapping")
-        return _error(snapshot.flags[flag_key], ErrorCode.GENERAL, f"{type(exc).__name__}: {exc}")
+            return _error(flag, ErrorCode.INVALID_CONTEXT, "context must be a mapping")
+        return _error(flag, ErrorCode.GENERAL, f"{type(exc).__name__}: {exc}")
 
 
 def evaluate_all(snapshot: Snapshot, context: Mapping[str, Any] | None = None) -> dict[str, Resolution]:
