@@ -4,6 +4,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from environments.api import views as environment_views
+from flags.api import views as flag_views
 from releases.api import hook_views
 from releases.api import release_views as rv
 from releases.api import views as release_views
@@ -36,6 +37,16 @@ urlpatterns = [
     path(app_prefix + "blockers/", rv.BlockerListView.as_view(), name="blockers"),
     path(app_prefix + "github/", hook_views.GitHubConfigView.as_view(), name="github"),
     path(app_prefix + "notification-hooks/", hook_views.NotificationHookListView.as_view(), name="notification-hooks"),
+    path(app_prefix + "flags/", flag_views.FlagListView.as_view(), name="flags"),
+    path(app_prefix + "flags/<str:key>/", flag_views.FlagDetailView.as_view(), name="flag"),
+    path(app_prefix + "flags/<str:key>/history/", flag_views.HistoryView.as_view(), name="flag-history"),
+    path(app_prefix + "flags/<str:key>/history/<int:event_id>/revert/", flag_views.RevertView.as_view(),
+         name="flag-revert"),
+    path(app_prefix + "flags/<str:key>/environments/<slug:name>/", flag_views.FlagStateView.as_view(),
+         name="flag-state"),
+    path(app_prefix + "flags/<str:key>/environments/<slug:name>/kill/", flag_views.KillSwitchView.as_view(),
+         name="flag-kill"),
+    path(app_prefix + "segments/", flag_views.SegmentListView.as_view(), name="segments"),
     path("webhooks/github/<slug:slug>/", hook_views.GitHubWebhookView.as_view(), name="github-webhook"),
     path(app_prefix + "blockers/<int:pk>/resolve/", rv.BlockerResolveView.as_view(), name="blocker-resolve"),
 ]

@@ -24,6 +24,7 @@ class Environment(models.Model):
     auto_promote = models.BooleanField(default=False, help_text="Take every new artifact as soon as it can.")
     pending_warn_hours = models.PositiveIntegerField(default=24, help_text="Warn when a batch waits longer.")
     pending_warn_changes = models.PositiveIntegerField(default=20, help_text="Warn when a batch grows larger.")
+    flags_version = models.PositiveBigIntegerField(default=0, help_text="Bumped by every flag change: snapshot caches compare it.")
     description = models.TextField(blank=True)
     current_artifact = models.ForeignKey(
         "releases.Artifact", null=True, blank=True, on_delete=models.PROTECT, related_name="+",

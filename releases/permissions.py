@@ -140,7 +140,8 @@ def _refusal(actor: Actor, permission: Permission, application: Application,
     for membership in roles_of(user, application):
         if permission not in ROLE_PERMISSIONS[membership.role]:
             continue
-        if membership.environment_id is None or (environment is not None and membership.environment_id == environment.pk):
+        if membership.environment_id is None or permission in READ_PERMISSIONS or (
+                environment is not None and membership.environment_id == environment.pk):
             return None
     needed = ROLE_LABELS.get(permission, "developer" if permission not in READ_PERMISSIONS else "viewer")
     where = f"{application.slug}/{environment.name}" if environment is not None else application.slug

@@ -14,7 +14,7 @@ from environments.services import do_create_environment, do_update_environment
 from releases import selectors
 from releases.api.views import application_for
 from releases.models import SLUG_PATTERN
-from releases.permissions import Actor
+from releases.permissions import Actor, Permission
 
 SLUG_MESSAGE = "Use 1–63 lowercase letters, digits and dashes, starting with a letter or digit."
 
@@ -42,8 +42,8 @@ class EnvironmentOut(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-def environment_for(request: Request, slug: str, name: str) -> Environment:
-    application = application_for(request, slug)
+def environment_for(request: Request, slug: str, name: str, permission: Permission = Permission.VIEW) -> Environment:
+    application = application_for(request, slug, permission)
     environment = selectors.environments_of(application).filter(name=name).first()
     if environment is None:
         raise NotFound(f"No environment '{name}' in {slug}.")

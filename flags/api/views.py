@@ -1,0 +1,188 @@
+"""Flag management API (`flags:write` to change, `flags:read` to read)."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from config.errors import NotFound
+from environments.api.views import environment_for
+from flags.models import KEY_PATTERN, Flag, FlagEvent, FlagState, Segment
+from flags.services import (
+    do_archive_flag,
+    do_create_flag,
+    do_kill_switch,
+    do_revert_flag,
+    do_save_segment,
+    do_set_flag_state,
+    do_update_flag,
+)
+from flags.snapshots import default_state, state_dict
+from releases.api.views import application_for
+from releases.models import Scope
+from releases.permissions import Actor, Permission
+
+MAX_JSON_ITEMS = 200
+
+
+class FlagIn(serializers.Serializer):
+    key = serializers.RegexField(KEY_PATTERN, max_length=128, error_messages={
+        "invalid": "1–128 lowercase letters, digits, dots, dashes and underscores."})
+    type = serializers.ChoiceField(choices=Flag.Type.choices, default=Flag.Type.BOOLEAN)
+    name = serializers.CharField(max_length=200, required=False, default="", allow_blank=True)
+    description = serializers.CharField(max_length=5000, required=False, default="", allow_blank=True)
+    variants = serializers.DictField(required=False, allow_empty=False)
+    owner = serializers.CharField(max_length=150, required=False, default="", allow_blank=True)
+    tags = serializers.ListField(child=serializers.CharField(max_length=50), required=False, default=list, max_length=20)
+
+
+class FlagPatch(serializers.Serializer):
+    name = serializers.CharField(max_length=200, required=False)
+    description = serializers.CharField(max_length=5000, required=False, allow_blank=True)
+    variants = serializers.DictField(required=False, allow_empty=False)
+    owner = serializers.CharField(max_length=150, required=False, allow_blank=True)
+    tags = serializers.ListField(child=serializers.CharField(max_length=50), required=False, max_length=20)
+
+
+class StatePatch(serializers.Serializer):
+    enabled = serializers.BooleanField(required=False)
+    rollout_percentage = serializers.IntegerField(min_value=0, max_value=100, required=False)
+    rollout = serializers.JSONField(required=False, allow_null=True)
+    off_variant = serializers.CharField(max_length=100, required=False)
+    default_variant = serializers.CharField(max_length=100, required=False)
+    rules = serializers.ListField(child=serializers.DictField(), required=False, max_length=MAX_JSON_ITEMS)
+    prerequisites = serializers.ListField(child=serializers.DictField(), required=False, max_length=20)
+
+
+def flag_out(flag: Flag, states: dict[int, FlagState] | None = None) -> dict:
+    environments = list(flag.application.environments.all())
+    if states is None:
+        states = {s.environment_id: s for s in flag.states.all()}
+    return {
+        "key": flag.key, "name": flag.name, "description": flag.description, "type": flag.type,
+        "variants": flag.variants, "owner": flag.owner, "tags": flag.tags, "created_at": flag.created_at,
+        "archived": flag.archived_at is not None,
+        "environments": {e.name: state_dict(states[e.pk]) if e.pk in states else default_state(flag)
+                         for e in environments},
+    }
+
+
+def flag_for(request: Request, slug: str, key: str, permission=Permission.READ_FLAGS) -> Flag:
+    application = application_for(request, slug, permission)
+    flag = Flag.objects.filter(application=application, key=key).select_related("application").first()
+    if flag is None:
+        raise NotFound(f"No flag '{key}' in {slug}.")
+    return flag
+
+
+class FlagListView(APIView):
+    read_scope = Scope.FLAGS_READ
+
+    def get(self, request: Request, slug: str) -> Response:
+        application = application_for(request, slug, Permission.READ_FLAGS)
+        flags = (Flag.objects.filter(application=application, archived_at__isnull=True)
+                 .select_related("application").prefetch_related("states", "application__environments"))
+        paginator = generics.GenericAPIView.pagination_class()
+        page = paginator.paginate_queryset(flags, request, view=self)
+        return paginator.get_paginated_response([flag_out(f) for f in page])
+
+    @extend_schema(request=FlagIn)
+    def post(self, request: Request, slug: str) -> Response:
+        application = application_for(request, slug, Permission.READ_FLAGS)
+        data = FlagIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        flag = do_create_flag(Actor.from_request(request), application, **data.validated_data)
+        return Response(flag_out(flag), status=201)
+
+
+class FlagDetailView(APIView):
+    read_scope = Scope.FLAGS_READ
+
+    def get(self, request: Request, slug: str, key: str) -> Response:
+        return Response(flag_out(flag_for(request, slug, key)))
+
+    @extend_schema(request=FlagPatch)
+    def patch(self, request: Request, slug: str, key: str) -> Response:
+        flag = flag_for(request, slug, key)
+        data = FlagPatch(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        return Response(flag_out(do_update_flag(Actor.from_request(request), flag, **data.validated_data)))
+
+    def delete(self, request: Request, slug: str, key: str) -> Response:
+        do_archive_flag(Actor.from_request(request), flag_for(request, slug, key))
+        return Response(status=204)
+
+
+class FlagStateView(APIView):
+    """`PATCH …/flags/<key>/environments/<env>/`: on/off, rollout, rules, variants served, prerequisites."""
+
+    @extend_schema(request=StatePatch)
+    def patch(self, request: Request, slug: str, key: str, name: str) -> Response:
+        flag = flag_for(request, slug, key)
+        environment = environment_for(request, slug, name, Permission.READ_FLAGS)
+        data = StatePatch(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        changes = dict(data.validated_data)
+        if "rollout_percentage" in changes:
+            percentage = changes.pop("rollout_percentage")
+            current = FlagState.objects.filter(flag=flag, environment=environment).first()
+            rollout = (current.rollout if current and current.rollout else None) or {
+                "weights": {default_state(flag)["default_variant"]: 100}}
+            changes["rollout"] = {**rollout, "percentage": percentage}
+        state = do_set_flag_state(Actor.from_request(request), flag, environment, **changes)
+        return Response({"environment": name, **state_dict(state)})
+
+
+class KillSwitchView(APIView):
+    def post(self, request: Request, slug: str, key: str, name: str) -> Response:
+        flag = flag_for(request, slug, key)
+        state = do_kill_switch(Actor.from_request(request), flag, environment_for(request, slug, name, Permission.READ_FLAGS))
+        return Response({"environment": name, **state_dict(state)})
+
+
+class HistoryView(APIView):
+    read_scope = Scope.FLAGS_READ
+
+    def get(self, request: Request, slug: str, key: str) -> Response:
+        flag = flag_for(request, slug, key)
+        events = FlagEvent.objects.filter(flag=flag).select_related("environment")[:200]
+        return Response([{"id": e.pk, "kind": e.kind, "environment": e.environment.name if e.environment else None,
+                          "actor": e.actor_label, "created_at": e.created_at, "before": e.before, "after": e.after}
+                         for e in events])
+
+
+class RevertView(APIView):
+    def post(self, request: Request, slug: str, key: str, event_id: int) -> Response:
+        flag = flag_for(request, slug, key)
+        event = FlagEvent.objects.filter(flag=flag, pk=event_id).select_related("environment").first()
+        if event is None:
+            raise NotFound(f"No history entry #{event_id} for {key}.")
+        state = do_revert_flag(Actor.from_request(request), flag, event)
+        return Response({"environment": event.environment.name, **state_dict(state)})
+
+
+class SegmentIn(serializers.Serializer):
+    name = serializers.RegexField(KEY_PATTERN, max_length=100)
+    description = serializers.CharField(max_length=2000, required=False, default="", allow_blank=True)
+    conditions = serializers.ListField(child=serializers.DictField(), min_length=1, max_length=50)
+
+
+class SegmentListView(APIView):
+    read_scope = Scope.FLAGS_READ
+
+    def get(self, request: Request, slug: str) -> Response:
+        application = application_for(request, slug, Permission.READ_FLAGS)
+        return Response([{"name": s.name, "description": s.description, "conditions": s.conditions}
+                         for s in Segment.objects.filter(application=application)])
+
+    @extend_schema(request=SegmentIn)
+    def post(self, request: Request, slug: str) -> Response:
+        application = application_for(request, slug, Permission.READ_FLAGS)
+        data = SegmentIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        segment = do_save_segment(Actor.from_request(request), application, **data.validated_data)
+        return Response({"name": segment.name, "description": segment.description,
+                         "conditions": segment.conditions}, status=201)

@@ -1,0 +1,173 @@
+"""Writers for flags: each validates the environment's whole config with the engine before saving, records a
+FlagEvent (history, revertible) and an audit event in the same transaction, and bumps the environment's
+`flags_version` so every process recompiles its snapshot.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from config.errors import Conflict, Invalid, NotFound
+from environments.models import Environment
+from flags.engine import type_of_value, validate_snapshot_config
+from flags.models import Flag, FlagEvent, FlagState, Segment
+from flags.snapshots import default_state, environment_config, state_dict
+from releases import audit
+from releases.models import Application
+from releases.permissions import Actor, Permission, require
+
+STATE_FIELDS = ("enabled", "off_variant", "default_variant", "rules", "rollout", "prerequisites")
+
+
+def _event(actor: Actor, flag: Flag, kind: str, *, environment: Environment | None = None,
+           before: Any = None, after: Any = None) -> None:
+    FlagEvent.objects.create(flag=flag, environment=environment, actor=actor.user, actor_label=actor.label,
+                             kind=kind, before=before, after=after)
+    audit.record(actor, f"flag.{kind}", flag, application=flag.application, before=before, after=after,
+                 note=f"in {environment.name}" if environment else "")
+
+
+def _bump(environments) -> None:
+    Environment.objects.filter(pk__in=[e.pk for e in environments]).update(flags_version=F("flags_version") + 1)
+
+
+def _validate(environment: Environment, flag: Flag, state: dict) -> None:
+    errors = validate_snapshot_config(environment_config(environment, override=(flag, state)))
+    if errors:
+        path, message = errors[0]
+        # Name the field within the flag when the error is this flag's.
+        field = path.split(".", 1)[1] if path.startswith("flags[") and "." in path else path
+        raise Invalid(message, field=field, extra={"errors": [{"path": p, "message": m} for p, m in errors]})
+
+
+def _check_variants(flag_type: str, variants: dict) -> None:
+    if not isinstance(variants, dict) or not variants:
+        raise Invalid("Give at least one variant: an object of name → value.", field="variants")
+    for name, value in variants.items():
+        if type_of_value(value) != flag_type:
+            raise Invalid(f"Variant '{name}' is not a {flag_type}.", field=f"variants.{name}")
+
+
+@transaction.atomic(durable=True)
+def do_create_flag(actor: Actor, application: Application, *, key: str, type: str = "boolean", name: str = "",
+                   description: str = "", variants: dict | None = None, owner: str = "",
+                   tags: list[str] | None = None) -> Flag:
+    """Create a flag, off in every environment (boolean flags get `on`/`off` variants)."""
+    require(actor, Permission.EDIT_FLAGS, application)
+    if Flag.objects.filter(application=application, key=key).exists():
+        raise Conflict(f"A flag '{key}' exists already.", field="key")
+    if variants is None:
+        if type != Flag.Type.BOOLEAN:
+            raise Invalid(f"A {type} flag needs its variants.", field="variants")
+        variants = {"on": True, "off": False}
+    _check_variants(type, variants)
+    flag = Flag.objects.create(application=application, key=key, type=type, name=name or key,
+                               description=description, variants=variants, owner=owner, tags=tags or [])
+    environments = list(Environment.objects.filter(application=application))
+    for environment in environments:
+        _validate(environment, flag, default_state(flag))
+    _event(actor, flag, "created", after={"key": key, "type": type, "variants": variants})
+    _bump(environments)
+    return flag
+
+
+@transaction.atomic(durable=True)
+def do_update_flag(actor: Actor, flag: Flag, **changes: Any) -> Flag:
+    """Change a flag's description, owner, tags or variants."""
+    flag = Flag.objects.select_for_update().select_related("application").get(pk=flag.pk)
+    require(actor, Permission.EDIT_FLAGS, flag.application)
+    before = {k: getattr(flag, k) for k in changes}
+    if "variants" in changes:
+        _check_variants(flag.type, changes["variants"])
+    for key, value in changes.items():
+        setattr(flag, key, value)
+    environments = list(Environment.objects.filter(application=flag.application))
+    for environment in environments:
+        state = FlagState.objects.filter(flag=flag, environment=environment).first()
+        _validate(environment, flag, state_dict(state) if state else default_state(flag))
+    flag.save()
+    _event(actor, flag, "updated", before=before, after=changes)
+    _bump(environments)
+    return flag
+
+
+@transaction.atomic(durable=True)
+def do_archive_flag(actor: Actor, flag: Flag) -> Flag:
+    """Archive a flag: it stops being served (OFREP answers FLAG_NOT_FOUND) but keeps its history."""
+    flag = Flag.objects.select_for_update().select_related("application").get(pk=flag.pk)
+    require(actor, Permission.EDIT_FLAGS, flag.application)
+    dependants = [s.flag.key for s in FlagState.objects.select_related("flag").filter(flag__application=flag.application)
+                  if any(p.get("flag") == flag.key for p in s.prerequisites or [])]
+    if dependants:
+        raise Conflict(f"Flags {', '.join(sorted(set(dependants)))} need '{flag.key}' as a prerequisite.", field="key")
+    if flag.archived_at is None:
+        flag.archived_at = timezone.now()
+        flag.save(update_fields=["archived_at"])
+        _event(actor, flag, "archived")
+        _bump(Environment.objects.filter(application=flag.application))
+    return flag
+
+
+@transaction.atomic(durable=True)
+def do_set_flag_state(actor: Actor, flag: Flag, environment: Environment, *, kind: str = "state_changed",
+                      **changes: Any) -> FlagState:
+    """Change how a flag behaves in one environment (on/off, variants served, rules, rollout, prerequisites)."""
+    require(actor, Permission.EDIT_FLAGS, flag.application, environment)
+    unknown = set(changes) - set(STATE_FIELDS)
+    if unknown:
+        raise Invalid(f"Unknown field {', '.join(sorted(unknown))}.", field=sorted(unknown)[0])
+    state = FlagState.objects.select_for_update().filter(flag=flag, environment=environment).first()
+    before = state_dict(state) if state else default_state(flag)
+    after = {**before, **changes}
+    _validate(environment, flag, after)
+    if state is None:
+        state = FlagState(flag=flag, environment=environment)
+    for key in STATE_FIELDS:
+        setattr(state, key, after[key])
+    state.save()
+    if after != before:
+        _event(actor, flag, kind, environment=environment, before=before, after=after)
+        _bump([environment])
+    return state
+
+
+def do_kill_switch(actor: Actor, flag: Flag, environment: Environment) -> FlagState:
+    """Turn a flag off in one environment, in one action."""
+    return do_set_flag_state(actor, flag, environment, kind="killed", enabled=False)
+
+
+def do_revert_flag(actor: Actor, flag: Flag, event: FlagEvent) -> FlagState:
+    """Put an environment's flag state back as it was before an earlier change."""
+    if event.flag_id != flag.pk or event.environment_id is None or event.before is None:
+        raise NotFound("No revertible state change with that id for this flag.")
+    state = {k: event.before[k] for k in STATE_FIELDS if k in event.before}
+    return do_set_flag_state(actor, flag, event.environment, kind="reverted", **state)
+
+
+@transaction.atomic(durable=True)
+def do_save_segment(actor: Actor, application: Application, *, name: str, conditions: list,
+                    description: str = "") -> Segment:
+    """Create or change a segment; every environment's flags must still compile with it."""
+    require(actor, Permission.EDIT_FLAGS, application)
+    segment = Segment.objects.select_for_update().filter(application=application, name=name).first()
+    before = {"conditions": segment.conditions} if segment else None
+    segments = {s.name: {"conditions": s.conditions} for s in Segment.objects.filter(application=application)}
+    segments[name] = {"conditions": conditions}
+    environments = list(Environment.objects.filter(application=application))
+    for environment in environments:
+        errors = validate_snapshot_config(environment_config(environment, segments=segments))
+        if errors:
+            raise Invalid(errors[0][1], field=errors[0][0].replace(f"segments.{name}.", ""),
+                          extra={"errors": [{"path": p, "message": m} for p, m in errors]})
+    if segment is None:
+        segment = Segment(application=application, name=name)
+    segment.conditions, segment.description = conditions, description
+    segment.save()
+    audit.record(actor, "segment.saved", segment, application=application, before=before,
+                 after={"conditions": conditions})
+    _bump(environments)
+    return segment

@@ -1,0 +1,184 @@
+"""Flag management API, history and revert, OFREP by hand and through the real OpenFeature SDK."""
+
+import pytest
+from rest_framework.test import APIClient
+
+from flags.models import EvaluationCount, Flag, FlagEvent, FlagState
+from flags.snapshots import snapshots
+from flags.usage import usage
+from releases.models import AuditEvent
+from tests import factories
+from tests.conftest import token_client
+
+API = "/api/v1/applications/shop"
+
+
+@pytest.fixture(autouse=True)
+def fresh_snapshots():
+    snapshots.clear()
+    yield
+    snapshots.clear()
+
+
+@pytest.fixture
+def envs(app):
+    return (factories.EnvironmentFactory(application=app, name="staging", position=1),
+            factories.EnvironmentFactory(application=app, name="production", position=2))
+
+
+@pytest.fixture
+def pm(app, envs):
+    person = factories.UserFactory(username="pm")
+    factories.MembershipFactory(user=person, application=app, role="flag_editor")
+    return token_client(person, "flags:write")
+
+
+def sdk_client(user, environment):
+    return token_client(user, "flags:read", environment=environment)
+
+
+def test_create_boolean_flag_gets_on_off(pm, envs):
+    response = pm.post(f"{API}/flags/", {"key": "new-checkout", "type": "boolean"}, format="json")
+    assert response.status_code == 201, response.json()
+    data = response.json()
+    assert data["variants"] == {"on": True, "off": False}
+    assert data["environments"]["production"]["enabled"] is False
+    assert pm.post(f"{API}/flags/", {"key": "new-checkout"}, format="json").status_code == 409
+    assert AuditEvent.objects.filter(kind="flag.created").count() == 1
+
+
+@pytest.mark.parametrize("body,field", [
+    ({"key": "Bad Key"}, "key"),
+    ({"key": "k", "type": "colour"}, "type"),
+    ({"key": "k", "type": "string"}, "variants"),
+    ({"key": "k", "type": "number", "variants": {"a": "one"}}, "variants.a"),
+])
+def test_bad_flag_input(pm, envs, body, field):
+    response = pm.post(f"{API}/flags/", body, format="json")
+    assert response.status_code == 400 and field in response.json(), response.json()
+    assert not Flag.objects.exists()
+
+
+def test_toggle_rollout_rules_and_bad_state(pm, envs):
+    pm.post(f"{API}/flags/", {"key": "new-checkout"}, format="json")
+    url = f"{API}/flags/new-checkout/environments/production/"
+    response = pm.patch(url, {"enabled": True, "rollout_percentage": 30}, format="json")
+    assert response.status_code == 200, response.json()
+    assert response.json()["rollout"] == {"weights": {"on": 100}, "percentage": 30}
+    rules = [{"conditions": [{"attribute": "country", "operator": "in", "values": ["FR"]}], "variant": "on"}]
+    assert pm.patch(url, {"rules": rules}, format="json").status_code == 200
+    for body, field in [
+        ({"rules": [{"conditions": [{"attribute": "c", "operator": "matches", "values": ["x"]}], "variant": "on"}]},
+         "rules[0].conditions[0].operator"),
+        ({"rules": [{"conditions": [{"attribute": "c", "operator": "in", "values": ["x"]}],
+                     "split": {"on": 60, "off": 30}}]}, "rules[0].split"),
+        ({"default_variant": "maybe"}, "default_variant"),
+        ({"rollout_percentage": 101}, "rollout_percentage"),
+    ]:
+        bad = pm.patch(url, body, format="json")
+        assert bad.status_code == 400, body
+        assert any(key.startswith(field) for key in bad.json()), (field, bad.json())
+    state = FlagState.objects.get(environment__name="production")
+    assert state.rules == rules  # nothing of the bad writes landed
+
+
+def test_prerequisite_cycle_rejected(pm, envs):
+    pm.post(f"{API}/flags/", {"key": "a"}, format="json")
+    pm.post(f"{API}/flags/", {"key": "b"}, format="json")
+    assert pm.patch(f"{API}/flags/a/environments/staging/", {"prerequisites": [{"flag": "b", "variant": "on"}]},
+                    format="json").status_code == 200
+    cycle = pm.patch(f"{API}/flags/b/environments/staging/", {"prerequisites": [{"flag": "a", "variant": "on"}]},
+                     format="json")
+    assert cycle.status_code == 400 and "cycle" in str(cycle.json()).lower()
+
+
+def test_history_kill_switch_and_revert(pm, envs):
+    pm.post(f"{API}/flags/", {"key": "new-checkout"}, format="json")
+    url = f"{API}/flags/new-checkout/environments/production/"
+    pm.patch(url, {"enabled": True, "rollout_percentage": 30}, format="json")
+    pm.patch(url, {"rollout_percentage": 80}, format="json")
+    killed = pm.post(url + "kill/")
+    assert killed.status_code == 200 and killed.json()["enabled"] is False
+    history = pm.get(f"{API}/flags/new-checkout/history/").json()
+    assert [e["kind"] for e in history] == ["killed", "state_changed", "state_changed", "created"]
+    raise_to_80 = history[1]
+    reverted = pm.post(f"{API}/flags/new-checkout/history/{raise_to_80['id']}/revert/")
+    assert reverted.status_code == 200
+    assert reverted.json()["rollout"]["percentage"] == 30 and reverted.json()["enabled"] is True
+    assert FlagEvent.objects.filter(kind="reverted").exists()
+
+
+def test_developer_cannot_edit_flags_and_env_scoped_editor(app, envs, pm):
+    pm.post(f"{API}/flags/", {"key": "x"}, format="json")
+    dev = factories.UserFactory(username="dev")
+    factories.MembershipFactory(user=dev, application=app, role="developer")
+    assert token_client(dev, "flags:write").patch(f"{API}/flags/x/environments/staging/", {"enabled": True},
+                                                  format="json").status_code == 403
+    staging_only = factories.UserFactory(username="stager")
+    factories.MembershipFactory(user=staging_only, application=app, role="flag_editor", environment=envs[0])
+    client = token_client(staging_only, "flags:write")
+    assert client.patch(f"{API}/flags/x/environments/staging/", {"enabled": True}, format="json").status_code == 200
+    assert client.patch(f"{API}/flags/x/environments/production/", {"enabled": True}, format="json").status_code == 403
+
+
+def test_ofrep_single_and_bulk_with_etag(pm, envs, user):
+    pm.post(f"{API}/flags/", {"key": "new-checkout"}, format="json")
+    pm.patch(f"{API}/flags/new-checkout/environments/production/", {"enabled": True, "rules": [
+        {"conditions": [{"attribute": "country", "operator": "in", "values": ["FR"]}], "variant": "on"}],
+        "default_variant": "off"}, format="json")
+    sdk = sdk_client(user, envs[1])
+    hit = sdk.post("/ofrep/v1/evaluate/flags/new-checkout", {"context": {"targetingKey": "u1", "country": "FR"}},
+                   format="json")
+    assert hit.status_code == 200
+    assert hit.json() == {"key": "new-checkout", "value": True, "reason": "TARGETING_MATCH", "variant": "on",
+                          "metadata": {"rule": 0}}
+    assert hit["Access-Control-Allow-Origin"] == "*"
+    miss = sdk.post("/ofrep/v1/evaluate/flags/nope", {"context": {}}, format="json")
+    assert miss.status_code == 404 and miss.json()["errorCode"] == "FLAG_NOT_FOUND"
+    bad = sdk.post("/ofrep/v1/evaluate/flags/new-checkout", {"context": ["not", "an", "object"]}, format="json")
+    assert bad.status_code == 400 and bad.json()["errorCode"] == "INVALID_CONTEXT"
+    bulk = sdk.post("/ofrep/v1/evaluate/flags", {"context": {"targetingKey": "u1"}}, format="json")
+    assert bulk.status_code == 200 and bulk.json()["flags"][0]["value"] is False
+    assert "ETag" in bulk["Access-Control-Expose-Headers"]
+    again = sdk.post("/ofrep/v1/evaluate/flags", {"context": {"targetingKey": "u1"}}, format="json",
+                     headers={"If-None-Match": bulk["ETag"]})
+    assert again.status_code == 304
+    anonymous = APIClient().post("/ofrep/v1/evaluate/flags", {"context": {}}, format="json")
+    assert anonymous.status_code == 401
+    usage.flush()
+    assert EvaluationCount.objects.filter(flag_key="new-checkout").exists()
+
+
+def test_ofrep_needs_an_environment_pinned_token(pm, envs, user):
+    response = token_client(user, "flags:read").post("/ofrep/v1/evaluate/flags", {"context": {}}, format="json")
+    assert response.status_code == 403
+
+
+def test_archived_flag_is_not_served(pm, envs, user):
+    pm.post(f"{API}/flags/", {"key": "old"}, format="json")
+    assert pm.delete(f"{API}/flags/old/").status_code == 204
+    response = sdk_client(user, envs[1]).post("/ofrep/v1/evaluate/flags/old", {"context": {}}, format="json")
+    assert response.status_code == 404
+
+
+def test_openfeature_sdk_with_ofrep_provider(live_slipway, app):
+    from openfeature import api
+    from openfeature.contrib.provider.ofrep import OFREPProvider
+    from openfeature.evaluation_context import EvaluationContext
+
+    from flags.services import do_create_flag, do_set_flag_state
+    from releases.permissions import Actor
+    from releases.services import do_create_api_token
+
+    production = factories.EnvironmentFactory(application=app, name="production", position=2)
+    flag = do_create_flag(Actor.system(), app, key="new-checkout")
+    do_set_flag_state(Actor.system(), flag, production, enabled=True, default_variant="off", rules=[
+        {"conditions": [{"attribute": "country", "operator": "in", "values": ["FR"]}], "variant": "on"}])
+    user = factories.UserFactory(username="sdk")
+    _, key = do_create_api_token(Actor.system(), user, name="sdk", scopes=["flags:read"], environment=production)
+    api.set_provider(OFREPProvider(base_url=live_slipway.url, headers_factory=lambda: {"Authorization": f"Bearer {key}"}))
+    client = api.get_client()
+    assert client.get_boolean_value("new-checkout", False, EvaluationContext("u1", {"country": "FR"})) is True
+    assert client.get_boolean_value("new-checkout", True, EvaluationContext("u2", {"country": "US"})) is False
+    details = client.get_boolean_details("missing-flag", True, EvaluationContext("u1"))
+    assert details.value is True and details.error_code is not None
