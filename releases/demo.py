@@ -81,4 +81,25 @@ def load_demo() -> tuple[Application, dict[str, str]]:
     staged = do_request_release(system, app, environment=Environment.objects.get(pk=staging.pk), artifact=builds["1.3.0"])
     release_queued(staged.pk)  # normally after commit; called here too so the demo loads in one go (reruns are no-ops)
     do_request_release(system, app, environment=Environment.objects.get(pk=production.pk), artifact=builds["1.3.0"])
+    _demo_flags(system, app, production=Environment.objects.get(pk=production.pk),
+                staging=Environment.objects.get(pk=staging.pk))
     return app, passwords
+
+
+def _demo_flags(system: Actor, app: Application, *, production: Environment, staging: Environment) -> None:
+    from flags.services import do_create_flag, do_save_segment, do_set_flag_state
+
+    do_save_segment(system, app, name="staff", description="Our own people",
+                    conditions=[{"attribute": "email", "operator": "ends_with", "values": ["@example.com"]}])
+    checkout = do_create_flag(system, app, key="new-checkout", name="New checkout flow", owner="alice",
+                              tags=["checkout", "experiment"])
+    do_set_flag_state(system, checkout, staging, enabled=True)
+    do_set_flag_state(system, checkout, production, enabled=True, default_variant="off",
+                      rules=[{"segment": "staff", "variant": "on"},
+                             {"conditions": [{"attribute": "country", "operator": "in", "values": ["FR", "DE"]}],
+                              "variant": "on"}],
+                      rollout={"percentage": 10, "weights": {"on": 100}})
+    do_create_flag(system, app, key="search-v2", name="Search ranking v2", owner="carol", tags=["search"])
+    banner = do_create_flag(system, app, key="banner-text", type="string", name="Home page banner", owner="bob",
+                            variants={"plain": "Welcome", "sale": "Winter sale: 20% off"})
+    do_set_flag_state(system, banner, production, enabled=True, default_variant="plain", off_variant="plain")

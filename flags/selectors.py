@@ -1,0 +1,46 @@
+"""Reads for the flag panel, in a fixed number of queries."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.db.models import Max, Q, QuerySet
+from django.utils import timezone
+
+from flags.models import EvaluationCount, Flag, FlagState
+
+STALE_DAYS = 14
+
+
+def flag_list(application, *, search: str = "", tag: str = "", stale: bool = False) -> list[Flag]:
+    flags: QuerySet[Flag] = Flag.objects.filter(application=application, archived_at__isnull=True)
+    if search:
+        flags = flags.filter(Q(key__icontains=search) | Q(name__icontains=search) | Q(owner__icontains=search))
+    flags = list(flags.order_by("key"))
+    if tag:
+        flags = [f for f in flags if tag in f.tags]
+    states = {}
+    for state in FlagState.objects.filter(flag__in=flags):
+        states[(state.flag_id, state.environment_id)] = state
+    last_seen = dict(EvaluationCount.objects.filter(environment__application=application)
+                     .values_list("flag_key").annotate(last=Max("hour")))
+    cutoff = timezone.now() - timedelta(days=STALE_DAYS)
+    for flag in flags:
+        flag.state_by_env = {env_id: state for (flag_id, env_id), state in states.items() if flag_id == flag.pk}
+        flag.last_evaluated = last_seen.get(flag.key)
+        flag.is_stale = flag.created_at < cutoff and (flag.last_evaluated is None or flag.last_evaluated < cutoff)
+    if stale:
+        flags = [f for f in flags if f.is_stale]
+    return flags
+
+
+def evaluation_series(flag: Flag, environment, hours: int = 24) -> dict:
+    """Counts per variant per hour over the last `hours`, for the panel's small chart."""
+    since = timezone.now().replace(minute=0, second=0, microsecond=0) - timedelta(hours=hours - 1)
+    rows = EvaluationCount.objects.filter(environment=environment, flag_key=flag.key, hour__gte=since)
+    series: dict[str, list[int]] = {}
+    for row in rows:
+        index = int((row.hour - since).total_seconds() // 3600)
+        series.setdefault(row.variant, [0] * hours)[index] += row.count
+    peak = max((max(v) for v in series.values()), default=0)
+    return {"series": series, "peak": peak, "hours": hours}

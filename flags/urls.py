@@ -1,0 +1,14 @@
+from django.urls import path
+
+from flags import views
+
+app_name = "flags"
+
+urlpatterns = [
+    path("apps/<slug:slug>/flags/", views.flag_list, name="list"),
+    path("apps/<slug:slug>/flags/<str:key>/", views.flag_detail, name="detail"),
+    path("apps/<slug:slug>/flags/<str:key>/try/", views.try_context, name="try"),
+    path("apps/<slug:slug>/flags/<str:key>/env/<slug:name>/", views.update_state, name="update"),
+    path("apps/<slug:slug>/flags/<str:key>/env/<slug:name>/toggle/", views.toggle, name="toggle"),
+    path("apps/<slug:slug>/flags/<str:key>/history/<int:event_id>/revert/", views.revert, name="revert"),
+]

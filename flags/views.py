@@ -1,0 +1,159 @@
+"""The product managers' flag panel: htmx in place, every write through flags.services."""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from config.errors import Invalid
+from environments.models import Environment
+from flags import selectors
+from flags.engine import evaluate
+from flags.models import Flag, FlagEvent, FlagState
+from flags.services import do_create_flag, do_kill_switch, do_revert_flag, do_set_flag_state
+from flags.snapshots import default_state, snapshots, state_dict
+from releases.models import Application
+from releases.permissions import Actor, Permission, can, require
+
+
+def _application(request: HttpRequest, slug: str) -> Application:
+    application = get_object_or_404(Application, slug=slug)
+    require(Actor(request.user), Permission.READ_FLAGS, application)
+    return application
+
+
+@login_required
+def flag_list(request: HttpRequest, slug: str) -> HttpResponse:
+    application = _application(request, slug)
+    if request.method == "POST":
+        key = (request.POST.get("key") or "").strip()
+        flag = do_create_flag(Actor(request.user), application, key=key, name=request.POST.get("name", "").strip())
+        return redirect("flags:detail", slug=slug, key=flag.key)
+    context = {
+        "application": application,
+        "environments": list(application.environments.order_by("position")),
+        "flags": selectors.flag_list(application, search=request.GET.get("q", "").strip(),
+                                     tag=request.GET.get("tag", ""), stale=bool(request.GET.get("stale"))),
+        "q": request.GET.get("q", ""), "stale": bool(request.GET.get("stale")),
+    }
+    template = "flags/list.html#rows" if request.htmx and request.htmx.target == "flag-rows" else "flags/list.html"
+    return render(request, template, context)
+
+
+@login_required
+@require_POST
+def toggle(request: HttpRequest, slug: str, key: str, name: str) -> HttpResponse:
+    application = _application(request, slug)
+    flag = get_object_or_404(Flag, application=application, key=key)
+    environment = get_object_or_404(Environment, application=application, name=name)
+    state = FlagState.objects.filter(flag=flag, environment=environment).first()
+    enabled = not (state.enabled if state else False)
+    state = do_set_flag_state(Actor(request.user), flag, environment, enabled=enabled)
+    if request.htmx:
+        return render(request, "flags/list.html#toggle", {"flag": flag, "env": environment, "state": state,
+                                                          "application": application})
+    return redirect(request.POST.get("next") or "flags:list", slug=slug)
+
+
+def _detail_context(request: HttpRequest, application: Application, flag: Flag) -> dict:
+    environments = list(application.environments.order_by("position"))
+    states = {s.environment_id: s for s in flag.states.all()}
+    cards = []
+    for environment in environments:
+        state = state_dict(states[environment.pk]) if environment.pk in states else default_state(flag)
+        cards.append({
+            "env": environment, "state": state, "rules_json": json.dumps(state["rules"], indent=2),
+            "percentage": (state["rollout"] or {}).get("percentage"),
+            "can_edit": can(Actor(request.user), Permission.EDIT_FLAGS, application, environment),
+            "chart": selectors.evaluation_series(flag, environment),
+        })
+    history = FlagEvent.objects.filter(flag=flag).select_related("environment")[:50]
+    return {"application": application, "flag": flag, "cards": cards, "history": history,
+            "environments": environments}
+
+
+@login_required
+def flag_detail(request: HttpRequest, slug: str, key: str) -> HttpResponse:
+    application = _application(request, slug)
+    flag = get_object_or_404(Flag, application=application, key=key)
+    return render(request, "flags/detail.html", _detail_context(request, application, flag))
+
+
+@login_required
+@require_POST
+def update_state(request: HttpRequest, slug: str, key: str, name: str) -> HttpResponse:
+    application = _application(request, slug)
+    flag = get_object_or_404(Flag, application=application, key=key)
+    environment = get_object_or_404(Environment, application=application, name=name)
+    actor = Actor(request.user)
+    if request.POST.get("action") == "kill":
+        do_kill_switch(actor, flag, environment)
+    else:
+        changes = {"enabled": request.POST.get("enabled") == "on"}
+        for field in ("default_variant", "off_variant"):
+            if request.POST.get(field):
+                changes[field] = request.POST[field]
+        if not request.POST.get("use_rollout"):
+            changes["rollout"] = None
+        elif (percentage := request.POST.get("percentage", "")).strip():
+            try:
+                value = int(percentage)
+            except ValueError:
+                raise Invalid("The rollout percentage is a whole number from 0 to 100.", field="percentage") from None
+            changes["rollout"] = {"percentage": value, "weights": {request.POST.get("rollout_variant")
+                                                                    or default_state(flag)["default_variant"]: 100}}
+        if "rules" in request.POST:
+            try:
+                changes["rules"] = json.loads(request.POST["rules"] or "[]")
+            except ValueError:
+                raise Invalid("Rules must be valid JSON (a list of rules).", field="rules") from None
+        do_set_flag_state(actor, flag, environment, **changes)
+    return redirect("flags:detail", slug=slug, key=key)
+
+
+@login_required
+@require_POST
+def revert(request: HttpRequest, slug: str, key: str, event_id: int) -> HttpResponse:
+    application = _application(request, slug)
+    flag = get_object_or_404(Flag, application=application, key=key)
+    event = get_object_or_404(FlagEvent.objects.select_related("environment"), flag=flag, pk=event_id)
+    do_revert_flag(Actor(request.user), flag, event)
+    return redirect("flags:detail", slug=slug, key=key)
+
+
+@login_required
+def try_context(request: HttpRequest, slug: str, key: str) -> HttpResponse:
+    """What a given user would get, and why: evaluates the live snapshot with the context typed in."""
+    application = _application(request, slug)
+    flag = get_object_or_404(Flag, application=application, key=key)
+    environment = get_object_or_404(Environment, application=application, name=request.GET.get("environment"))
+    context, problem = _parse_context(request.GET.get("context", ""))
+    result = None if problem else evaluate(snapshots.get(environment.pk), flag.key, context)
+    return render(request, "flags/detail.html#try-result",
+                  {"result": result, "problem": problem, "env": environment, "context": context})
+
+
+def _parse_context(text: str) -> tuple[dict, str | None]:
+    """`key=value` lines (or a JSON object); numbers stay numbers."""
+    text = text.strip()
+    if text.startswith("{"):
+        try:
+            value = json.loads(text)
+        except ValueError as error:
+            return {}, f"Not valid JSON: {error}"
+        return (value, None) if isinstance(value, dict) else ({}, "The context must be an object.")
+    context: dict = {}
+    for line in filter(None, (line.strip() for line in text.replace(",", "\n").splitlines())):
+        name, sep, value = line.partition("=")
+        if not sep:
+            return {}, f"Write each attribute as name=value (got '{line}')."
+        value = value.strip()
+        try:
+            context[name.strip()] = json.loads(value) if value[:1] in "-0123456789tfn[" else value
+        except ValueError:
+            context[name.strip()] = value
+    return context, None

@@ -1,0 +1,109 @@
+import pytest
+from django.core.management import call_command
+
+from flags.models import FlagEvent, FlagState
+from flags.snapshots import snapshots
+from tests.dashboard.test_browser import ARGS, CHROMIUM
+
+
+@pytest.fixture
+def demo(db, django_capture_on_commit_callbacks):
+    snapshots.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("load_demo")
+
+
+@pytest.fixture
+def admin_client(client, admin_user):
+    client.force_login(admin_user)
+    return client
+
+
+def test_list_search_and_toggle_in_place(admin_client, demo):
+    page = admin_client.get("/apps/shop/flags/").content.decode()
+    assert "new-checkout" in page and "search-v2" in page
+    rows = admin_client.get("/apps/shop/flags/?q=search", headers={"HX-Request": "true", "HX-Target": "flag-rows"})
+    html = rows.content.decode()
+    assert html.lstrip().startswith('<tbody id="flag-rows">') and "search-v2" in html and "new-checkout" not in html
+    toggled = admin_client.post("/apps/shop/flags/search-v2/env/production/toggle/", headers={"HX-Request": "true"})
+    assert 'aria-checked="true"' in toggled.content.decode()
+    assert FlagState.objects.get(flag__key="search-v2", environment__name="production").enabled
+
+
+def test_list_query_count_is_constant(admin_client, demo, django_assert_max_num_queries):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from flags.services import do_create_flag
+    from releases.models import Application
+    from releases.permissions import Actor
+
+    def count():
+        with CaptureQueriesContext(connection) as ctx:
+            admin_client.get("/apps/shop/flags/")
+        return len(ctx.captured_queries)
+
+    before = count()
+    for n in range(10):
+        do_create_flag(Actor.system(), Application.objects.get(), key=f"extra-{n}")
+    assert count() == before
+
+
+def test_try_a_context_explains(admin_client, demo):
+    response = admin_client.get("/apps/shop/flags/new-checkout/try/",
+                                {"environment": "production", "context": "targetingKey=u1, country=FR"})
+    html = response.content.decode()
+    assert "TARGETING_MATCH" in html and "by rule #1" in html
+    bad = admin_client.get("/apps/shop/flags/new-checkout/try/", {"environment": "production", "context": "oops"})
+    assert "name=value" in bad.content.decode()
+
+
+def test_edit_state_bad_rules_and_revert(admin_client, demo):
+    url = "/apps/shop/flags/search-v2/env/staging/"
+    assert admin_client.post(url, {"enabled": "on", "use_rollout": "on", "percentage": "25", "rules": "[]"}).status_code == 302
+    state = FlagState.objects.get(flag__key="search-v2", environment__name="staging")
+    assert state.enabled and state.rollout["percentage"] == 25
+    bad = admin_client.post(url, {"enabled": "on", "rules": '[{"conditions": [{"attribute": "a", "operator": "regex", "values": ["x"]}], "variant": "on"}]'})
+    assert bad.status_code == 400 and "operator" in bad.content.decode()
+    event = FlagEvent.objects.filter(flag__key="search-v2", environment__name="staging").first()
+    admin_client.post(f"/apps/shop/flags/search-v2/history/{event.pk}/revert/")
+    state.refresh_from_db()
+    assert state.enabled is False
+    assert admin_client.post(url, {"action": "kill"}).status_code == 302
+
+
+def test_developer_sees_but_cannot_edit(client, demo):
+    from django.contrib.auth import get_user_model
+
+    client.force_login(get_user_model().objects.get(username="bob"))
+    assert client.get("/apps/shop/flags/new-checkout/").status_code == 200
+    assert client.post("/apps/shop/flags/search-v2/env/production/toggle/").status_code == 403
+
+
+@pytest.mark.browser
+def test_pm_toggles_a_flag_and_tries_a_context(live_slipway):
+    from django.contrib.auth import get_user_model
+    from playwright.sync_api import sync_playwright
+
+    call_command("load_demo")
+    get_user_model().objects.create_superuser("pm", password="pm-password-1")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        page = browser.new_page()
+        page.goto(live_slipway.url + "/apps/shop/flags/")
+        page.get_by_label("Username").fill("pm")
+        page.get_by_label("Password").fill("pm-password-1")
+        page.keyboard.press("Enter")
+        page.wait_for_url(lambda url: "/login/" not in url)
+        switch = page.get_by_role("switch", name="search-v2 in production")
+        assert switch.get_attribute("aria-checked") == "false"
+        switch.focus()
+        page.keyboard.press("Enter")  # keyboard works
+        page.get_by_role("switch", name="search-v2 in production").and_(page.locator("[aria-checked=true]")).wait_for()
+        page.get_by_role("link", name="new-checkout").click()
+        page.get_by_label("Context").fill("targetingKey=u7, country=DE")
+        page.get_by_label("Environment").select_option("production")
+        page.get_by_role("button", name="What would they get?").click()
+        page.locator("#try-result", has_text="TARGETING_MATCH").wait_for()
+        browser.close()
+    assert FlagState.objects.get(flag__key="search-v2", environment__name="production").enabled
