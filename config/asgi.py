@@ -12,10 +12,20 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from config.routing import websocket_urlpatterns  # noqa: E402
+from flags.ofrep_asgi import PREFIX, ofrep_app  # noqa: E402
+
+
+async def http_app(scope, receive, send):
+    # Flag evaluation is the hottest path: it skips Django's middleware stack (see flags/ofrep_asgi.py).
+    path = scope["path"]
+    if path == PREFIX or path.startswith(PREFIX + "/"):
+        return await ofrep_app(scope, receive, send)
+    return await django_asgi_app(scope, receive, send)
+
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": http_app,
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -7,8 +7,7 @@ import time
 from collections import Counter
 from datetime import UTC, datetime
 
-from django.db import transaction
-from django.db.models import F
+from django.db import connection, transaction
 
 from flags.models import EvaluationCount
 
@@ -28,6 +27,25 @@ class UsageCounter:
         if time.monotonic() - self._last_flush > FLUSH_EVERY:
             self.flush()
 
+    def add_async(self, environment_id: int, resolutions) -> None:
+        """From the event loop: count now, flush in a worker thread so the loop never waits on the database."""
+        with self._lock:
+            for key, resolution in resolutions:
+                self._counts[(environment_id, key, resolution.variant or "")] += 1
+            due = time.monotonic() - self._last_flush > FLUSH_EVERY
+            if due:
+                self._last_flush = time.monotonic()
+        if due:
+            threading.Thread(target=self._flush_and_close, daemon=True).start()
+
+    def _flush_and_close(self) -> None:
+        from django.db import connection
+
+        try:
+            self.flush()
+        finally:
+            connection.close()
+
     def flush(self) -> int:
         with self._lock:
             counts, self._counts = self._counts, Counter()
@@ -35,14 +53,16 @@ class UsageCounter:
         if not counts:
             return 0
         hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-        with transaction.atomic():
-            for (environment_id, key, variant), n in counts.items():
-                updated = EvaluationCount.objects.filter(environment_id=environment_id, flag_key=key, variant=variant,
-                                                         hour=hour).update(count=F("count") + n)
-                if not updated:
-                    EvaluationCount.objects.create(environment_id=environment_id, flag_key=key, variant=variant,
-                                                   hour=hour, count=n)
-        return len(counts)
+        table = EvaluationCount._meta.db_table
+        rows = [(environment_id, key, variant, hour, n) for (environment_id, key, variant), n in sorted(counts.items())]
+        # One statement, rows in a fixed order: processes flushing at once neither lose counts nor deadlock.
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.executemany(
+                f"INSERT INTO {table} (environment_id, flag_key, variant, hour, count) VALUES (%s, %s, %s, %s, %s) "
+                f"ON CONFLICT (environment_id, flag_key, variant, hour) DO UPDATE SET count = {table}.count + EXCLUDED.count",
+                rows,
+            )
+        return len(rows)
 
 
 usage = UsageCounter()

@@ -182,3 +182,44 @@ def test_openfeature_sdk_with_ofrep_provider(live_slipway, app):
     assert client.get_boolean_value("new-checkout", True, EvaluationContext("u2", {"country": "US"})) is False
     details = client.get_boolean_details("missing-flag", True, EvaluationContext("u1"))
     assert details.value is True and details.error_code is not None
+
+
+def test_lean_asgi_ofrep_path(live_slipway, app):
+    """The production route (config/asgi.py → flags/ofrep_asgi.py) behaves exactly as documented."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    from flags.services import do_create_flag, do_set_flag_state
+    from releases.permissions import Actor
+    from releases.services import do_create_api_token
+
+    production = factories.EnvironmentFactory(application=app, name="production", position=2)
+    flag = do_create_flag(Actor.system(), app, key="new-checkout")
+    do_set_flag_state(Actor.system(), flag, production, enabled=True)
+    _, key = do_create_api_token(Actor.system(), factories.UserFactory(username="sdk2"), name="sdk",
+                                 scopes=["flags:read"], environment=production)
+
+    def call(path, body, token=key, headers=None, method="POST"):
+        request = urllib.request.Request(live_slipway.url + path, data=json.dumps(body).encode() if body is not None
+                                         else None, method=method, headers={"Content-Type": "application/json",
+                                                                            **({"Authorization": f"Bearer {token}"} if token else {}),
+                                                                            **(headers or {})})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, dict(response.headers), response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, dict(error.headers), error.read()
+
+    status, headers, body = call("/ofrep/v1/evaluate/flags/new-checkout", {"context": {"targetingKey": "u1"}})
+    assert status == 200 and json.loads(body)["value"] is True and headers["access-control-expose-headers"] == "ETag"
+    assert call("/ofrep/v1/evaluate/flags/nope", {"context": {}})[0] == 404
+    status, _, body = call("/ofrep/v1/evaluate/flags/new-checkout", {"context": "nope"})
+    assert status == 400 and json.loads(body)["errorCode"] == "INVALID_CONTEXT"
+    assert call("/ofrep/v1/evaluate/flags", {"context": {}}, token="slw_wrong")[0] == 401
+    assert call("/ofrep/v1/evaluate/flags", {"context": {}}, token=None)[0] == 401
+    status, headers, _ = call("/ofrep/v1/evaluate/flags", {"context": {"targetingKey": "u1"}})
+    assert status == 200
+    assert call("/ofrep/v1/evaluate/flags", {"context": {"targetingKey": "u1"}},
+                headers={"If-None-Match": headers["etag"]})[0] == 304
+    assert call("/ofrep/v1/evaluate/flags", None, method="OPTIONS")[0] == 204

@@ -1,0 +1,140 @@
+"""The OFREP evaluation path as a lean ASGI app, dispatched in `config/asgi.py` before Django's stack.
+
+Same contract as the Django views in `flags/ofrep.py` (which stay for WSGI and tests): bearer token pinned to
+an environment with `flags:read`, CORS exposing ETag, OFREP error shapes. The hot path touches no database: the
+token and the compiled snapshot are cached in the process (the token for `TOKEN_TTL` seconds, so a revoked
+token stops working within that time; the snapshot until the environment's `flags_version` moves, checked at
+most once a second), and evaluation counts are batched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+import orjson
+from asgiref.sync import sync_to_async
+
+from flags.engine import ErrorCode, evaluate, evaluate_all
+from flags.ofrep import STATUS_OF_ERROR, _failure, _success
+from flags.snapshots import snapshots
+from flags.usage import usage
+from releases.models import Scope
+
+TOKEN_TTL = 10.0
+CORS_HEADERS = [
+    (b"access-control-allow-origin", b"*"),
+    (b"access-control-allow-methods", b"POST, OPTIONS"),
+    (b"access-control-allow-headers", b"Authorization, Content-Type, If-None-Match"),
+    (b"access-control-expose-headers", b"ETag"),
+    (b"access-control-max-age", b"600"),
+]
+PREFIX = "/ofrep/v1/evaluate/flags"
+_tokens: dict[str, tuple[float, int | None, str | None]] = {}
+
+
+def _lookup_token(key: str) -> tuple[int | None, str | None]:
+    """(environment id, refusal) for a token key; the database is asked at most every TOKEN_TTL seconds."""
+    from config.api import authenticate_token
+
+    token = authenticate_token(key)
+    if token is None:
+        return None, "Invalid or revoked token."
+    if not token.has_scope(Scope.FLAGS_READ) or token.environment_id is None:
+        return None, "Use a flags:read token pinned to an environment (--environment app/env)."
+    return token.environment_id, None
+
+
+async def _token(key: str) -> tuple[int | None, str | None]:
+    now = time.monotonic()
+    cached = _tokens.get(key)
+    if cached is not None and now - cached[0] < TOKEN_TTL:
+        return cached[1], cached[2]
+    environment_id, refusal = await sync_to_async(_lookup_token, thread_sensitive=False)(key)
+    _tokens[key] = (now, environment_id, refusal)
+    return environment_id, refusal
+
+
+async def _snapshot(environment_id: int):
+    entry = snapshots._entries.get(environment_id)
+    if entry is not None and time.monotonic() - entry[1] < 1.0:
+        return entry[2]
+    return await sync_to_async(snapshots.get, thread_sensitive=False)(environment_id)
+
+
+async def _send(send, status: int, body: bytes = b"", extra: list | None = None) -> None:
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *CORS_HEADERS,
+               *(extra or [])]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _read_body(receive, limit: int) -> bytes | None:
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def ofrep_app(scope, receive, send) -> None:
+    from django.conf import settings
+
+    method = scope["method"]
+    if method == "OPTIONS":
+        return await _send(send, 204)
+    if method != "POST":
+        return await _send(send, 405, orjson.dumps({"errorCode": "GENERAL", "errorDetails": "Use POST."}))
+    headers = dict(scope["headers"])
+    scheme, _, key = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        return await _send(send, 401, orjson.dumps({"errorCode": "GENERAL",
+                                                    "errorDetails": "Send Authorization: Bearer <token>."}))
+    environment_id, refusal = await _token(key.strip())
+    if refusal:
+        status = 401 if refusal.startswith("Invalid") else 403
+        return await _send(send, status, orjson.dumps({"errorCode": "GENERAL", "errorDetails": refusal}))
+    raw = await _read_body(receive, settings.API_MAX_BODY_BYTES)
+    flag_key = scope["path"][len(PREFIX) + 1:] if scope["path"].startswith(PREFIX + "/") else None
+    if raw is None:
+        return await _send(send, 413, orjson.dumps({"errorCode": "GENERAL", "errorDetails": "Body over 1 MB."}))
+    context, problem = _parse(raw)
+    if problem:
+        body = {"errorCode": ErrorCode.INVALID_CONTEXT, "errorDetails": problem}
+        if flag_key:
+            body["key"] = flag_key
+        return await _send(send, 400, orjson.dumps(body))
+    snapshot = await _snapshot(environment_id)
+    if flag_key:
+        resolution = evaluate(snapshot, flag_key, context)
+        if resolution.error_code:
+            return await _send(send, STATUS_OF_ERROR.get(resolution.error_code, 400),
+                               orjson.dumps(_failure(flag_key, resolution)))
+        usage.add_async(environment_id, [(flag_key, resolution)])
+        return await _send(send, 200, orjson.dumps(_success(flag_key, resolution)))
+    results = evaluate_all(snapshot, context)
+    body = orjson.dumps({"flags": [_failure(k, r) if r.error_code else _success(k, r) for k, r in results.items()]})
+    etag = ('"' + hashlib.blake2b(snapshot.version.encode() + body, digest_size=12).hexdigest() + '"').encode()
+    usage.add_async(environment_id, [(k, r) for k, r in results.items() if not r.error_code])
+    if headers.get(b"if-none-match") == etag:
+        await send({"type": "http.response.start", "status": 304, "headers": [*CORS_HEADERS, (b"etag", etag)]})
+        return await send({"type": "http.response.body", "body": b""})
+    return await _send(send, 200, body, [(b"etag", etag)])
+
+
+def _parse(raw: bytes):
+    try:
+        body = orjson.loads(raw or b"{}")
+    except orjson.JSONDecodeError:
+        return None, "The body is not JSON."
+    if not isinstance(body, dict):
+        return None, "The body must be an object with a `context` object."
+    context = body.get("context", {})
+    if not isinstance(context, dict):
+        return None, "`context` must be an object."
+    return context, None
