@@ -468,7 +468,9 @@ class Done:
     outcome: Literal["succeeded", "reverted"]
 
 
-type Action = PreDeploy | Deploy | HealthCheck | Smoke | Pause | Analysis | ManualGate | Switch | Revert | Done
+type Action = (
+    PreDeploy | Deploy | HealthCheck | Smoke | Pause | Analysis | ManualGate | Switch | Revert | Done
+)
 
 
 def plan_revert(touched: Sequence[str]) -> tuple[str, ...]:
@@ -547,4 +549,3 @@ def record(progress: Progress, action: Action, *, ok: bool = True, failed: Colle
         case Done():
             return progress
     raise TypeError(f"not an action: {action!r}")
-

@@ -179,23 +179,36 @@ def drive(p, failures, *, max_steps=10_000):
             case Revert():
                 progress = record(progress, action)
             case _:
-                progress = record(progress, action, ok=(type(action).__name__, action.wave) not in failures
-                                  if hasattr(action, "wave") else True)
+                progress = record(
+                    progress,
+                    action,
+                    ok=(type(action).__name__, action.wave) not in failures
+                    if hasattr(action, "wave")
+                    else True,
+                )
     raise AssertionError("reconciler did not finish")
 
 
 @st.composite
 def scenarios(draw):
     strategy = draw(strategies)
-    targets = draw(nonempty_targets if not isinstance(strategy, BlueGreen) else
-                   st.lists(st.text(min_size=1, max_size=8), unique=True, min_size=2, max_size=40))
-    options = draw(st.fixed_dictionaries({"pre_deploy": st.booleans(), "smoke": st.booleans(),
-                                          "manual_gates": st.booleans()}))
+    targets = draw(
+        nonempty_targets
+        if not isinstance(strategy, BlueGreen)
+        else st.lists(st.text(min_size=1, max_size=8), unique=True, min_size=2, max_size=40)
+    )
+    options = draw(
+        st.fixed_dictionaries(
+            {"pre_deploy": st.booleans(), "smoke": st.booleans(), "manual_gates": st.booleans()}
+        )
+    )
     p = plan(targets, strategy, **options)
     failure_points = st.one_of(
         st.tuples(st.sampled_from(["Deploy", "HealthCheck"]), st.sampled_from(targets)),
-        st.tuples(st.sampled_from(["Smoke", "Pause", "Analysis", "ManualGate", "Switch"]),
-                  st.integers(0, max(len(p.waves) - 1, 0))),
+        st.tuples(
+            st.sampled_from(["Smoke", "Pause", "Analysis", "ManualGate", "Switch"]),
+            st.integers(0, max(len(p.waves) - 1, 0)),
+        ),
     )
     failures = draw(st.sets(failure_points, max_size=3) | st.just(set()))
     return p, failures
@@ -251,8 +264,12 @@ def test_failure_at_any_point_reverts_exactly_the_touched_targets(scenario, data
     assert next_action(p, record(progress, revert)) == Done(outcome="reverted")
 
 
-@given(st.lists(st.text(min_size=1, max_size=8), unique=True, min_size=2, max_size=20),
-       st.sampled_from(["blue", "green"]), st.booleans(), st.booleans())
+@given(
+    st.lists(st.text(min_size=1, max_size=8), unique=True, min_size=2, max_size=20),
+    st.sampled_from(["blue", "green"]),
+    st.booleans(),
+    st.booleans(),
+)
 def test_blue_green_switches_only_after_health_and_smoke_of_idle_slot(targets, live, pre, manual):
     p = plan(targets, BlueGreen(live=live), pre_deploy=pre, manual_gates=manual)
     log, final = drive(p, set())
@@ -263,7 +280,7 @@ def test_blue_green_switches_only_after_health_and_smoke_of_idle_slot(targets, l
     assert {t for a in before if isinstance(a, HealthCheck) for t in a.targets} == idle
     assert any(isinstance(a, Smoke) for a in before)
     assert not any(isinstance(a, Deploy) and set(a.targets) & set(p.untouched) for a in actions)
-    assert actions[switch_at + 1:] == [Done(outcome="succeeded")]
+    assert actions[switch_at + 1 :] == [Done(outcome="succeeded")]
     # A failed smoke test never reaches the switch.
     log, _ = drive(p, {("Smoke", 0)})
     assert not any(isinstance(a, Switch) for a, _ in log)
@@ -271,12 +288,28 @@ def test_blue_green_switches_only_after_health_and_smoke_of_idle_slot(targets, l
 
 
 def test_gate_order_and_current_wave():
-    p = plan(["a", "b", "c"], Canary(steps=(50, 100), pause_seconds=30), pre_deploy=True, smoke=True,
-             manual_gates=True)
+    p = plan(
+        ["a", "b", "c"],
+        Canary(steps=(50, 100), pause_seconds=30),
+        pre_deploy=True,
+        smoke=True,
+        manual_gates=True,
+    )
     log, _ = drive(p, set())
     kinds = [type(a).__name__ for a, _ in log]
-    assert kinds == ["PreDeploy", "Deploy", "HealthCheck", "Smoke", "Pause", "Analysis", "ManualGate",
-                     "Deploy", "HealthCheck", "Smoke", "Done"]
+    assert kinds == [
+        "PreDeploy",
+        "Deploy",
+        "HealthCheck",
+        "Smoke",
+        "Pause",
+        "Analysis",
+        "ManualGate",
+        "Deploy",
+        "HealthCheck",
+        "Smoke",
+        "Done",
+    ]
     assert isinstance(log[4][0], Pause) and log[4][0].seconds == 30
     assert isinstance(log[5][0], Analysis) and log[5][0].traffic_percent == 50
     assert isinstance(log[6][0], ManualGate)
@@ -318,7 +351,10 @@ def test_plan_revert_dedupes_latest_first():
     [
         ({"kind": "cautious"}, Cautious()),
         ({"kind": "rolling", "batch_size": 2}, Rolling(batch_size=2)),
-        ({"kind": "rolling", "batch_percent": 25, "max_unavailable": 2}, Rolling(batch_percent=25, max_unavailable=2)),
+        (
+            {"kind": "rolling", "batch_percent": 25, "max_unavailable": 2},
+            Rolling(batch_percent=25, max_unavailable=2),
+        ),
         ({"kind": "blue_green"}, BlueGreen()),
         ({"kind": "blue_green", "live": "green"}, BlueGreen(live="green")),
         ({"kind": "canary", "steps": [5, 25, 50, 100], "pause_seconds": 60}, Canary()),
