@@ -5,7 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from environments.api import views as environment_views
 from flags.api import views as flag_views
-from releases.api import hook_views
+from releases.api import hook_views, rollout_views
 from releases.api import release_views as rv
 from releases.api import views as release_views
 
@@ -29,6 +29,12 @@ urlpatterns = [
     path(app_prefix + "releases/<int:pk>/force/", rv.ForceView.as_view(), name="release-force"),
     path(app_prefix + "releases/<int:pk>/cancel/", rv.CancelView.as_view(), name="release-cancel"),
     path(env_prefix + "rollback/", rv.RollbackView.as_view(), name="rollback"),
+    path(app_prefix + "releases/<int:pk>/rollout/", rollout_views.RolloutView.as_view(), name="rollout"),
+    path(app_prefix + "releases/<int:pk>/rollout/<str:command>", rollout_views.RolloutControlView.as_view(),
+         name="rollout-control"),
+    path(env_prefix + "targets/", rollout_views.TargetListView.as_view(), name="targets"),
+    path(env_prefix + "registration-tokens/", rollout_views.RegistrationTokenView.as_view(),
+         name="registration-tokens"),
     path(env_prefix + "deployments/", rv.DeploymentView.as_view(), name="deployments"),
     path(env_prefix + "locks/", rv.LockListView.as_view(), name="locks"),
     path(env_prefix + "locks/<int:pk>/", rv.LockDetailView.as_view(), name="lock"),

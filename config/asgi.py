@@ -12,6 +12,8 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from config.routing import websocket_urlpatterns  # noqa: E402
+from environments.agent_asgi import PATH as AGENT_WORK  # noqa: E402
+from environments.agent_asgi import agent_work_app  # noqa: E402
 from flags.ofrep_asgi import PREFIX, ofrep_app  # noqa: E402
 
 
@@ -20,6 +22,8 @@ async def http_app(scope, receive, send):
     path = scope["path"]
     if path == PREFIX or path.startswith(PREFIX + "/"):
         return await ofrep_app(scope, receive, send)
+    if path == AGENT_WORK:
+        return await agent_work_app(scope, receive, send)
     return await django_asgi_app(scope, receive, send)
 
 

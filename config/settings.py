@@ -145,6 +145,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     # Releases held by a freeze window start by themselves when it ends.
     "recheck-blocked-releases": {"task": "releases.tasks.recheck_blocked_releases", "schedule": 30.0},
+    # Timeouts, pauses and agents gone offline move rollouts even when no agent reports.
+    "check-rollouts": {"task": "releases.tasks.check_rollouts", "schedule": 2.0},
 }
 
 # --- auth -----------------------------------------------------------------

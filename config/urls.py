@@ -3,10 +3,16 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from config import health
+from environments import agent_api
 from flags import ofrep
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
+    path("api/v1/agent/register", agent_api.register, name="agent-register"),
+    path("api/v1/agent/work", agent_api.work, name="agent-work"),
+    path("api/v1/agent/heartbeat", agent_api.heartbeat, name="agent-heartbeat"),
+    path("api/v1/agent/jobs/<int:pk>/output", agent_api.output, name="agent-output"),
+    path("api/v1/agent/jobs/<int:pk>/result", agent_api.result, name="agent-result"),
     path("api/v1/", include(("config.api_urls", "api"))),
     path("ofrep/v1/evaluate/flags", ofrep.evaluate_flags, name="ofrep-bulk"),
     path("ofrep/v1/evaluate/flags/<str:key>", ofrep.evaluate_flag, name="ofrep-flag"),

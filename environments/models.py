@@ -24,6 +24,11 @@ class Environment(models.Model):
     auto_promote = models.BooleanField(default=False, help_text="Take every new artifact as soon as it can.")
     pending_warn_hours = models.PositiveIntegerField(default=24, help_text="Warn when a batch waits longer.")
     pending_warn_changes = models.PositiveIntegerField(default=20, help_text="Warn when a batch grows larger.")
+    strategy = models.JSONField(default=dict, blank=True, help_text='Rollout strategy, e.g. {"kind": "cautious"}.')
+    step_timeout_seconds = models.PositiveIntegerField(default=300)
+    heartbeat_timeout_seconds = models.PositiveIntegerField(default=30)
+    rollback_batch_size = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: all targets at once.")
+    smoke_test_urls = models.JSONField(default=list, blank=True)
     flags_version = models.PositiveBigIntegerField(default=0, help_text="Bumped by every flag change: snapshot caches compare it.")
     description = models.TextField(blank=True)
     current_artifact = models.ForeignKey(
@@ -85,3 +90,45 @@ class FreezeWindow(models.Model):
 
     def __str__(self) -> str:
         return f"freeze on {self.environment_id}: {self.reason[:40]}"
+
+
+class Target(models.Model):
+    """A host (or slot) of an environment, with the deploy agent registered on it.
+
+    The agent authenticates with its own token (only the hash is kept) and heartbeats; a target whose agent
+    misses heartbeats is offline and its running step fails.
+    """
+
+    class Status(models.TextChoices):
+        ONLINE = "online"
+        OFFLINE = "offline"
+
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="targets")
+    name = models.CharField(max_length=100)
+    hostname = models.CharField(max_length=255, blank=True)
+    agent_version = models.CharField(max_length=40, blank=True)
+    token_hash = models.CharField(max_length=64, unique=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ONLINE)
+    version = models.CharField(max_length=100, blank=True, help_text="The artifact version it runs now.")
+    last_seen = models.DateTimeField(null=True, blank=True)
+    registered_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["environment_id", "name"]
+        constraints = [models.UniqueConstraint(fields=["environment", "name"], name="target_unique_name")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class RegistrationToken(models.Model):
+    """Lets agents join an environment as targets; only the hash is kept."""
+
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="registration_tokens")
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"registration token for {self.environment_id}"

@@ -1,7 +1,7 @@
 """What happens once a release is `queued`, and auto-promotion.
 
-`release_queued` is called after commit by every path that queues a release. Until an environment has deploy
-targets (the rollout engine's business), a queued release completes at once: it is how Slipway tracks
+`release_queued` is called after commit by every path that queues a release. An environment with deploy targets
+gets a rollout (releases/rollouts.py); one without completes the release at once: it is how Slipway tracks
 environments whose deploys happen elsewhere.
 """
 
@@ -16,6 +16,7 @@ from environments.models import Environment
 from releases.lifecycle import transition
 from releases.models import Artifact, Release
 from releases.permissions import Actor
+from releases.rollouts import start_rollout
 
 log = logging.getLogger(__name__)
 
@@ -23,10 +24,13 @@ log = logging.getLogger(__name__)
 def release_queued(release_id: int) -> None:
     actor = Actor.system()
     with transaction.atomic():
-        release = Release.objects.select_for_update(of=("self",)).select_related("application").get(pk=release_id)
+        release = (Release.objects.select_for_update(of=("self",))
+                   .select_related("application", "environment", "artifact", "previous_artifact").get(pk=release_id))
         if release.status != Release.Status.QUEUED:
             return  # someone else moved it on: reruns are harmless
         transition(actor, release, Release.Status.DEPLOYING)
+        if start_rollout(release) is not None:
+            return  # the rollout engine finishes it (releases/rollouts.py)
         transition(actor, release, Release.Status.SUCCEEDED)
         if release.kind == Release.Kind.ROLLBACK:
             _mark_rolled_back(actor, release)

@@ -338,3 +338,62 @@ class GitHubHook(models.Model):
 
     def __str__(self) -> str:
         return f"GitHub hook for {self.application_id}"
+
+
+class Rollout(models.Model):
+    """A release's way onto its targets: the plan's inputs and the reconciler's progress."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        PAUSED = "paused"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        REVERTING = "reverting"
+        REVERTED = "reverted"
+        CANCELLED = "cancelled"
+
+    release = models.OneToOneField(Release, on_delete=models.CASCADE, related_name="rollout")
+    strategy = models.JSONField(default=dict)
+    targets = models.JSONField(default=list, help_text="Target names in deploy order, fixed when the rollout starts.")
+    progress = models.JSONField(default=dict, help_text="releases.planning.Progress, serialized.")
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
+    waiting_until = models.DateTimeField(null=True, blank=True, help_text="A pause gate ends here.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"rollout of release #{self.release_id}"
+
+
+class RolloutStep(models.Model):
+    """One thing done to one target (deploy, revert) or to the wave (smoke, pause, analysis, gate)."""
+
+    OUTPUT_LIMIT = 64 * 1024
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    rollout = models.ForeignKey(Rollout, on_delete=models.CASCADE, related_name="steps")
+    index = models.PositiveIntegerField()
+    wave = models.PositiveIntegerField(null=True)
+    target = models.ForeignKey("environments.Target", null=True, blank=True, on_delete=models.SET_NULL, related_name="steps")
+    target_name = models.CharField(max_length=100, blank=True)
+    action = models.CharField(max_length=20)
+    version = models.CharField(max_length=100, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    health = models.JSONField(null=True, blank=True)
+    output = models.TextField(blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["rollout_id", "index"]
+        constraints = [models.UniqueConstraint(fields=["rollout", "index"], name="rolloutstep_unique_index")]
+        indexes = [models.Index(fields=["target", "status"], name="step_target_status")]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.target_name} ({self.status})"

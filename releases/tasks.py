@@ -21,3 +21,17 @@ def deliver_notification(self, hook_id: int, payload: dict) -> None:
         deliver(hook_id, payload)
     except DeliveryFailed as failure:
         raise self.retry(exc=failure, countdown=min(2 ** self.request.retries, 300)) from failure
+
+
+@shared_task(acks_late=True)
+def advance_rollout(rollout_id: int) -> None:
+    from releases.rollouts import do_advance_rollout
+
+    do_advance_rollout(rollout_id)
+
+
+@shared_task(acks_late=True)
+def check_rollouts() -> None:
+    from releases.rollouts import check_running_rollouts
+
+    check_running_rollouts()

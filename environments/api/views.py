@@ -30,6 +30,26 @@ class EnvironmentIn(serializers.Serializer):
     auto_promote = serializers.BooleanField(required=False, default=False)
     pending_warn_hours = serializers.IntegerField(min_value=1, max_value=24 * 365, required=False, default=24)
     pending_warn_changes = serializers.IntegerField(min_value=1, max_value=100_000, required=False, default=20)
+    strategy = serializers.JSONField(required=False, default=dict)
+    step_timeout_seconds = serializers.IntegerField(min_value=1, max_value=86_400, required=False, default=300)
+    heartbeat_timeout_seconds = serializers.IntegerField(min_value=3, max_value=3600, required=False, default=30)
+    rollback_batch_size = serializers.IntegerField(min_value=1, max_value=10_000, required=False, allow_null=True,
+                                                   default=None)
+    smoke_test_urls = serializers.ListField(child=serializers.URLField(max_length=500), required=False, default=list,
+                                            max_length=20)
+
+    def validate_strategy(self, value):
+        from releases.planning import StrategyError, parse_strategy
+
+        if value in ({}, None):
+            return {}
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("An object, e.g. {\"kind\": \"cautious\"}.")
+        try:
+            parse_strategy(value)
+        except StrategyError as error:
+            raise serializers.ValidationError(f"{error.field}: {error.message}") from None
+        return value
 
 
 class EnvironmentOut(serializers.ModelSerializer):
@@ -38,7 +58,8 @@ class EnvironmentOut(serializers.ModelSerializer):
     class Meta:
         model = Environment
         fields = ["name", "position", "requires_approval", "description", "approval_policy", "required_approvals",
-                  "auto_promote", "pending_warn_hours", "pending_warn_changes", "current_version", "created_at"]
+                  "auto_promote", "pending_warn_hours", "pending_warn_changes", "strategy", "step_timeout_seconds",
+                  "heartbeat_timeout_seconds", "rollback_batch_size", "smoke_test_urls", "current_version", "created_at"]
         read_only_fields = fields
 
 

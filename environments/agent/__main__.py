@@ -1,0 +1,246 @@
+"""`python -m environments.agent` / `slipway-agent`: the deploy agent.
+
+It registers with an environment's registration token, keeps its own token in `<workdir>/agent.json`, long-polls
+Slipway for jobs, runs ITS OWN deploy command (configured here, never sent by the server) with SLIPWAY_VERSION,
+SLIPWAY_IMAGE, SLIPWAY_COMMIT, SLIPWAY_PREVIOUS_VERSION, SLIPWAY_TARGET and SLIPWAY_ACTION in its environment,
+streams the output back, runs the health check (an HTTP URL that must answer 2xx, or a command), reports, and
+heartbeats meanwhile. Standard library only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import tomllib
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from environments.agent import VERSION
+
+log = logging.getLogger("slipway-agent")
+KEYS = ("url", "registration_token", "name", "workdir", "deploy_command", "health_url", "health_command",
+        "health_timeout", "heartbeat_seconds", "deploy_timeout", "poll_wait")
+
+
+class Unauthorized(Exception):
+    pass
+
+
+def parse_args(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(prog="slipway-agent", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", help="TOML file with the same keys (snake_case); flags override it")
+    parser.add_argument("--url")
+    parser.add_argument("--registration-token")
+    parser.add_argument("--name", default=None)
+    parser.add_argument("--workdir")
+    parser.add_argument("--deploy-command")
+    parser.add_argument("--health-url")
+    parser.add_argument("--health-command")
+    parser.add_argument("--health-timeout", type=float)
+    parser.add_argument("--heartbeat-seconds", type=float)
+    parser.add_argument("--deploy-timeout", type=float)
+    parser.add_argument("--poll-wait", type=float)
+    args = vars(parser.parse_args(argv))
+    config: dict = {"name": socket.gethostname(), "health_timeout": 10.0, "heartbeat_seconds": 5.0,
+                    "deploy_timeout": 600.0, "poll_wait": 20.0}
+    if config_file := args.pop("config"):
+        with open(config_file, "rb") as handle:
+            config.update({k: v for k, v in tomllib.load(handle).items() if k in KEYS})
+    config.update({k: v for k, v in args.items() if v is not None})
+    missing = [k for k in ("url", "workdir", "deploy_command") if not config.get(k)]
+    if missing:
+        parser.error("missing " + ", ".join("--" + m.replace("_", "-") for m in missing))
+    return config
+
+
+class Agent:
+    def __init__(self, config: dict) -> None:
+        self.config = config
+        self.url = config["url"].rstrip("/")
+        self.workdir = Path(config["workdir"])
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.state_file = self.workdir / "agent.json"
+        self.stopping = threading.Event()
+        self.token: str | None = None
+        self.version: str | None = None
+        if self.state_file.exists():
+            state = json.loads(self.state_file.read_text())
+            self.token, self.version = state.get("agent_token"), state.get("version")
+
+    # --- HTTP -----------------------------------------------------------------------------
+    def call(self, method: str, path: str, body: dict | None = None, timeout: float = 15) -> tuple[int, dict | None]:
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": "application/json", "User-Agent": f"slipway-agent/{VERSION}"}
+        if self.token and not path.endswith("/register"):
+            headers["Authorization"] = f"Bearer {self.token}"
+        request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                raw = response.read()
+                return response.status, json.loads(raw) if raw else None
+        except urllib.error.HTTPError as error:
+            if error.code == 401:
+                raise Unauthorized() from error
+            raw = error.read()
+            try:
+                return error.code, json.loads(raw) if raw else None
+            except ValueError:
+                return error.code, None
+
+    def save_state(self) -> None:
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"agent_token": self.token, "version": self.version}))
+        tmp.chmod(0o600)
+        os.replace(tmp, self.state_file)
+
+    def register(self) -> None:
+        token = self.config.get("registration_token")
+        if not token:
+            raise SystemExit("the agent token was refused and no --registration-token is configured")
+        status, body = self.call("POST", "/api/v1/agent/register", {
+            "registration_token": token, "name": self.config["name"], "hostname": socket.gethostname(),
+            "agent_version": VERSION})
+        if status != 201 or not body:
+            raise ConnectionError(f"registration answered {status}: {body}")
+        self.token = body["agent_token"]
+        self.config["heartbeat_seconds"] = min(self.config["heartbeat_seconds"], body.get("heartbeat_seconds", 5))
+        self.save_state()
+        log.info("registered as %s", body["target"])
+
+    # --- loop -----------------------------------------------------------------------------
+    def run(self) -> None:
+        backoff = 0.5
+        threading.Thread(target=self.heartbeats, daemon=True).start()
+        while not self.stopping.is_set():
+            try:
+                if not self.token:
+                    self.register()
+                wait = self.config["poll_wait"]
+                status, body = self.call("GET", f"/api/v1/agent/work?wait={wait}", timeout=wait + 10)
+                backoff = 0.5
+                if status == 200 and body and body.get("job"):
+                    self.run_job(body["job"])
+            except Unauthorized:
+                log.warning("agent token refused: registering again")
+                self.token = None
+            except (OSError, ConnectionError, ValueError) as error:
+                log.warning("Slipway unreachable (%s); retrying in %.1f s", error, backoff)
+                self.stopping.wait(backoff)
+                backoff = min(backoff * 2, 10)
+
+    def heartbeats(self) -> None:
+        while not self.stopping.wait(self.config["heartbeat_seconds"]):
+            if not self.token:
+                continue
+            with contextlib.suppress(Unauthorized, OSError, ValueError):
+                self.call("POST", "/api/v1/agent/heartbeat", {"version": self.version}, timeout=5)
+
+    # --- a job ----------------------------------------------------------------------------
+    def run_job(self, job: dict) -> None:
+        log.info("job %s: %s %s", job["id"], job["action"], job["version"])
+        env = {**os.environ, "SLIPWAY_VERSION": job.get("version") or "", "SLIPWAY_IMAGE": job.get("image") or "",
+               "SLIPWAY_COMMIT": job.get("commit") or "", "SLIPWAY_PREVIOUS_VERSION": job.get("previous_version") or "",
+               "SLIPWAY_TARGET": self.config["name"], "SLIPWAY_ACTION": job["action"]}
+        ok, exit_code, tail = self.run_command(job["id"], self.config["deploy_command"], env,
+                                               self.config["deploy_timeout"])
+        health = {"ok": False, "detail": f"deploy command failed (exit {exit_code})"}
+        if ok:
+            self.version = job.get("version")
+            self.save_state()
+            health = self.check_health(env)
+        self.call("POST", f"/api/v1/agent/jobs/{job['id']}/result", {
+            "status": "succeeded" if ok else "failed", "exit_code": exit_code, "health": health,
+            "output_tail": tail[-4000:], "version": self.version})
+
+    def run_command(self, job_id: int, command: str, env: dict, timeout: float) -> tuple[bool, int | None, str]:
+        process = subprocess.Popen(command, shell=True, env=env, cwd=self.workdir, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, start_new_session=True, text=True, bufsize=1)
+        buffer: list[str] = []
+        everything: list[str] = []
+        lock = threading.Lock()
+
+        def reader() -> None:
+            for line in process.stdout:
+                with lock:
+                    buffer.append(line)
+                    everything.append(line)
+
+        thread = threading.Thread(target=reader, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + timeout
+        timed_out = False
+        while process.poll() is None:
+            if time.monotonic() > deadline:
+                os.killpg(process.pid, signal.SIGKILL)
+                timed_out = True
+                break
+            time.sleep(0.2)
+            self.flush_output(job_id, buffer, lock)
+        process.wait()
+        thread.join(timeout=2)
+        if timed_out:
+            with lock:
+                buffer.append(f"[slipway-agent] deploy command killed after {timeout:.0f} s\n")
+                everything.append(buffer[-1])
+        self.flush_output(job_id, buffer, lock)
+        return (not timed_out and process.returncode == 0), (None if timed_out else process.returncode), "".join(everything)
+
+    def flush_output(self, job_id: int, buffer: list[str], lock: threading.Lock) -> None:
+        with lock:
+            chunk = "".join(buffer)
+            buffer.clear()
+        if chunk:
+            with contextlib.suppress(OSError, ValueError, Unauthorized):
+                self.call("POST", f"/api/v1/agent/jobs/{job_id}/output", {"chunk": chunk}, timeout=5)
+
+    def check_health(self, env: dict) -> dict:
+        timeout = float(self.config["health_timeout"])
+        deadline = time.monotonic() + timeout
+        if self.config.get("health_command"):
+            try:
+                done = subprocess.run(self.config["health_command"], shell=True, env=env, timeout=timeout,
+                                      capture_output=True, text=True, cwd=self.workdir)
+            except subprocess.TimeoutExpired:
+                return {"ok": False, "detail": f"health command timed out after {timeout:.0f} s"}
+            return {"ok": done.returncode == 0, "detail": f"health command exit {done.returncode} "
+                    f"{(done.stdout + done.stderr).strip()[-200:]}"}
+        url = self.config.get("health_url")
+        if not url:
+            return {"ok": True, "detail": "no health check configured"}
+        last = "no answer"
+        while time.monotonic() < deadline:
+            started = time.monotonic()
+            try:
+                with urllib.request.urlopen(url, timeout=max(0.5, deadline - time.monotonic())) as response:
+                    if 200 <= response.status < 300:
+                        return {"ok": True, "detail": f"HTTP {response.status} in {(time.monotonic() - started) * 1000:.0f} ms"}
+                    last = f"HTTP {response.status}"
+            except urllib.error.HTTPError as error:
+                last = f"HTTP {error.code}"
+            except OSError as error:
+                last = str(error)
+            time.sleep(0.3)
+        return {"ok": False, "detail": f"{url}: {last}"}
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    agent = Agent(parse_args(argv))
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: agent.stopping.set())
+    agent.run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,194 @@
+"""The deploy agents' API (`/api/v1/agent/…`): agents connect out to Slipway; nothing reaches into hosts.
+
+The server never sends a command: a job names the artifact to put in place, and the agent runs its own,
+locally configured deploy command. Wrong token → 401, another environment's job → 403, malformed → 400.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import time
+
+from asgiref.sync import sync_to_async
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+
+from environments.models import RegistrationToken, Target
+from releases.models import ApiToken, RolloutStep
+
+log = logging.getLogger("slipway.agent")
+MAX_WAIT = 25.0
+POLL = 0.2
+
+
+def _error(status: int, detail: str, **fields) -> JsonResponse:
+    log.warning("agent request refused (%s): %s", status, detail)
+    return JsonResponse({"detail": detail, **fields}, status=status)
+
+
+def _json_body(request: HttpRequest) -> dict | None:
+    try:
+        body = json.loads(request.body or b"{}")
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _target_for(request: HttpRequest) -> Target | None:
+    scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not key:
+        return None
+    target = Target.objects.select_related("environment").filter(token_hash=ApiToken.hash_key(key.strip())).first()
+    if target is not None:
+        Target.objects.filter(pk=target.pk).update(last_seen=timezone.now(), status=Target.Status.ONLINE)
+    return target
+
+
+@csrf_exempt
+def register(request: HttpRequest) -> HttpResponse:
+    if request.method != "POST":
+        return _error(405, "Use POST.")
+    body = _json_body(request)
+    if body is None:
+        return _error(400, "The body must be a JSON object.")
+    name, token = body.get("name"), body.get("registration_token")
+    if not isinstance(name, str) or not 1 <= len(name) <= 100 or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        return _error(400, "name: 1–100 letters, digits, dots, dashes or underscores.", field="name")
+    if not isinstance(token, str) or not token:
+        return _error(400, "registration_token is required.", field="registration_token")
+    registration = RegistrationToken.objects.select_related("environment").filter(
+        token_hash=ApiToken.hash_key(token), revoked_at__isnull=True).first()
+    if registration is None:
+        return _error(401, "Unknown or revoked registration token.")
+    key = "sla_" + secrets.token_urlsafe(32)
+    with transaction.atomic():
+        target, created = Target.objects.update_or_create(
+            environment=registration.environment, name=name,
+            defaults={"token_hash": ApiToken.hash_key(key), "hostname": str(body.get("hostname", ""))[:255],
+                      "agent_version": str(body.get("agent_version", ""))[:40], "status": Target.Status.ONLINE,
+                      "last_seen": timezone.now()})
+        from releases import audit
+        from releases.permissions import Actor
+
+        audit.record(Actor.system(), "target.registered", target, application=registration.environment.application,
+                     after={"name": name, "hostname": target.hostname, "environment": registration.environment.name})
+    return JsonResponse({"agent_token": key, "target": target.name,
+                         "heartbeat_seconds": max(1, registration.environment.heartbeat_timeout_seconds // 3)},
+                        status=201)
+
+
+def _claim_job(target: Target) -> dict | None:
+    with transaction.atomic():
+        step = (RolloutStep.objects.select_for_update(skip_locked=True, of=("self",))
+                .select_related("rollout__release__artifact", "rollout__release__previous_artifact")
+                .filter(target=target, status=RolloutStep.Status.PENDING, rollout__status__in=["running", "reverting"])
+                .order_by("index").first())
+        if step is None:
+            return None
+        step.status, step.started_at = RolloutStep.Status.RUNNING, timezone.now()
+        step.save(update_fields=["status", "started_at"])
+    release = step.rollout.release
+    artifact = release.artifact
+    previous = release.previous_artifact
+    return {"id": step.pk, "action": step.action, "version": step.version, "image": artifact.image
+            if step.action == "deploy" else (previous.image if previous else ""),
+            "commit": artifact.commit if step.action == "deploy" else (previous.commit if previous else ""),
+            "previous_version": previous.version if previous else None,
+            "artifact_url": (artifact.metadata or {}).get("tarball_url"), "digest": (artifact.metadata or {}).get("digest")}
+
+
+async def work(request: HttpRequest) -> HttpResponse:
+    """Long-poll for the next job; holds no thread or database connection while it waits."""
+    target = await sync_to_async(_target_for, thread_sensitive=False)(request)
+    if target is None:
+        return _error(401, "Unknown agent token: register again.")
+    try:
+        wait = min(float(request.GET.get("wait", 20)), MAX_WAIT)
+    except ValueError:
+        return _error(400, "wait must be a number of seconds.", field="wait")
+    deadline = time.monotonic() + max(wait, 0)
+    while True:
+        job = await sync_to_async(_claim_job, thread_sensitive=False)(target)
+        if job is not None:
+            return JsonResponse({"job": job})
+        if time.monotonic() >= deadline:
+            await sync_to_async(Target.objects.filter(pk=target.pk).update, thread_sensitive=False)(
+                last_seen=timezone.now())
+            return HttpResponse(status=204)
+        await asyncio.sleep(POLL)
+
+
+@csrf_exempt
+def heartbeat(request: HttpRequest) -> HttpResponse:
+    target = _target_for(request)
+    if target is None:
+        return _error(401, "Unknown agent token: register again.")
+    body = _json_body(request)
+    if body is None:
+        return _error(400, "The body must be a JSON object.")
+    if isinstance(body.get("version"), str):
+        Target.objects.filter(pk=target.pk).update(version=body["version"][:100])
+    return JsonResponse({"ok": True})
+
+
+def _step_for(request: HttpRequest, pk: int) -> tuple[RolloutStep | None, HttpResponse | None]:
+    target = _target_for(request)
+    if target is None:
+        return None, _error(401, "Unknown agent token: register again.")
+    step = RolloutStep.objects.select_related("rollout", "target").filter(pk=pk).first()
+    if step is None:
+        return None, _error(404, f"No job #{pk}.")
+    if step.target_id != target.pk:
+        return None, _error(403, f"Job #{pk} belongs to another target.")
+    return step, None
+
+
+@csrf_exempt
+def output(request: HttpRequest, pk: int) -> HttpResponse:
+    step, refusal = _step_for(request, pk)
+    if refusal:
+        return refusal
+    body = _json_body(request)
+    if body is None or not isinstance(body.get("chunk"), str):
+        return _error(400, "chunk: a string of output.", field="chunk")
+    with transaction.atomic():
+        step = RolloutStep.objects.select_for_update().get(pk=step.pk)
+        step.output = (step.output + body["chunk"])[-RolloutStep.OUTPUT_LIMIT:]
+        step.save(update_fields=["output"])
+    return JsonResponse({"ok": True})
+
+
+@csrf_exempt
+def result(request: HttpRequest, pk: int) -> HttpResponse:
+    step, refusal = _step_for(request, pk)
+    if refusal:
+        return refusal
+    body = _json_body(request)
+    if body is None or body.get("status") not in ("succeeded", "failed"):
+        return _error(400, "status: succeeded or failed.", field="status")
+    health = body.get("health") or {}
+    if not isinstance(health, dict):
+        return _error(400, "health: an object with ok and detail.", field="health")
+    from releases.rollouts import enqueue_advance
+
+    with transaction.atomic():
+        step = RolloutStep.objects.select_for_update(of=("self",)).select_related("target").get(pk=step.pk)
+        if step.status not in (RolloutStep.Status.PENDING, RolloutStep.Status.RUNNING):
+            return _error(409, f"Job #{pk} is {step.status} already.")
+        ok = body["status"] == "succeeded"
+        step.status = RolloutStep.Status.SUCCEEDED if ok else RolloutStep.Status.FAILED
+        step.finished_at = timezone.now()
+        step.health = {"ok": bool(health.get("ok")) and ok, "detail": str(health.get("detail", ""))[:500]}
+        tail = str(body.get("output_tail", ""))
+        if tail and tail not in step.output:
+            step.output = (step.output + tail)[-RolloutStep.OUTPUT_LIMIT:]
+        step.save(update_fields=["status", "finished_at", "health", "output"])
+        if ok and isinstance(body.get("version"), str):
+            Target.objects.filter(pk=step.target_id).update(version=body["version"][:100])
+        enqueue_advance(step.rollout_id)
+    return JsonResponse({"ok": True})

@@ -1,0 +1,313 @@
+"""The rollout engine: a reconciler. Services that move rollouts, called by the Celery task and the agent API.
+
+`do_advance_rollout` locks the rollout, folds finished steps into the planner's `Progress`, asks
+`releases.planning.next_action` what to do, records it as steps (agents pick their jobs up), and stops when it
+has to wait. Killing a worker at any moment is harmless: everything it knew is in the rows, and the next run
+continues from them; a target's step exists once, so no target is deployed twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import urllib.request
+from datetime import timedelta
+from functools import partial
+
+from django.db import transaction
+from django.utils import timezone
+
+from config.errors import Conflict
+from environments.models import Target
+from releases import audit
+from releases.lifecycle import transition
+from releases.models import Release, Rollout, RolloutStep
+from releases.permissions import Actor, Permission, require
+from releases.planning import (
+    Analysis,
+    Deploy,
+    Done,
+    HealthCheck,
+    ManualGate,
+    Pause,
+    PreDeploy,
+    Progress,
+    Revert,
+    Rollback,
+    Smoke,
+    Switch,
+    next_action,
+    parse_strategy,
+    plan,
+    record,
+)
+
+log = logging.getLogger(__name__)
+ACTIVE = (Rollout.Status.PENDING, Rollout.Status.RUNNING, Rollout.Status.REVERTING)
+OPEN_STEP = (RolloutStep.Status.PENDING, RolloutStep.Status.RUNNING)
+
+
+# --- the analysis hook ---------------------------------------------------------------------
+
+def analyse(rollout: Rollout, wave: int, traffic_percent: int | None) -> bool:
+    """Canary analysis between steps: return False to revert. The default passes; monitoring plugs in here."""
+    return True
+
+
+# --- progress <-> rows -----------------------------------------------------------------------
+
+def progress_from(data: dict) -> Progress:
+    return Progress(
+        deployed=frozenset(data.get("deployed", ())), healthy=frozenset(data.get("healthy", ())),
+        failed=frozenset(data.get("failed", ())), gates=frozenset(tuple(g) for g in data.get("gates", ())),
+        reverting=bool(data.get("reverting")), reverted=frozenset(data.get("reverted", ())))
+
+
+def progress_to(progress: Progress) -> dict:
+    return {"deployed": sorted(progress.deployed), "healthy": sorted(progress.healthy),
+            "failed": sorted(progress.failed), "gates": sorted([list(g) for g in progress.gates], key=str),
+            "reverting": progress.reverting, "reverted": sorted(progress.reverted)}
+
+
+def plan_of(rollout: Rollout):
+    strategy = Rollback(batch_size=rollout.strategy.get("batch_size")) if rollout.strategy.get("kind") == "rollback" \
+        else parse_strategy(rollout.strategy or {"kind": "cautious"})
+    return plan(rollout.targets, strategy, smoke=bool(rollout.release.environment.smoke_test_urls))
+
+
+def enqueue_advance(rollout_id: int) -> None:
+    from releases.tasks import advance_rollout
+
+    transaction.on_commit(partial(advance_rollout.delay, rollout_id), robust=True)
+
+
+# --- starting --------------------------------------------------------------------------------
+
+def start_rollout(release: Release) -> Rollout | None:
+    """Inside the caller's transaction: a rollout for a queued release onto its environment's targets."""
+    environment = release.environment
+    targets = list(Target.objects.filter(environment=environment).order_by("name").values_list("name", flat=True))
+    if not targets:
+        return None
+    if release.kind == Release.Kind.ROLLBACK:
+        strategy = {"kind": "rollback", "batch_size": environment.rollback_batch_size}
+    else:
+        strategy = environment.strategy or {"kind": "cautious"}
+    rollout = Rollout.objects.create(release=release, strategy=strategy, targets=targets,
+                                     progress=progress_to(Progress()), status=Rollout.Status.RUNNING)
+    enqueue_advance(rollout.pk)
+    return rollout
+
+
+# --- the reconciler --------------------------------------------------------------------------
+
+def do_advance_rollout(rollout_id: int) -> str:
+    """Take every step the rollout can take now; returns its status. Reruns are harmless."""
+    for _ in range(1000):  # a bounded loop: gates resolve at once, deploys wait for agents
+        with transaction.atomic():
+            rollout = (Rollout.objects.select_for_update(of=("self",))
+                       .select_related("release__environment", "release__artifact", "release__previous_artifact",
+                                       "release__application").get(pk=rollout_id))
+            if rollout.status not in ACTIVE:
+                return rollout.status
+            moved = _advance_once(rollout)
+            if not moved:
+                return rollout.status
+    return rollout.status
+
+
+def _advance_once(rollout: Rollout) -> bool:
+    """One reconciliation: True when something changed and another look may move further."""
+    the_plan = plan_of(rollout)
+    progress = progress_from(rollout.progress)
+    action = next_action(the_plan, progress)
+    open_steps = list(rollout.steps.filter(status__in=OPEN_STEP).select_related("target"))
+    if open_steps:
+        _fail_stuck(rollout, open_steps)
+        return False
+    now = timezone.now()
+    if isinstance(action, Deploy | Revert | HealthCheck):
+        progress, dispatched = _fold_or_dispatch(rollout, action, progress)
+        rollout.progress = progress_to(progress)
+        if progress.reverting or progress.failed:
+            rollout.status = Rollout.Status.REVERTING
+        rollout.save(update_fields=["progress", "status"])
+        return not dispatched
+    if isinstance(action, Pause):
+        if rollout.waiting_until is None:
+            rollout.waiting_until = now + timedelta(seconds=action.seconds)
+            rollout.save(update_fields=["waiting_until"])
+            return False
+        if now < rollout.waiting_until:
+            return False
+        rollout.waiting_until = None
+        progress = record(progress, action)
+    elif isinstance(action, ManualGate):
+        rollout.status = Rollout.Status.PAUSED
+        _gate_step(rollout, action.wave, "manual_gate", ok=True, output="Waiting for a person to resume.")
+        rollout.progress = progress_to(record(progress, action))  # resuming continues past the gate
+        rollout.save(update_fields=["status", "progress"])
+        return False
+    elif isinstance(action, Smoke):
+        ok, output = _smoke(rollout)
+        _gate_step(rollout, action.wave, "smoke", ok=ok, output=output)
+        progress = record(progress, action, ok=ok)
+    elif isinstance(action, Analysis):
+        ok = analyse(rollout, action.wave, action.traffic_percent)
+        _gate_step(rollout, action.wave, "analysis", ok=ok, output="analysis hook: pass" if ok else "analysis: fail")
+        progress = record(progress, action, ok=ok)
+    elif isinstance(action, Switch | PreDeploy):
+        progress = record(progress, action)
+    elif isinstance(action, Done):
+        _finish(rollout, action.outcome)
+        return False
+    rollout.progress = progress_to(progress)
+    rollout.save(update_fields=["progress", "waiting_until"])
+    return True
+
+
+REVERT_ATTEMPTS = 3
+
+
+def _fold_or_dispatch(rollout: Rollout, action, progress: Progress) -> tuple[Progress, bool]:
+    """Fold this action's finished steps into progress, or create the steps agents will run next."""
+    kind = "revert" if isinstance(action, Revert) else "deploy"
+    wanted = set(action.targets)
+    newest: dict[str, RolloutStep] = {}
+    attempts: dict[str, int] = {}
+    for step in rollout.steps.filter(action=kind, target_name__in=wanted).order_by("index"):
+        newest[step.target_name] = step
+        attempts[step.target_name] = attempts.get(step.target_name, 0) + 1
+    if isinstance(action, HealthCheck):
+        # The agent checks health right after its deploy; its report settles the health check.
+        failed = {n for n in wanted if n not in newest or not (newest[n].health or {}).get("ok")}
+        return record(progress, action, failed=failed), False
+    if kind == "deploy":
+        missing = wanted - set(newest)
+        if not missing:
+            failed = {n for n, s in newest.items() if s.status == RolloutStep.Status.FAILED}
+            progress = record(progress, action, failed=failed)
+            deployed = tuple(sorted(wanted - failed))
+            if deployed:
+                unhealthy = {n for n in deployed if not (newest[n].health or {}).get("ok")}
+                progress = record(progress, HealthCheck(wave=action.wave, targets=deployed), failed=unhealthy)
+            return progress, False
+        to_dispatch = missing
+    elif rollout.release.previous_artifact is None:
+        # Nothing ran here before: there is no earlier version to put back.
+        return record(progress, action), False
+    else:
+        settled = {n for n, s in newest.items() if s.status == RolloutStep.Status.SUCCEEDED
+                   or attempts[n] >= REVERT_ATTEMPTS}
+        if settled:
+            for name in settled - {n for n, s in newest.items() if s.status == RolloutStep.Status.SUCCEEDED}:
+                log.error("giving up reverting %s after %d attempts", name, REVERT_ATTEMPTS)
+            return record(progress, Revert(targets=tuple(sorted(settled)))), False
+        # Never tried, or failed and worth another try.
+        to_dispatch = wanted
+    release = rollout.release
+    version = (release.previous_artifact.version if kind == "revert" and release.previous_artifact
+               else release.artifact.version)
+    targets = {t.name: t for t in Target.objects.filter(environment=release.environment, name__in=to_dispatch)}
+    index = (rollout.steps.order_by("-index").values_list("index", flat=True).first() or 0) + 1
+    for offset, name in enumerate(sorted(to_dispatch)):
+        RolloutStep.objects.create(rollout=rollout, index=index + offset, wave=getattr(action, "wave", None),
+                                   target=targets.get(name), target_name=name, action=kind, version=version)
+    return progress, True
+
+
+def _gate_step(rollout: Rollout, wave: int, action: str, *, ok: bool, output: str) -> None:
+    index = (rollout.steps.order_by("-index").values_list("index", flat=True).first() or 0) + 1
+    now = timezone.now()
+    RolloutStep.objects.create(rollout=rollout, index=index, wave=wave, action=action, started_at=now,
+                               finished_at=now, output=output[:RolloutStep.OUTPUT_LIMIT],
+                               status=RolloutStep.Status.SUCCEEDED if ok else RolloutStep.Status.FAILED)
+
+
+def _smoke(rollout: Rollout) -> tuple[bool, str]:
+    lines = []
+    for url in rollout.release.environment.smoke_test_urls:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                lines.append(f"{url}: {response.status}")
+                ok = 200 <= response.status < 300
+        except OSError as error:
+            lines.append(f"{url}: {error}")
+            ok = False
+        if not ok:
+            return False, "\n".join(lines)
+    return True, "\n".join(lines) or "no smoke tests configured"
+
+
+def _fail_stuck(rollout: Rollout, steps: list[RolloutStep]) -> None:
+    """A step whose agent went offline, or that ran past the step timeout, fails; the reconciler then reverts."""
+    environment = rollout.release.environment
+    now = timezone.now()
+    heartbeat_limit = now - timedelta(seconds=environment.heartbeat_timeout_seconds)
+    for step in steps:
+        reason = None
+        if step.target is None or step.target.last_seen is None or step.target.last_seen < heartbeat_limit:
+            reason = "agent offline (missed heartbeats)"
+            if step.target is not None:
+                Target.objects.filter(pk=step.target.pk).update(status=Target.Status.OFFLINE)
+        elif step.started_at and now - step.started_at > timedelta(seconds=environment.step_timeout_seconds):
+            reason = f"step timed out after {environment.step_timeout_seconds} s"
+        if reason:
+            step.status, step.finished_at = RolloutStep.Status.FAILED, now
+            step.health = {"ok": False, "detail": reason}
+            step.output = (step.output + f"\n[slipway] {reason}")[-RolloutStep.OUTPUT_LIMIT:]
+            step.save(update_fields=["status", "finished_at", "health", "output"])
+            enqueue_advance(rollout.pk)
+
+
+def _finish(rollout: Rollout, outcome: str) -> None:
+    system = Actor.system()
+    release = Release.objects.select_for_update(of=("self",)).select_related("application").get(pk=rollout.release_id)
+    rollout.status = Rollout.Status.SUCCEEDED if outcome == "succeeded" else Rollout.Status.REVERTED
+    rollout.finished_at = timezone.now()
+    rollout.save(update_fields=["status", "finished_at"])
+    if release.status == Release.Status.DEPLOYING:
+        transition(system, release, Release.Status.SUCCEEDED if outcome == "succeeded" else Release.Status.FAILED,
+                   note=f"rollout {rollout.status}")
+        if outcome == "succeeded":
+            from releases.dispatch import _mark_rolled_back, after_success
+
+            if release.kind == Release.Kind.ROLLBACK:
+                _mark_rolled_back(system, release)
+            transaction.on_commit(partial(after_success, release), robust=True)
+
+
+# --- people's controls -----------------------------------------------------------------------
+
+@transaction.atomic(durable=True)
+def do_control_rollout(actor: Actor, release: Release, command: str) -> Rollout:
+    """Pause, resume, cancel, or revert now."""
+    rollout = Rollout.objects.select_for_update(of=("self",)).select_related("release__application",
+                                                                           "release__environment").filter(
+        release=release).first()
+    if rollout is None:
+        raise Conflict(f"Release #{release.pk} has no rollout.")
+    require(actor, Permission.ROLLBACK if command == "revert" else Permission.REGISTER_ARTIFACT,
+            release.application, release.environment)
+    finished = rollout.status in (Rollout.Status.SUCCEEDED, Rollout.Status.REVERTED, Rollout.Status.CANCELLED,
+                                  Rollout.Status.FAILED)
+    if finished:
+        raise Conflict(f"The rollout is {rollout.status}.")
+    if command == "pause":
+        rollout.status = Rollout.Status.PAUSED
+    elif command == "resume":
+        rollout.status = Rollout.Status.REVERTING if rollout.progress.get("reverting") else Rollout.Status.RUNNING
+        enqueue_advance(rollout.pk)
+    elif command in ("revert", "cancel"):
+        # Cancel stops and puts back what was touched, like revert: no target is left half-way.
+        rollout.progress = {**rollout.progress, "reverting": True}
+        rollout.status = Rollout.Status.REVERTING
+        enqueue_advance(rollout.pk)
+    rollout.save(update_fields=["status", "progress"])
+    audit.record(actor, f"rollout.{command}", release, application=release.application)
+    return rollout
+
+
+def check_running_rollouts() -> None:
+    """Periodic: advance rollouts waiting on timeouts, pauses or offline agents."""
+    for rollout_id in Rollout.objects.filter(status__in=ACTIVE).values_list("pk", flat=True):
+        do_advance_rollout(rollout_id)

@@ -1,0 +1,178 @@
+"""Rollouts with real deploy agents: subprocesses speaking HTTP to a live Slipway with its in-process worker."""
+
+import json
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from environments.models import RegistrationToken, Target
+from releases.models import ApiToken, Release, RolloutStep
+from releases.permissions import Actor
+from releases.services import do_create_api_token
+from tests import factories
+from tests.live import ROOT, LiveSlipway
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+DEPLOY = "echo deploying $SLIPWAY_VERSION to $SLIPWAY_TARGET; echo $SLIPWAY_VERSION > current_version"
+HEALTH = "! grep -q broken current_version"
+
+
+@pytest.fixture
+def slipway():
+    server = LiveSlipway.start(embedded=True)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fleet(slipway, tmp_path):
+    app = factories.ApplicationFactory(slug="shop")
+    env = factories.EnvironmentFactory(application=app, name="production", position=1)
+    v1 = factories.ArtifactFactory(application=app, version="1.0.0")
+    Release.objects.create(application=app, environment=env, artifact=v1, kind="recorded", status="succeeded")
+    env.current_artifact = v1
+    env.save()
+    RegistrationToken.objects.create(environment=env, token_hash=ApiToken.hash_key("slr_test_token"))
+    admin = factories.UserFactory(username="boss", is_superuser=True)
+    _, key = do_create_api_token(Actor.system(), admin, name="ci", scopes=["admin"])
+    agents = []
+
+    def start(name, deploy=DEPLOY, health=HEALTH, extra=()):
+        workdir = tmp_path / name
+        log = (tmp_path / f"{name}.log").open("wb")
+        agents.append(subprocess.Popen(
+            [sys.executable, "-m", "environments.agent", "--url", slipway.url, "--registration-token",
+             "slr_test_token", "--name", name, "--workdir", str(workdir), "--deploy-command", deploy,
+             "--health-command", health, "--heartbeat-seconds", "1", "--poll-wait", "2", *extra],
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT))
+        return agents[-1]
+
+    yield {"app": app, "env": env, "key": key, "start": start, "url": slipway.url, "dir": tmp_path}
+    for agent in agents:
+        agent.terminate()
+    for agent in agents:
+        try:
+            agent.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            agent.kill()
+
+
+def api(fleet, method, path, body=None):
+    request = urllib.request.Request(fleet["url"] + "/api/v1" + path, method=method,
+                                     data=json.dumps(body).encode() if body is not None else None,
+                                     headers={"Authorization": f"Bearer {fleet['key']}",
+                                              "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
+
+
+def wait_for(predicate, timeout=60, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def release_and_wait(fleet, version, final=("succeeded", "failed")):
+    factories.ArtifactFactory(application=fleet["app"], version=version)
+    status, body = api(fleet, "POST", "/applications/shop/releases/", {"environment": "production", "version": version})
+    assert status == 201, body
+    release_id = body["id"]
+    return wait_for(lambda: (r := api(fleet, "GET", f"/applications/shop/releases/{release_id}/")[1])["status"] in final
+                    and r, what=f"release of {version}")
+
+
+def test_cautious_rollout_then_automatic_revert(fleet):
+    for n in range(1, 5):
+        fleet["start"](f"web-{n}")
+    wait_for(lambda: Target.objects.filter(environment=fleet["env"]).count() == 4, what="4 agents registered")
+    release = release_and_wait(fleet, "2.0.0")
+    assert release["status"] == "succeeded", release
+    status, rollout = api(fleet, "GET", f"/applications/shop/releases/{release['id']}/rollout/")
+    deploys = [s for s in rollout["steps"] if s["action"] == "deploy"]
+    assert sorted(s["target"] for s in deploys) == ["web-1", "web-2", "web-3", "web-4"]  # each once
+    assert [s["wave"] for s in deploys] == [0, 1, 1, 2]  # waves of 1, 2, then the rest
+    assert all("deploying 2.0.0" in s["output"] for s in deploys)
+    targets = api(fleet, "GET", "/applications/shop/environments/production/targets/")[1]
+    assert {t["version"] for t in targets} == {"2.0.0"}
+    assert all((fleet["dir"] / f"web-{n}" / "current_version").read_text().strip() == "2.0.0" for n in range(1, 5))
+
+    broken = release_and_wait(fleet, "2.1.0-broken")
+    assert broken["status"] == "failed"
+    rollout = api(fleet, "GET", f"/applications/shop/releases/{broken['id']}/rollout/")[1]
+    assert rollout["status"] == "reverted"
+    deploys = [s for s in rollout["steps"] if s["action"] == "deploy"]
+    reverts = [s for s in rollout["steps"] if s["action"] == "revert"]
+    assert len(deploys) == 1 and deploys[0]["health"]["ok"] is False  # the first wave stopped it
+    assert [s["target"] for s in reverts] == [deploys[0]["target"]]  # exactly the touched target
+    assert reverts[0]["version"] == "2.0.0"
+    wait_for(lambda: {t.version for t in Target.objects.filter(environment=fleet["env"])} == {"2.0.0"},
+             what="every target back on 2.0.0")
+
+
+def test_hanging_deploy_times_out_and_offline_agent_fails_its_step(fleet):
+    fleet["env"].step_timeout_seconds = 3
+    fleet["env"].heartbeat_timeout_seconds = 4
+    fleet["env"].save()
+    fleet["start"]("slow-1", deploy="sleep 60", extra=["--deploy-timeout", "2"])
+    wait_for(lambda: Target.objects.filter(name="slow-1").exists(), what="agent registered")
+    release = release_and_wait(fleet, "3.0.0")
+    assert release["status"] == "failed"
+    step = RolloutStep.objects.get(action="deploy", target_name="slow-1")
+    assert "killed after 2 s" in step.output
+    # An agent that disappears mid-step: its step fails once heartbeats stop.
+    agent = fleet["start"]("gone-1", deploy="sleep 30")
+    wait_for(lambda: Target.objects.filter(name="gone-1").exists(), what="second agent registered")
+    Target.objects.filter(name="slow-1").delete()
+    fleet["env"].step_timeout_seconds = 120  # only the missed heartbeats can fail this one
+    fleet["env"].save()
+    factories.ArtifactFactory(application=fleet["app"], version="3.1.0")
+    status, body = api(fleet, "POST", "/applications/shop/releases/", {"environment": "production", "version": "3.1.0"})
+    assert status == 201
+    wait_for(lambda: RolloutStep.objects.filter(target_name="gone-1", status="running").exists(), what="job taken")
+    agent.kill()
+    final = wait_for(lambda: (r := api(fleet, "GET", f"/applications/shop/releases/{body['id']}/")[1])["status"]
+                     in ("failed", "succeeded") and r, timeout=40, what="offline detection")
+    assert final["status"] == "failed"
+    assert "offline" in RolloutStep.objects.get(target_name="gone-1", action="deploy").health["detail"]
+
+
+def test_agent_api_refuses_bad_input(fleet, client):
+    assert client.post("/api/v1/agent/register", {"registration_token": "nope", "name": "x"},
+                       content_type="application/json").status_code == 401
+    assert client.post("/api/v1/agent/register", {"registration_token": "slr_test_token", "name": "bad name!"},
+                       content_type="application/json").status_code == 400
+    assert client.post("/api/v1/agent/register", "[]", content_type="application/json").status_code == 400
+    ok = client.post("/api/v1/agent/register", {"registration_token": "slr_test_token", "name": "web-9"},
+                     content_type="application/json")
+    assert ok.status_code == 201
+    token = ok.json()["agent_token"]
+    assert client.get("/api/v1/agent/work?wait=0", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert client.post("/api/v1/agent/heartbeat", {}, content_type="application/json",
+                       headers={"Authorization": "Bearer wrong"}).status_code == 401
+    other = factories.EnvironmentFactory(application=fleet["app"], name="staging", position=0)
+    from releases.models import Rollout
+
+    artifact = factories.ArtifactFactory(application=fleet["app"], version="9.0.0")
+    release = Release.objects.create(application=fleet["app"], environment=other, artifact=artifact, status="deploying")
+    foreign_target = Target.objects.create(environment=other, name="stg-1", token_hash="x" * 64)
+    rollout = Rollout.objects.create(release=release, targets=["stg-1"], status="running")
+    step = RolloutStep.objects.create(rollout=rollout, index=1, target=foreign_target, target_name="stg-1",
+                                      action="deploy", version="9.0.0")
+    auth = {"Authorization": f"Bearer {token}"}
+    assert client.post(f"/api/v1/agent/jobs/{step.pk}/result", {"status": "succeeded"},
+                       content_type="application/json", headers=auth).status_code == 403
+    assert client.post(f"/api/v1/agent/jobs/{step.pk}/output", {"chunk": 5},
+                       content_type="application/json", headers=auth).status_code in (400, 403)
+    assert client.get("/api/v1/agent/work?wait=abc", headers=auth).status_code == 400
