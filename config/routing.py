@@ -1,3 +1,9 @@
-"""WebSocket routes; each app's consumers are added here."""
+"""WebSocket routes (session auth): live views."""
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from dashboard.consumers import RolloutConsumer
+
+websocket_urlpatterns: list = [
+    path("ws/rollouts/<int:pk>/", RolloutConsumer.as_asgi()),
+]

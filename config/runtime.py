@@ -10,7 +10,7 @@ from django.conf import settings
 log = logging.getLogger(__name__)
 
 # Each later capability adds a starter here: fn(port) -> stop callable.
-STARTERS: list[str] = ["config.worker.start_in_process_worker"]
+STARTERS: list[str] = ["config.worker.start_in_process_worker", "environments.demo.fleet.start_demo_fleet"]
 
 
 def start_embedded_services(*, port: int) -> Callable[[], None]:

@@ -13,6 +13,7 @@ urlpatterns = [
     path("approvals/", views.approvals_inbox, name="inbox"),
     path("releases/<int:pk>/", views.release_detail, name="release"),
     path("releases/<int:pk>/decide/", views.decide, name="decide"),
+    path("releases/<int:pk>/rollout/", views.rollout_control, name="rollout-control"),
     path("apps/<slug:slug>/env/<slug:name>/", views.environment_detail, name="environment"),
     path("apps/<slug:slug>/env/<slug:name>/rollback/", views.rollback, name="rollback"),
     path("apps/<slug:slug>/env/<slug:name>/lock/", views.lock_environment, name="lock"),

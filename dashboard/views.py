@@ -18,9 +18,10 @@ from config.errors import Invalid
 from environments.models import Environment, Lock
 from releases import selectors
 from releases.batches import approval_state, blocked_by, group_key, release_batch
-from releases.models import ApiToken, Application, Approval, Artifact, Release, Scope
+from releases.models import ApiToken, Application, Approval, Artifact, Release, Rollout, Scope
 from releases.permissions import Actor, Permission, can, require
 from releases.promotions import do_decide, do_lock, do_rollback, do_unlock
+from releases.rollouts import do_control_rollout
 from releases.services import do_create_api_token, do_link_identity, do_revoke_api_token
 
 
@@ -158,7 +159,9 @@ def release_detail(request: HttpRequest, pk: int) -> HttpResponse:
     release = get_object_or_404(Release.objects.select_related(
         "application", "environment", "artifact", "previous_artifact", "requested_by", "forced_by"), pk=pk)
     require(Actor(request.user), Permission.VIEW, release.application)
-    context = {"card": release_card(release, request.user), "timeline": selectors.release_timeline(release)}
+    rollout = Rollout.objects.filter(release=release).values_list("pk", flat=True).first()
+    context = {"card": release_card(release, request.user), "timeline": selectors.release_timeline(release),
+               "rollout": selectors.rollout_page(rollout) if rollout else None}
     template = "dashboard/release.html#approvals" if request.htmx else "dashboard/release.html"
     return render(request, template, context)
 
@@ -234,6 +237,17 @@ def lock_environment(request: HttpRequest, slug: str, name: str) -> HttpResponse
             raise Invalid("Give a reason for the lock.", field="reason")
         do_lock(Actor(request.user), environment, reason=reason[:2000])
     return redirect("dashboard:environment", slug=slug, name=name)
+
+
+@login_required
+@require_POST
+def rollout_control(request: HttpRequest, pk: int) -> HttpResponse:
+    release = get_object_or_404(Release.objects.select_related("application", "environment"), pk=pk)
+    command = request.POST.get("command", "")
+    if command not in ("pause", "resume", "cancel", "revert"):
+        raise Invalid("Choose pause, resume, cancel or revert.", field="command")
+    do_control_rollout(Actor(request.user), release, command)
+    return redirect("dashboard:release", pk=pk)
 
 
 class IdentityForm(forms.Form):

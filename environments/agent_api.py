@@ -20,6 +20,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from environments.models import RegistrationToken, Target
 from releases.models import ApiToken, RolloutStep
+from releases.rollouts import enqueue_advance, publish_changed
 
 log = logging.getLogger("slipway.agent")
 MAX_WAIT = 25.0
@@ -92,6 +93,7 @@ def _claim_job(target: Target) -> dict | None:
             return None
         step.status, step.started_at = RolloutStep.Status.RUNNING, timezone.now()
         step.save(update_fields=["status", "started_at"])
+        publish_changed(step.rollout_id)
     release = step.rollout.release
     artifact = release.artifact
     previous = release.previous_artifact
@@ -160,6 +162,7 @@ def output(request: HttpRequest, pk: int) -> HttpResponse:
         step = RolloutStep.objects.select_for_update().get(pk=step.pk)
         step.output = (step.output + body["chunk"])[-RolloutStep.OUTPUT_LIMIT:]
         step.save(update_fields=["output"])
+        publish_changed(step.rollout_id)
     return JsonResponse({"ok": True})
 
 
@@ -174,8 +177,6 @@ def result(request: HttpRequest, pk: int) -> HttpResponse:
     health = body.get("health") or {}
     if not isinstance(health, dict):
         return _error(400, "health: an object with ok and detail.", field="health")
-    from releases.rollouts import enqueue_advance
-
     with transaction.atomic():
         step = RolloutStep.objects.select_for_update(of=("self",)).select_related("target").get(pk=step.pk)
         if step.status not in (RolloutStep.Status.PENDING, RolloutStep.Status.RUNNING):
@@ -191,4 +192,5 @@ def result(request: HttpRequest, pk: int) -> HttpResponse:
         if ok and isinstance(body.get("version"), str):
             Target.objects.filter(pk=step.target_id).update(version=body["version"][:100])
         enqueue_advance(step.rollout_id)
+        publish_changed(step.rollout_id)
     return JsonResponse({"ok": True})

@@ -32,6 +32,8 @@ BUILDS = [
     ("1.2.0", [("bob", "Checkout with saved address"), ("dave@contractor.example", "Fix VAT rounding")]),
     ("1.3.0", [("alice", "Faster checkout"), ("carol", "Order history page"),
                ("alice@users.noreply.github.com", "Typo on the basket page")]),
+    # Its health check fails on the demo fleet: watch a cautious rollout stop and revert by itself.
+    ("1.4.0-broken", [("bob", "Cache product pages (breaks /health)")]),
 ]
 
 
@@ -77,9 +79,11 @@ def load_demo() -> tuple[Application, dict[str, str]]:
         for version in versions:
             do_record_release(system, Environment.objects.get(pk=environment.pk), artifact=builds[version],
                               status=Release.Status.SUCCEEDED)
-    # The newest build waits in production for everyone whose change it carries.
-    staged = do_request_release(system, app, environment=Environment.objects.get(pk=staging.pk), artifact=builds["1.3.0"])
-    release_queued(staged.pk)  # normally after commit; called here too so the demo loads in one go (reruns are no-ops)
+    # 1.3.0 waits in production for everyone whose change it carries; 1.4.0-broken is staged, ready to fail.
+    for version in ("1.3.0", "1.4.0-broken"):
+        staged = do_request_release(system, app, environment=Environment.objects.get(pk=staging.pk),
+                                    artifact=builds[version])
+        release_queued(staged.pk)  # normally after commit; called here so the demo loads in one go (reruns are no-ops)
     do_request_release(system, app, environment=Environment.objects.get(pk=production.pk), artifact=builds["1.3.0"])
     _demo_flags(system, app, production=Environment.objects.get(pk=production.pk),
                 staging=Environment.objects.get(pk=staging.pk))

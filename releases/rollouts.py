@@ -17,6 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from config.errors import Conflict
+from dashboard.live import publish_on_commit
 from environments.models import Target
 from releases import audit
 from releases.lifecycle import transition
@@ -74,6 +75,11 @@ def plan_of(rollout: Rollout):
     return plan(rollout.targets, strategy, smoke=bool(rollout.release.environment.smoke_test_urls))
 
 
+def publish_changed(rollout_id: int) -> None:
+    """Watchers of the rollout page re-render its progress after commit."""
+    publish_on_commit(f"rollout.{rollout_id}", "rollout.changed", rollout_id=rollout_id)
+
+
 def enqueue_advance(rollout_id: int) -> None:
     from releases.tasks import advance_rollout
 
@@ -110,6 +116,7 @@ def do_advance_rollout(rollout_id: int) -> str:
             if rollout.status not in ACTIVE:
                 return rollout.status
             moved = _advance_once(rollout)
+            publish_changed(rollout.pk)
             if not moved:
                 return rollout.status
     return rollout.status
@@ -304,6 +311,7 @@ def do_control_rollout(actor: Actor, release: Release, command: str) -> Rollout:
         enqueue_advance(rollout.pk)
     rollout.save(update_fields=["status", "progress"])
     audit.record(actor, f"rollout.{command}", release, application=release.application)
+    publish_changed(rollout.pk)
     return rollout
 
 

@@ -143,3 +143,11 @@ def releases_of(application: Application) -> QuerySet:
 
 def release_timeline(release) -> QuerySet[AuditEvent]:
     return AuditEvent.objects.filter(object_type="releases.release", object_id=str(release.pk)).order_by("created_at", "id")
+
+
+def rollout_page(rollout_id: int):
+    from releases.models import Rollout, RolloutStep
+
+    return (Rollout.objects.select_related("release__environment", "release__artifact")
+            .prefetch_related(Prefetch("steps", queryset=RolloutStep.objects.order_by("index")))
+            .filter(pk=rollout_id).first())

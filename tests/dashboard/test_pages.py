@@ -25,7 +25,7 @@ def test_login_required(client, db):
 def test_overview_shows_versions(admin_client, demo):
     page = admin_client.get("/").content.decode()
     assert "Shop" in page and "staging" in page and "production" in page
-    assert "1.3.0" in page and "1.1.0" in page  # running in staging / production
+    assert "1.4.0-broken" in page and "1.1.0" in page  # running in staging / production
     assert "newest build" in page
 
 

@@ -1,3 +1,5 @@
+import signal
+
 import uvicorn
 from django.conf import settings
 from django.core.management.base import BaseCommand
@@ -15,9 +17,19 @@ class Command(BaseCommand):
 
     def handle(self, *, host, port, no_embedded, **options):
         stop = None if no_embedded else start_embedded_services(port=port)
+
+        def stop_and_exit(signum, frame):
+            # uvicorn re-raises the signal it stopped on: stop the worker and the demo fleet first.
+            if stop is not None:
+                stop()
+            raise SystemExit(128 + signum)
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, stop_and_exit)
         try:
             uvicorn.run("config.asgi:application", host=host, port=port, lifespan="off",
                         log_level="info" if settings.DEBUG else "warning", ws="websockets-sansio")
         finally:
             if stop is not None:
                 stop()
+                stop = None

@@ -1,0 +1,79 @@
+"""`make run`'s demo fleet: eight demo web services on 127.0.0.1:9101–9108, each managed by a real deploy agent
+registered as a target of the demo `shop` production environment. Stopping Slipway stops the fleet."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+
+log = logging.getLogger(__name__)
+SIZE = 8
+FIRST_PORT = 9101
+
+
+def _registration_key() -> str | None:
+    """The demo's registration token, kept (as a key file) in the data directory; None without the demo."""
+    from environments.models import Environment, RegistrationToken
+    from releases.models import ApiToken
+
+    environment = Environment.objects.filter(application__slug="shop", name="production").first()
+    if environment is None:
+        return None
+    key_file = Path(settings.DATA_DIR) / "demo-registration-token"
+    if not key_file.exists():
+        key_file.write_text("slr_demo_" + hashlib.sha256(os.urandom(32)).hexdigest()[:32])
+        key_file.chmod(0o600)
+    key = key_file.read_text().strip()
+    with transaction.atomic():
+        RegistrationToken.objects.get_or_create(environment=environment, token_hash=ApiToken.hash_key(key))
+    return key
+
+
+def start_demo_fleet(*, port: int) -> Callable[[], None]:
+    if os.environ.get("SLIPWAY_DEMO_FLEET", "1") == "0":
+        return lambda: None
+    key = _registration_key()
+    if key is None:
+        return lambda: None
+    root = Path(settings.DATA_DIR) / "demo-fleet"
+    base = Path(__file__).resolve().parents[2]
+    processes: list[subprocess.Popen] = []
+    for n in range(1, SIZE + 1):
+        name, host_port = f"web-{n}", FIRST_PORT + n - 1
+        workdir = root / name
+        workdir.mkdir(parents=True, exist_ok=True)
+        state = workdir / "state.json"
+        if not state.exists():
+            state.write_text('{"version": "1.1.0"}')
+        log_file = (workdir / "fleet.log").open("ab")
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "environments.demo.service", "--port", str(host_port), "--state-file", str(state),
+             "--name", name], cwd=base, stdout=log_file, stderr=subprocess.STDOUT))
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "environments.agent", "--url", f"http://127.0.0.1:{port}",
+             "--registration-token", key, "--name", name, "--workdir", str(workdir),
+             "--deploy-command", f"{sys.executable} -m environments.demo.deploy --state-file {state}",
+             "--health-url", f"http://127.0.0.1:{host_port}/health", "--health-timeout", "3",
+             "--heartbeat-seconds", "2", "--poll-wait", "10"],
+            cwd=base, stdout=log_file, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(base)}))
+    print(f"Demo fleet: {SIZE} agents managing demo web services on 127.0.0.1:{FIRST_PORT}–{FIRST_PORT + SIZE - 1}",
+          flush=True)
+
+    def stop() -> None:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+    return stop
