@@ -38,4 +38,4 @@ def test_login_and_see_overview(live_slipway, browser):
     assert page.locator(".stage", has_text="production").get_by_text("1.1.0").is_visible()
     page.get_by_role("link", name="Shop").click()
     page.wait_for_url("**/apps/shop/")
-    assert page.get_by_text("Faster checkout").first.is_visible()
+    assert page.get_by_text("Cache product pages").first.is_visible()
