@@ -147,6 +147,7 @@ CELERY_BEAT_SCHEDULE = {
     "recheck-blocked-releases": {"task": "releases.tasks.recheck_blocked_releases", "schedule": 30.0},
     # Timeouts, pauses and agents gone offline move rollouts even when no agent reports.
     "check-rollouts": {"task": "releases.tasks.check_rollouts", "schedule": 2.0},
+    "apply-flag-schedules": {"task": "flags.tasks.apply_flag_schedules", "schedule": 10.0},
 }
 
 # --- auth -----------------------------------------------------------------

@@ -29,6 +29,7 @@ class Environment(models.Model):
     heartbeat_timeout_seconds = models.PositiveIntegerField(default=30)
     rollback_batch_size = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: all targets at once.")
     smoke_test_urls = models.JSONField(default=list, blank=True)
+    flag_change_requests = models.BooleanField(default=False, help_text="Flag changes here need a second person.")
     flags_version = models.PositiveBigIntegerField(default=0, help_text="Bumped by every flag change: snapshot caches compare it.")
     description = models.TextField(blank=True)
     current_artifact = models.ForeignKey(

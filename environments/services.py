@@ -14,7 +14,7 @@ from releases.permissions import Actor, Permission, require
 
 EDITABLE_FIELDS = ("name", "position", "requires_approval", "description", "approval_policy", "required_approvals",
                    "auto_promote", "pending_warn_hours", "pending_warn_changes", "strategy", "step_timeout_seconds",
-                   "heartbeat_timeout_seconds", "rollback_batch_size", "smoke_test_urls")
+                   "heartbeat_timeout_seconds", "rollback_batch_size", "smoke_test_urls", "flag_change_requests")
 
 
 @transaction.atomic(durable=True)

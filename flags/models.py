@@ -106,3 +106,47 @@ class EvaluationCount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.flag_key}={self.variant} ×{self.count}"
+
+
+class ChangeRequest(models.Model):
+    """A proposed change to a flag in an environment that needs a second person: proposer ≠ approver."""
+
+    class Status(models.TextChoices):
+        OPEN = "open"
+        APPLIED = "applied"
+        REJECTED = "rejected"
+
+    flag = models.ForeignKey(Flag, on_delete=models.CASCADE, related_name="change_requests")
+    environment = models.ForeignKey("environments.Environment", on_delete=models.CASCADE, related_name="+")
+    changes = models.JSONField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    proposed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    reviewed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="+")
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"change request #{self.pk} on {self.flag_id}"
+
+
+class ScheduledChange(models.Model):
+    """At `run_at`, apply `changes` (enabled, rollout, rules…) to a flag in an environment."""
+
+    flag = models.ForeignKey(Flag, on_delete=models.CASCADE, related_name="schedules")
+    environment = models.ForeignKey("environments.Environment", on_delete=models.CASCADE, related_name="+")
+    changes = models.JSONField()
+    run_at = models.DateTimeField(db_index=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    applied_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["run_at"]
+
+    def __str__(self) -> str:
+        return f"{self.flag_id} at {self.run_at}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.db.models import Max, Q, QuerySet
+from django.db.models import Count, Max, Q, QuerySet
 from django.utils import timezone
 
 from flags.models import EvaluationCount, Flag, FlagState
@@ -22,13 +22,21 @@ def flag_list(application, *, search: str = "", tag: str = "", stale: bool = Fal
     states = {}
     for state in FlagState.objects.filter(flag__in=flags):
         states[(state.flag_id, state.environment_id)] = state
-    last_seen = dict(EvaluationCount.objects.filter(environment__application=application)
-                     .values_list("flag_key").annotate(last=Max("hour")))
     cutoff = timezone.now() - timedelta(days=STALE_DAYS)
+    counts = EvaluationCount.objects.filter(environment__application=application)
+    last_seen = dict(counts.values_list("flag_key").annotate(last=Max("hour")))
+    recent_variants = dict(counts.filter(hour__gte=cutoff).values_list("flag_key")
+                           .annotate(n=Count("variant", distinct=True)))
     for flag in flags:
         flag.state_by_env = {env_id: state for (flag_id, env_id), state in states.items() if flag_id == flag.pk}
         flag.last_evaluated = last_seen.get(flag.key)
-        flag.is_stale = flag.created_at < cutoff and (flag.last_evaluated is None or flag.last_evaluated < cutoff)
+        flag.stale_reason = None
+        if flag.created_at < cutoff:
+            if flag.last_evaluated is None or flag.last_evaluated < cutoff:
+                flag.stale_reason = f"not evaluated for {STALE_DAYS} days"
+            elif recent_variants.get(flag.key) == 1:
+                flag.stale_reason = f"served one variant to everyone for {STALE_DAYS} days"
+        flag.is_stale = flag.stale_reason is not None
     if stale:
         flags = [f for f in flags if f.is_stale]
     return flags

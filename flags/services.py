@@ -11,10 +11,10 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from config.errors import Conflict, Invalid, NotFound
+from config.errors import Conflict, Forbidden, Invalid, NotFound
 from environments.models import Environment
 from flags.engine import type_of_value, validate_snapshot_config
-from flags.models import Flag, FlagEvent, FlagState, Segment
+from flags.models import ChangeRequest, Flag, FlagEvent, FlagState, ScheduledChange, Segment
 from flags.snapshots import default_state, environment_config, state_dict
 from releases import audit
 from releases.models import Application
@@ -117,6 +117,10 @@ def do_set_flag_state(actor: Actor, flag: Flag, environment: Environment, *, kin
                       **changes: Any) -> FlagState:
     """Change how a flag behaves in one environment (on/off, variants served, rules, rollout, prerequisites)."""
     require(actor, Permission.EDIT_FLAGS, flag.application, environment)
+    return _apply_state(actor, flag, environment, kind=kind, **changes)
+
+
+def _candidate(flag: Flag, environment: Environment, changes: dict) -> tuple[FlagState | None, dict, dict]:
     unknown = set(changes) - set(STATE_FIELDS)
     if unknown:
         raise Invalid(f"Unknown field {', '.join(sorted(unknown))}.", field=sorted(unknown)[0])
@@ -124,6 +128,11 @@ def do_set_flag_state(actor: Actor, flag: Flag, environment: Environment, *, kin
     before = state_dict(state) if state else default_state(flag)
     after = {**before, **changes}
     _validate(environment, flag, after)
+    return state, before, after
+
+
+def _apply_state(actor: Actor, flag: Flag, environment: Environment, *, kind: str, **changes: Any) -> FlagState:
+    state, before, after = _candidate(flag, environment, changes)
     if state is None:
         state = FlagState(flag=flag, environment=environment)
     for key in STATE_FIELDS:
@@ -171,3 +180,74 @@ def do_save_segment(actor: Actor, application: Application, *, name: str, condit
                  after={"conditions": conditions})
     _bump(environments)
     return segment
+
+
+def needs_review(environment: Environment) -> bool:
+    return environment.flag_change_requests
+
+
+@transaction.atomic(durable=True)
+def do_propose_change(actor: Actor, flag: Flag, environment: Environment, **changes: Any) -> ChangeRequest:
+    """Propose a flag change in an environment with change requests on; another person approves it."""
+    require(actor, Permission.EDIT_FLAGS, flag.application, environment)
+    _candidate(flag, environment, changes)  # refuse now what could never apply
+    request = ChangeRequest.objects.create(flag=flag, environment=environment, changes=changes,
+                                           proposed_by=actor.user)
+    _event(actor, flag, "change_proposed", environment=environment, after=changes)
+    return request
+
+
+@transaction.atomic(durable=True)
+def do_decide_change(actor: Actor, request: ChangeRequest, *, approve: bool, comment: str = "") -> ChangeRequest:
+    """Approve (and apply) or reject a change request; nobody approves their own."""
+    request = ChangeRequest.objects.select_for_update().select_related("flag__application", "environment").get(
+        pk=request.pk)
+    require(actor, Permission.EDIT_FLAGS, request.flag.application, request.environment)
+    if request.status != ChangeRequest.Status.OPEN:
+        raise Conflict(f"Change request #{request.pk} is {request.status} already.")
+    if actor.user is not None and request.proposed_by_id == actor.user.pk:
+        raise Forbidden("You cannot approve or reject your own change request: ask another flag editor.")
+    request.status = ChangeRequest.Status.APPLIED if approve else ChangeRequest.Status.REJECTED
+    request.reviewed_by, request.comment, request.decided_at = actor.user, comment, timezone.now()
+    request.save(update_fields=["status", "reviewed_by", "comment", "decided_at"])
+    if approve:
+        _apply_state(actor, request.flag, request.environment, kind="change_applied", **request.changes)
+    else:
+        _event(actor, request.flag, "change_rejected", environment=request.environment, after={"comment": comment})
+    return request
+
+
+@transaction.atomic(durable=True)
+def do_schedule_change(actor: Actor, flag: Flag, environment: Environment, *, run_at, changes: dict) -> ScheduledChange:
+    """At a given time, apply a change (enabled, rollout, rules…) to a flag in an environment."""
+    require(actor, Permission.EDIT_FLAGS, flag.application, environment)
+    if run_at <= timezone.now():
+        raise Invalid("Schedule it in the future.", field="at")
+    _candidate(flag, environment, changes)
+    schedule = ScheduledChange.objects.create(flag=flag, environment=environment, changes=changes, run_at=run_at,
+                                              created_by=actor.user)
+    _event(actor, flag, "change_scheduled", environment=environment, after={"at": run_at.isoformat(), **changes})
+    return schedule
+
+
+def apply_due_schedules() -> int:
+    """Apply scheduled changes whose time has come, each in its own transaction; returns how many applied."""
+    applied = 0
+    for schedule_id in ScheduledChange.objects.filter(applied_at__isnull=True, run_at__lte=timezone.now(),
+                                                      error="").values_list("pk", flat=True):
+        with transaction.atomic():
+            schedule = (ScheduledChange.objects.select_for_update(skip_locked=True)
+                        .select_related("flag__application", "environment").filter(pk=schedule_id,
+                                                                                   applied_at__isnull=True).first())
+            if schedule is None:
+                continue
+            schedule.applied_at = timezone.now()
+            try:
+                with transaction.atomic():
+                    _apply_state(Actor.system(), schedule.flag, schedule.environment, kind="schedule_applied",
+                                 **schedule.changes)
+                applied += 1
+            except Invalid as error:  # the flag changed since: keep the schedule, say why it did not apply
+                schedule.error = error.detail
+            schedule.save(update_fields=["applied_at", "error"])
+    return applied

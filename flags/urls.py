@@ -11,4 +11,5 @@ urlpatterns = [
     path("apps/<slug:slug>/flags/<str:key>/env/<slug:name>/", views.update_state, name="update"),
     path("apps/<slug:slug>/flags/<str:key>/env/<slug:name>/toggle/", views.toggle, name="toggle"),
     path("apps/<slug:slug>/flags/<str:key>/history/<int:event_id>/revert/", views.revert, name="revert"),
+    path("apps/<slug:slug>/flags/<str:key>/changes/<int:pk>/", views.decide_change, name="decide-change"),
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -13,8 +14,16 @@ from config.errors import Invalid
 from environments.models import Environment
 from flags import selectors
 from flags.engine import evaluate
-from flags.models import Flag, FlagEvent, FlagState
-from flags.services import do_create_flag, do_kill_switch, do_revert_flag, do_set_flag_state
+from flags.models import ChangeRequest, Flag, FlagEvent, FlagState
+from flags.services import (
+    do_create_flag,
+    do_decide_change,
+    do_kill_switch,
+    do_propose_change,
+    do_revert_flag,
+    do_set_flag_state,
+    needs_review,
+)
 from flags.snapshots import default_state, snapshots, state_dict
 from releases.models import Application
 from releases.permissions import Actor, Permission, can, require
@@ -52,6 +61,12 @@ def toggle(request: HttpRequest, slug: str, key: str, name: str) -> HttpResponse
     environment = get_object_or_404(Environment, application=application, name=name)
     state = FlagState.objects.filter(flag=flag, environment=environment).first()
     enabled = not (state.enabled if state else False)
+    if needs_review(environment):
+        do_propose_change(Actor(request.user), flag, environment, enabled=enabled)
+        messages.info(request, f"Proposed turning {flag.key} {'on' if enabled else 'off'} in {environment.name}: "
+                               "another flag editor approves it on the flag's page.")
+        return redirect("flags:detail", slug=slug, key=key) if not request.htmx else _hx_redirect(
+            f"/apps/{slug}/flags/{key}/")
     state = do_set_flag_state(Actor(request.user), flag, environment, enabled=enabled)
     if request.htmx:
         return render(request, "flags/list.html#toggle", {"flag": flag, "env": environment, "state": state,
@@ -72,8 +87,10 @@ def _detail_context(request: HttpRequest, application: Application, flag: Flag) 
             "chart": selectors.evaluation_series(flag, environment),
         })
     history = FlagEvent.objects.filter(flag=flag).select_related("environment")[:50]
+    changes = ChangeRequest.objects.filter(flag=flag, status=ChangeRequest.Status.OPEN).select_related(
+        "environment", "proposed_by")
     return {"application": application, "flag": flag, "cards": cards, "history": history,
-            "environments": environments}
+            "environments": environments, "change_requests": changes}
 
 
 @login_required
@@ -111,8 +128,28 @@ def update_state(request: HttpRequest, slug: str, key: str, name: str) -> HttpRe
                 changes["rules"] = json.loads(request.POST["rules"] or "[]")
             except ValueError:
                 raise Invalid("Rules must be valid JSON (a list of rules).", field="rules") from None
-        do_set_flag_state(actor, flag, environment, **changes)
+        if needs_review(environment):
+            do_propose_change(actor, flag, environment, **changes)
+            messages.info(request, f"Change to {environment.name} proposed: another flag editor approves it below.")
+        else:
+            do_set_flag_state(actor, flag, environment, **changes)
     return redirect("flags:detail", slug=slug, key=key)
+
+
+@login_required
+@require_POST
+def decide_change(request: HttpRequest, slug: str, key: str, pk: int) -> HttpResponse:
+    application = _application(request, slug)
+    change = get_object_or_404(ChangeRequest, flag__application=application, flag__key=key, pk=pk)
+    do_decide_change(Actor(request.user), change, approve=request.POST.get("decision") == "approve",
+                     comment=request.POST.get("comment", "")[:2000])
+    return redirect("flags:detail", slug=slug, key=key)
+
+
+def _hx_redirect(url: str) -> HttpResponse:
+    response = HttpResponse(status=204)
+    response["HX-Redirect"] = url
+    return response
 
 
 @login_required

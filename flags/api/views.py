@@ -10,15 +10,19 @@ from rest_framework.views import APIView
 
 from config.errors import NotFound
 from environments.api.views import environment_for
-from flags.models import KEY_PATTERN, Flag, FlagEvent, FlagState, Segment
+from flags.models import KEY_PATTERN, ChangeRequest, Flag, FlagEvent, FlagState, ScheduledChange, Segment
 from flags.services import (
     do_archive_flag,
     do_create_flag,
+    do_decide_change,
     do_kill_switch,
+    do_propose_change,
     do_revert_flag,
     do_save_segment,
+    do_schedule_change,
     do_set_flag_state,
     do_update_flag,
+    needs_review,
 )
 from flags.snapshots import default_state, state_dict
 from releases.api.views import application_for
@@ -132,6 +136,9 @@ class FlagStateView(APIView):
             rollout = (current.rollout if current and current.rollout else None) or {
                 "weights": {default_state(flag)["default_variant"]: 100}}
             changes["rollout"] = {**rollout, "percentage": percentage}
+        if needs_review(environment):
+            change = do_propose_change(Actor.from_request(request), flag, environment, **changes)
+            return Response({"change_request": change_request_out(change)}, status=202)
         state = do_set_flag_state(Actor.from_request(request), flag, environment, **changes)
         return Response({"environment": name, **state_dict(state)})
 
@@ -186,3 +193,64 @@ class SegmentListView(APIView):
         segment = do_save_segment(Actor.from_request(request), application, **data.validated_data)
         return Response({"name": segment.name, "description": segment.description,
                          "conditions": segment.conditions}, status=201)
+
+
+def change_request_out(change: ChangeRequest) -> dict:
+    return {"id": change.pk, "environment": change.environment.name, "changes": change.changes,
+            "status": change.status, "proposed_by": change.proposed_by.get_username() if change.proposed_by else None,
+            "reviewed_by": change.reviewed_by.get_username() if change.reviewed_by else None,
+            "comment": change.comment, "created_at": change.created_at, "decided_at": change.decided_at}
+
+
+class ChangeRequestListView(APIView):
+    read_scope = Scope.FLAGS_READ
+
+    def get(self, request: Request, slug: str, key: str) -> Response:
+        flag = flag_for(request, slug, key)
+        changes = ChangeRequest.objects.filter(flag=flag).select_related("environment", "proposed_by", "reviewed_by")
+        return Response([change_request_out(c) for c in changes])
+
+
+class DecisionIn(serializers.Serializer):
+    comment = serializers.CharField(max_length=2000, required=False, default="", allow_blank=True)
+
+
+class ChangeRequestDecisionView(APIView):
+    @extend_schema(request=DecisionIn)
+    def post(self, request: Request, slug: str, key: str, pk: int, decision: str) -> Response:
+        if decision not in ("approve", "reject"):
+            raise NotFound(f"No decision '{decision}': approve or reject.")
+        flag = flag_for(request, slug, key)
+        change = ChangeRequest.objects.filter(flag=flag, pk=pk).first()
+        if change is None:
+            raise NotFound(f"No change request #{pk} for {key}.")
+        data = DecisionIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        change = do_decide_change(Actor.from_request(request), change, approve=decision == "approve",
+                                  comment=data.validated_data["comment"])
+        return Response(change_request_out(change))
+
+
+class ScheduleIn(serializers.Serializer):
+    at = serializers.DateTimeField()
+    changes = serializers.DictField()
+
+
+class ScheduleView(APIView):
+    read_scope = Scope.FLAGS_READ
+
+    def get(self, request: Request, slug: str, key: str, name: str) -> Response:
+        flag = flag_for(request, slug, key)
+        environment = environment_for(request, slug, name, Permission.READ_FLAGS)
+        return Response([{"id": s.pk, "at": s.run_at, "changes": s.changes, "applied_at": s.applied_at,
+                          "error": s.error} for s in ScheduledChange.objects.filter(flag=flag, environment=environment)])
+
+    @extend_schema(request=ScheduleIn)
+    def post(self, request: Request, slug: str, key: str, name: str) -> Response:
+        flag = flag_for(request, slug, key)
+        environment = environment_for(request, slug, name, Permission.READ_FLAGS)
+        data = ScheduleIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        schedule = do_schedule_change(Actor.from_request(request), flag, environment,
+                                      run_at=data.validated_data["at"], changes=data.validated_data["changes"])
+        return Response({"id": schedule.pk, "at": schedule.run_at, "changes": schedule.changes}, status=201)

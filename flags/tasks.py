@@ -1,0 +1,8 @@
+from celery import shared_task
+
+
+@shared_task(acks_late=True)
+def apply_flag_schedules() -> None:
+    from flags.services import apply_due_schedules
+
+    apply_due_schedules()
