@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -14,14 +15,16 @@ from config.errors import Invalid
 from environments.models import Environment
 from flags import selectors
 from flags.engine import evaluate
-from flags.models import ChangeRequest, Flag, FlagEvent, FlagState
+from flags.models import KEY_PATTERN, ChangeRequest, Flag, FlagEvent, FlagState, Segment
 from flags.services import (
     do_create_flag,
     do_decide_change,
     do_kill_switch,
     do_propose_change,
     do_revert_flag,
+    do_save_segment,
     do_set_flag_state,
+    do_update_flag,
     needs_review,
 )
 from flags.snapshots import default_state, snapshots, state_dict
@@ -48,6 +51,8 @@ def flag_list(request: HttpRequest, slug: str) -> HttpResponse:
         "flags": selectors.flag_list(application, search=request.GET.get("q", "").strip(),
                                      tag=request.GET.get("tag", ""), stale=bool(request.GET.get("stale"))),
         "q": request.GET.get("q", ""), "stale": bool(request.GET.get("stale")),
+        "segments": [{"segment": seg, "json": json.dumps(seg.conditions, indent=2)}
+                     for seg in Segment.objects.filter(application=application)],
     }
     template = "flags/list.html#rows" if request.htmx and request.htmx.target == "flag-rows" else "flags/list.html"
     return render(request, template, context)
@@ -90,7 +95,9 @@ def _detail_context(request: HttpRequest, application: Application, flag: Flag) 
     changes = ChangeRequest.objects.filter(flag=flag, status=ChangeRequest.Status.OPEN).select_related(
         "environment", "proposed_by")
     return {"application": application, "flag": flag, "cards": cards, "history": history,
-            "environments": environments, "change_requests": changes}
+            "environments": environments, "change_requests": changes,
+            "variants_json": json.dumps(flag.variants, indent=2),
+            "can_edit_flag": can(Actor(request.user), Permission.EDIT_FLAGS, application)}
 
 
 @login_required
@@ -134,6 +141,38 @@ def update_state(request: HttpRequest, slug: str, key: str, name: str) -> HttpRe
         else:
             do_set_flag_state(actor, flag, environment, **changes)
     return redirect("flags:detail", slug=slug, key=key)
+
+
+@login_required
+@require_POST
+def edit_flag(request: HttpRequest, slug: str, key: str) -> HttpResponse:
+    """Variants, description, owner and tags."""
+    application = _application(request, slug)
+    flag = get_object_or_404(Flag, application=application, key=key)
+    try:
+        variants = json.loads(request.POST.get("variants") or "{}")
+    except ValueError:
+        raise Invalid("Variants must be a JSON object of name → value.", field="variants") from None
+    tags = [t.strip() for t in request.POST.get("tags", "").split(",") if t.strip()]
+    do_update_flag(Actor(request.user), flag, variants=variants, description=request.POST.get("description", ""),
+                   owner=request.POST.get("owner", "")[:150], tags=tags[:20])
+    return redirect("flags:detail", slug=slug, key=key)
+
+
+@login_required
+@require_POST
+def save_segment(request: HttpRequest, slug: str) -> HttpResponse:
+    application = _application(request, slug)
+    try:
+        conditions = json.loads(request.POST.get("conditions") or "[]")
+    except ValueError:
+        raise Invalid("Conditions must be a JSON list.", field="conditions") from None
+    name = (request.POST.get("name") or "").strip()
+    if not re.fullmatch(KEY_PATTERN, name):
+        raise Invalid("A segment name is lowercase letters, digits, dots, dashes and underscores.", field="name")
+    do_save_segment(Actor(request.user), application, name=name, conditions=conditions,
+                    description=request.POST.get("description", "")[:2000])
+    return redirect("flags:list", slug=slug)
 
 
 @login_required

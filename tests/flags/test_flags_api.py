@@ -223,3 +223,14 @@ def test_lean_asgi_ofrep_path(live_slipway, app):
     assert call("/ofrep/v1/evaluate/flags", {"context": {"targetingKey": "u1"}},
                 headers={"If-None-Match": headers["etag"]})[0] == 304
     assert call("/ofrep/v1/evaluate/flags", None, method="OPTIONS")[0] == 204
+
+
+def test_oversized_flag_payload_is_413(pm, envs):
+    import json as _json
+
+    big = {"rules": [{"conditions": [{"attribute": "id", "operator": "in", "values": ["x" * 1000] * 1100}],
+                      "variant": "on"}]}
+    pm.post(f"{API}/flags/", {"key": "big"}, format="json")
+    response = pm.patch(f"{API}/flags/big/environments/production/", _json.dumps(big), content_type="application/json")
+    assert response.status_code == 413
+    assert FlagState.objects.filter(flag__key="big").count() == 0

@@ -107,3 +107,20 @@ def test_pm_toggles_a_flag_and_tries_a_context(live_slipway):
         page.locator("#try-result", has_text="TARGETING_MATCH").wait_for()
         browser.close()
     assert FlagState.objects.get(flag__key="search-v2", environment__name="production").enabled
+
+
+def test_edit_variants_and_segments_in_the_panel(admin_client, demo):
+    bad = admin_client.post("/apps/shop/flags/banner-text/edit/", {"variants": '{"plain": 5}', "tags": "a"})
+    assert bad.status_code == 400 and "is not a string" in bad.content.decode()
+    ok = admin_client.post("/apps/shop/flags/banner-text/edit/", {
+        "variants": '{"plain": "Welcome", "sale": "Sale!", "xmas": "Merry"}', "tags": "home, copy", "owner": "bob"})
+    assert ok.status_code == 302
+    from flags.models import Flag, Segment
+
+    assert Flag.objects.get(key="banner-text").tags == ["home", "copy"]
+    assert admin_client.post("/apps/shop/flags/segments/", {
+        "name": "beta", "conditions": '[{"attribute": "plan", "operator": "in", "values": ["beta"]}]'}).status_code == 302
+    assert Segment.objects.filter(name="beta").exists()
+    unknown_op = admin_client.post("/apps/shop/flags/segments/", {
+        "name": "beta2", "conditions": '[{"attribute": "plan", "operator": "like", "values": ["b"]}]'})
+    assert unknown_op.status_code == 400 and not Segment.objects.filter(name="beta2").exists()
