@@ -176,3 +176,24 @@ def test_agent_api_refuses_bad_input(fleet, client):
     assert client.post(f"/api/v1/agent/jobs/{step.pk}/output", {"chunk": 5},
                        content_type="application/json", headers=auth).status_code in (400, 403)
     assert client.get("/api/v1/agent/work?wait=abc", headers=auth).status_code == 400
+
+
+@pytest.mark.parametrize("strategy,waves,deployed", [
+    ({"kind": "rolling", "batch_size": 2}, [0, 0, 1, 1], 4),
+    ({"kind": "canary", "steps": [25, 50, 100], "pause_seconds": 1}, [0, 1, 2, 2], 4),
+    ({"kind": "blue_green"}, [0, 0], 2),
+])
+def test_other_strategies_with_real_agents(fleet, strategy, waves, deployed):
+    fleet["env"].strategy = strategy
+    fleet["env"].save()
+    for n in range(1, 5):
+        fleet["start"](f"web-{n}")
+    wait_for(lambda: Target.objects.filter(environment=fleet["env"]).count() == 4, what="4 agents registered")
+    release = release_and_wait(fleet, "2.0.0")
+    assert release["status"] == "succeeded", release
+    rollout = api(fleet, "GET", f"/applications/shop/releases/{release['id']}/rollout/")[1]
+    steps = [s for s in rollout["steps"] if s["action"] == "deploy"]
+    assert [s["wave"] for s in steps] == waves
+    assert len({s["target"] for s in steps}) == deployed
+    if strategy["kind"] == "canary":
+        assert [s["action"] for s in rollout["steps"] if s["action"] == "analysis"]  # the hook ran between steps
