@@ -1,6 +1,7 @@
 """Rollouts with real deploy agents: subprocesses speaking HTTP to a live Slipway with its in-process worker."""
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -14,7 +15,7 @@ from releases.models import ApiToken, Release, RolloutStep
 from releases.permissions import Actor
 from releases.services import do_create_api_token
 from tests import factories
-from tests.live import ROOT, LiveSlipway
+from tests.live import ROOT, LiveSlipway, database_url
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -197,3 +198,73 @@ def test_other_strategies_with_real_agents(fleet, strategy, waves, deployed):
     assert len({s["target"] for s in steps}) == deployed
     if strategy["kind"] == "canary":
         assert [s["action"] for s in rollout["steps"] if s["action"] == "analysis"]  # the hook ran between steps
+
+
+@pytest.mark.postgres
+def test_worker_killed_mid_rollout_resumes_on_rabbitmq(tmp_path):
+    """SIGKILL the Celery worker (RabbitMQ broker, PostgreSQL) in the middle of a rollout: a new worker finishes
+    it, deploying no target twice and skipping none."""
+    import signal
+
+    import kombu
+
+    broker = "amqp://guest:guest@127.0.0.1:5672//"
+    try:
+        with kombu.Connection(broker, connect_timeout=3) as connection:
+            connection.ensure_connection(max_retries=1)
+            connection.default_channel.queue_purge("celery")
+    except Exception as error:  # a missing queue is fine; an unreachable broker is not
+        if "NOT_FOUND" not in str(error):
+            pytest.fail(f"RabbitMQ unreachable at 127.0.0.1:5672: {error}")
+    extra = {"CELERY_BROKER_URL": broker}
+    server = LiveSlipway.start(extra_env=extra, embedded=True)  # a broker is set: no in-process worker
+    worker_env = {**os.environ, "DATABASE_URL": database_url(),
+                  "CELERY_BROKER_URL": broker, "SLIPWAY_DEMO_FLEET": "0"}
+
+    def start_worker():
+        return subprocess.Popen([sys.executable, "-m", "celery", "-A", "config", "worker", "-B", "--pool", "solo",
+                                 "--loglevel", "WARNING", "-s", str(tmp_path / "beat-schedule")],
+                                cwd=ROOT, env=worker_env, stdout=(tmp_path / "worker.log").open("ab"),
+                                stderr=subprocess.STDOUT)
+
+    agents = []
+    worker = start_worker()
+    try:
+        app = factories.ApplicationFactory(slug="shop")
+        env = factories.EnvironmentFactory(application=app, name="production", position=1)
+        v1 = factories.ArtifactFactory(application=app, version="1.0.0")
+        Release.objects.create(application=app, environment=env, artifact=v1, kind="recorded", status="succeeded")
+        env.current_artifact = v1
+        env.save()
+        RegistrationToken.objects.create(environment=env, token_hash=ApiToken.hash_key("slr_crash"))
+        for n in range(1, 9):
+            agents.append(subprocess.Popen(
+                [sys.executable, "-m", "environments.agent", "--url", server.url, "--registration-token", "slr_crash",
+                 "--name", f"web-{n}", "--workdir", str(tmp_path / f"web-{n}"),
+                 "--deploy-command", "sleep 0.5; echo $SLIPWAY_VERSION > current_version",
+                 "--heartbeat-seconds", "1", "--poll-wait", "2"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL))
+        wait_for(lambda: Target.objects.filter(environment=env).count() == 8, what="8 agents registered")
+        v2 = factories.ArtifactFactory(application=app, version="2.0.0")
+        release = Release.objects.create(application=app, environment=env, artifact=v2, previous_artifact=v1,
+                                         status="queued")
+        from releases.dispatch import release_queued
+
+        release_queued(release.pk)  # enqueues advance_rollout on RabbitMQ after commit
+        wait_for(lambda: RolloutStep.objects.filter(rollout__release=release, status="succeeded").count() >= 2,
+                 what="the rollout under way")
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=10)
+        killed_at = RolloutStep.objects.filter(rollout__release=release, status="succeeded").count()
+        assert killed_at < 8
+        worker = start_worker()
+        wait_for(lambda: Release.objects.get(pk=release.pk).status in ("succeeded", "failed"), timeout=90,
+                 what="the rollout to finish after the crash")
+        assert Release.objects.get(pk=release.pk).status == "succeeded"
+        deploys = list(RolloutStep.objects.filter(rollout__release=release, action="deploy")
+                       .values_list("target_name", flat=True))
+        assert sorted(deploys) == [f"web-{n}" for n in range(1, 9)]  # each exactly once
+    finally:
+        for process in [*agents, worker]:
+            process.kill()
+        server.stop()
