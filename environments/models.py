@@ -24,6 +24,15 @@ class Environment(models.Model):
     auto_promote = models.BooleanField(default=False, help_text="Take every new artifact as soon as it can.")
     pending_warn_hours = models.PositiveIntegerField(default=24, help_text="Warn when a batch waits longer.")
     pending_warn_changes = models.PositiveIntegerField(default=20, help_text="Warn when a batch grows larger.")
+    class Driver(models.TextChoices):
+        AGENT = "agent", "Deploy agents on the targets"
+        COMMAND = "command", "Slipway runs a command per target"
+
+    driver = models.CharField(max_length=10, choices=Driver.choices, default=Driver.AGENT)
+    deploy_command = models.CharField(max_length=1000, blank=True, help_text="The command driver's command.")
+    pre_deploy_command = models.CharField(max_length=1000, blank=True,
+                                          help_text="Run once before the first wave, e.g. backwards-compatible migrations.")
+    manual_gates = models.BooleanField(default=False, help_text="A person resumes the rollout after each wave.")
     strategy = models.JSONField(default=dict, blank=True, help_text='Rollout strategy, e.g. {"kind": "cautious"}.')
     step_timeout_seconds = models.PositiveIntegerField(default=300)
     heartbeat_timeout_seconds = models.PositiveIntegerField(default=30)

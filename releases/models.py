@@ -383,6 +383,7 @@ class RolloutStep(models.Model):
     target = models.ForeignKey("environments.Target", null=True, blank=True, on_delete=models.SET_NULL, related_name="steps")
     target_name = models.CharField(max_length=100, blank=True)
     action = models.CharField(max_length=20)
+    runs_on_server = models.BooleanField(default=False, help_text="Run by Slipway's worker, not by an agent.")
     version = models.CharField(max_length=100, blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     health = models.JSONField(null=True, blank=True)

@@ -72,7 +72,9 @@ def progress_to(progress: Progress) -> dict:
 def plan_of(rollout: Rollout):
     strategy = Rollback(batch_size=rollout.strategy.get("batch_size")) if rollout.strategy.get("kind") == "rollback" \
         else parse_strategy(rollout.strategy or {"kind": "cautious"})
-    return plan(rollout.targets, strategy, smoke=bool(rollout.release.environment.smoke_test_urls))
+    environment = rollout.release.environment
+    return plan(rollout.targets, strategy, smoke=bool(environment.smoke_test_urls),
+                pre_deploy=bool(environment.pre_deploy_command), manual_gates=environment.manual_gates)
 
 
 def publish_changed(rollout_id: int) -> None:
@@ -92,6 +94,10 @@ def start_rollout(release: Release) -> Rollout | None:
     """Inside the caller's transaction: a rollout for a queued release onto its environment's targets."""
     environment = release.environment
     targets = list(Target.objects.filter(environment=environment).order_by("name").values_list("name", flat=True))
+    if environment.driver == "command":
+        if not environment.deploy_command:
+            return None
+        targets = targets or ["default"]  # no hosts registered: the command runs once
     if not targets:
         return None
     if release.kind == Release.Kind.ROLLBACK:
@@ -117,8 +123,10 @@ def do_advance_rollout(rollout_id: int) -> str:
                 return rollout.status
             moved = _advance_once(rollout)
             publish_changed(rollout.pk)
-            if not moved:
-                return rollout.status
+        if not moved:
+            if run_server_steps(rollout_id):
+                continue
+            return rollout.status
     return rollout.status
 
 
@@ -162,7 +170,14 @@ def _advance_once(rollout: Rollout) -> bool:
         ok = analyse(rollout, action.wave, action.traffic_percent)
         _gate_step(rollout, action.wave, "analysis", ok=ok, output="analysis hook: pass" if ok else "analysis: fail")
         progress = record(progress, action, ok=ok)
-    elif isinstance(action, Switch | PreDeploy):
+    elif isinstance(action, PreDeploy):
+        step = rollout.steps.filter(action="pre_deploy").order_by("-index").first()
+        if step is None:
+            _server_step(rollout, action="pre_deploy", wave=None, target_name="",
+                         version=rollout.release.artifact.version)
+            return False  # runs after commit, outside the lock (do_advance_rollout)
+        progress = record(progress, action, ok=step.status == RolloutStep.Status.SUCCEEDED)
+    elif isinstance(action, Switch):
         progress = record(progress, action)
     elif isinstance(action, Done):
         _finish(rollout, action.outcome)
@@ -215,11 +230,57 @@ def _fold_or_dispatch(rollout: Rollout, action, progress: Progress) -> tuple[Pro
     version = (release.previous_artifact.version if kind == "revert" and release.previous_artifact
                else release.artifact.version)
     targets = {t.name: t for t in Target.objects.filter(environment=release.environment, name__in=to_dispatch)}
-    index = (rollout.steps.order_by("-index").values_list("index", flat=True).first() or 0) + 1
-    for offset, name in enumerate(sorted(to_dispatch)):
-        RolloutStep.objects.create(rollout=rollout, index=index + offset, wave=getattr(action, "wave", None),
-                                   target=targets.get(name), target_name=name, action=kind, version=version)
+    on_server = release.environment.driver == "command"
+    for name in sorted(to_dispatch):
+        _server_step(rollout, action=kind, wave=getattr(action, "wave", None), target_name=name, version=version,
+                     target=targets.get(name), runs_on_server=on_server)
     return progress, True
+
+
+def _server_step(rollout: Rollout, *, action: str, wave, target_name: str, version: str, target=None,
+                 runs_on_server: bool = True) -> RolloutStep:
+    index = (rollout.steps.order_by("-index").values_list("index", flat=True).first() or 0) + 1
+    return RolloutStep.objects.create(rollout=rollout, index=index, wave=wave, target=target, target_name=target_name,
+                                      action=action, version=version, runs_on_server=runs_on_server)
+
+
+def run_server_steps(rollout_id: int) -> int:
+    """Run the steps Slipway itself performs (pre-deploy hook, the command driver) — outside any transaction."""
+    ran = 0
+    while True:
+        with transaction.atomic():
+            step = (RolloutStep.objects.select_for_update(skip_locked=True, of=("self",))
+                    .select_related("rollout__release__environment", "rollout__release__artifact",
+                                    "rollout__release__previous_artifact")
+                    .filter(rollout_id=rollout_id, runs_on_server=True, status=RolloutStep.Status.PENDING)
+                    .order_by("index").first())
+            if step is None:
+                return ran
+            step.status, step.started_at = RolloutStep.Status.RUNNING, timezone.now()
+            step.save(update_fields=["status", "started_at"])
+        environment = step.rollout.release.environment
+        command = environment.pre_deploy_command if step.action == "pre_deploy" else environment.deploy_command
+        ok, output = _run_command(command, step, environment.step_timeout_seconds)
+        RolloutStep.objects.filter(pk=step.pk).update(
+            status=RolloutStep.Status.SUCCEEDED if ok else RolloutStep.Status.FAILED, finished_at=timezone.now(),
+            output=output[-RolloutStep.OUTPUT_LIMIT:], health={"ok": ok, "detail": "exit 0" if ok else "command failed"})
+        publish_changed(rollout_id)
+        ran += 1
+
+
+def _run_command(command: str, step: RolloutStep, timeout: int) -> tuple[bool, str]:
+    import os
+    import subprocess
+
+    release = step.rollout.release
+    env = {**os.environ, "SLIPWAY_VERSION": step.version, "SLIPWAY_IMAGE": release.artifact.image,
+           "SLIPWAY_COMMIT": release.artifact.commit, "SLIPWAY_TARGET": step.target_name, "SLIPWAY_ACTION": step.action,
+           "SLIPWAY_PREVIOUS_VERSION": release.previous_artifact.version if release.previous_artifact else ""}
+    try:
+        done = subprocess.run(command, shell=True, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as expired:
+        return False, f"{expired.stdout or ''}\n[slipway] killed after {timeout} s"
+    return done.returncode == 0, done.stdout + done.stderr
 
 
 def _gate_step(rollout: Rollout, wave: int, action: str, *, ok: bool, output: str) -> None:
@@ -252,7 +313,10 @@ def _fail_stuck(rollout: Rollout, steps: list[RolloutStep]) -> None:
     heartbeat_limit = now - timedelta(seconds=environment.heartbeat_timeout_seconds)
     for step in steps:
         reason = None
-        if step.target is None or step.target.last_seen is None or step.target.last_seen < heartbeat_limit:
+        if step.runs_on_server:
+            if step.started_at and now - step.started_at > timedelta(seconds=environment.step_timeout_seconds + 30):
+                reason = "the worker running this step went away"
+        elif step.target is None or step.target.last_seen is None or step.target.last_seen < heartbeat_limit:
             reason = "agent offline (missed heartbeats)"
             if step.target is not None:
                 Target.objects.filter(pk=step.target.pk).update(status=Target.Status.OFFLINE)

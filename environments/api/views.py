@@ -32,6 +32,10 @@ class EnvironmentIn(serializers.Serializer):
     pending_warn_changes = serializers.IntegerField(min_value=1, max_value=100_000, required=False, default=20)
     strategy = serializers.JSONField(required=False, default=dict)
     flag_change_requests = serializers.BooleanField(required=False, default=False)
+    driver = serializers.ChoiceField(choices=Environment.Driver.choices, required=False, default="agent")
+    deploy_command = serializers.CharField(max_length=1000, required=False, default="", allow_blank=True)
+    pre_deploy_command = serializers.CharField(max_length=1000, required=False, default="", allow_blank=True)
+    manual_gates = serializers.BooleanField(required=False, default=False)
     step_timeout_seconds = serializers.IntegerField(min_value=1, max_value=86_400, required=False, default=300)
     heartbeat_timeout_seconds = serializers.IntegerField(min_value=3, max_value=3600, required=False, default=30)
     rollback_batch_size = serializers.IntegerField(min_value=1, max_value=10_000, required=False, allow_null=True,
@@ -60,7 +64,8 @@ class EnvironmentOut(serializers.ModelSerializer):
         model = Environment
         fields = ["name", "position", "requires_approval", "description", "approval_policy", "required_approvals",
                   "auto_promote", "pending_warn_hours", "pending_warn_changes", "strategy", "step_timeout_seconds",
-                  "heartbeat_timeout_seconds", "rollback_batch_size", "smoke_test_urls", "flag_change_requests",
+                  "heartbeat_timeout_seconds", "rollback_batch_size", "smoke_test_urls", "flag_change_requests", "driver",
+                  "deploy_command", "pre_deploy_command", "manual_gates",
                   "current_version", "created_at"]
         read_only_fields = fields
 
