@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tarfile
 import threading
 import time
 import tomllib
@@ -57,7 +60,8 @@ def parse_args(argv: list[str] | None = None) -> dict:
         with open(config_file, "rb") as handle:
             config.update({k: v for k, v in tomllib.load(handle).items() if k in KEYS})
     config.update({k: v for k, v in args.items() if v is not None})
-    missing = [k for k in ("url", "workdir", "deploy_command") if not config.get(k)]
+    # No deploy command: the built-in tarball format (versions/<version>/ + an atomic `current` symlink).
+    missing = [k for k in ("url", "workdir") if not config.get(k)]
     if missing:
         parser.error("missing " + ", ".join("--" + m.replace("_", "-") for m in missing))
     return config
@@ -151,8 +155,11 @@ class Agent:
         env = {**os.environ, "SLIPWAY_VERSION": job.get("version") or "", "SLIPWAY_IMAGE": job.get("image") or "",
                "SLIPWAY_COMMIT": job.get("commit") or "", "SLIPWAY_PREVIOUS_VERSION": job.get("previous_version") or "",
                "SLIPWAY_TARGET": self.config["name"], "SLIPWAY_ACTION": job["action"]}
-        ok, exit_code, tail = self.run_command(job["id"], self.config["deploy_command"], env,
-                                               self.config["deploy_timeout"])
+        if self.config.get("deploy_command"):
+            ok, exit_code, tail = self.run_command(job["id"], self.config["deploy_command"], env,
+                                                   self.config["deploy_timeout"])
+        else:
+            ok, exit_code, tail = self.install_tarball(job)
         health = {"ok": False, "detail": f"deploy command failed (exit {exit_code})"}
         if ok:
             self.version = job.get("version")
@@ -161,6 +168,52 @@ class Agent:
         self.call("POST", f"/api/v1/agent/jobs/{job['id']}/result", {
             "status": "succeeded" if ok else "failed", "exit_code": exit_code, "health": health,
             "output_tail": tail[-4000:], "version": self.version})
+
+    def install_tarball(self, job: dict) -> tuple[bool, int | None, str]:
+        """Download the artifact into versions/<version>/, check its digest, switch `current` atomically, keep five."""
+        version = job.get("version") or ""
+        if not version or "/" in version or version.startswith("."):
+            return False, None, f"refusing version {version!r}"
+        versions = self.workdir / "versions"
+        target = versions / version
+        try:
+            if not target.exists():
+                url, digest = job.get("artifact_url"), job.get("digest") or ""
+                if not url or not digest.startswith("sha256:"):
+                    return False, None, "the artifact has no tarball_url and sha256 digest in its metadata"
+                download = self.workdir / f".download-{version}.tar.gz"
+                with urllib.request.urlopen(url, timeout=60) as response, download.open("wb") as handle:
+                    hasher = hashlib.sha256()
+                    while chunk := response.read(1 << 16):
+                        hasher.update(chunk)
+                        handle.write(chunk)
+                if hasher.hexdigest() != digest.removeprefix("sha256:"):
+                    download.unlink()
+                    return False, None, f"digest mismatch: expected {digest}, got sha256:{hasher.hexdigest()}"
+                staging = versions / f".{version}.partial"
+                shutil.rmtree(staging, ignore_errors=True)
+                staging.mkdir(parents=True)
+                with tarfile.open(download) as archive:
+                    archive.extractall(staging, filter="data")  # refuses absolute paths, .. and links outside
+                download.unlink()
+                os.replace(staging, target)
+            link = self.workdir / ".current.tmp"
+            if link.is_symlink() or link.exists():
+                link.unlink()
+            link.symlink_to(target.relative_to(self.workdir))
+            os.replace(link, self.workdir / "current")
+            self.prune(versions, keep={version, job.get("previous_version") or ""})
+        except (OSError, tarfile.TarError, ValueError) as error:
+            return False, None, f"tarball install failed: {error}"
+        return True, 0, f"current -> versions/{version}\n"
+
+    def prune(self, versions: Path, keep: set[str]) -> None:
+        """Keep the five newest versions (never the current or previous one): a revert is a symlink switch."""
+        entries = sorted((p for p in versions.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                         key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in entries[5:]:
+            if old.name not in keep:
+                shutil.rmtree(old, ignore_errors=True)
 
     def run_command(self, job_id: int, command: str, env: dict, timeout: float) -> tuple[bool, int | None, str]:
         process = subprocess.Popen(command, shell=True, env=env, cwd=self.workdir, stdout=subprocess.PIPE,

@@ -1,0 +1,70 @@
+"""The agent's own pieces, without a server: configuration, and the built-in tarball format."""
+
+import hashlib
+import io
+import tarfile
+import threading
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from environments.agent.__main__ import Agent, parse_args
+
+
+def test_config_file_and_flags(tmp_path):
+    config = tmp_path / "agent.toml"
+    config.write_text('url = "http://slipway.example"\nname = "web-7"\nworkdir = "/tmp/w"\n'
+                      'deploy_command = "./deploy.sh"\nhealth_url = "http://127.0.0.1:8080/health"\n')
+    values = parse_args(["--config", str(config), "--name", "web-8"])
+    assert values["url"] == "http://slipway.example" and values["name"] == "web-8"  # flags win
+    assert values["health_url"].endswith("/health") and values["heartbeat_seconds"] == 5.0
+    with pytest.raises(SystemExit):
+        parse_args(["--name", "x"])  # no url, no workdir
+
+
+def tarball(files: dict[str, bytes], evil: bool = False) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, data in files.items():
+            info = tarfile.TarInfo(("../" if evil else "") + name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def served(tmp_path):
+    root = tmp_path / "www"
+    root.mkdir()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(SimpleHTTPRequestHandler, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def job(served, version, data):
+    root, url = served
+    (root / f"{version}.tar.gz").write_bytes(data)
+    return {"id": 1, "action": "deploy", "version": version, "previous_version": None,
+            "artifact_url": f"{url}/{version}.tar.gz", "digest": "sha256:" + hashlib.sha256(data).hexdigest()}
+
+
+def test_tarball_format_switches_current_keeps_five_and_checks_digests(tmp_path, served):
+    agent = Agent({"url": "http://unused", "workdir": str(tmp_path / "agent"), "name": "web-1"})
+    for n in range(1, 8):
+        ok, _, output = agent.install_tarball(job(served, f"1.{n}.0", tarball({"VERSION": f"1.{n}.0".encode()})))
+        assert ok, output
+        assert (agent.workdir / "current" / "VERSION").read_text() == f"1.{n}.0"
+    kept = sorted(p.name for p in (agent.workdir / "versions").iterdir())
+    assert len(kept) == 5 and "1.7.0" in kept
+    # A revert is a symlink switch to a version still on disk.
+    ok, _, _ = agent.install_tarball({"version": "1.6.0", "previous_version": "1.7.0"})
+    assert ok and (agent.workdir / "current" / "VERSION").read_text() == "1.6.0"
+    bad = job(served, "2.0.0", tarball({"VERSION": b"2.0.0"}))
+    bad["digest"] = "sha256:" + "0" * 64
+    ok, _, output = agent.install_tarball(bad)
+    assert not ok and "digest mismatch" in output
+    assert (agent.workdir / "current" / "VERSION").read_text() == "1.6.0"  # unchanged
+    ok, _, output = agent.install_tarball(job(served, "2.0.1", tarball({"x": b"x"}, evil=True)))
+    assert not ok and (agent.workdir / "current" / "VERSION").read_text() == "1.6.0"
