@@ -59,9 +59,10 @@ def _authenticate(request: HttpRequest):
     return token, None
 
 
-def _context(request: HttpRequest):
+def parse_context(raw: bytes):
+    """(context, None) or (None, what is wrong): shared by these views and the lean ASGI route."""
     try:
-        body = orjson.loads(request.body or b"{}")
+        body = orjson.loads(raw or b"{}")
     except orjson.JSONDecodeError:
         return None, "The body is not JSON."
     if not isinstance(body, dict):
@@ -72,18 +73,27 @@ def _context(request: HttpRequest):
     return context, None
 
 
-@csrf_exempt
-def evaluate_flag(request: HttpRequest, key: str) -> HttpResponse:
+def _preamble(request: HttpRequest, key: str | None):
+    """CORS preflight, method, token and context: (token, context, None) or (None, None, the response)."""
     if request.method == "OPTIONS":
-        return _json({}, 204)
+        return None, None, _json({}, 204)
     if request.method != "POST":
-        return _json({"errorCode": "GENERAL", "errorDetails": "Use POST."}, 405)
+        return None, None, _json({"errorCode": "GENERAL", "errorDetails": "Use POST."}, 405)
     token, refusal = _authenticate(request)
     if refusal:
-        return refusal
-    context, problem = _context(request)
+        return None, None, refusal
+    context, problem = parse_context(request.body)
     if problem:
-        return _json({"key": key, "errorCode": ErrorCode.INVALID_CONTEXT, "errorDetails": problem}, 400)
+        body = {"errorCode": ErrorCode.INVALID_CONTEXT, "errorDetails": problem}
+        return None, None, _json({"key": key, **body} if key else body, 400)
+    return token, context, None
+
+
+@csrf_exempt
+def evaluate_flag(request: HttpRequest, key: str) -> HttpResponse:
+    token, context, early = _preamble(request, key)
+    if early:
+        return early
     resolution = evaluate(snapshots.get(token.environment_id), key, context)
     if resolution.error_code:
         return _json(_failure(key, resolution), STATUS_OF_ERROR.get(resolution.error_code, 400))
@@ -93,16 +103,9 @@ def evaluate_flag(request: HttpRequest, key: str) -> HttpResponse:
 
 @csrf_exempt
 def evaluate_flags(request: HttpRequest) -> HttpResponse:
-    if request.method == "OPTIONS":
-        return _json({}, 204)
-    if request.method != "POST":
-        return _json({"errorCode": "GENERAL", "errorDetails": "Use POST."}, 405)
-    token, refusal = _authenticate(request)
-    if refusal:
-        return refusal
-    context, problem = _context(request)
-    if problem:
-        return _json({"errorCode": ErrorCode.INVALID_CONTEXT, "errorDetails": problem}, 400)
+    token, context, early = _preamble(request, None)
+    if early:
+        return early
     snapshot = snapshots.get(token.environment_id)
     results = evaluate_all(snapshot, context)
     flags = [_failure(k, r) if r.error_code else _success(k, r) for k, r in results.items()]

@@ -16,7 +16,7 @@ import orjson
 from asgiref.sync import sync_to_async
 
 from flags.engine import ErrorCode, evaluate, evaluate_all
-from flags.ofrep import STATUS_OF_ERROR, _failure, _success
+from flags.ofrep import STATUS_OF_ERROR, _failure, _success, parse_context
 from flags.snapshots import snapshots
 from flags.usage import usage
 from releases.models import Scope
@@ -103,7 +103,7 @@ async def ofrep_app(scope, receive, send) -> None:
     flag_key = scope["path"][len(PREFIX) + 1:] if scope["path"].startswith(PREFIX + "/") else None
     if raw is None:
         return await _send(send, 413, orjson.dumps({"errorCode": "GENERAL", "errorDetails": "Body over 1 MB."}))
-    context, problem = _parse(raw)
+    context, problem = parse_context(raw)
     if problem:
         body = {"errorCode": ErrorCode.INVALID_CONTEXT, "errorDetails": problem}
         if flag_key:
@@ -126,15 +126,3 @@ async def ofrep_app(scope, receive, send) -> None:
         return await send({"type": "http.response.body", "body": b""})
     return await _send(send, 200, body, [(b"etag", etag)])
 
-
-def _parse(raw: bytes):
-    try:
-        body = orjson.loads(raw or b"{}")
-    except orjson.JSONDecodeError:
-        return None, "The body is not JSON."
-    if not isinstance(body, dict):
-        return None, "The body must be an object with a `context` object."
-    context = body.get("context", {})
-    if not isinstance(context, dict):
-        return None, "`context` must be an object."
-    return context, None
