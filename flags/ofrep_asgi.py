@@ -2,13 +2,14 @@
 
 Same contract as the Django views in `flags/ofrep.py` (which stay for WSGI and tests): bearer token pinned to
 an environment with `flags:read`, CORS exposing ETag, OFREP error shapes. The hot path touches no database: the
-token and the compiled snapshot are cached in the process (the token for `TOKEN_TTL` seconds, so a revoked
-token stops working within that time; the snapshot until the environment's `flags_version` moves, checked at
-most once a second), and evaluation counts are batched.
+token and the compiled snapshot are cached in the process and refreshed in the background (the token every
+`TOKEN_TTL` seconds, so a revoked token stops working within about that time; the snapshot when the environment's
+`flags_version` moves, checked about once a second), and evaluation counts are batched.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 
@@ -45,21 +46,47 @@ def _lookup_token(key: str) -> tuple[int | None, str | None]:
     return token.environment_id, None
 
 
-async def _token(key: str) -> tuple[int | None, str | None]:
-    now = time.monotonic()
-    cached = _tokens.get(key)
-    if cached is not None and now - cached[0] < TOKEN_TTL:
-        return cached[1], cached[2]
+_refreshing: set = set()
+
+
+def _refresh_in_background(name, coroutine_factory) -> None:
+    """One refresh at a time per item; requests keep using the cached value meanwhile (no thundering herd)."""
+    if name in _refreshing:
+        return
+    _refreshing.add(name)
+
+    async def run():
+        try:
+            await coroutine_factory()
+        finally:
+            _refreshing.discard(name)
+
+    asyncio.get_running_loop().create_task(run())
+
+
+async def _lookup_and_cache(key: str) -> tuple[int | None, str | None]:
     environment_id, refusal = await sync_to_async(_lookup_token, thread_sensitive=False)(key)
-    _tokens[key] = (now, environment_id, refusal)
+    _tokens[key] = (time.monotonic(), environment_id, refusal)
     return environment_id, refusal
+
+
+async def _token(key: str) -> tuple[int | None, str | None]:
+    cached = _tokens.get(key)
+    if cached is None:
+        return await _lookup_and_cache(key)
+    if time.monotonic() - cached[0] >= TOKEN_TTL:
+        _refresh_in_background(("token", key), lambda: _lookup_and_cache(key))
+    return cached[1], cached[2]
 
 
 async def _snapshot(environment_id: int):
     entry = snapshots._entries.get(environment_id)
-    if entry is not None and time.monotonic() - entry[1] < 1.0:
-        return entry[2]
-    return await sync_to_async(snapshots.get, thread_sensitive=False)(environment_id)
+    if entry is None:
+        return await sync_to_async(snapshots.get, thread_sensitive=False)(environment_id)
+    if time.monotonic() - entry[1] >= 1.0:
+        _refresh_in_background(("snapshot", environment_id),
+                               lambda: sync_to_async(snapshots.get, thread_sensitive=False)(environment_id))
+    return entry[2]
 
 
 async def _send(send, status: int, body: bytes = b"", extra: list | None = None) -> None:
