@@ -268,3 +268,35 @@ def test_worker_killed_mid_rollout_resumes_on_rabbitmq(tmp_path):
         for process in [*agents, worker]:
             process.kill()
         server.stop()
+
+
+@pytest.mark.browser
+def test_watching_a_rollout_live_in_the_browser(fleet):
+    """A person on the release page sees each host's step change without reloading (Channels + htmx ws)."""
+    from django.contrib.auth import get_user_model
+    from playwright.sync_api import sync_playwright
+
+    from tests.dashboard.test_browser import ARGS, CHROMIUM
+
+    get_user_model().objects.create_superuser("watcher", password="watcher-password-1")
+    for n in range(1, 3):
+        fleet["start"](f"web-{n}", deploy="sleep 2; " + DEPLOY)
+    wait_for(lambda: Target.objects.filter(environment=fleet["env"]).count() == 2, what="2 agents registered")
+    factories.ArtifactFactory(application=fleet["app"], version="5.0.0")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        page = browser.new_page()
+        page.goto(fleet["url"] + "/login/")
+        page.get_by_label("Username").fill("watcher")
+        page.get_by_label("Password").fill("watcher-password-1")
+        page.keyboard.press("Enter")
+        page.wait_for_url(lambda url: "/login/" not in url)
+        status, body = api(fleet, "POST", "/applications/shop/releases/", {"environment": "production",
+                                                                          "version": "5.0.0"})
+        assert status == 201
+        page.goto(fleet["url"] + f"/releases/{body['id']}/")
+        assert page.locator('#progress[data-rollout-status="succeeded"]').count() == 0  # still under way at load
+        # No reload from here on: the rows arrive and change over the WebSocket.
+        page.locator('#progress tr[data-target="web-2"][data-status="succeeded"]').wait_for(timeout=30_000)
+        page.locator('#progress[data-rollout-status="succeeded"]').wait_for(timeout=30_000)
+        browser.close()
