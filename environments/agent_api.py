@@ -7,6 +7,7 @@ locally configured deploy command. Wrong token → 401, another environment's jo
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 import secrets
@@ -191,6 +192,39 @@ def result(request: HttpRequest, pk: int) -> HttpResponse:
         step.save(update_fields=["status", "finished_at", "health", "output"])
         if ok and isinstance(body.get("version"), str):
             Target.objects.filter(pk=step.target_id).update(version=body["version"][:100])
+        enqueue_advance(step.rollout_id)
+        publish_changed(step.rollout_id)
+    return JsonResponse({"ok": True})
+
+
+@csrf_exempt
+def webhook_callback(request: HttpRequest, pk: int) -> HttpResponse:
+    """The webhook driver's receiver reports a job, signing the body with the environment's secret."""
+    from releases.rollouts import sign
+
+    step = RolloutStep.objects.select_related("rollout__release__environment").filter(pk=pk).first()
+    if step is None or step.rollout.release.environment.driver != "webhook":
+        return _error(404, f"No webhook job #{pk}.")
+    secret = step.rollout.release.environment.webhook_secret
+    if not secret or not hmac.compare_digest(sign(secret, request.body),
+                                             request.headers.get("X-Slipway-Signature", "")):
+        return _error(401, "The X-Slipway-Signature header does not match the body.")
+    body = _json_body(request)
+    if body is None or body.get("status") not in ("succeeded", "failed"):
+        return _error(400, "status: succeeded or failed.", field="status")
+    health = body.get("health") or {"ok": body["status"] == "succeeded", "detail": "reported by the webhook"}
+    if not isinstance(health, dict):
+        return _error(400, "health: an object with ok and detail.", field="health")
+    with transaction.atomic():
+        step = RolloutStep.objects.select_for_update(of=("self",)).get(pk=pk)
+        if step.status != RolloutStep.Status.RUNNING:
+            return _error(409, f"Job #{pk} is {step.status}.")
+        ok = body["status"] == "succeeded"
+        step.status = RolloutStep.Status.SUCCEEDED if ok else RolloutStep.Status.FAILED
+        step.finished_at = timezone.now()
+        step.health = {"ok": bool(health.get("ok")) and ok, "detail": str(health.get("detail", ""))[:500]}
+        step.output = (step.output + str(body.get("output", "")))[-RolloutStep.OUTPUT_LIMIT:]
+        step.save(update_fields=["status", "finished_at", "health", "output"])
         enqueue_advance(step.rollout_id)
         publish_changed(step.rollout_id)
     return JsonResponse({"ok": True})

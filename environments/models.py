@@ -27,9 +27,12 @@ class Environment(models.Model):
     class Driver(models.TextChoices):
         AGENT = "agent", "Deploy agents on the targets"
         COMMAND = "command", "Slipway runs a command per target"
+        WEBHOOK = "webhook", "Slipway calls a URL per target and waits for a signed callback"
 
     driver = models.CharField(max_length=10, choices=Driver.choices, default=Driver.AGENT)
     deploy_command = models.CharField(max_length=1000, blank=True, help_text="The command driver's command.")
+    webhook_url = models.URLField(max_length=500, blank=True, help_text="The webhook driver's URL.")
+    webhook_secret = models.CharField(max_length=200, blank=True, help_text="Signs calls and callbacks (HMAC SHA-256).")
     pre_deploy_command = models.CharField(max_length=1000, blank=True,
                                           help_text="Run once before the first wave, e.g. backwards-compatible migrations.")
     manual_gates = models.BooleanField(default=False, help_text="A person resumes the rollout after each wave.")

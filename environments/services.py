@@ -15,7 +15,7 @@ from releases.permissions import Actor, Permission, require
 EDITABLE_FIELDS = ("name", "position", "requires_approval", "description", "approval_policy", "required_approvals",
                    "auto_promote", "pending_warn_hours", "pending_warn_changes", "strategy", "step_timeout_seconds",
                    "heartbeat_timeout_seconds", "rollback_batch_size", "smoke_test_urls", "flag_change_requests",
-                   "driver", "deploy_command", "pre_deploy_command", "manual_gates")
+                   "driver", "deploy_command", "pre_deploy_command", "manual_gates", "webhook_url", "webhook_secret")
 
 
 @transaction.atomic(durable=True)
@@ -51,8 +51,13 @@ def do_update_environment(actor: Actor, environment: Environment, **changes: Any
     return environment
 
 
+SECRET_FIELDS = frozenset({"webhook_secret"})
+
+
 def environment_state(environment: Environment) -> dict[str, Any]:
-    return {field: getattr(environment, field) for field in EDITABLE_FIELDS}
+    """Settings as the audit trail shows them: secrets only as set or not."""
+    return {field: (("set" if getattr(environment, field) else "") if field in SECRET_FIELDS
+                    else getattr(environment, field)) for field in EDITABLE_FIELDS}
 
 
 def _check_free(application: Application, *, exclude: int | None = None, name: str | None = None,

@@ -94,10 +94,10 @@ def start_rollout(release: Release) -> Rollout | None:
     """Inside the caller's transaction: a rollout for a queued release onto its environment's targets."""
     environment = release.environment
     targets = list(Target.objects.filter(environment=environment).order_by("name").values_list("name", flat=True))
-    if environment.driver == "command":
-        if not environment.deploy_command:
+    if environment.driver in ("command", "webhook"):
+        if not (environment.deploy_command if environment.driver == "command" else environment.webhook_url):
             return None
-        targets = targets or ["default"]  # no hosts registered: the command runs once
+        targets = targets or ["default"]  # no hosts registered: the command or hook runs once
     if not targets:
         return None
     if release.kind == Release.Kind.ROLLBACK:
@@ -230,7 +230,7 @@ def _fold_or_dispatch(rollout: Rollout, action, progress: Progress) -> tuple[Pro
     version = (release.previous_artifact.version if kind == "revert" and release.previous_artifact
                else release.artifact.version)
     targets = {t.name: t for t in Target.objects.filter(environment=release.environment, name__in=to_dispatch)}
-    on_server = release.environment.driver == "command"
+    on_server = release.environment.driver in ("command", "webhook")
     for name in sorted(to_dispatch):
         _server_step(rollout, action=kind, wave=getattr(action, "wave", None), target_name=name, version=version,
                      target=targets.get(name), runs_on_server=on_server)
@@ -259,6 +259,17 @@ def run_server_steps(rollout_id: int) -> int:
             step.status, step.started_at = RolloutStep.Status.RUNNING, timezone.now()
             step.save(update_fields=["status", "started_at"])
         environment = step.rollout.release.environment
+        if step.action != "pre_deploy" and environment.driver == "webhook":
+            ok, output = call_webhook(step)
+            if ok:  # the receiver took the job: the step finishes with its signed callback
+                RolloutStep.objects.filter(pk=step.pk).update(output=output[-RolloutStep.OUTPUT_LIMIT:])
+                publish_changed(rollout_id)
+                ran += 1
+                continue
+            RolloutStep.objects.filter(pk=step.pk).update(status=RolloutStep.Status.FAILED, finished_at=timezone.now(),
+                                                          output=output, health={"ok": False, "detail": output[:500]})
+            ran += 1
+            continue
         command = environment.pre_deploy_command if step.action == "pre_deploy" else environment.deploy_command
         ok, output = _run_command(command, step, environment.step_timeout_seconds)
         RolloutStep.objects.filter(pk=step.pk).update(
@@ -266,6 +277,37 @@ def run_server_steps(rollout_id: int) -> int:
             output=output[-RolloutStep.OUTPUT_LIMIT:], health={"ok": ok, "detail": "exit 0" if ok else "command failed"})
         publish_changed(rollout_id)
         ran += 1
+
+
+def sign(secret: str, body: bytes) -> str:
+    import hashlib
+    import hmac
+
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def call_webhook(step: RolloutStep) -> tuple[bool, str]:
+    """POST the job to the environment's URL, signed; the receiver answers 2xx now and calls back when done."""
+    import json
+
+    from django.conf import settings
+    from django.urls import reverse
+
+    environment = step.rollout.release.environment
+    release = step.rollout.release
+    body = json.dumps({
+        "job": step.pk, "action": step.action, "target": step.target_name, "version": step.version,
+        "image": release.artifact.image, "commit": release.artifact.commit,
+        "previous_version": release.previous_artifact.version if release.previous_artifact else None,
+        "callback_url": settings.SLIPWAY_BASE_URL.rstrip("/") + reverse("rollout-callback", args=[step.pk]),
+    }).encode()
+    request = urllib.request.Request(environment.webhook_url, data=body, method="POST", headers={
+        "Content-Type": "application/json", "X-Slipway-Signature": sign(environment.webhook_secret, body)})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return 200 <= response.status < 300, f"webhook answered {response.status}\n"
+    except OSError as error:
+        return False, f"webhook call failed: {error}\n"
 
 
 def _run_command(command: str, step: RolloutStep, timeout: int) -> tuple[bool, str]:

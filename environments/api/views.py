@@ -36,6 +36,9 @@ class EnvironmentIn(serializers.Serializer):
     deploy_command = serializers.CharField(max_length=1000, required=False, default="", allow_blank=True)
     pre_deploy_command = serializers.CharField(max_length=1000, required=False, default="", allow_blank=True)
     manual_gates = serializers.BooleanField(required=False, default=False)
+    webhook_url = serializers.URLField(max_length=500, required=False, default="", allow_blank=True)
+    webhook_secret = serializers.CharField(max_length=200, required=False, default="", allow_blank=True,
+                                           write_only=True)
     step_timeout_seconds = serializers.IntegerField(min_value=1, max_value=86_400, required=False, default=300)
     heartbeat_timeout_seconds = serializers.IntegerField(min_value=3, max_value=3600, required=False, default=30)
     rollback_batch_size = serializers.IntegerField(min_value=1, max_value=10_000, required=False, allow_null=True,
@@ -65,7 +68,7 @@ class EnvironmentOut(serializers.ModelSerializer):
         fields = ["name", "position", "requires_approval", "description", "approval_policy", "required_approvals",
                   "auto_promote", "pending_warn_hours", "pending_warn_changes", "strategy", "step_timeout_seconds",
                   "heartbeat_timeout_seconds", "rollback_batch_size", "smoke_test_urls", "flag_change_requests", "driver",
-                  "deploy_command", "pre_deploy_command", "manual_gates",
+                  "deploy_command", "pre_deploy_command", "manual_gates", "webhook_url",
                   "current_version", "created_at"]
         read_only_fields = fields
 

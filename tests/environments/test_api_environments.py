@@ -75,3 +75,14 @@ def test_environment_list_query_count(ci, app, django_assert_num_queries):
                                      current_artifact=factories.ArtifactFactory(application=app))
     with django_assert_num_queries(len(ctx.captured_queries)):
         ci.get(URL)
+
+
+def test_webhook_secret_is_write_only_and_not_audited(ci, app):
+    ci.post(URL, {"name": "production", "position": 2}, format="json")
+    response = ci.patch(URL + "production/", {"driver": "webhook", "webhook_url": "https://deploy.example.com/hook",
+                                              "webhook_secret": "top-secret-value"}, format="json")
+    assert response.status_code == 200 and "webhook_secret" not in response.json()
+    event = AuditEvent.objects.filter(kind="environment.updated").latest("id")
+    assert event.after["webhook_secret"] == "set" and "top-secret-value" not in str(event.after)
+    bad = ci.patch(URL + "production/", {"strategy": {"kind": "zigzag"}}, format="json")
+    assert bad.status_code == 400 and "strategy" in bad.json()

@@ -73,3 +73,47 @@ def test_revert_now_puts_back_touched_targets(setup, user, tmp_path):
     reverts = list(RolloutStep.objects.filter(rollout=rollout, action="revert").values_list("target_name", "version"))
     assert reverts == [("a", "1.0.0")]
     assert (tmp_path / "deployed").read_text().split() == ["a=2.0.0", "a=1.0.0"]
+
+
+def test_webhook_driver_calls_out_and_waits_for_a_signed_callback(app, client):
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from releases.models import AuditEvent
+    from releases.rollouts import sign
+
+    received = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((json.loads(body), self.headers["X-Slipway-Signature"], body))
+            self.send_response(202)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        env = factories.EnvironmentFactory(application=app, name="production", position=1, driver="webhook",
+                                           webhook_url=f"http://127.0.0.1:{server.server_address[1]}/deploy",
+                                           webhook_secret="s3cret")
+        v1, v2 = factories.ArtifactFactory(application=app), factories.ArtifactFactory(application=app)
+        release, rollout = rollout_for(env, v1, v2)
+        assert do_advance_rollout(rollout.pk) == "running"
+        job, signature, raw = received[0]
+        assert signature == sign("s3cret", raw) and job["version"] == v2.version and job["target"] == "default"
+        url = f"/api/v1/webhooks/rollout/{job['job']}/"
+        report = json.dumps({"status": "succeeded", "health": {"ok": True, "detail": "200"}}).encode()
+        forged = client.post(url, report, content_type="application/json", headers={"X-Slipway-Signature": "sha256=0"})
+        assert forged.status_code == 401
+        ok = client.post(url, report, content_type="application/json",
+                         headers={"X-Slipway-Signature": sign("s3cret", report)})
+        assert ok.status_code == 200
+        assert do_advance_rollout(rollout.pk) == "succeeded"
+        assert not AuditEvent.objects.filter(after__webhook_secret="s3cret").exists()
+    finally:
+        server.shutdown()
