@@ -231,9 +231,12 @@ def _fold_or_dispatch(rollout: Rollout, action, progress: Progress) -> tuple[Pro
                else release.artifact.version)
     targets = {t.name: t for t in Target.objects.filter(environment=release.environment, name__in=to_dispatch)}
     on_server = release.environment.driver in ("command", "webhook")
-    for name in sorted(to_dispatch):
-        _server_step(rollout, action=kind, wave=getattr(action, "wave", None), target_name=name, version=version,
-                     target=targets.get(name), runs_on_server=on_server)
+    first = (rollout.steps.order_by("-index").values_list("index", flat=True).first() or 0) + 1
+    # One insert for the whole wave: a thousand-target rollout must not pay a query per step.
+    RolloutStep.objects.bulk_create([
+        RolloutStep(rollout=rollout, index=first + offset, wave=getattr(action, "wave", None), target=targets.get(name),
+                    target_name=name, action=kind, version=version, runs_on_server=on_server)
+        for offset, name in enumerate(sorted(to_dispatch))])
     return progress, True
 
 
