@@ -10,7 +10,6 @@ import asyncio
 import hmac
 import json
 import logging
-import secrets
 import time
 
 from asgiref.sync import sync_to_async
@@ -20,6 +19,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from environments.models import RegistrationToken, Target
+from environments.services import do_register_agent
 from releases.models import ApiToken, RolloutStep
 from releases.rollouts import enqueue_advance, publish_changed
 
@@ -67,18 +67,8 @@ def register(request: HttpRequest) -> HttpResponse:
         token_hash=ApiToken.hash_key(token), revoked_at__isnull=True).first()
     if registration is None:
         return _error(401, "Unknown or revoked registration token.")
-    key = "sla_" + secrets.token_urlsafe(32)
-    with transaction.atomic():
-        target, created = Target.objects.update_or_create(
-            environment=registration.environment, name=name,
-            defaults={"token_hash": ApiToken.hash_key(key), "hostname": str(body.get("hostname", ""))[:255],
-                      "agent_version": str(body.get("agent_version", ""))[:40], "status": Target.Status.ONLINE,
-                      "last_seen": timezone.now()})
-        from releases import audit
-        from releases.permissions import Actor
-
-        audit.record(Actor.system(), "target.registered", target, application=registration.environment.application,
-                     after={"name": name, "hostname": target.hostname, "environment": registration.environment.name})
+    target, key = do_register_agent(registration, name=name, hostname=str(body.get("hostname", "")),
+                                    agent_version=str(body.get("agent_version", "")))
     return JsonResponse({"agent_token": key, "target": target.name,
                          "heartbeat_seconds": max(1, registration.environment.heartbeat_timeout_seconds // 3)},
                         status=201)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 
 from config.errors import Conflict
-from environments.models import Environment
+from environments.models import Environment, RegistrationToken, Target
 from releases import audit
-from releases.models import Application
+from releases.models import ApiToken, Application
 from releases.permissions import Actor, Permission, require
 
 EDITABLE_FIELDS = ("name", "position", "requires_approval", "description", "approval_policy", "required_approvals",
@@ -68,3 +70,27 @@ def _check_free(application: Application, *, exclude: int | None = None, name: s
     if position is not None and others.filter(position=position).exists():
         raise Conflict(f"Position {position} is taken in {application.slug}'s pipeline.", field="position")
 
+
+
+@transaction.atomic(durable=True)
+def do_create_registration_token(actor: Actor, environment: Environment) -> str:
+    """A token agents register with to become targets of this environment; returns the key, keeps its hash."""
+    require(actor, Permission.ADMIN, environment.application, environment)
+    key = "slr_" + secrets.token_urlsafe(32)
+    token = RegistrationToken.objects.create(environment=environment, token_hash=ApiToken.hash_key(key),
+                                             created_by=actor.user)
+    audit.record(actor, "registration_token.created", token, application=environment.application)
+    return key
+
+
+@transaction.atomic(durable=True)
+def do_register_agent(registration: RegistrationToken, *, name: str, hostname: str, agent_version: str) -> tuple[Target, str]:
+    """Make an agent a target of the token's environment (again, if it re-registers); returns its new key."""
+    key = "sla_" + secrets.token_urlsafe(32)
+    target, _ = Target.objects.update_or_create(
+        environment=registration.environment, name=name,
+        defaults={"token_hash": ApiToken.hash_key(key), "hostname": hostname[:255], "agent_version": agent_version[:40],
+                  "status": Target.Status.ONLINE, "last_seen": timezone.now()})
+    audit.record(Actor.system(), "target.registered", target, application=registration.environment.application,
+                 after={"name": name, "hostname": target.hostname, "environment": registration.environment.name})
+    return target, key

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import secrets
-
-from django.db import transaction
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.errors import Invalid, NotFound
 from environments.api.views import environment_for
-from environments.models import RegistrationToken, Target
-from releases import audit
+from environments.models import Target
+from environments.services import do_create_registration_token
 from releases.api.release_views import release_for
-from releases.models import ApiToken, Rollout
-from releases.permissions import Actor, Permission, require
+from releases.models import Rollout
+from releases.permissions import Actor
 from releases.rollouts import do_control_rollout
 
 
@@ -57,13 +54,6 @@ class RegistrationTokenView(APIView):
 
     def post(self, request: Request, slug: str, name: str) -> Response:
         environment = environment_for(request, slug, name)
-        actor = Actor.from_request(request)
-        require(actor, Permission.ADMIN, environment.application, environment)
         if not isinstance(request.data, dict):
             raise Invalid("The body must be a JSON object.", field="non_field_errors")
-        key = "slr_" + secrets.token_urlsafe(32)
-        with transaction.atomic():
-            token = RegistrationToken.objects.create(environment=environment, token_hash=ApiToken.hash_key(key),
-                                                     created_by=actor.user)
-            audit.record(actor, "registration_token.created", token, application=environment.application)
-        return Response({"token": key}, status=201)
+        return Response({"token": do_create_registration_token(Actor.from_request(request), environment)}, status=201)
