@@ -1,5 +1,6 @@
 """One ASGI app: HTTP through Django, WebSockets (/ws/) through Channels with session auth."""
 
+import asyncio
 import os
 
 from django.core.asgi import get_asgi_application
@@ -10,11 +11,16 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up first)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.conf import settings  # noqa: E402
 
 from config.routing import websocket_urlpatterns  # noqa: E402
-from environments.agent_asgi import PATH as AGENT_WORK  # noqa: E402
-from environments.agent_asgi import agent_work_app  # noqa: E402
+from environments import agent_asgi  # noqa: E402
 from flags.ofrep_asgi import PREFIX, ofrep_app  # noqa: E402
+
+# Django runs each request's sync code on a thread of its own, each with its own database connection: without a
+# bound, a burst of requests (a thousand agents registering at once) opens more connections than the database
+# allows. Requests past the bound wait here, holding nothing.
+_django_slots = asyncio.Semaphore(settings.WEB_MAX_CONCURRENT_REQUESTS)
 
 
 async def http_app(scope, receive, send):
@@ -22,9 +28,10 @@ async def http_app(scope, receive, send):
     path = scope["path"]
     if path == PREFIX or path.startswith(PREFIX + "/"):
         return await ofrep_app(scope, receive, send)
-    if path == AGENT_WORK:
-        return await agent_work_app(scope, receive, send)
-    return await django_asgi_app(scope, receive, send)
+    if agent_asgi.handles(path):  # agents' long-polls and reports, batched (see environments/agent_asgi.py)
+        return await agent_asgi.agent_app(scope, receive, send)
+    async with _django_slots:
+        return await django_asgi_app(scope, receive, send)
 
 
 application = ProtocolTypeRouter(

@@ -133,9 +133,14 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
+# At most this many requests run Django code at once per process (each holds a database connection).
+WEB_MAX_CONCURRENT_REQUESTS = env.int("WEB_MAX_CONCURRENT_REQUESTS", default=20)
+
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="memory://")
 # No broker configured: the embedded runtime runs a worker thread inside the web process.
 CELERY_IN_PROCESS = CELERY_BROKER_URL.startswith("memory://")
+if CELERY_IN_PROCESS:  # kombu's memory transport sleeps this long when its queue is empty (default: 1 s)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"polling_interval": 0.005}
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

@@ -18,6 +18,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
+from environments.jobs import apply_reports, authenticate, claim_jobs, parse_report
 from environments.models import RegistrationToken, Target
 from environments.services import do_register_agent
 from releases.models import ApiToken, RolloutStep
@@ -43,12 +44,9 @@ def _json_body(request: HttpRequest) -> dict | None:
 
 def _target_for(request: HttpRequest) -> Target | None:
     scheme, _, key = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not key:
+    if scheme.lower() != "bearer" or not key.strip():
         return None
-    target = Target.objects.select_related("environment").filter(token_hash=ApiToken.hash_key(key.strip())).first()
-    if target is not None:
-        Target.objects.filter(pk=target.pk).update(last_seen=timezone.now(), status=Target.Status.ONLINE)
-    return target
+    return authenticate([key.strip()]).get(key.strip())
 
 
 @csrf_exempt
@@ -74,27 +72,6 @@ def register(request: HttpRequest) -> HttpResponse:
                         status=201)
 
 
-def _claim_job(target: Target) -> dict | None:
-    with transaction.atomic():
-        step = (RolloutStep.objects.select_for_update(skip_locked=True, of=("self",))
-                .select_related("rollout__release__artifact", "rollout__release__previous_artifact")
-                .filter(target=target, status=RolloutStep.Status.PENDING, rollout__status__in=["running", "reverting"])
-                .order_by("index").first())
-        if step is None:
-            return None
-        step.status, step.started_at = RolloutStep.Status.RUNNING, timezone.now()
-        step.save(update_fields=["status", "started_at"])
-        publish_changed(step.rollout_id)
-    release = step.rollout.release
-    artifact = release.artifact
-    previous = release.previous_artifact
-    return {"id": step.pk, "action": step.action, "version": step.version, "image": artifact.image
-            if step.action == "deploy" else (previous.image if previous else ""),
-            "commit": artifact.commit if step.action == "deploy" else (previous.commit if previous else ""),
-            "previous_version": previous.version if previous else None,
-            "artifact_url": (artifact.metadata or {}).get("tarball_url"), "digest": (artifact.metadata or {}).get("digest")}
-
-
 async def work(request: HttpRequest) -> HttpResponse:
     """Long-poll for the next job; holds no thread or database connection while it waits."""
     target = await sync_to_async(_target_for, thread_sensitive=False)(request)
@@ -106,7 +83,7 @@ async def work(request: HttpRequest) -> HttpResponse:
         return _error(400, "wait must be a number of seconds.", field="wait")
     deadline = time.monotonic() + max(wait, 0)
     while True:
-        job = await sync_to_async(_claim_job, thread_sensitive=False)(target)
+        job = (await sync_to_async(claim_jobs, thread_sensitive=False)([target.pk])).get(target.pk)
         if job is not None:
             return JsonResponse({"job": job})
         if time.monotonic() >= deadline:
@@ -159,32 +136,12 @@ def output(request: HttpRequest, pk: int) -> HttpResponse:
 
 @csrf_exempt
 def result(request: HttpRequest, pk: int) -> HttpResponse:
-    step, refusal = _step_for(request, pk)
-    if refusal:
-        return refusal
-    body = _json_body(request)
-    if body is None or body.get("status") not in ("succeeded", "failed"):
-        return _error(400, "status: succeeded or failed.", field="status")
-    health = body.get("health") or {}
-    if not isinstance(health, dict):
-        return _error(400, "health: an object with ok and detail.", field="health")
-    with transaction.atomic():
-        step = RolloutStep.objects.select_for_update(of=("self",)).select_related("target").get(pk=step.pk)
-        if step.status not in (RolloutStep.Status.PENDING, RolloutStep.Status.RUNNING):
-            return _error(409, f"Job #{pk} is {step.status} already.")
-        ok = body["status"] == "succeeded"
-        step.status = RolloutStep.Status.SUCCEEDED if ok else RolloutStep.Status.FAILED
-        step.finished_at = timezone.now()
-        step.health = {"ok": bool(health.get("ok")) and ok, "detail": str(health.get("detail", ""))[:500]}
-        tail = str(body.get("output_tail", ""))
-        if tail and tail not in step.output:
-            step.output = (step.output + tail)[-RolloutStep.OUTPUT_LIMIT:]
-        step.save(update_fields=["status", "finished_at", "health", "output"])
-        if ok and isinstance(body.get("version"), str):
-            Target.objects.filter(pk=step.target_id).update(version=body["version"][:100])
-        enqueue_advance(step.rollout_id)
-        publish_changed(step.rollout_id)
-    return JsonResponse({"ok": True})
+    key = request.headers.get("Authorization", "").partition(" ")[2].strip()
+    report = parse_report(key, pk, _json_body(request))
+    status, body = report if isinstance(report, tuple) else apply_reports([report])[0]
+    if status != 200:
+        return _error(status, body["detail"], **{k: v for k, v in body.items() if k != "detail"})
+    return JsonResponse(body)
 
 
 @csrf_exempt

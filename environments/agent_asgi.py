@@ -1,71 +1,246 @@
-"""The agents' long-poll as a lean ASGI route (dispatched in config/asgi.py ahead of Django's middleware),
-so a waiting agent holds neither a thread nor a database connection."""
+"""The agents' hot routes as lean ASGI apps (dispatched in config/asgi.py ahead of Django's middleware): the
+long-poll for work and the job reports.
+
+A process has one `AgentBroker`. Waiting agents hold neither a thread nor a database connection: the broker keeps
+their long-polls and, in rounds on one thread of its own, stores every report that arrived since the last round in
+one transaction, authenticates every new long-poll in one query and claims the next job of every waiting agent in
+one more. A round starts when a request arrives, when this process's reconciler has just dispatched steps
+(`notify`), and every `TICK` while agents wait (steps dispatched by workers in other processes).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
+import re
+import threading
 import time
-from types import SimpleNamespace
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
 from urllib.parse import parse_qs
 
-from asgiref.sync import sync_to_async
+from environments.jobs import (
+    Answer,
+    Report,
+    apply_reports,
+    authenticate,
+    claim_jobs,
+    parse_report,
+    release_jobs,
+    touch,
+)
 
-from environments.agent_api import MAX_WAIT, POLL, _claim_job, _target_for
+log = logging.getLogger("slipway.agent")
+WORK_PATH = "/api/v1/agent/work"
+RESULT_PATH = re.compile(r"^/api/v1/agent/jobs/(\d+)/result$")
+MAX_WAIT = 25.0
+TICK = 0.1
+MAX_BODY = 1024 * 1024
+WAITING_SEEN_EVERY = timedelta(seconds=5)  # an agent waiting on a long-poll is online
+UNKNOWN = (401, {"detail": "Unknown agent token: register again."})
 
-PATH = "/api/v1/agent/work"
+
+@dataclass
+class _Poll:
+    key: str
+    deadline: float
+    answer: asyncio.Future = field(repr=False)
+
+
+class AgentBroker:
+    def __init__(self) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agent-broker")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._arrivals: list[_Poll] = []
+        self._waiting: dict[int, list[_Poll]] = {}  # target id -> its long-polls
+        self._targets: dict[int, object] = {}
+        self._reports: list[tuple[Report, asyncio.Future]] = []
+        self._lock = threading.Lock()
+
+    # --- requests ----------------------------------------------------------------------------
+    async def next_job(self, key: str, wait: float) -> Answer:
+        self._ensure_running()
+        poll = _Poll(key, time.monotonic() + wait, asyncio.get_running_loop().create_future())
+        self._arrivals.append(poll)
+        self._wake.set()
+        return await poll.answer
+
+    async def report(self, report: Report) -> Answer:
+        self._ensure_running()
+        answer = asyncio.get_running_loop().create_future()
+        self._reports.append((report, answer))
+        self._wake.set()
+        return await answer
+
+    def notify(self) -> None:
+        """Thread-safe: steps were dispatched; claim them for waiting agents now rather than at the next tick."""
+        with self._lock:
+            loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(wake.set)
+
+    # --- rounds ------------------------------------------------------------------------------
+    def _ensure_running(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            with self._lock:
+                self._loop, self._wake = loop, asyncio.Event()
+            loop.create_task(self._run())
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._timeout())
+            self._wake.clear()
+            self._expire()
+            arrivals, self._arrivals = self._arrivals, []
+            reports, self._reports = self._reports, []
+            if not (arrivals or reports or self._waiting):
+                continue
+            try:
+                answers, found, jobs = await loop.run_in_executor(
+                    self._executor, self._round, [r for r, _ in reports], [p.key for p in arrivals],
+                    list(self._waiting))
+            except Exception:
+                log.exception("agent broker round failed")
+                busy = (503, {"detail": "Slipway could not store this now; try again."})
+                for _, answer in reports:
+                    _settle(answer, busy)
+                for poll in arrivals:
+                    _settle(poll.answer, busy)
+                await asyncio.sleep(TICK)
+                continue
+            for (_, answer), result in zip(reports, answers, strict=True):
+                _settle(answer, result)
+            for poll in arrivals:
+                target = found.get(poll.key)
+                if target is None:
+                    _settle(poll.answer, UNKNOWN)
+                else:
+                    self._waiting.setdefault(target.pk, []).append(poll)
+                    self._targets[target.pk] = target
+            self._hand_out(jobs)
+
+    def _round(self, reports: list[Report], keys: list[str], waiting: list[int]) -> tuple[list[Answer], dict, dict]:
+        """On the broker's thread: reports, then new long-polls' tokens, then jobs for every waiting agent."""
+        try:
+            answers = apply_reports(reports) if reports else []
+            found = authenticate(keys) if keys else {}
+            jobs = claim_jobs([*waiting, *(t.pk for t in found.values())])
+            touch([self._targets[pk] for pk in waiting if pk in self._targets], every=WAITING_SEEN_EVERY)
+            return answers, found, jobs
+        except Exception:
+            from django.db import connection
+
+            connection.close()  # a broken connection is replaced on the next round
+            raise
+
+    def _hand_out(self, jobs: dict[int, dict]) -> None:
+        unclaimed = []
+        for target_id, job in jobs.items():
+            polls = self._waiting.get(target_id) or []
+            delivered = False
+            while polls and not delivered:  # the newest long-poll first: an older one may be a dead connection
+                delivered = _settle(polls.pop().answer, (200, {"job": job}))
+            if not polls:
+                self._waiting.pop(target_id, None)
+            if not delivered:
+                unclaimed.append(job["id"])
+        if unclaimed:
+            self._executor.submit(release_jobs, unclaimed)
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for target_id in list(self._waiting):
+            polls = self._waiting[target_id]
+            for poll in [p for p in polls if p.deadline <= now]:
+                polls.remove(poll)
+                _settle(poll.answer, (204, None))
+            if not polls:
+                del self._waiting[target_id]
+                self._targets.pop(target_id, None)
+
+    def _timeout(self) -> float | None:
+        if not self._waiting:
+            return None
+        soonest = min(p.deadline for polls in self._waiting.values() for p in polls)
+        return max(0.0, min(TICK, soonest - time.monotonic()))
+
+
+def _settle(future: asyncio.Future, answer: Answer) -> bool:
+    """Answer a request unless it is gone (its task cancelled); True when it was answered."""
+    if future.done():
+        return False
+    future.set_result(answer)
+    return True
+
+
+BROKER = AgentBroker()
+
+
+# --- the ASGI apps --------------------------------------------------------------------------------
+
+async def agent_app(scope, receive, send) -> None:
+    """`GET /api/v1/agent/work?wait=20` and `POST /api/v1/agent/jobs/<id>/result`."""
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+    scheme, _, key = headers.get("authorization", "").partition(" ")
+    key = key.strip() if scheme.lower() == "bearer" else ""
+    if scope["path"] == WORK_PATH:
+        if scope["method"] != "GET":
+            return await _respond(send, 405, {"detail": "Use GET."})
+        try:
+            wait = min(float(parse_qs(scope.get("query_string", b"").decode()).get("wait", ["20"])[0]), MAX_WAIT)
+        except ValueError:
+            return await _respond(send, 400, {"detail": "wait must be a number of seconds.", "field": "wait"})
+        if not key:
+            return await _respond(send, *UNKNOWN)
+        return await _respond(send, *await BROKER.next_job(key, max(wait, 0.0)))
+    step_id = int(RESULT_PATH.match(scope["path"]).group(1))
+    if scope["method"] != "POST":
+        return await _respond(send, 405, {"detail": "Use POST."})
+    raw = await _read_body(receive)
+    if raw is None:
+        return await _respond(send, 413, {"detail": "The body is larger than 1 MB."})
+    try:
+        body = json.loads(raw or b"{}")
+    except ValueError:
+        body = None
+    report = parse_report(key, step_id, body if isinstance(body, dict) else None)
+    if isinstance(report, tuple):
+        return await _respond(send, *report)
+    if not key:
+        return await _respond(send, *UNKNOWN)
+    return await _respond(send, *await BROKER.report(report))
+
+
+def handles(path: str) -> bool:
+    return path == WORK_PATH or RESULT_PATH.match(path) is not None
+
+
+async def _read_body(receive) -> bytes | None:
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return b"".join(chunks)
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
 
 
 async def _respond(send, status: int, body: dict | None = None) -> None:
-    payload = json.dumps(body).encode() if body is not None else b""
+    if status >= 400:
+        log.warning("agent request refused (%s): %s", status, (body or {}).get("detail"))
+    payload = json.dumps(body).encode() if body is not None and status != 204 else b""
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})
-
-
-def _close_connection() -> None:
-    from django.db import connection
-
-    connection.close()
-
-
-async def agent_work_app(scope, receive, send) -> None:
-    if scope["method"] != "GET":
-        return await _respond(send, 405, {"detail": "Use GET."})
-    headers = {k.decode("latin-1").title(): v.decode("latin-1") for k, v in scope["headers"]}
-    request = SimpleNamespace(headers=headers)
-    target = await sync_to_async(_lookup, thread_sensitive=False)(request)
-    if target is None:
-        return await _respond(send, 401, {"detail": "Unknown agent token: register again."})
-    try:
-        wait = min(float(parse_qs(scope.get("query_string", b"").decode()).get("wait", ["20"])[0]), MAX_WAIT)
-    except ValueError:
-        return await _respond(send, 400, {"detail": "wait must be a number of seconds.", "field": "wait"})
-    deadline = time.monotonic() + max(wait, 0)
-    while True:
-        job = await sync_to_async(_claim, thread_sensitive=False)(target)
-        if job is not None:
-            return await _respond(send, 200, {"job": job})
-        if time.monotonic() >= deadline:
-            await send({"type": "http.response.start", "status": 204, "headers": []})
-            return await send({"type": "http.response.body", "body": b""})
-        await asyncio.sleep(POLL)
-
-
-def _lookup(request):
-    try:
-        return _target_for(request)
-    finally:
-        _close_connection()
-
-
-def _claim(target):
-    from django.utils import timezone
-
-    from environments.models import Target
-
-    try:
-        Target.objects.filter(pk=target.pk).update(last_seen=timezone.now(), status=Target.Status.ONLINE)
-        return _claim_job(target)
-    finally:
-        _close_connection()

@@ -14,6 +14,7 @@ from datetime import timedelta
 from functools import partial
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from config.errors import Conflict
@@ -82,6 +83,13 @@ def publish_changed(rollout_id: int) -> None:
     publish_on_commit(f"rollout.{rollout_id}", "rollout.changed", rollout_id=rollout_id)
 
 
+def notify_agents() -> None:
+    """Agents long-polling this process get newly dispatched jobs at once (others within a broker tick)."""
+    from environments.agent_asgi import BROKER
+
+    BROKER.notify()
+
+
 def enqueue_advance(rollout_id: int) -> None:
     from releases.tasks import advance_rollout
 
@@ -135,8 +143,8 @@ def _advance_once(rollout: Rollout) -> bool:
     the_plan = plan_of(rollout)
     progress = progress_from(rollout.progress)
     action = next_action(the_plan, progress)
-    open_steps = list(rollout.steps.filter(status__in=OPEN_STEP).select_related("target"))
-    if open_steps:
+    open_steps = rollout.steps.filter(status__in=OPEN_STEP)
+    if open_steps.exists():
         _fail_stuck(rollout, open_steps)
         return False
     now = timezone.now()
@@ -237,6 +245,8 @@ def _fold_or_dispatch(rollout: Rollout, action, progress: Progress) -> tuple[Pro
         RolloutStep(rollout=rollout, index=first + offset, wave=getattr(action, "wave", None), target=targets.get(name),
                     target_name=name, action=kind, version=version, runs_on_server=on_server)
         for offset, name in enumerate(sorted(to_dispatch))])
+    if not on_server:
+        transaction.on_commit(notify_agents, robust=True)
     return progress, True
 
 
@@ -351,12 +361,18 @@ def _smoke(rollout: Rollout) -> tuple[bool, str]:
     return True, "\n".join(lines) or "no smoke tests configured"
 
 
-def _fail_stuck(rollout: Rollout, steps: list[RolloutStep]) -> None:
+def _fail_stuck(rollout: Rollout, open_steps) -> None:
     """A step whose agent went offline, or that ran past the step timeout, fails; the reconciler then reverts."""
     environment = rollout.release.environment
     now = timezone.now()
     heartbeat_limit = now - timedelta(seconds=environment.heartbeat_timeout_seconds)
-    for step in steps:
+    timed_out = now - timedelta(seconds=environment.step_timeout_seconds)
+    # Only suspects are read: a wave of a thousand healthy steps costs one query that returns nothing.
+    suspects = open_steps.filter(
+        Q(runs_on_server=True, started_at__lt=timed_out - timedelta(seconds=30))
+        | Q(runs_on_server=False) & (Q(target__isnull=True) | Q(target__last_seen__isnull=True)
+                                     | Q(target__last_seen__lt=heartbeat_limit) | Q(started_at__lt=timed_out)))
+    for step in suspects.select_related("target"):
         reason = None
         if step.runs_on_server:
             if step.started_at and now - step.started_at > timedelta(seconds=environment.step_timeout_seconds + 30):

@@ -27,7 +27,7 @@ class Command(BaseCommand):
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, stop_and_exit)
         try:
-            uvicorn.run("config.asgi:application", host=host, port=port, lifespan="off",
+            uvicorn.run("config.asgi:application", host=host, port=port, lifespan="off", timeout_graceful_shutdown=3,
                         log_level="info" if settings.DEBUG else "warning", ws="websockets-sansio")
         finally:
             if stop is not None:

@@ -1,0 +1,189 @@
+"""Agents' jobs in bulk: the next job of many waiting targets claimed in one transaction, many reports stored in
+one transaction. The lean ASGI routes (`environments/agent_asgi.py`) gather agents' requests into such batches;
+the Django views call the same functions with a batch of one.
+
+A thousand agents then cost a handful of queries per round instead of several per agent and request.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from environments.models import Target
+from releases.models import ApiToken, Rollout, RolloutStep
+from releases.rollouts import enqueue_advance, publish_changed
+
+OPEN = (RolloutStep.Status.PENDING, RolloutStep.Status.RUNNING)
+SEEN_EVERY = timedelta(seconds=1)  # last_seen is written at most this often per agent
+
+Answer = tuple[int, dict]
+
+
+@dataclass(frozen=True)
+class Report:
+    """An agent's report of one job (`POST /api/v1/agent/jobs/<id>/result`), validated."""
+
+    key: str
+    step_id: int
+    succeeded: bool
+    healthy: bool
+    detail: str
+    version: str | None
+    output_tail: str
+
+
+def parse_report(key: str, step_id: int, body: dict | None) -> Report | Answer:
+    """A Report, or the 400 answer naming what is wrong with the body."""
+    if body is None:
+        return 400, {"detail": "The body must be a JSON object.", "field": "non_field_errors"}
+    if body.get("status") not in ("succeeded", "failed"):
+        return 400, {"detail": "status: succeeded or failed.", "field": "status"}
+    health = body.get("health") or {}
+    if not isinstance(health, dict):
+        return 400, {"detail": "health: an object with ok and detail.", "field": "health"}
+    version = body.get("version")
+    if version is not None and not isinstance(version, str):
+        return 400, {"detail": "version: a string.", "field": "version"}
+    succeeded = body["status"] == "succeeded"
+    return Report(key=key, step_id=step_id, succeeded=succeeded, healthy=succeeded and bool(health.get("ok")),
+                  detail=str(health.get("detail", ""))[:500], version=version[:100] if version else None,
+                  output_tail=str(body.get("output_tail", "")))
+
+
+def authenticate(keys: Iterable[str]) -> dict[str, Target]:
+    """Agents' tokens -> their targets, in one query; seen agents are marked online (at most once a second)."""
+    by_hash = {ApiToken.hash_key(key): key for key in keys if key}
+    if not by_hash:
+        return {}
+    found = {by_hash[t.token_hash]: t for t in Target.objects.filter(token_hash__in=list(by_hash))}
+    touch([t for t in found.values()])
+    return found
+
+
+def touch(targets: list[Target], every: timedelta = SEEN_EVERY) -> None:
+    """Mark these agents seen now, skipping those written less than `every` ago."""
+    now = timezone.now()
+    stale = [t for t in targets if t.last_seen is None or t.status != Target.Status.ONLINE or now - t.last_seen >= every]
+    if stale:
+        Target.objects.filter(pk__in=[t.pk for t in stale]).update(last_seen=now, status=Target.Status.ONLINE)
+        for target in stale:
+            target.last_seen, target.status = now, Target.Status.ONLINE
+
+
+def claim_jobs(target_ids: Iterable[int]) -> dict[int, dict]:
+    """The next pending job of each target (of a running or reverting rollout), marked running: target id -> job."""
+    ids = list(set(target_ids))
+    if not ids:
+        return {}
+    active = (Rollout.Status.RUNNING, Rollout.Status.REVERTING)
+    with transaction.atomic():
+        first: dict[int, int] = {}
+        for pk, target_id in (RolloutStep.objects.filter(target_id__in=ids, status=RolloutStep.Status.PENDING,
+                                                         rollout__status__in=active)
+                              .order_by("index").values_list("pk", "target_id")):
+            first.setdefault(target_id, pk)
+        if not first:
+            return {}
+        steps = list(RolloutStep.objects.select_for_update(skip_locked=True, of=("self",))
+                     .select_related("rollout__release__artifact", "rollout__release__previous_artifact")
+                     .filter(pk__in=list(first.values()), status=RolloutStep.Status.PENDING))
+        now = timezone.now()
+        RolloutStep.objects.filter(pk__in=[s.pk for s in steps]).update(status=RolloutStep.Status.RUNNING,
+                                                                        started_at=now)
+        for rollout_id in {s.rollout_id for s in steps}:
+            publish_changed(rollout_id)
+    return {step.target_id: job_of(step) for step in steps}
+
+
+def job_of(step: RolloutStep) -> dict:
+    """What an agent is told: which artifact to put in place. Never a command."""
+    release = step.rollout.release
+    artifact, previous = release.artifact, release.previous_artifact
+    deploying = step.action == "deploy"
+    return {"id": step.pk, "action": step.action, "version": step.version,
+            "image": artifact.image if deploying else (previous.image if previous else ""),
+            "commit": artifact.commit if deploying else (previous.commit if previous else ""),
+            "previous_version": previous.version if previous else None,
+            "artifact_url": (artifact.metadata or {}).get("tarball_url"),
+            "digest": (artifact.metadata or {}).get("digest")}
+
+
+def release_jobs(step_ids: Iterable[int]) -> None:
+    """Put claimed jobs whose agent went away before hearing of them back in the queue."""
+    RolloutStep.objects.filter(pk__in=list(step_ids), status=RolloutStep.Status.RUNNING).update(
+        status=RolloutStep.Status.PENDING, started_at=None)
+
+
+def _save_results(steps: list[RolloutStep]) -> None:
+    """One parametrised UPDATE run for every step (executemany): bulk_update's CASE expression costs far more
+    to build than to run once a wave has hundreds of steps."""
+    if not steps:
+        return
+    meta = RolloutStep._meta
+    fields = [meta.get_field(name) for name in ("status", "finished_at", "health", "output")]
+    quote = connection.ops.quote_name
+    sql = (f"UPDATE {quote(meta.db_table)} SET " + ", ".join(f"{quote(f.column)} = %s" for f in fields)
+           + f" WHERE {quote(meta.pk.column)} = %s")
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, [[f.get_db_prep_save(getattr(step, f.attname), connection) for f in fields] + [step.pk]
+                                 for step in steps])
+
+
+def apply_reports(reports: list[Report], targets: dict[str, Target] | None = None) -> list[Answer]:
+    """Store agents' reports in one transaction and answer each, in order (200, or 401/403/404/409 naming why).
+
+    The reconciler is woken when a report is unhealthy (a revert starts at once) or settles the last open step
+    of its rollout. The rollouts' rows are locked first, as the reconciler does, so of two reports finishing a
+    wave at the same moment the later one always sees the other and wakes it.
+    """
+    if targets is None:
+        targets = authenticate(r.key for r in reports)
+    answers: list[Answer] = [(500, {})] * len(reports)
+    with transaction.atomic():
+        step_ids = {r.step_id for r in reports}
+        rollout_ids = sorted(set(RolloutStep.objects.filter(pk__in=step_ids).values_list("rollout_id", flat=True)))
+        list(Rollout.objects.select_for_update().filter(pk__in=rollout_ids).order_by("pk").values_list("pk"))
+        steps = {s.pk: s for s in RolloutStep.objects.select_for_update(of=("self",)).filter(pk__in=step_ids)}
+        now = timezone.now()
+        changed: list[RolloutStep] = []
+        versions: dict[str, list[int]] = defaultdict(list)
+        wake: set[int] = set()
+        for n, report in enumerate(reports):
+            target, step = targets.get(report.key), steps.get(report.step_id)
+            if target is None:
+                answers[n] = (401, {"detail": "Unknown agent token: register again."})
+            elif step is None:
+                answers[n] = (404, {"detail": f"No job #{report.step_id}."})
+            elif step.target_id != target.pk:
+                answers[n] = (403, {"detail": f"Job #{report.step_id} belongs to another target."})
+            elif step.status not in OPEN:
+                answers[n] = (409, {"detail": f"Job #{report.step_id} is {step.status} already."})
+            else:
+                step.status = RolloutStep.Status.SUCCEEDED if report.succeeded else RolloutStep.Status.FAILED
+                step.finished_at = now
+                step.health = {"ok": report.healthy, "detail": report.detail}
+                if report.output_tail and report.output_tail not in step.output:
+                    step.output = (step.output + report.output_tail)[-RolloutStep.OUTPUT_LIMIT:]
+                changed.append(step)
+                if report.succeeded and report.version:
+                    versions[report.version].append(target.pk)
+                if not report.healthy:
+                    wake.add(step.rollout_id)
+                answers[n] = (200, {"ok": True})
+        _save_results(changed)
+        for version, ids in versions.items():
+            Target.objects.filter(pk__in=ids).update(version=version)
+        touched = {s.rollout_id for s in changed}
+        still_open = set(RolloutStep.objects.filter(rollout_id__in=touched, status__in=OPEN)
+                         .values_list("rollout_id", flat=True).distinct())
+        for rollout_id in sorted(wake | (touched - still_open)):
+            enqueue_advance(rollout_id)
+        for rollout_id in touched:
+            publish_changed(rollout_id)
+    return answers
