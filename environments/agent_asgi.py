@@ -60,6 +60,8 @@ class AgentBroker:
         self._targets: dict[int, object] = {}
         self._reports: list[tuple[Report, asyncio.Future]] = []
         self._lock = threading.Lock()
+        self._notified = False
+        self._last_sweep = 0.0
 
     # --- requests ----------------------------------------------------------------------------
     async def next_job(self, key: str, wait: float) -> Answer:
@@ -81,7 +83,11 @@ class AgentBroker:
         with self._lock:
             loop, wake = self._loop, self._wake
         if loop is not None and wake is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(wake.set)
+            loop.call_soon_threadsafe(self._notified_now)
+
+    def _notified_now(self) -> None:
+        self._notified = True
+        self._wake.set()
 
     # --- rounds ------------------------------------------------------------------------------
     def _ensure_running(self) -> None:
@@ -100,12 +106,18 @@ class AgentBroker:
             self._expire()
             arrivals, self._arrivals = self._arrivals, []
             reports, self._reports = self._reports, []
-            if not (arrivals or reports or self._waiting):
+            # Every waiting agent's queue is looked at when steps were just dispatched here, and every TICK for
+            # those dispatched elsewhere; a round for reports or new long-polls alone looks at the new ones only.
+            now = time.monotonic()
+            sweep = self._waiting and (self._notified or now - self._last_sweep >= TICK)
+            if sweep:
+                self._notified, self._last_sweep = False, now
+            if not (arrivals or reports or sweep):
                 continue
             try:
                 answers, found, jobs = await loop.run_in_executor(
                     self._executor, self._round, [r for r, _ in reports], [p.key for p in arrivals],
-                    list(self._waiting))
+                    list(self._waiting) if sweep else [])
             except Exception:
                 log.exception("agent broker round failed")
                 busy = (503, {"detail": "Slipway could not store this now; try again."})

@@ -31,6 +31,7 @@ from pathlib import Path
 from environments.agent import VERSION
 
 log = logging.getLogger("slipway-agent")
+REPORT_RETRY_SECONDS = 120
 KEYS = ("url", "registration_token", "name", "workdir", "deploy_command", "health_url", "health_command",
         "health_timeout", "heartbeat_seconds", "deploy_timeout", "poll_wait")
 
@@ -165,9 +166,28 @@ class Agent:
             self.version = job.get("version")
             self.save_state()
             health = self.check_health(env)
-        self.call("POST", f"/api/v1/agent/jobs/{job['id']}/result", {
-            "status": "succeeded" if ok else "failed", "exit_code": exit_code, "health": health,
-            "output_tail": tail[-4000:], "version": self.version})
+        self.report(job["id"], {"status": "succeeded" if ok else "failed", "exit_code": exit_code, "health": health,
+                                "output_tail": tail[-4000:], "version": self.version})
+
+    def report(self, job_id: int, result: dict) -> bool:
+        """A job's result must arrive: retried while Slipway is busy (5xx) or unreachable, for REPORT_RETRY_SECONDS."""
+        delay, deadline = 0.5, time.monotonic() + REPORT_RETRY_SECONDS
+        while True:
+            try:
+                status, body = self.call("POST", f"/api/v1/agent/jobs/{job_id}/result", result)
+                if status < 500:
+                    if status != 200:
+                        log.warning("job %s: report refused (%s): %s", job_id, status, body)
+                    return status == 200
+                problem = f"answered {status}"
+            except (OSError, ValueError) as error:
+                problem = str(error)
+            if time.monotonic() + delay > deadline or self.stopping.is_set():
+                log.error("job %s: giving up reporting the result (%s)", job_id, problem)
+                return False
+            log.warning("job %s: reporting the result failed (%s); retrying in %.1f s", job_id, problem, delay)
+            self.stopping.wait(delay)
+            delay = min(delay * 2, 10)
 
     def install_tarball(self, job: dict) -> tuple[bool, int | None, str]:
         """Download the artifact into versions/<version>/, check its digest, switch `current` atomically, keep five."""

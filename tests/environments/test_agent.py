@@ -68,3 +68,52 @@ def test_tarball_format_switches_current_keeps_five_and_checks_digests(tmp_path,
     assert (agent.workdir / "current" / "VERSION").read_text() == "1.6.0"  # unchanged
     ok, _, output = agent.install_tarball(job(served, "2.0.1", tarball({"x": b"x"}, evil=True)))
     assert not ok and (agent.workdir / "current" / "VERSION").read_text() == "1.6.0"
+
+
+@pytest.fixture
+def busy_slipway():
+    """A stand-in Slipway answering the result route with the statuses queued in `answers` (then 200)."""
+    from http.server import BaseHTTPRequestHandler
+
+    answers, seen = [], []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            seen.append((self.path, self.rfile.read(int(self.headers["Content-Length"]))))
+            status = answers.pop(0) if answers else 200
+            body = b'{"ok": true}' if status == 200 else b'{"detail": "busy"}'
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield answers, seen, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_a_result_is_reported_again_while_slipway_is_busy(busy_slipway, tmp_path):
+    answers, seen, url = busy_slipway
+    answers.extend([503, 503])
+    agent = Agent({"url": url, "workdir": str(tmp_path), "name": "web-1"})
+    agent.token = "sla_x"
+    assert agent.report(7, {"status": "succeeded", "health": {"ok": True}}) is True
+    assert [path for path, _ in seen] == ["/api/v1/agent/jobs/7/result"] * 3
+
+
+def test_a_refused_result_is_not_retried_and_a_lasting_outage_is_given_up(busy_slipway, tmp_path, monkeypatch):
+    import environments.agent.__main__ as agent_module
+
+    answers, seen, url = busy_slipway
+    agent = Agent({"url": url, "workdir": str(tmp_path), "name": "web-1"})
+    agent.token = "sla_x"
+    answers.append(409)
+    assert agent.report(7, {"status": "succeeded"}) is False and len(seen) == 1  # 4xx: retrying cannot help
+    monkeypatch.setattr(agent_module, "REPORT_RETRY_SECONDS", 0.6)
+    answers.extend([503] * 10)
+    assert agent.report(8, {"status": "succeeded"}) is False
+    assert 2 <= len(seen) - 1 <= 3  # tried again within the limit, then gave up

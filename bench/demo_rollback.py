@@ -1,0 +1,110 @@
+"""A rollback of `make run`'s demo fleet, end to end: the embedded runtime (SQLite, in-process worker) with its eight
+real agent processes and eight demo web services. Timed from the rollback request until every demo service
+answers its /health as healthy on the version rolled back to (goal: under 5 s).
+
+The demo's deploy command takes about 0.3 s by itself (it prints three lines 0.1 s apart) and each deploy starts a
+Python process; that is inside the figure, as a user watching the demo would see it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNS = int(os.environ.get("BENCH_ROLLBACK_RUNS", 5))
+HOSTS = [f"http://127.0.0.1:{9101 + n}/health" for n in range(8)]
+
+
+def call(url: str, key: str, method: str = "GET", body: dict | None = None) -> tuple[int, object]:
+    request = urllib.request.Request(url, method=method, data=json.dumps(body).encode() if body is not None else None,
+                                     headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
+
+
+def serving(version: str) -> bool:
+    for url in HOSTS:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                answer = json.loads(response.read())
+        except (OSError, ValueError):
+            return False
+        if answer != {"version": version, "healthy": True}:
+            return False
+    return True
+
+
+def wait(predicate, timeout: float, what: str, every: float = 0.01):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if value := predicate():
+                return value
+        except OSError:  # not listening yet
+            pass
+        time.sleep(every)
+    raise TimeoutError(what)
+
+
+def main() -> int:
+    data_dir = tempfile.mkdtemp(prefix="slipway-bench-demo-")
+    env = {**os.environ, "SLIPWAY_DATA_DIR": data_dir, "SLIPWAY_DEMO_FLEET": "1", "LOG_LEVEL": "ERROR",
+           "PYTHONUNBUFFERED": "1"}
+    env.pop("DATABASE_URL", None)
+    manage = [sys.executable, "manage.py"]
+    for command in (["migrate", "--noinput", "-v", "0"], ["load_demo"], ["ensure_admin"]):
+        subprocess.run(manage + command, cwd=ROOT, env=env, check=True, capture_output=True)
+    key = subprocess.run(manage + ["create_api_token", "--user", "admin", "--scope", "admin", "--name", "bench"],
+                         cwd=ROOT, env=env, check=True, capture_output=True, text=True).stdout.split()[-1]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = open(Path(data_dir) / "serve.log", "wb")  # noqa: SIM115
+    server = subprocess.Popen(manage + ["serve", "--port", str(port)], cwd=ROOT, env=env, stdout=log,
+                              stderr=subprocess.STDOUT)
+    api = f"http://127.0.0.1:{port}/api/v1/applications/shop"
+    try:
+        wait(lambda: call(api + "/environments/production/targets/", key)[0] == 200, 60, "server up", 0.2)
+        wait(lambda: [t["status"] for t in call(api + "/environments/production/targets/", key)[1]] == ["online"] * 8,
+             60, "eight demo agents online", 0.2)
+        # The demo's production runs 1.1.0 and 1.3.0 waits for approvals: force it through to have two versions.
+        status, page = call(api + "/releases/?environment=production&status=pending_approval", key)
+        release = next(r for r in page["results"] if r["version"] == "1.3.0")
+        status, body = call(api + f"/releases/{release['id']}/force/", key, "POST", {"reason": "bench"})
+        assert status in (200, 201, 202), (status, body)
+        wait(lambda: serving("1.3.0") and call(api + f"/releases/{release['id']}/", key)[1]["status"] == "succeeded",
+             120, "1.3.0 on the fleet", 0.1)
+        figures = []
+        for n in range(RUNS):
+            version = "1.1.0" if n % 2 == 0 else "1.3.0"
+            started = time.perf_counter()
+            status, body = call(api + "/environments/production/rollback/", key, "POST",
+                                {"version": version, "reason": "bench"})
+            assert status == 201, (status, body)
+            wait(lambda v=version: serving(v), 60, f"fleet healthy on {version}")
+            figures.append(time.perf_counter() - started)
+            wait(lambda b=body: call(api + f"/releases/{b['id']}/", key)[1]["status"] == "succeeded", 60,
+                 "rollback release succeeded", 0.05)
+        print(f"bench: rollouts.demo_fleet_rollback_s {statistics.median(figures):.2f} s")
+        print(f"bench: rollouts.demo_fleet_rollback_max_s {max(figures):.2f} s")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
