@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from urllib.parse import parse_qs
 
+from config.lean_asgi import read_body
 from environments.jobs import (
     Answer,
     Report,
@@ -215,7 +216,7 @@ async def agent_app(scope, receive, send) -> None:
     step_id = int(RESULT_PATH.match(scope["path"]).group(1))
     if scope["method"] != "POST":
         return await _respond(send, 405, {"detail": "Use POST."})
-    raw = await _read_body(receive)
+    raw = await read_body(receive, MAX_BODY)
     if raw is None:
         return await _respond(send, 413, {"detail": "The body is larger than 1 MB."})
     try:
@@ -232,21 +233,6 @@ async def agent_app(scope, receive, send) -> None:
 
 def handles(path: str) -> bool:
     return path == WORK_PATH or RESULT_PATH.match(path) is not None
-
-
-async def _read_body(receive) -> bytes | None:
-    chunks, size = [], 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return b"".join(chunks)
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_BODY:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body"):
-            return b"".join(chunks)
 
 
 async def _respond(send, status: int, body: dict | None = None) -> None:

@@ -16,6 +16,7 @@ import time
 import orjson
 from asgiref.sync import sync_to_async
 
+from config.lean_asgi import read_body
 from flags.engine import ErrorCode, evaluate, evaluate_all
 from flags.ofrep import STATUS_OF_ERROR, _failure, _success, parse_context
 from flags.snapshots import snapshots
@@ -96,19 +97,6 @@ async def _send(send, status: int, body: bytes = b"", extra: list | None = None)
     await send({"type": "http.response.body", "body": body})
 
 
-async def _read_body(receive, limit: int) -> bytes | None:
-    chunks, size = [], 0
-    while True:
-        message = await receive()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body"):
-            return b"".join(chunks)
-
-
 async def ofrep_app(scope, receive, send) -> None:
     from django.conf import settings
 
@@ -126,7 +114,7 @@ async def ofrep_app(scope, receive, send) -> None:
     if refusal:
         status = 401 if refusal.startswith("Invalid") else 403
         return await _send(send, status, orjson.dumps({"errorCode": "GENERAL", "errorDetails": refusal}))
-    raw = await _read_body(receive, settings.API_MAX_BODY_BYTES)
+    raw = await read_body(receive, settings.API_MAX_BODY_BYTES)
     flag_key = scope["path"][len(PREFIX) + 1:] if scope["path"].startswith(PREFIX + "/") else None
     if raw is None:
         return await _send(send, 413, orjson.dumps({"errorCode": "GENERAL", "errorDetails": "Body over 1 MB."}))
