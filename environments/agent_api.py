@@ -18,10 +18,10 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from environments.jobs import apply_reports, authenticate, claim_jobs, parse_report
+from environments.jobs import apply_reports, authenticate, claim_jobs, health_steps, parse_report
 from environments.models import RegistrationToken, Target
 from environments.services import do_register_agent
-from releases.models import ApiToken, RolloutStep
+from releases.models import ApiToken, Rollout, RolloutStep
 from releases.rollouts import enqueue_advance, publish_changed
 
 log = logging.getLogger("slipway.agent")
@@ -163,15 +163,21 @@ def webhook_callback(request: HttpRequest, pk: int) -> HttpResponse:
     if not isinstance(health, dict):
         return _error(400, "health: an object with ok and detail.", field="health")
     with transaction.atomic():
+        Rollout.objects.select_for_update().filter(pk=step.rollout_id).exists()  # as the reconciler: rollout first
         step = RolloutStep.objects.select_for_update(of=("self",)).get(pk=pk)
         if step.status != RolloutStep.Status.RUNNING:
             return _error(409, f"Job #{pk} is {step.status}.")
         ok = body["status"] == "succeeded"
+        now = timezone.now()
         step.status = RolloutStep.Status.SUCCEEDED if ok else RolloutStep.Status.FAILED
-        step.finished_at = timezone.now()
+        step.finished_at = now
         step.health = {"ok": bool(health.get("ok")) and ok, "detail": str(health.get("detail", ""))[:500]}
         step.output = (step.output + str(body.get("output", "")))[-RolloutStep.OUTPUT_LIMIT:]
+        checks = health_steps([(step, 0.0)], now) if ok else []
         step.save(update_fields=["status", "finished_at", "health", "output"])
+        RolloutStep.objects.bulk_create(checks)
+        if ok and step.target_id:
+            Target.objects.filter(pk=step.target_id).update(version=step.version)
         enqueue_advance(step.rollout_id)
         publish_changed(step.rollout_id)
     return JsonResponse({"ok": True})

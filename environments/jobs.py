@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import connection, transaction
+from django.db.models import Max
 from django.utils import timezone
 
 from environments.models import Target
@@ -36,6 +37,7 @@ class Report:
     detail: str
     version: str | None
     output_tail: str
+    health_seconds: float = 0.0  # how long the health check took (it ran after the deploy, before the report)
 
 
 def parse_report(key: str, step_id: int, body: dict | None) -> Report | Answer:
@@ -47,13 +49,16 @@ def parse_report(key: str, step_id: int, body: dict | None) -> Report | Answer:
     health = body.get("health") or {}
     if not isinstance(health, dict):
         return 400, {"detail": "health: an object with ok and detail.", "field": "health"}
+    seconds = health.get("seconds", 0)
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 <= seconds <= 86_400:
+        return 400, {"detail": "health.seconds: a number of seconds.", "field": "health.seconds"}
     version = body.get("version")
     if version is not None and not isinstance(version, str):
         return 400, {"detail": "version: a string.", "field": "version"}
     succeeded = body["status"] == "succeeded"
     return Report(key=key, step_id=step_id, succeeded=succeeded, healthy=succeeded and bool(health.get("ok")),
                   detail=str(health.get("detail", ""))[:500], version=version[:100] if version else None,
-                  output_tail=str(body.get("output_tail", "")))
+                  output_tail=str(body.get("output_tail", "")), health_seconds=float(seconds))
 
 
 def authenticate(keys: Iterable[str]) -> dict[str, Target]:
@@ -135,6 +140,30 @@ def _save_results(steps: list[RolloutStep]) -> None:
                                  for step in steps])
 
 
+def health_steps(checked: list[tuple[RolloutStep, float]], now) -> list[RolloutStep]:
+    """A `health` step after each deploy or revert whose health check ran, numbered after the rollout's last step.
+
+    `checked` pairs a finished step (its `health` set) with how long the check took. Call with the rollouts' rows
+    locked: step numbers are taken as the highest one + 1.
+    """
+    if not checked:
+        return []
+    top = dict(RolloutStep.objects.filter(rollout_id__in={s.rollout_id for s, _ in checked}).order_by()
+               .values("rollout_id").annotate(top=Max("index")).values_list("rollout_id", "top"))
+    rows = []
+    for step, seconds in checked:
+        top[step.rollout_id] = top.get(step.rollout_id, 0) + 1
+        ok = bool((step.health or {}).get("ok"))
+        rows.append(RolloutStep(
+            rollout_id=step.rollout_id, index=top[step.rollout_id], wave=step.wave, target_id=step.target_id,
+            target_name=step.target_name, action="health", version=step.version, health=step.health,
+            status=RolloutStep.Status.SUCCEEDED if ok else RolloutStep.Status.FAILED,
+            output=str((step.health or {}).get("detail", "")), started_at=now - timedelta(seconds=seconds),
+            finished_at=now))
+        step.finished_at = now - timedelta(seconds=seconds)  # the deploy ended when its health check began
+    return rows
+
+
 def apply_reports(reports: list[Report], targets: dict[str, Target] | None = None) -> list[Answer]:
     """Store agents' reports in one transaction and answer each, in order (200, or 401/403/404/409 naming why).
 
@@ -152,6 +181,7 @@ def apply_reports(reports: list[Report], targets: dict[str, Target] | None = Non
         steps = {s.pk: s for s in RolloutStep.objects.select_for_update(of=("self",)).filter(pk__in=step_ids)}
         now = timezone.now()
         changed: list[RolloutStep] = []
+        checked: list[tuple[RolloutStep, float]] = []
         versions: dict[str, list[int]] = defaultdict(list)
         wake: set[int] = set()
         for n, report in enumerate(reports):
@@ -171,12 +201,16 @@ def apply_reports(reports: list[Report], targets: dict[str, Target] | None = Non
                 if report.output_tail and report.output_tail not in step.output:
                     step.output = (step.output + report.output_tail)[-RolloutStep.OUTPUT_LIMIT:]
                 changed.append(step)
+                if report.succeeded:
+                    checked.append((step, report.health_seconds))
                 if report.succeeded and report.version:
                     versions[report.version].append(target.pk)
                 if not report.healthy:
                     wake.add(step.rollout_id)
                 answers[n] = (200, {"ok": True})
+        checks = health_steps(checked, now)
         _save_results(changed)
+        RolloutStep.objects.bulk_create(checks)
         for version, ids in versions.items():
             Target.objects.filter(pk__in=ids).update(version=version)
         touched = {s.rollout_id for s in changed}

@@ -24,6 +24,7 @@ class Environment(models.Model):
     auto_promote = models.BooleanField(default=False, help_text="Take every new artifact as soon as it can.")
     pending_warn_hours = models.PositiveIntegerField(default=24, help_text="Warn when a batch waits longer.")
     pending_warn_changes = models.PositiveIntegerField(default=20, help_text="Warn when a batch grows larger.")
+
     class Driver(models.TextChoices):
         AGENT = "agent", "Deploy agents on the targets"
         COMMAND = "command", "Slipway runs a command per target"
@@ -41,6 +42,17 @@ class Environment(models.Model):
     heartbeat_timeout_seconds = models.PositiveIntegerField(default=30)
     rollback_batch_size = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: all targets at once.")
     smoke_test_urls = models.JSONField(default=list, blank=True)
+    smoke_test_command = models.CharField(max_length=1000, blank=True,
+                                          help_text="Run by the worker after every wave; exit 0 passes.")
+    switch_command = models.CharField(max_length=1000, blank=True,
+                                      help_text="Blue/green: moves traffic to SLIPWAY_SLOT (run by the worker).")
+
+    class Slot(models.TextChoices):
+        BLUE = "blue"
+        GREEN = "green"
+
+    live_slot = models.CharField(max_length=5, choices=Slot.choices, default=Slot.BLUE,
+                                 help_text="Blue/green: the slot serving traffic; moved by each switch.")
     flag_change_requests = models.BooleanField(default=False, help_text="Flag changes here need a second person.")
     flags_version = models.PositiveBigIntegerField(default=0, help_text="Bumped by every flag change: snapshot caches compare it.")
     description = models.TextField(blank=True)

@@ -17,7 +17,8 @@ from releases.permissions import Actor, Permission, require
 EDITABLE_FIELDS = ("name", "position", "requires_approval", "description", "approval_policy", "required_approvals",
                    "auto_promote", "pending_warn_hours", "pending_warn_changes", "strategy", "step_timeout_seconds",
                    "heartbeat_timeout_seconds", "rollback_batch_size", "smoke_test_urls", "flag_change_requests",
-                   "driver", "deploy_command", "pre_deploy_command", "manual_gates", "webhook_url", "webhook_secret")
+                   "driver", "deploy_command", "pre_deploy_command", "manual_gates", "webhook_url", "webhook_secret",
+                   "smoke_test_command", "switch_command", "live_slot")
 
 
 @transaction.atomic(durable=True)

@@ -232,6 +232,8 @@ class Release(models.Model):
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                      related_name="+")
     reason = models.TextField(blank=True)
+    strategy = models.JSONField(default=dict, blank=True,
+                                help_text="Overrides the environment's rollout strategy for this release; empty: none.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -359,6 +361,7 @@ class Rollout(models.Model):
     progress = models.JSONField(default=dict, help_text="releases.planning.Progress, serialized.")
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
     waiting_until = models.DateTimeField(null=True, blank=True, help_text="A pause gate ends here.")
+    cancel_requested = models.BooleanField(default=False, help_text="Cancelled: touched targets go back, then it ends.")
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

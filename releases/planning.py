@@ -43,6 +43,7 @@ __all__ = [
     "plan",
     "plan_revert",
     "record",
+    "slots",
     "strategy_to_dict",
 ]
 
@@ -119,10 +120,25 @@ class BlueGreen:
 
     kind: ClassVar[str] = "blue_green"
     live: Literal["blue", "green"] = "blue"
+    # Switch back: the idle slot still runs the wanted version (the one before the last switch), so the plan
+    # only moves traffic back to it: no deploys, no smoke tests — the instant way back.
+    switch_back: bool = False
 
     def __post_init__(self) -> None:
         if self.live not in ("blue", "green"):
             raise StrategyError("live", 'must be "blue" or "green"')
+        if not isinstance(self.switch_back, bool):
+            raise StrategyError("switch_back", "must be true or false")
+
+    @property
+    def idle(self) -> Literal["blue", "green"]:
+        return "green" if self.live == "blue" else "blue"
+
+
+def slots(targets: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """Blue/green's slots: the first half of the targets (rounded up) is blue, the rest green."""
+    half = math.ceil(len(targets) / 2)
+    return {"blue": tuple(targets[:half]), "green": tuple(targets[half:])}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -164,7 +180,7 @@ _FIELDS: dict[str, tuple[type, dict[str, Any]]] = {
     # kind -> (class, {key: expected JSON type})
     "cautious": (Cautious, {}),
     "rolling": (Rolling, {"batch_size": int, "batch_percent": int, "max_unavailable": int}),
-    "blue_green": (BlueGreen, {"live": str}),
+    "blue_green": (BlueGreen, {"live": str, "switch_back": bool}),
     "canary": (Canary, {"steps": list, "pause_seconds": int}),
     "rollback": (Rollback, {"batch_size": int}),
 }
@@ -189,7 +205,9 @@ def parse_strategy(data: Mapping[str, Any]) -> Strategy:
         expected = fields[key]
         if expected is int and not _is_int(value):
             raise StrategyError(key, "must be an integer")
-        if expected is not int and not isinstance(value, expected):
+        if expected is bool and not isinstance(value, bool):
+            raise StrategyError(key, "must be true or false")
+        if expected not in (int, bool) and not isinstance(value, expected):
             raise StrategyError(key, f"must be a {'list' if expected is list else 'string'}")
         if key == "steps":
             if not all(_is_int(step) for step in value):
@@ -211,6 +229,8 @@ def strategy_to_dict(strategy: Strategy) -> dict[str, Any]:
             out["max_unavailable"] = strategy.max_unavailable
         case BlueGreen():
             out["live"] = strategy.live
+            if strategy.switch_back:
+                out["switch_back"] = True
         case Canary():
             out["steps"] = list(strategy.steps)
             out["pause_seconds"] = strategy.pause_seconds
@@ -239,6 +259,7 @@ class Wave:
     manual_gate: bool = False
     traffic_percent: int | None = None
     switch: bool = False
+    serving: tuple[str, ...] = ()  # blue/green: the slot the switch sends traffic to
     # At most this many targets between "deploy started" and "healthy" (rolling's max_unavailable).
     max_parallel: int | None = None
 
@@ -291,10 +312,13 @@ def plan(
         case BlueGreen():
             if len(targets) < 2:
                 raise PlanError("blue/green needs at least two targets, one per slot")
-            half = math.ceil(len(targets) / 2)
-            blue, green = targets[:half], targets[half:]
-            idle, untouched = (green, blue) if strategy.live == "blue" else (blue, green)
-            waves = (Wave(index=0, targets=idle, smoke=True, manual_gate=manual_gates, switch=True),)
+            by_slot = slots(targets)
+            idle, untouched = by_slot[strategy.idle], by_slot[strategy.live]
+            if strategy.switch_back:
+                waves = (Wave(index=0, targets=(), smoke=False, switch=True, serving=idle),)
+                pre_deploy, untouched = False, targets
+            else:
+                waves = (Wave(index=0, targets=idle, smoke=True, manual_gate=manual_gates, switch=True, serving=idle),)
         case Canary():
             waves = _canary_waves(targets, strategy, smoke=smoke, manual_gates=manual_gates)
         case Rollback():
@@ -518,7 +542,7 @@ def _wave_step(wave: Wave, progress: Progress) -> Action | None:
     if wave.manual_gate:
         gates.append(ManualGate(wave=wave.index))
     if wave.switch:
-        gates.append(Switch(wave=wave.index, targets=wave.targets))
+        gates.append(Switch(wave=wave.index, targets=wave.serving or wave.targets))
     for gate in gates:
         if gate.gate not in progress.gates:  # type: ignore[union-attr]
             return gate

@@ -69,23 +69,28 @@ def _advance(actor: Actor, release: Release) -> Release:
 
 @transaction.atomic(durable=True)
 def do_request_release(actor: Actor, application: Application, *, environment: Environment,
-                       artifact: Artifact, reason: str = "") -> Release:
-    """Ask to put an artifact into an environment; a still-open release there is superseded by this one."""
+                       artifact: Artifact, reason: str = "", strategy: dict | None = None) -> Release:
+    """Ask to put an artifact into an environment; a still-open release there is superseded by this one.
+
+    `strategy` (validated by the caller) overrides the environment's rollout strategy for this release only.
+    """
     environment = _locked_environment(environment)
     require(actor, Permission.REGISTER_ARTIFACT, application, environment)
-    return _request(actor, environment, artifact, reason)
+    return _request(actor, environment, artifact, reason, strategy or {})
 
 
-def _request(actor: Actor, environment: Environment, artifact: Artifact, reason: str) -> Release:
+def _request(actor: Actor, environment: Environment, artifact: Artifact, reason: str,
+             strategy: dict | None = None) -> Release:
     if environment.current_artifact_id == artifact.pk:
         raise Conflict(f"{artifact.version} runs in {environment.name} already.", field="version")
     release = Release(application=environment.application, environment=environment, artifact=artifact,
-                      previous_artifact=environment.current_artifact, requested_by=actor.user, reason=reason)
+                      previous_artifact=environment.current_artifact, requested_by=actor.user, reason=reason,
+                      strategy=strategy or {})
     if (why := pipeline_reason(release)) is not None:
         raise Conflict(f"Out of pipeline order: {why['detail']}.", extra={"blocked_by": [why]})
     release.save()
     audit.record(actor, "release.requested", release, application=environment.application,
-                 after={"environment": environment.name, "version": artifact.version,
+                 after={"environment": environment.name, "version": artifact.version, "strategy": release.strategy,
                         "from_version": environment.current_artifact.version if environment.current_artifact else None})
     _supersede_open(actor, release)
     if needs_approval(environment):

@@ -9,23 +9,27 @@ continues from them; a target's step exists once, so no target is deployed twice
 from __future__ import annotations
 
 import logging
+import urllib.error
 import urllib.request
 from datetime import timedelta
 from functools import partial
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from config.errors import Conflict
 from dashboard.live import publish_on_commit
-from environments.models import Target
+from environments.models import Environment, Target
 from releases import audit
 from releases.lifecycle import transition
 from releases.models import Release, Rollout, RolloutStep
 from releases.permissions import Actor, Permission, require
 from releases.planning import (
     Analysis,
+    BlueGreen,
     Deploy,
     Done,
     HealthCheck,
@@ -41,6 +45,7 @@ from releases.planning import (
     parse_strategy,
     plan,
     record,
+    slots,
 )
 
 log = logging.getLogger(__name__)
@@ -50,9 +55,19 @@ OPEN_STEP = (RolloutStep.Status.PENDING, RolloutStep.Status.RUNNING)
 
 # --- the analysis hook ---------------------------------------------------------------------
 
-def analyse(rollout: Rollout, wave: int, traffic_percent: int | None) -> bool:
-    """Canary analysis between steps: return False to revert. The default passes; monitoring plugs in here."""
-    return True
+def analyse(rollout: Rollout, wave: int, traffic_percent: int | None) -> bool | tuple[bool, str]:
+    """Canary analysis between steps, the default hook: it passes. Monitoring plugs in here.
+
+    A hook is any callable named by the `SLIPWAY_CANARY_ANALYSIS` setting (a dotted path) taking the rollout, the
+    wave just deployed and the traffic percentage it serves, and returning True to go on or False to revert —
+    optionally as `(ok, detail)`, the detail shown on the step. It runs in the worker, outside any transaction and
+    lock, so it may take its time (query metrics, wait for samples); an exception counts as a failure.
+    """
+    return True, f"no analysis configured: pass ({traffic_percent}% of traffic)"
+
+
+def analysis_hook():
+    return import_string(getattr(settings, "SLIPWAY_CANARY_ANALYSIS", "") or "releases.rollouts.analyse")
 
 
 # --- progress <-> rows -----------------------------------------------------------------------
@@ -70,11 +85,15 @@ def progress_to(progress: Progress) -> dict:
             "reverting": progress.reverting, "reverted": sorted(progress.reverted)}
 
 
+def strategy_of(rollout: Rollout):
+    data = rollout.strategy or {"kind": "cautious"}
+    return Rollback(batch_size=data.get("batch_size")) if data.get("kind") == "rollback" else parse_strategy(data)
+
+
 def plan_of(rollout: Rollout):
-    strategy = Rollback(batch_size=rollout.strategy.get("batch_size")) if rollout.strategy.get("kind") == "rollback" \
-        else parse_strategy(rollout.strategy or {"kind": "cautious"})
     environment = rollout.release.environment
-    return plan(rollout.targets, strategy, smoke=bool(environment.smoke_test_urls),
+    return plan(rollout.targets, strategy_of(rollout),
+                smoke=bool(environment.smoke_test_urls or environment.smoke_test_command),
                 pre_deploy=bool(environment.pre_deploy_command), manual_gates=environment.manual_gates)
 
 
@@ -108,14 +127,26 @@ def start_rollout(release: Release) -> Rollout | None:
         targets = targets or ["default"]  # no hosts registered: the command or hook runs once
     if not targets:
         return None
+    strategy = release.strategy or environment.strategy or {"kind": "cautious"}
+    blue_green = strategy.get("kind") == "blue_green" and len(targets) >= 2
     if release.kind == Release.Kind.ROLLBACK:
-        strategy = {"kind": "rollback", "batch_size": environment.rollback_batch_size}
-    else:
-        strategy = environment.strategy or {"kind": "cautious"}
+        if blue_green and _idle_slot_runs(environment, targets, release.artifact.version):
+            strategy = {"kind": "blue_green", "live": environment.live_slot, "switch_back": True}
+        else:
+            strategy = {"kind": "rollback", "batch_size": environment.rollback_batch_size}
+    elif blue_green:
+        strategy = {**strategy, "live": environment.live_slot}
     rollout = Rollout.objects.create(release=release, strategy=strategy, targets=targets,
                                      progress=progress_to(Progress()), status=Rollout.Status.RUNNING)
     enqueue_advance(rollout.pk)
     return rollout
+
+
+def _idle_slot_runs(environment: Environment, targets: list[str], version: str) -> bool:
+    """Blue/green: does the slot not serving traffic still run `version`? Then a rollback is just a switch."""
+    idle = slots(targets)["green" if environment.live_slot == "blue" else "blue"]
+    versions = set(Target.objects.filter(environment=environment, name__in=idle).values_list("version", flat=True))
+    return versions == {version}
 
 
 # --- the reconciler --------------------------------------------------------------------------
@@ -170,23 +201,19 @@ def _advance_once(rollout: Rollout) -> bool:
         rollout.progress = progress_to(record(progress, action))  # resuming continues past the gate
         rollout.save(update_fields=["status", "progress"])
         return False
-    elif isinstance(action, Smoke):
-        ok, output = _smoke(rollout)
-        _gate_step(rollout, action.wave, "smoke", ok=ok, output=output)
-        progress = record(progress, action, ok=ok)
-    elif isinstance(action, Analysis):
-        ok = analyse(rollout, action.wave, action.traffic_percent)
-        _gate_step(rollout, action.wave, "analysis", ok=ok, output="analysis hook: pass" if ok else "analysis: fail")
-        progress = record(progress, action, ok=ok)
-    elif isinstance(action, PreDeploy):
-        step = rollout.steps.filter(action="pre_deploy").order_by("-index").first()
+    elif isinstance(action, PreDeploy | Smoke | Analysis | Switch):
+        # Gates Slipway runs itself: a step for the worker, run outside the lock (run_server_steps), whose
+        # result the next reconciliation folds in.
+        name = "pre_deploy" if isinstance(action, PreDeploy) else action.name
+        wave = None if isinstance(action, PreDeploy) else action.wave
+        step = rollout.steps.filter(action=name, wave=wave).order_by("-index").first()
         if step is None:
-            _server_step(rollout, action="pre_deploy", wave=None, target_name="",
-                         version=rollout.release.artifact.version)
-            return False  # runs after commit, outside the lock (do_advance_rollout)
-        progress = record(progress, action, ok=step.status == RolloutStep.Status.SUCCEEDED)
-    elif isinstance(action, Switch):
-        progress = record(progress, action)
+            _server_step(rollout, action=name, wave=wave, target_name="", version=rollout.release.artifact.version)
+            return False
+        ok = step.status == RolloutStep.Status.SUCCEEDED
+        if ok and isinstance(action, Switch):
+            _switched(rollout)
+        progress = record(progress, action, ok=ok)
     elif isinstance(action, Done):
         _finish(rollout, action.outcome)
         return False
@@ -272,7 +299,15 @@ def run_server_steps(rollout_id: int) -> int:
             step.status, step.started_at = RolloutStep.Status.RUNNING, timezone.now()
             step.save(update_fields=["status", "started_at"])
         environment = step.rollout.release.environment
-        if step.action != "pre_deploy" and environment.driver == "webhook":
+        if step.action in GATES:
+            ok, output = GATES[step.action](step)
+            RolloutStep.objects.filter(pk=step.pk).update(
+                status=RolloutStep.Status.SUCCEEDED if ok else RolloutStep.Status.FAILED, finished_at=timezone.now(),
+                output=output[-RolloutStep.OUTPUT_LIMIT:])
+            publish_changed(rollout_id)
+            ran += 1
+            continue
+        if environment.driver == "webhook":
             ok, output = call_webhook(step)
             if ok:  # the receiver took the job: the step finishes with its signed callback
                 RolloutStep.objects.filter(pk=step.pk).update(output=output[-RolloutStep.OUTPUT_LIMIT:])
@@ -283,11 +318,12 @@ def run_server_steps(rollout_id: int) -> int:
                                                           output=output, health={"ok": False, "detail": output[:500]})
             ran += 1
             continue
-        command = environment.pre_deploy_command if step.action == "pre_deploy" else environment.deploy_command
-        ok, output = _run_command(command, step, environment.step_timeout_seconds)
+        ok, output = _run_command(environment.deploy_command, step, environment.step_timeout_seconds)
         RolloutStep.objects.filter(pk=step.pk).update(
             status=RolloutStep.Status.SUCCEEDED if ok else RolloutStep.Status.FAILED, finished_at=timezone.now(),
             output=output[-RolloutStep.OUTPUT_LIMIT:], health={"ok": ok, "detail": "exit 0" if ok else "command failed"})
+        if ok and step.target_id:
+            Target.objects.filter(pk=step.target_id).update(version=step.version)
         publish_changed(rollout_id)
         ran += 1
 
@@ -323,19 +359,101 @@ def call_webhook(step: RolloutStep) -> tuple[bool, str]:
         return False, f"webhook call failed: {error}\n"
 
 
-def _run_command(command: str, step: RolloutStep, timeout: int) -> tuple[bool, str]:
+def _run_command(command: str, step: RolloutStep, timeout: int, **extra: str) -> tuple[bool, str]:
+    """Run a command of the environment's (deploy, pre-deploy, smoke, switch) with the SLIPWAY_* variables."""
     import os
     import subprocess
 
     release = step.rollout.release
     env = {**os.environ, "SLIPWAY_VERSION": step.version, "SLIPWAY_IMAGE": release.artifact.image,
            "SLIPWAY_COMMIT": release.artifact.commit, "SLIPWAY_TARGET": step.target_name, "SLIPWAY_ACTION": step.action,
-           "SLIPWAY_PREVIOUS_VERSION": release.previous_artifact.version if release.previous_artifact else ""}
+           "SLIPWAY_PREVIOUS_VERSION": release.previous_artifact.version if release.previous_artifact else "",
+           "SLIPWAY_ENVIRONMENT": release.environment.name, **extra}
     try:
-        done = subprocess.run(command, shell=True, env=env, capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(command, shell=True, env=env, capture_output=True, text=True, timeout=timeout,
+                              start_new_session=True)
     except subprocess.TimeoutExpired as expired:
-        return False, f"{expired.stdout or ''}\n[slipway] killed after {timeout} s"
+        out = expired.stdout.decode(errors="replace") if isinstance(expired.stdout, bytes) else expired.stdout or ""
+        return False, f"{out}\n[slipway] killed after {timeout} s"
     return done.returncode == 0, done.stdout + done.stderr
+
+
+# --- gates the worker runs: each takes its step and returns (ok, output) ---------------------------
+
+def _wave_targets(step: RolloutStep) -> tuple[str, ...]:
+    the_plan = plan_of(step.rollout)
+    return the_plan.waves[step.wave].targets if step.wave is not None and step.wave < len(the_plan.waves) else ()
+
+
+def _pre_deploy_gate(step: RolloutStep) -> tuple[bool, str]:
+    environment = step.rollout.release.environment
+    return _run_command(environment.pre_deploy_command, step, environment.step_timeout_seconds)
+
+
+def _smoke_gate(step: RolloutStep) -> tuple[bool, str]:
+    """Every smoke-test URL must answer 2xx, then the smoke-test command must exit 0."""
+    environment = step.rollout.release.environment
+    lines = []
+    for url in environment.smoke_test_urls:
+        try:
+            with urllib.request.urlopen(url, timeout=min(10, environment.step_timeout_seconds)) as response:
+                ok = 200 <= response.status < 300
+                lines.append(f"{url}: HTTP {response.status}")
+        except urllib.error.HTTPError as error:
+            ok = False
+            lines.append(f"{url}: HTTP {error.code}")
+        except OSError as error:
+            ok = False
+            lines.append(f"{url}: {error}")
+        if not ok:
+            return False, "\n".join(lines)
+    if environment.smoke_test_command:
+        ok, output = _run_command(environment.smoke_test_command, step, environment.step_timeout_seconds,
+                                  SLIPWAY_WAVE=str(step.wave), SLIPWAY_TARGETS=",".join(_wave_targets(step)))
+        lines.append(f"$ {environment.smoke_test_command}\n{output.rstrip()}\n" + ("exit 0" if ok else "failed"))
+        if not ok:
+            return False, "\n".join(lines)
+    return True, "\n".join(lines)
+
+
+def _analysis_gate(step: RolloutStep) -> tuple[bool, str]:
+    the_plan = plan_of(step.rollout)
+    traffic = the_plan.waves[step.wave].traffic_percent if step.wave is not None else None
+    try:
+        verdict = analysis_hook()(step.rollout, step.wave, traffic)
+    except Exception as error:  # a broken hook must stop the rollout, not the worker
+        log.exception("canary analysis hook failed")
+        return False, f"analysis hook raised {type(error).__name__}: {error}"
+    ok, detail = verdict if isinstance(verdict, tuple) else (bool(verdict), "")
+    return bool(ok), str(detail) or ("analysis: pass" if ok else "analysis: fail")
+
+
+def _switch_gate(step: RolloutStep) -> tuple[bool, str]:
+    """Blue/green: send traffic to the slot just deployed (or, switching back, to the one that ran before)."""
+    environment = step.rollout.release.environment
+    strategy = strategy_of(step.rollout)
+    assert isinstance(strategy, BlueGreen)
+    serving = slots(step.rollout.targets)[strategy.idle]
+    if not environment.switch_command:
+        return True, (f"traffic → {strategy.idle} ({', '.join(serving)}); no switch command: your router reads "
+                      f"live_slot from the environment")
+    ok, output = _run_command(environment.switch_command, step, environment.step_timeout_seconds,
+                              SLIPWAY_SLOT=strategy.idle, SLIPWAY_PREVIOUS_SLOT=strategy.live,
+                              SLIPWAY_TARGETS=",".join(serving))
+    return ok, f"traffic → {strategy.idle} ({', '.join(serving)})\n{output}"
+
+
+GATES = {"pre_deploy": _pre_deploy_gate, "smoke": _smoke_gate, "analysis": _analysis_gate, "switch": _switch_gate}
+
+
+def _switched(rollout: Rollout) -> None:
+    """The switch succeeded: the idle slot is live now, the old one kept as it is for an instant switch back."""
+    strategy = strategy_of(rollout)
+    environment = rollout.release.environment
+    Environment.objects.filter(pk=environment.pk).update(live_slot=strategy.idle)
+    audit.record(Actor.system(), "environment.switched", environment, application=rollout.release.application,
+                 before={"live_slot": strategy.live}, after={"live_slot": strategy.idle},
+                 note=f"release #{rollout.release_id}")
 
 
 def _gate_step(rollout: Rollout, wave: int, action: str, *, ok: bool, output: str) -> None:
@@ -344,21 +462,6 @@ def _gate_step(rollout: Rollout, wave: int, action: str, *, ok: bool, output: st
     RolloutStep.objects.create(rollout=rollout, index=index, wave=wave, action=action, started_at=now,
                                finished_at=now, output=output[:RolloutStep.OUTPUT_LIMIT],
                                status=RolloutStep.Status.SUCCEEDED if ok else RolloutStep.Status.FAILED)
-
-
-def _smoke(rollout: Rollout) -> tuple[bool, str]:
-    lines = []
-    for url in rollout.release.environment.smoke_test_urls:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                lines.append(f"{url}: {response.status}")
-                ok = 200 <= response.status < 300
-        except OSError as error:
-            lines.append(f"{url}: {error}")
-            ok = False
-        if not ok:
-            return False, "\n".join(lines)
-    return True, "\n".join(lines) or "no smoke tests configured"
 
 
 def _fail_stuck(rollout: Rollout, open_steps) -> None:
@@ -394,18 +497,32 @@ def _fail_stuck(rollout: Rollout, open_steps) -> None:
 def _finish(rollout: Rollout, outcome: str) -> None:
     system = Actor.system()
     release = Release.objects.select_for_update(of=("self",)).select_related("application").get(pk=rollout.release_id)
-    rollout.status = Rollout.Status.SUCCEEDED if outcome == "succeeded" else Rollout.Status.REVERTED
+    if outcome == "succeeded":
+        rollout.status, release_status = Rollout.Status.SUCCEEDED, Release.Status.SUCCEEDED
+    elif _unreverted(rollout):
+        rollout.status, release_status = Rollout.Status.FAILED, Release.Status.FAILED  # a person must look
+    elif rollout.cancel_requested:
+        rollout.status, release_status = Rollout.Status.CANCELLED, Release.Status.CANCELLED
+    else:
+        rollout.status, release_status = Rollout.Status.REVERTED, Release.Status.FAILED
     rollout.finished_at = timezone.now()
     rollout.save(update_fields=["status", "finished_at"])
     if release.status == Release.Status.DEPLOYING:
-        transition(system, release, Release.Status.SUCCEEDED if outcome == "succeeded" else Release.Status.FAILED,
-                   note=f"rollout {rollout.status}")
+        transition(system, release, release_status, note=f"rollout {rollout.status}")
         if outcome == "succeeded":
             from releases.dispatch import _mark_rolled_back, after_success
 
             if release.kind == Release.Kind.ROLLBACK:
                 _mark_rolled_back(system, release)
             transaction.on_commit(partial(after_success, release), robust=True)
+
+
+def _unreverted(rollout: Rollout) -> list[str]:
+    """Targets whose last revert failed (given up after REVERT_ATTEMPTS): they may still run the new version."""
+    newest: dict[str, str] = {}
+    for name, status in rollout.steps.filter(action="revert").order_by("index").values_list("target_name", "status"):
+        newest[name] = status
+    return sorted(name for name, status in newest.items() if status == RolloutStep.Status.FAILED)
 
 
 # --- people's controls -----------------------------------------------------------------------
@@ -430,17 +547,35 @@ def do_control_rollout(actor: Actor, release: Release, command: str) -> Rollout:
         rollout.status = Rollout.Status.REVERTING if rollout.progress.get("reverting") else Rollout.Status.RUNNING
         enqueue_advance(rollout.pk)
     elif command in ("revert", "cancel"):
-        # Cancel stops and puts back what was touched, like revert: no target is left half-way.
+        # Both stop dispatching and put back every target touched, so no environment is left half-way; a
+        # revert says the release is bad (it ends failed), a cancel only that it should not go on (cancelled).
         rollout.progress = {**rollout.progress, "reverting": True}
         rollout.status = Rollout.Status.REVERTING
+        rollout.cancel_requested = command == "cancel"
         enqueue_advance(rollout.pk)
-    rollout.save(update_fields=["status", "progress"])
+    rollout.save(update_fields=["status", "progress", "cancel_requested"])
     audit.record(actor, f"rollout.{command}", release, application=release.application)
     publish_changed(rollout.pk)
     return rollout
 
 
 def check_running_rollouts() -> None:
-    """Periodic: advance rollouts waiting on timeouts, pauses or offline agents."""
+    """Periodic: mark silent agents offline; advance rollouts waiting on timeouts, pauses or offline agents."""
+    mark_offline_agents()
     for rollout_id in Rollout.objects.filter(status__in=ACTIVE).values_list("pk", flat=True):
         do_advance_rollout(rollout_id)
+
+
+def mark_offline_agents() -> int:
+    """Targets whose agent missed its environment's heartbeat timeout are offline (a heartbeat brings them back)."""
+    now, marked = timezone.now(), 0
+    for seconds in set(Environment.objects.filter(targets__status=Target.Status.ONLINE).order_by().values_list(
+            "heartbeat_timeout_seconds", flat=True).distinct()):
+        silent = Target.objects.filter(environment__heartbeat_timeout_seconds=seconds, status=Target.Status.ONLINE)
+        silent = silent.filter(Q(last_seen__lt=now - timedelta(seconds=seconds)) | Q(last_seen__isnull=True))
+        names = list(silent.values_list("name", flat=True)[:20])
+        count = silent.update(status=Target.Status.OFFLINE)
+        if count:
+            log.warning("%d agent(s) missed heartbeats and are offline: %s", count, ", ".join(names))
+        marked += count
+    return marked

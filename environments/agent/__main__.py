@@ -165,7 +165,8 @@ class Agent:
         if ok:
             self.version = job.get("version")
             self.save_state()
-            health = self.check_health(env)
+            started = time.monotonic()
+            health = {**self.check_health(env), "seconds": round(time.monotonic() - started, 3)}
         self.report(job["id"], {"status": "succeeded" if ok else "failed", "exit_code": exit_code, "health": health,
                                 "output_tail": tail[-4000:], "version": self.version})
 

@@ -46,18 +46,36 @@ class EnvironmentIn(serializers.Serializer):
     smoke_test_urls = serializers.ListField(child=serializers.URLField(max_length=500), required=False, default=list,
                                             max_length=20)
 
-    def validate_strategy(self, value):
-        from releases.planning import StrategyError, parse_strategy
+    smoke_test_command = serializers.CharField(max_length=1000, required=False, default="", allow_blank=True)
+    switch_command = serializers.CharField(max_length=1000, required=False, default="", allow_blank=True)
+    live_slot = serializers.ChoiceField(choices=Environment.Slot.choices, required=False, default="blue")
 
-        if value in ({}, None):
-            return {}
-        if not isinstance(value, dict):
-            raise serializers.ValidationError("An object, e.g. {\"kind\": \"cautious\"}.")
-        try:
-            parse_strategy(value)
-        except StrategyError as error:
-            raise serializers.ValidationError(f"{error.field}: {error.message}") from None
-        return value
+    def validate_strategy(self, value):
+        return validate_strategy(value)
+
+
+# Keys Slipway itself sets on a rollout's strategy: the live slot is the environment's `live_slot`.
+INTERNAL_STRATEGY_KEYS = ("live", "switch_back")
+
+
+def validate_strategy(value):
+    """A rollout strategy as people give it (an environment's or a release's); {} means "the default"."""
+    from releases.planning import StrategyError, parse_strategy
+
+    if value in ({}, None):
+        return {}
+    if not isinstance(value, dict):
+        raise serializers.ValidationError("An object, e.g. {\"kind\": \"cautious\"}.")
+    if value.get("kind") == "rollback":
+        raise serializers.ValidationError("kind: rollback is Slipway's own fast path; ask for a rollback instead.")
+    for key in INTERNAL_STRATEGY_KEYS:
+        if key in value:
+            raise serializers.ValidationError(f"{key}: set by Slipway (the environment's live_slot), not here.")
+    try:
+        parse_strategy(value)
+    except StrategyError as error:
+        raise serializers.ValidationError(f"{error.field}: {error.message}") from None
+    return value
 
 
 class EnvironmentOut(serializers.ModelSerializer):
@@ -68,8 +86,8 @@ class EnvironmentOut(serializers.ModelSerializer):
         fields = ["name", "position", "requires_approval", "description", "approval_policy", "required_approvals",
                   "auto_promote", "pending_warn_hours", "pending_warn_changes", "strategy", "step_timeout_seconds",
                   "heartbeat_timeout_seconds", "rollback_batch_size", "smoke_test_urls", "flag_change_requests", "driver",
-                  "deploy_command", "pre_deploy_command", "manual_gates", "webhook_url",
-                  "current_version", "created_at"]
+                  "deploy_command", "pre_deploy_command", "manual_gates", "webhook_url", "smoke_test_command",
+                  "switch_command", "live_slot", "current_version", "created_at"]
         read_only_fields = fields
 
 

@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.errors import NotFound
-from environments.api.views import environment_for
+from environments.api.views import environment_for, validate_strategy
 from environments.models import Environment, FreezeWindow, Lock
 from releases import selectors
 from releases.api.views import application_for
@@ -76,6 +76,7 @@ def release_out(release: Release) -> dict:
         "requested_by": release.requested_by.get_username() if release.requested_by else None,
         "forced_by": release.forced_by.get_username() if release.forced_by else None,
         "reason": release.reason,
+        "strategy": release.strategy or None,
         "superseded_by": release.superseded_by_id,
         "created_at": release.created_at,
         "started_at": release.started_at,
@@ -94,6 +95,11 @@ class ReleaseIn(serializers.Serializer):
     environment = serializers.SlugField(max_length=63)
     version = serializers.CharField(max_length=100)
     reason = serializers.CharField(max_length=2000, required=False, default="", allow_blank=True)
+    strategy = serializers.JSONField(required=False, default=dict,
+                                     help_text="Overrides the environment's rollout strategy for this release.")
+
+    def validate_strategy(self, value):
+        return validate_strategy(value)
 
 
 class ReleaseListView(APIView):
@@ -120,7 +126,8 @@ class ReleaseListView(APIView):
         environment = environment_for(request, slug, data.validated_data["environment"])
         artifact = artifact_for(environment.application, data.validated_data["version"])
         release = do_request_release(Actor.from_request(request), environment.application, environment=environment,
-                                     artifact=artifact, reason=data.validated_data["reason"])
+                                     artifact=artifact, reason=data.validated_data["reason"],
+                                     strategy=data.validated_data["strategy"])
         return Response(release_out(release_for(request, slug, release.pk)), status=201)
 
 

@@ -86,3 +86,26 @@ def test_webhook_secret_is_write_only_and_not_audited(ci, app):
     assert event.after["webhook_secret"] == "set" and "top-secret-value" not in str(event.after)
     bad = ci.patch(URL + "production/", {"strategy": {"kind": "zigzag"}}, format="json")
     assert bad.status_code == 400 and "strategy" in bad.json()
+
+
+def test_deploy_settings_gates_and_blue_green_slot(ci, app):
+    from releases.models import AuditEvent
+
+    ci.post(URL, {"name": "production", "position": 1}, format="json")
+    settings = {"strategy": {"kind": "blue_green"}, "smoke_test_command": "./smoke.sh",
+                "switch_command": "./lb-switch.sh $SLIPWAY_SLOT", "smoke_test_urls": ["https://shop.example.com/health"],
+                "step_timeout_seconds": 120}
+    response = ci.patch(URL + "production/", settings, format="json")
+    assert response.status_code == 200, response.json()
+    assert {k: response.json()[k] for k in settings} == settings
+    assert response.json()["live_slot"] == "blue"
+    assert AuditEvent.objects.filter(kind="environment.updated", after__switch_command=settings["switch_command"]).exists()
+    for bad, field in [({"live_slot": "purple"}, "live_slot"), ({"smoke_test_command": "x" * 1001}, "smoke_test_command"),
+                       ({"strategy": {"kind": "blue_green", "live": "green"}}, "strategy"),
+                       ({"strategy": {"kind": "rollback"}}, "strategy"),
+                       ({"strategy": {"kind": "canary", "steps": [50, 20]}}, "strategy"),
+                       ({"step_timeout_seconds": 0}, "step_timeout_seconds")]:
+        refused = ci.patch(URL + "production/", bad, format="json")
+        assert refused.status_code == 400 and field in refused.json(), (bad, refused.json())
+    assert ci.get(URL + "production/").json()["strategy"] == {"kind": "blue_green"}  # nothing half-written
+    assert ci.patch(URL + "production/", {"live_slot": "green"}, format="json").json()["live_slot"] == "green"

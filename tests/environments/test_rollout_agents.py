@@ -105,6 +105,11 @@ def test_cautious_rollout_then_automatic_revert(fleet):
     assert sorted(s["target"] for s in deploys) == ["web-1", "web-2", "web-3", "web-4"]  # each once
     assert [s["wave"] for s in deploys] == [0, 1, 1, 2]  # waves of 1, 2, then the rest
     assert all("deploying 2.0.0" in s["output"] for s in deploys)
+    checks = [s for s in rollout["steps"] if s["action"] == "health"]
+    assert sorted(s["target"] for s in checks) == ["web-1", "web-2", "web-3", "web-4"]  # one after each deploy
+    assert all(s["status"] == "succeeded" and s["health"]["ok"] and s["started_at"] <= s["finished_at"] for s in checks)
+    by_target = {s["target"]: s["index"] for s in deploys}
+    assert all(s["index"] > by_target[s["target"]] for s in checks)
     targets = api(fleet, "GET", "/applications/shop/environments/production/targets/")[1]
     assert {t["version"] for t in targets} == {"2.0.0"}
     assert all((fleet["dir"] / f"web-{n}" / "current_version").read_text().strip() == "2.0.0" for n in range(1, 5))
@@ -116,6 +121,8 @@ def test_cautious_rollout_then_automatic_revert(fleet):
     deploys = [s for s in rollout["steps"] if s["action"] == "deploy"]
     reverts = [s for s in rollout["steps"] if s["action"] == "revert"]
     assert len(deploys) == 1 and deploys[0]["health"]["ok"] is False  # the first wave stopped it
+    failed_check = next(s for s in rollout["steps"] if s["action"] == "health" and s["status"] == "failed")
+    assert failed_check["target"] == deploys[0]["target"] and "health command exit 1" in failed_check["output"]
     assert [s["target"] for s in reverts] == [deploys[0]["target"]]  # exactly the touched target
     assert reverts[0]["version"] == "2.0.0"
     wait_for(lambda: {t.version for t in Target.objects.filter(environment=fleet["env"])} == {"2.0.0"},
@@ -297,6 +304,6 @@ def test_watching_a_rollout_live_in_the_browser(fleet):
         page.goto(fleet["url"] + f"/releases/{body['id']}/")
         assert page.locator('#progress[data-rollout-status="succeeded"]').count() == 0  # still under way at load
         # No reload from here on: the rows arrive and change over the WebSocket.
-        page.locator('#progress tr[data-target="web-2"][data-status="succeeded"]').wait_for(timeout=30_000)
+        page.locator('#progress tr[data-target="web-2"][data-status="succeeded"]').first.wait_for(timeout=30_000)
         page.locator('#progress[data-rollout-status="succeeded"]').wait_for(timeout=30_000)
         browser.close()

@@ -31,6 +31,7 @@ from releases.planning import (
     plan,
     plan_revert,
     record,
+    slots,
     strategy_to_dict,
 )
 
@@ -50,7 +51,7 @@ strategies = st.one_of(
     st.builds(Rolling, batch_percent=st.integers(1, 100), max_unavailable=st.integers(1, 5)),
     st.builds(Canary, steps=canary_steps(), pause_seconds=st.integers(0, 120)),
     st.builds(Rollback, batch_size=st.none() | st.integers(1, 12)),
-    st.sampled_from([BlueGreen(live="blue"), BlueGreen(live="green")]),
+    st.sampled_from([BlueGreen(live="blue"), BlueGreen(live="green"), BlueGreen(live="green", switch_back=True)]),
 )
 
 
@@ -77,7 +78,8 @@ def test_every_target_planned_exactly_once_in_given_order(targets, strategy):
     # Order is the caller's: waves are consecutive slices of the given list (blue/green: of its idle slot).
     assert list(order) == [t for t in targets if t in set(order)]
     assert [w.index for w in p.waves] == list(range(len(p.waves)))
-    assert all(w.targets for w in p.waves)
+    switch_back = isinstance(strategy, BlueGreen) and strategy.switch_back
+    assert all(w.targets for w in p.waves) or switch_back  # switching back moves traffic only
     assert all(w.health for w in p.waves)
 
 
@@ -139,6 +141,26 @@ def test_blue_green_deploys_idle_slot_only():
     assert p.waves[0].targets == ("d", "e")
     assert p.waves[0].switch and p.waves[0].smoke
     assert plan(["a", "b", "c"], BlueGreen(live="green")).waves[0].targets == ("a", "b")
+
+
+@given(st.lists(st.text(min_size=1, max_size=8), unique=True, min_size=2, max_size=40),
+       st.sampled_from(["blue", "green"]), st.booleans(), st.booleans())
+def test_switching_back_deploys_nothing_and_only_moves_traffic(targets, live, pre, manual):
+    p = plan(targets, BlueGreen(live=live, switch_back=True), pre_deploy=pre, smoke=True, manual_gates=manual)
+    idle = slots(targets)["green" if live == "blue" else "blue"]
+    log, final = drive(p, set())
+    assert [a for a, _ in log] == [Switch(wave=0, targets=idle), Done(outcome="succeeded")]
+    assert not final.deployed and p.deploy_order == ()
+
+
+@given(st.lists(st.text(min_size=1, max_size=8), unique=True, min_size=2, max_size=40))
+def test_slots_split_every_target_into_exactly_one_slot(targets):
+    by_slot = slots(targets)
+    assert by_slot["blue"] + by_slot["green"] == tuple(targets)
+    assert 0 <= len(by_slot["blue"]) - len(by_slot["green"]) <= 1
+    # Alternating releases deploy to blue and green in turn, never to the slot serving traffic.
+    assert plan(targets, BlueGreen(live="blue")).deploy_order == by_slot["green"]
+    assert plan(targets, BlueGreen(live="green")).deploy_order == by_slot["blue"]
 
 
 def test_rollback_is_fast_path():
@@ -357,6 +379,7 @@ def test_plan_revert_dedupes_latest_first():
         ),
         ({"kind": "blue_green"}, BlueGreen()),
         ({"kind": "blue_green", "live": "green"}, BlueGreen(live="green")),
+        ({"kind": "blue_green", "live": "green", "switch_back": True}, BlueGreen(live="green", switch_back=True)),
         ({"kind": "canary", "steps": [5, 25, 50, 100], "pause_seconds": 60}, Canary()),
         ({"kind": "canary"}, Canary(steps=(5, 25, 50, 100), pause_seconds=60)),
         ({"kind": "rollback"}, Rollback()),
@@ -387,6 +410,7 @@ def test_parse_strategy_valid(data, expected):
         ({"kind": "rolling", "batch_size": 2, "surge": 1}, "surge"),
         ({"kind": "blue_green", "live": "red"}, "live"),
         ({"kind": "blue_green", "live": 1}, "live"),
+        ({"kind": "blue_green", "switch_back": "yes"}, "switch_back"),
         ({"kind": "canary", "steps": [5, 25, 50]}, "steps"),
         ({"kind": "canary", "steps": [25, 5, 100]}, "steps"),
         ({"kind": "canary", "steps": [5, 5, 100]}, "steps"),

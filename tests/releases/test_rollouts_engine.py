@@ -117,3 +117,206 @@ def test_webhook_driver_calls_out_and_waits_for_a_signed_callback(app, client):
         assert not AuditEvent.objects.filter(after__webhook_secret="s3cret").exists()
     finally:
         server.shutdown()
+
+
+# --- gates the worker runs: smoke tests, canary analysis, blue/green switches --------------------------------
+
+def failing_analysis(rollout, wave, traffic_percent):
+    return False, f"error rate 7% at {traffic_percent}% of traffic"
+
+
+def exploding_analysis(rollout, wave, traffic_percent):
+    raise RuntimeError("metrics store down")
+
+
+def test_smoke_test_command_gates_every_wave(setup, tmp_path):
+    env, v1, v2 = setup
+    env.pre_deploy_command = ""
+    env.smoke_test_command = f"echo smoke $SLIPWAY_WAVE $SLIPWAY_TARGETS >> {tmp_path}/smoke"
+    env.save()
+    release, rollout = rollout_for(env, v1, v2)
+    assert do_advance_rollout(rollout.pk) == "succeeded"
+    assert (tmp_path / "smoke").read_text().splitlines() == ["smoke 0 a", "smoke 1 b,c"]  # after each wave
+    smoke = RolloutStep.objects.filter(rollout=rollout, action="smoke").order_by("index")
+    assert [s.wave for s in smoke] == [0, 1] and all(s.status == "succeeded" for s in smoke)
+
+
+def test_failing_smoke_test_stops_and_reverts_the_wave(setup, tmp_path):
+    env, v1, v2 = setup
+    env.pre_deploy_command = ""
+    env.smoke_test_command = "echo checkout returns 500; exit 1"
+    env.save()
+    release, rollout = rollout_for(env, v1, v2)
+    assert do_advance_rollout(rollout.pk) == "reverted"
+    smoke = RolloutStep.objects.get(rollout=rollout, action="smoke")
+    assert smoke.status == "failed" and "checkout returns 500" in smoke.output
+    assert list(RolloutStep.objects.filter(rollout=rollout, action="revert").values_list("target_name", flat=True)) == ["a"]
+    release.refresh_from_db()
+    assert release.status == "failed"
+
+
+def test_failing_smoke_url_names_the_url(setup, live_server):
+    env, v1, v2 = setup
+    env.pre_deploy_command = ""
+    env.smoke_test_urls = [live_server.url + "/healthz", live_server.url + "/no-such-page/"]
+    env.save()
+    release, rollout = rollout_for(env, v1, v2)
+    assert do_advance_rollout(rollout.pk) == "reverted"
+    output = RolloutStep.objects.get(rollout=rollout, action="smoke").output
+    assert "/healthz: HTTP 200" in output and "/no-such-page/: HTTP 404" in output
+
+
+def test_canary_analysis_hook_is_configurable_and_can_stop_a_canary(setup, settings):
+    env, v1, v2 = setup
+    env.pre_deploy_command = ""
+    env.strategy = {"kind": "canary", "steps": [33, 100], "pause_seconds": 0}  # 1 of 3 targets, then all
+    env.save()
+    release, rollout = rollout_for(env, v1, v2)
+    assert do_advance_rollout(rollout.pk) == "succeeded"
+    passed = RolloutStep.objects.get(rollout=rollout, action="analysis")
+    assert passed.status == "succeeded" and "33% of traffic" in passed.output  # the no-op default
+
+    settings.SLIPWAY_CANARY_ANALYSIS = "tests.releases.test_rollouts_engine.failing_analysis"
+    v3 = factories.ArtifactFactory(application=env.application, version="3.0.0")
+    release, rollout = rollout_for(env, v2, v3)
+    assert do_advance_rollout(rollout.pk) == "reverted"
+    failed = RolloutStep.objects.get(rollout=rollout, action="analysis")
+    assert failed.status == "failed" and failed.output == "error rate 7% at 33% of traffic"
+    assert [s.target_name for s in RolloutStep.objects.filter(rollout=rollout, action="revert")] == ["a"]
+
+    settings.SLIPWAY_CANARY_ANALYSIS = "tests.releases.test_rollouts_engine.exploding_analysis"
+    v4 = factories.ArtifactFactory(application=env.application, version="4.0.0")
+    release, rollout = rollout_for(env, v2, v4)
+    assert do_advance_rollout(rollout.pk) == "reverted"
+    assert "metrics store down" in RolloutStep.objects.get(rollout=rollout, action="analysis").output
+
+
+def test_blue_green_switches_the_live_slot_and_switches_back_instantly(setup, tmp_path, user,
+                                                                      django_capture_on_commit_callbacks):
+    from releases.models import AuditEvent
+    from releases.promotions import do_rollback
+
+    env, v1, v2 = setup
+    Target.objects.create(environment=env, name="d", token_hash="d" * 64)
+    Target.objects.filter(environment=env).update(version="1.0.0")
+    env.pre_deploy_command = ""
+    env.strategy = {"kind": "blue_green"}
+    env.smoke_test_command = "true"
+    env.switch_command = f"echo $SLIPWAY_PREVIOUS_SLOT-to-$SLIPWAY_SLOT $SLIPWAY_TARGETS >> {tmp_path}/switches"
+    env.save()
+    Release.objects.create(application=env.application, environment=env, artifact=v1, kind="recorded",
+                           status="succeeded")
+    env.current_artifact = v1
+    env.save()
+    release, rollout = rollout_for(env, v1, v2)
+    assert do_advance_rollout(rollout.pk) == "succeeded"
+    deploys = [s.target_name for s in RolloutStep.objects.filter(rollout=rollout, action="deploy")]
+    assert deploys == ["c", "d"]  # blue (a, b) serves meanwhile and is left alone
+    actions = [s.action for s in RolloutStep.objects.filter(rollout=rollout).order_by("index")]
+    assert actions.index("smoke") < actions.index("switch") == len(actions) - 1
+    env.refresh_from_db()
+    assert env.live_slot == "green"
+    assert (tmp_path / "switches").read_text() == "blue-to-green c,d\n"
+    assert AuditEvent.objects.filter(kind="environment.switched").count() == 1
+    assert dict(Target.objects.filter(environment=env).values_list("name", "version")) == {
+        "a": "1.0.0", "b": "1.0.0", "c": "2.0.0", "d": "2.0.0"}
+
+    # Back to 1.0.0: blue still runs it, so the rollback is a switch and nothing is deployed.
+    release.refresh_from_db()
+    assert release.status == "succeeded"
+    with django_capture_on_commit_callbacks(execute=True):
+        back = do_rollback(Actor(user), env, artifact=v1, reason="checkout errors")
+    do_advance_rollout(back.rollout.pk)
+    back.refresh_from_db()
+    assert back.status == "succeeded", back.status
+    steps = list(RolloutStep.objects.filter(rollout__release=back).values_list("action", flat=True))
+    assert steps == ["switch"]
+    assert back.rollout.strategy == {"kind": "blue_green", "live": "green", "switch_back": True}
+    env.refresh_from_db()
+    assert env.live_slot == "blue" and env.current_artifact == v1
+    assert (tmp_path / "switches").read_text().splitlines()[-1] == "green-to-blue a,b"
+
+    # The next release goes to the idle slot again: green.
+    v3 = factories.ArtifactFactory(application=env.application, version="3.0.0")
+    release, rollout = rollout_for(env, v1, v3)
+    assert do_advance_rollout(rollout.pk) == "succeeded"
+    assert [s.target_name for s in RolloutStep.objects.filter(rollout=rollout, action="deploy")] == ["c", "d"]
+
+
+def test_failed_switch_reverts_the_idle_slot_and_keeps_the_live_one(setup):
+    env, v1, v2 = setup
+    env.pre_deploy_command = ""
+    env.strategy = {"kind": "blue_green"}
+    env.switch_command = "echo load balancer unreachable; exit 1"
+    env.save()
+    release, rollout = rollout_for(env, v1, v2)
+    assert do_advance_rollout(rollout.pk) == "reverted"
+    assert [s.target_name for s in RolloutStep.objects.filter(rollout=rollout, action="revert")] == ["c"]
+    env.refresh_from_db()
+    assert env.live_slot == "blue"
+
+
+def test_cancel_puts_back_touched_targets_and_ends_cancelled(setup, user):
+    env, v1, v2 = setup
+    env.manual_gates, env.pre_deploy_command = True, ""
+    env.save()
+    release, rollout = rollout_for(env, v1, v2)
+    assert do_advance_rollout(rollout.pk) == "paused"
+    do_control_rollout(Actor(user), release, "cancel")
+    assert do_advance_rollout(rollout.pk) == "cancelled"
+    assert list(RolloutStep.objects.filter(rollout=rollout, action="revert").values_list("target_name", flat=True)) == ["a"]
+    release.refresh_from_db()
+    assert release.status == "cancelled"
+
+
+def test_a_revert_that_keeps_failing_leaves_the_rollout_failed(setup):
+    env, v1, v2 = setup
+    env.pre_deploy_command = ""
+    env.deploy_command = '[ "$SLIPWAY_ACTION" = revert ] && { echo cannot go back; exit 1; }; true'
+    env.smoke_test_command = "exit 1"
+    env.save()
+    release, rollout = rollout_for(env, v1, v2)
+    assert do_advance_rollout(rollout.pk) == "failed"  # not "reverted": target a may still run 2.0.0
+    assert RolloutStep.objects.filter(rollout=rollout, action="revert", status="failed").count() == 3
+    release.refresh_from_db()
+    assert release.status == "failed"
+
+
+def test_release_can_override_the_environment_strategy(app, ci, django_capture_on_commit_callbacks):
+    env = factories.EnvironmentFactory(application=app, name="production", position=1, driver="command",
+                                       deploy_command="true")
+    for name in "abcd":
+        Target.objects.create(environment=env, name=name, token_hash=name * 64)
+    factories.ArtifactFactory(application=app, version="2.0.0")
+    body = {"environment": "production", "version": "2.0.0", "strategy": {"kind": "rolling", "batch_size": 3}}
+    for bad, field_message in [({"kind": "sideways"}, "unknown kind"), ({"kind": "rolling"}, "batch_size"),
+                               ({"kind": "rollback"}, "rollback"), ({"kind": "blue_green", "live": "green"}, "live"),
+                               ("cautious", "An object")]:
+        response = ci.post("/api/v1/applications/shop/releases/", {**body, "strategy": bad}, format="json")
+        assert response.status_code == 400, response.json()
+        assert field_message in str(response.json()["strategy"])
+    assert not Release.objects.exists()  # nothing half-written
+    with django_capture_on_commit_callbacks(execute=True):
+        response = ci.post("/api/v1/applications/shop/releases/", body, format="json")
+    assert response.status_code == 201, response.json()
+    assert response.json()["strategy"] == {"kind": "rolling", "batch_size": 3}
+    release = Release.objects.get()
+    do_advance_rollout(release.rollout.pk)
+    release.refresh_from_db()
+    assert release.status == "succeeded"
+    assert [s.wave for s in RolloutStep.objects.filter(rollout__release=release, action="deploy")] == [0, 0, 0, 1]
+
+
+def test_silent_agents_are_marked_offline(setup):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from releases.rollouts import check_running_rollouts
+
+    env, _, _ = setup
+    now = timezone.now()
+    Target.objects.filter(name="a").update(last_seen=now - timedelta(seconds=env.heartbeat_timeout_seconds + 5))
+    Target.objects.filter(name__in=["b", "c"]).update(last_seen=now)
+    check_running_rollouts()
+    assert dict(Target.objects.values_list("name", "status")) == {"a": "offline", "b": "online", "c": "online"}
