@@ -2,12 +2,20 @@
 real agent processes and eight demo web services. Timed from the rollback request until every demo service
 answers its /health as healthy on the version rolled back to (goal: under 5 s).
 
+Its baseline, measured in the same run the same way: a normal forward release of a new build to the same fleet,
+which deploys cautiously (waves of 1, 2, 4 and 1 hosts, each gated on health). CI registers the build and staging
+(no targets) takes it, untimed; the clock starts at the production release request (the demo's production needs
+approvals: the release is forced through by the admin at once, that call inside the figure) and stops when every
+demo service answers /health as healthy on the new version. Forward releases and rollbacks alternate, RUNS of each,
+so both see the same machine; the ratio is rollback / cautious, medians.
+
 The demo's deploy command takes about 0.3 s by itself (it prints three lines 0.1 s apart) and each deploy starts a
 Python process; that is inside the figure, as a user watching the demo would see it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -59,6 +67,29 @@ def wait(predicate, timeout: float, what: str, every: float = 0.01):
     raise TimeoutError(what)
 
 
+def finished(api: str, key: str, release_id: int, what: str) -> None:
+    """Waits for the release to end, and asserts it succeeded: the next measurement starts from a quiet fleet."""
+    wait(lambda: call(api + f"/releases/{release_id}/", key)[1]["status"] in ("succeeded", "failed", "cancelled"),
+         60, f"{what} finished", 0.05)
+    status, body = call(api + f"/releases/{release_id}/", key)
+    assert body["status"] == "succeeded", (what, body)
+
+
+def stage(api: str, key: str, version: str) -> None:
+    """What comes before a production release: CI registers the build (with a change, as CI sends them) and staging,
+    which has no targets, takes it."""
+    status, body = call(api + "/artifacts/", key, "POST", {
+        "version": version, "commit": hashlib.sha1(f"commit {version}".encode()).hexdigest(),
+        "image": f"registry.example.com/shop@sha256:{hashlib.sha256(version.encode()).hexdigest()}",
+        "changes": [{"sha": hashlib.sha1(f"change {version}".encode()).hexdigest(), "author": "carol",
+                     "title": f"Bench change for {version}"}]})
+    assert status == 201, (status, body)
+    status, body = call(api + "/releases/", key, "POST", {"environment": "staging", "version": version})
+    assert status in (201, 409), (status, body)  # 409: staging took it by itself (auto-promotion)
+    wait(lambda: call(api + "/environments/staging/", key)[1]["current_version"] == version, 30,
+         f"{version} in staging", 0.05)
+
+
 def main() -> int:
     data_dir = tempfile.mkdtemp(prefix="slipway-bench-demo-")
     env = {**os.environ, "SLIPWAY_DATA_DIR": data_dir, "SLIPWAY_DEMO_FLEET": "1", "LOG_LEVEL": "ERROR",
@@ -87,19 +118,41 @@ def main() -> int:
         assert status in (200, 201, 202), (status, body)
         wait(lambda: serving("1.3.0") and call(api + f"/releases/{release['id']}/", key)[1]["status"] == "succeeded",
              120, "1.3.0 on the fleet", 0.1)
-        figures = []
+        cautious, figures = [], []
         for n in range(RUNS):
-            version = "1.1.0" if n % 2 == 0 else "1.3.0"
+            # Forward: a new build, released the normal way, goes out in cautious waves.
+            version = f"1.5.{n}"
+            stage(api, key, version)
+            started = time.perf_counter()
+            status, body = call(api + "/releases/", key, "POST", {"environment": "production", "version": version})
+            assert status == 201, (status, body)
+            if body["status"] == "pending_approval":
+                status, body = call(api + f"/releases/{body['id']}/force/", key, "POST", {"reason": "bench"})
+                assert status == 200, (status, body)
+            wait(lambda v=version: serving(v), 120, f"fleet healthy on {version}")
+            cautious.append(time.perf_counter() - started)
+            finished(api, key, body["id"], "cautious release")
+            steps = call(api + f"/releases/{body['id']}/rollout/", key)[1]["steps"]
+            deploys = [s["wave"] for s in steps if s["action"] == "deploy"]
+            waves = [deploys.count(w) for w in sorted(set(deploys))]
+            actions = sorted({s["action"] for s in steps})
+            assert waves == [1, 2, 4, 1] and "revert" not in actions, ("not a cautious rollout", waves, actions)
+
+            # Back: the fast path, every host at once.
+            version = "1.3.0"
             started = time.perf_counter()
             status, body = call(api + "/environments/production/rollback/", key, "POST",
                                 {"version": version, "reason": "bench"})
             assert status == 201, (status, body)
             wait(lambda v=version: serving(v), 60, f"fleet healthy on {version}")
             figures.append(time.perf_counter() - started)
-            wait(lambda b=body: call(api + f"/releases/{b['id']}/", key)[1]["status"] == "succeeded", 60,
-                 "rollback release succeeded", 0.05)
+            finished(api, key, body["id"], "rollback release")
+        print(f"bench: rollouts.demo_fleet_cautious_s {statistics.median(cautious):.2f} s")
+        print(f"bench: rollouts.demo_fleet_cautious_max_s {max(cautious):.2f} s")
         print(f"bench: rollouts.demo_fleet_rollback_s {statistics.median(figures):.2f} s")
         print(f"bench: rollouts.demo_fleet_rollback_max_s {max(figures):.2f} s")
+        ratio = statistics.median(figures) / statistics.median(cautious)
+        print(f"bench: rollouts.demo_fleet_rollback_vs_cautious {ratio:.2f} x")
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -5,12 +5,22 @@ Each agent deploys instantly and reports healthy, so what is measured is Slipway
 starts a release, the reconciler planning and dispatching each wave, agents' long-polls being answered, their
 reports being stored. Versions whose name starts with `bad` fail their health check, for the revert figures.
 Run on SQLite (the embedded default) and on PostgreSQL.
+
+Figures, each `.sqlite` and `.postgres`:
+- a 1000-target cautious rollout, total and per target, and release request -> first deploy job at an agent;
+- unhealthy report leaving an agent -> revert job at that agent, p50 and p95 over BENCH_REVERT_RUNS (50) runs;
+- the approval that completes a release's approvals (`POST .../releases/<id>/approvals/`, by a reviewer) -> first
+  deploy job of that release at an agent, p50 and max over BENCH_PROMOTION_RUNS (5) full 1000-target rollouts;
+- `POST .../artifacts/` registering a build in an environment with auto_promote -> first deploy job of that build at
+  an agent, p50 and max over BENCH_PROMOTION_RUNS (5) full 1000-target rollouts.
+Every rollout measured must succeed (asserted) before the next measurement starts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import socket
@@ -26,7 +36,8 @@ from _http import Connection
 
 ROOT = Path(__file__).resolve().parent.parent
 AGENTS = int(os.environ.get("BENCH_AGENTS", 1000))
-REVERT_RUNS = int(os.environ.get("BENCH_REVERT_RUNS", 30))
+REVERT_RUNS = int(os.environ.get("BENCH_REVERT_RUNS", 50))
+PROMOTION_RUNS = int(os.environ.get("BENCH_PROMOTION_RUNS", 5))
 
 
 def setup() -> None:
@@ -40,9 +51,9 @@ def setup() -> None:
     from django.core.management import call_command
 
     from environments.models import Environment, RegistrationToken
-    from releases.models import ApiToken, Application, Artifact, Release
+    from releases.models import ApiToken, Application, Artifact, Release, Role
     from releases.permissions import Actor
-    from releases.services import do_create_api_token
+    from releases.services import do_create_api_token, do_grant_role
 
     call_command("migrate", verbosity=0)
     app = Application.objects.create(slug="bench", name="Bench")
@@ -55,7 +66,12 @@ def setup() -> None:
     RegistrationToken.objects.create(environment=env, token_hash=ApiToken.hash_key("slr_bench"))
     admin = User.objects.create_superuser("bench", password=None)
     _, key = do_create_api_token(Actor.system(), admin, name="bench", scopes=["admin"])
-    print(json.dumps({"api_key": key, "registration_token": "slr_bench"}))
+    # A reviewer for the approval figure: a developer (may approve batches without their own changes), whose token
+    # can approve (approvals:write implies releases:read) and nothing else.
+    reviewer = User.objects.create_user("reviewer", password=None)
+    do_grant_role(Actor.system(), app, reviewer, Role.DEVELOPER)
+    _, reviewer_key = do_create_api_token(Actor.system(), reviewer, name="bench-reviewer", scopes=["approvals:write"])
+    print(json.dumps({"api_key": key, "reviewer_key": reviewer_key, "registration_token": "slr_bench"}))
 
 
 class Fleet:
@@ -112,11 +128,19 @@ class Fleet:
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
-async def release(api: Connection, key: str, version: str) -> tuple[int, float]:
-    started = time.perf_counter()
-    status, body = await api.request("POST", "/api/v1/applications/bench/artifacts/", {
-        "version": version, "commit": f"{abs(hash(version)):040x}"[:40], "image": f"bench:{version}"}, token=key)
+async def register(api: Connection, key: str, version: str, changes: bool = False) -> None:
+    """CI registers a build; with `changes`, one change by an author who is no Slipway user, as CI sends them."""
+    artifact = {"version": version, "commit": f"{abs(hash(version)):040x}"[:40], "image": f"bench:{version}"}
+    if changes:
+        artifact["changes"] = [{"sha": hashlib.sha1(version.encode()).hexdigest(), "author": "ci-bot",
+                                "title": f"Change for {version}"}]
+    status, body = await api.request("POST", "/api/v1/applications/bench/artifacts/", artifact, token=key)
     assert status in (200, 201), (status, body)
+
+
+async def release(api: Connection, key: str, version: str, changes: bool = False) -> tuple[int, float]:
+    started = time.perf_counter()
+    await register(api, key, version, changes)
     status, body = await api.request("POST", "/api/v1/applications/bench/releases/",
                                      {"environment": "production", "version": version}, token=key)
     assert status == 201, (status, body)
@@ -173,8 +197,77 @@ async def measure(url: str, keys: dict, database: str) -> None:
     q = statistics.quantiles(latencies, n=20)
     print(f"bench: rollouts.http_revert_dispatch_p50_ms.{database} {statistics.median(latencies) * 1000:.1f} ms")
     print(f"bench: rollouts.http_revert_dispatch_p95_ms.{database} {q[18] * 1000:.1f} ms", flush=True)
+
+    # 3. Production needs one reviewer's approval: the approval that completes it -> first deploy job at an agent.
+    await configure(api, keys["api_key"], requires_approval=True, approval_policy="reviewers", required_approvals=1,
+                    auto_promote=False)
+    latencies = []
+    for n in range(PROMOTION_RUNS):
+        version = f"3.{n}.0"
+        release_id, _ = await release(api, keys["api_key"], version, changes=True)
+        status, body = await api.request("GET", f"/api/v1/applications/bench/releases/{release_id}/",
+                                         token=keys["api_key"])
+        assert body["status"] == "pending_approval", body
+        before = len(fleet.reported)
+        started = time.perf_counter()
+        status, body = await api.request("POST", f"/api/v1/applications/bench/releases/{release_id}/approvals/",
+                                         {"decision": "approve", "comment": "bench"}, token=keys["reviewer_key"])
+        assert status == 201, (status, body)
+        latencies.append(await rolled_out(api, keys["api_key"], fleet, release_id, version, before) - started)
+    print_promotion("http_approval_to_first_deploy", latencies, database)
+
+    # 4. Production takes every build at once (auto_promote, no approval, first in the pipeline): the artifact's
+    # registration -> first deploy job of that artifact at an agent.
+    await configure(api, keys["api_key"], requires_approval=False, auto_promote=True)
+    latencies = []
+    for n in range(PROMOTION_RUNS):
+        version = f"4.{n}.0"
+        before = len(fleet.reported)
+        started = time.perf_counter()
+        await register(api, keys["api_key"], version, changes=True)
+        release_id = await release_of(api, keys["api_key"], version)
+        latencies.append(await rolled_out(api, keys["api_key"], fleet, release_id, version, before) - started)
+    print_promotion("http_autopromote_to_first_deploy", latencies, database)
+    await configure(api, keys["api_key"], auto_promote=False)
     await api.close()
     await fleet.stop()
+
+
+async def configure(api: Connection, key: str, **settings) -> None:
+    status, body = await api.request("PATCH", "/api/v1/applications/bench/environments/production/", settings,
+                                     token=key)
+    assert status == 200, (status, body)
+    assert all(body[name] == value for name, value in settings.items()), (settings, body)
+
+
+async def release_of(api: Connection, key: str, version: str, timeout: float = 10) -> int:
+    """The production release of `version` that auto-promotion asked for."""
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        status, page = await api.request("GET", "/api/v1/applications/bench/releases/?environment=production",
+                                         token=key)
+        assert status == 200, (status, page)
+        found = [r for r in page["results"] if r["version"] == version]
+        if found:
+            return found[0]["id"]
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"no release of {version} was auto-promoted")
+
+
+async def rolled_out(api: Connection, key: str, fleet: Fleet, release_id: int, version: str, before: int) -> float:
+    """Waits for the release to succeed with every agent deployed exactly once; returns when its first deploy job
+    reached an agent."""
+    body = await wait_release(api, key, release_id, fleet, before + AGENTS)
+    assert body["status"] == "succeeded", body
+    jobs = [(t, job) for got in fleet.received.values() for t, job in got if job["version"] == version]
+    assert len(jobs) == AGENTS and len({j["id"] for _, j in jobs}) == AGENTS, "every target deployed exactly once"
+    assert all(job["action"] == "deploy" for _, job in jobs), "nothing reverted"
+    return min(t for t, _ in jobs)
+
+
+def print_promotion(name: str, latencies: list[float], database: str) -> None:
+    print(f"bench: rollouts.{name}_ms.{database} {statistics.median(latencies) * 1000:.1f} ms")
+    print(f"bench: rollouts.{name}_max_ms.{database} {max(latencies) * 1000:.1f} ms", flush=True)
 
 
 def free_port() -> int:
@@ -184,8 +277,11 @@ def free_port() -> int:
 
 
 def run(database: str, env: dict) -> None:
-    keys = json.loads(subprocess.run([sys.executable, __file__, "setup"], env=env, check=True, capture_output=True,
-                                     text=True).stdout.strip().splitlines()[-1])
+    prepared = subprocess.run([sys.executable, __file__, "setup"], env=env, capture_output=True, text=True)
+    if prepared.returncode != 0:
+        sys.stderr.write(prepared.stderr)
+        raise SystemExit(f"setup of the {database} bench database failed (exit {prepared.returncode})")
+    keys = json.loads(prepared.stdout.strip().splitlines()[-1])
     port = free_port()
     log = open(Path(env["SLIPWAY_DATA_DIR"]) / f"serve-{database}.log", "wb")  # noqa: SIM115
     server = subprocess.Popen([sys.executable, "manage.py", "serve", "--port", str(port)], cwd=ROOT, env=env,
