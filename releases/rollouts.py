@@ -284,48 +284,62 @@ def _server_step(rollout: Rollout, *, action: str, wave, target_name: str, versi
                                       action=action, version=version, runs_on_server=runs_on_server)
 
 
+SERVER_PARALLEL = 8  # deploys the command and webhook drivers run at once (a wave or a rollback batch)
+
+
 def run_server_steps(rollout_id: int) -> int:
-    """Run the steps Slipway itself performs (pre-deploy hook, the command driver) — outside any transaction."""
+    """Run the steps Slipway itself performs (gates, the command and webhook drivers) — outside any transaction.
+
+    The pending steps are claimed under row locks (`SKIP LOCKED`: two workers never run the same one) and marked
+    running, then run: a gate alone, a wave's deploys side by side in threads that only run commands or make
+    HTTP calls (the results are written here, on this thread's connection).
+    """
     ran = 0
     while True:
         with transaction.atomic():
-            step = (RolloutStep.objects.select_for_update(skip_locked=True, of=("self",))
-                    .select_related("rollout__release__environment", "rollout__release__artifact",
-                                    "rollout__release__previous_artifact")
-                    .filter(rollout_id=rollout_id, runs_on_server=True, status=RolloutStep.Status.PENDING)
-                    .order_by("index").first())
-            if step is None:
+            steps = list(RolloutStep.objects.select_for_update(skip_locked=True, of=("self",))
+                         .select_related("rollout__release__environment", "rollout__release__artifact",
+                                         "rollout__release__previous_artifact", "rollout__release__application")
+                         .filter(rollout_id=rollout_id, runs_on_server=True, status=RolloutStep.Status.PENDING)
+                         .order_by("index")[:SERVER_PARALLEL])
+            if not steps:
                 return ran
-            step.status, step.started_at = RolloutStep.Status.RUNNING, timezone.now()
-            step.save(update_fields=["status", "started_at"])
-        environment = step.rollout.release.environment
-        if step.action in GATES:
-            ok, output = GATES[step.action](step)
-            RolloutStep.objects.filter(pk=step.pk).update(
-                status=RolloutStep.Status.SUCCEEDED if ok else RolloutStep.Status.FAILED, finished_at=timezone.now(),
-                output=output[-RolloutStep.OUTPUT_LIMIT:])
-            publish_changed(rollout_id)
-            ran += 1
-            continue
-        if environment.driver == "webhook":
-            ok, output = call_webhook(step)
-            if ok:  # the receiver took the job: the step finishes with its signed callback
-                RolloutStep.objects.filter(pk=step.pk).update(output=output[-RolloutStep.OUTPUT_LIMIT:])
-                publish_changed(rollout_id)
-                ran += 1
-                continue
-            RolloutStep.objects.filter(pk=step.pk).update(status=RolloutStep.Status.FAILED, finished_at=timezone.now(),
-                                                          output=output, health={"ok": False, "detail": output[:500]})
-            ran += 1
-            continue
-        ok, output = _run_command(environment.deploy_command, step, environment.step_timeout_seconds)
-        RolloutStep.objects.filter(pk=step.pk).update(
-            status=RolloutStep.Status.SUCCEEDED if ok else RolloutStep.Status.FAILED, finished_at=timezone.now(),
-            output=output[-RolloutStep.OUTPUT_LIMIT:], health={"ok": ok, "detail": "exit 0" if ok else "command failed"})
-        if ok and step.target_id:
-            Target.objects.filter(pk=step.target_id).update(version=step.version)
+            now = timezone.now()
+            RolloutStep.objects.filter(pk__in=[s.pk for s in steps]).update(status=RolloutStep.Status.RUNNING,
+                                                                            started_at=now)
         publish_changed(rollout_id)
-        ran += 1
+        if len(steps) == 1:
+            outcomes = [_perform(steps[0])]
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(len(steps), thread_name_prefix="slipway-step") as pool:
+                outcomes = list(pool.map(_perform, steps))
+        for step, fields in zip(steps, outcomes, strict=True):
+            fields["output"] = fields["output"][-RolloutStep.OUTPUT_LIMIT:]
+            if "status" in fields:
+                fields["finished_at"] = timezone.now()
+            RolloutStep.objects.filter(pk=step.pk).update(**fields)
+            if fields.get("status") == RolloutStep.Status.SUCCEEDED and step.target_id:
+                Target.objects.filter(pk=step.target_id).update(version=step.version)
+        publish_changed(rollout_id)
+        ran += len(steps)
+
+
+def _perform(step: RolloutStep) -> dict:
+    """Run one server-side step; returns the fields to store (no `status`: it is still running, elsewhere)."""
+    environment = step.rollout.release.environment
+    if step.action in GATES:
+        ok, output = GATES[step.action](step)
+        return {"status": RolloutStep.Status.SUCCEEDED if ok else RolloutStep.Status.FAILED, "output": output}
+    if environment.driver == "webhook":
+        ok, output = call_webhook(step)
+        if ok:  # the receiver took the job: the step finishes with its signed callback
+            return {"output": output}
+        return {"status": RolloutStep.Status.FAILED, "output": output, "health": {"ok": False, "detail": output[:500]}}
+    ok, output = _run_command(environment.deploy_command, step, environment.step_timeout_seconds)
+    return {"status": RolloutStep.Status.SUCCEEDED if ok else RolloutStep.Status.FAILED, "output": output,
+            "health": {"ok": ok, "detail": "exit 0" if ok else "command failed"}}
 
 
 def sign(secret: str, body: bytes) -> str:

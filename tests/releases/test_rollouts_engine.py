@@ -320,3 +320,49 @@ def test_silent_agents_are_marked_offline(setup):
     Target.objects.filter(name__in=["b", "c"]).update(last_seen=now)
     check_running_rollouts()
     assert dict(Target.objects.values_list("name", "status")) == {"a": "offline", "b": "online", "c": "online"}
+
+
+def test_rollback_is_the_fast_path_past_locks_freezes_and_gates(setup, user, django_capture_on_commit_callbacks):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from releases.models import AuditEvent
+    from releases.promotions import do_create_freeze, do_lock, do_rollback
+
+    env, v1, v2 = setup
+    env.pre_deploy_command, env.manual_gates = "exit 1", True  # neither may run on the way back
+    env.smoke_test_command, env.rollback_batch_size = "exit 1", 2
+    env.strategy = {"kind": "canary", "steps": [10, 100], "pause_seconds": 3600}
+    env.save()
+    for artifact in (v1, v2):
+        Release.objects.create(application=env.application, environment=env, artifact=artifact, kind="recorded",
+                               status="succeeded")
+    env.current_artifact = v2
+    env.save()
+    do_lock(Actor(user), env, reason="incident")
+    now = timezone.now()
+    do_create_freeze(Actor(user), env, reason="holidays", starts_at=now - timedelta(hours=1),
+                     ends_at=now + timedelta(hours=1), weekdays=[], start_time=None, end_time=None,
+                     timezone_name="UTC")
+    with django_capture_on_commit_callbacks(execute=True):
+        back = do_rollback(Actor(user), env, artifact=v1, reason="errors since 2.0.0")
+    assert do_advance_rollout(back.rollout.pk) == "succeeded"
+    steps = list(RolloutStep.objects.filter(rollout__release=back).order_by("index").values_list("action", "wave"))
+    assert steps == [("deploy", 0), ("deploy", 0), ("deploy", 1)]  # batches of rollback_batch_size, no gates
+    env.refresh_from_db()
+    assert env.current_artifact == v1
+    assert AuditEvent.objects.filter(kind="release.rollback_requested", object_id=str(back.pk)).exists()
+
+
+def test_command_driver_runs_a_waves_deploys_side_by_side(setup, tmp_path):
+    env, v1, v2 = setup
+    env.pre_deploy_command = ""
+    env.deploy_command = f"echo start >> {tmp_path}/log; sleep 1; echo end >> {tmp_path}/log"
+    env.strategy = {"kind": "rolling", "batch_size": 3, "max_unavailable": 3}
+    env.save()
+    release, rollout = rollout_for(env, v1, v2)
+    assert do_advance_rollout(rollout.pk) == "succeeded"
+    # All three started before any ended: one after another would read start, end, start, end, …
+    assert (tmp_path / "log").read_text().split() == ["start"] * 3 + ["end"] * 3
+    assert dict(Target.objects.values_list("name", "version")) == {"a": "2.0.0", "b": "2.0.0", "c": "2.0.0"}
