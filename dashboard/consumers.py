@@ -6,6 +6,7 @@ from asgiref.sync import async_to_sync
 from channels.generic.websocket import WebsocketConsumer
 from django.template.loader import render_to_string
 
+from dashboard.progress import rollout_progress
 from releases import selectors
 from releases.models import Rollout
 from releases.permissions import Actor, Permission, can
@@ -30,4 +31,7 @@ class RolloutConsumer(WebsocketConsumer):
 
     def rollout_changed(self, event):
         rollout = selectors.rollout_page(event["rollout_id"])
-        self.send(text_data=render_to_string("dashboard/release.html#progress", {"rollout": rollout}))
+        if rollout is None:  # deleted meanwhile
+            return
+        self.send(text_data=render_to_string("dashboard/release.html#progress",
+                                             {"rollout": rollout, "progress": rollout_progress(rollout)}))

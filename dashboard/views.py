@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
@@ -15,6 +16,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from config.errors import Invalid
+from dashboard.progress import rollout_progress
 from environments.models import Environment, Lock
 from releases import selectors
 from releases.batches import approval_state, blocked_by, group_key, release_batch
@@ -159,9 +161,10 @@ def release_detail(request: HttpRequest, pk: int) -> HttpResponse:
     release = get_object_or_404(Release.objects.select_related(
         "application", "environment", "artifact", "previous_artifact", "requested_by", "forced_by"), pk=pk)
     require(Actor(request.user), Permission.VIEW, release.application)
-    rollout = Rollout.objects.filter(release=release).values_list("pk", flat=True).first()
+    rollout_id = Rollout.objects.filter(release=release).values_list("pk", flat=True).first()
+    rollout = selectors.rollout_page(rollout_id) if rollout_id else None
     context = {"card": release_card(release, request.user), "timeline": selectors.release_timeline(release),
-               "rollout": selectors.rollout_page(rollout) if rollout else None}
+               "rollout": rollout, "progress": rollout_progress(rollout) if rollout else None}
     template = "dashboard/release.html#approvals" if request.htmx else "dashboard/release.html"
     return render(request, template, context)
 
@@ -206,6 +209,8 @@ def environment_detail(request: HttpRequest, slug: str, name: str) -> HttpRespon
         "environment": environment, "history": history, "rollback_targets": rollback_targets,
         "locks": environment.locks.filter(released_at__isnull=True).select_related("locked_by"),
         "can_rollback": can(Actor(request.user), Permission.ROLLBACK, environment.application, environment),
+        "targets": selectors.targets_of(environment),
+        "slipway_url": settings.SLIPWAY_BASE_URL.rstrip("/"),
     }
     return render(request, "dashboard/environment.html", context)
 

@@ -151,3 +151,18 @@ def rollout_page(rollout_id: int):
     return (Rollout.objects.select_related("release__environment", "release__artifact")
             .prefetch_related(Prefetch("steps", queryset=RolloutStep.objects.order_by("index")))
             .filter(pk=rollout_id).first())
+
+
+def targets_of(environment: Environment) -> QuerySet:
+    """The environment's hosts by name, each with `drifted` (it runs another version than the environment and
+    `expected_version`, what the environment runs): one query."""
+    from django.db.models import BooleanField, ExpressionWrapper, F, Value
+    from django.db.models.functions import Coalesce
+
+    from environments.models import Target
+
+    expected = Coalesce(F("environment__current_artifact__version"), Value(""))
+    return (Target.objects.filter(environment=environment)
+            .annotate(expected_version=expected)
+            .annotate(drifted=ExpressionWrapper(~Q(version=F("expected_version")), output_field=BooleanField()))
+            .order_by("name"))

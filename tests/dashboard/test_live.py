@@ -46,6 +46,7 @@ def test_watcher_sees_each_host_change(settings):
 
     html = async_to_sync(scenario)()
     assert html.lstrip().startswith('<div id="progress"') and 'data-target="web-1"' in html and "running" in html
+    assert "0 of 1 target on 2.0.0 · wave 1</label>" in html and 'max="1" value="0"' in html  # the summary too
 
 
 def test_strangers_are_refused():

@@ -1,0 +1,85 @@
+"""The rollout summary the release page shows above its steps: how many targets are there yet, and each step's time.
+
+Built from a rollout loaded by `selectors.rollout_page` (steps prefetched, release and artifact joined): no queries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from releases.models import Rollout, RolloutStep
+
+DONE = RolloutStep.Status.SUCCEEDED
+# Reverting starts from these: a pending deploy no agent has claimed touched nothing.
+TOUCHED = (RolloutStep.Status.RUNNING, RolloutStep.Status.SUCCEEDED, RolloutStep.Status.FAILED)
+REVERT_STATUSES = (Rollout.Status.REVERTING, Rollout.Status.REVERTED)
+
+
+@dataclass(frozen=True, slots=True)
+class StepRow:
+    step: RolloutStep
+    duration: timedelta | None  # finished_at − started_at, once both are known
+
+    @property
+    def wave_number(self) -> int | None:
+        """Waves as people count them (the API's `wave` counts from 0)."""
+        return None if self.step.wave is None else self.step.wave + 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RolloutProgress:
+    done: int
+    total: int
+    version: str | None  # what `done` targets run: the new version, or the one put back when reverting
+    reverting: bool
+    wave: int | None  # the newest wave with deploys, counted from 1
+    nothing_to_put_back: bool = False
+    rows: tuple[StepRow, ...] = ()
+
+    @property
+    def max(self) -> int:
+        """A <progress> element's max must be positive."""
+        return max(self.total, 1)
+
+    @property
+    def text(self) -> str:
+        if self.reverting:
+            if not self.total:
+                return "No target was touched: nothing to put back"
+            if self.nothing_to_put_back:
+                return f"{_targets(self.total)} touched · no earlier version to put back"
+            back_on = f"back on {self.version}" if self.version else "put back"
+            return f"{self.done} of {_targets(self.total, 'touched target')} {back_on}"
+        text = f"{self.done} of {_targets(self.total)} on {self.version}"
+        return f"{text} · wave {self.wave}" if self.wave is not None else text
+
+
+def _targets(count: int, noun: str = "target") -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def rollout_progress(rollout: Rollout) -> RolloutProgress:
+    """Deploying: targets whose deploy succeeded out of the rollout's targets. Reverting: targets put back out of
+    those touched."""
+    steps = list(rollout.steps.all())
+    rows = tuple(StepRow(s, s.finished_at - s.started_at if s.started_at and s.finished_at else None) for s in steps)
+    deploys = [s for s in steps if s.action == "deploy"]
+    reverts = [s for s in steps if s.action == "revert"]
+    waves = [s.wave for s in deploys if s.wave is not None]
+    wave = max(waves) + 1 if waves else None
+    if rollout.status in REVERT_STATUSES or reverts:
+        touched = _names(s for s in deploys if s.status in TOUCHED) | _names(reverts)
+        version = reverts[-1].version if reverts else None
+        return RolloutProgress(done=len(_names(s for s in reverts if s.status == DONE)), total=len(touched),
+                               version=version or None, reverting=True, wave=wave, rows=rows,
+                               nothing_to_put_back=rollout.release.previous_artifact_id is None)
+    targets = set(rollout.targets)
+    done = _names(s for s in deploys if s.status == DONE) & targets
+    return RolloutProgress(done=len(done), total=len(targets), version=rollout.release.artifact.version,
+                           reverting=False, wave=wave, rows=rows)
+
+
+def _names(steps: Iterable[RolloutStep]) -> set[str]:
+    return {s.target_name for s in steps}
