@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -11,9 +13,64 @@ from environments.api.views import environment_for
 from environments.models import Target
 from environments.services import do_create_registration_token
 from releases.api.release_views import release_for
-from releases.models import Rollout
+from releases.models import Rollout, RolloutStep
 from releases.permissions import Actor
 from releases.rollouts import do_control_rollout
+
+COMMANDS = ("pause", "resume", "cancel", "revert")
+
+# The serializers below only describe the hand-built JSON for the schema: scripts depend on its exact shape, so
+# the views keep building it themselves (tests/releases/test_rollout_schema.py checks the two agree).
+
+
+class HealthOut(serializers.Serializer):
+    ok = serializers.BooleanField()
+    detail = serializers.CharField()
+
+
+class RolloutStepOut(serializers.Serializer):
+    index = serializers.IntegerField(help_text="Order of the step in the rollout, from 1.")
+    wave = serializers.IntegerField(allow_null=True, help_text="Wave the step belongs to, from 0; null for the "
+                                                               "pre-deploy hook.")
+    target = serializers.CharField(allow_null=True, help_text="Target name; null for steps on the wave "
+                                                              "(smoke test, pause, analysis, gates).")
+    action = serializers.CharField(help_text="What the step does to its target or wave, e.g. `deploy`, `revert`, "
+                                             "`pre_deploy`, `smoke`, `analysis`, `manual_gate`.")
+    version = serializers.CharField(help_text="The version the step puts in place (empty for some wave steps).")
+    status = serializers.ChoiceField(choices=RolloutStep.Status.choices)
+    health = HealthOut(allow_null=True, help_text="The health check's verdict once reported.")
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    output = serializers.CharField(help_text="Output streamed by the agent or worker, at most 64 KB.")
+
+
+class RolloutOut(serializers.Serializer):
+    status = serializers.ChoiceField(choices=Rollout.Status.choices)
+    strategy = serializers.DictField(help_text='The strategy fixed when the rollout started, e.g. '
+                                               '{"kind": "cautious"}.')
+    targets = serializers.ListField(child=serializers.CharField(), help_text="Target names in deploy order.")
+    steps = RolloutStepOut(many=True)
+
+
+class TargetOut(serializers.Serializer):
+    name = serializers.CharField()
+    status = serializers.ChoiceField(choices=Target.Status.choices)
+    version = serializers.CharField(allow_null=True, help_text="The version it runs now; null before its first deploy.")
+    last_seen = serializers.DateTimeField(allow_null=True, help_text="Its agent's last heartbeat or request.")
+    hostname = serializers.CharField()
+
+
+class RegistrationTokenOut(serializers.Serializer):
+    token = serializers.CharField(help_text="`slr_…`: shown once, only its hash is kept. Give it to "
+                                            "`python -m environments.agent --registration-token`.")
+
+
+class ErrorOut(serializers.Serializer):
+    code = serializers.CharField()
+    detail = serializers.CharField()
+
+
+NOT_FOUND = OpenApiResponse(ErrorOut, description="No such application, environment, release or rollout.")
 
 
 def rollout_out(rollout: Rollout) -> dict:
@@ -26,6 +83,8 @@ def rollout_out(rollout: Rollout) -> dict:
 
 
 class RolloutView(APIView):
+    @extend_schema(summary="A release's rollout: its status, strategy, targets and every step",
+                   responses={200: RolloutOut, 404: NOT_FOUND})
     def get(self, request: Request, slug: str, pk: int) -> Response:
         release = release_for(request, slug, pk)
         rollout = Rollout.objects.filter(release=release).first()
@@ -35,14 +94,25 @@ class RolloutView(APIView):
 
 
 class RolloutControlView(APIView):
+    @extend_schema(
+        summary="Pause, resume, cancel or revert a release's rollout",
+        description="`cancel` and `revert` put every target touched so far back on the previous version. "
+                    "Answers with the rollout as `GET …/rollout/` does.",
+        parameters=[OpenApiParameter("command", str, OpenApiParameter.PATH, enum=COMMANDS)],
+        request=None,
+        responses={200: RolloutOut, 404: NOT_FOUND,
+                   409: OpenApiResponse(ErrorOut, description="The release has no rollout, or it has finished.")},
+    )
     def post(self, request: Request, slug: str, pk: int, command: str) -> Response:
-        if command not in ("pause", "resume", "cancel", "revert"):
+        if command not in COMMANDS:
             raise NotFound(f"No rollout command '{command}'.")
         release = release_for(request, slug, pk)
         return Response(rollout_out(do_control_rollout(Actor.from_request(request), release, command)))
 
 
 class TargetListView(APIView):
+    @extend_schema(summary="The environment's targets (hosts) with their status, version and last heartbeat",
+                   responses={200: TargetOut(many=True), 404: NOT_FOUND})
     def get(self, request: Request, slug: str, name: str) -> Response:
         environment = environment_for(request, slug, name)
         return Response([{"name": t.name, "status": t.status, "version": t.version or None, "last_seen": t.last_seen,
@@ -52,6 +122,10 @@ class TargetListView(APIView):
 class RegistrationTokenView(APIView):
     """Scope `admin`: a token agents register with to become targets of this environment."""
 
+    @extend_schema(summary="Create a registration token for deploy agents",
+                   description="Scope `admin`. Agents register with it to become targets of this environment. "
+                               "The body, if any, is an empty JSON object.",
+                   request=None, responses={201: RegistrationTokenOut, 404: NOT_FOUND})
     def post(self, request: Request, slug: str, name: str) -> Response:
         environment = environment_for(request, slug, name)
         if not isinstance(request.data, dict):
