@@ -24,8 +24,8 @@ class StepRow:
 
     @property
     def wave_number(self) -> int | None:
-        """Waves as people count them (the API's `wave` counts from 0)."""
-        return None if self.step.wave is None else self.step.wave + 1
+        """Waves as people count them, from 1, as the API shows them."""
+        return self.step.wave_number
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -152,7 +152,7 @@ def health_steps(checked: list[tuple[RolloutStep, float]], now) -> list[RolloutS
                .values("rollout_id").annotate(top=Max("index")).values_list("rollout_id", "top"))
     rows = []
     for step, seconds in checked:
-        top[step.rollout_id] = top.get(step.rollout_id, 0) + 1
+        top[step.rollout_id] = top.get(step.rollout_id, -1) + 1
         ok = bool((step.health or {}).get("ok"))
         rows.append(RolloutStep(
             rollout_id=step.rollout_id, index=top[step.rollout_id], wave=step.wave, target_id=step.target_id,
@@ -167,8 +167,8 @@ def health_steps(checked: list[tuple[RolloutStep, float]], now) -> list[RolloutS
 def apply_reports(reports: list[Report], targets: dict[str, Target] | None = None) -> list[Answer]:
     """Store agents' reports in one transaction and answer each, in order (200, or 401/403/404/409 naming why).
 
-    The reconciler is woken when a report is unhealthy (a revert starts at once) or settles the last open step
-    of its rollout. The rollouts' rows are locked first, as the reconciler does, so of two reports finishing a
+    The reconciler is woken when a report is unhealthy (a revert starts at once), comes from a reverting rollout
+    (the host is put back as soon as it is free) or settles the last open step of its rollout. The rollouts' rows are locked first, as the reconciler does, so of two reports finishing a
     wave at the same moment the later one always sees the other and wakes it.
     """
     if targets is None:
@@ -177,7 +177,8 @@ def apply_reports(reports: list[Report], targets: dict[str, Target] | None = Non
     with transaction.atomic():
         step_ids = {r.step_id for r in reports}
         rollout_ids = sorted(set(RolloutStep.objects.filter(pk__in=step_ids).values_list("rollout_id", flat=True)))
-        list(Rollout.objects.select_for_update().filter(pk__in=rollout_ids).order_by("pk").values_list("pk"))
+        reverting = {pk for pk, status in Rollout.objects.select_for_update().filter(pk__in=rollout_ids)
+                     .order_by("pk").values_list("pk", "status") if status == Rollout.Status.REVERTING}
         steps = {s.pk: s for s in RolloutStep.objects.select_for_update(of=("self",)).filter(pk__in=step_ids)}
         now = timezone.now()
         changed: list[RolloutStep] = []
@@ -205,8 +206,8 @@ def apply_reports(reports: list[Report], targets: dict[str, Target] | None = Non
                     checked.append((step, report.health_seconds))
                 if report.succeeded and report.version:
                     versions[report.version].append(target.pk)
-                if not report.healthy:
-                    wake.add(step.rollout_id)
+                if not report.healthy or step.rollout_id in reverting:
+                    wake.add(step.rollout_id)  # a revert starts (or goes on) at once
                 answers[n] = (200, {"ok": True})
         checks = health_steps(checked, now)
         _save_results(changed)

@@ -379,6 +379,7 @@ class RolloutStep(models.Model):
         RUNNING = "running"
         SUCCEEDED = "succeeded"
         FAILED = "failed"
+        SKIPPED = "skipped"  # never started: the rollout was reverting by then
 
     rollout = models.ForeignKey(Rollout, on_delete=models.CASCADE, related_name="steps")
     index = models.PositiveIntegerField()
@@ -401,3 +402,8 @@ class RolloutStep(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.target_name} ({self.status})"
+
+    @property
+    def wave_number(self) -> int | None:
+        """The wave as people (and the API) count it, from 1; `wave` is the planner's index, from 0."""
+        return None if self.wave is None else self.wave + 1

@@ -59,7 +59,7 @@ def analyse(rollout: Rollout, wave: int, traffic_percent: int | None) -> bool | 
     """Canary analysis between steps, the default hook: it passes. Monitoring plugs in here.
 
     A hook is any callable named by the `SLIPWAY_CANARY_ANALYSIS` setting (a dotted path) taking the rollout, the
-    wave just deployed and the traffic percentage it serves, and returning True to go on or False to revert —
+    wave just deployed (counted from 1, as the API shows it) and the traffic percentage it serves, and returning True to go on or False to revert —
     optionally as `(ok, detail)`, the detail shown on the step. It runs in the worker, outside any transaction and
     lock, so it may take its time (query metrics, wait for samples); an exception counts as a failure.
     """
@@ -173,11 +173,20 @@ def _advance_once(rollout: Rollout) -> bool:
     """One reconciliation: True when something changed and another look may move further."""
     the_plan = plan_of(rollout)
     progress = progress_from(rollout.progress)
-    action = next_action(the_plan, progress)
     open_steps = rollout.steps.filter(status__in=OPEN_STEP)
-    if open_steps.exists():
+    waiting = open_steps.exists()
+    if waiting:
         _fail_stuck(rollout, open_steps)
-        return False
+        if not progress.reverting and _failed_meanwhile(rollout, progress):
+            progress = progress.abort()  # one host of a wave failed: revert now, not when the whole wave is done
+    if progress.reverting:
+        progress = _fold_stragglers(rollout, progress)
+    action = next_action(the_plan, progress)
+    if waiting and not isinstance(action, Revert):
+        if progress.reverting and rollout.status != Rollout.Status.REVERTING:
+            rollout.progress, rollout.status = progress_to(progress), Rollout.Status.REVERTING
+            rollout.save(update_fields=["progress", "status"])
+        return False  # steps under way; their reports wake the reconciler
     now = timezone.now()
     if isinstance(action, Deploy | Revert | HealthCheck):
         progress, dispatched = _fold_or_dispatch(rollout, action, progress)
@@ -253,20 +262,26 @@ def _fold_or_dispatch(rollout: Rollout, action, progress: Progress) -> tuple[Pro
         # Nothing ran here before: there is no earlier version to put back.
         return record(progress, action), False
     else:
-        settled = {n for n, s in newest.items() if s.status == RolloutStep.Status.SUCCEEDED
-                   or attempts[n] >= REVERT_ATTEMPTS}
-        if settled:
-            for name in settled - {n for n, s in newest.items() if s.status == RolloutStep.Status.SUCCEEDED}:
+        # Reverts start while other steps still run: a host still deploying is reverted once it has reported.
+        busy = set(rollout.steps.filter(status__in=OPEN_STEP, target_name__in=wanted)
+                   .values_list("target_name", flat=True))
+        succeeded = {n for n, s in newest.items() if s.status == RolloutStep.Status.SUCCEEDED and n not in busy}
+        given_up = {n for n, s in newest.items() if s.status == RolloutStep.Status.FAILED and n not in busy
+                    and attempts[n] >= REVERT_ATTEMPTS}
+        if succeeded | given_up:
+            for name in sorted(given_up):
                 log.error("giving up reverting %s after %d attempts", name, REVERT_ATTEMPTS)
-            return record(progress, Revert(targets=tuple(sorted(settled)))), False
+            return record(progress, Revert(targets=tuple(sorted(succeeded | given_up)))), False
         # Never tried, or failed and worth another try.
-        to_dispatch = wanted
+        to_dispatch = wanted - busy
+        if not to_dispatch:
+            return progress, True  # waiting for the reports
     release = rollout.release
     version = (release.previous_artifact.version if kind == "revert" and release.previous_artifact
                else release.artifact.version)
     targets = {t.name: t for t in Target.objects.filter(environment=release.environment, name__in=to_dispatch)}
     on_server = release.environment.driver in ("command", "webhook")
-    first = (rollout.steps.order_by("-index").values_list("index", flat=True).first() or 0) + 1
+    first = next_index(rollout)
     # One insert for the whole wave: a thousand-target rollout must not pay a query per step.
     RolloutStep.objects.bulk_create([
         RolloutStep(rollout=rollout, index=first + offset, wave=getattr(action, "wave", None), target=targets.get(name),
@@ -277,9 +292,38 @@ def _fold_or_dispatch(rollout: Rollout, action, progress: Progress) -> tuple[Pro
     return progress, True
 
 
+def next_index(rollout: Rollout) -> int:
+    """The number of the rollout's next step: steps count from 0, in the order they were recorded."""
+    top = rollout.steps.order_by("-index").values_list("index", flat=True).first()
+    return 0 if top is None else top + 1
+
+
+def _failed_meanwhile(rollout: Rollout, progress: Progress) -> bool:
+    """Has a deploy of this rollout failed (or its health check) since the last reconciliation?"""
+    return (rollout.steps.filter(action="deploy").exclude(target_name__in=progress.touched)
+            .filter(Q(status=RolloutStep.Status.FAILED) | Q(status=RolloutStep.Status.SUCCEEDED)
+                    & ~Q(health__ok=True)).exists())
+
+
+def _fold_stragglers(rollout: Rollout, progress: Progress) -> Progress:
+    """While reverting: deploys not started yet are skipped; deploys that finished after the revert began count
+    as touched, so they are put back too (none is left on the new version)."""
+    rollout.steps.filter(action="deploy", status=RolloutStep.Status.PENDING).update(
+        status=RolloutStep.Status.SKIPPED, output="[slipway] not started: the rollout is reverting",
+        finished_at=timezone.now())
+    finished = list(rollout.steps.filter(action="deploy", status__in=(RolloutStep.Status.SUCCEEDED,
+                                                                     RolloutStep.Status.FAILED))
+                    .exclude(target_name__in=progress.touched).values_list("target_name", "status", "health"))
+    if not finished:
+        return progress
+    bad = [name for name, status, health in finished
+           if status == RolloutStep.Status.FAILED or not (health or {}).get("ok")]
+    return record(progress, Deploy(wave=0, targets=tuple(name for name, _, _ in finished)), failed=bad)
+
+
 def _server_step(rollout: Rollout, *, action: str, wave, target_name: str, version: str, target=None,
                  runs_on_server: bool = True) -> RolloutStep:
-    index = (rollout.steps.order_by("-index").values_list("index", flat=True).first() or 0) + 1
+    index = next_index(rollout)
     return RolloutStep.objects.create(rollout=rollout, index=index, wave=wave, target=target, target_name=target_name,
                                       action=action, version=version, runs_on_server=runs_on_server)
 
@@ -423,7 +467,7 @@ def _smoke_gate(step: RolloutStep) -> tuple[bool, str]:
             return False, "\n".join(lines)
     if environment.smoke_test_command:
         ok, output = _run_command(environment.smoke_test_command, step, environment.step_timeout_seconds,
-                                  SLIPWAY_WAVE=str(step.wave), SLIPWAY_TARGETS=",".join(_wave_targets(step)))
+                                  SLIPWAY_WAVE=str(step.wave_number), SLIPWAY_TARGETS=",".join(_wave_targets(step)))
         lines.append(f"$ {environment.smoke_test_command}\n{output.rstrip()}\n" + ("exit 0" if ok else "failed"))
         if not ok:
             return False, "\n".join(lines)
@@ -434,7 +478,7 @@ def _analysis_gate(step: RolloutStep) -> tuple[bool, str]:
     the_plan = plan_of(step.rollout)
     traffic = the_plan.waves[step.wave].traffic_percent if step.wave is not None else None
     try:
-        verdict = analysis_hook()(step.rollout, step.wave, traffic)
+        verdict = analysis_hook()(step.rollout, step.wave_number, traffic)
     except Exception as error:  # a broken hook must stop the rollout, not the worker
         log.exception("canary analysis hook failed")
         return False, f"analysis hook raised {type(error).__name__}: {error}"
@@ -471,7 +515,7 @@ def _switched(rollout: Rollout) -> None:
 
 
 def _gate_step(rollout: Rollout, wave: int, action: str, *, ok: bool, output: str) -> None:
-    index = (rollout.steps.order_by("-index").values_list("index", flat=True).first() or 0) + 1
+    index = next_index(rollout)
     now = timezone.now()
     RolloutStep.objects.create(rollout=rollout, index=index, wave=wave, action=action, started_at=now,
                                finished_at=now, output=output[:RolloutStep.OUTPUT_LIMIT],

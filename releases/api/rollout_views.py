@@ -29,13 +29,13 @@ class HealthOut(serializers.Serializer):
 
 
 class RolloutStepOut(serializers.Serializer):
-    index = serializers.IntegerField(help_text="Order of the step in the rollout, from 1.")
-    wave = serializers.IntegerField(allow_null=True, help_text="Wave the step belongs to, from 0; null for the "
+    index = serializers.IntegerField(help_text="Order of the step in the rollout, from 0.")
+    wave = serializers.IntegerField(allow_null=True, help_text="Wave the step belongs to, from 1; null for the "
                                                                "pre-deploy hook.")
     target = serializers.CharField(allow_null=True, help_text="Target name; null for steps on the wave "
                                                               "(smoke test, pause, analysis, gates).")
     action = serializers.CharField(help_text="What the step does to its target or wave, e.g. `deploy`, `revert`, "
-                                             "`pre_deploy`, `smoke`, `analysis`, `manual_gate`.")
+                                             "`health`, `pre_deploy`, `smoke`, `pause`, `analysis`, `manual_gate`, `switch`.")
     version = serializers.CharField(help_text="The version the step puts in place (empty for some wave steps).")
     status = serializers.ChoiceField(choices=RolloutStep.Status.choices)
     health = HealthOut(allow_null=True, help_text="The health check's verdict once reported.")
@@ -76,7 +76,7 @@ NOT_FOUND = OpenApiResponse(ErrorOut, description="No such application, environm
 def rollout_out(rollout: Rollout) -> dict:
     return {
         "status": rollout.status, "strategy": rollout.strategy, "targets": rollout.targets,
-        "steps": [{"index": s.index, "wave": s.wave, "target": s.target_name or None, "action": s.action,
+        "steps": [{"index": s.index, "wave": s.wave_number, "target": s.target_name or None, "action": s.action,
                    "version": s.version, "status": s.status, "health": s.health, "started_at": s.started_at,
                    "finished_at": s.finished_at, "output": s.output} for s in rollout.steps.order_by("index")],
     }

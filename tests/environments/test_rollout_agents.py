@@ -103,7 +103,7 @@ def test_cautious_rollout_then_automatic_revert(fleet):
     status, rollout = api(fleet, "GET", f"/applications/shop/releases/{release['id']}/rollout/")
     deploys = [s for s in rollout["steps"] if s["action"] == "deploy"]
     assert sorted(s["target"] for s in deploys) == ["web-1", "web-2", "web-3", "web-4"]  # each once
-    assert [s["wave"] for s in deploys] == [0, 1, 1, 2]  # waves of 1, 2, then the rest
+    assert [s["wave"] for s in deploys] == [1, 2, 2, 3]  # waves of 1, 2, then the rest
     assert all("deploying 2.0.0" in s["output"] for s in deploys)
     checks = [s for s in rollout["steps"] if s["action"] == "health"]
     assert sorted(s["target"] for s in checks) == ["web-1", "web-2", "web-3", "web-4"]  # one after each deploy
@@ -187,9 +187,9 @@ def test_agent_api_refuses_bad_input(fleet, client):
 
 
 @pytest.mark.parametrize("strategy,waves,deployed", [
-    ({"kind": "rolling", "batch_size": 2}, [0, 0, 1, 1], 4),
-    ({"kind": "canary", "steps": [25, 50, 100], "pause_seconds": 1}, [0, 1, 2, 2], 4),
-    ({"kind": "blue_green"}, [0, 0], 2),
+    ({"kind": "rolling", "batch_size": 2}, [1, 1, 2, 2], 4),
+    ({"kind": "canary", "steps": [25, 50, 100], "pause_seconds": 1}, [1, 2, 3, 3], 4),
+    ({"kind": "blue_green"}, [1, 1], 2),
 ])
 def test_other_strategies_with_real_agents(fleet, strategy, waves, deployed):
     fleet["env"].strategy = strategy
@@ -304,6 +304,52 @@ def test_watching_a_rollout_live_in_the_browser(fleet):
         page.goto(fleet["url"] + f"/releases/{body['id']}/")
         assert page.locator('#progress[data-rollout-status="succeeded"]').count() == 0  # still under way at load
         # No reload from here on: the rows arrive and change over the WebSocket.
-        page.locator('#progress tr[data-target="web-2"][data-status="succeeded"]').first.wait_for(timeout=30_000)
+        page.locator('#progress tr[data-target="web-2"][data-action="deploy"][data-status="succeeded"]').wait_for(timeout=30_000)
         page.locator('#progress[data-rollout-status="succeeded"]').wait_for(timeout=30_000)
         browser.close()
+
+
+@pytest.mark.browser
+def test_pause_resume_and_revert_from_the_browser(fleet):
+    """The release page's buttons drive a real rollout: pause holds the next wave, resume goes on, revert now puts
+    every touched host back."""
+    from django.contrib.auth import get_user_model
+    from playwright.sync_api import sync_playwright
+
+    from tests.dashboard.test_browser import ARGS, CHROMIUM
+
+    get_user_model().objects.create_superuser("driver", password="driver-password-1")
+    for n in range(1, 4):
+        fleet["start"](f"web-{n}", deploy="sleep 1.5; " + DEPLOY)
+    wait_for(lambda: Target.objects.filter(environment=fleet["env"]).count() == 3, what="3 agents registered")
+    factories.ArtifactFactory(application=fleet["app"], version="6.0.0")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        page = browser.new_page()
+        page.on("dialog", lambda dialog: dialog.accept())  # "Revert every target touched so far?"
+        page.goto(fleet["url"] + "/login/")
+        page.get_by_label("Username").fill("driver")
+        page.get_by_label("Password").fill("driver-password-1")
+        page.keyboard.press("Enter")
+        page.wait_for_url(lambda url: "/login/" not in url)
+        status, body = api(fleet, "POST", "/applications/shop/releases/", {"environment": "production",
+                                                                          "version": "6.0.0"})
+        assert status == 201
+        page.goto(fleet["url"] + f"/releases/{body['id']}/")
+        page.get_by_role("button", name="Pause").click()
+        page.locator('#progress[data-rollout-status="paused"]').wait_for(timeout=15_000)
+        # The first wave finishes; the second is not dispatched while paused.
+        wait_for(lambda: RolloutStep.objects.filter(rollout__release_id=body["id"], action="health").count() == 1,
+                 what="the first wave to finish")
+        time.sleep(1)
+        assert RolloutStep.objects.filter(rollout__release_id=body["id"], action="deploy").count() == 1
+        page.get_by_role("button", name="Resume").click()
+        wait_for(lambda: RolloutStep.objects.filter(rollout__release_id=body["id"], action="deploy").count() == 3,
+                 what="the second wave dispatched after resuming")
+        page.get_by_role("button", name="Revert now").click()
+        page.locator('#progress[data-rollout-status="reverted"]').wait_for(timeout=30_000)
+        assert page.locator('#progress tr[data-action="revert"][data-status="succeeded"]').count() == 3
+        browser.close()
+    release = api(fleet, "GET", f"/applications/shop/releases/{body['id']}/")[1]
+    assert release["status"] == "failed"
+    assert {t.version for t in Target.objects.filter(environment=fleet["env"])} == {"1.0.0"}

@@ -120,7 +120,7 @@ def test_the_endpoints_return_exactly_the_documented_shapes(schema, user, app):
     body = got.json()
     check(body, response_schema(schema, ROLLOUT, "get", "200"), schema)
     assert [s["target"] for s in body["steps"]] == [None, "web-1", None, "web-2"]
-    assert [s["wave"] for s in body["steps"]] == [None, 0, 0, 1] and body["steps"][3]["health"] is None
+    assert [s["wave"] for s in body["steps"]] == [None, 1, 1, 2] and body["steps"][3]["health"] is None
 
     targets = client.get("/api/v1/applications/shop/environments/production/targets/")
     assert targets.status_code == 200

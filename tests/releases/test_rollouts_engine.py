@@ -136,7 +136,7 @@ def test_smoke_test_command_gates_every_wave(setup, tmp_path):
     env.save()
     release, rollout = rollout_for(env, v1, v2)
     assert do_advance_rollout(rollout.pk) == "succeeded"
-    assert (tmp_path / "smoke").read_text().splitlines() == ["smoke 0 a", "smoke 1 b,c"]  # after each wave
+    assert (tmp_path / "smoke").read_text().splitlines() == ["smoke 1 a", "smoke 2 b,c"]  # after each wave
     smoke = RolloutStep.objects.filter(rollout=rollout, action="smoke").order_by("index")
     assert [s.wave for s in smoke] == [0, 1] and all(s.status == "succeeded" for s in smoke)
 
@@ -366,3 +366,64 @@ def test_command_driver_runs_a_waves_deploys_side_by_side(setup, tmp_path):
     # All three started before any ended: one after another would read start, end, start, end, …
     assert (tmp_path / "log").read_text().split() == ["start"] * 3 + ["end"] * 3
     assert dict(Target.objects.values_list("name", "version")) == {"a": "2.0.0", "b": "2.0.0", "c": "2.0.0"}
+
+
+def test_revert_during_a_wave_puts_back_hosts_that_finish_afterwards(setup, user):
+    """A person presses revert while a wave is deploying: what has not started is skipped, what finishes later is
+    reverted as soon as it has reported, and no host is left on the new version."""
+    from releases.rollouts import run_server_steps
+
+    env, v1, v2 = setup
+    env.pre_deploy_command = ""
+    env.strategy = {"kind": "rolling", "batch_size": 3, "max_unavailable": 1}
+    env.save()
+    release, rollout = rollout_for(env, v1, v2)
+    # Stop the worker right after it dispatched a's deploy: run the reconciler without running server steps.
+    from releases import rollouts
+
+    original, rollouts.run_server_steps = rollouts.run_server_steps, lambda rollout_id: 0
+    try:
+        assert do_advance_rollout(rollout.pk) == "running"
+        step = RolloutStep.objects.get(rollout=rollout, action="deploy")
+        RolloutStep.objects.filter(pk=step.pk).update(status="running")  # a's deploy under way
+        do_control_rollout(Actor(user), release, "revert")
+        assert do_advance_rollout(rollout.pk) == "reverting"  # waits for a, dispatches nothing for b and c
+        assert not RolloutStep.objects.filter(rollout=rollout, action="revert").exists()
+        RolloutStep.objects.filter(pk=step.pk).update(status="pending")  # let the worker run it
+    finally:
+        rollouts.run_server_steps = original
+    assert run_server_steps(rollout.pk) == 1
+    assert do_advance_rollout(rollout.pk) == "reverted"
+    steps = list(RolloutStep.objects.filter(rollout=rollout).values_list("action", "target_name", "status"))
+    assert steps == [("deploy", "a", "succeeded"), ("revert", "a", "succeeded")]
+    assert dict(Target.objects.values_list("name", "version")) == {"a": "1.0.0", "b": "", "c": ""}
+
+
+def test_one_failure_in_a_wave_reverts_it_without_waiting_for_the_rest(setup):
+    env, v1, v2 = setup
+    env.pre_deploy_command = ""
+    env.strategy = {"kind": "rolling", "batch_size": 3, "max_unavailable": 3}
+    env.save()
+    release, rollout = rollout_for(env, v1, v2)
+    from releases import rollouts
+
+    original, rollouts.run_server_steps = rollouts.run_server_steps, lambda rollout_id: 0
+    try:
+        assert do_advance_rollout(rollout.pk) == "running"
+        a, b, c = RolloutStep.objects.filter(rollout=rollout, action="deploy").order_by("target_name")
+        RolloutStep.objects.filter(pk=a.pk).update(status="failed", health={"ok": False, "detail": "HTTP 500"})
+        RolloutStep.objects.filter(pk=b.pk).update(status="running")  # still deploying; c not started yet
+        assert do_advance_rollout(rollout.pk) == "reverting"
+        reverts = RolloutStep.objects.filter(rollout=rollout, action="revert")
+        assert [r.target_name for r in reverts] == ["a"]  # at once, while b still deploys
+        c.refresh_from_db()
+        assert c.status == "skipped"  # never starts now
+        RolloutStep.objects.filter(pk=b.pk).update(status="succeeded", health={"ok": True, "detail": "200"})
+        RolloutStep.objects.filter(pk=reverts[0].pk).update(status="succeeded")
+        assert do_advance_rollout(rollout.pk) == "reverting"
+        assert sorted(RolloutStep.objects.filter(rollout=rollout, action="revert").values_list(
+            "target_name", flat=True)) == ["a", "b"]  # b, finished after the revert began, goes back too
+    finally:
+        rollouts.run_server_steps = original
+    assert do_advance_rollout(rollout.pk) == "reverted"
+    assert dict(Target.objects.values_list("name", "version")) == {"a": "", "b": "1.0.0", "c": ""}
