@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.utils import timezone
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
 from rest_framework.pagination import PageNumberPagination
 
@@ -73,3 +74,14 @@ class HasScope(permissions.BasePermission):
 class Pagination(PageNumberPagination):
     page_size_query_param = "page_size"
     max_page_size = 200
+
+
+class BearerTokenScheme(OpenApiAuthenticationExtension):
+    """Describes bearer tokens in the OpenAPI schema (`/api/v1/schema/`), so clients know how to authenticate."""
+
+    target_class = "config.api.BearerTokenAuthentication"
+    name = "bearerToken"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "bearer",
+                "description": "An API token (`manage.py create_api_token` or the API tokens page), with scopes."}

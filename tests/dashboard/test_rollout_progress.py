@@ -117,8 +117,9 @@ def test_release_page_shows_the_summary_and_step_durations(client, release):
     assert "<th>Duration</th>" in progress
     assert '<time datetime="PT1.5S">1.5 s</time>' in progress and '<time datetime="PT75S">1 min 15 s</time>' in progress
     # The rows a browser test watches keep their attributes.
-    assert progress.count('<tr data-target="web-1" data-status="succeeded">') == 2
-    assert '<tr data-target="web-6" data-status="running">' in progress
+    assert progress.count('<tr data-target="web-1" data-action="deploy" data-status="succeeded">') == 1
+    assert progress.count('<tr data-target="web-1" data-action="health" data-status="succeeded">') == 1
+    assert '<tr data-target="web-6" data-action="deploy" data-status="running">' in progress
 
 
 # session, user, release, rollout id, rollout, its steps, the card (artifacts, changes, approvals twice), timeline

@@ -1,5 +1,6 @@
 """Rollouts with real deploy agents: subprocesses speaking HTTP to a live Slipway with its in-process worker."""
 
+import contextlib
 import json
 import os
 import subprocess
@@ -277,27 +278,37 @@ def test_worker_killed_mid_rollout_resumes_on_rabbitmq(tmp_path):
         server.stop()
 
 
-@pytest.mark.browser
-def test_watching_a_rollout_live_in_the_browser(fleet):
-    """A person on the release page sees each host's step change without reloading (Channels + htmx ws)."""
+@contextlib.contextmanager
+def logged_in_page(fleet, username):
+    """Debian's Chromium, logged in to the live Slipway as a new superuser."""
     from django.contrib.auth import get_user_model
     from playwright.sync_api import sync_playwright
 
     from tests.dashboard.test_browser import ARGS, CHROMIUM
 
-    get_user_model().objects.create_superuser("watcher", password="watcher-password-1")
-    for n in range(1, 3):
-        fleet["start"](f"web-{n}", deploy="sleep 2; " + DEPLOY)
-    wait_for(lambda: Target.objects.filter(environment=fleet["env"]).count() == 2, what="2 agents registered")
-    factories.ArtifactFactory(application=fleet["app"], version="5.0.0")
+    get_user_model().objects.create_superuser(username, password=f"{username}-password-1")
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         page = browser.new_page()
         page.goto(fleet["url"] + "/login/")
-        page.get_by_label("Username").fill("watcher")
-        page.get_by_label("Password").fill("watcher-password-1")
+        page.get_by_label("Username").fill(username)
+        page.get_by_label("Password").fill(f"{username}-password-1")
         page.keyboard.press("Enter")
         page.wait_for_url(lambda url: "/login/" not in url)
+        try:
+            yield page
+        finally:
+            browser.close()
+
+
+@pytest.mark.browser
+def test_watching_a_rollout_live_in_the_browser(fleet):
+    """A person on the release page sees each host's step change without reloading (Channels + htmx ws)."""
+    for n in range(1, 3):
+        fleet["start"](f"web-{n}", deploy="sleep 2; " + DEPLOY)
+    wait_for(lambda: Target.objects.filter(environment=fleet["env"]).count() == 2, what="2 agents registered")
+    factories.ArtifactFactory(application=fleet["app"], version="5.0.0")
+    with logged_in_page(fleet, "watcher") as page:
         status, body = api(fleet, "POST", "/applications/shop/releases/", {"environment": "production",
                                                                           "version": "5.0.0"})
         assert status == 201
@@ -306,32 +317,18 @@ def test_watching_a_rollout_live_in_the_browser(fleet):
         # No reload from here on: the rows arrive and change over the WebSocket.
         page.locator('#progress tr[data-target="web-2"][data-action="deploy"][data-status="succeeded"]').wait_for(timeout=30_000)
         page.locator('#progress[data-rollout-status="succeeded"]').wait_for(timeout=30_000)
-        browser.close()
 
 
 @pytest.mark.browser
 def test_pause_resume_and_revert_from_the_browser(fleet):
     """The release page's buttons drive a real rollout: pause holds the next wave, resume goes on, revert now puts
     every touched host back."""
-    from django.contrib.auth import get_user_model
-    from playwright.sync_api import sync_playwright
-
-    from tests.dashboard.test_browser import ARGS, CHROMIUM
-
-    get_user_model().objects.create_superuser("driver", password="driver-password-1")
     for n in range(1, 4):
         fleet["start"](f"web-{n}", deploy="sleep 1.5; " + DEPLOY)
     wait_for(lambda: Target.objects.filter(environment=fleet["env"]).count() == 3, what="3 agents registered")
     factories.ArtifactFactory(application=fleet["app"], version="6.0.0")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        page = browser.new_page()
+    with logged_in_page(fleet, "driver") as page:
         page.on("dialog", lambda dialog: dialog.accept())  # "Revert every target touched so far?"
-        page.goto(fleet["url"] + "/login/")
-        page.get_by_label("Username").fill("driver")
-        page.get_by_label("Password").fill("driver-password-1")
-        page.keyboard.press("Enter")
-        page.wait_for_url(lambda url: "/login/" not in url)
         status, body = api(fleet, "POST", "/applications/shop/releases/", {"environment": "production",
                                                                           "version": "6.0.0"})
         assert status == 201
@@ -349,7 +346,28 @@ def test_pause_resume_and_revert_from_the_browser(fleet):
         page.get_by_role("button", name="Revert now").click()
         page.locator('#progress[data-rollout-status="reverted"]').wait_for(timeout=30_000)
         assert page.locator('#progress tr[data-action="revert"][data-status="succeeded"]').count() == 3
-        browser.close()
     release = api(fleet, "GET", f"/applications/shop/releases/{body['id']}/")[1]
     assert release["status"] == "failed"
     assert {t.version for t in Target.objects.filter(environment=fleet["env"])} == {"1.0.0"}
+
+
+def test_failing_health_check_mid_rollout_reverts_exactly_the_touched_hosts(fleet):
+    """Waves of 1, 2, 1: web-3 fails its health check in the second wave. web-1, web-2 and web-3 go back to the
+    previous version; web-4 is never touched."""
+    for n in (1, 2, 4):
+        fleet["start"](f"web-{n}")
+    fleet["start"]("web-3", health="echo checkout returns 500; exit 1")
+    wait_for(lambda: Target.objects.filter(environment=fleet["env"]).count() == 4, what="4 agents registered")
+    release = release_and_wait(fleet, "2.0.0")
+    assert release["status"] == "failed"
+    rollout = api(fleet, "GET", f"/applications/shop/releases/{release['id']}/rollout/")[1]
+    assert rollout["status"] == "reverted"
+    deploys = {s["target"]: s for s in rollout["steps"] if s["action"] == "deploy"}
+    assert sorted(deploys) == ["web-1", "web-2", "web-3"] and deploys["web-3"]["wave"] == 2
+    assert deploys["web-3"]["health"]["ok"] is False and "checkout returns 500" in deploys["web-3"]["health"]["detail"]
+    reverts = [s for s in rollout["steps"] if s["action"] == "revert"]
+    assert sorted(s["target"] for s in reverts) == ["web-1", "web-2", "web-3"]
+    assert all(s["status"] == "succeeded" and s["version"] == "1.0.0" for s in reverts)
+    versions = {n: (fleet["dir"] / n / "current_version").read_text().strip() for n in ("web-1", "web-2", "web-3")}
+    assert versions == {"web-1": "1.0.0", "web-2": "1.0.0", "web-3": "1.0.0"}
+    assert not (fleet["dir"] / "web-4" / "current_version").exists()

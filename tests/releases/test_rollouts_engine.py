@@ -1,5 +1,7 @@
 """The reconciler without agents: the command driver, the pre-deploy hook, manual gates, controls."""
 
+import contextlib
+
 import pytest
 
 from environments.models import Target
@@ -368,6 +370,18 @@ def test_command_driver_runs_a_waves_deploys_side_by_side(setup, tmp_path):
     assert dict(Target.objects.values_list("name", "version")) == {"a": "2.0.0", "b": "2.0.0", "c": "2.0.0"}
 
 
+@contextlib.contextmanager
+def reconciler_only():
+    """The reconciler records steps but no worker runs them: the test plays the hosts by writing their steps."""
+    from releases import rollouts
+
+    original, rollouts.run_server_steps = rollouts.run_server_steps, lambda rollout_id: 0
+    try:
+        yield
+    finally:
+        rollouts.run_server_steps = original
+
+
 def test_revert_during_a_wave_puts_back_hosts_that_finish_afterwards(setup, user):
     """A person presses revert while a wave is deploying: what has not started is skipped, what finishes later is
     reverted as soon as it has reported, and no host is left on the new version."""
@@ -378,11 +392,7 @@ def test_revert_during_a_wave_puts_back_hosts_that_finish_afterwards(setup, user
     env.strategy = {"kind": "rolling", "batch_size": 3, "max_unavailable": 1}
     env.save()
     release, rollout = rollout_for(env, v1, v2)
-    # Stop the worker right after it dispatched a's deploy: run the reconciler without running server steps.
-    from releases import rollouts
-
-    original, rollouts.run_server_steps = rollouts.run_server_steps, lambda rollout_id: 0
-    try:
+    with reconciler_only():  # a's deploy dispatched, and nothing runs it yet
         assert do_advance_rollout(rollout.pk) == "running"
         step = RolloutStep.objects.get(rollout=rollout, action="deploy")
         RolloutStep.objects.filter(pk=step.pk).update(status="running")  # a's deploy under way
@@ -390,8 +400,6 @@ def test_revert_during_a_wave_puts_back_hosts_that_finish_afterwards(setup, user
         assert do_advance_rollout(rollout.pk) == "reverting"  # waits for a, dispatches nothing for b and c
         assert not RolloutStep.objects.filter(rollout=rollout, action="revert").exists()
         RolloutStep.objects.filter(pk=step.pk).update(status="pending")  # let the worker run it
-    finally:
-        rollouts.run_server_steps = original
     assert run_server_steps(rollout.pk) == 1
     assert do_advance_rollout(rollout.pk) == "reverted"
     steps = list(RolloutStep.objects.filter(rollout=rollout).values_list("action", "target_name", "status"))
@@ -405,10 +413,7 @@ def test_one_failure_in_a_wave_reverts_it_without_waiting_for_the_rest(setup):
     env.strategy = {"kind": "rolling", "batch_size": 3, "max_unavailable": 3}
     env.save()
     release, rollout = rollout_for(env, v1, v2)
-    from releases import rollouts
-
-    original, rollouts.run_server_steps = rollouts.run_server_steps, lambda rollout_id: 0
-    try:
+    with reconciler_only():
         assert do_advance_rollout(rollout.pk) == "running"
         a, b, c = RolloutStep.objects.filter(rollout=rollout, action="deploy").order_by("target_name")
         RolloutStep.objects.filter(pk=a.pk).update(status="failed", health={"ok": False, "detail": "HTTP 500"})
@@ -423,7 +428,5 @@ def test_one_failure_in_a_wave_reverts_it_without_waiting_for_the_rest(setup):
         assert do_advance_rollout(rollout.pk) == "reverting"
         assert sorted(RolloutStep.objects.filter(rollout=rollout, action="revert").values_list(
             "target_name", flat=True)) == ["a", "b"]  # b, finished after the revert began, goes back too
-    finally:
-        rollouts.run_server_steps = original
     assert do_advance_rollout(rollout.pk) == "reverted"
     assert dict(Target.objects.values_list("name", "version")) == {"a": "", "b": "1.0.0", "c": ""}
