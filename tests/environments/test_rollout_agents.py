@@ -157,7 +157,8 @@ def test_hanging_deploy_times_out_and_offline_agent_fails_its_step(fleet):
     assert "offline" in RolloutStep.objects.get(target_name="gone-1", action="deploy").health["detail"]
 
 
-def test_agent_api_refuses_bad_input(fleet, client):
+def test_agent_api_refuses_bad_input(fleet, client, caplog):
+    caplog.set_level("WARNING", logger="slipway.agent")
     assert client.post("/api/v1/agent/register", {"registration_token": "nope", "name": "x"},
                        content_type="application/json").status_code == 401
     assert client.post("/api/v1/agent/register", {"registration_token": "slr_test_token", "name": "bad name!"},
@@ -185,6 +186,19 @@ def test_agent_api_refuses_bad_input(fleet, client):
     assert client.post(f"/api/v1/agent/jobs/{step.pk}/output", {"chunk": 5},
                        content_type="application/json", headers=auth).status_code in (400, 403)
     assert client.get("/api/v1/agent/work?wait=abc", headers=auth).status_code == 400
+    bad_report = client.post(f"/api/v1/agent/jobs/{step.pk}/result", {"status": "done"},
+                             content_type="application/json", headers=auth)
+    assert bad_report.status_code == 400 and bad_report.json()["field"] == "status"
+    bad_seconds = client.post(f"/api/v1/agent/jobs/{step.pk}/result",
+                              {"status": "succeeded", "health": {"ok": True, "seconds": "slow"}},
+                              content_type="application/json", headers=auth)
+    assert bad_seconds.status_code == 400 and bad_seconds.json()["field"] == "health.seconds"
+    refusals = [r.getMessage() for r in caplog.records if r.name == "slipway.agent"]
+    assert any("(401)" in m and "registration token" in m for m in refusals)  # every refusal is logged
+    assert any("(403)" in m and "another target" in m for m in refusals)
+    assert any("(400)" in m and "status" in m for m in refusals)
+    step.refresh_from_db()
+    assert step.status == "pending"  # nothing was written for any refused report
 
 
 @pytest.mark.parametrize("strategy,waves,deployed", [
@@ -233,7 +247,13 @@ def test_worker_killed_mid_rollout_resumes_on_rabbitmq(tmp_path):
         return subprocess.Popen([sys.executable, "-m", "celery", "-A", "config", "worker", "-B", "--pool", "solo",
                                  "--loglevel", "WARNING", "-s", str(tmp_path / "beat-schedule")],
                                 cwd=ROOT, env=worker_env, stdout=(tmp_path / "worker.log").open("ab"),
-                                stderr=subprocess.STDOUT)
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+    def kill(process):
+        """SIGKILL the worker and its embedded beat (its child): the whole worker host dies at once."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
 
     agents = []
     worker = start_worker()
@@ -259,12 +279,10 @@ def test_worker_killed_mid_rollout_resumes_on_rabbitmq(tmp_path):
         from releases.dispatch import release_queued
 
         release_queued(release.pk)  # enqueues advance_rollout on RabbitMQ after commit
-        wait_for(lambda: RolloutStep.objects.filter(rollout__release=release, status="succeeded").count() >= 2,
-                 what="the rollout under way")
-        worker.send_signal(signal.SIGKILL)
-        worker.wait(timeout=10)
-        killed_at = RolloutStep.objects.filter(rollout__release=release, status="succeeded").count()
-        assert killed_at < 8
+        deployed = RolloutStep.objects.filter(rollout__release=release, action="deploy", status="succeeded")
+        wait_for(lambda: deployed.count() >= 2, what="the rollout under way")
+        kill(worker)
+        assert deployed.count() < 8
         worker = start_worker()
         wait_for(lambda: Release.objects.get(pk=release.pk).status in ("succeeded", "failed"), timeout=90,
                  what="the rollout to finish after the crash")
@@ -273,8 +291,9 @@ def test_worker_killed_mid_rollout_resumes_on_rabbitmq(tmp_path):
                        .values_list("target_name", flat=True))
         assert sorted(deploys) == [f"web-{n}" for n in range(1, 9)]  # each exactly once
     finally:
-        for process in [*agents, worker]:
+        for process in agents:
             process.kill()
+        kill(worker)
         server.stop()
 
 
