@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -37,6 +38,16 @@ def _registration_key() -> str | None:
     return key
 
 
+def _die_with_parent() -> None:
+    """In each fleet process (Linux): get SIGTERM when the server dies, even by SIGKILL, so no agent outlives it."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # elsewhere the server's signal handlers stop the fleet
+
+
 def start_demo_fleet(*, port: int) -> Callable[[], None]:
     if os.environ.get("SLIPWAY_DEMO_FLEET", "1") == "0":
         return lambda: None
@@ -56,14 +67,15 @@ def start_demo_fleet(*, port: int) -> Callable[[], None]:
         log_file = (workdir / "fleet.log").open("ab")
         processes.append(subprocess.Popen(
             [sys.executable, "-m", "environments.demo.service", "--port", str(host_port), "--state-file", str(state),
-             "--name", name], cwd=base, stdout=log_file, stderr=subprocess.STDOUT))
+             "--name", name], cwd=base, stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent))
         processes.append(subprocess.Popen(
             [sys.executable, "-m", "environments.agent", "--url", f"http://127.0.0.1:{port}",
              "--registration-token", key, "--name", name, "--workdir", str(workdir),
              "--deploy-command", f"{sys.executable} -m environments.demo.deploy --state-file {state}",
              "--health-url", f"http://127.0.0.1:{host_port}/health", "--health-timeout", "3",
              "--heartbeat-seconds", "2", "--poll-wait", "10"],
-            cwd=base, stdout=log_file, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(base)}))
+            cwd=base, stdout=log_file, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(base)},
+            preexec_fn=_die_with_parent))
     print(f"Demo fleet: {SIZE} agents managing demo web services on 127.0.0.1:{FIRST_PORT}–{FIRST_PORT + SIZE - 1}",
           flush=True)
 

@@ -24,7 +24,7 @@ class Command(BaseCommand):
                 stop()
             raise SystemExit(128 + signum)
 
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, stop_and_exit)
         try:
             uvicorn.run("config.asgi:application", host=host, port=port, lifespan="off", timeout_graceful_shutdown=3,
