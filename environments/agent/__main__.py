@@ -76,6 +76,7 @@ class Agent:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.state_file = self.workdir / "agent.json"
         self.stopping = threading.Event()
+        self.busy = False  # a job is under way: a stop request lets it finish and report first
         self.token: str | None = None
         self.version: str | None = None
         if self.state_file.exists():
@@ -134,7 +135,11 @@ class Agent:
                 status, body = self.call("GET", f"/api/v1/agent/work?wait={wait}", timeout=wait + 10)
                 backoff = 0.5
                 if status == 200 and body and body.get("job"):
-                    self.run_job(body["job"])
+                    self.busy = True
+                    try:
+                        self.run_job(body["job"])
+                    finally:
+                        self.busy = False
             except Unauthorized:
                 log.warning("agent token refused: registering again")
                 self.token = None
@@ -311,9 +316,17 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
     agent = Agent(parse_args(argv))
+
+    def stop(signum, frame) -> None:
+        agent.stopping.set()
+        if not agent.busy:  # waiting for work: leave now, not when the long-poll ends
+            raise SystemExit(0)
+        log.info("stopping after the job under way")
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: agent.stopping.set())
-    agent.run()
+        signal.signal(sig, stop)
+    with contextlib.suppress(SystemExit):
+        agent.run()
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -82,10 +83,12 @@ def start_demo_fleet(*, port: int) -> Callable[[], None]:
     def stop() -> None:
         for process in processes:
             process.terminate()
+        deadline = time.monotonic() + 5  # for the whole fleet, not each process
         for process in processes:
             try:
-                process.wait(timeout=5)
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 process.kill()
+                process.wait()
 
     return stop

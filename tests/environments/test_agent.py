@@ -2,6 +2,7 @@
 
 import hashlib
 import io
+import json
 import tarfile
 import threading
 from functools import partial
@@ -117,3 +118,30 @@ def test_a_refused_result_is_not_retried_and_a_lasting_outage_is_given_up(busy_s
     answers.extend([503] * 10)
     assert agent.report(8, {"status": "succeeded"}) is False
     assert 2 <= len(seen) - 1 <= 3  # tried again within the limit, then gave up
+
+
+def test_agent_stops_at_once_when_told_while_waiting_for_work(tmp_path):
+    """SIGTERM during a long-poll ends the agent now (the demo fleet stops with `make run`), not when the poll
+    times out."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    from tests.live import ROOT
+
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts connections, never answers: a long-poll that waits
+    silent.settimeout(15)
+    (tmp_path / "agent.json").write_text(json.dumps({"agent_token": "sla_test", "version": None}))
+    agent = subprocess.Popen([sys.executable, "-m", "environments.agent", "--url",
+                              f"http://127.0.0.1:{silent.getsockname()[1]}", "--workdir", str(tmp_path),
+                              "--deploy-command", "true", "--poll-wait", "20"], cwd=ROOT, stderr=subprocess.PIPE)
+    try:
+        connection, _ = silent.accept()  # the agent is inside its long-poll now
+        agent.send_signal(signal.SIGTERM)
+        assert agent.wait(timeout=5) == 0  # its poll would have waited 20 s
+        assert b"Traceback" not in agent.stderr.read()
+        connection.close()
+    finally:
+        agent.kill()
+        silent.close()
