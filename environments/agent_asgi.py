@@ -212,7 +212,11 @@ async def agent_app(scope, receive, send) -> None:
             return await _respond(send, 400, {"detail": "wait must be a number of seconds.", "field": "wait"})
         if not key:
             return await _respond(send, *UNKNOWN)
-        return await _respond(send, *await BROKER.next_job(key, max(wait, 0.0)))
+        try:
+            answer = await BROKER.next_job(key, max(wait, 0.0))
+        except asyncio.CancelledError:
+            return  # the server is shutting down mid-poll: the agent simply polls again (no traceback per agent)
+        return await _respond(send, *answer)
     step_id = int(RESULT_PATH.match(scope["path"]).group(1))
     if scope["method"] != "POST":
         return await _respond(send, 405, {"detail": "Use POST."})
