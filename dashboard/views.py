@@ -22,6 +22,7 @@ from releases import selectors
 from releases.batches import approval_state, blocked_by, group_key, release_batch
 from releases.models import ApiToken, Application, Approval, Artifact, Release, Rollout, Scope
 from releases.permissions import Actor, Permission, can, require
+from releases.planning import slots
 from releases.promotions import do_decide, do_lock, do_rollback, do_unlock
 from releases.rollouts import do_control_rollout
 from releases.services import do_create_api_token, do_link_identity, do_revoke_api_token
@@ -209,10 +210,21 @@ def environment_detail(request: HttpRequest, slug: str, name: str) -> HttpRespon
         "environment": environment, "history": history, "rollback_targets": rollback_targets,
         "locks": environment.locks.filter(released_at__isnull=True).select_related("locked_by"),
         "can_rollback": can(Actor(request.user), Permission.ROLLBACK, environment.application, environment),
-        "targets": selectors.targets_of(environment),
+        "targets": _with_slots(environment, list(selectors.targets_of(environment))),
+        "blue_green": (environment.strategy or {}).get("kind") == "blue_green",
         "slipway_url": settings.SLIPWAY_BASE_URL.rstrip("/"),
     }
     return render(request, "dashboard/environment.html", context)
+
+
+def _with_slots(environment: Environment, targets: list) -> list:
+    """Blue/green: each target's slot, as the planner splits them (by name), and whether it serves traffic."""
+    if (environment.strategy or {}).get("kind") == "blue_green" and len(targets) >= 2:
+        by_slot = slots([t.name for t in targets])
+        for target in targets:
+            target.slot = "blue" if target.name in by_slot["blue"] else "green"
+            target.live = target.slot == environment.live_slot
+    return targets
 
 
 @login_required

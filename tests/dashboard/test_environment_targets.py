@@ -129,3 +129,15 @@ def test_duration():
     assert duration(timedelta(minutes=3, seconds=5)) == "3 min 5 s"
     assert duration(timedelta(hours=1, minutes=2, seconds=3)) == "1 h 2 min"
     assert duration(timedelta(seconds=-1)) == "0.0 s" and iso_duration(timedelta(seconds=-1)) == "PT0S"
+
+
+def test_blue_green_environment_shows_each_hosts_slot(boss, production):
+    production.strategy, production.live_slot = {"kind": "blue_green"}, "green"
+    production.save()
+    for name in ("web-1", "web-2", "web-3", "web-4"):
+        add_target(production, name)
+    page = boss.get("/apps/shop/env/production/").content.decode()
+    assert "the <strong>green</strong> slot serves traffic" in page
+    slots = {name: row(page, name) for name in ("web-1", "web-2", "web-3", "web-4")}
+    assert all('data-slot="blue"' in slots[n] and "idle" in slots[n] for n in ("web-1", "web-2"))
+    assert all('data-slot="green"' in slots[n] and ">live<" in slots[n] for n in ("web-3", "web-4"))
