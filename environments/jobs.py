@@ -17,7 +17,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from environments.models import Target
-from releases.models import ApiToken, Rollout, RolloutStep
+from releases.models import ApiToken, Release, Rollout, RolloutStep
 from releases.rollouts import enqueue_advance, publish_changed
 
 OPEN = (RolloutStep.Status.PENDING, RolloutStep.Status.RUNNING)
@@ -95,20 +95,26 @@ def claim_jobs(target_ids: Iterable[int]) -> dict[int, dict]:
             first.setdefault(target_id, pk)
         if not first:
             return {}
+        # Only the step's own columns: joining each row to its rollout would decode the rollout's target list and
+        # progress (a thousand names each) once per step — most of a big wave's claim time.
         steps = list(RolloutStep.objects.select_for_update(skip_locked=True, of=("self",))
-                     .select_related("rollout__release__artifact", "rollout__release__previous_artifact")
-                     .filter(pk__in=list(first.values()), status=RolloutStep.Status.PENDING))
+                     .filter(pk__in=list(first.values()), status=RolloutStep.Status.PENDING)
+                     .only("pk", "rollout_id", "target_id", "action", "version"))
         now = timezone.now()
         RolloutStep.objects.filter(pk__in=[s.pk for s in steps]).update(status=RolloutStep.Status.RUNNING,
                                                                         started_at=now)
-        for rollout_id in {s.rollout_id for s in steps}:
+        releases = {release.rollout.pk: release for release in Release.objects.filter(
+            rollout__in={s.rollout_id for s in steps}).select_related("artifact", "previous_artifact")
+            .only("artifact__image", "artifact__commit", "artifact__version", "artifact__metadata",
+                  "previous_artifact__image", "previous_artifact__commit", "previous_artifact__version",
+                  "rollout__id").select_related("rollout")}
+        for rollout_id in releases:
             publish_changed(rollout_id)
-    return {step.target_id: job_of(step) for step in steps}
+    return {step.target_id: job_of(step, releases[step.rollout_id]) for step in steps}
 
 
-def job_of(step: RolloutStep) -> dict:
+def job_of(step: RolloutStep, release: Release) -> dict:
     """What an agent is told: which artifact to put in place. Never a command."""
-    release = step.rollout.release
     artifact, previous = release.artifact, release.previous_artifact
     deploying = step.action == "deploy"
     return {"id": step.pk, "action": step.action, "version": step.version,

@@ -54,8 +54,9 @@ def test_claim_jobs_hands_each_target_its_first_pending_job(app, django_assert_m
     _, rollout, targets, steps = fleet_with_rollout(app, 3)
     later = RolloutStep.objects.create(rollout=rollout, index=10, target=targets[0], target_name="t0", action="revert",
                                        version="production-1.0")
-    # Savepoint, candidates, lock, update, release: the same five for three targets as for a thousand.
-    with django_assert_max_num_queries(5):
+    # Savepoint, candidates, lock, update, the releases' artifacts, release: the same six for three targets as for
+    # a thousand.
+    with django_assert_max_num_queries(6):
         claimed = claim_jobs(t.pk for t in targets)
     assert {tid: job["id"] for tid, job in claimed.items()} == {t.pk: s.pk for t, s in zip(targets, steps, strict=True)}
     assert claimed[targets[0].pk]["version"] == "production-2.0"
