@@ -240,7 +240,9 @@ def _fold_or_dispatch(rollout: Rollout, action, progress: Progress) -> tuple[Pro
     wanted = set(action.targets)
     newest: dict[str, RolloutStep] = {}
     attempts: dict[str, int] = {}
-    for step in rollout.steps.filter(action=kind, target_name__in=wanted).order_by("index"):
+    # Only what folding needs: a step's output may be 64 KB, and a wave has hundreds of steps.
+    for step in (rollout.steps.filter(action=kind, target_name__in=wanted).order_by("index")
+                 .only("pk", "target_name", "status", "health")):
         newest[step.target_name] = step
         attempts[step.target_name] = attempts.get(step.target_name, 0) + 1
     if isinstance(action, HealthCheck):
@@ -279,12 +281,13 @@ def _fold_or_dispatch(rollout: Rollout, action, progress: Progress) -> tuple[Pro
     release = rollout.release
     version = (release.previous_artifact.version if kind == "revert" and release.previous_artifact
                else release.artifact.version)
-    targets = {t.name: t for t in Target.objects.filter(environment=release.environment, name__in=to_dispatch)}
+    targets = dict(Target.objects.filter(environment=release.environment, name__in=to_dispatch)
+                   .values_list("name", "pk"))
     on_server = release.environment.driver in ("command", "webhook")
     first = next_index(rollout)
     # One insert for the whole wave: a thousand-target rollout must not pay a query per step.
     RolloutStep.objects.bulk_create([
-        RolloutStep(rollout=rollout, index=first + offset, wave=getattr(action, "wave", None), target=targets.get(name),
+        RolloutStep(rollout=rollout, index=first + offset, wave=getattr(action, "wave", None), target_id=targets.get(name),
                     target_name=name, action=kind, version=version, runs_on_server=on_server)
         for offset, name in enumerate(sorted(to_dispatch))])
     if not on_server:
