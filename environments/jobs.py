@@ -22,6 +22,7 @@ from releases.rollouts import enqueue_advance, publish_changed
 
 OPEN = (RolloutStep.Status.PENDING, RolloutStep.Status.RUNNING)
 SEEN_EVERY = timedelta(seconds=1)  # last_seen is written at most this often per agent
+FEW_TARGETS = 50  # claims for more waiting agents than this read all pending steps instead of naming the targets
 
 Answer = tuple[int, dict]
 
@@ -89,10 +90,16 @@ def claim_jobs(target_ids: Iterable[int]) -> dict[int, dict]:
     active = (Rollout.Status.RUNNING, Rollout.Status.REVERTING)
     with transaction.atomic():
         first: dict[int, int] = {}
-        for pk, target_id in (RolloutStep.objects.filter(target_id__in=ids, status=RolloutStep.Status.PENDING,
-                                                         rollout__status__in=active)
-                              .order_by("index").values_list("pk", "target_id")):
-            first.setdefault(target_id, pk)
+        pending = RolloutStep.objects.filter(status=RolloutStep.Status.PENDING, runs_on_server=False,
+                                             rollout__status__in=active)
+        if len(ids) <= FEW_TARGETS:
+            pending = pending.filter(target_id__in=ids)
+        # else: a broker sweep of many waiting agents reads every pending agent step (the partial index
+        # `step_pending` holds only those: usually none, or one wave) rather than sending a thousand ids.
+        wanted = set(ids)
+        for pk, target_id in pending.order_by("index").values_list("pk", "target_id"):
+            if target_id in wanted:
+                first.setdefault(target_id, pk)
         if not first:
             return {}
         # Only the step's own columns: joining each row to its rollout would decode the rollout's target list and

@@ -398,7 +398,9 @@ class RolloutStep(models.Model):
     class Meta:
         ordering = ["rollout_id", "index"]
         constraints = [models.UniqueConstraint(fields=["rollout", "index"], name="rolloutstep_unique_index")]
-        indexes = [models.Index(fields=["target", "status"], name="step_target_status")]
+        indexes = [models.Index(fields=["target", "status"], name="step_target_status"),
+                   # Agents' jobs waiting to be claimed: few rows, read by every broker sweep.
+                   models.Index(fields=["index"], condition=models.Q(status="pending"), name="step_pending")]
 
     def __str__(self) -> str:
         return f"{self.action} {self.target_name} ({self.status})"

@@ -70,6 +70,23 @@ def test_claim_jobs_hands_each_target_its_first_pending_job(app, django_assert_m
     assert claim_jobs([targets[0].pk])[targets[0].pk]["id"] == later.pk
 
 
+def test_a_sweep_of_many_waiting_agents_claims_only_theirs(app, django_assert_max_num_queries):
+    """More waiting agents than FEW_TARGETS: the claim reads the pending steps instead of naming every target,
+    and still hands out only the waiting agents' first jobs."""
+    from environments.jobs import FEW_TARGETS
+
+    _, rollout, targets, steps = fleet_with_rollout(app, FEW_TARGETS + 20)
+    _, _, _, other_steps = fleet_with_rollout(app, 3, env_name="staging", prefix="s")
+    RolloutStep.objects.create(rollout=rollout, index=500, target=targets[0], target_name="t0", action="revert",
+                               version="production-1.0")
+    waiting = targets[:-5]  # five of them are not polling right now
+    with django_assert_max_num_queries(6):
+        claimed = claim_jobs(t.pk for t in waiting)
+    assert {tid: job["id"] for tid, job in claimed.items()} == {t.pk: s.pk for t, s in zip(waiting, steps, strict=False)}
+    assert set(RolloutStep.objects.filter(pk__in=[s.pk for s in steps[-5:] + other_steps])
+               .values_list("status", flat=True)) == {"pending"}  # not waiting: left for later
+
+
 def test_claim_jobs_skips_paused_and_finished_rollouts(app):
     _, _, targets, _ = fleet_with_rollout(app, 2, rollout_status="paused")
     assert claim_jobs(t.pk for t in targets) == {}

@@ -430,3 +430,43 @@ def test_one_failure_in_a_wave_reverts_it_without_waiting_for_the_rest(setup):
             "target_name", flat=True)) == ["a", "b"]  # b, finished after the revert began, goes back too
     assert do_advance_rollout(rollout.pk) == "reverted"
     assert dict(Target.objects.values_list("name", "version")) == {"a": "", "b": "1.0.0", "c": ""}
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_on_one_rollout_never_run_a_step_twice(tmp_path):
+    """Four reconcilers at once on the same rollout (as when a task is delivered twice): row locks let one
+    dispatch each step and `SKIP LOCKED` lets one run it, so every target is deployed exactly once."""
+    import threading
+
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks with SKIP LOCKED: PostgreSQL")
+    app = factories.ApplicationFactory(slug="race")
+    env = factories.EnvironmentFactory(application=app, name="production", position=1, driver="command",
+                                       deploy_command=f"echo $SLIPWAY_TARGET >> {tmp_path}/deployed; sleep 0.2",
+                                       smoke_test_command=f"echo smoke >> {tmp_path}/smoke")
+    v1, v2 = factories.ArtifactFactory(application=app), factories.ArtifactFactory(application=app)
+    for name in ("a", "b", "c", "d", "e", "f", "g"):
+        Target.objects.create(environment=env, name=name, token_hash=name * 64)
+    release, rollout = rollout_for(env, v1, v2)
+    barrier, results = threading.Barrier(4), []
+
+    def worker():
+        try:
+            barrier.wait()
+            results.append(do_advance_rollout(rollout.pk))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    do_advance_rollout(rollout.pk)  # whoever finished first may have left the last fold to a later run
+    assert Release.objects.get(pk=release.pk).status == "succeeded"
+    assert sorted((tmp_path / "deployed").read_text().split()) == ["a", "b", "c", "d", "e", "f", "g"]  # each once
+    assert (tmp_path / "smoke").read_text().split() == ["smoke"] * 3  # one per wave (1, 2, 4)
+    assert RolloutStep.objects.filter(rollout=rollout, action="deploy").count() == 7
