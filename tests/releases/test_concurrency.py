@@ -1,14 +1,12 @@
 """Racing writers on real PostgreSQL: threads with their own connections."""
 
-import threading
-
 import pytest
-from django.db import connection
 
 from releases.models import Artifact, AuditEvent, Change
 from releases.permissions import Actor
 from releases.services import ArtifactIn, ChangeIn, do_register_artifact
 from tests import factories
+from tests.concurrent import at_once
 from tests.factories import sha
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -18,23 +16,7 @@ def test_identical_artifacts_posted_at_once_store_one(user):
     app = factories.ApplicationFactory(slug="shop")
     data = ArtifactIn(version="2.0.0", commit=sha("c"), image="img", metadata={},
                       changes=tuple(ChangeIn(sha=sha(n), author="alice", title=f"c{n}") for n in range(5)))
-    barrier = threading.Barrier(4)
-    results, errors = [], []
-
-    def post():
-        try:
-            barrier.wait()
-            results.append(do_register_artifact(Actor.system(), app, data)[1])
-        except Exception as error:  # collected and asserted below
-            errors.append(error)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=post) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    results, errors = at_once(lambda: do_register_artifact(Actor.system(), app, data)[1])
     assert errors == []
     assert sorted(results) == [False, False, False, True]
     assert Artifact.objects.count() == 1 and Change.objects.count() == 5

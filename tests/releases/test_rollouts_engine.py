@@ -437,9 +437,9 @@ def test_one_failure_in_a_wave_reverts_it_without_waiting_for_the_rest(setup):
 def test_two_workers_on_one_rollout_never_run_a_step_twice(tmp_path):
     """Four reconcilers at once on the same rollout (as when a task is delivered twice): row locks let one
     dispatch each step and `SKIP LOCKED` lets one run it, so every target is deployed exactly once."""
-    import threading
-
     from django.db import connection
+
+    from tests.concurrent import at_once
 
     if connection.vendor != "postgresql":
         pytest.skip("row locks with SKIP LOCKED: PostgreSQL")
@@ -451,20 +451,8 @@ def test_two_workers_on_one_rollout_never_run_a_step_twice(tmp_path):
     for name in ("a", "b", "c", "d", "e", "f", "g"):
         Target.objects.create(environment=env, name=name, token_hash=name * 64)
     release, rollout = rollout_for(env, v1, v2)
-    barrier, results = threading.Barrier(4), []
-
-    def worker():
-        try:
-            barrier.wait()
-            results.append(do_advance_rollout(rollout.pk))
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    _, errors = at_once(lambda: do_advance_rollout(rollout.pk))
+    assert errors == []
     do_advance_rollout(rollout.pk)  # whoever finished first may have left the last fold to a later run
     assert Release.objects.get(pk=release.pk).status == "succeeded"
     assert sorted((tmp_path / "deployed").read_text().split()) == ["a", "b", "c", "d", "e", "f", "g"]  # each once
