@@ -210,21 +210,22 @@ def environment_detail(request: HttpRequest, slug: str, name: str) -> HttpRespon
         "environment": environment, "history": history, "rollback_targets": rollback_targets,
         "locks": environment.locks.filter(released_at__isnull=True).select_related("locked_by"),
         "can_rollback": can(Actor(request.user), Permission.ROLLBACK, environment.application, environment),
-        "targets": _with_slots(environment, list(selectors.targets_of(environment))),
-        "blue_green": (environment.strategy or {}).get("kind") == "blue_green",
+        **_targets_with_slots(environment),
         "slipway_url": settings.SLIPWAY_BASE_URL.rstrip("/"),
     }
     return render(request, "dashboard/environment.html", context)
 
 
-def _with_slots(environment: Environment, targets: list) -> list:
-    """Blue/green: each target's slot, as the planner splits them (by name), and whether it serves traffic."""
-    if (environment.strategy or {}).get("kind") == "blue_green" and len(targets) >= 2:
-        by_slot = slots([t.name for t in targets])
+def _targets_with_slots(environment: Environment) -> dict:
+    """The hosts; for blue/green also each one's slot, as the planner splits them (by name), and whether it is live."""
+    targets = list(selectors.targets_of(environment))
+    blue_green = (environment.strategy or {}).get("kind") == "blue_green" and len(targets) >= 2
+    if blue_green:
+        blue = set(slots([t.name for t in targets])["blue"])
         for target in targets:
-            target.slot = "blue" if target.name in by_slot["blue"] else "green"
+            target.slot = "blue" if target.name in blue else "green"
             target.live = target.slot == environment.live_slot
-    return targets
+    return {"targets": targets, "blue_green": blue_green}
 
 
 @login_required

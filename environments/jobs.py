@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import connection, transaction
-from django.db.models import Max
+from django.db.models import F, Max
 from django.utils import timezone
 
 from environments.models import Target
@@ -110,11 +110,9 @@ def claim_jobs(target_ids: Iterable[int]) -> dict[int, dict]:
         now = timezone.now()
         RolloutStep.objects.filter(pk__in=[s.pk for s in steps]).update(status=RolloutStep.Status.RUNNING,
                                                                         started_at=now)
-        releases = {release.rollout.pk: release for release in Release.objects.filter(
+        releases = {release.rollout_pk: release for release in Release.objects.filter(
             rollout__in={s.rollout_id for s in steps}).select_related("artifact", "previous_artifact")
-            .only("artifact__image", "artifact__commit", "artifact__version", "artifact__metadata",
-                  "previous_artifact__image", "previous_artifact__commit", "previous_artifact__version",
-                  "rollout__id").select_related("rollout")}
+            .annotate(rollout_pk=F("rollout"))}
         for rollout_id in releases:
             publish_changed(rollout_id)
     return {step.target_id: job_of(step, releases[step.rollout_id]) for step in steps}
@@ -181,8 +179,9 @@ def apply_reports(reports: list[Report], targets: dict[str, Target] | None = Non
     """Store agents' reports in one transaction and answer each, in order (200, or 401/403/404/409 naming why).
 
     The reconciler is woken when a report is unhealthy (a revert starts at once), comes from a reverting rollout
-    (the host is put back as soon as it is free) or settles the last open step of its rollout. The rollouts' rows are locked first, as the reconciler does, so of two reports finishing a
-    wave at the same moment the later one always sees the other and wakes it.
+    (the host is put back as soon as it is free) or settles the last open step of its rollout. The rollouts' rows
+    are locked first, as the reconciler does, so of two reports finishing a wave at the same moment the later one
+    always sees the other and wakes it.
     """
     if targets is None:
         targets = authenticate(r.key for r in reports)

@@ -76,7 +76,7 @@ def do_request_release(actor: Actor, application: Application, *, environment: E
     """
     environment = _locked_environment(environment)
     require(actor, Permission.REGISTER_ARTIFACT, application, environment)
-    return _request(actor, environment, artifact, reason, strategy or {})
+    return _request(actor, environment, artifact, reason, strategy)
 
 
 def _request(actor: Actor, environment: Environment, artifact: Artifact, reason: str,

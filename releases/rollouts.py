@@ -59,8 +59,8 @@ def analyse(rollout: Rollout, wave: int, traffic_percent: int | None) -> bool | 
     """Canary analysis between steps, the default hook: it passes. Monitoring plugs in here.
 
     A hook is any callable named by the `SLIPWAY_CANARY_ANALYSIS` setting (a dotted path) taking the rollout, the
-    wave just deployed (counted from 1, as the API shows it) and the traffic percentage it serves, and returning True to go on or False to revert —
-    optionally as `(ok, detail)`, the detail shown on the step. It runs in the worker, outside any transaction and
+    wave just deployed (counted from 1, as the API shows it) and the traffic percentage it serves, and returning
+    True to go on or False to revert — optionally as `(ok, detail)`, the detail shown on the step. It runs in the worker, outside any transaction and
     lock, so it may take its time (query metrics, wait for samples); an exception counts as a failure.
     """
     return True, f"no analysis configured: pass ({traffic_percent}% of traffic)"
@@ -144,7 +144,7 @@ def start_rollout(release: Release) -> Rollout | None:
 
 def _idle_slot_runs(environment: Environment, targets: list[str], version: str) -> bool:
     """Blue/green: does the slot not serving traffic still run `version`? Then a rollback is just a switch."""
-    idle = slots(targets)["green" if environment.live_slot == "blue" else "blue"]
+    idle = slots(targets)[BlueGreen(live=environment.live_slot).idle]
     versions = set(Target.objects.filter(environment=environment, name__in=idle).values_list("version", flat=True))
     return versions == {version}
 
@@ -217,7 +217,7 @@ def _advance_once(rollout: Rollout) -> bool:
         wave = None if isinstance(action, PreDeploy) else action.wave
         step = rollout.steps.filter(action=name, wave=wave).order_by("-index").first()
         if step is None:
-            _server_step(rollout, action=name, wave=wave, target_name="", version=rollout.release.artifact.version)
+            _server_step(rollout, action=name, wave=wave)
             return False
         ok = step.status == RolloutStep.Status.SUCCEEDED
         if ok and isinstance(action, Switch):
@@ -301,11 +301,15 @@ def next_index(rollout: Rollout) -> int:
     return 0 if top is None else top + 1
 
 
+def _unfolded_deploys(rollout: Rollout, progress: Progress):
+    """Deploys that have finished but are not in `progress` yet (the reconciler waits for a whole wave)."""
+    return (rollout.steps.filter(action="deploy", status__in=(RolloutStep.Status.SUCCEEDED, RolloutStep.Status.FAILED))
+            .exclude(target_name__in=progress.touched))
+
+
 def _failed_meanwhile(rollout: Rollout, progress: Progress) -> bool:
     """Has a deploy of this rollout failed (or its health check) since the last reconciliation?"""
-    return (rollout.steps.filter(action="deploy").exclude(target_name__in=progress.touched)
-            .filter(Q(status=RolloutStep.Status.FAILED) | Q(status=RolloutStep.Status.SUCCEEDED)
-                    & ~Q(health__ok=True)).exists())
+    return _unfolded_deploys(rollout, progress).exclude(status=RolloutStep.Status.SUCCEEDED, health__ok=True).exists()
 
 
 def _fold_stragglers(rollout: Rollout, progress: Progress) -> Progress:
@@ -314,9 +318,7 @@ def _fold_stragglers(rollout: Rollout, progress: Progress) -> Progress:
     rollout.steps.filter(action="deploy", status=RolloutStep.Status.PENDING).update(
         status=RolloutStep.Status.SKIPPED, output="[slipway] not started: the rollout is reverting",
         finished_at=timezone.now())
-    finished = list(rollout.steps.filter(action="deploy", status__in=(RolloutStep.Status.SUCCEEDED,
-                                                                     RolloutStep.Status.FAILED))
-                    .exclude(target_name__in=progress.touched).values_list("target_name", "status", "health"))
+    finished = list(_unfolded_deploys(rollout, progress).values_list("target_name", "status", "health"))
     if not finished:
         return progress
     bad = [name for name, status, health in finished
@@ -324,11 +326,10 @@ def _fold_stragglers(rollout: Rollout, progress: Progress) -> Progress:
     return record(progress, Deploy(wave=0, targets=tuple(name for name, _, _ in finished)), failed=bad)
 
 
-def _server_step(rollout: Rollout, *, action: str, wave, target_name: str, version: str, target=None,
-                 runs_on_server: bool = True) -> RolloutStep:
-    index = next_index(rollout)
-    return RolloutStep.objects.create(rollout=rollout, index=index, wave=wave, target=target, target_name=target_name,
-                                      action=action, version=version, runs_on_server=runs_on_server)
+def _server_step(rollout: Rollout, *, action: str, wave: int | None) -> RolloutStep:
+    """A gate for the worker to run (run_server_steps)."""
+    return RolloutStep.objects.create(rollout=rollout, index=next_index(rollout), wave=wave, action=action,
+                                      version=rollout.release.artifact.version, runs_on_server=True)
 
 
 SERVER_PARALLEL = 8  # deploys the command and webhook drivers run at once (a wave or a rollback batch)
@@ -374,7 +375,8 @@ def run_server_steps(rollout_id: int) -> int:
 
 
 def _perform(step: RolloutStep) -> dict:
-    """Run one server-side step; returns the fields to store (no `status`: it is still running, elsewhere)."""
+    """Run one server-side step; returns the fields to store — without `status` when the step goes on elsewhere
+    (a webhook receiver took it and will call back)."""
     environment = step.rollout.release.environment
     if step.action in GATES:
         ok, output = GATES[step.action](step)
