@@ -14,6 +14,7 @@ import time
 
 from asgiref.sync import sync_to_async
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -101,8 +102,17 @@ def heartbeat(request: HttpRequest) -> HttpResponse:
     body = _json_body(request)
     if body is None:
         return _error(400, "The body must be a JSON object.")
-    if isinstance(body.get("version"), str):
-        Target.objects.filter(pk=target.pk).update(version=body["version"][:100])
+    version, job = body.get("version"), body.get("job")
+    if version is not None and not isinstance(version, str):
+        return _error(400, "version: a string or null.", field="version")
+    if job is not None and (not isinstance(job, int) or isinstance(job, bool)):
+        return _error(400, "job: the id of the agent's newest job, or null.", field="job")
+    if version is not None:
+        # A heartbeat may have left the agent before its last job's result: the version it carries stands only if
+        # no later job of this target has been handed out since (results set the version themselves).
+        later = RolloutStep.objects.filter(target_id=OuterRef("pk"), pk__gt=job or 0).exclude(
+            status__in=(RolloutStep.Status.PENDING, RolloutStep.Status.SKIPPED))
+        Target.objects.filter(pk=target.pk).exclude(Exists(later)).update(version=version[:100])
     return JsonResponse({"ok": True})
 
 

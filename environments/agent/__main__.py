@@ -79,9 +79,10 @@ class Agent:
         self.busy = False  # a job is under way: a stop request lets it finish and report first
         self.token: str | None = None
         self.version: str | None = None
+        self.last_job: int | None = None  # the newest job run: heartbeats say which one `version` is the result of
         if self.state_file.exists():
             state = json.loads(self.state_file.read_text())
-            self.token, self.version = state.get("agent_token"), state.get("version")
+            self.token, self.version, self.last_job = state.get("agent_token"), state.get("version"), state.get("job")
 
     # --- HTTP -----------------------------------------------------------------------------
     def call(self, method: str, path: str, body: dict | None = None, timeout: float = 15) -> tuple[int, dict | None]:
@@ -105,7 +106,7 @@ class Agent:
 
     def save_state(self) -> None:
         tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"agent_token": self.token, "version": self.version}))
+        tmp.write_text(json.dumps({"agent_token": self.token, "version": self.version, "job": self.last_job}))
         tmp.chmod(0o600)
         os.replace(tmp, self.state_file)
 
@@ -153,7 +154,8 @@ class Agent:
             if not self.token:
                 continue
             with contextlib.suppress(Unauthorized, OSError, ValueError):
-                self.call("POST", "/api/v1/agent/heartbeat", {"version": self.version}, timeout=5)
+                self.call("POST", "/api/v1/agent/heartbeat", {"version": self.version, "job": self.last_job},
+                          timeout=5)
 
     # --- a job ----------------------------------------------------------------------------
     def run_job(self, job: dict) -> None:
@@ -167,9 +169,9 @@ class Agent:
         else:
             ok, exit_code, tail = self.install_tarball(job)
         health = {"ok": False, "detail": f"deploy command failed (exit {exit_code})"}
+        self.last_job, self.version = job["id"], job.get("version") if ok else self.version
+        self.save_state()
         if ok:
-            self.version = job.get("version")
-            self.save_state()
             started = time.monotonic()
             health = {**self.check_health(env), "seconds": round(time.monotonic() - started, 3)}
         self.report(job["id"], {"status": "succeeded" if ok else "failed", "exit_code": exit_code, "health": health,

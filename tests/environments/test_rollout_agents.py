@@ -201,6 +201,40 @@ def test_agent_api_refuses_bad_input(fleet, client, caplog):
     assert step.status == "pending"  # nothing was written for any refused report
 
 
+def test_a_late_heartbeat_does_not_undo_a_newer_result(fleet, client):
+    """A heartbeat sent after a deploy but stored after the revert that followed must not put the new version
+    back on the target: the version it carries stands only if no later job of the target was handed out."""
+    from releases.models import Rollout
+
+    registered = client.post("/api/v1/agent/register", {"registration_token": "slr_test_token", "name": "web-7"},
+                             content_type="application/json")
+    auth = {"Authorization": f"Bearer {registered.json()['agent_token']}"}
+    target = Target.objects.get(environment=fleet["env"], name="web-7")
+    artifact = factories.ArtifactFactory(application=fleet["app"], version="6.0.0")
+    release = Release.objects.create(application=fleet["app"], environment=fleet["env"], artifact=artifact,
+                                     status="failed")
+    rollout = Rollout.objects.create(release=release, targets=["web-7"], status="reverted")
+    deploy, revert = (RolloutStep.objects.create(rollout=rollout, index=n, target=target, target_name="web-7",
+                                                 action=action, version=version, status="succeeded")
+                      for n, (action, version) in enumerate([("deploy", "6.0.0"), ("revert", "1.0.0")]))
+    Target.objects.filter(pk=target.pk).update(version="1.0.0")  # as the revert's result left it
+
+    def beat(body):
+        return client.post("/api/v1/agent/heartbeat", body, content_type="application/json", headers=auth)
+
+    assert beat({"version": "6.0.0", "job": deploy.pk}).status_code == 200  # sent between deploy and revert
+    assert Target.objects.get(pk=target.pk).version == "1.0.0"
+    assert beat({"version": "6.0.0"}).status_code == 200  # an agent that does not say which job: only fills a gap
+    assert Target.objects.get(pk=target.pk).version == "1.0.0"
+    assert beat({"version": "1.0.1", "job": revert.pk}).status_code == 200  # changed on the host since: drift shows
+    assert Target.objects.get(pk=target.pk).version == "1.0.1"
+    for body, field in [({"version": 5}, "version"), ({"version": "1.0.0", "job": "7"}, "job"),
+                        ({"version": "1.0.0", "job": True}, "job")]:
+        refused = beat(body)
+        assert refused.status_code == 400 and refused.json()["field"] == field
+    assert Target.objects.get(pk=target.pk).version == "1.0.1"
+
+
 @pytest.mark.parametrize("strategy,waves,deployed", [
     ({"kind": "rolling", "batch_size": 2}, [1, 1, 2, 2], 4),
     ({"kind": "canary", "steps": [25, 50, 100], "pause_seconds": 1}, [1, 2, 3, 3], 4),
