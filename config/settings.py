@@ -103,6 +103,8 @@ TEMPLATES = [
 ]
 
 # --- database -------------------------------------------------------------
+# At most this many requests run Django code at once per process (each holds a database connection).
+WEB_MAX_CONCURRENT_REQUESTS = env.int("WEB_MAX_CONCURRENT_REQUESTS", default=20)
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'slipway.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     if DATABASES["default"]["NAME"] != ":memory:":
@@ -114,9 +116,17 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
 else:
-    # ASGI runs each request's sync code in a fresh thread: persistent connections would pile up per thread.
-    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0))
-    DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+    # ASGI runs each request's sync code in a fresh thread, and the worker closes its connection after each task:
+    # a pool per process hands them an open connection instead of a new one each time (a new PostgreSQL
+    # connection costs milliseconds and a backend process; a rollout's reconciler runs once per wave).
+    # Persistent connections (CONN_MAX_AGE) would pile up per thread and cannot be combined with the pool.
+    if env.bool("DATABASE_POOL", default=True):
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": 1, "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=WEB_MAX_CONCURRENT_REQUESTS + 10),
+            "timeout": 30}
+    else:
+        DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0))
+        DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- channels, cache, celery ---------------------------------------------
@@ -133,8 +143,6 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
-# At most this many requests run Django code at once per process (each holds a database connection).
-WEB_MAX_CONCURRENT_REQUESTS = env.int("WEB_MAX_CONCURRENT_REQUESTS", default=20)
 
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="memory://")
 # No broker configured: the embedded runtime runs a worker thread inside the web process.

@@ -5,7 +5,9 @@ A process has one `AgentBroker`. Waiting agents hold neither a thread nor a data
 their long-polls and, in rounds on one thread of its own, stores every report that arrived since the last round in
 one transaction, authenticates every new long-poll in one query and claims the next job of every waiting agent in
 one more. A round starts when a request arrives, when this process's reconciler has just dispatched steps
-(`notify`), and every `TICK` while agents wait (steps dispatched by workers in other processes).
+(`notify`), and every `TICK` while agents wait (steps dispatched by workers in other processes). A report sent
+with the token that took its job from this broker needs no second look-up: the broker remembers which
+authenticated agent each job it handed out went to (`_holders`) until its report arrives.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ RESULT_PATH = re.compile(r"^/api/v1/agent/jobs/(\d+)/result$")
 MAX_WAIT = 25.0
 TICK = 0.1
 MAX_BODY = 1024 * 1024
+MAX_HOLDERS = 100_000
 WAITING_SEEN_EVERY = timedelta(seconds=5)  # an agent waiting on a long-poll is online
 UNKNOWN = (401, {"detail": "Unknown agent token: register again."})
 
@@ -59,6 +62,7 @@ class AgentBroker:
         self._arrivals: list[_Poll] = []
         self._waiting: dict[int, list[_Poll]] = {}  # target id -> its long-polls
         self._targets: dict[int, object] = {}
+        self._holders: dict[int, tuple[str, object]] = {}  # job id -> the token and target of the agent it went to
         self._reports: list[tuple[Report, asyncio.Future]] = []
         self._lock = threading.Lock()
         self._notified = False
@@ -115,9 +119,10 @@ class AgentBroker:
                 self._notified, self._last_sweep = False, now
             if not (arrivals or reports or sweep):
                 continue
+            holding = self._holding([r for r, _ in reports])
             try:
                 answers, found, jobs = await loop.run_in_executor(
-                    self._executor, self._round, [r for r, _ in reports], [p.key for p in arrivals],
+                    self._executor, self._round, [r for r, _ in reports], holding, [p.key for p in arrivals],
                     list(self._waiting) if sweep else [])
             except Exception:
                 log.exception("agent broker round failed")
@@ -139,10 +144,23 @@ class AgentBroker:
                     self._targets[target.pk] = target
             self._hand_out(jobs)
 
-    def _round(self, reports: list[Report], keys: list[str], waiting: list[int]) -> tuple[list[Answer], dict, dict]:
+    def _holding(self, reports: list[Report]) -> dict[str, object]:
+        """The targets of the reports sent with the token their job was handed to (the others are looked up)."""
+        holding = {}
+        for report in reports:
+            key, target = self._holders.pop(report.step_id, (None, None))
+            if key is not None and key == report.key:
+                holding[key] = target
+        return holding
+
+    def _round(self, reports: list[Report], holding: dict[str, object], keys: list[str],
+               waiting: list[int]) -> tuple[list[Answer], dict, dict]:
         """On the broker's thread: reports, then new long-polls' tokens, then jobs for every waiting agent."""
         try:
-            answers = apply_reports(reports) if reports else []
+            answers = []
+            if reports:
+                others = {r.key for r in reports} - holding.keys()
+                answers = apply_reports(reports, {**holding, **(authenticate(others) if others else {})})
             found = authenticate(keys) if keys else {}
             jobs = claim_jobs([*waiting, *(t.pk for t in found.values())])
             touch([self._targets[pk] for pk in waiting if pk in self._targets], every=WAITING_SEEN_EVERY)
@@ -159,7 +177,12 @@ class AgentBroker:
             polls = self._waiting.get(target_id) or []
             delivered = False
             while polls and not delivered:  # the newest long-poll first: an older one may be a dead connection
-                delivered = _settle(polls.pop().answer, (200, {"job": job}))
+                poll = polls.pop()
+                delivered = _settle(poll.answer, (200, {"job": job}))
+            if delivered:
+                self._holders[job["id"]] = (poll.key, self._targets[target_id])
+                while len(self._holders) > MAX_HOLDERS:  # jobs whose agent never reported: forget the oldest
+                    del self._holders[next(iter(self._holders))]
             if not polls:
                 self._waiting.pop(target_id, None)
             if not delivered:

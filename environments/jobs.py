@@ -227,7 +227,7 @@ def apply_reports(reports: list[Report], targets: dict[str, Target] | None = Non
         for version, ids in versions.items():
             Target.objects.filter(pk__in=ids).update(version=version)
         touched = {s.rollout_id for s in changed}
-        still_open = set(RolloutStep.objects.filter(rollout_id__in=touched, status__in=OPEN)
+        still_open = set(RolloutStep.objects.filter(rollout_id__in=touched, status__in=OPEN).order_by()
                          .values_list("rollout_id", flat=True).distinct())
         for rollout_id in sorted(wake | (touched - still_open)):
             enqueue_advance(rollout_id)

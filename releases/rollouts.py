@@ -153,18 +153,19 @@ def _idle_slot_runs(environment: Environment, targets: list[str], version: str) 
 
 def do_advance_rollout(rollout_id: int) -> str:
     """Take every step the rollout can take now; returns its status. Reruns are harmless."""
-    for _ in range(1000):  # a bounded loop: gates resolve at once, deploys wait for agents
+    for _ in range(100):  # bounded loops: gates resolve at once, deploys wait for agents
         with transaction.atomic():
             rollout = (Rollout.objects.select_for_update(of=("self",))
                        .select_related("release__environment", "release__artifact", "release__previous_artifact",
                                        "release__application").get(pk=rollout_id))
             if rollout.status not in ACTIVE:
                 return rollout.status
-            moved = _advance_once(rollout)
+            # Folding a wave and dispatching the next happen under one lock, in one transaction.
+            for _ in range(100):
+                if not _advance_once(rollout) or rollout.status not in ACTIVE:
+                    break
             publish_changed(rollout.pk)
-        if not moved:
-            if run_server_steps(rollout_id):
-                continue
+        if rollout.status not in ACTIVE or not run_server_steps(rollout_id):
             return rollout.status
     return rollout.status
 
@@ -240,11 +241,14 @@ def _fold_or_dispatch(rollout: Rollout, action, progress: Progress) -> tuple[Pro
     wanted = set(action.targets)
     newest: dict[str, RolloutStep] = {}
     attempts: dict[str, int] = {}
-    # Only what folding needs: a step's output may be 64 KB, and a wave has hundreds of steps.
-    for step in (rollout.steps.filter(action=kind, target_name__in=wanted).order_by("index")
-                 .only("pk", "target_name", "status", "health")):
-        newest[step.target_name] = step
-        attempts[step.target_name] = attempts.get(step.target_name, 0) + 1
+    # Only what folding needs: a step's output may be 64 KB, and a wave has hundreds of steps. A wave's deploys
+    # are found by its number (sending its targets' names would cost more than the query); reverts by name.
+    steps = rollout.steps.filter(action=kind)
+    steps = steps.filter(wave=action.wave) if kind == "deploy" else steps.filter(target_name__in=wanted)
+    for step in steps.order_by("index").only("pk", "target_name", "status", "health"):
+        if step.target_name in wanted:
+            newest[step.target_name] = step
+            attempts[step.target_name] = attempts.get(step.target_name, 0) + 1
     if isinstance(action, HealthCheck):
         # The agent checks health right after its deploy; its report settles the health check.
         failed = {n for n in wanted if n not in newest or not (newest[n].health or {}).get("ok")}
@@ -343,15 +347,15 @@ def run_server_steps(rollout_id: int) -> int:
     HTTP calls (the results are written here, on this thread's connection).
     """
     ran = 0
-    while True:
+    pending = RolloutStep.objects.filter(rollout_id=rollout_id, runs_on_server=True, status=RolloutStep.Status.PENDING)
+    while pending.exists():  # usually none (the agent driver): a cheap look before the locking, joining read
         with transaction.atomic():
-            steps = list(RolloutStep.objects.select_for_update(skip_locked=True, of=("self",))
+            steps = list(pending.select_for_update(skip_locked=True, of=("self",))
                          .select_related("rollout__release__environment", "rollout__release__artifact",
                                          "rollout__release__previous_artifact", "rollout__release__application")
-                         .filter(rollout_id=rollout_id, runs_on_server=True, status=RolloutStep.Status.PENDING)
                          .order_by("index")[:SERVER_PARALLEL])
             if not steps:
-                return ran
+                return ran  # another worker has them
             now = timezone.now()
             RolloutStep.objects.filter(pk__in=[s.pk for s in steps]).update(status=RolloutStep.Status.RUNNING,
                                                                             started_at=now)
@@ -372,6 +376,7 @@ def run_server_steps(rollout_id: int) -> int:
                 Target.objects.filter(pk=step.target_id).update(version=step.version)
         publish_changed(rollout_id)
         ran += len(steps)
+    return ran
 
 
 def _perform(step: RolloutStep) -> dict:

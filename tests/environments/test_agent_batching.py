@@ -183,6 +183,40 @@ def test_reports_finishing_a_wave_together_always_wake_the_reconciler(monkeypatc
         assert rollout.pk in woken, f"attempt {attempt}: nobody woke the reconciler"
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_report_with_the_token_that_took_its_job_needs_no_second_lookup(monkeypatch):
+    """The broker remembers which agent each job went to: its report is stored without looking its token up again.
+    Any other token is looked up as before, and another agent's report on that job is still refused."""
+    from environments import agent_asgi
+
+    app = factories.ApplicationFactory(slug="shop")
+    _, _, _, steps = fleet_with_rollout(app, 2)
+    looked_up = []
+    real = agent_asgi.authenticate
+    monkeypatch.setattr(agent_asgi, "authenticate", lambda keys: looked_up.append(sorted(keys)) or real(keys))
+    broker = agent_asgi.AgentBroker()
+
+    async def scenario():
+        first = await broker.next_job("tkey0", 5)
+        second = await broker.next_job("tkey1", 5)
+        looked_up.clear()
+        own = await broker.report(report("tkey0", steps[0]))
+        assert looked_up == []  # tkey0 took job 0 from this broker
+        foreign = await broker.report(report("tkey0", steps[1]))  # job 1 went to tkey1
+        assert looked_up == [["tkey0"]]
+        return first, second, own, foreign
+
+    try:
+        first, second, own, foreign = asyncio.run(scenario())
+    finally:
+        broker._executor.submit(lambda: connection.close()).result()
+    assert (first[1]["job"]["id"], second[1]["job"]["id"]) == (steps[0].pk, steps[1].pk)
+    assert own == (200, {"ok": True})
+    assert foreign[0] == 403
+    assert RolloutStep.objects.get(pk=steps[0].pk).status == "succeeded"
+    assert RolloutStep.objects.get(pk=steps[1].pk).status == "running"
+
+
 # --- over HTTP, through the lean routes -----------------------------------------------------------
 
 def http(url, method="GET", body=None, key=None, raw=None):
