@@ -143,7 +143,6 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
-
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="memory://")
 # No broker configured: the embedded runtime runs a worker thread inside the web process.
 CELERY_IN_PROCESS = CELERY_BROKER_URL.startswith("memory://")
