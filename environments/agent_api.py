@@ -14,12 +14,18 @@ import time
 
 from asgiref.sync import sync_to_async
 from django.db import transaction
-from django.db.models import Exists, OuterRef
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from environments.jobs import apply_reports, authenticate, claim_jobs, health_steps, parse_report
+from environments.jobs import (
+    apply_reports,
+    authenticate,
+    claim_jobs,
+    health_steps,
+    parse_report,
+    record_heartbeat_version,
+)
 from environments.models import RegistrationToken, Target
 from environments.services import do_register_agent
 from releases.models import ApiToken, Rollout, RolloutStep
@@ -108,11 +114,7 @@ def heartbeat(request: HttpRequest) -> HttpResponse:
     if job is not None and (not isinstance(job, int) or isinstance(job, bool)):
         return _error(400, "job: the id of the agent's newest job, or null.", field="job")
     if version is not None:
-        # A heartbeat may have left the agent before its last job's result: the version it carries stands only if
-        # no later job of this target has been handed out since (results set the version themselves).
-        later = RolloutStep.objects.filter(target_id=OuterRef("pk"), pk__gt=job or 0).exclude(
-            status__in=(RolloutStep.Status.PENDING, RolloutStep.Status.SKIPPED))
-        Target.objects.filter(pk=target.pk).exclude(Exists(later)).update(version=version[:100])
+        record_heartbeat_version(target, version, job)
     return JsonResponse({"ok": True})
 
 

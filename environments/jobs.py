@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import connection, transaction
-from django.db.models import F, Max
+from django.db.models import Exists, F, Max, OuterRef
 from django.utils import timezone
 
 from environments.models import Target
@@ -80,6 +80,17 @@ def touch(targets: list[Target], every: timedelta = SEEN_EVERY) -> None:
         Target.objects.filter(pk__in=[t.pk for t in stale]).update(last_seen=now, status=Target.Status.ONLINE)
         for target in stale:
             target.last_seen, target.status = now, Target.Status.ONLINE
+
+
+def record_heartbeat_version(target: Target, version: str, job: int | None) -> None:
+    """The version an agent's heartbeat says it runs, after job `job` (the newest it ran; None from older agents).
+
+    A heartbeat may have left the agent before its last job's result: its version stands only if no later job of
+    this target has been handed out since (job results set the version themselves). One conditional UPDATE.
+    """
+    later = RolloutStep.objects.filter(target_id=OuterRef("pk"), pk__gt=job or 0).exclude(
+        status__in=(RolloutStep.Status.PENDING, RolloutStep.Status.SKIPPED))
+    Target.objects.filter(pk=target.pk).exclude(Exists(later)).update(version=version[:100])
 
 
 def claim_jobs(target_ids: Iterable[int]) -> dict[int, dict]:
