@@ -83,8 +83,12 @@ Evaluation order
    ``metadata["prerequisite"]`` naming it.
 3. Rules in order; the first match serves its variant (``TARGETING_MATCH``) or its
    split (``SPLIT``).
-4. ``rollout``: users whose bucket is within ``percentage`` get a variant by
-   ``weights`` (``SPLIT``); the others get ``default_variant`` (``DEFAULT``).
+4. ``rollout`` (a gradual rollout, as Unleash's and LaunchDarkly's percentage
+   rollouts mean it): users whose bucket is within ``percentage`` get a variant by
+   ``weights``; the others get ``off_variant``, exactly what they would get with the
+   flag off.  Both sides are reason ``SPLIT`` (the hash decided), with
+   ``metadata["rollout"]`` true inside and false outside.  A flag with a rollout
+   never serves ``default_variant`` to users who fall through the rules.
 5. Otherwise ``default_variant``: ``STATIC`` when the flag has no rules and no
    rollout, else ``DEFAULT``.
 
@@ -104,7 +108,8 @@ missing).  With ``s = f"{flag_key}:{value}"``:
   never moves users).
 
 A split or rollout that needs a missing bucketing value resolves to reason ``ERROR``,
-``TARGETING_KEY_MISSING``, with the ``default_variant`` value.
+``TARGETING_KEY_MISSING``, with the ``default_variant`` value (a rule's split) or the
+``off_variant`` value (the rollout: an unknown user is outside it).
 
 Results are precompiled :class:`Resolution` objects: evaluation allocates nothing on
 the common paths.  Object variant values are shared between calls: treat as
@@ -837,8 +842,8 @@ def _compile_split(
     return split
 
 
-def _missing_key(flag: Flag, attribute: str) -> Resolution:
-    variant = flag.default_variant
+def _missing_key(flag: Flag, attribute: str, variant: str | None = None) -> Resolution:
+    variant = variant or flag.default_variant
     return Resolution(
         value=flag.variants[variant], variant=variant, reason=Reason.ERROR,
         error_code=ErrorCode.TARGETING_KEY_MISSING,
@@ -884,10 +889,11 @@ def _compile_flag(
     if flag.rollout is not None:
         prefix = flag.key + ":"
         bucket_by = flag.bucket_by
-        missing = _missing_key(flag, bucket_by)
+        missing = _missing_key(flag, bucket_by, flag.off_variant)
         percentage = flag.rollout.percentage
         inside = tuple(b + 1 <= percentage for b in range(100))  # index = hash % 100
         weights = {name: w for name, w in flag.rollout.weights.items() if w}
+        outside = _resolution(flag, flag.off_variant, Reason.SPLIT, rollout=False)
         hash32 = mmh3.hash
         if len(weights) == 1:
             (only,) = weights
@@ -899,7 +905,7 @@ def _compile_flag(
                     value = _bucketing_value(value)
                     if value is None:
                         return missing
-                return served if inside[hash32(prefix + value, PERCENT_SEED, False) % 100] else default
+                return served if inside[hash32(prefix + value, PERCENT_SEED, False) % 100] else outside
         else:
             table = _weights_table(weights, {n: _resolution(flag, n, Reason.SPLIT, rollout=True) for n in weights})
 
@@ -912,7 +918,7 @@ def _compile_flag(
                 key = prefix + value
                 if inside[hash32(key, PERCENT_SEED, False) % 100]:
                     return table[hash32(key, VARIANT_SEED, False) % 100]
-                return default
+                return outside
     else:
         def fallthrough(ctx: Mapping[str, Any]) -> Resolution:
             return default

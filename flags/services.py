@@ -120,13 +120,38 @@ def do_set_flag_state(actor: Actor, flag: Flag, environment: Environment, *, kin
     return _apply_state(actor, flag, environment, kind=kind, **changes)
 
 
+def rollout_for_percentage(flag: Flag, state: dict, percentage: int | None) -> dict | None:
+    """The `rollout_percentage` shortcut as a full rollout: the percentage gets what the flag serves when on.
+
+    An existing rollout keeps its weights.  Otherwise a boolean flag rolls out its `true` variant and other
+    flags their default variant; outside the percentage users get the off variant (see flags/engine.py), so
+    30 % means 30 %.  `None` removes the rollout: everyone who falls through the rules gets the default variant.
+    """
+    if percentage is None:
+        return None
+    if state.get("rollout"):
+        return {**state["rollout"], "percentage": percentage}
+    if flag.type == Flag.Type.BOOLEAN:
+        served = next((name for name, value in flag.variants.items() if value is True), state["default_variant"])
+    else:
+        served = state["default_variant"]
+    if served == state["off_variant"]:
+        raise Invalid(f"The percentage would get '{served}', the variant users get when the flag is off: choose "
+                      "the variant to roll out (default_variant, or rollout.weights).", field="rollout_percentage")
+    return {"percentage": percentage, "weights": {served: 100}}
+
+
 def _candidate(flag: Flag, environment: Environment, changes: dict) -> tuple[FlagState | None, dict, dict]:
-    unknown = set(changes) - set(STATE_FIELDS)
+    unknown = set(changes) - {*STATE_FIELDS, "rollout_percentage"}
     if unknown:
         raise Invalid(f"Unknown field {', '.join(sorted(unknown))}.", field=sorted(unknown)[0])
+    if "rollout" in changes and "rollout_percentage" in changes:
+        raise Invalid("Give rollout or rollout_percentage, not both.", field="rollout_percentage")
     state = FlagState.objects.select_for_update().filter(flag=flag, environment=environment).first()
     before = state_dict(state) if state else default_state(flag)
     after = {**before, **changes}
+    if "rollout_percentage" in changes:
+        after["rollout"] = rollout_for_percentage(flag, after, after.pop("rollout_percentage"))
     _validate(environment, flag, after)
     return state, before, after
 
@@ -184,6 +209,15 @@ def do_save_segment(actor: Actor, application: Application, *, name: str, condit
 
 def needs_review(environment: Environment) -> bool:
     return environment.flag_change_requests
+
+
+def do_change_flag_state(actor: Actor, flag: Flag, environment: Environment,
+                         **changes: Any) -> FlagState | ChangeRequest:
+    """What the API and the panel call to change a flag in an environment: applied at once, or proposed as a
+    change request where the environment wants a second person (then a `ChangeRequest` comes back)."""
+    if needs_review(environment):
+        return do_propose_change(actor, flag, environment, **changes)
+    return do_set_flag_state(actor, flag, environment, **changes)
 
 
 @transaction.atomic(durable=True)

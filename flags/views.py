@@ -17,15 +17,13 @@ from flags import selectors
 from flags.engine import evaluate
 from flags.models import KEY_PATTERN, ChangeRequest, Flag, FlagEvent, FlagState, Segment
 from flags.services import (
+    do_change_flag_state,
     do_create_flag,
     do_decide_change,
     do_kill_switch,
-    do_propose_change,
     do_revert_flag,
     do_save_segment,
-    do_set_flag_state,
     do_update_flag,
-    needs_review,
 )
 from flags.snapshots import default_state, snapshots, state_dict
 from releases.models import Application
@@ -66,13 +64,12 @@ def toggle(request: HttpRequest, slug: str, key: str, name: str) -> HttpResponse
     environment = get_object_or_404(Environment, application=application, name=name)
     state = FlagState.objects.filter(flag=flag, environment=environment).first()
     enabled = not (state.enabled if state else False)
-    if needs_review(environment):
-        do_propose_change(Actor(request.user), flag, environment, enabled=enabled)
+    state = do_change_flag_state(Actor(request.user), flag, environment, enabled=enabled)
+    if isinstance(state, ChangeRequest):
         messages.info(request, f"Proposed turning {flag.key} {'on' if enabled else 'off'} in {environment.name}: "
                                "another flag editor approves it on the flag's page.")
         return redirect("flags:detail", slug=slug, key=key) if not request.htmx else _hx_redirect(
             f"/apps/{slug}/flags/{key}/")
-    state = do_set_flag_state(Actor(request.user), flag, environment, enabled=enabled)
     if request.htmx:
         return render(request, "flags/list.html#toggle", {"flag": flag, "env": environment, "state": state,
                                                           "application": application})
@@ -125,21 +122,16 @@ def update_state(request: HttpRequest, slug: str, key: str, name: str) -> HttpRe
             changes["rollout"] = None
         elif (percentage := request.POST.get("percentage", "")).strip():
             try:
-                value = int(percentage)
+                changes["rollout_percentage"] = int(percentage)
             except ValueError:
                 raise Invalid("The rollout percentage is a whole number from 0 to 100.", field="percentage") from None
-            changes["rollout"] = {"percentage": value, "weights": {request.POST.get("rollout_variant")
-                                                                    or default_state(flag)["default_variant"]: 100}}
         if "rules" in request.POST:
             try:
                 changes["rules"] = json.loads(request.POST["rules"] or "[]")
             except ValueError:
                 raise Invalid("Rules must be valid JSON (a list of rules).", field="rules") from None
-        if needs_review(environment):
-            do_propose_change(actor, flag, environment, **changes)
+        if isinstance(do_change_flag_state(actor, flag, environment, **changes), ChangeRequest):
             messages.info(request, f"Change to {environment.name} proposed: another flag editor approves it below.")
-        else:
-            do_set_flag_state(actor, flag, environment, **changes)
     return redirect("flags:detail", slug=slug, key=key)
 
 

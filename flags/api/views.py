@@ -13,16 +13,14 @@ from environments.api.views import environment_for
 from flags.models import KEY_PATTERN, ChangeRequest, Flag, FlagEvent, FlagState, ScheduledChange, Segment
 from flags.services import (
     do_archive_flag,
+    do_change_flag_state,
     do_create_flag,
     do_decide_change,
     do_kill_switch,
-    do_propose_change,
     do_revert_flag,
     do_save_segment,
     do_schedule_change,
-    do_set_flag_state,
     do_update_flag,
-    needs_review,
 )
 from flags.snapshots import default_state, state_dict
 from releases.api.views import application_for
@@ -53,7 +51,9 @@ class FlagPatch(serializers.Serializer):
 
 class StatePatch(serializers.Serializer):
     enabled = serializers.BooleanField(required=False)
-    rollout_percentage = serializers.IntegerField(min_value=0, max_value=100, required=False)
+    rollout_percentage = serializers.IntegerField(
+        min_value=0, max_value=100, required=False, allow_null=True,
+        help_text="Roll out to this share of users (the others get off_variant); null removes the rollout.")
     rollout = serializers.JSONField(required=False, allow_null=True)
     off_variant = serializers.CharField(max_length=100, required=False)
     default_variant = serializers.CharField(max_length=100, required=False)
@@ -129,18 +129,10 @@ class FlagStateView(APIView):
         environment = environment_for(request, slug, name, Permission.READ_FLAGS)
         data = StatePatch(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
-        changes = dict(data.validated_data)
-        if "rollout_percentage" in changes:
-            percentage = changes.pop("rollout_percentage")
-            current = FlagState.objects.filter(flag=flag, environment=environment).first()
-            rollout = (current.rollout if current and current.rollout else None) or {
-                "weights": {default_state(flag)["default_variant"]: 100}}
-            changes["rollout"] = {**rollout, "percentage": percentage}
-        if needs_review(environment):
-            change = do_propose_change(Actor.from_request(request), flag, environment, **changes)
-            return Response({"change_request": change_request_out(change)}, status=202)
-        state = do_set_flag_state(Actor.from_request(request), flag, environment, **changes)
-        return Response({"environment": name, **state_dict(state)})
+        result = do_change_flag_state(Actor.from_request(request), flag, environment, **data.validated_data)
+        if isinstance(result, ChangeRequest):
+            return Response({"change_request": change_request_out(result)}, status=202)
+        return Response({"environment": name, **state_dict(result)})
 
 
 class KillSwitchView(APIView):

@@ -83,14 +83,27 @@ def test_default_when_on_and_nothing_matched():
     assert (r.value, r.variant, r.reason) == (True, "on", Reason.DEFAULT)
 
 
-def test_split_inside_rollout_default_outside():
-    s = snap(rollout_flag("f", 50))
-    reasons = {evaluate(s, "f", {"targetingKey": f"u{i}"}).reason for i in range(200)}
-    assert reasons == {Reason.SPLIT, Reason.DEFAULT}
-    for i in range(200):
+@pytest.mark.parametrize("default_variant", ["on", "off"])
+def test_rollout_serves_its_percentage_and_off_outside(default_variant):
+    """Outside the percentage a user gets the off variant, whatever the default variant is (a new boolean
+    flag's default is `on`: the old engine served it to everyone outside, so 30 % meant 100 %)."""
+    s = snap(rollout_flag("f", 30, default_variant=default_variant))
+    for i in range(2_000):
         r = evaluate(s, "f", {"targetingKey": f"u{i}"})
-        assert r.value is (bucket("f", f"u{i}") <= 50)
-        assert r.reason == (Reason.SPLIT if r.value else Reason.DEFAULT)
+        inside = bucket("f", f"u{i}") <= 30
+        assert (r.value, r.variant, r.reason) == (inside, "on" if inside else "off", Reason.SPLIT)
+        assert r.metadata["rollout"] is inside
+    share = sum(evaluate(s, "f", {"targetingKey": f"u{i}"}).value for i in range(10_000)) / 10_000
+    assert 0.28 <= share <= 0.32
+
+
+def test_multivariant_rollout_outside_gets_the_off_variant():
+    variants = {"blue": "#00f", "green": "#0f0", "grey": "#888"}
+    s = snap(rollout_flag("f", 40, weights={"blue": 50, "green": 50}, type="string", variants=variants,
+                          off_variant="grey", default_variant="blue"))
+    served = [evaluate(s, "f", {"targetingKey": f"u{i}"}).variant for i in range(5_000)]
+    assert abs(served.count("grey") / 5_000 - 0.60) < 0.03
+    assert abs(served.count("blue") / 5_000 - 0.20) < 0.03 and abs(served.count("green") / 5_000 - 0.20) < 0.03
 
 
 def test_rule_split_reason_and_bucket_by():
@@ -147,7 +160,7 @@ def test_type_mismatch_for_typed_request():
 
 @pytest.mark.parametrize("context", [{}, {"targetingKey": ""}, {"targetingKey": None}, {"targetingKey": 1.5}])
 def test_targeting_key_missing_for_rollout(context):
-    r = evaluate(snap(rollout_flag("f", 50, default_variant="off")), "f", context)
+    r = evaluate(snap(rollout_flag("f", 50, default_variant="on")), "f", context)
     assert (r.value, r.variant, r.reason, r.error_code) == (False, "off", Reason.ERROR, ErrorCode.TARGETING_KEY_MISSING)
 
 
@@ -382,8 +395,7 @@ def test_prerequisite_cycles_rejected_iff_graph_has_cycle(n, data):
 @given(flag_key=flag_keys_st, key_prefix=st.text(max_size=8))
 def test_percentage_accuracy(flag_key, key_prefix):
     s = snap(rollout_flag(flag_key, 30))
-    inside = sum(evaluate(s, flag_key, {"targetingKey": f"{key_prefix}{i}"}).reason == Reason.SPLIT
-                 for i in range(10_000))
+    inside = sum(evaluate(s, flag_key, {"targetingKey": f"{key_prefix}{i}"}).value for i in range(10_000))
     assert 2_800 <= inside <= 3_200
 
 
@@ -407,7 +419,7 @@ def test_rollout_weights_independent_of_percentage(flag_key, percentage):
     """Variants among rolled-out users follow the weights whatever the percentage (independent hash)."""
     s = snap(rollout_flag(flag_key, percentage, weights={"on": 50, "off": 50}))
     served = [evaluate(s, flag_key, {"targetingKey": f"k{i}"}) for i in range(10_000)]
-    inside = [r for r in served if r.reason == Reason.SPLIT]
+    inside = [r for r in served if r.metadata["rollout"]]
     on = sum(r.variant == "on" for r in inside)
     assume(len(inside) >= 500)
     assert abs(on / len(inside) - 0.5) < 0.08

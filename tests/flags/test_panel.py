@@ -124,3 +124,61 @@ def test_edit_variants_and_segments_in_the_panel(admin_client, demo):
     unknown_op = admin_client.post("/apps/shop/flags/segments/", {
         "name": "beta2", "conditions": '[{"attribute": "plan", "operator": "like", "values": ["b"]}]'})
     assert unknown_op.status_code == 400 and not Segment.objects.filter(name="beta2").exists()
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_pm_rolls_out_30_then_60_percent_with_the_slider(live_slipway):
+    """The panel's slider serves what it says over the served OFREP route, read by the real SDK."""
+    from django.contrib.auth import get_user_model
+    from playwright.sync_api import sync_playwright
+
+    from environments.models import Environment
+    from releases.models import Application
+    from releases.permissions import Actor
+    from releases.services import do_create_api_token
+    from tests import factories
+    from tests.flags.test_rollout_percentage import KEYS, in_rollout, sdk_values, wait_until_served
+
+    call_command("load_demo")
+    shop = Application.objects.get(slug="shop")
+    pm = get_user_model().objects.create_user("pm", password="pm-password-1")
+    factories.MembershipFactory(user=pm, application=shop, role="flag_editor")
+    production = Environment.objects.get(application=shop, name="production")
+    _, token = do_create_api_token(Actor.system(), pm, name="sdk", scopes=["flags:read"], environment=production)
+
+    def slide_to(page, percentage):
+        page.goto(live_slipway.url + "/apps/shop/flags/search-v2/")
+        card = page.locator("#env-production")
+        card.get_by_label("Enabled").check()
+        card.get_by_label("Roll out by percentage").check()
+        slider = card.get_by_role("slider")
+        slider.focus()
+        page.keyboard.press("Home")
+        for _ in range(percentage):
+            page.keyboard.press("ArrowRight")
+        assert card.locator("output").inner_text() == f"{percentage}%"
+        card.get_by_role("button", name="Save production").click()
+        page.wait_for_load_state()
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        page = browser.new_page()
+        page.goto(live_slipway.url + "/apps/shop/flags/")
+        page.get_by_label("Username").fill("pm")
+        page.get_by_label("Password").fill("pm-password-1")
+        page.keyboard.press("Enter")
+        page.wait_for_url(lambda url: "/login/" not in url)
+        slide_to(page, 30)
+        page.goto(live_slipway.url + "/apps/shop/flags/")
+        assert page.get_by_role("switch", name="search-v2 in production").inner_text() == "On · 30 %"
+        wait_until_served(live_slipway.url, token, "search-v2", 30)
+        served = sdk_values(live_slipway.url, token, "search-v2")
+        slide_to(page, 60)
+        browser.close()
+    assert served == [in_rollout("search-v2", k, 30) for k in KEYS]
+    assert 0.28 <= sum(served) / len(KEYS) <= 0.32
+    wait_until_served(live_slipway.url, token, "search-v2", 60)
+    raised = sdk_values(live_slipway.url, token, "search-v2")
+    assert raised == [in_rollout("search-v2", k, 60) for k in KEYS]
+    assert all(after for before, after in zip(served, raised, strict=True) if before)
