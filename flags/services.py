@@ -124,7 +124,7 @@ def rollout_for_percentage(flag: Flag, state: dict, percentage: int | None) -> d
     """The `rollout_percentage` shortcut as a full rollout: the percentage gets what the flag serves when on.
 
     An existing rollout keeps its weights.  Otherwise a boolean flag rolls out its `true` variant and other
-    flags their default variant; outside the percentage users get the off variant (see flags/engine.py), so
+    flags their default variant; outside the percentage users get the off variant (see flags/engine/), so
     30 % means 30 %.  `None` removes the rollout: everyone who falls through the rules gets the default variant.
     """
     if percentage is None:
