@@ -77,3 +77,15 @@ def live_slipway(transactional_db):
     server = LiveSlipway.start()
     yield server
     server.stop()
+
+
+def pytest_collection_modifyitems(config, items):
+    """`@pytest.mark.postgres` tests need row locks and real concurrency: skipped, with the reason, elsewhere."""
+    from django.conf import settings
+
+    if settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
+        return
+    skip = pytest.mark.skip(reason="needs PostgreSQL (row locks, concurrency): run `make test`")
+    for item in items:
+        if item.get_closest_marker("postgres"):
+            item.add_marker(skip)

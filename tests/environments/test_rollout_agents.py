@@ -14,6 +14,7 @@ import pytest
 from environments.models import RegistrationToken, Target
 from releases.models import ApiToken, Release, RolloutStep
 from releases.permissions import Actor
+from releases.rollouts import do_advance_rollout
 from releases.services import do_create_api_token
 from tests import factories
 from tests.live import ROOT, LiveSlipway, database_url
@@ -391,7 +392,8 @@ def test_pause_resume_and_revert_from_the_browser(fleet):
         # The first wave finishes; the second is not dispatched while paused.
         wait_for(lambda: RolloutStep.objects.filter(rollout__release_id=body["id"], action="health").count() == 1,
                  what="the first wave to finish")
-        time.sleep(1)
+        # A reconcile after the wave finished (run here, so it surely ran) dispatches nothing while paused.
+        do_advance_rollout(RolloutStep.objects.filter(rollout__release_id=body["id"]).first().rollout_id)
         assert RolloutStep.objects.filter(rollout__release_id=body["id"], action="deploy").count() == 1
         page.get_by_role("button", name="Resume").click()
         wait_for(lambda: RolloutStep.objects.filter(rollout__release_id=body["id"], action="deploy").count() == 3,

@@ -13,17 +13,45 @@ from tests import factories
 from tests.factories import sha
 
 
-def test_failing_write_leaves_no_audit_event(app, monkeypatch):
-    def explode(*args, **kwargs):
-        raise RuntimeError("disk on fire")
+def _is_write(sql: str) -> bool:
+    return sql.lstrip().split(" ", 1)[0].upper() in ("INSERT", "UPDATE", "DELETE")
 
-    # The artifact row and its event are written; then storing the changes fails.
-    monkeypatch.setattr("releases.services._store_changes", explode)
-    data = ArtifactIn(version="1.0.0", commit=sha(1), image="img", metadata={})
-    with pytest.raises(RuntimeError):
-        do_register_artifact(Actor.system(), app, data)
-    assert not AuditEvent.objects.filter(kind="artifact.registered").exists()
-    assert not app.artifacts.exists()
+
+def test_a_failure_at_the_last_write_leaves_nothing_half_written(app):
+    """Whatever order the service writes in, failing its very last statement must undo every earlier one."""
+    from django.db import DatabaseError, connection
+
+    from releases.models import Artifact, Change
+    from releases.services import ChangeIn
+
+    def artifact(version, first_sha):
+        return ArtifactIn(version=version, commit=sha(first_sha), image="img", metadata={}, changes=[
+            ChangeIn(sha=sha(first_sha + n), author=f"dev{n}", title=f"change {n}") for n in range(3)])
+
+    writes = []
+
+    def count(execute, sql, params, many, context):
+        if _is_write(sql):
+            writes.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(count):
+        do_register_artifact(Actor.system(), app, artifact("1.0.0", 10))
+    assert len(writes) >= 3  # the artifact, its changes, its audit event
+    seen = []
+
+    def fail_last(execute, sql, params, many, context):
+        if _is_write(sql):
+            seen.append(sql)
+            if len(seen) == len(writes):
+                raise DatabaseError("disk on fire")
+        return execute(sql, params, many, context)
+
+    rows = (Artifact.objects.count(), Change.objects.count(), AuditEvent.objects.count())
+    with connection.execute_wrapper(fail_last), pytest.raises(DatabaseError):
+        do_register_artifact(Actor.system(), app, artifact("1.0.1", 20))
+    assert len(seen) == len(writes)
+    assert (Artifact.objects.count(), Change.objects.count(), AuditEvent.objects.count()) == rows
 
 
 def test_failing_audit_rolls_back_the_write(db, monkeypatch):
