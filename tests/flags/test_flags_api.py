@@ -234,3 +234,19 @@ def test_oversized_flag_payload_is_413(pm, envs):
     response = pm.patch(f"{API}/flags/big/environments/production/", _json.dumps(big), content_type="application/json")
     assert response.status_code == 413
     assert FlagState.objects.filter(flag__key="big").count() == 0
+
+
+@pytest.mark.parametrize("n", [1, 20])
+def test_flag_list_api_and_page_queries_do_not_grow_with_rows(pm, app, envs, n, client, django_assert_num_queries):
+    from flags.services import do_create_flag, do_set_flag_state
+    from releases.permissions import Actor
+
+    for i in range(n):
+        flag = do_create_flag(Actor.system(), app, key=f"flag-{i:02}")
+        do_set_flag_state(Actor.system(), flag, envs[1], enabled=True)
+    with django_assert_num_queries(8):  # token (+ last used), application, roles, count, flags, states, environments
+        body = pm.get(f"{API}/flags/?page_size=50").json()
+    assert body["count"] == n
+    client.force_login(factories.UserFactory(username="root2", is_superuser=True))
+    with django_assert_num_queries(9):
+        assert client.get("/apps/shop/flags/").status_code == 200
