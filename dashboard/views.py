@@ -198,16 +198,9 @@ def environment_detail(request: HttpRequest, slug: str, name: str) -> HttpRespon
                                     application__slug=slug, name=name)
     require(Actor(request.user), Permission.VIEW, environment.application)
     history = list(selectors.releases_of(environment.application).filter(environment=environment)[:50])
-    good = {r.artifact_id for r in history if r.status in (Release.Status.SUCCEEDED, Release.Status.ROLLED_BACK)}
-    rollback_targets = []
-    seen = set()
-    for release in history:
-        if release.artifact_id in good and release.artifact_id != environment.current_artifact_id \
-                and release.artifact_id not in seen:
-            seen.add(release.artifact_id)
-            rollback_targets.append(release.artifact)
     context = {
-        "environment": environment, "history": history, "rollback_targets": rollback_targets,
+        "environment": environment, "history": history,
+        "rollback_targets": list(selectors.rollback_candidates(environment)[:20]),
         "locks": environment.locks.filter(released_at__isnull=True).select_related("locked_by"),
         "can_rollback": can(Actor(request.user), Permission.ROLLBACK, environment.application, environment),
         **_targets_with_slots(environment),

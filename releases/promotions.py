@@ -29,6 +29,7 @@ from releases.lifecycle import transition
 from releases.models import Application, Approval, Artifact, Blocker, Release
 from releases.notifications import notify_on_commit
 from releases.permissions import Actor, Permission, can, require
+from releases.selectors import rollback_candidates
 
 OPEN = (Release.Status.PENDING_APPROVAL, Release.Status.APPROVED, Release.Status.QUEUED)
 
@@ -185,10 +186,9 @@ def do_rollback(actor: Actor, environment: Environment, *, artifact: Artifact, r
     require(actor, Permission.ROLLBACK, environment.application, environment)
     if environment.current_artifact_id == artifact.pk:
         raise Conflict(f"{artifact.version} runs in {environment.name} already.", field="version")
-    if not Release.objects.filter(environment=environment, artifact=artifact, status__in=(
-            Release.Status.SUCCEEDED, Release.Status.ROLLED_BACK)).exists():
-        raise Conflict(f"{artifact.version} never succeeded in {environment.name}: roll back to a version that did.",
-                       field="version")
+    if not rollback_candidates(environment).filter(pk=artifact.pk).exists():
+        raise Conflict(f"{artifact.version} is not an earlier version that succeeded in {environment.name}: roll back "
+                       "to one of those (a newer version is released, not rolled back to).", field="version")
     release = Release.objects.create(
         application=environment.application, environment=environment, artifact=artifact,
         previous_artifact=environment.current_artifact, kind=Release.Kind.ROLLBACK,

@@ -166,3 +166,18 @@ def targets_of(environment: Environment) -> QuerySet:
             .annotate(expected_version=expected)
             .annotate(drifted=ExpressionWrapper(~Q(version=F("expected_version")), output_field=BooleanField()))
             .order_by("name"))
+
+
+def rollback_candidates(environment: Environment) -> QuerySet[Artifact]:
+    """Versions an environment may roll back to: ones that succeeded there, registered before what runs now,
+    newest first (a newer version is a roll forward: release it). One query."""
+    from releases.models import Release
+
+    good = Release.objects.filter(environment=environment, status__in=(
+        Release.Status.SUCCEEDED, Release.Status.ROLLED_BACK)).values("artifact_id")
+    candidates = Artifact.objects.filter(application_id=environment.application_id, pk__in=good)
+    current = environment.current_artifact
+    if current is not None:
+        candidates = candidates.exclude(pk=current.pk).filter(
+            Q(created_at__lt=current.created_at) | Q(created_at=current.created_at, pk__lt=current.pk))
+    return candidates.order_by("-created_at", "-id")

@@ -67,7 +67,9 @@ def test_environment_page_rolls_back_with_confirmation(client, demo, django_capt
     admin = get_user_model().objects.create_superuser("root", password="x-long-password")
     client.force_login(admin)
     page = client.get("/apps/shop/env/production/").content.decode()
-    assert "Roll back to 1.0.0" in page and "confirm(" in page
+    assert 'name="version" value="1.0.0" checked' in page and "confirm(" in page
+    form = page[page.index('class="stack rollback"'):]
+    assert form[:form.index("</form>")].count('name="reason"') == 1  # one reason field for the list
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post("/apps/shop/env/production/rollback/", {"version": "1.0.0", "reason": "errors"})
     assert response.status_code == 302
@@ -120,3 +122,25 @@ def test_two_authors_approve_in_the_browser_and_the_release_moves_on(live_slipwa
         browser.close()
     production.refresh_from_db()
     assert production.current_artifact == artifact
+
+
+def test_rollback_offers_only_earlier_good_versions_newest_first(client, demo, django_capture_on_commit_callbacks):
+    """A version newer than what runs is a roll forward, not a rollback: not offered, and refused if posted."""
+    from django.contrib.auth import get_user_model
+
+    from environments.models import Environment
+    from releases.selectors import rollback_candidates
+
+    client.force_login(get_user_model().objects.create_superuser("root", password="x-long-password"))
+    production = Environment.objects.get(application__slug="shop", name="production")
+    offered = [a.version for a in rollback_candidates(production)]
+    assert offered == ["1.0.0"] and production.current_artifact.version == "1.1.0"
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post("/apps/shop/env/production/rollback/", {"version": "1.0.0", "reason": "errors"})
+    production.refresh_from_db()
+    assert production.current_artifact.version == "1.0.0"
+    assert list(rollback_candidates(production)) == []  # 1.1.0 is newer than what runs now
+    page = client.get("/apps/shop/env/production/").content.decode()
+    assert 'name="version" value="1.1.0"' not in page
+    refused = client.post("/apps/shop/env/production/rollback/", {"version": "1.1.0", "reason": "go forward"})
+    assert refused.status_code == 409 and "newer version" in refused.content.decode()
