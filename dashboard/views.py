@@ -19,7 +19,7 @@ from config.errors import Invalid
 from dashboard.progress import rollout_progress
 from environments.models import Environment, Lock
 from releases import selectors
-from releases.batches import approval_state, blocked_by, group_key, release_batch
+from releases.batches import Coverage, approval_coverage, approval_state, blocked_by, group_key, release_batch
 from releases.models import ApiToken, Application, Approval, Artifact, Release, Rollout, Scope
 from releases.permissions import Actor, Permission, can, require
 from releases.planning import slots
@@ -103,11 +103,15 @@ class ReleaseCard:
     batch: object
     state: object
     blocked: list
-    mine: set
+    coverage: Coverage
+
+    @property
+    def mine(self) -> set[str]:
+        return set(self.coverage.authors)
 
     @property
     def on_behalf(self) -> bool:
-        return any(k.startswith("author:") for k in self.mine)
+        return self.coverage.on_behalf
 
     @property
     def covers(self) -> list[str]:
@@ -128,21 +132,15 @@ class ReleaseCard:
 
     @property
     def waiting_for_me(self) -> bool:
-        return self.release.status == Release.Status.PENDING_APPROVAL and bool(self.mine)
+        return self.release.status == Release.Status.PENDING_APPROVAL and self.coverage.refusal is None
 
 
 def release_card(release: Release, user, users: dict | None = None) -> ReleaseCard:
     batch = release_batch(release)
     approvals = list(release.approvals.all())
     state = approval_state(release, batch, approvals)
-    mine = {group_key(g) for g in batch.groups if g.user is not None and g.user.pk == user.pk}
-    already = any(a.user_id == user.pk for a in approvals)
-    if not already and release.environment.approval_policy == Environment.ApprovalPolicy.AUTHORS and can(
-            Actor(user), Permission.APPROVE_FOR_OTHERS, release.application, release.environment):
-        mine |= {k for k, v in state.by_group.items() if v is None and k.startswith("author:")}
-    if already:
-        mine = set()
-    return ReleaseCard(release, batch, state, blocked_by(release, approvals, batch), mine)
+    coverage = approval_coverage(Actor(user), release, batch, state, approvals)
+    return ReleaseCard(release, batch, state, blocked_by(release, approvals, batch), coverage)
 
 
 @login_required
