@@ -195,6 +195,8 @@ def do_link_identity(actor: Actor, user, identity: str) -> AuthorIdentity:
         _require_global(actor, Scope.ADMIN, "releases.add_authoridentity", "link identities to other people")
     else:
         _require_self_service(actor)
+    if identity.lower() == user.get_username().lower():
+        raise Conflict(f"'{identity}' is {user.get_username()}'s username: it counts already.", field="identity")
     # Username and email map already, before any link: another person's would never map to this user.
     owner = User.objects.filter(Q(username__iexact=identity) | Q(email__iexact=identity)).exclude(pk=user.pk).first()
     if owner is not None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -131,7 +131,8 @@ class IdentityDetailView(APIView):
     """DELETE unlinks an identity, or withdraws a request, by id or by the identity itself: yours, or anyone's for
     an administrator (scope `admin`)."""
 
-    @extend_schema(responses={204: None})
+    @extend_schema(responses={204: None}, parameters=[OpenApiParameter(
+        "key", str, OpenApiParameter.PATH, description="The link's id, or the identity itself.")])
     def delete(self, request: Request, key: str) -> Response:
         link = selectors.identity_link(request.user, key)
         if link is None:
@@ -158,7 +159,8 @@ class IdentityRequestDecisionView(APIView):
     """Confirm or decline a pending identity request (scope `approvals:write`): 403 unless you may decide it,
     409 once decided."""
 
-    @extend_schema(request=IdentityDecisionIn, responses=IdentityOut)
+    @extend_schema(request=IdentityDecisionIn, responses=IdentityOut, parameters=[
+        OpenApiParameter("decision", str, OpenApiParameter.PATH, enum=["confirm", "decline"])])
     def post(self, request: Request, pk: int, decision: str) -> Response:
         if decision not in ("confirm", "decline"):
             raise NotFound(f"No decision '{decision}': confirm or decline.")

@@ -184,9 +184,9 @@ def test_bad_identity_on_the_profile_page_and_in_the_service(client, team):
     assert error.value.field == "identity"
 
 
-def test_another_persons_username_or_email_is_theirs(app, team):
+def test_a_username_or_another_persons_email_maps_already(app, team):
     bob = session(team["bob"])
-    for identity in ("alice", "ALICE@example.com"):
+    for identity in ("alice", "ALICE@example.com", "Bob"):
         response = bob.post("/api/v1/identities/", {"user": "bob", "identity": identity}, format="json")
         assert response.status_code == 409 and "identity" in response.json()
 
