@@ -18,4 +18,6 @@ urlpatterns = [
     path("apps/<slug:slug>/env/<slug:name>/rollback/", views.rollback, name="rollback"),
     path("apps/<slug:slug>/env/<slug:name>/lock/", views.lock_environment, name="lock"),
     path("profile/", views.profile, name="profile"),
+    path("profile/identities/<int:pk>/unlink/", views.unlink_identity, name="unlink-identity"),
+    path("identities/<int:pk>/<str:decision>/", views.decide_identity, name="decide-identity"),
 ]

@@ -19,13 +19,30 @@ from config.errors import Invalid
 from dashboard.progress import rollout_progress
 from environments.models import Environment, Lock
 from releases import selectors
-from releases.batches import approval_state, blocked_by, group_key, release_batch
-from releases.models import ApiToken, Application, Approval, Artifact, Release, Rollout, Scope
+from releases.batches import Coverage, approval_coverage, approval_state, blocked_by, group_key, release_batch
+from releases.models import (
+    ApiToken,
+    Application,
+    Approval,
+    Artifact,
+    AuthorIdentity,
+    Release,
+    Rollout,
+    Scope,
+    identity_validator,
+)
 from releases.permissions import Actor, Permission, can, require
 from releases.planning import slots
 from releases.promotions import do_decide, do_lock, do_rollback, do_unlock
 from releases.rollouts import do_control_rollout
-from releases.services import do_create_api_token, do_link_identity, do_revoke_api_token
+from releases.services import (
+    do_confirm_identity,
+    do_create_api_token,
+    do_decline_identity,
+    do_link_identity,
+    do_revoke_api_token,
+    do_unlink_identity,
+)
 
 
 @login_required
@@ -103,11 +120,15 @@ class ReleaseCard:
     batch: object
     state: object
     blocked: list
-    mine: set
+    coverage: Coverage
+
+    @property
+    def mine(self) -> set[str]:
+        return set(self.coverage.authors)
 
     @property
     def on_behalf(self) -> bool:
-        return any(k.startswith("author:") for k in self.mine)
+        return self.coverage.on_behalf
 
     @property
     def covers(self) -> list[str]:
@@ -128,21 +149,15 @@ class ReleaseCard:
 
     @property
     def waiting_for_me(self) -> bool:
-        return self.release.status == Release.Status.PENDING_APPROVAL and bool(self.mine)
+        return self.release.status == Release.Status.PENDING_APPROVAL and self.coverage.refusal is None
 
 
 def release_card(release: Release, user, users: dict | None = None) -> ReleaseCard:
     batch = release_batch(release)
     approvals = list(release.approvals.all())
     state = approval_state(release, batch, approvals)
-    mine = {group_key(g) for g in batch.groups if g.user is not None and g.user.pk == user.pk}
-    already = any(a.user_id == user.pk for a in approvals)
-    if not already and release.environment.approval_policy == Environment.ApprovalPolicy.AUTHORS and can(
-            Actor(user), Permission.APPROVE_FOR_OTHERS, release.application, release.environment):
-        mine |= {k for k, v in state.by_group.items() if v is None and k.startswith("author:")}
-    if already:
-        mine = set()
-    return ReleaseCard(release, batch, state, blocked_by(release, approvals, batch), mine)
+    coverage = approval_coverage(Actor(user), release, batch, state, approvals)
+    return ReleaseCard(release, batch, state, blocked_by(release, approvals, batch), coverage)
 
 
 @login_required
@@ -154,7 +169,8 @@ def approvals_inbox(request: HttpRequest) -> HttpResponse:
                .order_by("created_at"))
     cards = [release_card(r, request.user) for r in pending]
     cards.sort(key=lambda c: not c.waiting_for_me)
-    return render(request, "dashboard/inbox.html", {"cards": cards})
+    identity_requests = selectors.identity_requests_for(request.user).filter(status=AuthorIdentity.Status.PENDING)
+    return render(request, "dashboard/inbox.html", {"cards": cards, "identity_requests": identity_requests})
 
 
 @login_required
@@ -262,14 +278,42 @@ def rollout_control(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 class IdentityForm(forms.Form):
-    identity = forms.CharField(max_length=254, widget=forms.TextInput(attrs={"placeholder": "alice@users.noreply.github.com"}))
+    identity = forms.CharField(max_length=254, validators=[identity_validator],
+                               widget=forms.TextInput(attrs={"placeholder": "alice@users.noreply.github.com"}))
 
 
 @login_required
 def profile(request: HttpRequest) -> HttpResponse:
     form = IdentityForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        do_link_identity(Actor(request.user), request.user, form.cleaned_data["identity"])
+        link = do_link_identity(Actor(request.user), request.user, form.cleaned_data["identity"])
+        if link.status == AuthorIdentity.Status.CONFIRMED:
+            messages.success(request, f"Linked {link.identity}.")
+        else:
+            messages.info(request, f"Asked to link {link.identity}: it maps your changes once an administrator or a "
+                                   "release manager of an application it committed to confirms it.")
         return redirect("dashboard:profile")
     return render(request, "dashboard/profile.html",
-                  {"form": form, "identities": request.user.author_identities.all()})
+                  {"form": form, "identities": selectors.identities_of(request.user)})
+
+
+@login_required
+@require_POST
+def unlink_identity(request: HttpRequest, pk: int) -> HttpResponse:
+    link = get_object_or_404(AuthorIdentity, pk=pk, user=request.user)
+    do_unlink_identity(Actor(request.user), link)
+    messages.success(request, f"Unlinked {link.identity}.")
+    return redirect("dashboard:profile")
+
+
+@login_required
+@require_POST
+def decide_identity(request: HttpRequest, pk: int, decision: str) -> HttpResponse:
+    if decision == "confirm":
+        link = do_confirm_identity(Actor(request.user), pk)
+    elif decision == "decline":
+        link = do_decline_identity(Actor(request.user), pk)
+    else:
+        raise Invalid("Choose confirm or decline.", field="decision")
+    messages.success(request, f"{link.identity} → {link.user.get_username()}: {link.status}.")
+    return redirect("dashboard:inbox")

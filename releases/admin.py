@@ -64,7 +64,8 @@ class MembershipAdmin(admin.ModelAdmin):
 
 @admin.register(AuthorIdentity)
 class AuthorIdentityAdmin(admin.ModelAdmin):
-    list_display = ["identity", "user"]
+    list_display = ["identity", "user", "status", "decided_by", "decided_at"]
+    list_filter = ["status"]
     search_fields = ["identity", "user__username"]
 
 

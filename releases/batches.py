@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from environments.models import Environment, FreezeWindow
 from releases.models import Approval, Artifact, Blocker, Change, Release
+from releases.permissions import Actor, Permission, can, refusal, users_with
 from releases.selectors import AuthorGroup, group_by_author, users_for_authors
 
 
@@ -76,6 +77,8 @@ class ApprovalState:
     """Who has decided and what is still missing, per the environment's policy."""
 
     by_group: dict[str, Approval | None] = field(default_factory=dict)
+    # Groups a release manager approves on their author's behalf: no linked user, or one whose roles don't approve.
+    for_others: set[str] = field(default_factory=set)
     reviewer_approvals: list[Approval] = field(default_factory=list)
     rejected: Approval | None = None
     missing: list[dict] = field(default_factory=list)
@@ -93,18 +96,27 @@ def approval_state(release: Release, batch: Batch, approvals: list[Approval]) ->
         return state
     approved = [a for a in approvals if a.decision == Approval.Decision.APPROVE]
     if environment.approval_policy == Environment.ApprovalPolicy.AUTHORS:
+        approvers = users_with(Permission.APPROVE_OWN, release.application_id, environment.pk,
+                               {g.user.pk for g in batch.groups if g.user is not None})
         for group in batch.groups:
             key = group_key(group)
             decision = next((a for a in approved if key in a.authors), None)
             state.by_group[key] = decision
-            if decision is None:
-                who = group.username
-                state.missing.append({
-                    "kind": "approval",
-                    "detail": f"Waiting for {who or group.author} to approve their changes"
-                              + ("" if who else " (no Slipway user is linked to this author)"),
-                    "cleared_by": [who] if who else ["a release manager, on their behalf"],
-                })
+            who = group.username
+            if who is None or group.user.pk not in approvers:
+                state.for_others.add(key)
+            if decision is not None:
+                continue
+            if who is None:
+                detail = f"Waiting for {group.author} to approve their changes (no Slipway user is linked to this author)"
+            elif key in state.for_others:
+                detail = (f"Waiting for a release manager to approve {who}'s changes on their behalf "
+                          f"({who} has no role that approves in {environment.name})")
+            else:
+                detail = f"Waiting for {who} to approve their changes"
+            state.missing.append({"kind": "approval", "detail": detail,
+                                  "cleared_by": ["a release manager, on their behalf"] if key in state.for_others
+                                  else [who]})
     else:
         authors = {g.user.pk for g in batch.groups if g.user is not None}
         state.reviewer_approvals = [a for a in approved if a.user_id not in authors]
@@ -117,6 +129,44 @@ def approval_state(release: Release, batch: Batch, approvals: list[Approval]) ->
                 "cleared_by": ["a developer without changes in this batch"],
             })
     return state
+
+
+@dataclass(frozen=True, slots=True)
+class Coverage:
+    """What one person's approval of a release would cover, or why they may not decide on it."""
+
+    authors: tuple[str, ...] = ()
+    on_behalf: bool = False
+    refusal: str | None = None
+    permission: str | None = None
+
+
+def approval_coverage(actor: Actor, release: Release, batch: Batch, state: ApprovalState,
+                      approvals: list[Approval]) -> Coverage:
+    """Which author groups `actor` may approve on `release`: the one rule the API, the pages and the inbox share.
+
+    Authors approve their own group when their role approves; a release manager approves, on their behalf, the
+    groups nobody linked may approve (unlinked authors, or people whose role does not approve). Reviewers approve
+    batches without changes of theirs.
+    """
+    if actor.user is not None and any(a.user_id == actor.user.pk for a in approvals):
+        return Coverage(refusal="You have decided on this release already.")
+    environment = release.environment
+    if (why := refusal(actor, Permission.APPROVE_OWN, release.application, environment)) is not None:
+        return Coverage(refusal=why, permission=str(Permission.APPROVE_OWN))
+    mine = [group_key(g) for g in batch.groups if g.user is not None and g.user.pk == actor.user.pk]
+    if environment.approval_policy != Environment.ApprovalPolicy.AUTHORS:
+        if mine:
+            return Coverage(refusal="Reviewers approve batches without their own changes.")
+        return Coverage()
+    own = [k for k in mine if k not in state.for_others]
+    others = [k for k in state.by_group if k in state.for_others and state.by_group[k] is None and k not in mine]
+    if others and can(actor, Permission.APPROVE_FOR_OTHERS, release.application, environment):
+        return Coverage(authors=tuple(own + others), on_behalf=True)
+    if not own:
+        return Coverage(refusal="You have no changes in this batch to approve (release managers approve for "
+                                "unlinked authors and for authors whose role does not approve).")
+    return Coverage(authors=tuple(own))
 
 
 def active_freezes(environment: Environment, now: datetime | None = None) -> list[FreezeWindow]:

@@ -55,6 +55,7 @@ def load_demo() -> tuple[Application, dict[str, str]]:
     app = do_create_application(system, slug="shop", name="Shop", repository_url="https://github.com/acme/shop")
     for username, _ in TEAM:
         do_grant_role(system, app, User.objects.get(username=username), Role.DEVELOPER)
+    # Linked as an administrator would: confirmed at once. A person's own request would wait for confirmation.
     do_link_identity(system, User.objects.get(username="alice"), "alice@users.noreply.github.com")
     staging = do_create_environment(system, app, name="staging", position=1,
                                     description="Takes every build CI registers.")

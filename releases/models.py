@@ -6,7 +6,8 @@ import hashlib
 from typing import Any
 
 from django.conf import settings
-from django.core.validators import RegexValidator
+from django.core.exceptions import ValidationError
+from django.core.validators import EmailValidator, RegexValidator
 from django.db import models
 from django.db.models.functions import Lower
 
@@ -16,6 +17,19 @@ VERSION_PATTERN = r"^\S{1,100}$"
 
 slug_validator = RegexValidator(SLUG_PATTERN, "Use 1–63 lowercase letters, digits and dashes, starting with a letter or digit.")
 sha_validator = RegexValidator(SHA_PATTERN, "Must be a 40-character lowercase hex commit sha.")
+
+# A forge login (GitHub, GitLab; bots end in "[bot]") or an email address: what CI reports as a change's author.
+LOGIN_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}(\[bot\])?$"
+IDENTITY_HELP = "Give a login (letters, digits, '.', '_' or '-') or an email address."
+_login_validator = RegexValidator(LOGIN_PATTERN, IDENTITY_HELP)
+_email_validator = EmailValidator(IDENTITY_HELP)
+
+
+def identity_validator(value: str) -> None:
+    """A login or an email address, nothing else (no spaces, no markup)."""
+    if len(value) > 254:
+        raise ValidationError(IDENTITY_HELP)
+    (_email_validator if "@" in value else _login_validator)(value)
 
 
 class Application(models.Model):
@@ -82,14 +96,33 @@ class Artifact(models.Model):
 
 
 class AuthorIdentity(models.Model):
-    """An extra login or email a team member commits under (username and email count already)."""
+    """An extra login or email a team member commits under (username and email count already).
+
+    Only a confirmed link maps changes to its user; a pending one is a request someone else must confirm.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        CONFIRMED = "confirmed"
+        DECLINED = "declined"
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="author_identities")
-    identity = models.CharField(max_length=254)
+    identity = models.CharField(max_length=254, validators=[identity_validator])
+    # db_default: rows written by the previous release (no status) are the confirmed links they always were.
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.CONFIRMED,
+                              db_default=Status.CONFIRMED)
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+", help_text="Who confirmed or declined it; empty when proven.")
+    decided_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(Lower("identity"), name="identity_unique_ci")]
+        constraints = [
+            models.UniqueConstraint(Lower("identity"), condition=models.Q(status="confirmed"),
+                                    name="identity_confirmed_unique_ci"),
+            models.UniqueConstraint("user", Lower("identity"), condition=models.Q(status="pending"),
+                                    name="identity_request_unique_ci"),
+        ]
 
     def __str__(self) -> str:
         return self.identity

@@ -7,6 +7,7 @@ a token adds scopes and may pin one environment; it never adds roles.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -111,6 +112,12 @@ def can(actor: Actor, permission: Permission, application: Application,
     return _refusal(actor, permission, application, environment) is None
 
 
+def refusal(actor: Actor, permission: Permission, application: Application,
+            environment: Environment | None = None) -> str | None:
+    """Why `actor` may not do it (a missing scope, the token's environment, a role), or None."""
+    return _refusal(actor, permission, application, environment)
+
+
 def require(actor: Actor, permission: Permission, application: Application,
             environment: Environment | None = None) -> None:
     """Raise Forbidden naming what is missing: a scope, the token's environment, or a role."""
@@ -146,6 +153,30 @@ def _refusal(actor: Actor, permission: Permission, application: Application,
     needed = ROLE_LABELS.get(permission, "developer" if permission not in READ_PERMISSIONS else "viewer")
     where = f"{application.slug}/{environment.name}" if environment is not None else application.slug
     return f"You need the {needed} role on {where}."
+
+
+def roles_with(permission: Permission) -> list[str]:
+    return [role for role, permissions in ROLE_PERMISSIONS.items() if permission in permissions]
+
+
+def users_with(permission: Permission, application_id: int, environment_id: int | None,
+               user_ids: Iterable[int]) -> set[int]:
+    """Of `user_ids`, those whose own roles give `permission` there (as `can` decides, tokens aside): one query."""
+    from django.contrib.auth import get_user_model
+    from django.db.models import Q
+
+    user_ids = set(user_ids)
+    if not user_ids:
+        return set()
+    # A role limited to one environment counts there only (and everywhere for reading), as in `_refusal`.
+    here = Q(memberships__environment=None)
+    if permission in READ_PERMISSIONS:
+        here = Q()
+    elif environment_id is not None:
+        here |= Q(memberships__environment_id=environment_id)
+    role = Q(memberships__application_id=application_id, memberships__role__in=roles_with(permission)) & here
+    return set(get_user_model().objects.filter(Q(is_superuser=True) | role, pk__in=user_ids, is_active=True)
+               .values_list("pk", flat=True).distinct())
 
 
 def visible_applications(user):

@@ -16,6 +16,7 @@ from config.errors import Conflict, Forbidden, Invalid, NotFound
 from environments.models import Environment, FreezeWindow, Lock
 from releases import audit
 from releases.batches import (
+    approval_coverage,
     approval_state,
     blocked_by,
     compute_batch,
@@ -28,7 +29,7 @@ from releases.batches import (
 from releases.lifecycle import transition
 from releases.models import Application, Approval, Artifact, Blocker, Release
 from releases.notifications import notify_on_commit
-from releases.permissions import Actor, Permission, can, require
+from releases.permissions import Actor, Permission, require
 from releases.selectors import rollback_candidates
 
 OPEN = (Release.Status.PENDING_APPROVAL, Release.Status.APPROVED, Release.Status.QUEUED)
@@ -130,24 +131,11 @@ def do_decide(actor: Actor, release_id: int, *, decision: str, comment: str = ""
     if release.approvals.filter(user=actor.user).exists():
         raise Conflict("You have decided on this release already.")
     batch = release_batch(release)
-    environment = release.environment
     approvals = list(release.approvals.all())
-    state = approval_state(release, batch, approvals)
-    covers: list[str] = []
-    on_behalf = False
-    if environment.approval_policy == Environment.ApprovalPolicy.AUTHORS:
-        require(actor, Permission.APPROVE_OWN, release.application, environment)
-        covers = [group_key(g) for g in batch.groups if g.user is not None and g.user.pk == actor.user.pk]
-        unlinked = [group_key(g) for g in batch.groups if g.user is None and state.by_group.get(group_key(g)) is None]
-        if unlinked and can(actor, Permission.APPROVE_FOR_OTHERS, release.application, environment):
-            covers += unlinked
-            on_behalf = True
-        if not covers:
-            raise Forbidden("You have no changes in this batch to approve (release managers approve for unlinked authors).")
-    else:
-        require(actor, Permission.APPROVE_OWN, release.application, environment)
-        if any(g.user is not None and g.user.pk == actor.user.pk for g in batch.groups):
-            raise Forbidden("Reviewers approve batches without their own changes.")
+    coverage = approval_coverage(actor, release, batch, approval_state(release, batch, approvals), approvals)
+    if coverage.refusal is not None:
+        raise Forbidden(coverage.refusal, extra={"permission": coverage.permission} if coverage.permission else None)
+    covers, on_behalf = list(coverage.authors), coverage.on_behalf
     approval = Approval.objects.create(release=release, user=actor.user, decision=decision, comment=comment,
                                        authors=covers, on_behalf=on_behalf)
     audit.record(actor, f"release.{'approval' if decision == 'approve' else 'rejection'}_given", release,

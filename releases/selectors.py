@@ -6,12 +6,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from django.contrib.auth import get_user_model
-from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.functions import Lower
 
 from environments.models import Environment
-from releases.models import Application, Artifact, AuditEvent, AuthorIdentity, Change
-from releases.permissions import visible_applications
+from releases.models import Application, Artifact, AuditEvent, AuthorIdentity, Change, Membership
+from releases.permissions import Permission, roles_with, visible_applications
 
 User = get_user_model()
 
@@ -40,7 +40,9 @@ def users_for_authors(authors: Iterable[str]) -> dict[str, object]:
         for key in (user.lusername, user.lemail):
             if key in keys:
                 found.setdefault(key, user)
-    links = AuthorIdentity.objects.annotate(lidentity=Lower("identity")).filter(lidentity__in=keys)
+    # A pending request maps nothing: until someone confirms it, the identity is not the user's.
+    links = AuthorIdentity.objects.annotate(lidentity=Lower("identity")).filter(
+        lidentity__in=keys, status=AuthorIdentity.Status.CONFIRMED)
     for link in links.select_related("user"):
         found.setdefault(link.lidentity, link.user)
     return found
@@ -64,6 +66,44 @@ def group_by_author(changes: Iterable[Change], users: dict[str, object] | None =
             group = groups[key] = AuthorGroup(author=change.author, user=user)
         group.changes.append(change)
     return list(groups.values())
+
+
+def is_identity_admin(user) -> bool:
+    """May link identities for anyone and decide every request (a Slipway administrator)."""
+    return user.is_active and user.has_perm("releases.add_authoridentity")
+
+
+def identities_of(user) -> QuerySet[AuthorIdentity]:
+    """The user's links and requests, newest first."""
+    return AuthorIdentity.objects.filter(user=user).select_related("user", "decided_by").order_by("-created_at", "-id")
+
+
+def identity_requests_for(user) -> QuerySet[AuthorIdentity]:
+    """Identity links `user` may confirm or decline, any status, never their own: all of them for an administrator;
+    for a release manager (or admin) of an application, those whose identity authored changes in it."""
+    links = AuthorIdentity.objects.exclude(user=user).select_related("user", "decided_by").order_by("created_at", "id")
+    if not user.is_active:
+        return links.none()
+    if is_identity_admin(user):
+        return links
+    managed = Membership.objects.filter(user=user, environment=None,
+                                        role__in=roles_with(Permission.APPROVE_FOR_OTHERS)).values("application_id")
+    authored = Change.objects.annotate(lauthor=Lower("author")).filter(
+        application_id__in=managed, lauthor=Lower(OuterRef("identity")))
+    return links.filter(Exists(authored))
+
+
+def identity_link(user, key: str) -> AuthorIdentity | None:
+    """The link `key` names (its id, or the identity itself) among the user's own; an administrator's reaches anyone's."""
+    links = AuthorIdentity.objects.select_related("user")
+    if not is_identity_admin(user):
+        links = links.filter(user=user)
+    if key.isdigit() and (link := links.filter(pk=int(key)).first()) is not None:
+        return link
+    named = links.annotate(lidentity=Lower("identity")).filter(lidentity=key.lower())
+    # The caller's own first; then a confirmed link before a pending request before a declined one.
+    rank = {AuthorIdentity.Status.CONFIRMED: 0, AuthorIdentity.Status.PENDING: 1}
+    return min(named, key=lambda link: (link.user_id != user.pk, rank.get(link.status, 2), -link.pk), default=None)
 
 
 def applications_for(user) -> QuerySet[Application]:

@@ -13,13 +13,26 @@ from functools import partial
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from config.errors import Conflict, Forbidden, Invalid, NotFound
-from releases import audit
+from releases import audit, selectors
 from releases.exceptions import ArtifactConflict
-from releases.models import ApiToken, Application, Artifact, AuthorIdentity, Change, Membership, Role, Scope
+from releases.models import (
+    ApiToken,
+    Application,
+    Artifact,
+    AuthorIdentity,
+    Change,
+    Membership,
+    Role,
+    Scope,
+    identity_validator,
+)
 from releases.permissions import Actor, Permission, require
 
 User = get_user_model()
@@ -150,18 +163,149 @@ def do_grant_role(actor: Actor, application: Application, user, role: str, envir
     return membership
 
 
+def _clean_identity(identity: str) -> str:
+    identity = identity.strip()
+    try:
+        identity_validator(identity)
+    except ValidationError as error:
+        raise Invalid(error.messages[0], field="identity") from None
+    return identity
+
+
+def _identity_admin(actor: Actor) -> bool:
+    """The actor may link identities for anyone and decide any request (a token needs the admin scope)."""
+    if actor.is_system:
+        return True
+    if actor.token is not None and (not actor.token.has_scope(Scope.ADMIN) or actor.token.environment_id is not None):
+        return False
+    return selectors.is_identity_admin(actor.user)
+
+
+def _require_self_service(actor: Actor) -> None:
+    if actor.token is not None and not actor.token.has_scope(Scope.ADMIN):
+        raise Forbidden(f"This token lacks the '{Scope.ADMIN}' scope.")
+
+
 @transaction.atomic(durable=True)
 def do_link_identity(actor: Actor, user, identity: str) -> AuthorIdentity:
-    """Link an author identity (login or email a person commits under) to a user."""
+    """Link an author identity (a login or email someone commits under) to a user: confirmed at once when an
+    administrator links it or it is the user's own (verified) email, else a pending request someone else confirms."""
+    identity = _clean_identity(identity)
     if not actor.is_system and actor.user != user:
         _require_global(actor, Scope.ADMIN, "releases.add_authoridentity", "link identities to other people")
-    elif actor.token is not None and not actor.token.has_scope(Scope.ADMIN):
-        raise Forbidden(f"This token lacks the '{Scope.ADMIN}' scope.")
-    if AuthorIdentity.objects.filter(identity__iexact=identity).exists():
+    else:
+        _require_self_service(actor)
+    if identity.lower() == user.get_username().lower():
+        raise Conflict(f"'{identity}' is {user.get_username()}'s username: it counts already.", field="identity")
+    # Username and email map already, before any link: another person's would never map to this user.
+    owner = User.objects.filter(Q(username__iexact=identity) | Q(email__iexact=identity)).exclude(pk=user.pk).first()
+    if owner is not None:
+        raise Conflict(f"'{identity}' is {owner.get_username()}'s username or email: it maps to them.", field="identity")
+    links = AuthorIdentity.objects.select_for_update().annotate(lidentity=Lower("identity")).filter(
+        lidentity=identity.lower())
+    if any(link.status == AuthorIdentity.Status.CONFIRMED for link in links):
         raise Conflict(f"The identity '{identity}' is linked already.", field="identity")
-    link = AuthorIdentity.objects.create(user=user, identity=identity)
-    audit.record(actor, "identity.linked", link, after={"user": user.get_username(), "identity": identity})
+    if any(link.user_id == user.pk and link.status == AuthorIdentity.Status.PENDING for link in links):
+        raise Conflict(f"You asked to link '{identity}' already; the request waits for confirmation.", field="identity")
+    # The user's email is set by an administrator (Slipway lets nobody change their own): it is proven theirs.
+    proven = bool(user.email) and user.email.lower() == identity.lower()
+    summary = {"user": user.get_username(), "identity": identity}
+    if proven or _identity_admin(actor):
+        link = _create_link(user=user, identity=identity, status=AuthorIdentity.Status.CONFIRMED,
+                            decided_by=None if proven else actor.user, decided_at=timezone.now())
+        audit.record(actor, "identity.linked", link, after={**summary, "proof": "email" if proven else "admin"})
+        _decline_competing(actor, link)
+    else:
+        link = _create_link(user=user, identity=identity, status=AuthorIdentity.Status.PENDING)
+        audit.record(actor, "identity.requested", link, after={**summary, "status": link.status})
     return link
+
+
+def _create_link(**fields) -> AuthorIdentity:
+    try:
+        with transaction.atomic():
+            return AuthorIdentity.objects.create(**fields)
+    except IntegrityError:
+        # A twin request linked the same identity between our check and our insert.
+        raise Conflict(f"The identity '{fields['identity']}' is linked already.", field="identity") from None
+
+
+def _decline_competing(actor: Actor, link: AuthorIdentity) -> None:
+    """Once an identity is someone's, other people's requests for it are answered."""
+    competing = AuthorIdentity.objects.select_for_update().annotate(lidentity=Lower("identity")).filter(
+        lidentity=link.identity.lower(), status=AuthorIdentity.Status.PENDING).exclude(pk=link.pk)
+    for other in competing:
+        _decide_request(actor, other, AuthorIdentity.Status.DECLINED,
+                        note=f"'{link.identity}' was linked to {link.user.get_username()}.")
+
+
+def _decide_request(actor: Actor, link: AuthorIdentity, status: str, note: str = "") -> AuthorIdentity:
+    link.status, link.decided_by, link.decided_at = status, actor.user, timezone.now()
+    link.save(update_fields=["status", "decided_by", "decided_at"])
+    audit.record(actor, f"identity.{status}", link, before={"status": AuthorIdentity.Status.PENDING},
+                 after={"user": link.user.get_username(), "identity": link.identity, "status": status}, note=note)
+    return link
+
+
+def _locked_request(actor: Actor, link_id: int) -> AuthorIdentity:
+    """The request, once the actor may decide it: an administrator, or a release manager (or admin) of an
+    application where the identity authored changes; never its requester."""
+    link = AuthorIdentity.objects.select_for_update(of=("self",)).select_related("user").filter(pk=link_id).first()
+    if link is None:
+        raise NotFound(f"No identity request #{link_id}.")
+    if actor.is_system:
+        return link
+    if actor.token is not None and (not actor.token.has_scope(Scope.APPROVALS_WRITE)
+                                    or actor.token.environment_id is not None):
+        raise Forbidden(f"Deciding identity requests needs a token with the '{Scope.APPROVALS_WRITE}' scope "
+                        "and no environment.")
+    if link.user_id == actor.user.pk:
+        raise Forbidden("Someone else confirms your own request: an administrator, or a release manager of an "
+                        "application where this identity authored changes.")
+    if not selectors.identity_requests_for(actor.user).filter(pk=link.pk).exists():
+        raise Forbidden(f"Only an administrator, or a release manager of an application where '{link.identity}' "
+                        "authored changes, decides this request.")
+    return link
+
+
+@transaction.atomic(durable=True)
+def do_confirm_identity(actor: Actor, link_id: int) -> AuthorIdentity:
+    """Confirm a pending identity request: from now on the identity's changes are its requester's."""
+    link = _locked_request(actor, link_id)
+    if link.status != AuthorIdentity.Status.PENDING:
+        raise Conflict(f"This request is {link.status} already.")
+    # Lock every row of this identity: two confirmations of rival requests must not both pass this check.
+    same = AuthorIdentity.objects.select_for_update().annotate(lidentity=Lower("identity")).filter(
+        lidentity=link.identity.lower())
+    if any(other.status == AuthorIdentity.Status.CONFIRMED for other in same):
+        raise Conflict(f"The identity '{link.identity}' is linked already.", field="identity")
+    _decide_request(actor, link, AuthorIdentity.Status.CONFIRMED)
+    _decline_competing(actor, link)
+    return link
+
+
+@transaction.atomic(durable=True)
+def do_decline_identity(actor: Actor, link_id: int, *, reason: str = "") -> AuthorIdentity:
+    """Decline a pending identity request: it never maps changes."""
+    link = _locked_request(actor, link_id)
+    if link.status != AuthorIdentity.Status.PENDING:
+        raise Conflict(f"This request is {link.status} already.")
+    return _decide_request(actor, link, AuthorIdentity.Status.DECLINED, note=reason)
+
+
+@transaction.atomic(durable=True)
+def do_unlink_identity(actor: Actor, link: AuthorIdentity) -> None:
+    """Remove an identity link or withdraw a request: one's own, or anyone's for an administrator."""
+    link = AuthorIdentity.objects.select_for_update(of=("self",)).select_related("user").filter(pk=link.pk).first()
+    if link is None:
+        raise NotFound("No such identity.")
+    if actor.is_system or actor.user.pk == link.user_id:
+        _require_self_service(actor)
+    elif not _identity_admin(actor):
+        raise NotFound("No such identity of yours.")
+    audit.record(actor, "identity.unlinked", link,
+                 before={"user": link.user.get_username(), "identity": link.identity, "status": link.status})
+    link.delete()
 
 
 @transaction.atomic(durable=True)

@@ -28,6 +28,8 @@ def team(app):
         factories.MembershipFactory(user=people[name], application=app, role="developer")
     factories.MembershipFactory(user=people["rm"], application=app, role="release_manager")
     factories.MembershipFactory(user=people["boss"], application=app, role="admin")
+    people["vera"] = factories.UserFactory(username="vera", email="vera@example.com")
+    factories.MembershipFactory(user=people["vera"], application=app, role="viewer")
     return people
 
 
@@ -109,6 +111,32 @@ def test_release_needs_every_author(app, team, pipeline, shipped, django_capture
                  .order_by("id").values_list("kind", flat=True))
     assert kinds[:1] == ["release.requested"] and kinds[-1] == "release.succeeded"
     assert "release.approved" in kinds and "release.queued" in kinds
+
+
+def test_viewers_changes_are_approved_by_a_release_manager(client, app, team, pipeline, shipped,
+                                                           django_capture_on_commit_callbacks):
+    """A linked author whose role cannot approve is like an unlinked one: a release manager approves for them."""
+    staging, production = pipeline
+    v12 = build(app, "1.2.0", ["vera"])
+    Release.objects.create(application=app, environment=staging, artifact=v12, kind="recorded", status="succeeded")
+    release = do_request_release(Actor(team["boss"]), app, environment=production, artifact=v12)
+    url = f"{API}/releases/{release.pk}/approvals/"
+    blocked = token_client(team["vera"], "releases:read").get(f"{API}/releases/{release.pk}/").json()["blocked_by"]
+    vera = next(r for r in blocked if "vera" in r["detail"])
+    assert vera["cleared_by"] == ["a release manager, on their behalf"] and "no role that approves" in vera["detail"]
+    assert token_client(team["vera"], "approvals:write").post(url, {"decision": "approve"}, format="json").status_code == 403
+    client.force_login(team["vera"])
+    assert "Approve" not in client.get(f"/releases/{release.pk}/").content.decode()
+    client.force_login(team["rm"])
+    assert "Approve for dave@contractor.example, vera" in client.get("/approvals/").content.decode()
+    for name in ("alice", "bob"):
+        token_client(team[name], "approvals:write").post(url, {"decision": "approve"}, format="json")
+    with django_capture_on_commit_callbacks(execute=True):
+        on_behalf = token_client(team["rm"], "approvals:write").post(url, {"decision": "approve"}, format="json")
+    assert on_behalf.status_code == 201
+    approval = release.approvals.get(user=team["rm"])
+    assert approval.on_behalf and approval.authors == ["author:dave@contractor.example", f"user:{team['vera'].pk}"]
+    assert Release.objects.get(pk=release.pk).status == "succeeded"
 
 
 def test_rejection_stops_the_release(app, team, pipeline, shipped):
