@@ -19,7 +19,7 @@ from config.errors import Invalid
 from dashboard.progress import rollout_progress
 from environments.models import Environment, Lock
 from releases import selectors
-from releases.batches import Coverage, approval_coverage, approval_state, blocked_by, group_key, release_batch
+from releases.batches import Coverage, approval_coverage, describe_releases, group_key
 from releases.models import (
     ApiToken,
     Application,
@@ -152,12 +152,20 @@ class ReleaseCard:
         return self.release.status == Release.Status.PENDING_APPROVAL and self.coverage.refusal is None
 
 
-def release_card(release: Release, user, users: dict | None = None) -> ReleaseCard:
-    batch = release_batch(release)
-    approvals = list(release.approvals.all())
-    state = approval_state(release, batch, approvals)
-    coverage = approval_coverage(Actor(user), release, batch, state, approvals)
-    return ReleaseCard(release, batch, state, blocked_by(release, approvals, batch), coverage)
+def release_cards(releases, user) -> list[ReleaseCard]:
+    """Cards for a list of releases, in a number of queries that does not grow with the list."""
+    releases = list(releases)
+    described = describe_releases(releases)
+    cards = []
+    for release in releases:
+        facts = described[release.pk]
+        coverage = approval_coverage(Actor(user), release, facts.batch, facts.state, facts.approvals)
+        cards.append(ReleaseCard(release, facts.batch, facts.state, facts.blocked_by, coverage))
+    return cards
+
+
+def release_card(release: Release, user) -> ReleaseCard:
+    return release_cards([release], user)[0]
 
 
 @login_required
@@ -167,7 +175,7 @@ def approvals_inbox(request: HttpRequest) -> HttpResponse:
                .select_related("application", "environment", "artifact", "previous_artifact", "requested_by")
                .prefetch_related(Prefetch("approvals", queryset=Approval.objects.select_related("user")))
                .order_by("created_at"))
-    cards = [release_card(r, request.user) for r in pending]
+    cards = release_cards(pending, request.user)
     cards.sort(key=lambda c: not c.waiting_for_me)
     identity_requests = selectors.identity_requests_for(request.user).filter(status=AuthorIdentity.Status.PENDING)
     return render(request, "dashboard/inbox.html", {"cards": cards, "identity_requests": identity_requests})

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import zoneinfo
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.db.models import Q
+from django.db.models import Prefetch, Q, prefetch_related_objects
 from django.utils import timezone
 
-from environments.models import Environment, FreezeWindow
+from environments.models import Environment, FreezeWindow, Lock
 from releases.models import Approval, Artifact, Blocker, Change, Release
 from releases.permissions import Actor, Permission, can, refusal, users_with
 from releases.selectors import AuthorGroup, group_by_author, users_for_authors
@@ -35,37 +36,77 @@ def group_signature(group: AuthorGroup) -> frozenset[str]:
     return frozenset(c.sha for c in group.changes)
 
 
-def artifacts_between(environment_current: Artifact | None, target: Artifact) -> list[Artifact]:
-    """Artifacts after the running one up to and including the target, oldest first."""
-    qs = Artifact.objects.filter(application_id=target.application_id)
-    qs = qs.filter(Q(created_at__lt=target.created_at) | Q(created_at=target.created_at, id__lte=target.id))
-    if environment_current is not None:
-        current = environment_current
-        qs = qs.filter(Q(created_at__gt=current.created_at) | Q(created_at=current.created_at, id__gt=current.id))
-    return list(qs.order_by("created_at", "id"))
+def _order(artifact: Artifact) -> tuple:
+    """Artifacts are ordered by registration: created_at, then id for ties."""
+    return (artifact.created_at, artifact.pk)
 
 
-def compute_batch(current: Artifact | None, target: Artifact, users: dict | None = None) -> Batch:
-    """Every change the artifacts after `current` up to `target` introduce, once, grouped by author."""
-    artifacts = artifacts_between(current, target)
-    changes = Change.objects.filter(artifacts__in=artifacts).distinct().order_by("committed_at", "id")
-    if current is not None:
-        # A change that also came with the running artifact (or an older one) is not new.
-        changes = changes.exclude(artifacts__in=Artifact.objects.filter(
-            application_id=target.application_id).filter(
-            Q(created_at__lt=current.created_at) | Q(created_at=current.created_at, id__lte=current.id)))
-    changes = list(changes)
-    if users is None:
+def _not_after(artifact: Artifact, prefix: str = "") -> Q:
+    return Q(**{f"{prefix}created_at__lt": artifact.created_at}) | Q(
+        **{f"{prefix}created_at": artifact.created_at, f"{prefix}id__lte": artifact.pk})
+
+
+def _after(artifact: Artifact, prefix: str = "") -> Q:
+    return Q(**{f"{prefix}created_at__gt": artifact.created_at}) | Q(
+        **{f"{prefix}created_at": artifact.created_at, f"{prefix}id__gt": artifact.pk})
+
+
+def batches_between(spans: Sequence[tuple[Artifact | None, Artifact]]) -> list[Batch]:
+    """For each (running, candidate) pair, every change the artifacts after `running` up to `candidate` bring
+    that no artifact up to `running` brought already, grouped by author — in four queries for any number of pairs.
+
+    A change belongs to a span exactly when the first artifact that brought it falls in the span, so one read of
+    each change's artifacts serves every span.
+    """
+    spans = list(spans)
+    batches: list[Batch | None] = [None] * len(spans)
+    by_application: dict[int, list[int]] = {}
+    for index, (_, target) in enumerate(spans):
+        by_application.setdefault(target.application_id, []).append(index)
+    for application_id, indexes in by_application.items():
+        upper = max((spans[i][1] for i in indexes), key=_order)
+        lowers = [spans[i][0] for i in indexes]
+        window = Q(artifact__application_id=application_id) & _not_after(upper, "artifact__")
+        if all(lower is not None for lower in lowers):
+            window &= _after(min(lowers, key=_order), "artifact__")
+        through = Change.artifacts.through
+        in_window = through.objects.filter(window).values("change_id")
+        first: dict[int, tuple] = {}
+        for change_id, created_at, artifact_id in through.objects.filter(
+                artifact__application_id=application_id, change_id__in=in_window).values_list(
+                "change_id", "artifact__created_at", "artifact_id"):
+            if change_id not in first or (created_at, artifact_id) < first[change_id]:
+                first[change_id] = (created_at, artifact_id)
+        changes = list(Change.objects.filter(pk__in=first).order_by("committed_at", "id"))
         users = users_for_authors(c.author for c in changes)
-    return Batch(from_version=current.version if current else None, to_version=target.version,
-                 groups=group_by_author(changes, users))
+        for i in indexes:
+            current, target = spans[i]
+            low, high = (_order(current) if current is not None else None), _order(target)
+            members = [c for c in changes if (low is None or first[c.pk] > low) and first[c.pk] <= high]
+            batches[i] = Batch(from_version=current.version if current else None, to_version=target.version,
+                               groups=group_by_author(members, users))
+    return batches  # type: ignore[return-value]
+
+
+def compute_batch(current: Artifact | None, target: Artifact) -> Batch:
+    """Every change the artifacts after `current` up to `target` introduce, once, grouped by author."""
+    return batches_between([(current, target)])[0]
+
+
+def release_batches(releases: Sequence[Release]) -> dict[int, Batch]:
+    """Each release's batch (a rollback ships no new change), in a fixed number of queries."""
+    deploys = [r for r in releases if r.kind != Release.Kind.ROLLBACK]
+    found = dict(zip((r.pk for r in deploys),
+                     batches_between([(r.previous_artifact, r.artifact) for r in deploys]), strict=True))
+    for release in releases:
+        if release.kind == Release.Kind.ROLLBACK:
+            found[release.pk] = Batch(from_version=release.previous_artifact.version if release.previous_artifact
+                                      else None, to_version=release.artifact.version, groups=[])
+    return found
 
 
 def release_batch(release: Release) -> Batch:
-    if release.kind == Release.Kind.ROLLBACK:
-        return Batch(from_version=release.previous_artifact.version if release.previous_artifact else None,
-                     to_version=release.artifact.version, groups=[])
-    return compute_batch(release.previous_artifact, release.artifact)
+    return release_batches([release])[release.pk]
 
 
 def needs_approval(environment: Environment) -> bool:
@@ -88,7 +129,9 @@ class ApprovalState:
         return not self.missing and self.rejected is None
 
 
-def approval_state(release: Release, batch: Batch, approvals: list[Approval]) -> ApprovalState:
+def approval_state(release: Release, batch: Batch, approvals: list[Approval],
+                   approvers: set[int] | None = None) -> ApprovalState:
+    """`approvers`: of the batch's people, those whose role approves here (read when not given)."""
     state = ApprovalState()
     environment = release.environment
     state.rejected = next((a for a in approvals if a.decision == Approval.Decision.REJECT), None)
@@ -96,8 +139,9 @@ def approval_state(release: Release, batch: Batch, approvals: list[Approval]) ->
         return state
     approved = [a for a in approvals if a.decision == Approval.Decision.APPROVE]
     if environment.approval_policy == Environment.ApprovalPolicy.AUTHORS:
-        approvers = users_with(Permission.APPROVE_OWN, release.application_id, environment.pk,
-                               {g.user.pk for g in batch.groups if g.user is not None})
+        if approvers is None:
+            approvers = users_with(Permission.APPROVE_OWN, release.application_id, environment.pk,
+                                   {g.user.pk for g in batch.groups if g.user is not None})
         for group in batch.groups:
             key = group_key(group)
             decision = next((a for a in approved if key in a.authors), None)
@@ -169,11 +213,6 @@ def approval_coverage(actor: Actor, release: Release, batch: Batch, state: Appro
     return Coverage(authors=tuple(own))
 
 
-def active_freezes(environment: Environment, now: datetime | None = None) -> list[FreezeWindow]:
-    now = now or timezone.now()
-    return [w for w in environment.freezes.all() if freeze_applies(w, now)]
-
-
 def freeze_applies(window: FreezeWindow, now: datetime) -> bool:
     if window.starts_at is not None and window.ends_at is not None:
         return window.starts_at <= now < window.ends_at
@@ -189,16 +228,61 @@ def freeze_applies(window: FreezeWindow, now: datetime) -> bool:
         previous_day in window.weekdays and t < window.end_time)
 
 
-def pipeline_reason(release: Release) -> dict | None:
+@dataclass(slots=True)
+class EnvironmentFacts:
+    """What stops promotions to some environments, read once for any number of releases."""
+
+    locks: dict[int, list[Lock]] = field(default_factory=dict)
+    freezes: dict[int, list[FreezeWindow]] = field(default_factory=dict)
+    blockers: dict[int, list[Blocker]] = field(default_factory=dict)
+    deploying: dict[int, set[int]] = field(default_factory=dict)  # environment -> releases deploying there
+    previous: dict[int, Environment | None] = field(default_factory=dict)  # the environment before, in the pipeline
+    succeeded: set[tuple[int, int]] = field(default_factory=set)  # (environment, artifact) that succeeded
+
+    @classmethod
+    def load(cls, releases: Sequence[Release]) -> EnvironmentFacts:
+        """Seven queries at most, whatever the number of releases."""
+        facts = cls()
+        environments = {r.environment_id for r in releases}
+        if not environments:
+            return facts
+        for lock in Lock.objects.filter(environment_id__in=environments, released_at__isnull=True).select_related(
+                "locked_by"):
+            facts.locks.setdefault(lock.environment_id, []).append(lock)
+        for window in FreezeWindow.objects.filter(environment_id__in=environments):
+            facts.freezes.setdefault(window.environment_id, []).append(window)
+        for link in Blocker.environments.through.objects.filter(
+                environment_id__in=environments, blocker__resolved_at__isnull=True).select_related("blocker"):
+            facts.blockers.setdefault(link.environment_id, []).append(link.blocker)
+        for environment_id, pk in Release.objects.filter(environment_id__in=environments,
+                                                         status=Release.Status.DEPLOYING).values_list(
+                "environment_id", "pk"):
+            facts.deploying.setdefault(environment_id, set()).add(pk)
+        pipelines: dict[int, list[Environment]] = {}
+        for environment in Environment.objects.filter(
+                application_id__in={r.application_id for r in releases}).order_by("position"):
+            pipelines.setdefault(environment.application_id, []).append(environment)
+        for release in releases:
+            before = [e for e in pipelines.get(release.application_id, [])
+                      if e.position < release.environment.position]
+            facts.previous[release.environment_id] = before[-1] if before else None
+        previous_ids = {e.pk for e in facts.previous.values() if e is not None}
+        if previous_ids:
+            facts.succeeded = set(Release.objects.filter(
+                environment_id__in=previous_ids, artifact_id__in={r.artifact_id for r in releases},
+                status=Release.Status.SUCCEEDED).values_list("environment_id", "artifact_id"))
+        return facts
+
+
+def pipeline_reason(release: Release, facts: EnvironmentFacts | None = None) -> dict | None:
     """An artifact goes to an environment only after it succeeded in the one before it."""
-    environment = release.environment
-    previous = (Environment.objects.filter(application_id=environment.application_id, position__lt=environment.position)
-                .order_by("-position").first())
-    if previous is None or release.kind != Release.Kind.DEPLOY:
+    if release.kind != Release.Kind.DEPLOY:
         return None
-    succeeded = previous.current_artifact_id == release.artifact_id or Release.objects.filter(
-        environment=previous, artifact_id=release.artifact_id, status=Release.Status.SUCCEEDED).exists()
-    if succeeded:
+    facts = facts or EnvironmentFacts.load([release])
+    previous = facts.previous.get(release.environment_id)
+    if previous is None:
+        return None
+    if previous.current_artifact_id == release.artifact_id or (previous.pk, release.artifact_id) in facts.succeeded:
         return None
     return {"kind": "pipeline",
             "detail": f"{release.artifact.version} has not succeeded in {previous.name} yet",
@@ -206,34 +290,74 @@ def pipeline_reason(release: Release) -> dict | None:
 
 
 def blocked_by(release: Release, approvals: list[Approval] | None = None, batch: Batch | None = None,
-               now: datetime | None = None) -> list[dict]:
+               now: datetime | None = None, *, facts: EnvironmentFacts | None = None,
+               state: ApprovalState | None = None) -> list[dict]:
     """Every reason the release is not shipping now, each with who or what can clear it."""
     if release.is_finished or release.status == Release.Status.DEPLOYING:
         return []
+    facts = facts or EnvironmentFacts.load([release])
     reasons: list[dict] = []
     environment = release.environment
     if release.kind == Release.Kind.DEPLOY:
-        if approvals is None:
-            approvals = list(release.approvals.all())
-        if batch is None:
-            batch = release_batch(release)
-        reasons += approval_state(release, batch, approvals).missing
-        if (reason := pipeline_reason(release)) is not None:
+        if state is None:
+            if approvals is None:
+                approvals = list(release.approvals.all())
+            state = approval_state(release, batch or release_batch(release), approvals)
+        reasons += state.missing
+        if (reason := pipeline_reason(release, facts)) is not None:
             reasons.append(reason)
         if release.forced_by_id is None:
-            for lock in environment.locks.filter(released_at__isnull=True).select_related("locked_by"):
+            for lock in facts.locks.get(environment.pk, []):
                 holder = lock.locked_by.get_username() if lock.locked_by else "someone"
                 reasons.append({"kind": "lock", "detail": f"Locked by {holder}: {lock.reason}",
                                 "cleared_by": [holder, "a release manager"], "id": lock.pk})
-            for window in active_freezes(environment, now):
-                reasons.append({"kind": "freeze", "detail": f"Freeze window: {window.reason}",
-                                "cleared_by": ["the end of the window", "an admin, by forcing"], "id": window.pk})
-            for blocker in Blocker.objects.filter(environments=environment, resolved_at__isnull=True):
+            now = now or timezone.now()
+            for window in facts.freezes.get(environment.pk, []):
+                if freeze_applies(window, now):
+                    reasons.append({"kind": "freeze", "detail": f"Freeze window: {window.reason}",
+                                    "cleared_by": ["the end of the window", "an admin, by forcing"], "id": window.pk})
+            for blocker in facts.blockers.get(environment.pk, []):
                 reasons.append({"kind": "blocker", "detail": f"Open blocking issue: {blocker.title}",
                                 "cleared_by": ["resolving the issue" + (f" {blocker.url}" if blocker.url else "")],
                                 "id": blocker.pk})
-    busy = Release.objects.filter(environment=environment, status=Release.Status.DEPLOYING).exclude(pk=release.pk)
-    if busy.exists():
+    if facts.deploying.get(environment.pk, set()) - {release.pk}:
         reasons.append({"kind": "deploying", "detail": "Another release is deploying to this environment",
                         "cleared_by": ["that release finishing"]})
     return reasons
+
+
+@dataclass(slots=True)
+class ReleaseFacts:
+    """A release as people read it: its batch, decisions, what is missing and what blocks it."""
+
+    batch: Batch
+    approvals: list[Approval]
+    state: ApprovalState
+    blocked_by: list[dict]
+
+
+def describe_releases(releases: Sequence[Release], now: datetime | None = None) -> dict[int, ReleaseFacts]:
+    """Every release's facts in a number of queries that does not grow with the releases (only with the
+    environments they go to: one role query each). Releases need `environment`, `artifact`, `previous_artifact`
+    selected; approvals are prefetched here unless they are already."""
+    releases = list(releases)
+    prefetch_related_objects(releases, Prefetch("approvals", queryset=Approval.objects.select_related("user")))
+    batches = release_batches(releases)
+    people: dict[tuple[int, int], set[int]] = {}
+    for release in releases:
+        if release.kind != Release.Kind.DEPLOY or not needs_approval(release.environment):
+            continue
+        people.setdefault((release.application_id, release.environment_id), set()).update(
+            g.user.pk for g in batches[release.pk].groups if g.user is not None)
+    approvers = {key: users_with(Permission.APPROVE_OWN, key[0], key[1], users) for key, users in people.items()}
+    facts = EnvironmentFacts.load([r for r in releases
+                                   if not r.is_finished and r.status != Release.Status.DEPLOYING])
+    described = {}
+    for release in releases:
+        approvals = list(release.approvals.all())
+        batch = batches[release.pk]
+        state = approval_state(release, batch, approvals, approvers.get((release.application_id,
+                                                                        release.environment_id)))
+        described[release.pk] = ReleaseFacts(batch, approvals, state,
+                                             blocked_by(release, approvals, batch, now, facts=facts, state=state))
+    return described

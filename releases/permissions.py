@@ -104,7 +104,16 @@ class Actor:
 
 
 def roles_of(user, application: Application) -> list[Membership]:
-    return list(Membership.objects.filter(user=user, application=application))
+    """A user's roles on an application, read once per user object (a request's user, a token's user): a page
+    that checks many releases of one application asks once. Services that change roles call `forget_roles`."""
+    cache = user.__dict__.setdefault("_slipway_roles", {})
+    if application.pk not in cache:
+        cache[application.pk] = list(Membership.objects.filter(user=user, application=application))
+    return cache[application.pk]
+
+
+def forget_roles(user) -> None:
+    user.__dict__.pop("_slipway_roles", None)
 
 
 def can(actor: Actor, permission: Permission, application: Application,

@@ -15,7 +15,7 @@ from environments.api.views import environment_for, validate_strategy
 from environments.models import Environment, FreezeWindow, Lock
 from releases import selectors
 from releases.api.views import application_for
-from releases.batches import approval_state, blocked_by, group_key, release_batch
+from releases.batches import ReleaseFacts, describe_releases, group_key
 from releases.models import Approval, Artifact, Blocker, Release
 from releases.permissions import Actor
 from releases.promotions import (
@@ -49,11 +49,17 @@ def release_for(request: Request, slug: str, pk: int) -> Release:
     return release
 
 
-def release_out(release: Release) -> dict:
+def releases_out(releases) -> list[dict]:
+    """Releases as the API shows them, in a number of queries that does not grow with their number."""
+    releases = list(releases)
+    facts = describe_releases(releases)
+    return [release_out(r, facts[r.pk]) for r in releases]
+
+
+def release_out(release: Release, facts: ReleaseFacts | None = None) -> dict:
     """A release with its batch grouped by author, each group's approval, and what blocks it."""
-    batch = release_batch(release)
-    approvals = list(release.approvals.all())
-    state = approval_state(release, batch, approvals)
+    facts = facts or describe_releases([release])[release.pk]
+    batch, approvals, state = facts.batch, facts.approvals, facts.state
     return {
         "id": release.pk,
         "kind": release.kind,
@@ -72,7 +78,7 @@ def release_out(release: Release) -> dict:
             } for g in batch.groups],
         },
         "approvals": [_approval_out(a) for a in approvals],
-        "blocked_by": blocked_by(release, approvals, batch),
+        "blocked_by": facts.blocked_by,
         "requested_by": release.requested_by.get_username() if release.requested_by else None,
         "forced_by": release.forced_by.get_username() if release.forced_by else None,
         "reason": release.reason,
@@ -117,7 +123,7 @@ class ReleaseListView(APIView):
             releases = releases.filter(status=status)
         paginator = generics.GenericAPIView.pagination_class()
         page = paginator.paginate_queryset(releases, request, view=self)
-        return paginator.get_paginated_response([release_out(r) for r in page])
+        return paginator.get_paginated_response(releases_out(page))
 
     @extend_schema(request=ReleaseIn)
     def post(self, request: Request, slug: str) -> Response:

@@ -88,7 +88,7 @@ def test_other_environments_targets_are_not_listed(boss, production):
 
 
 # session, user, environment, view permission, history, its approvals, rollback permission, targets, locks
-QUERIES = 10  # the rollback candidates are one query of their own
+QUERIES = 9
 
 
 def test_environment_page_queries_do_not_grow_with_targets(client, production, django_assert_num_queries):

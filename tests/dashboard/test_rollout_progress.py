@@ -123,7 +123,7 @@ def test_release_page_shows_the_summary_and_step_durations(client, release):
 
 
 # session, user, release, rollout id, rollout, its steps, the card (artifacts, changes, approvals twice), timeline
-QUERIES = 11
+QUERIES = 9
 
 
 def test_release_page_queries_do_not_grow_with_steps(client, release, django_assert_num_queries):
