@@ -72,7 +72,9 @@ class HasScope(permissions.BasePermission):
         token = request.auth if isinstance(request.auth, ApiToken) else None
         if token is None:
             return True
-        from releases.permissions import pinned_token_refusal  # imports config.errors, which imports DRF's views
+        from releases.permissions import (
+            pinned_token_refusal,  # imports config.errors, which imports DRF's views
+        )
 
         # Every route, reads and writes: a revoked membership stops its pinned tokens at the next request.
         if refusal := pinned_token_refusal(token):

@@ -9,12 +9,14 @@ about that time. Versions only grow, so a late or racing reader can never move o
 
 from __future__ import annotations
 
+import threading
 import time
 
 CHECK_EVERY = 0.25
 
 # application id → (highest version seen, when the database was last asked)
 _versions: dict[int, tuple[int, float]] = {}
+_lock = threading.Lock()  # writers only (request threads after commit, refresh threads); readers take none
 
 
 def known(application_id: int) -> tuple[int, float] | None:
@@ -24,9 +26,10 @@ def known(application_id: int) -> tuple[int, float] | None:
 
 def saw(application_id: int, version: int, *, checked: bool = False) -> None:
     """Record a version read or written in this process; `checked` also resets the background-check clock."""
-    old = _versions.get(application_id)
-    checked_at = time.monotonic() if checked or old is None else old[1]
-    _versions[application_id] = (max(version, old[0] if old else version), checked_at)
+    with _lock:
+        old = _versions.get(application_id)
+        checked_at = time.monotonic() if checked or old is None else old[1]
+        _versions[application_id] = (max(version, old[0] if old else version), checked_at)
 
 
 def refresh(application_ids) -> None:

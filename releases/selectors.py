@@ -10,7 +10,7 @@ from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.functions import Lower
 
 from environments.models import Environment
-from releases.models import Application, Artifact, AuditEvent, AuthorIdentity, Change
+from releases.models import Application, Artifact, AuditEvent, AuthorIdentity, Change, Membership
 from releases.permissions import visible_applications
 
 User = get_user_model()
@@ -66,8 +66,9 @@ def group_by_author(changes: Iterable[Change], users: dict[str, object] | None =
     return list(groups.values())
 
 
-def applications_for(user) -> QuerySet[Application]:
-    return visible_applications(user).order_by("slug")
+def applications_for(user, token=None) -> QuerySet[Application]:
+    """What the user may see; through a token pinned to an environment, that environment's application only."""
+    return visible_applications(user, token).order_by("slug")
 
 
 def environments_of(application: Application) -> QuerySet[Environment]:
@@ -166,3 +167,9 @@ def targets_of(environment: Environment) -> QuerySet:
             .annotate(expected_version=expected)
             .annotate(drifted=ExpressionWrapper(~Q(version=F("expected_version")), output_field=BooleanField()))
             .order_by("name"))
+
+
+def members_of(application: Application) -> QuerySet[Membership]:
+    """An application's memberships with their users and environments: one query."""
+    return (Membership.objects.filter(application=application).select_related("user", "environment")
+            .order_by(Lower("user__username"), "role", "environment__position", "id"))
