@@ -173,3 +173,8 @@ def members_of(application: Application) -> QuerySet[Membership]:
     """An application's memberships with their users and environments: one query."""
     return (Membership.objects.filter(application=application).select_related("user", "environment")
             .order_by(Lower("user__username"), "role", "environment__position", "id"))
+
+
+def usernames(limit: int = 1000) -> list[str]:
+    """Active usernames for the members page's suggestions."""
+    return list(User.objects.filter(is_active=True).order_by(Lower("username")).values_list("username", flat=True)[:limit])

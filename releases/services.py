@@ -20,7 +20,7 @@ from config.errors import Conflict, Forbidden, Invalid, NotFound
 from releases import access, audit
 from releases.exceptions import ArtifactConflict, LastAdmin
 from releases.models import ApiToken, Application, Artifact, AuthorIdentity, Change, Membership, Role, Scope
-from releases.permissions import Actor, Permission, has_role, require
+from releases.permissions import Actor, Permission, can, has_role, require
 
 User = get_user_model()
 
@@ -156,7 +156,9 @@ def do_grant_role(actor: Actor, application: Application, user, role: str, envir
 
     Admins and release managers grant roles; only an admin grants the admin role.
     """
-    require(actor, Permission.ADMIN if role == Role.ADMIN else Permission.MANAGE_MEMBERS, application)
+    require(actor, Permission.MANAGE_MEMBERS, application)
+    if role == Role.ADMIN and not can(actor, Permission.ADMIN, application):
+        raise Forbidden(f"Only an admin of {application.slug} grants the admin role.", field="role")
     if role not in Role.values:
         raise Invalid(f"Unknown role '{role}'. Known: {', '.join(Role.values)}.", field="role")
     if environment is not None:
