@@ -86,7 +86,9 @@ def test_pm_toggles_a_flag_and_tries_a_context(live_slipway):
     from playwright.sync_api import sync_playwright
 
     call_command("load_demo")
-    get_user_model().objects.create_superuser("pm", password="pm-password-1")
+    pm = get_user_model().objects.get(username="pm")  # the demo's product manager: a flag editor, not a superuser
+    pm.set_password("pm-password-1")
+    pm.save()
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         page = browser.new_page()
