@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
 from rest_framework.pagination import PageNumberPagination
 
-from releases.models import ApiToken, Scope
+from releases.models import ApiToken, Membership, Scope
 
 
 class BearerTokenAuthentication(authentication.BaseAuthentication):
@@ -37,8 +38,15 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
 
 
 def authenticate_token(key: str) -> ApiToken | None:
+    """The live token for a key, with `user_has_role` (a role on its pinned application) read in the same query.
+
+    One statement: the application's `access_version` and the role check come from the same snapshot, which the
+    OFREP route's cache relies on (see releases/access.py).
+    """
+    role_there = Membership.objects.filter(user=OuterRef("user_id"), application=OuterRef("environment__application_id"))
     token = (
         ApiToken.objects.select_related("user", "environment__application")
+        .annotate(user_has_role=Exists(role_there))
         .filter(key_hash=ApiToken.hash_key(key), revoked_at__isnull=True, user__is_active=True)
         .first()
     )
@@ -51,7 +59,7 @@ def authenticate_token(key: str) -> ApiToken | None:
 
 
 class HasScope(permissions.BasePermission):
-    """Authenticated, and a token must carry the view's read scope for reads.
+    """Authenticated; a pinned token's user still holds a role there; a token carries the view's read scope for reads.
 
     Writes are checked by the service they call (scope, environment pin and role together).
     """
@@ -62,7 +70,17 @@ class HasScope(permissions.BasePermission):
         if not (request.user and request.user.is_authenticated):
             return False
         token = request.auth if isinstance(request.auth, ApiToken) else None
-        if token is None or request.method not in permissions.SAFE_METHODS:
+        if token is None:
+            return True
+        from releases.permissions import (
+            pinned_token_refusal,  # imports config.errors, which imports DRF's views
+        )
+
+        # Every route, reads and writes: a revoked membership stops its pinned tokens at the next request.
+        if refusal := pinned_token_refusal(token):
+            self.message = refusal
+            return False
+        if request.method not in permissions.SAFE_METHODS:
             return True
         scope = getattr(view, "read_scope", Scope.RELEASES_READ)
         if not token.has_scope(scope):

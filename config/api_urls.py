@@ -5,7 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from environments.api import views as environment_views
 from flags.api import views as flag_views
-from releases.api import hook_views, rollout_views
+from releases.api import hook_views, member_views, rollout_views
 from releases.api import release_views as rv
 from releases.api import views as release_views
 
@@ -17,6 +17,8 @@ urlpatterns = [
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
     path("applications/", release_views.ApplicationListView.as_view(), name="applications"),
     path(app_prefix, release_views.ApplicationDetailView.as_view(), name="application"),
+    path(app_prefix + "members/", member_views.MemberListView.as_view(), name="members"),
+    path(app_prefix + "members/<int:pk>/", member_views.MemberDetailView.as_view(), name="member"),
     path(app_prefix + "environments/", environment_views.EnvironmentListView.as_view(), name="environments"),
     path(app_prefix + "environments/<slug:name>/", environment_views.EnvironmentDetailView.as_view(),
          name="environment"),

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from django import forms
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db.models import Prefetch
@@ -15,7 +16,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from config.errors import Invalid
+from config.errors import Invalid, SlipwayError
 from dashboard.progress import rollout_progress
 from environments.models import Environment, Lock
 from releases import selectors
@@ -26,12 +27,14 @@ from releases.models import (
     Approval,
     Artifact,
     AuthorIdentity,
+    Membership,
     Release,
+    Role,
     Rollout,
     Scope,
     identity_validator,
 )
-from releases.permissions import Actor, Permission, can, require
+from releases.permissions import Actor, Permission, can, require, visible_applications
 from releases.planning import slots
 from releases.promotions import do_decide, do_lock, do_rollback, do_unlock
 from releases.rollouts import do_control_rollout
@@ -39,8 +42,10 @@ from releases.services import (
     do_confirm_identity,
     do_create_api_token,
     do_decline_identity,
+    do_grant_role,
     do_link_identity,
     do_revoke_api_token,
+    do_revoke_role,
     do_unlink_identity,
 )
 
@@ -78,25 +83,89 @@ def audit(request: HttpRequest) -> HttpResponse:
 class TokenForm(forms.Form):
     name = forms.CharField(max_length=100, widget=forms.TextInput(attrs={"autofocus": True, "placeholder": "ci"}))
     scopes = forms.MultipleChoiceField(choices=Scope.choices, widget=forms.CheckboxSelectMultiple)
-    environment = forms.ModelChoiceField(
-        queryset=Environment.objects.select_related("application").order_by("application__slug", "position"),
-        required=False, empty_label="Any environment",
-    )
+    environment = forms.ModelChoiceField(queryset=Environment.objects.none(), required=False,
+                                         empty_label="Any environment")
+
+    def __init__(self, user, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Only environments of applications the user holds a role on: a token pinned elsewhere could not act.
+        self.fields["environment"].queryset = (
+            Environment.objects.filter(application__in=visible_applications(user))
+            .select_related("application").order_by("application__slug", "position"))
+        self.fields["environment"].label_from_instance = lambda environment: environment.label
 
 
 @login_required
 def tokens(request: HttpRequest) -> HttpResponse:
-    form = TokenForm(request.POST or None)
+    form = TokenForm(request.user, request.POST or None)
     created_key = None
     if request.method == "POST" and form.is_valid():
         _, created_key = do_create_api_token(Actor(request.user), request.user, **form.cleaned_data)
-        form = TokenForm()
+        form = TokenForm(request.user)
     context = {
         "form": form,
         "created_key": created_key,
         "tokens": ApiToken.objects.filter(user=request.user).select_related("environment__application"),
     }
     return render(request, "dashboard/tokens.html", context)
+
+
+class MemberForm(forms.Form):
+    user = forms.CharField(max_length=150, widget=forms.TextInput(attrs={"list": "usernames", "autocomplete": "off"}))
+    role = forms.ChoiceField(choices=Role.choices)
+    environment = forms.ModelChoiceField(queryset=Environment.objects.none(), required=False, to_field_name="name",
+                                         empty_label="Every environment",
+                                         help_text="Flag editors only: limit the role to one environment.")
+
+    def __init__(self, application: Application, *args, may_grant_admin: bool, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["environment"].queryset = selectors.environments_of(application)
+        if not may_grant_admin:
+            self.fields["role"].choices = [c for c in Role.choices if c[0] != Role.ADMIN]
+
+    def clean_user(self):
+        username = self.cleaned_data["user"].strip()
+        user = get_user_model().objects.filter(username=username).first()
+        if user is None:
+            raise forms.ValidationError(f"No user '{username}'.")
+        return user
+
+
+@login_required
+def members(request: HttpRequest, slug: str) -> HttpResponse:
+    application = get_object_or_404(Application, slug=slug)
+    actor = Actor(request.user)
+    require(actor, Permission.VIEW, application)
+    may_manage = can(actor, Permission.MANAGE_MEMBERS, application)
+    may_grant_admin = can(actor, Permission.ADMIN, application)
+    form = MemberForm(application, request.POST or None, may_grant_admin=may_grant_admin)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            membership, created = do_grant_role(actor, application, data["user"], data["role"], data["environment"])
+        except SlipwayError as error:
+            if error.field not in form.fields:
+                raise
+            form.add_error(error.field, error.detail)  # beside its field, the input kept
+        else:
+            what = membership.get_role_display().lower()
+            messages.success(request, f"{data['user'].get_username()} is {what} now." if created
+                             else f"{data['user'].get_username()} was {what} already.")
+            return redirect("dashboard:members", application.slug)
+    context = {"application": application, "members": selectors.members_of(application), "form": form,
+               "may_manage": may_manage, "may_grant_admin": may_grant_admin,
+               "usernames": selectors.usernames() if may_manage else []}
+    return render(request, "dashboard/members.html", context, status=400 if form.errors else 200)
+
+
+@login_required
+@require_POST
+def revoke_member(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+    membership = get_object_or_404(Membership.objects.select_related("application", "user"),
+                                   application__slug=slug, pk=pk)
+    do_revoke_role(Actor(request.user), membership)
+    messages.success(request, f"{membership.user.get_username()} is no longer {membership.get_role_display().lower()}.")
+    return redirect("dashboard:members", slug)
 
 
 @login_required

@@ -17,6 +17,7 @@ from flags.engine import ErrorCode, Resolution, evaluate, evaluate_all
 from flags.snapshots import snapshots
 from flags.usage import usage
 from releases.models import Scope
+from releases.permissions import pinned_token_refusal
 
 CORS = {
     "Access-Control-Allow-Origin": "*",
@@ -56,6 +57,8 @@ def _authenticate(request: HttpRequest):
     if not token.has_scope(Scope.FLAGS_READ) or token.environment_id is None:
         return None, _json({"errorCode": "GENERAL", "errorDetails":
                             "Use a flags:read token pinned to an environment (--environment app/env)."}, 403)
+    if refusal := pinned_token_refusal(token):
+        return None, _json({"errorCode": "GENERAL", "errorDetails": refusal}, 403)
     return token, None
 
 

@@ -3,8 +3,13 @@
 Same contract as the Django views in `flags/ofrep.py` (which stay for WSGI and tests): bearer token pinned to
 an environment with `flags:read`, CORS exposing ETag, OFREP error shapes. The hot path touches no database: the
 token and the compiled snapshot are cached in the process and refreshed in the background (the token every
-`TOKEN_TTL` seconds, so a revoked token stops working within about that time; the snapshot when the environment's
-`flags_version` moves, checked about once a second), and evaluation counts are batched.
+`TOKEN_TTL` seconds; the snapshot when the environment's `flags_version` moves, checked about once a second), and
+evaluation counts are batched.
+
+Access changes apply at once: a cached token check remembers its application's `access_version` (read in the
+same query as the token and its user's roles). Revoking a role or a pinned token moves that version; this process
+learns it on commit, other processes within `releases.access.CHECK_EVERY` (a background read), and a request whose
+check is older than the version it knows waits for a fresh check: 403 once the user has no role there.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from flags.engine import ErrorCode, evaluate, evaluate_all
 from flags.ofrep import STATUS_OF_ERROR, _failure, _success, parse_context
 from flags.snapshots import snapshots
 from flags.usage import usage
+from releases import access
 from releases.models import Scope
 
 TOKEN_TTL = 10.0
@@ -32,19 +38,24 @@ CORS_HEADERS = [
     (b"access-control-max-age", b"600"),
 ]
 PREFIX = "/ofrep/v1/evaluate/flags"
-_tokens: dict[str, tuple[float, int | None, str | None]] = {}
+# key → (checked at, environment id, refusal, application id, the application's access_version at the check)
+_tokens: dict[str, tuple[float, int | None, str | None, int | None, int]] = {}
 
 
-def _lookup_token(key: str) -> tuple[int | None, str | None]:
-    """(environment id, refusal) for a token key; the database is asked at most every TOKEN_TTL seconds."""
+def _lookup_token(key: str) -> tuple[int | None, str | None, int | None, int]:
+    """(environment id, refusal, application id, access version) for a token key: one query."""
     from config.api import authenticate_token
+    from releases.permissions import pinned_token_refusal
 
     token = authenticate_token(key)
     if token is None:
-        return None, "Invalid or revoked token."
+        return None, "Invalid or revoked token.", None, 0
     if not token.has_scope(Scope.FLAGS_READ) or token.environment_id is None:
-        return None, "Use a flags:read token pinned to an environment (--environment app/env)."
-    return token.environment_id, None
+        return None, "Use a flags:read token pinned to an environment (--environment app/env).", None, 0
+    application = token.environment.application
+    access.saw(application.pk, application.access_version, checked=True)
+    refusal = pinned_token_refusal(token)
+    return (None if refusal else token.environment_id), refusal, application.pk, application.access_version
 
 
 _refreshing: set = set()
@@ -65,19 +76,57 @@ def _refresh_in_background(name, coroutine_factory) -> None:
     asyncio.get_running_loop().create_task(run())
 
 
-async def _lookup_and_cache(key: str) -> tuple[int | None, str | None]:
-    environment_id, refusal = await sync_to_async(_lookup_token, thread_sensitive=False)(key)
-    _tokens[key] = (time.monotonic(), environment_id, refusal)
-    return environment_id, refusal
+_lookups: dict[str, asyncio.Task] = {}
+
+
+def _behind(entry) -> bool:
+    """True when this process knows of an access change newer than the entry's check."""
+    application_id, version = entry[3], entry[4]
+    known = access.known(application_id) if application_id is not None else None
+    return known is not None and known[0] > version
+
+
+async def _lookup_and_cache(key: str):
+    # Requests for one key share one lookup: after an access change, a burst waits for a single query.
+    task = _lookups.get(key)
+    if task is None:
+        task = _lookups[key] = asyncio.get_running_loop().create_task(_lookup_into_cache(key))
+    return await asyncio.shield(task)
+
+
+async def _lookup_into_cache(key: str):
+    try:
+        checked_at = time.monotonic()
+        environment_id, refusal, application_id, version = await sync_to_async(
+            _lookup_token, thread_sensitive=False)(key)
+        entry = _tokens[key] = (checked_at, environment_id, refusal, application_id, version)
+        return entry
+    finally:
+        _lookups.pop(key, None)
+
+
+async def _checked(key: str):
+    entry = await _lookup_and_cache(key)
+    if _behind(entry):  # the shared lookup began before a change this process has seen since: one more, after it
+        entry = await _lookup_and_cache(key)
+    return entry
 
 
 async def _token(key: str) -> tuple[int | None, str | None]:
-    cached = _tokens.get(key)
-    if cached is None:
-        return await _lookup_and_cache(key)
-    if time.monotonic() - cached[0] >= TOKEN_TTL:
+    entry = _tokens.get(key)
+    if entry is None or _behind(entry):
+        entry = await _checked(key)
+        return entry[1], entry[2]
+    checked_at, environment_id, refusal, application_id, _ = entry
+    now = time.monotonic()
+    if application_id is not None:
+        known = access.known(application_id)
+        if known is None or now - known[1] >= access.CHECK_EVERY:
+            _refresh_in_background(("access", application_id), lambda: sync_to_async(
+                access.refresh, thread_sensitive=False)([application_id]))
+    if now - checked_at >= TOKEN_TTL:
         _refresh_in_background(("token", key), lambda: _lookup_and_cache(key))
-    return cached[1], cached[2]
+    return environment_id, refusal
 
 
 async def _snapshot(environment_id: int):

@@ -25,6 +25,8 @@ from releases.services import (
 )
 
 TEAM = [("alice", "alice@example.com"), ("bob", "bob@example.com"), ("carol", "carol@example.com")]
+# The product manager toggles flags on the Flags page: a flag editor, no deploys.
+PRODUCT_MANAGER = ("pm", "pm@example.com")
 
 BUILDS = [
     ("1.0.0", [("alice", "Product list with prices"), ("bob", "Basket survives a reload")]),
@@ -42,11 +44,11 @@ def _sha(text: str) -> str:
 
 
 def load_demo() -> tuple[Application, dict[str, str]]:
-    """Load the demo; returns the application and the team's one-time passwords (random, shown once)."""
+    """Load the demo; returns the application and the team's one-time passwords (random, shown once), by username."""
     system = Actor.system()
     User = get_user_model()
     passwords = {}
-    for username, email in TEAM:
+    for username, email in [*TEAM, PRODUCT_MANAGER]:
         user, created = User.objects.get_or_create(username=username, defaults={"email": email})
         if created:
             passwords[username] = secrets.token_urlsafe(9)
@@ -55,6 +57,7 @@ def load_demo() -> tuple[Application, dict[str, str]]:
     app = do_create_application(system, slug="shop", name="Shop", repository_url="https://github.com/acme/shop")
     for username, _ in TEAM:
         do_grant_role(system, app, User.objects.get(username=username), Role.DEVELOPER)
+    do_grant_role(system, app, User.objects.get(username=PRODUCT_MANAGER[0]), Role.FLAG_EDITOR)
     # Linked as an administrator would: confirmed at once. A person's own request would wait for confirmation.
     do_link_identity(system, User.objects.get(username="alice"), "alice@users.noreply.github.com")
     staging = do_create_environment(system, app, name="staging", position=1,

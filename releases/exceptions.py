@@ -7,3 +7,7 @@ class ArtifactConflict(Conflict):
 
 class IllegalTransition(Conflict):
     code = "illegal_transition"
+
+
+class LastAdmin(Conflict):
+    code = "last_admin"

@@ -36,6 +36,9 @@ class Application(models.Model):
     slug = models.CharField(max_length=63, unique=True, validators=[slug_validator])
     name = models.CharField(max_length=200)
     repository_url = models.URLField(max_length=500, blank=True)
+    # Moves with every change of who may act here (roles granted or revoked, pinned tokens revoked): processes
+    # caching token checks (the OFREP route) re-check a token when it moves. `db_default`: old code inserts rows.
+    access_version = models.PositiveBigIntegerField(default=0, db_default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

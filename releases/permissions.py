@@ -32,6 +32,7 @@ class Permission(enum.StrEnum):
     READ_FLAGS = "read_flags"
     EDIT_FLAGS = "edit_flags"
     WRITE_METRICS = "write_metrics"
+    MANAGE_MEMBERS = "manage_members"
     ADMIN = "admin"
 
 
@@ -40,7 +41,8 @@ _DEVELOPER = {Permission.VIEW, Permission.READ_FLAGS, Permission.REGISTER_ARTIFA
 ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     Role.VIEWER: frozenset({Permission.VIEW, Permission.READ_FLAGS}),
     Role.DEVELOPER: frozenset(_DEVELOPER),
-    Role.RELEASE_MANAGER: frozenset(_DEVELOPER | {Permission.APPROVE_FOR_OTHERS, Permission.LOCK, Permission.ROLLBACK}),
+    Role.RELEASE_MANAGER: frozenset(_DEVELOPER | {Permission.APPROVE_FOR_OTHERS, Permission.LOCK, Permission.ROLLBACK,
+                                                  Permission.MANAGE_MEMBERS}),
     Role.FLAG_EDITOR: frozenset({Permission.VIEW, Permission.READ_FLAGS, Permission.EDIT_FLAGS}),
     Role.ADMIN: frozenset(Permission),
 }
@@ -58,6 +60,7 @@ PERMISSION_SCOPE: dict[Permission, str] = {
     Permission.READ_FLAGS: Scope.FLAGS_READ,
     Permission.EDIT_FLAGS: Scope.FLAGS_WRITE,
     Permission.WRITE_METRICS: Scope.METRICS_WRITE,
+    Permission.MANAGE_MEMBERS: Scope.ADMIN,
     Permission.ADMIN: Scope.ADMIN,
 }
 READ_PERMISSIONS = frozenset({Permission.VIEW, Permission.READ_FLAGS})
@@ -70,6 +73,7 @@ ROLE_LABELS = {
     Permission.MANAGE_ENVIRONMENTS: "admin",
     Permission.ADMIN: "admin",
     Permission.EDIT_FLAGS: "flag editor",
+    Permission.MANAGE_MEMBERS: "admin or release manager",
 }
 
 
@@ -188,9 +192,34 @@ def users_with(permission: Permission, application_id: int, environment_id: int 
                .values_list("pk", flat=True).distinct())
 
 
-def visible_applications(user):
-    """Applications a user may see: all for superusers, those with a membership otherwise."""
+def visible_applications(user, token: ApiToken | None = None):
+    """Applications a user may see: all for superusers, those with a membership otherwise; a pinned token's one."""
     qs = Application.objects.all()
+    if token is not None and token.environment_id is not None:
+        qs = qs.filter(pk=token.environment.application_id)
     if user.is_superuser:
         return qs
     return qs.filter(memberships__user=user).distinct()
+
+
+def has_role(user, application_id: int) -> bool:
+    """Any role on the application (or a superuser): what a token pinned there needs to act at all."""
+    if not user.is_active:
+        return False
+    return user.is_superuser or Membership.objects.filter(user=user, application_id=application_id).exists()
+
+
+def pinned_token_refusal(token: ApiToken) -> str | None:
+    """Why a pinned token may not act any more: its user holds no role on the token's application now.
+
+    `config.api.authenticate_token` annotates `user_has_role` in its one query; otherwise this asks the database.
+    """
+    if token.environment_id is None:
+        return None
+    allowed = getattr(token, "user_has_role", None)
+    if allowed is None:
+        allowed = has_role(token.user, token.environment.application_id)
+    if allowed or token.user.is_superuser:
+        return None
+    return (f"{token.user.get_username()} has no role on {token.environment.application.slug} any more, "
+            "so this token may not act there.")

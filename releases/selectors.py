@@ -106,8 +106,9 @@ def identity_link(user, key: str) -> AuthorIdentity | None:
     return min(named, key=lambda link: (link.user_id != user.pk, rank.get(link.status, 2), -link.pk), default=None)
 
 
-def applications_for(user) -> QuerySet[Application]:
-    return visible_applications(user).order_by("slug")
+def applications_for(user, token=None) -> QuerySet[Application]:
+    """What the user may see; through a token pinned to an environment, that environment's application only."""
+    return visible_applications(user, token).order_by("slug")
 
 
 def environments_of(application: Application) -> QuerySet[Environment]:
@@ -221,3 +222,14 @@ def rollback_candidates(environment: Environment) -> QuerySet[Artifact]:
         candidates = candidates.exclude(pk=current.pk).filter(
             Q(created_at__lt=current.created_at) | Q(created_at=current.created_at, pk__lt=current.pk))
     return candidates.order_by("-created_at", "-id")
+
+
+def members_of(application: Application) -> QuerySet[Membership]:
+    """An application's memberships with their users and environments: one query."""
+    return (Membership.objects.filter(application=application).select_related("user", "environment")
+            .order_by(Lower("user__username"), "role", "environment__position", "id"))
+
+
+def usernames(limit: int = 1000) -> list[str]:
+    """Active usernames for the members page's suggestions."""
+    return list(User.objects.filter(is_active=True).order_by(Lower("username")).values_list("username", flat=True)[:limit])

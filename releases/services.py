@@ -20,8 +20,8 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 
 from config.errors import Conflict, Forbidden, Invalid, NotFound
-from releases import audit, selectors
-from releases.exceptions import ArtifactConflict
+from releases import access, audit, selectors
+from releases.exceptions import ArtifactConflict, LastAdmin
 from releases.models import (
     ApiToken,
     Application,
@@ -33,7 +33,7 @@ from releases.models import (
     Scope,
     identity_validator,
 )
-from releases.permissions import Actor, Permission, require
+from releases.permissions import Actor, Permission, can, has_role, require
 
 User = get_user_model()
 
@@ -149,18 +149,63 @@ def _differences(artifact: Artifact, data: ArtifactIn) -> list[str]:
     return fields
 
 
+def _lock_access(application: Application) -> Application:
+    """Lock the application's row and move its access version: membership changes on it run one at a time, and
+    caches of token checks (releases/access.py) re-check after commit, in this process at once."""
+    application = Application.objects.select_for_update().get(pk=application.pk)
+    application.access_version += 1
+    application.save(update_fields=["access_version"])
+    transaction.on_commit(partial(access.saw, application.pk, application.access_version))
+    return application
+
+
+def _member_label(user, role: str, environment) -> dict[str, Any]:
+    return {"user": user.get_username(), "role": role, "environment": environment.name if environment else None}
+
+
 @transaction.atomic(durable=True)
-def do_grant_role(actor: Actor, application: Application, user, role: str, environment=None) -> Membership:
-    """Give a user a role on an application (a flag editor's may be limited to one environment)."""
-    require(actor, Permission.ADMIN, application)
+def do_grant_role(actor: Actor, application: Application, user, role: str, environment=None) -> tuple[Membership, bool]:
+    """Give a user a role on an application (a flag editor's may be limited to one environment); (membership, created).
+
+    Admins and release managers grant roles; only an admin grants the admin role.
+    """
+    require(actor, Permission.MANAGE_MEMBERS, application)
+    if role == Role.ADMIN and not can(actor, Permission.ADMIN, application):
+        raise Forbidden(f"Only an admin of {application.slug} grants the admin role.", field="role")
+    if role not in Role.values:
+        raise Invalid(f"Unknown role '{role}'. Known: {', '.join(Role.values)}.", field="role")
+    if environment is not None:
+        if environment.application_id != application.pk:
+            raise Invalid(f"{environment.label} is not an environment of {application.slug}.", field="environment")
+        if role != Role.FLAG_EDITOR:
+            raise Invalid("Only a flag editor's role can be limited to one environment.", field="environment")
+    application = _lock_access(application)
     membership, created = Membership.objects.get_or_create(
         user=user, application=application, role=role, environment=environment
     )
     if created:
         audit.record(actor, "role.granted", membership, application=application,
-                     after={"user": user.get_username(), "role": role,
-                            "environment": environment.name if environment else None})
-    return membership
+                     after=_member_label(user, role, environment))
+    return membership, created
+
+
+@transaction.atomic(durable=True)
+def do_revoke_role(actor: Actor, membership: Membership) -> None:
+    """Take a role away; the user's tokens lose it at once (see releases/access.py). The last admin stays."""
+    application = membership.application
+    require(actor, Permission.ADMIN if membership.role == Role.ADMIN else Permission.MANAGE_MEMBERS, application)
+    application = _lock_access(application)
+    membership = Membership.objects.select_related("user", "environment").filter(pk=membership.pk).first()
+    if membership is None:
+        raise NotFound("No such membership: it was revoked already.")
+    # Counted under the application's lock: two admins revoking each other at once cannot both succeed.
+    if membership.role == Role.ADMIN and not Membership.objects.filter(
+            application=application, role=Role.ADMIN).exclude(pk=membership.pk).exists():
+        raise LastAdmin(f"{membership.user.get_username()} is the last admin of {application.slug}: "
+                        "grant the admin role to someone else first.")
+    audit.record(actor, "role.revoked", membership, application=application,
+                 before=_member_label(membership.user, membership.role, membership.environment))
+    membership.delete()
 
 
 def _clean_identity(identity: str) -> str:
@@ -319,6 +364,10 @@ def do_create_api_token(actor: Actor, user, *, name: str, scopes: Sequence[str],
         raise Forbidden("You may create tokens for yourself only.")
     if not actor.is_system and actor.token is not None:
         raise Forbidden("Tokens are created in the browser or with manage.py, not with another token.")
+    # A token never adds roles: one pinned to an application with no role there could only leak its flags.
+    if environment is not None and not has_role(user, environment.application_id):
+        raise Forbidden(f"{user.get_username()} has no role on {environment.application.slug}: "
+                        "a token pinned there needs one (ask an admin or release manager).", field="environment")
     key = ApiToken.PREFIX + secrets.token_urlsafe(32)
     token = ApiToken.objects.create(
         user=user, name=name, key_hash=ApiToken.hash_key(key), hint=key[:10],
@@ -341,4 +390,6 @@ def do_revoke_api_token(actor: Actor, token: ApiToken) -> ApiToken:
         token.revoked_at = timezone.now()
         token.save(update_fields=["revoked_at"])
         audit.record(actor, "token.revoked", token, after={"name": token.name})
+        if token.environment_id is not None:
+            _lock_access(token.environment.application)  # the OFREP route's cached check goes too
     return token

@@ -43,7 +43,7 @@ class ApplicationListView(generics.ListAPIView):
     serializer_class = ApplicationOut
 
     def get_queryset(self):
-        return selectors.applications_for(self.request.user)
+        return selectors.applications_for(self.request.user, Actor.from_request(self.request).token)
 
     @extend_schema(request=ApplicationIn, responses={201: ApplicationOut})
     def post(self, request: Request) -> Response:

@@ -175,6 +175,7 @@ def test_openfeature_sdk_with_ofrep_provider(live_slipway, app):
     do_set_flag_state(Actor.system(), flag, production, enabled=True, default_variant="off", rules=[
         {"conditions": [{"attribute": "country", "operator": "in", "values": ["FR"]}], "variant": "on"}])
     user = factories.UserFactory(username="sdk")
+    factories.MembershipFactory(user=user, application=app, role="viewer")  # a pinned token needs a role there
     _, key = do_create_api_token(Actor.system(), user, name="sdk", scopes=["flags:read"], environment=production)
     api.set_provider(OFREPProvider(base_url=live_slipway.url, headers_factory=lambda: {"Authorization": f"Bearer {key}"}))
     client = api.get_client()
@@ -197,8 +198,9 @@ def test_lean_asgi_ofrep_path(live_slipway, app):
     production = factories.EnvironmentFactory(application=app, name="production", position=2)
     flag = do_create_flag(Actor.system(), app, key="new-checkout")
     do_set_flag_state(Actor.system(), flag, production, enabled=True)
-    _, key = do_create_api_token(Actor.system(), factories.UserFactory(username="sdk2"), name="sdk",
-                                 scopes=["flags:read"], environment=production)
+    sdk_user = factories.UserFactory(username="sdk2")
+    factories.MembershipFactory(user=sdk_user, application=app, role="viewer")  # a pinned token needs a role there
+    _, key = do_create_api_token(Actor.system(), sdk_user, name="sdk", scopes=["flags:read"], environment=production)
 
     def call(path, body, token=key, headers=None, method="POST"):
         request = urllib.request.Request(live_slipway.url + path, data=json.dumps(body).encode() if body is not None

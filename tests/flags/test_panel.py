@@ -86,7 +86,9 @@ def test_pm_toggles_a_flag_and_tries_a_context(live_slipway):
     from playwright.sync_api import sync_playwright
 
     call_command("load_demo")
-    get_user_model().objects.create_superuser("pm", password="pm-password-1")
+    pm = get_user_model().objects.get(username="pm")  # the demo's product manager: a flag editor, not a superuser
+    pm.set_password("pm-password-1")
+    pm.save()
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         page = browser.new_page()
@@ -137,13 +139,13 @@ def test_pm_rolls_out_30_then_60_percent_with_the_slider(live_slipway):
     from releases.models import Application
     from releases.permissions import Actor
     from releases.services import do_create_api_token
-    from tests import factories
     from tests.flags.test_rollout_percentage import KEYS, in_rollout, sdk_values, wait_until_served
 
     call_command("load_demo")
     shop = Application.objects.get(slug="shop")
-    pm = get_user_model().objects.create_user("pm", password="pm-password-1")
-    factories.MembershipFactory(user=pm, application=shop, role="flag_editor")
+    pm = get_user_model().objects.get(username="pm")  # the demo's product manager, a flag editor
+    pm.set_password("pm-password-1")
+    pm.save()
     production = Environment.objects.get(application=shop, name="production")
     _, token = do_create_api_token(Actor.system(), pm, name="sdk", scopes=["flags:read"], environment=production)
 

@@ -92,8 +92,10 @@ def test_documented_call_serves_30_percent_over_the_served_route_with_the_real_s
     url = f"{API}/flags/new-checkout/environments/production/"
     response = pm.patch(url, {"enabled": True, "rollout_percentage": 30}, format="json")
     assert response.status_code == 200, response.content
-    _, token = do_create_api_token(Actor.system(), factories.UserFactory(username="sdk"), name="sdk",
-                                   scopes=["flags:read"], environment=app.environments.get(name="production"))
+    sdk_user = factories.UserFactory(username="sdk")
+    factories.MembershipFactory(user=sdk_user, application=app, role="viewer")  # a pinned token needs a role there
+    _, token = do_create_api_token(Actor.system(), sdk_user, name="sdk", scopes=["flags:read"],
+                                   environment=app.environments.get(name="production"))
 
     served = sdk_values(live_slipway.url, token, "new-checkout")
     assert served == [in_rollout("new-checkout", k, 30) for k in KEYS]  # Unleash's bucket, on every key

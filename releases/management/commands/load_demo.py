@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand
 
 from releases.demo import load_demo
-from releases.models import Application
+from releases.models import Application, Membership
 
 
 class Command(BaseCommand):
@@ -17,5 +17,7 @@ class Command(BaseCommand):
         application, passwords = load_demo()
         self.stdout.write(self.style.SUCCESS(f"Loaded demo application '{application.slug}'."))
         if passwords:
-            self.stdout.write("Demo team (one-time passwords, shown once): "
-                              + ", ".join(f"{name} / {password}" for name, password in passwords.items()))
+            roles = {m.user.username: m.get_role_display().lower()
+                     for m in Membership.objects.filter(application=application).select_related("user")}
+            self.stdout.write("Demo team (one-time passwords, shown once): " + ", ".join(
+                f"{name} ({roles.get(name, 'no role')}) / {password}" for name, password in passwords.items()))
