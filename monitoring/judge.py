@@ -18,7 +18,8 @@ Taken from Kayenta (``kayenta-judge``: ``MannWhitneyClassifier.scala``, ``Netfli
   **high** when the direction is ``increase`` or ``either``, the interval's lower end is above
   +0.25 × |estimate| and the mean ratio canary/baseline is ≥ ``allowed_increase`` (default 1.0);
   **low** symmetrically (upper end below −0.25 × |estimate|, ratio ≤ ``allowed_decrease``).  A mean
-  ratio that cannot be computed (a mean of 0) skips the ratio check, as in Kayenta.
+  ratio that cannot be computed skips the ratio check, as in Kayenta; Kayenta computes it unless a
+  mean is 0, Slipway only when both means are positive (a ratio of a negative mean flips the check).
 * A ``critical`` metric that is high with ratio ≥ ``critical_increase`` (or low with ratio ≤
   ``critical_decrease``) fails the whole run (score 0); so does a critical metric without data.
 * No data: NaNs (and infinities) are removed (``nan_strategy="remove"``, the default) or replaced by 0
@@ -178,7 +179,7 @@ class MetricResult:
     reason: str
     canary: SideSummary
     baseline: SideSummary
-    ratio: float  # mean canary / mean baseline (NaN when a mean is 0 or there is no data)
+    ratio: float  # mean canary / mean baseline (NaN unless both means are positive)
     test: ShiftTest | None
     groups: tuple[str, ...]
     weight: float
@@ -387,8 +388,9 @@ def validate_spec(spec: MetricSpec) -> None:
             raise ValueError(f"{name}: must be a finite number ≥ 0, not {value!r}")
     if not spec.groups:
         raise ValueError("groups: a metric belongs to at least one group")
-    Direction(spec.direction)
-    NanStrategy(spec.nan_strategy)
+    for name, kind in (("direction", Direction), ("nan_strategy", NanStrategy)):
+        if getattr(spec, name) not in set(kind):
+            raise ValueError(f"{name}: one of {', '.join(kind)}, not {getattr(spec, name)!r}")
 
 
 def _validate_config(config: JudgeConfig) -> None:
@@ -441,7 +443,8 @@ def _sig(value: float) -> str:
     if magnitude >= 1000 or magnitude < 0.001:
         return f"{value:.3g}"
     decimals = max(0, 2 - math.floor(math.log10(magnitude)))
-    return f"{value:.{min(decimals, 4)}f}"
+    text = f"{value:.{min(decimals, 4)}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def _fmt_p(p: float) -> str:
@@ -453,7 +456,8 @@ def _classify(data: MetricData, config: JudgeConfig) -> MetricResult:
     canary = np.sort(_clean(data.canary, spec.nan_strategy))
     baseline = np.sort(_clean(data.baseline, spec.nan_strategy))
     c_sum, b_sum = _summary(canary), _summary(baseline)
-    ratio = c_sum.mean / b_sum.mean if c_sum.count and b_sum.count and c_sum.mean and b_sum.mean else math.nan
+    # A ratio of means only means something for positive values; Kayenta excludes just a mean of 0.
+    ratio = c_sum.mean / b_sum.mean if c_sum.count and b_sum.count and c_sum.mean > 0 and b_sum.mean > 0 else math.nan
     unit = spec.unit
 
     def result(classification: Classification, reason: str, *, fails_run: bool = False,
