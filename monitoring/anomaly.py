@@ -44,8 +44,8 @@ class ErrorRateChange:
 def error_increase_p_values(current_errors: np.ndarray, current_exposure: np.ndarray,
                             previous_errors: np.ndarray, previous_exposure: np.ndarray) -> np.ndarray:
     """One-sided p-values of "the current rate is higher", element-wise (arrays broadcast)."""
-    k1 = np.asarray(current_errors, dtype=np.float64)
-    k0 = np.asarray(previous_errors, dtype=np.float64)
+    k1 = np.asarray(current_errors).astype(np.int64)
+    k0 = np.asarray(previous_errors).astype(np.int64)
     t1 = np.asarray(current_exposure, dtype=np.float64)
     t0 = np.asarray(previous_exposure, dtype=np.float64)
     share = t1 / (t1 + t0)

@@ -217,7 +217,6 @@ class _Parser:
 
     def comparison(self) -> _Node:
         left = self.sum()
-        token = self.token
         if (op := self.accept(*_COMPARISONS)) is None:
             return left
         self.expect_kind(left, "number", f"`{op.text}`")
@@ -225,7 +224,7 @@ class _Parser:
         if self.token.kind == "op" and self.token.text in _COMPARISONS:
             raise self.error("one comparison at a time: write `a < b and b < c`")
         compare = _COMPARISONS[op.text]
-        return _Node("bool", token.position, lambda v, a=left.run, b=right.run: compare(a(v), b(v)))
+        return _Node("bool", left.position, lambda v, a=left.run, b=right.run: compare(a(v), b(v)))
 
     def sum(self) -> _Node:
         node = self.product()

@@ -362,3 +362,112 @@ def test_twenty_metrics_of_a_thousand_samples_are_judged_quickly():
     started = time.perf_counter()
     judge_canary(metrics)
     assert time.perf_counter() - started < 0.5  # the goal is 50 ms (make bench); generous on a busy CI
+
+
+# --------------------------------------------------------------------------- threshold checks (Argo Rollouts)
+
+from monitoring.expressions import ExpressionInvalid  # noqa: E402
+from monitoring.judge import (  # noqa: E402
+    CheckPhase,
+    Measurement,
+    ThresholdCheck,
+    assess_check,
+    assess_checks,
+    validate_check,
+)
+
+
+def rates(*values, error_at=()):
+    return [Measurement(error="timeout") if i in error_at else Measurement(values={"error_rate": v})
+            for i, v in enumerate(values)]
+
+
+@pytest.mark.parametrize(("success", "failure", "value", "phase"), [
+    ("error_rate < 0.01", "", 0.005, CheckPhase.SUCCESSFUL),
+    ("error_rate < 0.01", "", 0.02, CheckPhase.FAILED),  # only a success condition: not holding fails
+    ("", "error_rate >= 0.05", 0.02, CheckPhase.SUCCESSFUL),  # only a failure condition: not holding succeeds
+    ("", "error_rate >= 0.05", 0.06, CheckPhase.FAILED),
+    ("error_rate < 0.01", "error_rate >= 0.05", 0.02, CheckPhase.INCONCLUSIVE),  # neither holds
+    ("error_rate < 0.01", "error_rate >= 0.0", 0.005, CheckPhase.FAILED),  # failure wins
+    ("", "", 0.9, CheckPhase.SUCCESSFUL),  # no condition
+    ("error_rate < 0.01", "", math.nan, CheckPhase.FAILED),  # NaN compares false
+])
+def test_each_measurement_is_judged_like_argo(success, failure, value, phase):
+    check = ThresholdCheck(name="errors", success_condition=success, failure_condition=failure, count=1)
+    result = assess_check(check, rates(value))
+    assert result.measurements[0].phase == phase
+
+
+def test_a_measurement_reads_as_a_sentence():
+    check = ThresholdCheck(name="errors", success_condition="error_rate < 0.01", count=5)
+    result = assess_check(check, rates(0.004, 0.02))
+    assert result.measurements[0].reason == "error_rate = 0.004: `error_rate < 0.01` holds → successful"
+    assert result.measurements[1].reason == "error_rate = 0.02: `error_rate < 0.01` does not hold → failed"
+    assert result.phase == CheckPhase.FAILED
+    assert result.reason == ("errors: 1 failed measurement, more than the failure limit 0 → failed; "
+                             "last: error_rate = 0.02: `error_rate < 0.01` does not hold → failed")
+
+
+def test_failures_up_to_the_failure_limit_are_tolerated():
+    check = ThresholdCheck(name="errors", success_condition="error_rate < 0.01", count=5, failure_limit=2)
+    assert assess_check(check, rates(0.02, 0.001, 0.02)).phase == CheckPhase.RUNNING
+    assert assess_check(check, rates(0.02, 0.001, 0.02, 0.0, 0.0)).phase == CheckPhase.SUCCESSFUL
+    assert assess_check(check, rates(0.02, 0.02, 0.02)).phase == CheckPhase.FAILED
+    never = ThresholdCheck(name="errors", success_condition="error_rate < 0.01", count=3, failure_limit=-1)
+    assert assess_check(never, rates(0.5, 0.5, 0.5)).phase == CheckPhase.SUCCESSFUL
+
+
+def test_errors_in_a_row_beyond_the_limit_error_the_check_and_do_not_count_towards_count():
+    check = ThresholdCheck(name="errors", success_condition="error_rate < 0.01", count=3)
+    four = rates(0, 0, 0, 0, 0.0, error_at=(0, 1, 2, 3))
+    assert assess_check(check, four).phase == CheckPhase.RUNNING  # 4 errors then 1 success: 1 of 3 counted
+    five = rates(0, 0, 0, 0, 0, error_at=(0, 1, 2, 3, 4))
+    result = assess_check(check, five)
+    assert (result.phase, result.consecutive_errors) == (CheckPhase.ERROR, 5)
+    assert result.reason.startswith("errors: 5 errors in a row, more than the limit 4 → error")
+    broken_streak = rates(0, 0, 0, 0.0, 0, 0, 0, error_at=(0, 1, 2, 4, 5, 6))
+    assert assess_check(check, broken_streak).errors == 6
+    assert assess_check(check, broken_streak).phase == CheckPhase.RUNNING
+
+
+def test_inconclusive_measurements_beyond_the_limit_make_the_check_inconclusive():
+    check = ThresholdCheck(name="errors", success_condition="error_rate < 0.01",
+                           failure_condition="error_rate > 0.05", inconclusive_limit=1, count=4)
+    assert assess_check(check, rates(0.02, 0.0)).phase == CheckPhase.RUNNING
+    assert assess_check(check, rates(0.02, 0.03)).phase == CheckPhase.INCONCLUSIVE
+
+
+def test_a_check_without_count_runs_until_the_analysis_ends():
+    check = ThresholdCheck(name="errors", success_condition="error_rate < 0.01")
+    assert assess_check(check, []).phase == CheckPhase.PENDING
+    assert assess_check(check, rates(*[0.001] * 50)).phase == CheckPhase.RUNNING
+    assert assess_check(check, rates(*[0.001] * 50), terminating=True).phase == CheckPhase.SUCCESSFUL
+    assert assess_check(check, [], terminating=True).phase == CheckPhase.SUCCESSFUL
+
+
+def test_missing_values_are_measurement_errors_with_the_reason():
+    check = ThresholdCheck(name="latency", success_condition="result[0] >= 0.99 and latency_p95 < 300", count=1)
+    result = assess_check(check, [Measurement(values={"result": [0.995]})])
+    assert result.measurements[0].phase == CheckPhase.ERROR
+    assert "no value named 'latency_p95'" in result.measurements[0].reason
+
+
+def test_several_checks_take_the_worst_phase_and_stop_early_on_a_failure():
+    ok = ThresholdCheck(name="ok", success_condition="error_rate < 0.01", count=2)
+    bad = ThresholdCheck(name="bad", success_condition="error_rate < 0.01", count=2)
+    slow = ThresholdCheck(name="slow", success_condition="error_rate < 0.01", count=10)
+    done = {"ok": rates(0.0, 0.0), "bad": rates(0.5), "slow": rates(0.0)}
+    assert assess_checks([ok, slow], done).phase == CheckPhase.RUNNING
+    verdict_ = assess_checks([ok, bad, slow], done)
+    assert verdict_.phase == CheckPhase.FAILED and verdict_.reason.startswith("bad: 1 failed measurement")
+    assert assess_checks([ok], done).reason == "all 1 checks successful"
+
+
+def test_checks_are_validated_when_a_template_is_saved():
+    names = validate_check(ThresholdCheck(name="x", success_condition="result[0] >= 0.99 and p95 < 300"))
+    assert names == {"result", "p95"}
+    with pytest.raises(ExpressionInvalid) as error:
+        validate_check(ThresholdCheck(name="x", failure_condition="error_rate >"))
+    assert (error.value.field, error.value.position) == ("failure_condition", 12)
+    with pytest.raises(ValueError, match="count"):
+        validate_check(ThresholdCheck(name="x", count=0))
