@@ -43,7 +43,10 @@ Not from Kayenta: a p-value (the same test at a shift of 0, tie- and continuity-
 Default sample size
 -------------------
 :data:`DEFAULT_SAMPLES` = 60 per side: Slipway's default canary analysis lasts 10 minutes and takes a
-sample every 10 seconds from canary and baseline alike.  The power test in ``tests/monitoring`` uses it.
+sample every 10 seconds from canary and baseline alike.  The power test in ``tests/monitoring`` uses it,
+with per-sample error ratios of binomial counts over 200 requests (20 requests/s a side): 1 % → 2 %
+is caught in 98.5 % of 1,000 runs, identical versions alarm in 0 %.  At 10 requests/s power falls to
+about 40 %: low-traffic canaries need longer analyses.
 
 Threshold checks (:func:`assess_check`), after Argo Rollouts' AnalysisRun
 =========================================================================
@@ -211,8 +214,8 @@ class CanaryVerdict:
 # =========================================================================== statistics
 
 
-def _row_counts(xs: np.ndarray, z: np.ndarray, v: np.ndarray, *, strict: bool) -> np.ndarray:
-    """For each value in ``v`` (shape (k,)) and row i: #{j: xs[i] + z[j] < v} (``<=`` unless strict).
+def _row_counts(xs: np.ndarray, z: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """For each value in ``v`` (shape (k,)) and row i: #{j: xs[i] + z[j] < v}, shape (k, m).
 
     Exact in floating point: ``fl(xs[i] + z[j])`` is monotone in ``z[j]``, so a searchsorted guess is
     corrected by whole runs of equal ``z`` until every row's boundary is right.
@@ -220,16 +223,13 @@ def _row_counts(xs: np.ndarray, z: np.ndarray, v: np.ndarray, *, strict: bool) -
     m, n = xs.size, z.size
     target = np.repeat(v, m) if v.size > 1 else np.full(m, v[0])
     rows = np.tile(xs, v.size) if v.size > 1 else xs
-    k = np.searchsorted(z, target - rows, side="left" if strict else "right")
-    inside = np.less if strict else np.less_equal
+    k = np.searchsorted(z, target - rows, side="left")
     for _ in range(64):
-        prev = np.maximum(k - 1, 0)
-        back = (k > 0) & ~inside(rows + z[prev], target)
+        back = (k > 0) & ~(rows + z[np.maximum(k - 1, 0)] < target)
         if back.any():
             k[back] = np.searchsorted(z, z[k[back] - 1], side="left")
             continue
-        nxt = np.minimum(k, n - 1)
-        forward = (k < n) & inside(rows + z[nxt], target)
+        forward = (k < n) & (rows + z[np.minimum(k, n - 1)] < target)
         if forward.any():
             k[forward] = np.searchsorted(z, z[k[forward]], side="right")
             continue
@@ -295,7 +295,7 @@ def _difference_order_statistics(xs: np.ndarray, ys: np.ndarray, ranks: np.ndarr
         c_lo, c_hi = 0, total
         probes = grid[[place(first / total - spread), place(last / total + spread)]]
         for _ in range(6):
-            per_row = _row_counts(xs, z, probes, strict=True)
+            per_row = _row_counts(xs, z, probes)
             for value, row_counts in zip(probes.tolist(), per_row, strict=True):
                 count = int(row_counts.sum())
                 if count < first and value > lo:
