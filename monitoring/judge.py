@@ -536,8 +536,6 @@ def _group_scores(results: Sequence[MetricResult]) -> list[GroupScore]:
 
 
 def _summary_score(groups: Sequence[GroupScore], weights: Mapping[str, float]) -> float:
-    if not groups:
-        return 100.0
     unweighted = [g for g in groups if g.name not in weights]
     share = (100 - sum(weights.get(g.name, 0) for g in groups if g.name in weights)) / len(unweighted) if unweighted else 0
     total = weighted = 0.0
@@ -557,13 +555,16 @@ def judge_canary(metrics: Sequence[MetricData], config: JudgeConfig | None = Non
     groups = _group_scores(active)
     thresholds = f"pass ≥ {config.pass_threshold:g}, marginal ≥ {config.marginal_threshold:g}"
 
+    if not active:  # Kayenta: no group, score 0
+        return CanaryVerdict(grade=Grade.FAIL, score=0.0, metrics=results, groups=(),
+                             reason="fail: no metric to judge (score 0)")
     critical = [r for r in active if r.fails_run]
     nodata = [r for r in active if r.classification == Classification.NODATA]
     if critical:
         names = ", ".join(r.name for r in critical)
         return CanaryVerdict(grade=Grade.FAIL, score=0.0, metrics=results, groups=tuple(groups),
                              reason=f"fail: critical metric{'s' if len(critical) > 1 else ''} {names} failed (score 0)")
-    if active and len(nodata) / len(active) * 100 >= NODATA_THRESHOLD:
+    if len(nodata) / len(active) * 100 >= NODATA_THRESHOLD:
         return CanaryVerdict(grade=Grade.FAIL, score=0.0, metrics=results, groups=tuple(groups),
                              reason=f"fail: {len(nodata)} of {len(active)} metrics have no data "
                                     f"(≥ {NODATA_THRESHOLD:g} %, score 0)")

@@ -341,6 +341,12 @@ def test_grades_follow_the_pass_and_marginal_thresholds(passing, grade):
     assert judge_canary(metrics).grade == grade
 
 
+def test_nothing_to_judge_fails():
+    assert judge_canary([]).reason == "fail: no metric to judge (score 0)"
+    muted = MetricData(spec=MetricSpec(name="m", muted=True), canary=np.arange(20.0), baseline=np.arange(20.0))
+    assert judge_canary([muted]).grade == Grade.FAIL
+
+
 def test_bad_configuration_is_refused_naming_the_field():
     with pytest.raises(ValueError, match="confidence"):
         judge_canary([], JudgeConfig(confidence=1.5))
