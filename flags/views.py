@@ -5,16 +5,21 @@ from __future__ import annotations
 import json
 import re
 
+from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from config.errors import Invalid
+from config.errors import Invalid, SlipwayError
 from environments.models import Environment
 from flags import selectors
 from flags.engine import evaluate
+from flags.history import describe_change, describe_state
 from flags.models import KEY_PATTERN, ChangeRequest, Flag, FlagEvent, FlagState, Segment
 from flags.services import (
     do_change_flag_state,
@@ -43,9 +48,12 @@ def flag_list(request: HttpRequest, slug: str) -> HttpResponse:
         key = (request.POST.get("key") or "").strip()
         flag = do_create_flag(Actor(request.user), application, key=key, name=request.POST.get("name", "").strip())
         return redirect("flags:detail", slug=slug, key=flag.key)
+    environments = list(application.environments.order_by("position"))
+    actor = Actor(request.user)
     context = {
         "application": application,
-        "environments": list(application.environments.order_by("position")),
+        "environments": environments,
+        "editable": {env.pk: can(actor, Permission.EDIT_FLAGS, application, env) for env in environments},
         "flags": selectors.flag_list(application, search=request.GET.get("q", "").strip(),
                                      tag=request.GET.get("tag", ""), stale=bool(request.GET.get("stale"))),
         "q": request.GET.get("q", ""), "stale": bool(request.GET.get("stale")),
@@ -70,25 +78,43 @@ def toggle(request: HttpRequest, slug: str, key: str, name: str) -> HttpResponse
                                "another flag editor approves it on the flag's page.")
         return redirect("flags:detail", slug=slug, key=key) if not request.htmx else _hx_redirect(
             f"/apps/{slug}/flags/{key}/")
+    said = f"{flag.key} is now {describe_state(state_dict(state))} in {environment.name}."
     if request.htmx:
-        return render(request, "flags/list.html#toggle", {"flag": flag, "env": environment, "state": state,
-                                                          "application": application})
-    return redirect(request.POST.get("next") or "flags:list", slug=slug)
+        response = render(request, "flags/list.html#toggle", {"flag": flag, "env": environment, "state": state,
+                                                              "application": application, "can_edit": True})
+        response.write(render_to_string("flags/list.html#flash-oob", {"said": said}))
+        return response
+    messages.success(request, said)
+    return redirect(_local(request.POST.get("next")) or reverse("flags:list", kwargs={"slug": slug}))
 
 
-def _detail_context(request: HttpRequest, application: Application, flag: Flag) -> dict:
+def _local(url: str | None) -> str | None:
+    """A `next` URL only when it stays on this site (no open redirect; nonsense is ignored)."""
+    if url and url.startswith("/") and url_has_allowed_host_and_scheme(url, allowed_hosts=None):
+        return url
+    return None
+
+
+def _detail_context(request: HttpRequest, application: Application, flag: Flag,
+                    posted: tuple[Environment, FlagStateForm] | None = None) -> dict:
+    """The flag page; `posted` keeps what was typed into one environment's card, with its errors."""
     environments = list(application.environments.order_by("position"))
     states = {s.environment_id: s for s in flag.states.all()}
     cards = []
     for environment in environments:
         state = state_dict(states[environment.pk]) if environment.pk in states else default_state(flag)
-        cards.append({
+        card = {
             "env": environment, "state": state, "rules_json": json.dumps(state["rules"], indent=2),
-            "percentage": (state["rollout"] or {}).get("percentage"),
+            "percentage": (state["rollout"] or {}).get("percentage"), "errors": {},
             "can_edit": can(Actor(request.user), Permission.EDIT_FLAGS, application, environment),
             "chart": selectors.evaluation_series(flag, environment),
-        })
-    history = FlagEvent.objects.filter(flag=flag).select_related("environment")[:50]
+        }
+        if posted is not None and posted[0].pk == environment.pk:
+            card.update(posted[1].as_card(state))
+        cards.append(card)
+    history = list(FlagEvent.objects.filter(flag=flag).select_related("environment")[:50])
+    for event in history:
+        event.lines = describe_change(event.before, event.after)
     changes = ChangeRequest.objects.filter(flag=flag, status=ChangeRequest.Status.OPEN).select_related(
         "environment", "proposed_by")
     return {"application": application, "flag": flag, "cards": cards, "history": history,
@@ -104,6 +130,61 @@ def flag_detail(request: HttpRequest, slug: str, key: str) -> HttpResponse:
     return render(request, "flags/detail.html", _detail_context(request, application, flag))
 
 
+class FlagStateForm(forms.Form):
+    """One environment's card on the flag page: what the panel may change, parsed before the service sees it."""
+
+    enabled = forms.BooleanField(required=False)
+    default_variant = forms.CharField(max_length=100, required=False)
+    off_variant = forms.CharField(max_length=100, required=False)
+    use_rollout = forms.BooleanField(required=False)
+    percentage = forms.IntegerField(min_value=0, max_value=100, required=False,
+                                    error_messages={"invalid": "The rollout percentage is a whole number from 0 to 100."})
+    rules = forms.CharField(required=False, max_length=200_000, widget=forms.Textarea)
+
+    def clean_rules(self) -> list:
+        try:
+            rules = json.loads(self.cleaned_data["rules"] or "[]")
+        except (ValueError, RecursionError):
+            raise forms.ValidationError("Rules must be valid JSON (a list of rules).") from None
+        if not isinstance(rules, list):
+            raise forms.ValidationError("Rules must be a list: [ {…}, {…} ].")
+        return rules
+
+    def changes(self) -> dict:
+        data = self.cleaned_data
+        changes: dict = {"enabled": data["enabled"], "rules": data["rules"]}
+        for field in ("default_variant", "off_variant"):
+            if data[field]:
+                changes[field] = data[field]
+        if not data["use_rollout"]:
+            changes["rollout"] = None
+        elif data["percentage"] is not None:
+            changes["rollout_percentage"] = data["percentage"]
+        return changes
+
+    # Service errors name the API's fields; the card shows them next to its own.
+    FIELD_OF_ERROR = {"rollout_percentage": "percentage", "rollout": "percentage"}
+
+    def add_service_error(self, error: SlipwayError) -> None:
+        field = (error.field or "").split(".", 1)[0].split("[", 1)[0]
+        field = self.FIELD_OF_ERROR.get(field, field)
+        where = error.field if error.field and ("[" in error.field or "." in error.field) else None
+        self.add_error(field if field in self.fields else None, f"{where}: {error.detail}" if where else error.detail)
+
+    def as_card(self, state: dict) -> dict:
+        """What was typed, to show again with the errors (nothing typed is lost)."""
+        data = self.data
+        return {
+            "state": {**state, "enabled": data.get("enabled") == "on",
+                      "default_variant": data.get("default_variant", state["default_variant"]),
+                      "off_variant": data.get("off_variant", state["off_variant"])},
+            "rules_json": data.get("rules", ""),
+            "percentage": data.get("percentage") if data.get("use_rollout") else None,
+            "errors": {("form" if field == "__all__" else field): [str(m) for m in messages_]
+                       for field, messages_ in self.errors.items()},
+        }
+
+
 @login_required
 @require_POST
 def update_state(request: HttpRequest, slug: str, key: str, name: str) -> HttpResponse:
@@ -113,25 +194,22 @@ def update_state(request: HttpRequest, slug: str, key: str, name: str) -> HttpRe
     actor = Actor(request.user)
     if request.POST.get("action") == "kill":
         do_kill_switch(actor, flag, environment)
+        messages.success(request, f"Kill switch: {flag.key} is now off in {environment.name}.")
+        return redirect("flags:detail", slug=slug, key=key)
+    form = FlagStateForm(request.POST)
+    result = None
+    if form.is_valid():
+        try:
+            result = do_change_flag_state(actor, flag, environment, **form.changes())
+        except Invalid as error:
+            form.add_service_error(error)
+    if result is None:
+        context = _detail_context(request, application, flag, posted=(environment, form))
+        return render(request, "flags/detail.html", context, status=400)
+    if isinstance(result, ChangeRequest):
+        messages.info(request, f"Change to {environment.name} proposed: another flag editor approves it below.")
     else:
-        changes = {"enabled": request.POST.get("enabled") == "on"}
-        for field in ("default_variant", "off_variant"):
-            if request.POST.get(field):
-                changes[field] = request.POST[field]
-        if not request.POST.get("use_rollout"):
-            changes["rollout"] = None
-        elif (percentage := request.POST.get("percentage", "")).strip():
-            try:
-                changes["rollout_percentage"] = int(percentage)
-            except ValueError:
-                raise Invalid("The rollout percentage is a whole number from 0 to 100.", field="percentage") from None
-        if "rules" in request.POST:
-            try:
-                changes["rules"] = json.loads(request.POST["rules"] or "[]")
-            except ValueError:
-                raise Invalid("Rules must be valid JSON (a list of rules).", field="rules") from None
-        if isinstance(do_change_flag_state(actor, flag, environment, **changes), ChangeRequest):
-            messages.info(request, f"Change to {environment.name} proposed: another flag editor approves it below.")
+        messages.success(request, f"{flag.key} is now {describe_state(state_dict(result))} in {environment.name}.")
     return redirect("flags:detail", slug=slug, key=key)
 
 
@@ -189,7 +267,9 @@ def revert(request: HttpRequest, slug: str, key: str, event_id: int) -> HttpResp
     application = _application(request, slug)
     flag = get_object_or_404(Flag, application=application, key=key)
     event = get_object_or_404(FlagEvent.objects.select_related("environment"), flag=flag, pk=event_id)
-    do_revert_flag(Actor(request.user), flag, event)
+    state = do_revert_flag(Actor(request.user), flag, event)
+    messages.success(request, f"{flag.key} in {event.environment.name} is back as it was before that change: "
+                              f"{describe_state(state_dict(state))}.")
     return redirect("flags:detail", slug=slug, key=key)
 
 

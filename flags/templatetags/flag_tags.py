@@ -1,3 +1,5 @@
+import json
+
 from django import template
 
 register = template.Library()
@@ -27,3 +29,19 @@ def bar_y(count: int, peak: int) -> float:
 @register.filter
 def sum_list(values) -> int:
     return sum(values)
+
+
+@register.filter
+def as_json(value) -> str:
+    """JSON as people and the API write it (true, not True)."""
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
+
+
+@register.filter
+def split_words(value: str) -> list[str]:
+    return value.split()
+
+
+@register.filter
+def get_item(mapping: dict, key: str):
+    return mapping.get(key, [])

@@ -184,3 +184,59 @@ def test_pm_rolls_out_30_then_60_percent_with_the_slider(live_slipway):
     raised = sdk_values(live_slipway.url, token, "search-v2")
     assert raised == [in_rollout("search-v2", k, 60) for k in KEYS]
     assert all(after for before, after in zip(served, raised, strict=True) if before)
+
+
+def test_a_bad_rule_is_shown_next_to_the_field_and_what_was_typed_is_kept(admin_client, demo):
+    url = "/apps/shop/flags/search-v2/env/staging/"
+    typed = '[{"conditions": [{"attribute": "plan", "operator": "regex", "values": ["x"]}], "variant": "on"}]'
+    response = admin_client.post(url, {"enabled": "on", "use_rollout": "on", "percentage": "40", "rules": typed})
+    html = response.content.decode()
+    assert response.status_code == 400 and "<!doctype html>" in html  # the flag page, not a bare error page
+    assert 'id="rules-error-staging"' in html and "rules[0].conditions[0].operator" in html
+    from django.utils.html import escape
+
+    assert escape(typed) in html and 'value="40"' in html  # nothing typed is lost
+    assert not FlagState.objects.filter(flag__key="search-v2", environment__name="staging", enabled=True).exists()
+    broken = admin_client.post(url, {"enabled": "on", "rules": "[{oops"})
+    assert broken.status_code == 400 and "valid JSON" in broken.content.decode() and "[{oops" in broken.content.decode()
+    bad_pct = admin_client.post(url, {"enabled": "on", "use_rollout": "on", "percentage": "abc", "rules": "[]"})
+    assert bad_pct.status_code == 400 and 'id="percentage-error-staging"' in bad_pct.content.decode()
+
+
+def test_saving_says_what_happened(admin_client, demo):
+    url = "/apps/shop/flags/search-v2/env/production/"
+    response = admin_client.post(url, {"enabled": "on", "use_rollout": "on", "percentage": "30", "rules": "[]"},
+                                 follow=True)
+    assert "search-v2 is now on · 30 % in production." in response.content.decode()
+    killed = admin_client.post(url, {"action": "kill"}, follow=True).content.decode()
+    assert "Kill switch: search-v2 is now off in production." in killed
+    toggled = admin_client.post("/apps/shop/flags/search-v2/env/production/toggle/", headers={"HX-Request": "true"})
+    assert 'hx-swap-oob="true"' in toggled.content.decode() and "search-v2 is now on · 30 % in production." in \
+        toggled.content.decode()
+
+
+def test_history_shows_field_level_changes(admin_client, demo):
+    url = "/apps/shop/flags/search-v2/env/production/"
+    admin_client.post(url, {"enabled": "on", "use_rollout": "on", "percentage": "10", "rules": "[]"})
+    admin_client.post(url, {"enabled": "on", "use_rollout": "on", "percentage": "30", "rules":
+                            '[{"conditions": [{"attribute": "country", "operator": "in", "values": ["FR", "DE"]}],'
+                            ' "variant": "on"}]'})
+    page = admin_client.get("/apps/shop/flags/search-v2/").content.decode()
+    assert "rollout: 10 % (on) → 30 % (on)" in page and "rule 1 added: country in FR, DE → on" in page
+    assert "True" not in page.split("<h2>History</h2>")[1]  # no Python reprs
+
+
+@pytest.mark.parametrize("target", ["nonsense", "https://evil.example/", "//evil.example/x"])
+def test_toggle_next_only_goes_to_local_pages(admin_client, demo, target):
+    response = admin_client.post("/apps/shop/flags/search-v2/env/staging/toggle/", {"next": target})
+    assert response.status_code == 302 and response["Location"] == "/apps/shop/flags/"
+
+
+def test_a_developer_sees_disabled_toggles_and_why(client, demo):
+    from django.contrib.auth import get_user_model
+
+    client.force_login(get_user_model().objects.get(username="bob"))
+    page = client.get("/apps/shop/flags/").content.decode()
+    assert page.count("disabled aria-describedby") >= 3 and "needs the flag editor role" in page
+    detail = client.get("/apps/shop/flags/new-checkout/").content.decode()
+    assert "Read-only: changing flags in production needs the flag editor role on shop/production." in detail
