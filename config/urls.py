@@ -4,7 +4,6 @@ from django.urls import include, path
 
 from config import health
 from environments import agent_api
-from flags import ofrep
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
@@ -15,8 +14,6 @@ urlpatterns = [
     path("api/v1/agent/jobs/<int:pk>/result", agent_api.result, name="agent-result"),
     path("api/v1/webhooks/rollout/<int:pk>/", agent_api.webhook_callback, name="rollout-callback"),
     path("api/v1/", include(("config.api_urls", "api"))),
-    path("ofrep/v1/evaluate/flags", ofrep.evaluate_flags, name="ofrep-bulk"),
-    path("ofrep/v1/evaluate/flags/<str:key>", ofrep.evaluate_flag, name="ofrep-flag"),
     path("admin/", admin.site.urls),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),

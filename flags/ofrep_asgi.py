@@ -1,7 +1,7 @@
 """The OFREP evaluation path as a lean ASGI app, dispatched in `config/asgi.py` before Django's stack.
 
-Same contract as the Django views in `flags/ofrep.py` (which stay for WSGI and tests): bearer token pinned to
-an environment with `flags:read`, CORS exposing ETag, OFREP error shapes. The hot path touches no database: the
+The only OFREP server (the protocol's shapes are in `flags/ofrep.py`): bearer token pinned to an environment with
+`flags:read` whose user still has a role there, CORS exposing ETag, OFREP error shapes. The hot path touches no database: the
 token and the compiled snapshot are cached in the process and refreshed in the background (the token every
 `TOKEN_TTL` seconds; the snapshot when the environment's `flags_version` moves, checked about once a second), and
 evaluation counts are batched.
@@ -15,7 +15,6 @@ check is older than the version it knows waits for a fresh check: 403 once the u
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 
 import orjson
@@ -23,21 +22,22 @@ from asgiref.sync import sync_to_async
 
 from config.lean_asgi import read_body
 from flags.engine import ErrorCode, evaluate, evaluate_all
-from flags.ofrep import STATUS_OF_ERROR, _failure, _success, parse_context
+from flags.ofrep import (
+    CORS_HEADERS,
+    PREFIX,
+    STATUS_OF_ERROR,
+    bulk_body,
+    failure,
+    general_error,
+    parse_context,
+    success,
+)
 from flags.snapshots import snapshots
 from flags.usage import usage
 from releases import access
 from releases.models import Scope
 
 TOKEN_TTL = 10.0
-CORS_HEADERS = [
-    (b"access-control-allow-origin", b"*"),
-    (b"access-control-allow-methods", b"POST, OPTIONS"),
-    (b"access-control-allow-headers", b"Authorization, Content-Type, If-None-Match"),
-    (b"access-control-expose-headers", b"ETag"),
-    (b"access-control-max-age", b"600"),
-]
-PREFIX = "/ofrep/v1/evaluate/flags"
 # key → (checked at, environment id, refusal, application id, the application's access_version at the check)
 _tokens: dict[str, tuple[float, int | None, str | None, int | None, int]] = {}
 
@@ -153,20 +153,19 @@ async def ofrep_app(scope, receive, send) -> None:
     if method == "OPTIONS":
         return await _send(send, 204)
     if method != "POST":
-        return await _send(send, 405, orjson.dumps({"errorCode": "GENERAL", "errorDetails": "Use POST."}))
+        return await _send(send, 405, general_error("Use POST."))
     headers = dict(scope["headers"])
     scheme, _, key = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
-        return await _send(send, 401, orjson.dumps({"errorCode": "GENERAL",
-                                                    "errorDetails": "Send Authorization: Bearer <token>."}))
+        return await _send(send, 401, general_error("Send Authorization: Bearer <token>."))
     environment_id, refusal = await _token(key.strip())
     if refusal:
         status = 401 if refusal.startswith("Invalid") else 403
-        return await _send(send, status, orjson.dumps({"errorCode": "GENERAL", "errorDetails": refusal}))
+        return await _send(send, status, general_error(refusal))
     raw = await read_body(receive, settings.API_MAX_BODY_BYTES)
     flag_key = scope["path"][len(PREFIX) + 1:] if scope["path"].startswith(PREFIX + "/") else None
     if raw is None:
-        return await _send(send, 413, orjson.dumps({"errorCode": "GENERAL", "errorDetails": "Body over 1 MB."}))
+        return await _send(send, 413, general_error("Body over 1 MB."))
     context, problem = parse_context(raw)
     if problem:
         body = {"errorCode": ErrorCode.INVALID_CONTEXT, "errorDetails": problem}
@@ -178,12 +177,11 @@ async def ofrep_app(scope, receive, send) -> None:
         resolution = evaluate(snapshot, flag_key, context)
         if resolution.error_code:
             return await _send(send, STATUS_OF_ERROR.get(resolution.error_code, 400),
-                               orjson.dumps(_failure(flag_key, resolution)))
+                               orjson.dumps(failure(flag_key, resolution)))
         usage.add_async(environment_id, [(flag_key, resolution)])
-        return await _send(send, 200, orjson.dumps(_success(flag_key, resolution)))
+        return await _send(send, 200, orjson.dumps(success(flag_key, resolution)))
     results = evaluate_all(snapshot, context)
-    body = orjson.dumps({"flags": [_failure(k, r) if r.error_code else _success(k, r) for k, r in results.items()]})
-    etag = ('"' + hashlib.blake2b(snapshot.version.encode() + body, digest_size=12).hexdigest() + '"').encode()
+    body, etag = bulk_body(snapshot.version, results)
     usage.add_async(environment_id, [(k, r) for k, r in results.items() if not r.error_code])
     if headers.get(b"if-none-match") == etag:
         await send({"type": "http.response.start", "status": 304, "headers": [*CORS_HEADERS, (b"etag", etag)]})

@@ -1,7 +1,6 @@
 """Flag management API, history and revert, OFREP by hand and through the real OpenFeature SDK."""
 
 import pytest
-from rest_framework.test import APIClient
 
 from flags.models import EvaluationCount, Flag, FlagEvent, FlagState
 from flags.snapshots import snapshots
@@ -121,44 +120,62 @@ def test_developer_cannot_edit_flags_and_env_scoped_editor(app, envs, pm):
     assert client.patch(f"{API}/flags/x/environments/production/", {"enabled": True}, format="json").status_code == 403
 
 
-def test_ofrep_single_and_bulk_with_etag(pm, envs, user):
+def sdk_key(user, environment):
+    from releases.permissions import Actor
+    from releases.services import do_create_api_token
+
+    if environment is not None:
+        factories.MembershipFactory(user=user, application=environment.application, role="viewer")
+    return do_create_api_token(Actor.system(), user, name="sdk", scopes=["flags:read"], environment=environment)[1]
+
+
+def test_ofrep_single_and_bulk_with_etag(pm, envs, user, served_ofrep):
     pm.post(f"{API}/flags/", {"key": "new-checkout"}, format="json")
     pm.patch(f"{API}/flags/new-checkout/environments/production/", {"enabled": True, "rules": [
         {"conditions": [{"attribute": "country", "operator": "in", "values": ["FR"]}], "variant": "on"}],
         "default_variant": "off"}, format="json")
-    sdk = sdk_client(user, envs[1])
-    hit = sdk.post("/ofrep/v1/evaluate/flags/new-checkout", {"context": {"targetingKey": "u1", "country": "FR"}},
-                   format="json")
+    key = sdk_key(factories.UserFactory(username="sdk"), envs[1])
+    hit = served_ofrep("/ofrep/v1/evaluate/flags/new-checkout", {"context": {"targetingKey": "u1", "country": "FR"}},
+                       key=key)
     assert hit.status_code == 200
     assert hit.json() == {"key": "new-checkout", "value": True, "reason": "TARGETING_MATCH", "variant": "on",
                           "metadata": {"rule": 0}}
-    assert hit["Access-Control-Allow-Origin"] == "*"
-    miss = sdk.post("/ofrep/v1/evaluate/flags/nope", {"context": {}}, format="json")
+    assert hit.headers["Access-Control-Allow-Origin"] == "*"
+    miss = served_ofrep("/ofrep/v1/evaluate/flags/nope", {"context": {}}, key=key)
     assert miss.status_code == 404 and miss.json()["errorCode"] == "FLAG_NOT_FOUND"
-    bad = sdk.post("/ofrep/v1/evaluate/flags/new-checkout", {"context": ["not", "an", "object"]}, format="json")
+    bad = served_ofrep("/ofrep/v1/evaluate/flags/new-checkout", {"context": ["not", "an", "object"]}, key=key)
     assert bad.status_code == 400 and bad.json()["errorCode"] == "INVALID_CONTEXT"
-    bulk = sdk.post("/ofrep/v1/evaluate/flags", {"context": {"targetingKey": "u1"}}, format="json")
+    empty = served_ofrep("/ofrep/v1/evaluate/flags", None, key=key)
+    assert empty.status_code == 200  # no body is an empty context
+    bulk = served_ofrep("/ofrep/v1/evaluate/flags", {"context": {"targetingKey": "u1"}}, key=key)
     assert bulk.status_code == 200 and bulk.json()["flags"][0]["value"] is False
-    assert "ETag" in bulk["Access-Control-Expose-Headers"]
-    again = sdk.post("/ofrep/v1/evaluate/flags", {"context": {"targetingKey": "u1"}}, format="json",
-                     headers={"If-None-Match": bulk["ETag"]})
+    assert "ETag" in bulk.headers["Access-Control-Expose-Headers"]
+    again = served_ofrep("/ofrep/v1/evaluate/flags", {"context": {"targetingKey": "u1"}}, key=key,
+                         headers={"If-None-Match": bulk.headers["ETag"]})
     assert again.status_code == 304
-    anonymous = APIClient().post("/ofrep/v1/evaluate/flags", {"context": {}}, format="json")
-    assert anonymous.status_code == 401
+    assert served_ofrep("/ofrep/v1/evaluate/flags", {"context": {}}).status_code == 401
     usage.flush()
     assert EvaluationCount.objects.filter(flag_key="new-checkout").exists()
 
 
-def test_ofrep_needs_an_environment_pinned_token(pm, envs, user):
-    response = token_client(user, "flags:read").post("/ofrep/v1/evaluate/flags", {"context": {}}, format="json")
-    assert response.status_code == 403
+def test_ofrep_needs_an_environment_pinned_token(pm, envs, user, served_ofrep):
+    response = served_ofrep("/ofrep/v1/evaluate/flags", {"context": {}}, key=sdk_key(user, None))
+    assert response.status_code == 403 and "pinned" in response.json()["errorDetails"]
 
 
-def test_archived_flag_is_not_served(pm, envs, user):
+def test_archived_flag_is_not_served(pm, envs, user, served_ofrep):
     pm.post(f"{API}/flags/", {"key": "old"}, format="json")
     assert pm.delete(f"{API}/flags/old/").status_code == 204
-    response = sdk_client(user, envs[1]).post("/ofrep/v1/evaluate/flags/old", {"context": {}}, format="json")
-    assert response.status_code == 404
+    key = sdk_key(factories.UserFactory(username="sdk"), envs[1])
+    assert served_ofrep("/ofrep/v1/evaluate/flags/old", {"context": {}}, key=key).status_code == 404
+
+
+def test_ofrep_is_served_by_one_implementation():
+    """The Django views are gone: nothing under /ofrep/ resolves in Django's URLconf."""
+    from django.urls import Resolver404, resolve
+
+    with pytest.raises(Resolver404):
+        resolve("/ofrep/v1/evaluate/flags")
 
 
 def test_openfeature_sdk_with_ofrep_provider(live_slipway, app):

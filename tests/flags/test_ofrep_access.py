@@ -9,28 +9,15 @@ import urllib.request
 
 import httpx
 import pytest
-from rest_framework.test import APIClient
 
 from flags.snapshots import snapshots
 from releases import access
 from releases.permissions import Actor
 from releases.services import do_create_api_token, do_grant_role, do_revoke_api_token, do_revoke_role
 from tests import factories
+from tests.flags.conftest import closing
 
 FLAGS = "/ofrep/v1/evaluate/flags"
-
-
-def closing(function):
-    """The route's database work runs on executor threads that end with each test's event loop: hand their
-    connections back, or the test database cannot be dropped."""
-    def wrapper(*args, **kwargs):
-        from django.db import connection
-
-        try:
-            return function(*args, **kwargs)
-        finally:
-            connection.close()
-    return wrapper
 
 
 @pytest.fixture
@@ -90,15 +77,6 @@ def test_revoked_token_is_refused_at_once_by_the_served_route(setup):
     assert served(setup["key"]) == 200
     do_revoke_api_token(Actor(setup["pm"]), setup["token"])
     assert served(setup["key"]) == 401
-
-
-def test_django_ofrep_views_refuse_a_user_without_a_role(setup):
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {setup['key']}")
-    assert client.post(FLAGS, {"context": {}}, format="json").status_code == 200
-    setup["membership"].delete()
-    response = client.post(FLAGS, {"context": {}}, format="json")
-    assert response.status_code == 403 and "no role on shop" in response.json()["errorDetails"]
 
 
 def test_other_processes_refuse_within_a_fraction_of_a_second(live_slipway, setup):
