@@ -1,12 +1,15 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 
 from config import health
 from environments import agent_api
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
+    path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"), permanent=True)),
     path("api/v1/agent/register", agent_api.register, name="agent-register"),
     path("api/v1/agent/work", agent_api.work, name="agent-work"),
     path("api/v1/agent/heartbeat", agent_api.heartbeat, name="agent-heartbeat"),
