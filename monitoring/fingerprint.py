@@ -39,10 +39,11 @@ class Frame:
 
 
 def normalise_message(message: str) -> str:
-    """The message with UUIDs, hex and numbers replaced by placeholders and whitespace collapsed."""
+    """The message with UUIDs (`<uuid>`), hex ids and numbers (`<n>`) replaced and whitespace collapsed."""
     text = _UUID.sub("<uuid>", message)
-    text = _HEX_PREFIXED.sub("<hex>", text)
-    text = _HEX.sub("<hex>", text)
+    # Hex ids and numbers share one placeholder: an id is sometimes all digits ("1234567") and sometimes not.
+    text = _HEX_PREFIXED.sub("<n>", text)
+    text = _HEX.sub("<n>", text)
     text = _NUMBER.sub("<n>", text)
     return _SPACES.sub(" ", text).strip()
 

@@ -217,6 +217,7 @@ def do_push_samples(actor: Actor, application: Application, samples: Sequence[Sa
 class HealthCheck:
     """An agent's health check after a deploy: where, which version, how long it took, whether it passed."""
 
+    application_id: int
     environment_id: int
     target: str
     version: str
@@ -227,17 +228,14 @@ class HealthCheck:
 
 def record_health_checks(checks: Sequence[HealthCheck]) -> None:
     """`health_check_latency_ms` and `health_check_ok` samples, in the caller's transaction (the agents' report
-    batch in `environments/jobs.py`): one query for the environments' applications, one insert."""
+    batch in `environments/jobs.py`), in one insert."""
     if not checks:
         return
-    apps = dict(Environment.objects.filter(pk__in={c.environment_id for c in checks})
-                .values_list("pk", "application_id"))
     rows = []
     for c in checks:
-        application_id = apps[c.environment_id]
-        rows.append((application_id, c.environment_id, "health_check_latency_ms", c.seconds * 1000.0, c.at,
+        rows.append((c.application_id, c.environment_id, "health_check_latency_ms", c.seconds * 1000.0, c.at,
                      c.version, c.target, {}))
-        rows.append((application_id, c.environment_id, "health_check_ok", 1.0 if c.ok else 0.0, c.at,
+        rows.append((c.application_id, c.environment_id, "health_check_ok", 1.0 if c.ok else 0.0, c.at,
                      c.version, c.target, {}))
     _insert_samples(rows)
 
