@@ -205,12 +205,18 @@ def do_push_samples(actor: Actor, application: Application, samples: Sequence[Sa
             raise Invalid(f"'{sample.environment}' is not an environment of {application.slug}.",
                           field=f"samples[{index}].labels.environment",
                           extra={"index": index, "field": "labels.environment"})
-    for environment in environments.values():
+    for environment in environments.values() or [_pinned(actor, application)]:
         require(actor, Permission.WRITE_METRICS, application, environment)
     now = timezone.now()
     _insert_samples([(application.pk, environments[s.environment].pk, s.name, s.value, s.timestamp or now,
                       s.version, s.target, dict(s.labels)) for s in samples])
     return len(samples)
+
+
+def _pinned(actor: Actor, application: Application) -> Environment | None:
+    """The environment a token is pinned to, to check an empty push against."""
+    token = actor.token
+    return token.environment if token is not None and token.environment_id is not None else None
 
 
 @dataclass(frozen=True, slots=True)

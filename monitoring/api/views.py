@@ -65,7 +65,7 @@ class ErrorIn(serializers.Serializer):
 
 class ErrorGroupOut(serializers.ModelSerializer):
     environment = serializers.CharField(source="environment.name")
-    version_count = serializers.IntegerField(required=False, help_text="Events in the version asked for.")
+    version_count = serializers.SerializerMethodField(help_text="Events in the version asked for (null without one).")
     new_in_version = serializers.SerializerMethodField(
         help_text="First seen in the version asked for (or, without one, in the version the environment runs).")
 
@@ -74,6 +74,9 @@ class ErrorGroupOut(serializers.ModelSerializer):
         fields = ["id", "fingerprint", "environment", "type", "title", "culprit", "status", "count", "version_count",
                   "first_seen", "last_seen", "first_seen_version", "last_seen_version", "new_in_version"]
         read_only_fields = fields
+
+    def get_version_count(self, group: ErrorGroup) -> int | None:
+        return getattr(group, "version_count", None)
 
     def get_new_in_version(self, group: ErrorGroup) -> bool:
         version = self.context.get("version")
