@@ -1,8 +1,8 @@
 """Is it healthy: the signals that come in (error events grouped by fingerprint, metric samples) and the keys
 applications send them with.
 
-Error storage is bounded: a group keeps its newest `ErrorEvent.KEEP_PER_GROUP` events; how many there were, per
-version and hour, is in `ErrorCount`.
+Error storage is bounded: a group keeps its newest `ErrorEvent.KEEP_PER_GROUP` events (up to twice that between
+two prunes); how many there were, per version and hour, is in `ErrorCount`.
 """
 
 from __future__ import annotations
@@ -75,7 +75,8 @@ class ErrorGroup(models.Model):
 
 
 class ErrorEvent(models.Model):
-    """One occurrence, as sent (message and stack trace truncated); only a group's newest events are kept."""
+    """One occurrence, as sent (message and stack trace truncated); only a group's newest events are kept
+    (`KEEP_PER_GROUP`, up to twice that between two prunes)."""
 
     KEEP_PER_GROUP = 100
 
