@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from environments.api import views as environment_views
 from flags.api import views as flag_views
+from monitoring.api import views as monitoring_views
 from releases.api import hook_views, member_views, rollout_views
 from releases.api import release_views as rv
 from releases.api import views as release_views
@@ -65,6 +66,10 @@ urlpatterns = [
     path(app_prefix + "flags/<str:key>/change-requests/<int:pk>/<str:decision>/",
          flag_views.ChangeRequestDecisionView.as_view(), name="flag-change-request-decision"),
     path(app_prefix + "segments/", flag_views.SegmentListView.as_view(), name="segments"),
+    path(app_prefix + "errors/", monitoring_views.ErrorView.as_view(), name="errors"),
+    path(app_prefix + "error-groups/", monitoring_views.ErrorGroupListView.as_view(), name="error-groups"),
+    path(app_prefix + "metrics/", monitoring_views.MetricsView.as_view(), name="metrics"),
+    path(app_prefix + "ingest-key/", monitoring_views.IngestKeyView.as_view(), name="ingest-key"),
     path("webhooks/github/<slug:slug>/", hook_views.GitHubWebhookView.as_view(), name="github-webhook"),
     path(app_prefix + "blockers/<int:pk>/resolve/", rv.BlockerResolveView.as_view(), name="blocker-resolve"),
 ]

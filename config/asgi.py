@@ -16,6 +16,7 @@ from django.conf import settings  # noqa: E402
 from config.routing import websocket_urlpatterns  # noqa: E402
 from environments import agent_asgi  # noqa: E402
 from flags.ofrep_asgi import PREFIX, ofrep_app  # noqa: E402
+from monitoring import envelope_asgi  # noqa: E402
 
 # Django runs each request's sync code on a thread of its own, each with its own database connection: without a
 # bound, a burst of requests (a thousand agents registering at once) opens more connections than the database
@@ -30,6 +31,8 @@ async def http_app(scope, receive, send):
         return await ofrep_app(scope, receive, send)
     if agent_asgi.handles(path):  # agents' long-polls and reports, batched (see environments/agent_asgi.py)
         return await agent_asgi.agent_app(scope, receive, send)
+    if envelope_asgi.handles(path):  # errors from sentry-sdk, written in batches (see monitoring/envelope_asgi.py)
+        return await envelope_asgi.envelope_app(scope, receive, send)
     async with _django_slots:
         return await django_asgi_app(scope, receive, send)
 

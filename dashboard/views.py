@@ -19,6 +19,7 @@ from django.views.decorators.http import require_POST
 from config.errors import Invalid, SlipwayError
 from dashboard.progress import rollout_progress
 from environments.models import Environment, Lock
+from monitoring.selectors import active_ingest_key
 from releases import selectors
 from releases.batches import Coverage, approval_coverage, describe_releases, group_key
 from releases.models import (
@@ -65,6 +66,7 @@ def application_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "artifacts": selectors.application_page(application),
         "waiting": selectors.releases_of(application).filter(status__in=[
             Release.Status.PENDING_APPROVAL, Release.Status.APPROVED, Release.Status.QUEUED, Release.Status.DEPLOYING]),
+        "ingest_key": active_ingest_key(application),
     }
     return render(request, "dashboard/application.html", context)
 

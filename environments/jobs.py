@@ -17,6 +17,7 @@ from django.db.models import Exists, F, Max, OuterRef
 from django.utils import timezone
 
 from environments.models import Target
+from monitoring.services import HealthCheck, record_health_checks
 from releases.models import ApiToken, Release, Rollout, RolloutStep
 from releases.rollouts import enqueue_advance, publish_changed
 
@@ -67,7 +68,9 @@ def authenticate(keys: Iterable[str]) -> dict[str, Target]:
     by_hash = {ApiToken.hash_key(key): key for key in keys if key}
     if not by_hash:
         return {}
-    found = {by_hash[t.token_hash]: t for t in Target.objects.filter(token_hash__in=list(by_hash))}
+    # With its environment: health-check samples name the application (monitoring.services.record_health_checks).
+    found = {by_hash[t.token_hash]: t
+             for t in Target.objects.filter(token_hash__in=list(by_hash)).select_related("environment")}
     touch([t for t in found.values()])
     return found
 
@@ -206,6 +209,7 @@ def apply_reports(reports: list[Report], targets: dict[str, Target] | None = Non
         now = timezone.now()
         changed: list[RolloutStep] = []
         checked: list[tuple[RolloutStep, float]] = []
+        samples: list[HealthCheck] = []
         versions: dict[str, list[int]] = defaultdict(list)
         wake: set[int] = set()
         for n, report in enumerate(reports):
@@ -227,6 +231,9 @@ def apply_reports(reports: list[Report], targets: dict[str, Target] | None = Non
                 changed.append(step)
                 if report.succeeded:
                     checked.append((step, report.health_seconds))
+                    samples.append(HealthCheck(target.environment.application_id, target.environment_id,
+                                               step.target_name, step.version, report.health_seconds,
+                                               report.healthy, now))
                 if report.succeeded and report.version:
                     versions[report.version].append(target.pk)
                 if not report.healthy or step.rollout_id in reverting:
@@ -235,6 +242,7 @@ def apply_reports(reports: list[Report], targets: dict[str, Target] | None = Non
         checks = health_steps(checked, now)
         _save_results(changed)
         RolloutStep.objects.bulk_create(checks)
+        record_health_checks(samples)  # health_check_latency_ms and health_check_ok samples, one insert
         for version, ids in versions.items():
             Target.objects.filter(pk__in=ids).update(version=version)
         touched = {s.rollout_id for s in changed}

@@ -60,6 +60,9 @@ def do_create_application(actor: Actor, *, slug: str, name: str, repository_url:
         Membership.objects.create(user=actor.user, application=application, role=Role.ADMIN)
     audit.record(actor, "application.created", application,
                  after={"slug": slug, "name": name, "repository_url": repository_url})
+    from monitoring.services import create_ingest_key  # here: monitoring imports releases
+
+    create_ingest_key(actor, application)
     return application
 
 

@@ -24,6 +24,20 @@ class ApplicationOut(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class ApplicationDetailOut(ApplicationOut):
+    sentry_dsn = serializers.SerializerMethodField(help_text="Point sentry-sdk here to report errors to Slipway.")
+
+    class Meta(ApplicationOut.Meta):
+        fields = [*ApplicationOut.Meta.fields, "sentry_dsn"]
+        read_only_fields = fields
+
+    def get_sentry_dsn(self, application: Application) -> str | None:
+        from monitoring.selectors import active_ingest_key
+
+        key = active_ingest_key(application)
+        return key.dsn if key is not None else None
+
+
 class ChangeInSerializer(serializers.Serializer):
     sha = serializers.RegexField(SHA_PATTERN, max_length=40, error_messages={"invalid": SHA_MESSAGE})
     author = serializers.CharField(max_length=254)

@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 from config.errors import NotFound
 from releases import selectors
 from releases.api.serializers import (
+    ApplicationDetailOut,
     ApplicationIn,
     ApplicationOut,
     ArtifactInSerializer,
@@ -45,18 +46,18 @@ class ApplicationListView(generics.ListAPIView):
     def get_queryset(self):
         return selectors.applications_for(self.request.user, Actor.from_request(self.request).token)
 
-    @extend_schema(request=ApplicationIn, responses={201: ApplicationOut})
+    @extend_schema(request=ApplicationIn, responses={201: ApplicationDetailOut})
     def post(self, request: Request) -> Response:
         data = ApplicationIn(data=request.data)
         data.is_valid(raise_exception=True)
         application = do_create_application(Actor.from_request(request), **data.validated_data)
-        return Response(ApplicationOut(application).data, status=201)
+        return Response(ApplicationDetailOut(application).data, status=201)
 
 
 class ApplicationDetailView(APIView):
-    @extend_schema(responses=ApplicationOut)
+    @extend_schema(responses=ApplicationDetailOut)
     def get(self, request: Request, slug: str) -> Response:
-        return Response(ApplicationOut(application_for(request, slug)).data)
+        return Response(ApplicationDetailOut(application_for(request, slug)).data)
 
 
 class ArtifactListView(generics.ListAPIView):

@@ -52,7 +52,7 @@ def test_application_page_query_count_is_constant(admin_client, demo, django_ass
 
     shop = Application.objects.get(slug="shop")
     admin_client.get("/apps/shop/")
-    with django_assert_num_queries(10) as ctx:  # + releases waiting between environments, their approvals
+    with django_assert_num_queries(11) as ctx:  # + releases waiting between environments, their approvals, DSN key
         admin_client.get("/apps/shop/")
     for n in range(10):
         changes = [factories.ChangeFactory(application=shop, author=f"dev{n}-{i}") for i in range(5)]

@@ -1,0 +1,46 @@
+"""Reads for monitoring."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db.models import QuerySet, Sum
+
+from environments.models import Environment
+from monitoring.models import ErrorGroup, IngestKey
+from releases.models import Application
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    """What the envelope route needs to know about an ingest key: its application and environments by name."""
+
+    application_id: int
+    slug: str
+    environments: dict[str, int]
+
+
+def ingest_key_info(public_key: str) -> KeyInfo | None:
+    """The active key's application and environments (two queries), None for an unknown or revoked key."""
+    key = (IngestKey.objects.select_related("application")
+           .filter(public_key=public_key, revoked_at__isnull=True).first())
+    if key is None:
+        return None
+    environments = dict(Environment.objects.filter(application_id=key.application_id).values_list("name", "pk"))
+    return KeyInfo(key.application_id, key.application.slug, environments)
+
+
+def active_ingest_key(application: Application) -> IngestKey | None:
+    return IngestKey.objects.filter(application=application, revoked_at__isnull=True).first()
+
+
+def error_groups(application: Application, *, environment: Environment | None = None,
+                 version: str | None = None) -> QuerySet[ErrorGroup]:
+    """Groups most recently seen first; with a version, only those seen in it, with `version_count` (its events
+    in that version: a filter before the annotation makes both use one join)."""
+    groups = ErrorGroup.objects.filter(application=application).select_related("environment")
+    if environment is not None:
+        groups = groups.filter(environment=environment)
+    if version is not None:
+        groups = groups.filter(counts__version=version).annotate(version_count=Sum("counts__count"))
+    return groups.order_by("-last_seen", "-id")
