@@ -67,7 +67,7 @@ def test_environment_page_rolls_back_with_confirmation(client, demo, django_capt
     admin = get_user_model().objects.create_superuser("root", password="x-long-password")
     client.force_login(admin)
     page = client.get("/apps/shop/env/production/").content.decode()
-    assert 'name="version" value="1.0.0" checked' in page and "confirm(" in page
+    assert 'name="version" value="1.0.0" checked' in page and 'data-confirm="Roll production back to {version}?"' in page
     form = page[page.index('class="stack rollback"'):]
     assert form[:form.index("</form>")].count('name="reason"') == 1  # one reason field for the list
     with django_capture_on_commit_callbacks(execute=True):
