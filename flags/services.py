@@ -11,9 +11,21 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from config.errors import Conflict, Forbidden, Invalid, NotFound
+from config.errors import Invalid
 from environments.models import Environment
 from flags.engine import type_of_value, validate_snapshot_config
+from flags.exceptions import (
+    ChangeRequestDecided,
+    FlagConfigInvalid,
+    FlagEventNotFound,
+    FlagExists,
+    FlagIsPrerequisite,
+    OwnChangeRequest,
+    RolloutInvalid,
+    ScheduleInPast,
+    UnknownStateField,
+    VariantsInvalid,
+)
 from flags.models import ChangeRequest, Flag, FlagEvent, FlagState, ScheduledChange, Segment
 from flags.snapshots import default_state, environment_config, state_dict
 from releases import audit
@@ -41,15 +53,15 @@ def _validate(environment: Environment, flag: Flag, state: dict) -> None:
         path, message = errors[0]
         # Name the field within the flag when the error is this flag's.
         field = path.split(".", 1)[1] if path.startswith("flags[") and "." in path else path
-        raise Invalid(message, field=field, extra={"errors": [{"path": p, "message": m} for p, m in errors]})
+        raise FlagConfigInvalid(message, field=field, extra={"errors": [{"path": p, "message": m} for p, m in errors]})
 
 
 def _check_variants(flag_type: str, variants: dict) -> None:
     if not isinstance(variants, dict) or not variants:
-        raise Invalid("Give at least one variant: an object of name → value.", field="variants")
+        raise VariantsInvalid("Give at least one variant: an object of name → value.", field="variants")
     for name, value in variants.items():
         if type_of_value(value) != flag_type:
-            raise Invalid(f"Variant '{name}' is not a {flag_type}.", field=f"variants.{name}")
+            raise VariantsInvalid(f"Variant '{name}' is not a {flag_type}.", field=f"variants.{name}")
 
 
 @transaction.atomic(durable=True)
@@ -59,10 +71,10 @@ def do_create_flag(actor: Actor, application: Application, *, key: str, type: st
     """Create a flag, off in every environment (boolean flags get `on`/`off` variants)."""
     require(actor, Permission.EDIT_FLAGS, application)
     if Flag.objects.filter(application=application, key=key).exists():
-        raise Conflict(f"A flag '{key}' exists already.", field="key")
+        raise FlagExists(f"A flag '{key}' exists already.", field="key")
     if variants is None:
         if type != Flag.Type.BOOLEAN:
-            raise Invalid(f"A {type} flag needs its variants.", field="variants")
+            raise VariantsInvalid(f"A {type} flag needs its variants.", field="variants")
         variants = {"on": True, "off": False}
     _check_variants(type, variants)
     flag = Flag.objects.create(application=application, key=key, type=type, name=name or key,
@@ -103,7 +115,7 @@ def do_archive_flag(actor: Actor, flag: Flag) -> Flag:
     dependants = [s.flag.key for s in FlagState.objects.select_related("flag").filter(flag__application=flag.application)
                   if any(p.get("flag") == flag.key for p in s.prerequisites or [])]
     if dependants:
-        raise Conflict(f"Flags {', '.join(sorted(set(dependants)))} need '{flag.key}' as a prerequisite.", field="key")
+        raise FlagIsPrerequisite(f"Flags {', '.join(sorted(set(dependants)))} need '{flag.key}' as a prerequisite.", field="key")
     if flag.archived_at is None:
         flag.archived_at = timezone.now()
         flag.save(update_fields=["archived_at"])
@@ -136,7 +148,7 @@ def rollout_for_percentage(flag: Flag, state: dict, percentage: int | None) -> d
     else:
         served = state["default_variant"]
     if served == state["off_variant"]:
-        raise Invalid(f"The percentage would get '{served}', the variant users get when the flag is off: choose "
+        raise RolloutInvalid(f"The percentage would get '{served}', the variant users get when the flag is off: choose "
                       "the variant to roll out (default_variant, or rollout.weights).", field="rollout_percentage")
     return {"percentage": percentage, "weights": {served: 100}}
 
@@ -144,9 +156,9 @@ def rollout_for_percentage(flag: Flag, state: dict, percentage: int | None) -> d
 def _candidate(flag: Flag, environment: Environment, changes: dict) -> tuple[FlagState | None, dict, dict]:
     unknown = set(changes) - {*STATE_FIELDS, "rollout_percentage"}
     if unknown:
-        raise Invalid(f"Unknown field {', '.join(sorted(unknown))}.", field=sorted(unknown)[0])
+        raise UnknownStateField(f"Unknown field {', '.join(sorted(unknown))}.", field=sorted(unknown)[0])
     if "rollout" in changes and "rollout_percentage" in changes:
-        raise Invalid("Give rollout or rollout_percentage, not both.", field="rollout_percentage")
+        raise RolloutInvalid("Give rollout or rollout_percentage, not both.", field="rollout_percentage")
     state = FlagState.objects.select_for_update().filter(flag=flag, environment=environment).first()
     before = state_dict(state) if state else default_state(flag)
     after = {**before, **changes}
@@ -177,7 +189,7 @@ def do_kill_switch(actor: Actor, flag: Flag, environment: Environment) -> FlagSt
 def do_revert_flag(actor: Actor, flag: Flag, event: FlagEvent) -> FlagState:
     """Put an environment's flag state back as it was before an earlier change."""
     if event.flag_id != flag.pk or event.environment_id is None or event.before is None:
-        raise NotFound("No revertible state change with that id for this flag.")
+        raise FlagEventNotFound("No revertible state change with that id for this flag.")
     state = {k: event.before[k] for k in STATE_FIELDS if k in event.before}
     return do_set_flag_state(actor, flag, event.environment, kind="reverted", **state)
 
@@ -195,7 +207,7 @@ def do_save_segment(actor: Actor, application: Application, *, name: str, condit
     for environment in environments:
         errors = validate_snapshot_config(environment_config(environment, segments=segments))
         if errors:
-            raise Invalid(errors[0][1], field=errors[0][0].replace(f"segments.{name}.", ""),
+            raise FlagConfigInvalid(errors[0][1], field=errors[0][0].replace(f"segments.{name}.", ""),
                           extra={"errors": [{"path": p, "message": m} for p, m in errors]})
     if segment is None:
         segment = Segment(application=application, name=name)
@@ -238,9 +250,9 @@ def do_decide_change(actor: Actor, request: ChangeRequest, *, approve: bool, com
         pk=request.pk)
     require(actor, Permission.EDIT_FLAGS, request.flag.application, request.environment)
     if request.status != ChangeRequest.Status.OPEN:
-        raise Conflict(f"Change request #{request.pk} is {request.status} already.")
+        raise ChangeRequestDecided(f"Change request #{request.pk} is {request.status} already.")
     if actor.user is not None and request.proposed_by_id == actor.user.pk:
-        raise Forbidden("You cannot approve or reject your own change request: ask another flag editor.")
+        raise OwnChangeRequest("You cannot approve or reject your own change request: ask another flag editor.")
     request.status = ChangeRequest.Status.APPLIED if approve else ChangeRequest.Status.REJECTED
     request.reviewed_by, request.comment, request.decided_at = actor.user, comment, timezone.now()
     request.save(update_fields=["status", "reviewed_by", "comment", "decided_at"])
@@ -256,7 +268,7 @@ def do_schedule_change(actor: Actor, flag: Flag, environment: Environment, *, ru
     """At a given time, apply a change (enabled, rollout, rules…) to a flag in an environment."""
     require(actor, Permission.EDIT_FLAGS, flag.application, environment)
     if run_at <= timezone.now():
-        raise Invalid("Schedule it in the future.", field="at")
+        raise ScheduleInPast("Schedule it in the future.", field="at")
     _candidate(flag, environment, changes)
     schedule = ScheduledChange.objects.create(flag=flag, environment=environment, changes=changes, run_at=run_at,
                                               created_by=actor.user)

@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 
 from config.errors import NotFound
 from environments.api.views import environment_for
+from flags.exceptions import ChangeRequestNotFound, FlagEventNotFound, FlagNotFound
 from flags.models import KEY_PATTERN, ChangeRequest, Flag, FlagEvent, FlagState, ScheduledChange, Segment
 from flags.services import (
     do_archive_flag,
@@ -78,7 +79,7 @@ def flag_for(request: Request, slug: str, key: str, permission=Permission.READ_F
     application = application_for(request, slug, permission)
     flag = Flag.objects.filter(application=application, key=key).select_related("application").first()
     if flag is None:
-        raise NotFound(f"No flag '{key}' in {slug}.")
+        raise FlagNotFound(f"No flag '{key}' in {slug}.")
     return flag
 
 
@@ -158,7 +159,7 @@ class RevertView(APIView):
         flag = flag_for(request, slug, key)
         event = FlagEvent.objects.filter(flag=flag, pk=event_id).select_related("environment").first()
         if event is None:
-            raise NotFound(f"No history entry #{event_id} for {key}.")
+            raise FlagEventNotFound(f"No history entry #{event_id} for {key}.")
         state = do_revert_flag(Actor.from_request(request), flag, event)
         return Response({"environment": event.environment.name, **state_dict(state)})
 
@@ -215,7 +216,7 @@ class ChangeRequestDecisionView(APIView):
         flag = flag_for(request, slug, key)
         change = ChangeRequest.objects.filter(flag=flag, pk=pk).first()
         if change is None:
-            raise NotFound(f"No change request #{pk} for {key}.")
+            raise ChangeRequestNotFound(f"No change request #{pk} for {key}.")
         data = DecisionIn(data=request.data)
         data.is_valid(raise_exception=True)
         change = do_decide_change(Actor.from_request(request), change, approve=decision == "approve",

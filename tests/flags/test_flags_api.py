@@ -269,3 +269,13 @@ def test_flag_list_api_and_page_queries_do_not_grow_with_rows(pm, app, envs, n, 
     client.force_login(factories.UserFactory(username="root2", is_superuser=True))
     with django_assert_num_queries(9):
         assert client.get("/apps/shop/flags/").status_code == 200
+
+
+def test_flag_errors_carry_stable_codes(pm, envs):
+    pm.post(f"{API}/flags/", {"key": "dup"}, format="json")
+    assert pm.post(f"{API}/flags/", {"key": "dup"}, format="json").json()["code"] == "flag_exists"
+    assert pm.get(f"{API}/flags/nope/").json()["code"] == "flag_not_found"
+    bad = pm.patch(f"{API}/flags/dup/environments/production/", {"rules": [{"variant": "nope"}]}, format="json")
+    assert bad.status_code == 400 and bad.json()["code"] == "flag_config_invalid"
+    unknown = pm.post(f"{API}/flags/dup/history/999999/revert/", {}, format="json")
+    assert unknown.status_code == 404 and unknown.json()["code"] == "flag_event_not_found"
