@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import re
 import threading
 import time
@@ -24,27 +25,31 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from urllib.parse import parse_qs
 
+from config import jsonbody
 from config.lean_asgi import read_body
 from environments.jobs import (
+    BUSY,
+    UNKNOWN_AGENT,
     Answer,
     Report,
-    apply_reports,
     authenticate,
     claim_jobs,
     parse_report,
+    refused,
     release_jobs,
+    store_reports,
     touch,
 )
 
 log = logging.getLogger("slipway.agent")
 WORK_PATH = "/api/v1/agent/work"
-RESULT_PATH = re.compile(r"^/api/v1/agent/jobs/(\d+)/result$")
+RESULT_PATH = re.compile(r"^/api/v1/agent/jobs/([^/]*)/result$")  # any id: a bad one is answered here, 404
 MAX_WAIT = 25.0
 TICK = 0.1
 MAX_BODY = 1024 * 1024
+MAX_KEY = 200  # agent tokens are 47 characters: a longer one is unknown without asking the database
 MAX_HOLDERS = 100_000
 WAITING_SEEN_EVERY = timedelta(seconds=5)  # an agent waiting on a long-poll is online
-UNKNOWN = (401, {"detail": "Unknown agent token: register again."})
 
 
 @dataclass
@@ -126,19 +131,18 @@ class AgentBroker:
                     list(self._waiting) if sweep else [])
             except Exception:
                 log.exception("agent broker round failed")
-                busy = (503, {"detail": "Slipway could not store this now; try again."})
-                for _, answer in reports:
-                    _settle(answer, busy)
-                for poll in arrivals:
-                    _settle(poll.answer, busy)
-                await asyncio.sleep(TICK)
-                continue
+                answers, found, jobs = [BUSY] * len(reports), None, {}
             for (_, answer), result in zip(reports, answers, strict=True):
                 _settle(answer, result)
+            if found is None:  # the long-polls' part of the round failed: they poll again
+                for poll in arrivals:
+                    _settle(poll.answer, BUSY)
+                await asyncio.sleep(TICK)
+                continue
             for poll in arrivals:
                 target = found.get(poll.key)
                 if target is None:
-                    _settle(poll.answer, UNKNOWN)
+                    _settle(poll.answer, UNKNOWN_AGENT)
                 else:
                     self._waiting.setdefault(target.pk, []).append(poll)
                     self._targets[target.pk] = target
@@ -154,22 +158,32 @@ class AgentBroker:
         return holding
 
     def _round(self, reports: list[Report], holding: dict[str, object], keys: list[str],
-               waiting: list[int]) -> tuple[list[Answer], dict, dict]:
-        """On the broker's thread: reports, then new long-polls' tokens, then jobs for every waiting agent."""
-        try:
-            answers = []
-            if reports:
+               waiting: list[int]) -> tuple[list[Answer], dict | None, dict]:
+        """On the broker's thread: reports, then new long-polls' tokens, then jobs for every waiting agent.
+
+        Each part fails alone: reports are answered even when the claims fail (`found` is then None), and a report
+        that fails its batch is answered on its own while the others are stored (`store_reports`).
+        """
+        from django.db import connection
+
+        answers = []
+        if reports:
+            try:
                 others = {r.key for r in reports} - holding.keys()
-                answers = apply_reports(reports, {**holding, **(authenticate(others) if others else {})})
+                answers = store_reports(reports, {**holding, **(authenticate(others) if others else {})})
+            except Exception:
+                log.exception("agent broker could not store reports")
+                connection.close()  # a broken connection is replaced by the next query
+                answers = [BUSY] * len(reports)
+        try:
             found = authenticate(keys) if keys else {}
             jobs = claim_jobs([*waiting, *(t.pk for t in found.values())])
             touch([self._targets[pk] for pk in waiting if pk in self._targets], every=WAITING_SEEN_EVERY)
-            return answers, found, jobs
         except Exception:
-            from django.db import connection
-
-            connection.close()  # a broken connection is replaced on the next round
-            raise
+            log.exception("agent broker could not hand out jobs")
+            connection.close()
+            return answers, None, {}
+        return answers, found, jobs
 
     def _hand_out(self, jobs: dict[int, dict]) -> None:
         unclaimed = []
@@ -222,39 +236,52 @@ BROKER = AgentBroker()
 # --- the ASGI apps --------------------------------------------------------------------------------
 
 async def agent_app(scope, receive, send) -> None:
-    """`GET /api/v1/agent/work?wait=20` and `POST /api/v1/agent/jobs/<id>/result`."""
+    """`GET /api/v1/agent/work?wait=20` and `POST /api/v1/agent/jobs/<id>/result`.
+
+    Everything a request says is checked here, before the broker (and the database) sees it: the method, the
+    token's length, `wait`, the job id (positive, 64-bit) and the body (`config/jsonbody.py`: size, nesting,
+    numbers, text), then the report's fields. Refusals are `{"code", "detail"}` with a 4xx.
+    """
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
     scheme, _, key = headers.get("authorization", "").partition(" ")
     key = key.strip() if scheme.lower() == "bearer" else ""
+    if len(key) > MAX_KEY:
+        key = ""
     if scope["path"] == WORK_PATH:
         if scope["method"] != "GET":
-            return await _respond(send, 405, {"detail": "Use GET."})
+            return await _respond(send, *refused(405, "method_not_allowed", "Use GET."))
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         try:
-            wait = min(float(parse_qs(scope.get("query_string", b"").decode()).get("wait", ["20"])[0]), MAX_WAIT)
+            wait = float(query.get("wait", ["20"])[0])
         except ValueError:
-            return await _respond(send, 400, {"detail": "wait must be a number of seconds.", "field": "wait"})
+            wait = math.nan
+        if not math.isfinite(wait):  # NaN would hold the long-poll forever
+            return await _respond(send, *refused(400, "invalid", "wait must be a number of seconds.", field="wait"))
         if not key:
-            return await _respond(send, *UNKNOWN)
+            return await _respond(send, *UNKNOWN_AGENT)
         try:
-            answer = await BROKER.next_job(key, max(wait, 0.0))
+            answer = await BROKER.next_job(key, min(max(wait, 0.0), MAX_WAIT))
         except asyncio.CancelledError:
             return  # the server is shutting down mid-poll: the agent simply polls again (no traceback per agent)
         return await _respond(send, *answer)
-    step_id = int(RESULT_PATH.match(scope["path"]).group(1))
     if scope["method"] != "POST":
-        return await _respond(send, 405, {"detail": "Use POST."})
+        return await _respond(send, *refused(405, "method_not_allowed", "Use POST."))
+    segment = RESULT_PATH.match(scope["path"]).group(1)
+    step_id = jsonbody.id_from_path(segment)
+    if step_id is None:
+        return await _respond(send, *refused(404, "not_found", f"No job #{segment[:30]}."))
     raw = await read_body(receive, MAX_BODY)
     if raw is None:
-        return await _respond(send, 413, {"detail": "The body is larger than 1 MB."})
+        return await _respond(send, *refused(413, "too_large", "The body is larger than 1 MB."))
     try:
-        body = json.loads(raw or b"{}")
-    except ValueError:
-        body = None
-    report = parse_report(key, step_id, body if isinstance(body, dict) else None)
+        body = jsonbody.parse(raw, max_bytes=MAX_BODY, empty={}, replace_nul=True)  # output is free text
+    except jsonbody.BodyError as error:
+        return await _respond(send, error.status, {**error.as_json(), "field": "non_field_errors"})
+    report = parse_report(key, step_id, body)
     if isinstance(report, tuple):
         return await _respond(send, *report)
     if not key:
-        return await _respond(send, *UNKNOWN)
+        return await _respond(send, *UNKNOWN_AGENT)
     return await _respond(send, *await BROKER.report(report))
 
 

@@ -7,12 +7,13 @@ A thousand agents then cost a handful of queries per round instead of several pe
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.db import connection, transaction
+from django.db import DataError, connection, transaction
 from django.db.models import Exists, F, Max, OuterRef
 from django.utils import timezone
 
@@ -25,7 +26,17 @@ OPEN = (RolloutStep.Status.PENDING, RolloutStep.Status.RUNNING)
 SEEN_EVERY = timedelta(seconds=1)  # last_seen is written at most this often per agent
 FEW_TARGETS = 50  # claims for more waiting agents than this read all pending steps instead of naming the targets
 
+log = logging.getLogger("slipway.agent")
 Answer = tuple[int, dict]
+
+
+def refused(status: int, code: str, detail: str, **extra: str) -> Answer:
+    """An error answer in the project's shape: `{"code": …, "detail": …}` (plus `field` for a bad field)."""
+    return status, {"code": code, "detail": detail, **extra}
+
+
+UNKNOWN_AGENT = refused(401, "unknown_agent", "Unknown agent token: register again.")
+BUSY = refused(503, "busy", "Slipway could not store this now; try again.")
 
 
 @dataclass(frozen=True)
@@ -44,19 +55,19 @@ class Report:
 
 def parse_report(key: str, step_id: int, body: dict | None) -> Report | Answer:
     """A Report, or the 400 answer naming what is wrong with the body."""
-    if body is None:
-        return 400, {"detail": "The body must be a JSON object.", "field": "non_field_errors"}
+    if not isinstance(body, dict):
+        return refused(400, "invalid", "The body must be a JSON object.", field="non_field_errors")
     if body.get("status") not in ("succeeded", "failed"):
-        return 400, {"detail": "status: succeeded or failed.", "field": "status"}
+        return refused(400, "invalid", "status: succeeded or failed.", field="status")
     health = body.get("health") or {}
     if not isinstance(health, dict):
-        return 400, {"detail": "health: an object with ok and detail.", "field": "health"}
+        return refused(400, "invalid", "health: an object with ok and detail.", field="health")
     seconds = health.get("seconds", 0)
     if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 <= seconds <= 86_400:
-        return 400, {"detail": "health.seconds: a number of seconds.", "field": "health.seconds"}
+        return refused(400, "invalid", "health.seconds: a number of seconds.", field="health.seconds")
     version = body.get("version")
     if version is not None and not isinstance(version, str):
-        return 400, {"detail": "version: a string.", "field": "version"}
+        return refused(400, "invalid", "version: a string.", field="version")
     succeeded = body["status"] == "succeeded"
     return Report(key=key, step_id=step_id, succeeded=succeeded, healthy=succeeded and bool(health.get("ok")),
                   detail=str(health.get("detail", ""))[:500], version=version[:100] if version else None,
@@ -201,7 +212,7 @@ def apply_reports(reports: list[Report], targets: dict[str, Target] | None = Non
         targets = authenticate(r.key for r in reports)
     answers: list[Answer] = [(500, {})] * len(reports)
     with transaction.atomic():
-        step_ids = {r.step_id for r in reports}
+        step_ids = {r.step_id for r in reports if r.key in targets}  # an unknown token's report reads nothing
         rollout_ids = sorted(set(RolloutStep.objects.filter(pk__in=step_ids).values_list("rollout_id", flat=True)))
         reverting = {pk for pk, status in Rollout.objects.select_for_update().filter(pk__in=rollout_ids)
                      .order_by("pk").values_list("pk", "status") if status == Rollout.Status.REVERTING}
@@ -215,13 +226,13 @@ def apply_reports(reports: list[Report], targets: dict[str, Target] | None = Non
         for n, report in enumerate(reports):
             target, step = targets.get(report.key), steps.get(report.step_id)
             if target is None:
-                answers[n] = (401, {"detail": "Unknown agent token: register again."})
+                answers[n] = UNKNOWN_AGENT
             elif step is None:
-                answers[n] = (404, {"detail": f"No job #{report.step_id}."})
+                answers[n] = refused(404, "not_found", f"No job #{report.step_id}.")
             elif step.target_id != target.pk:
-                answers[n] = (403, {"detail": f"Job #{report.step_id} belongs to another target."})
+                answers[n] = refused(403, "other_target", f"Job #{report.step_id} belongs to another target.")
             elif step.status not in OPEN:
-                answers[n] = (409, {"detail": f"Job #{report.step_id} is {step.status} already."})
+                answers[n] = refused(409, "job_finished", f"Job #{report.step_id} is {step.status} already.")
             else:
                 step.status = RolloutStep.Status.SUCCEEDED if report.succeeded else RolloutStep.Status.FAILED
                 step.finished_at = now
@@ -253,3 +264,40 @@ def apply_reports(reports: list[Report], targets: dict[str, Target] | None = Non
         for rollout_id in touched:
             publish_changed(rollout_id)
     return answers
+
+
+def store_reports(reports: list[Report], targets: dict[str, Target]) -> list[Answer]:
+    """`apply_reports` for a batch; if the batch fails, each report on its own, so one bad report fails no other.
+
+    A report the database refuses as data (a number out of range, a NUL) is answered 400, another failure 503
+    (its agent retries); the rest are stored and answered as usual.
+    """
+    try:
+        return apply_reports(reports, targets)
+    except Exception as error:
+        _reconnect_if_broken()
+        if len(reports) == 1:
+            return [_failed(reports[0], error)]
+        log.warning("a batch of %s reports failed; storing them one by one", len(reports), exc_info=True)
+    answers = []
+    for report in reports:
+        try:
+            answers.extend(apply_reports([report], targets))
+        except Exception as error:
+            answers.append(_failed(report, error))
+            _reconnect_if_broken()
+    return answers
+
+
+def _failed(report: Report, error: Exception) -> Answer:
+    """The answer to a report whose own transaction failed."""
+    if isinstance(error, DataError | UnicodeError):
+        log.warning("report of job #%s refused by the database: %s", report.step_id, error)
+        return refused(400, "invalid", f"The report of job #{report.step_id} holds a value that cannot be stored.")
+    log.error("report of job #%s could not be stored", report.step_id, exc_info=error)
+    return BUSY
+
+
+def _reconnect_if_broken() -> None:
+    if connection.connection is not None and not connection.is_usable():
+        connection.close()  # the next transaction opens a fresh one

@@ -98,6 +98,8 @@ class Agent:
         except urllib.error.HTTPError as error:
             if error.code == 401:
                 raise Unauthorized() from error
+            if error.code >= 500:
+                log.warning("%s %s answered %s", method, path.partition("?")[0], error.code)
             raw = error.read()
             try:
                 return error.code, json.loads(raw) if raw else None
