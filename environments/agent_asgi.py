@@ -40,6 +40,7 @@ from environments.jobs import (
     store_reports,
     touch,
 )
+from releases.signals import agent_work_available
 
 log = logging.getLogger("slipway.agent")
 WORK_PATH = "/api/v1/agent/work"
@@ -231,6 +232,14 @@ def _settle(future: asyncio.Future, answer: Answer) -> bool:
 
 
 BROKER = AgentBroker()
+
+
+def _work_available(**kwargs) -> None:
+    BROKER.notify()
+
+
+# The rollout engine announces dispatched steps through a signal: it never imports this interface.
+agent_work_available.connect(_work_available, dispatch_uid="agent_asgi.broker")
 
 
 # --- the ASGI apps --------------------------------------------------------------------------------

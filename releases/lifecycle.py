@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from django.db import transaction
 from django.utils import timezone
 
@@ -12,6 +14,7 @@ from releases.exceptions import IllegalTransition
 from releases.models import TRANSITIONS, Release
 from releases.notifications import notify_on_commit
 from releases.permissions import Actor
+from releases.signals import release_succeeded
 
 STARTED = {Release.Status.DEPLOYING}
 
@@ -41,6 +44,11 @@ def transition(actor: Actor, release: Release, to: str, *, note: str = "") -> Re
         Environment.objects.filter(pk=release.environment_id).update(current_artifact_id=release.artifact_id)
     audit.record(actor, f"release.{to}", release, application=release.application,
                  before={"status": before}, after={"status": to}, note=note)
+    if to == Release.Status.SUCCEEDED:
+        if release.kind == Release.Kind.ROLLBACK:
+            _mark_rolled_back(actor, release)
+        # The layers above react (re-check blocked releases, auto-promote) without this module importing them.
+        transaction.on_commit(partial(release_succeeded.send, sender=Release, release=release), robust=True)
     notify_on_commit(release)
     publish_on_commit(f"release.{release.pk}", "release.changed", release_id=release.pk)
     publish_on_commit(f"environment.{release.environment_id}", "environment.changed",
@@ -53,3 +61,12 @@ def do_transition_release(actor: Actor, release_id: int, to: str, *, note: str =
     """Lock the release and move it one legal step (see `transition`)."""
     release = Release.objects.select_for_update(of=("self",)).select_related("application").get(pk=release_id)
     return transition(actor, release, to, note=note)
+
+
+def _mark_rolled_back(actor: Actor, rollback: Release) -> None:
+    """The release a rollback replaced is `rolled_back` in the history."""
+    replaced = (Release.objects.select_for_update(of=("self",)).select_related("application")
+                .filter(environment_id=rollback.environment_id, artifact_id=rollback.previous_artifact_id,
+                        status=Release.Status.SUCCEEDED).exclude(pk=rollback.pk).order_by("-finished_at").first())
+    if replaced is not None:
+        transition(actor, replaced, Release.Status.ROLLED_BACK, note=f"Rolled back by #{rollback.pk}.")

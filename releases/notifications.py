@@ -16,6 +16,7 @@ from django.db import transaction
 from django.urls import reverse
 
 from releases.models import NotificationHook, Release
+from releases.queue import run_task
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +43,6 @@ def notify_on_commit(release: Release) -> None:
 
 
 def _enqueue(release_id: int, event: str) -> None:
-    from releases.tasks import deliver_notification
-
     release = Release.objects.select_related("application", "environment", "artifact").get(pk=release_id)
     hooks = [h for h in NotificationHook.objects.filter(application_id=release.application_id, active=True)
              if not h.events or event in h.events]
@@ -51,7 +50,7 @@ def _enqueue(release_id: int, event: str) -> None:
         return
     payload = message(release, event)
     for hook in hooks:
-        deliver_notification.delay(hook.pk, payload)
+        run_task("releases.tasks.deliver_notification", hook.pk, payload)
 
 
 def message(release: Release, event: str) -> dict:

@@ -6,13 +6,14 @@ Each `do_*` is one durable transaction with its audit events; a release that bec
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, time
 from functools import partial
 
 from django.db import transaction
 from django.utils import timezone
 
-from config.errors import Conflict, Forbidden, Invalid, NotFound
+from config.errors import Conflict, Forbidden, Invalid, NotFound, SlipwayError
 from environments.models import Environment, FreezeWindow, Lock
 from releases import audit
 from releases.batches import (
@@ -26,12 +27,14 @@ from releases.batches import (
     pipeline_reason,
     release_batch,
 )
+from releases.dispatch import release_queued
 from releases.lifecycle import transition
 from releases.models import Application, Approval, Artifact, Blocker, Release
 from releases.notifications import notify_on_commit
 from releases.permissions import Actor, Permission, require
 from releases.selectors import rollback_candidates
 
+log = logging.getLogger(__name__)
 OPEN = (Release.Status.PENDING_APPROVAL, Release.Status.APPROVED, Release.Status.QUEUED)
 
 
@@ -51,9 +54,7 @@ def _locked_release(release_id: int) -> Release:
 
 
 def _dispatch_on_commit(release: Release) -> None:
-    from releases import dispatch
-
-    transaction.on_commit(partial(dispatch.release_queued, release.pk))
+    transaction.on_commit(partial(release_queued, release.pk))
 
 
 def _advance(actor: Actor, release: Release) -> Release:
@@ -331,3 +332,24 @@ def do_resolve_blocker(actor: Actor, blocker: Blocker) -> Blocker:
 
 def batch_for(environment: Environment, artifact: Artifact):
     return compute_batch(environment.current_artifact, artifact)
+
+
+def after_success(sender=None, *, release: Release, **kwargs) -> None:
+    """A release succeeded (`releases.signals.release_succeeded`, connected in releases/apps.py): approved
+    releases held by it may go now, and environments that auto-promote take the artifact."""
+    recheck_environment(Actor.system(), release.environment_id)
+    if release.kind == Release.Kind.DEPLOY:
+        auto_promote(release.artifact_id)
+
+
+def auto_promote(artifact_id: int) -> None:
+    """Environments with auto_promote take the artifact as soon as the pipeline allows it."""
+    artifact = Artifact.objects.select_related("application").get(pk=artifact_id)
+    for environment in Environment.objects.filter(application_id=artifact.application_id, auto_promote=True):
+        if environment.current_artifact_id == artifact.pk or Release.objects.filter(
+                environment=environment, artifact=artifact).exists():
+            continue
+        try:
+            do_request_release(Actor.system(), artifact.application, environment=environment, artifact=artifact)
+        except SlipwayError as refusal:  # out of pipeline order: it will come when the previous stage succeeds
+            log.info("auto-promotion of %s to %s waits: %s", artifact.version, environment.name, refusal.detail)

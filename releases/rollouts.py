@@ -12,7 +12,6 @@ import logging
 import urllib.error
 import urllib.request
 from datetime import timedelta
-from functools import partial
 
 from django.conf import settings
 from django.db import transaction
@@ -47,6 +46,8 @@ from releases.planning import (
     record,
     slots,
 )
+from releases.queue import enqueue_on_commit
+from releases.signals import agent_work_available
 
 log = logging.getLogger(__name__)
 ACTIVE = (Rollout.Status.PENDING, Rollout.Status.RUNNING, Rollout.Status.REVERTING)
@@ -103,16 +104,13 @@ def publish_changed(rollout_id: int) -> None:
 
 
 def notify_agents() -> None:
-    """Agents long-polling this process get newly dispatched jobs at once (others within a broker tick)."""
-    from environments.agent_asgi import BROKER
-
-    BROKER.notify()
+    """Agents long-polling this process get newly dispatched jobs at once (others within a broker tick): the
+    broker listens to `agent_work_available`; the engine never imports it."""
+    agent_work_available.send(sender=Rollout)
 
 
 def enqueue_advance(rollout_id: int) -> None:
-    from releases.tasks import advance_rollout
-
-    transaction.on_commit(partial(advance_rollout.delay, rollout_id), robust=True)
+    enqueue_on_commit("releases.tasks.advance_rollout", rollout_id)
 
 
 # --- starting --------------------------------------------------------------------------------
@@ -577,12 +575,6 @@ def _finish(rollout: Rollout, outcome: str) -> None:
     rollout.save(update_fields=["status", "finished_at"])
     if release.status == Release.Status.DEPLOYING:
         transition(system, release, release_status, note=f"rollout {rollout.status}")
-        if outcome == "succeeded":
-            from releases.dispatch import _mark_rolled_back, after_success
-
-            if release.kind == Release.Kind.ROLLBACK:
-                _mark_rolled_back(system, release)
-            transaction.on_commit(partial(after_success, release), robust=True)
 
 
 def _unreverted(rollout: Rollout) -> list[str]:

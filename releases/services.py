@@ -119,7 +119,7 @@ def _register_artifact(actor: Actor, application: Application, data: ArtifactIn)
 
 
 def _auto_promote(artifact_id: int) -> None:
-    from releases.dispatch import auto_promote
+    from releases.promotions import auto_promote  # promotions build on these services
 
     auto_promote(artifact_id)
 

@@ -15,16 +15,29 @@ def release(app):
 
 
 def test_legal_path_to_success_moves_current_version(release, django_capture_on_commit_callbacks):
-    with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        for status in ["approved", "queued", "deploying", "succeeded"]:
-            do_transition_release(Actor.system(), release.pk, status)
+    from releases.signals import release_succeeded
+
+    succeeded = []
+
+    def listener(sender, release, **kwargs):
+        succeeded.append(release.pk)
+
+    release_succeeded.connect(listener, dispatch_uid="test-listener")
+    try:
+        with django_capture_on_commit_callbacks(execute=True) as callbacks:
+            for status in ["approved", "queued", "deploying", "succeeded"]:
+                do_transition_release(Actor.system(), release.pk, status)
+    finally:
+        release_succeeded.disconnect(dispatch_uid="test-listener")
     release.refresh_from_db()
     release.environment.refresh_from_db()
     assert release.status == "succeeded" and release.started_at and release.finished_at
     assert release.environment.current_artifact == release.artifact
     assert list(AuditEvent.objects.filter(kind__startswith="release.").values_list("kind", flat=True).order_by("id")) == [
         "release.approved", "release.queued", "release.deploying", "release.succeeded"]
-    assert len(callbacks) == 11  # release + environment groups per step, notifications but for queued
+    assert succeeded == [release.pk]  # the layers above hear of the success once, after commit
+    notified = [c.args[1] for c in callbacks if getattr(getattr(c, "func", None), "__name__", "") == "_enqueue"]
+    assert notified == ["approved", "deploying", "succeeded"]  # notifications for each step but queued
 
 
 @pytest.mark.parametrize("start,to", [
