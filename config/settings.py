@@ -135,7 +135,11 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": env.str("CHANNEL_PREFIX", default="slipway")},
+            # channels-redis waits for messages in a BZPOPMIN of 5 s (RedisChannelLayer.brpop_timeout), and
+            # redis-py 8 gives every read a 5 s socket timeout by default: an idle socket's read timed out just as
+            # Redis answered "nothing yet", and the consumer died with it. Reads must outlast the blocking pop.
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
+                       "prefix": env.str("CHANNEL_PREFIX", default="slipway")},
         }
     }
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
