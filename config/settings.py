@@ -158,6 +158,12 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Two Slipways may share a broker (vhost): each enqueues to and consumes its own queue.
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="celery")
+# Beat runs once per installation; its record of the last runs belongs with the data, not in the checkout.
+CELERY_BEAT_SCHEDULE_FILENAME = env.str("CELERY_BEAT_SCHEDULE_FILENAME",
+                                        default=str(DATA_DIR / "celerybeat-schedule"))
+CELERY_BEAT_SCHEDULER = "config.celery:Scheduler"  # creates that directory
 CELERY_BEAT_SCHEDULE = {
     # Releases held by a freeze window start by themselves when it ends.
     "recheck-blocked-releases": {"task": "releases.tasks.recheck_blocked_releases", "schedule": 30.0},
