@@ -53,3 +53,13 @@ def test_refusal_over_https_does_not_blame_http(db, secure_cookies):
     response = Client(enforce_csrf_checks=True).post("/login/", {"username": "a"}, HTTP_X_FORWARDED_PROTO="https")
     assert response.status_code == 403
     assert "plain HTTP" not in response.content.decode()
+
+
+def test_manage_py_runs_in_the_checkouts_virtualenv_whatever_python_the_shebang_finds():
+    import django
+
+    # The documented commands work as `./manage.py …` too: PATH here has only the system's Python (no Django).
+    out = subprocess.run([str(ROOT / "manage.py"), "--version"], cwd="/", capture_output=True, text=True,
+                         env={**os.environ, "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == django.get_version()
