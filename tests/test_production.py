@@ -63,3 +63,12 @@ def test_manage_py_runs_in_the_checkouts_virtualenv_whatever_python_the_shebang_
                          env={**os.environ, "PATH": "/usr/bin:/bin"})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == django.get_version()
+
+
+def test_deploy_check_warns_about_the_embedded_channel_layer_and_broker(settings):
+    from config.checks import production_settings as check
+
+    settings.PRODUCTION, settings.REDIS_URL, settings.CELERY_BROKER_URL = True, "", "memory://"
+    assert {m.id for m in check(None)} >= {"slipway.W001", "slipway.W002"}
+    settings.REDIS_URL, settings.CELERY_BROKER_URL = "redis://127.0.0.1:6379/0", "amqp://mq//"
+    assert not {m.id for m in check(None)} & {"slipway.W001", "slipway.W002"}
