@@ -135,7 +135,11 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": env.str("CHANNEL_PREFIX", default="slipway")},
+            # channels-redis waits for messages in a BZPOPMIN of 5 s (RedisChannelLayer.brpop_timeout), and
+            # redis-py 8 gives every read a 5 s socket timeout by default: an idle socket's read timed out just as
+            # Redis answered "nothing yet", and the consumer died with it. Reads must outlast the blocking pop.
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
+                       "prefix": env.str("CHANNEL_PREFIX", default="slipway")},
         }
     }
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
@@ -154,6 +158,12 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Two Slipways may share a broker (vhost): each enqueues to and consumes its own queue.
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="celery")
+# Beat runs once per installation; its record of the last runs belongs with the data, not in the checkout.
+CELERY_BEAT_SCHEDULE_FILENAME = env.str("CELERY_BEAT_SCHEDULE_FILENAME",
+                                        default=str(DATA_DIR / "celerybeat-schedule"))
+CELERY_BEAT_SCHEDULER = "config.celery:Scheduler"  # creates that directory
 CELERY_BEAT_SCHEDULE = {
     # Releases held by a freeze window start by themselves when it ends.
     "recheck-blocked-releases": {"task": "releases.tasks.recheck_blocked_releases", "schedule": 30.0},
@@ -174,10 +184,17 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard:overview"
 LOGOUT_REDIRECT_URL = "login"
 
-if PRODUCTION:
-    SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=True)
-    CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=True)
+# Production serves people over HTTPS: session and CSRF cookies are Secure, so a browser on plain http:// never
+# sends them back and every form fails its CSRF check (the failure page says so: config.errors.csrf_failure).
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=PRODUCTION)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=PRODUCTION)
+CSRF_FAILURE_VIEW = "config.errors.csrf_failure"
+# A proxy terminating TLS says so in X-Forwarded-Proto; trust it only when the proxy sets (overwrites) it.
+if env.bool("TRUST_X_FORWARDED_PROTO", default=PRODUCTION):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)  # usually the proxy's job
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]  # load balancers probe over plain HTTP
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
 
 # --- i18n -----------------------------------------------------------------
 LANGUAGE_CODE = "en-us"

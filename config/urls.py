@@ -9,6 +9,7 @@ from environments import agent_api
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
     path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"), permanent=True)),
     path("api/v1/agent/register", agent_api.register, name="agent-register"),
     path("api/v1/agent/work", agent_api.work, name="agent-work"),

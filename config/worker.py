@@ -1,7 +1,7 @@
 """The embedded runtime's Celery worker: a thread inside the web process consuming the `memory://` broker.
 
 Each task still runs as its own task, off the request that enqueued it. Production runs real workers
-(`celery -A config worker -B`) on RabbitMQ or Redis instead.
+(`celery -A config worker`) on RabbitMQ or Redis, and exactly one `celery -A config beat` (docs/operations.md).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Count, Max, Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -158,14 +158,26 @@ def do_advance_rollout(rollout_id: int) -> str:
                                        "release__application").get(pk=rollout_id))
             if rollout.status not in ACTIVE:
                 return rollout.status
+            row, steps = _row_state(rollout), _steps_state(rollout)
             # Folding a wave and dispatching the next happen under one lock, in one transaction.
             for _ in range(100):
                 if not _advance_once(rollout) or rollout.status not in ACTIVE:
                     break
-            publish_changed(rollout.pk)
+            # The periodic check runs this for every active rollout every 2 s: watchers hear of changes only.
+            if _row_state(rollout) != row or _steps_state(rollout) != steps:
+                publish_changed(rollout.pk)
         if rollout.status not in ACTIVE or not run_server_steps(rollout_id):
             return rollout.status
     return rollout.status
+
+
+def _row_state(rollout: Rollout) -> tuple:
+    return rollout.status, rollout.progress, rollout.waiting_until, rollout.finished_at
+
+
+def _steps_state(rollout: Rollout) -> dict:
+    """Steps are only added, or finished (skipped, failed as stuck) with a new `finished_at`, by the reconciler."""
+    return rollout.steps.aggregate(count=Count("pk"), last_finished=Max("finished_at"))
 
 
 def _advance_once(rollout: Rollout) -> bool:

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from django.contrib.auth import get_user_model
-from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.functions import Lower
 
 from environments.models import Environment
@@ -178,6 +178,7 @@ def releases_of(application: Application) -> QuerySet:
         Release.objects.filter(application=application)
         .select_related("environment", "artifact", "previous_artifact", "requested_by", "forced_by")
         .prefetch_related(Prefetch("approvals", queryset=Approval.objects.select_related("user")))
+        .annotate(rollout_pk=F("rollout__pk"), rollout_status=F("rollout__status"))
         .order_by("-created_at", "-id")
     )
 

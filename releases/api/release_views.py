@@ -16,7 +16,7 @@ from environments.models import Environment, FreezeWindow, Lock
 from releases import selectors
 from releases.api.views import application_for
 from releases.batches import ReleaseFacts, describe_releases, group_key
-from releases.models import Approval, Artifact, Blocker, Release
+from releases.models import Approval, Artifact, Blocker, Release, Rollout
 from releases.permissions import Actor
 from releases.promotions import (
     do_cancel_release,
@@ -87,7 +87,19 @@ def release_out(release: Release, facts: ReleaseFacts | None = None) -> dict:
         "created_at": release.created_at,
         "started_at": release.started_at,
         "finished_at": release.finished_at,
+        "rollout": _rollout_out(release),
     }
+
+
+def _rollout_out(release: Release) -> dict | None:
+    # releases_of() annotates the rollout's id and status: a list of releases costs no query per release.
+    if hasattr(release, "rollout_pk"):
+        pk, status = release.rollout_pk, release.rollout_status
+    else:
+        pk, status = Rollout.objects.filter(release=release).values_list("pk", "status").first() or (None, None)
+    if pk is None:
+        return None
+    return {"id": pk, "status": status, "websocket": f"/ws/rollouts/{pk}/"}
 
 
 def _approval_out(approval: Approval | None) -> dict | None:
@@ -95,6 +107,71 @@ def _approval_out(approval: Approval | None) -> dict | None:
         return None
     return {"user": approval.user.get_username(), "decision": approval.decision, "comment": approval.comment,
             "on_behalf": approval.on_behalf, "carried_over": approval.carried_over, "created_at": approval.created_at}
+
+
+# The shape release_out() returns, for the OpenAPI schema (documentation only: views build the dict).
+class ReleaseRolloutOut(serializers.Serializer):
+    id = serializers.IntegerField(help_text="GET …/releases/<id>/rollout/ shows its steps.")
+    status = serializers.ChoiceField(choices=Rollout.Status.choices)
+    websocket = serializers.CharField(
+        help_text="Live view: a WebSocket at this path (session auth, same host) pushes the progress partial "
+                  "each time the rollout changes.")
+
+
+class ReleaseApprovalOut(serializers.Serializer):
+    user = serializers.CharField()
+    decision = serializers.ChoiceField(choices=Approval.Decision.choices)
+    comment = serializers.CharField()
+    on_behalf = serializers.BooleanField()
+    carried_over = serializers.BooleanField()
+    created_at = serializers.DateTimeField()
+
+
+class ReleaseChangeOut(serializers.Serializer):
+    sha = serializers.CharField()
+    title = serializers.CharField()
+    url = serializers.CharField()
+
+
+class ReleaseAuthorOut(serializers.Serializer):
+    author = serializers.CharField()
+    user = serializers.CharField(allow_null=True)
+    changes = ReleaseChangeOut(many=True)
+    approval = ReleaseApprovalOut(allow_null=True)
+
+
+class ReleaseBatchOut(serializers.Serializer):
+    from_version = serializers.CharField(allow_null=True)
+    to_version = serializers.CharField()
+    change_count = serializers.IntegerField()
+    authors = ReleaseAuthorOut(many=True)
+
+
+class ReleaseOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    kind = serializers.ChoiceField(choices=Release.Kind.choices)
+    status = serializers.ChoiceField(choices=Release.Status.choices)
+    environment = serializers.CharField()
+    version = serializers.CharField()
+    batch = ReleaseBatchOut()
+    approvals = ReleaseApprovalOut(many=True)
+    blocked_by = serializers.ListField(child=serializers.DictField(), help_text="Each reason it is not shipping now.")
+    requested_by = serializers.CharField(allow_null=True)
+    forced_by = serializers.CharField(allow_null=True)
+    reason = serializers.CharField()
+    strategy = serializers.JSONField(allow_null=True)
+    superseded_by = serializers.IntegerField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    rollout = ReleaseRolloutOut(allow_null=True, help_text="Null until the release starts rolling out.")
+
+
+class ReleasePageOut(serializers.Serializer):
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = ReleaseOut(many=True)
 
 
 class ReleaseIn(serializers.Serializer):
@@ -111,7 +188,8 @@ class ReleaseIn(serializers.Serializer):
 class ReleaseListView(APIView):
     """Releases newest first; filter by `environment` and `status`. POST asks for a release."""
 
-    @extend_schema(parameters=[OpenApiParameter("environment", str), OpenApiParameter("status", str)])
+    @extend_schema(parameters=[OpenApiParameter("environment", str), OpenApiParameter("status", str)],
+                   responses=ReleasePageOut)
     def get(self, request: Request, slug: str) -> Response:
         application = application_for(request, slug)
         releases = selectors.releases_of(application)
@@ -125,7 +203,7 @@ class ReleaseListView(APIView):
         page = paginator.paginate_queryset(releases, request, view=self)
         return paginator.get_paginated_response(releases_out(page))
 
-    @extend_schema(request=ReleaseIn)
+    @extend_schema(request=ReleaseIn, responses={201: ReleaseOut})
     def post(self, request: Request, slug: str) -> Response:
         data = ReleaseIn(data=request.data)
         data.is_valid(raise_exception=True)
@@ -138,6 +216,7 @@ class ReleaseListView(APIView):
 
 
 class ReleaseDetailView(APIView):
+    @extend_schema(responses=ReleaseOut)
     def get(self, request: Request, slug: str, pk: int) -> Response:
         return Response(release_out(release_for(request, slug, pk)))
 
@@ -150,7 +229,7 @@ class DecisionIn(serializers.Serializer):
 class ApprovalView(APIView):
     """Approve or reject as yourself: 403 with nothing of yours to approve, 409 for a second decision."""
 
-    @extend_schema(request=DecisionIn)
+    @extend_schema(request=DecisionIn, responses={201: ReleaseOut})
     def post(self, request: Request, slug: str, pk: int) -> Response:
         release = release_for(request, slug, pk)
         data = DecisionIn(data=request.data)
@@ -164,7 +243,7 @@ class ReasonIn(serializers.Serializer):
 
 
 class ForceView(APIView):
-    @extend_schema(request=ReasonIn)
+    @extend_schema(request=ReasonIn, responses=ReleaseOut)
     def post(self, request: Request, slug: str, pk: int) -> Response:
         release = release_for(request, slug, pk)
         data = ReasonIn(data=request.data)
@@ -174,6 +253,7 @@ class ForceView(APIView):
 
 
 class CancelView(APIView):
+    @extend_schema(request=None, responses=ReleaseOut)
     def post(self, request: Request, slug: str, pk: int) -> Response:
         release = release_for(request, slug, pk)
         do_cancel_release(Actor.from_request(request), release.pk, reason=str(request.data.get("reason", ""))[:2000]
@@ -187,7 +267,7 @@ class RollbackIn(serializers.Serializer):
 
 
 class RollbackView(APIView):
-    @extend_schema(request=RollbackIn)
+    @extend_schema(request=RollbackIn, responses={201: ReleaseOut})
     def post(self, request: Request, slug: str, name: str) -> Response:
         environment = environment_for(request, slug, name)
         data = RollbackIn(data=request.data)
@@ -206,7 +286,7 @@ class DeploymentIn(serializers.Serializer):
 class DeploymentView(APIView):
     """Record a deployment another tool did."""
 
-    @extend_schema(request=DeploymentIn)
+    @extend_schema(request=DeploymentIn, responses={201: ReleaseOut})
     def post(self, request: Request, slug: str, name: str) -> Response:
         environment = environment_for(request, slug, name)
         data = DeploymentIn(data=request.data)

@@ -154,3 +154,35 @@ def test_schema_generation_warns_about_nothing_in_the_rollout_views():
             if "releases/api/rollout_views.py" in m or any(f"[{view}]" in m or f"[{view} >" in m for view in VIEWS)]
     assert ours == []
     assert not [m for m in messages if "could not resolve authenticator" in m]  # bearer tokens are described
+
+
+RELEASE = "/api/v1/applications/{slug}/releases/{id}/"
+RELEASES = "/api/v1/applications/{slug}/releases/"
+
+
+def test_a_release_names_its_rollout_and_live_view(schema, user, app):
+    release_schema = resolve(response_schema(schema, RELEASE, "get", "200"), schema)
+    documented = release_schema["properties"]["rollout"]
+    assert documented["nullable"]
+    rollout_schema = resolve(documented["allOf"][0], schema)
+    assert set(rollout_schema["properties"]) == {"id", "status", "websocket"} == set(rollout_schema["required"])
+    assert response_schema(schema, RELEASES, "post", "201") == response_schema(schema, RELEASE, "get", "200")
+    page = resolve(response_schema(schema, RELEASES, "get", "200"), schema)
+    assert resolve(page["properties"]["results"]["items"], schema) == release_schema
+
+    env = factories.EnvironmentFactory(application=app, name="production", position=1)
+    old, new = (factories.ArtifactFactory(application=app, version=v) for v in ("1.2.0", "1.3.0"))
+    waiting = Release.objects.create(application=app, environment=env, artifact=old, status="pending_approval")
+    release = Release.objects.create(application=app, environment=env, artifact=new, previous_artifact=old,
+                                     status="deploying")
+    rollout = Rollout.objects.create(release=release, targets=["web-1"], status="running",
+                                     strategy={"kind": "cautious"})
+    client = token_client(user, "admin")
+
+    body = client.get(f"/api/v1/applications/shop/releases/{release.pk}/").json()
+    assert body["rollout"] == {"id": rollout.pk, "status": "running", "websocket": f"/ws/rollouts/{rollout.pk}/"}
+    check(body["rollout"], documented, schema)
+    assert client.get(f"/api/v1/applications/shop/releases/{waiting.pk}/").json()["rollout"] is None
+
+    listed = client.get("/api/v1/applications/shop/releases/").json()["results"]
+    assert [r["rollout"] and r["rollout"]["id"] for r in listed] == [rollout.pk, None]

@@ -458,3 +458,29 @@ def test_two_workers_on_one_rollout_never_run_a_step_twice(tmp_path):
     assert sorted((tmp_path / "deployed").read_text().split()) == ["a", "b", "c", "d", "e", "f", "g"]  # each once
     assert (tmp_path / "smoke").read_text().split() == ["smoke"] * 3  # one per wave (1, 2, 4)
     assert RolloutStep.objects.filter(rollout=rollout, action="deploy").count() == 7
+
+
+def test_periodic_check_publishes_changed_rollouts_only(setup, monkeypatch):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from releases import rollouts
+
+    env, v1, v2 = setup
+    env.driver = "agent"
+    env.save()
+    Target.objects.update(status="online", last_seen=timezone.now())
+    release, rollout = rollout_for(env, v1, v2)
+    assert do_advance_rollout(rollout.pk) == "running"  # the first wave waits for its agent
+    published = []
+    monkeypatch.setattr(rollouts, "publish_on_commit", lambda group, type, **ids: published.append(group))
+
+    rollouts.check_running_rollouts()  # a tick while the agent works: nothing to tell watchers
+    rollouts.check_running_rollouts()
+    assert published == []
+
+    Target.objects.filter(name="a").update(last_seen=timezone.now() - timedelta(hours=1))
+    rollouts.check_running_rollouts()  # the agent went silent: its step fails and the rollout reverts
+    assert published == [f"rollout.{rollout.pk}"]
+    assert RolloutStep.objects.get(rollout=rollout, action="deploy").status == "failed"
