@@ -1,7 +1,7 @@
 """What happens once a release is `queued`.
 
 `release_queued` is called after commit by every path that queues a release. An environment with deploy targets
-gets a rollout (releases/rollouts.py); one without completes the release at once: it is how Slipway tracks
+gets a rollout (releases/rollouts/); one without completes the release at once: it is how Slipway tracks
 environments whose deploys happen elsewhere. What follows a success (re-checks, auto-promotion) belongs to the
 promotion layer, which listens for `releases.signals.release_succeeded`.
 """
@@ -25,5 +25,5 @@ def release_queued(release_id: int) -> None:
             return  # someone else moved it on: reruns are harmless
         transition(actor, release, Release.Status.DEPLOYING)
         if start_rollout(release) is not None:
-            return  # the rollout engine finishes it (releases/rollouts.py)
+            return  # the rollout engine finishes it (releases/rollouts/)
         transition(actor, release, Release.Status.SUCCEEDED)

@@ -373,13 +373,13 @@ def test_command_driver_runs_a_waves_deploys_side_by_side(setup, tmp_path):
 @contextlib.contextmanager
 def reconciler_only():
     """The reconciler records steps but no worker runs them: the test plays the hosts by writing their steps."""
-    from releases import rollouts
+    from releases.rollouts import reconciler
 
-    original, rollouts.run_server_steps = rollouts.run_server_steps, lambda rollout_id: 0
+    original, reconciler.run_server_steps = reconciler.run_server_steps, lambda rollout_id: 0
     try:
         yield
     finally:
-        rollouts.run_server_steps = original
+        reconciler.run_server_steps = original
 
 
 def test_revert_during_a_wave_puts_back_hosts_that_finish_afterwards(setup, user):
@@ -474,7 +474,7 @@ def test_periodic_check_publishes_changed_rollouts_only(setup, monkeypatch):
     release, rollout = rollout_for(env, v1, v2)
     assert do_advance_rollout(rollout.pk) == "running"  # the first wave waits for its agent
     published = []
-    monkeypatch.setattr(rollouts, "publish_on_commit", lambda group, type, **ids: published.append(group))
+    monkeypatch.setattr(rollouts.common, "publish_on_commit", lambda group, type, **ids: published.append(group))
 
     rollouts.check_running_rollouts()  # a tick while the agent works: nothing to tell watchers
     rollouts.check_running_rollouts()

@@ -1,4 +1,4 @@
-"""The rollout engine: a reconciler. Services that move rollouts, called by the Celery task and the agent API.
+"""The reconciler: start a rollout, then take every step it can take now, idempotently.
 
 `do_advance_rollout` locks the rollout, folds finished steps into the planner's `Progress`, asks
 `releases.planning.next_action` what to do, records it as steps (agents pick their jobs up), and stops when it
@@ -9,23 +9,16 @@ continues from them; a target's step exists once, so no target is deployed twice
 from __future__ import annotations
 
 import logging
-import urllib.error
-import urllib.request
 from datetime import timedelta
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, Max, Q
 from django.utils import timezone
-from django.utils.module_loading import import_string
 
-from config.errors import Conflict
-from dashboard.live import publish_on_commit
 from environments.models import Environment, Target
-from releases import audit
 from releases.lifecycle import transition
 from releases.models import Release, Rollout, RolloutStep
-from releases.permissions import Actor, Permission, require
+from releases.permissions import Actor
 from releases.planning import (
     Analysis,
     BlueGreen,
@@ -37,83 +30,26 @@ from releases.planning import (
     PreDeploy,
     Progress,
     Revert,
-    Rollback,
     Smoke,
     Switch,
     next_action,
-    parse_strategy,
-    plan,
     record,
     slots,
 )
-from releases.queue import enqueue_on_commit
-from releases.signals import agent_work_available
+from releases.rollouts.common import (
+    ACTIVE,
+    OPEN_STEP,
+    enqueue_advance,
+    next_index,
+    notify_agents,
+    plan_of,
+    progress_from,
+    progress_to,
+    publish_changed,
+)
+from releases.rollouts.drivers import run_server_steps
+from releases.rollouts.gates import _switched
 
-log = logging.getLogger(__name__)
-ACTIVE = (Rollout.Status.PENDING, Rollout.Status.RUNNING, Rollout.Status.REVERTING)
-OPEN_STEP = (RolloutStep.Status.PENDING, RolloutStep.Status.RUNNING)
-
-
-# --- the analysis hook ---------------------------------------------------------------------
-
-def analyse(rollout: Rollout, wave: int, traffic_percent: int | None) -> bool | tuple[bool, str]:
-    """Canary analysis between steps, the default hook: it passes. Monitoring plugs in here.
-
-    A hook is any callable named by the `SLIPWAY_CANARY_ANALYSIS` setting (a dotted path) taking the rollout, the
-    wave just deployed (counted from 1, as the API shows it) and the traffic percentage it serves, and returning
-    True to go on or False to revert — optionally as `(ok, detail)`, the detail shown on the step. It runs in the worker, outside any transaction and
-    lock, so it may take its time (query metrics, wait for samples); an exception counts as a failure.
-    """
-    return True, f"no analysis configured: pass ({traffic_percent}% of traffic)"
-
-
-def analysis_hook():
-    return import_string(getattr(settings, "SLIPWAY_CANARY_ANALYSIS", "") or "releases.rollouts.analyse")
-
-
-# --- progress <-> rows -----------------------------------------------------------------------
-
-def progress_from(data: dict) -> Progress:
-    return Progress(
-        deployed=frozenset(data.get("deployed", ())), healthy=frozenset(data.get("healthy", ())),
-        failed=frozenset(data.get("failed", ())), gates=frozenset(tuple(g) for g in data.get("gates", ())),
-        reverting=bool(data.get("reverting")), reverted=frozenset(data.get("reverted", ())))
-
-
-def progress_to(progress: Progress) -> dict:
-    return {"deployed": sorted(progress.deployed), "healthy": sorted(progress.healthy),
-            "failed": sorted(progress.failed), "gates": sorted([list(g) for g in progress.gates], key=str),
-            "reverting": progress.reverting, "reverted": sorted(progress.reverted)}
-
-
-def strategy_of(rollout: Rollout):
-    data = rollout.strategy or {"kind": "cautious"}
-    return Rollback(batch_size=data.get("batch_size")) if data.get("kind") == "rollback" else parse_strategy(data)
-
-
-def plan_of(rollout: Rollout):
-    environment = rollout.release.environment
-    return plan(rollout.targets, strategy_of(rollout),
-                smoke=bool(environment.smoke_test_urls or environment.smoke_test_command),
-                pre_deploy=bool(environment.pre_deploy_command), manual_gates=environment.manual_gates)
-
-
-def publish_changed(rollout_id: int) -> None:
-    """Watchers of the rollout page re-render its progress after commit."""
-    publish_on_commit(f"rollout.{rollout_id}", "rollout.changed", rollout_id=rollout_id)
-
-
-def notify_agents() -> None:
-    """Agents long-polling this process get newly dispatched jobs at once (others within a broker tick): the
-    broker listens to `agent_work_available`; the engine never imports it."""
-    agent_work_available.send(sender=Rollout)
-
-
-def enqueue_advance(rollout_id: int) -> None:
-    enqueue_on_commit("releases.tasks.advance_rollout", rollout_id)
-
-
-# --- starting --------------------------------------------------------------------------------
 
 def start_rollout(release: Release) -> Rollout | None:
     """Inside the caller's transaction: a rollout for a queued release onto its environment's targets."""
@@ -139,6 +75,8 @@ def start_rollout(release: Release) -> Rollout | None:
     enqueue_advance(rollout.pk)
     return rollout
 
+log = logging.getLogger(__name__)
+
 
 def _idle_slot_runs(environment: Environment, targets: list[str], version: str) -> bool:
     """Blue/green: does the slot not serving traffic still run `version`? Then a rollback is just a switch."""
@@ -146,8 +84,6 @@ def _idle_slot_runs(environment: Environment, targets: list[str], version: str) 
     versions = set(Target.objects.filter(environment=environment, name__in=idle).values_list("version", flat=True))
     return versions == {version}
 
-
-# --- the reconciler --------------------------------------------------------------------------
 
 def do_advance_rollout(rollout_id: int) -> str:
     """Take every step the rollout can take now; returns its status. Reruns are harmless."""
@@ -309,12 +245,6 @@ def _fold_or_dispatch(rollout: Rollout, action, progress: Progress) -> tuple[Pro
     return progress, True
 
 
-def next_index(rollout: Rollout) -> int:
-    """The number of the rollout's next step: steps count from 0, in the order they were recorded."""
-    top = rollout.steps.order_by("-index").values_list("index", flat=True).first()
-    return 0 if top is None else top + 1
-
-
 def _unfolded_deploys(rollout: Rollout, progress: Progress):
     """Deploys that have finished but are not in `progress` yet (the reconciler waits for a whole wave)."""
     return (rollout.steps.filter(action="deploy", status__in=(RolloutStep.Status.SUCCEEDED, RolloutStep.Status.FAILED))
@@ -344,194 +274,6 @@ def _server_step(rollout: Rollout, *, action: str, wave: int | None) -> RolloutS
     """A gate for the worker to run (run_server_steps)."""
     return RolloutStep.objects.create(rollout=rollout, index=next_index(rollout), wave=wave, action=action,
                                       version=rollout.release.artifact.version, runs_on_server=True)
-
-
-SERVER_PARALLEL = 8  # deploys the command and webhook drivers run at once (a wave or a rollback batch)
-
-
-def run_server_steps(rollout_id: int) -> int:
-    """Run the steps Slipway itself performs (gates, the command and webhook drivers) — outside any transaction.
-
-    The pending steps are claimed under row locks (`SKIP LOCKED`: two workers never run the same one) and marked
-    running, then run: a gate alone, a wave's deploys side by side in threads that only run commands or make
-    HTTP calls (the results are written here, on this thread's connection).
-    """
-    ran = 0
-    pending = RolloutStep.objects.filter(rollout_id=rollout_id, runs_on_server=True, status=RolloutStep.Status.PENDING)
-    while pending.exists():  # usually none (the agent driver): a cheap look before the locking, joining read
-        with transaction.atomic():
-            steps = list(pending.select_for_update(skip_locked=True, of=("self",))
-                         .select_related("rollout__release__environment", "rollout__release__artifact",
-                                         "rollout__release__previous_artifact", "rollout__release__application")
-                         .order_by("index")[:SERVER_PARALLEL])
-            if not steps:
-                return ran  # another worker has them
-            now = timezone.now()
-            RolloutStep.objects.filter(pk__in=[s.pk for s in steps]).update(status=RolloutStep.Status.RUNNING,
-                                                                            started_at=now)
-        publish_changed(rollout_id)
-        if len(steps) == 1:
-            outcomes = [_perform(steps[0])]
-        else:
-            from concurrent.futures import ThreadPoolExecutor
-
-            with ThreadPoolExecutor(len(steps), thread_name_prefix="slipway-step") as pool:
-                outcomes = list(pool.map(_perform, steps))
-        for step, fields in zip(steps, outcomes, strict=True):
-            fields["output"] = fields["output"][-RolloutStep.OUTPUT_LIMIT:]
-            if "status" in fields:
-                fields["finished_at"] = timezone.now()
-            RolloutStep.objects.filter(pk=step.pk).update(**fields)
-            if fields.get("status") == RolloutStep.Status.SUCCEEDED and step.target_id:
-                Target.objects.filter(pk=step.target_id).update(version=step.version)
-        publish_changed(rollout_id)
-        ran += len(steps)
-    return ran
-
-
-def _perform(step: RolloutStep) -> dict:
-    """Run one server-side step; returns the fields to store — without `status` when the step goes on elsewhere
-    (a webhook receiver took it and will call back)."""
-    environment = step.rollout.release.environment
-    if step.action in GATES:
-        ok, output = GATES[step.action](step)
-        return {"status": RolloutStep.Status.SUCCEEDED if ok else RolloutStep.Status.FAILED, "output": output}
-    if environment.driver == "webhook":
-        ok, output = call_webhook(step)
-        if ok:  # the receiver took the job: the step finishes with its signed callback
-            return {"output": output}
-        return {"status": RolloutStep.Status.FAILED, "output": output, "health": {"ok": False, "detail": output[:500]}}
-    ok, output = _run_command(environment.deploy_command, step, environment.step_timeout_seconds)
-    return {"status": RolloutStep.Status.SUCCEEDED if ok else RolloutStep.Status.FAILED, "output": output,
-            "health": {"ok": ok, "detail": "exit 0" if ok else "command failed"}}
-
-
-def sign(secret: str, body: bytes) -> str:
-    import hashlib
-    import hmac
-
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-def call_webhook(step: RolloutStep) -> tuple[bool, str]:
-    """POST the job to the environment's URL, signed; the receiver answers 2xx now and calls back when done."""
-    import json
-
-    from django.conf import settings
-    from django.urls import reverse
-
-    environment = step.rollout.release.environment
-    release = step.rollout.release
-    body = json.dumps({
-        "job": step.pk, "action": step.action, "target": step.target_name, "version": step.version,
-        "image": release.artifact.image, "commit": release.artifact.commit,
-        "previous_version": release.previous_artifact.version if release.previous_artifact else None,
-        "callback_url": settings.SLIPWAY_BASE_URL.rstrip("/") + reverse("rollout-callback", args=[step.pk]),
-    }).encode()
-    request = urllib.request.Request(environment.webhook_url, data=body, method="POST", headers={
-        "Content-Type": "application/json", "X-Slipway-Signature": sign(environment.webhook_secret, body)})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return 200 <= response.status < 300, f"webhook answered {response.status}\n"
-    except OSError as error:
-        return False, f"webhook call failed: {error}\n"
-
-
-def _run_command(command: str, step: RolloutStep, timeout: int, **extra: str) -> tuple[bool, str]:
-    """Run a command of the environment's (deploy, pre-deploy, smoke, switch) with the SLIPWAY_* variables."""
-    import os
-    import subprocess
-
-    release = step.rollout.release
-    env = {**os.environ, "SLIPWAY_VERSION": step.version, "SLIPWAY_IMAGE": release.artifact.image,
-           "SLIPWAY_COMMIT": release.artifact.commit, "SLIPWAY_TARGET": step.target_name, "SLIPWAY_ACTION": step.action,
-           "SLIPWAY_PREVIOUS_VERSION": release.previous_artifact.version if release.previous_artifact else "",
-           "SLIPWAY_ENVIRONMENT": release.environment.name, **extra}
-    try:
-        done = subprocess.run(command, shell=True, env=env, capture_output=True, text=True, timeout=timeout,
-                              start_new_session=True)
-    except subprocess.TimeoutExpired as expired:
-        out = expired.stdout.decode(errors="replace") if isinstance(expired.stdout, bytes) else expired.stdout or ""
-        return False, f"{out}\n[slipway] killed after {timeout} s"
-    return done.returncode == 0, done.stdout + done.stderr
-
-
-# --- gates the worker runs: each takes its step and returns (ok, output) ---------------------------
-
-def _wave_targets(step: RolloutStep) -> tuple[str, ...]:
-    the_plan = plan_of(step.rollout)
-    return the_plan.waves[step.wave].targets if step.wave is not None and step.wave < len(the_plan.waves) else ()
-
-
-def _pre_deploy_gate(step: RolloutStep) -> tuple[bool, str]:
-    environment = step.rollout.release.environment
-    return _run_command(environment.pre_deploy_command, step, environment.step_timeout_seconds)
-
-
-def _smoke_gate(step: RolloutStep) -> tuple[bool, str]:
-    """Every smoke-test URL must answer 2xx, then the smoke-test command must exit 0."""
-    environment = step.rollout.release.environment
-    lines = []
-    for url in environment.smoke_test_urls:
-        try:
-            with urllib.request.urlopen(url, timeout=min(10, environment.step_timeout_seconds)) as response:
-                ok = 200 <= response.status < 300
-                lines.append(f"{url}: HTTP {response.status}")
-        except urllib.error.HTTPError as error:
-            ok = False
-            lines.append(f"{url}: HTTP {error.code}")
-        except OSError as error:
-            ok = False
-            lines.append(f"{url}: {error}")
-        if not ok:
-            return False, "\n".join(lines)
-    if environment.smoke_test_command:
-        ok, output = _run_command(environment.smoke_test_command, step, environment.step_timeout_seconds,
-                                  SLIPWAY_WAVE=str(step.wave_number), SLIPWAY_TARGETS=",".join(_wave_targets(step)))
-        lines.append(f"$ {environment.smoke_test_command}\n{output.rstrip()}\n" + ("exit 0" if ok else "failed"))
-        if not ok:
-            return False, "\n".join(lines)
-    return True, "\n".join(lines)
-
-
-def _analysis_gate(step: RolloutStep) -> tuple[bool, str]:
-    the_plan = plan_of(step.rollout)
-    traffic = the_plan.waves[step.wave].traffic_percent if step.wave is not None else None
-    try:
-        verdict = analysis_hook()(step.rollout, step.wave_number, traffic)
-    except Exception as error:  # a broken hook must stop the rollout, not the worker
-        log.exception("canary analysis hook failed")
-        return False, f"analysis hook raised {type(error).__name__}: {error}"
-    ok, detail = verdict if isinstance(verdict, tuple) else (bool(verdict), "")
-    return bool(ok), str(detail) or ("analysis: pass" if ok else "analysis: fail")
-
-
-def _switch_gate(step: RolloutStep) -> tuple[bool, str]:
-    """Blue/green: send traffic to the slot just deployed (or, switching back, to the one that ran before)."""
-    environment = step.rollout.release.environment
-    strategy = strategy_of(step.rollout)
-    assert isinstance(strategy, BlueGreen)
-    serving = slots(step.rollout.targets)[strategy.idle]
-    if not environment.switch_command:
-        return True, (f"traffic → {strategy.idle} ({', '.join(serving)}); no switch command: your router reads "
-                      f"live_slot from the environment")
-    ok, output = _run_command(environment.switch_command, step, environment.step_timeout_seconds,
-                              SLIPWAY_SLOT=strategy.idle, SLIPWAY_PREVIOUS_SLOT=strategy.live,
-                              SLIPWAY_TARGETS=",".join(serving))
-    return ok, f"traffic → {strategy.idle} ({', '.join(serving)})\n{output}"
-
-
-GATES = {"pre_deploy": _pre_deploy_gate, "smoke": _smoke_gate, "analysis": _analysis_gate, "switch": _switch_gate}
-
-
-def _switched(rollout: Rollout) -> None:
-    """The switch succeeded: the idle slot is live now, the old one kept as it is for an instant switch back."""
-    strategy = strategy_of(rollout)
-    environment = rollout.release.environment
-    Environment.objects.filter(pk=environment.pk).update(live_slot=strategy.idle)
-    audit.record(Actor.system(), "environment.switched", environment, application=rollout.release.application,
-                 before={"live_slot": strategy.live}, after={"live_slot": strategy.idle},
-                 note=f"release #{rollout.release_id}")
 
 
 def _gate_step(rollout: Rollout, wave: int, action: str, *, ok: bool, output: str) -> None:
@@ -595,40 +337,6 @@ def _unreverted(rollout: Rollout) -> list[str]:
     for name, status in rollout.steps.filter(action="revert").order_by("index").values_list("target_name", "status"):
         newest[name] = status
     return sorted(name for name, status in newest.items() if status == RolloutStep.Status.FAILED)
-
-
-# --- people's controls -----------------------------------------------------------------------
-
-@transaction.atomic(durable=True)
-def do_control_rollout(actor: Actor, release: Release, command: str) -> Rollout:
-    """Pause, resume, cancel, or revert now."""
-    rollout = Rollout.objects.select_for_update(of=("self",)).select_related("release__application",
-                                                                           "release__environment").filter(
-        release=release).first()
-    if rollout is None:
-        raise Conflict(f"Release #{release.pk} has no rollout.")
-    require(actor, Permission.ROLLBACK if command == "revert" else Permission.REGISTER_ARTIFACT,
-            release.application, release.environment)
-    finished = rollout.status in (Rollout.Status.SUCCEEDED, Rollout.Status.REVERTED, Rollout.Status.CANCELLED,
-                                  Rollout.Status.FAILED)
-    if finished:
-        raise Conflict(f"The rollout is {rollout.status}.")
-    if command == "pause":
-        rollout.status = Rollout.Status.PAUSED
-    elif command == "resume":
-        rollout.status = Rollout.Status.REVERTING if rollout.progress.get("reverting") else Rollout.Status.RUNNING
-        enqueue_advance(rollout.pk)
-    elif command in ("revert", "cancel"):
-        # Both stop dispatching and put back every target touched, so no environment is left half-way; a
-        # revert says the release is bad (it ends failed), a cancel only that it should not go on (cancelled).
-        rollout.progress = {**rollout.progress, "reverting": True}
-        rollout.status = Rollout.Status.REVERTING
-        rollout.cancel_requested = command == "cancel"
-        enqueue_advance(rollout.pk)
-    rollout.save(update_fields=["status", "progress", "cancel_requested"])
-    audit.record(actor, f"rollout.{command}", release, application=release.application)
-    publish_changed(rollout.pk)
-    return rollout
 
 
 def check_running_rollouts() -> None:

@@ -1,0 +1,152 @@
+"""The layers hold: no import cycle among the apps' modules (imports inside functions count too), pure modules
+import no Django, and the release write path's modules each import on their own."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+APPS = ("releases", "environments", "flags", "monitoring", "dashboard", "config")
+PURE = ["flags.engine", "flags.engine.evaluation", "flags.history", "releases.planning", "monitoring.judge",
+        "monitoring.expressions", "monitoring.anomaly", "monitoring.fingerprint"]
+PURE_FILES = ["config/jsonbody.py"]  # config/__init__ loads the Celery app: the file itself must stay pure
+WRITE_PATH = ["releases.lifecycle", "releases.rollouts", "releases.rollouts.reconciler", "releases.rollouts.gates",
+              "releases.rollouts.drivers", "releases.rollouts.controls", "releases.dispatch", "releases.promotions",
+              "releases.notifications", "releases.tasks", "releases.services", "environments.jobs",
+              "environments.agent_asgi", "environments.agent_api", "flags.services", "monitoring.services"]
+
+
+def modules() -> dict[str, Path]:
+    found = {}
+    for app in APPS:
+        for path in (ROOT / app).rglob("*.py"):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            if "migrations" in parts or "agent" in parts[1:-1]:  # the agent is a separate program
+                continue
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            found[name] = path
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    mods = modules()
+    graph: dict[str, set[str]] = {name: set() for name in mods}
+    for name, path in mods.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join(parent + ([base] if base else []))
+                targets = [base] + [f"{base}.{alias.name}" for alias in node.names]
+            else:
+                continue
+            for target in targets:
+                while target and target not in mods:
+                    target = target.rpartition(".")[0]
+                if target and target != name:
+                    graph[name].add(target)
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found = []
+    counter = 0
+    for root in graph:
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = counter
+                    counter += 1
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph[child]))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def test_the_walk_sees_imports_inside_functions():
+    graph = import_graph()
+    assert "releases.rollouts" in graph["releases.tasks"]  # imported inside the task functions
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_no_import_cycle_among_the_apps_modules():
+    assert cycles(import_graph()) == []
+
+
+def test_the_engine_never_imports_an_interface():
+    graph = import_graph()
+    interfaces = {m for m in graph if m.endswith(("_asgi", "_api", ".views", ".consumers", ".tasks"))
+                  or ".api." in m or m.startswith("dashboard.") and m != "dashboard.live"}
+    engine = [m for m in graph if m.startswith("releases.rollouts")]
+    for module in (*engine, "releases.lifecycle", "releases.dispatch", "releases.promotions",
+                   "environments.jobs", "flags.services"):
+        assert not graph[module] & interfaces, (module, graph[module] & interfaces)
+
+
+def _run(code: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def test_pure_modules_import_without_django():
+    code = ("import importlib.util, sys\nfor name in {!r}:\n    __import__(name)\n"
+            "for path in {!r}:\n"
+            "    spec = importlib.util.spec_from_file_location(path, path)\n"
+            "    spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
+            "assert not [m for m in sys.modules if m == 'django' or m.startswith('django.')], 'django imported'")
+    process = _run(code.format(PURE, PURE_FILES))
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output
+
+
+@pytest.mark.slow
+def test_each_module_of_the_write_path_imports_alone():
+    """A fresh interpreter per module, so an import order that only works by luck shows up."""
+    code = "import django, os\nos.environ.setdefault('DJANGO_SETTINGS_MODULE', 'config.settings')\n" \
+           "django.setup()\nimport {}"
+    processes = {name: _run(code.format(name)) for name in WRITE_PATH}
+    failures = {}
+    for name, process in processes.items():
+        output, _ = process.communicate(timeout=120)
+        if process.returncode != 0:
+            failures[name] = output[-2000:]
+    assert failures == {}
