@@ -8,7 +8,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from config.errors import Conflict
+from environments.exceptions import EnvironmentExists, PositionTaken, UnknownEnvironmentSetting
 from environments.models import Environment, RegistrationToken, Target
 from releases import audit
 from releases.models import ApiToken, Application
@@ -29,7 +29,8 @@ def do_create_environment(actor: Actor, application: Application, *, name: str, 
     _check_free(application, name=name, position=position)
     unknown = set(settings) - set(EDITABLE_FIELDS)
     if unknown:
-        raise TypeError(f"unknown environment settings: {sorted(unknown)}")
+        raise UnknownEnvironmentSetting(f"Unknown environment setting {', '.join(sorted(unknown))}.",
+                                        field=sorted(unknown)[0])
     environment = Environment.objects.create(application=application, name=name, position=position, **settings)
     audit.record(actor, "environment.created", environment, application=application,
                  after=environment_state(environment))
@@ -67,9 +68,9 @@ def _check_free(application: Application, *, exclude: int | None = None, name: s
                 position: int | None = None) -> None:
     others = Environment.objects.filter(application=application).exclude(pk=exclude)
     if name is not None and others.filter(name=name).exists():
-        raise Conflict(f"{application.slug} has an environment '{name}' already.", field="name")
+        raise EnvironmentExists(f"{application.slug} has an environment '{name}' already.", field="name")
     if position is not None and others.filter(position=position).exists():
-        raise Conflict(f"Position {position} is taken in {application.slug}'s pipeline.", field="position")
+        raise PositionTaken(f"Position {position} is taken in {application.slug}'s pipeline.", field="position")
 
 
 

@@ -1,4 +1,4 @@
-from config.errors import Conflict
+from config.errors import Conflict, Forbidden, Invalid, NotFound
 
 
 class ArtifactConflict(Conflict):
@@ -11,3 +11,81 @@ class IllegalTransition(Conflict):
 
 class LastAdmin(Conflict):
     code = "last_admin"
+
+
+class ApplicationExists(Conflict):
+    code = "application_exists"
+
+
+class ReleaseNotFound(NotFound):
+    code = "release_not_found"
+
+
+class AlreadyDeployed(Conflict):
+    code = "already_deployed"
+
+
+class OutOfPipelineOrder(Conflict):
+    code = "out_of_pipeline_order"
+
+
+class NotPending(Conflict):
+    code = "release_not_pending"
+
+
+class AlreadyDecided(Conflict):
+    code = "already_decided"
+
+
+class MayNotDecide(Forbidden):
+    code = "may_not_decide"
+
+
+class NothingToForce(Conflict):
+    code = "release_not_forcible"
+
+
+class NotARollbackCandidate(Conflict):
+    code = "not_a_rollback_candidate"
+
+
+class LockReleased(Conflict):
+    code = "lock_released"
+
+
+class FreezeWindowInvalid(Invalid):
+    code = "freeze_window_invalid"
+
+
+class NoRollout(Conflict):
+    code = "no_rollout"
+
+
+class RolloutFinished(Conflict):
+    code = "rollout_finished"
+
+
+class IdentityTaken(Conflict):
+    code = "identity_taken"
+
+
+class IdentityRequestDecided(Conflict):
+    code = "identity_request_decided"
+
+
+class IdentityNotFound(NotFound):
+    code = "identity_not_found"
+
+
+class TokenNotAllowed(Forbidden):
+    code = "token_not_allowed"
+
+
+class NotPermitted(Forbidden):
+    """A missing scope, the token's environment, or a role: the detail names which."""
+
+    code = "not_permitted"
+
+
+class ArtifactImmutable(Conflict):
+    code = "artifact_immutable"

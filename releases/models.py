@@ -67,10 +67,6 @@ class Change(models.Model):
         return f"{self.sha[:8]} {self.title}"
 
 
-class ArtifactImmutable(Exception):
-    pass
-
-
 class Artifact(models.Model):
     """One build, promoted unchanged through every environment. Never updated once registered."""
 
@@ -94,6 +90,8 @@ class Artifact(models.Model):
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         if not self._state.adding:
+            from releases.exceptions import ArtifactImmutable  # errors load DRF, which loads these models
+
             raise ArtifactImmutable(f"Artifact {self.version} is immutable.")
         super().save(*args, **kwargs)
 

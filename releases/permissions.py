@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from config.errors import Forbidden
+from releases.exceptions import NotPermitted
 from releases.models import ApiToken, Application, Membership, Role, Scope
 
 if TYPE_CHECKING:
@@ -136,7 +136,7 @@ def require(actor: Actor, permission: Permission, application: Application,
     """Raise Forbidden naming what is missing: a scope, the token's environment, or a role."""
     reason = _refusal(actor, permission, application, environment)
     if reason is not None:
-        raise Forbidden(reason, extra={"permission": str(permission)})
+        raise NotPermitted(reason, extra={"permission": str(permission)})
 
 
 def _refusal(actor: Actor, permission: Permission, application: Application,

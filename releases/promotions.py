@@ -13,7 +13,7 @@ from functools import partial
 from django.db import transaction
 from django.utils import timezone
 
-from config.errors import Conflict, Forbidden, Invalid, NotFound, SlipwayError
+from config.errors import Invalid, SlipwayError
 from environments.models import Environment, FreezeWindow, Lock
 from releases import audit
 from releases.batches import (
@@ -28,6 +28,18 @@ from releases.batches import (
     release_batch,
 )
 from releases.dispatch import release_queued
+from releases.exceptions import (
+    AlreadyDecided,
+    AlreadyDeployed,
+    FreezeWindowInvalid,
+    LockReleased,
+    MayNotDecide,
+    NotARollbackCandidate,
+    NothingToForce,
+    NotPending,
+    OutOfPipelineOrder,
+    ReleaseNotFound,
+)
 from releases.lifecycle import transition
 from releases.models import Application, Approval, Artifact, Blocker, Release
 from releases.notifications import notify_on_commit
@@ -49,7 +61,7 @@ def _locked_release(release_id: int) -> Release:
                .select_related("application", "environment", "artifact", "previous_artifact")
                .filter(pk=release_id).first())
     if release is None:
-        raise NotFound(f"No release #{release_id}.")
+        raise ReleaseNotFound(f"No release #{release_id}.")
     return release
 
 
@@ -85,12 +97,12 @@ def do_request_release(actor: Actor, application: Application, *, environment: E
 def _request(actor: Actor, environment: Environment, artifact: Artifact, reason: str,
              strategy: dict | None = None) -> Release:
     if environment.current_artifact_id == artifact.pk:
-        raise Conflict(f"{artifact.version} runs in {environment.name} already.", field="version")
+        raise AlreadyDeployed(f"{artifact.version} runs in {environment.name} already.", field="version")
     release = Release(application=environment.application, environment=environment, artifact=artifact,
                       previous_artifact=environment.current_artifact, requested_by=actor.user, reason=reason,
                       strategy=strategy or {})
     if (why := pipeline_reason(release)) is not None:
-        raise Conflict(f"Out of pipeline order: {why['detail']}.", extra={"blocked_by": [why]})
+        raise OutOfPipelineOrder(f"Out of pipeline order: {why['detail']}.", extra={"blocked_by": [why]})
     release.save()
     audit.record(actor, "release.requested", release, application=environment.application,
                  after={"environment": environment.name, "version": artifact.version, "strategy": release.strategy,
@@ -128,14 +140,14 @@ def do_decide(actor: Actor, release_id: int, *, decision: str, comment: str = ""
     """Record one person's approval or rejection; a rejection stops the release, the last approval moves it on."""
     release = _locked_release(release_id)
     if release.status != Release.Status.PENDING_APPROVAL:
-        raise Conflict(f"Release #{release.pk} is {release.status}: there is nothing to decide.")
+        raise NotPending(f"Release #{release.pk} is {release.status}: there is nothing to decide.")
     if release.approvals.filter(user=actor.user).exists():
-        raise Conflict("You have decided on this release already.")
+        raise AlreadyDecided("You have decided on this release already.")
     batch = release_batch(release)
     approvals = list(release.approvals.all())
     coverage = approval_coverage(actor, release, batch, approval_state(release, batch, approvals), approvals)
     if coverage.refusal is not None:
-        raise Forbidden(coverage.refusal, extra={"permission": coverage.permission} if coverage.permission else None)
+        raise MayNotDecide(coverage.refusal, extra={"permission": coverage.permission} if coverage.permission else None)
     covers, on_behalf = list(coverage.authors), coverage.on_behalf
     approval = Approval.objects.create(release=release, user=actor.user, decision=decision, comment=comment,
                                        authors=covers, on_behalf=on_behalf)
@@ -155,7 +167,7 @@ def do_force_release(actor: Actor, release_id: int, *, reason: str) -> Release:
     release = _locked_release(release_id)
     require(actor, Permission.FORCE, release.application, release.environment)
     if release.status not in (Release.Status.PENDING_APPROVAL, Release.Status.APPROVED):
-        raise Conflict(f"Release #{release.pk} is {release.status}: nothing to force.")
+        raise NothingToForce(f"Release #{release.pk} is {release.status}: nothing to force.")
     release.forced_by = actor.user
     release.save(update_fields=["forced_by"])
     audit.record(actor, "release.forced", release, application=release.application,
@@ -174,9 +186,9 @@ def do_rollback(actor: Actor, environment: Environment, *, artifact: Artifact, r
     environment = _locked_environment(environment)
     require(actor, Permission.ROLLBACK, environment.application, environment)
     if environment.current_artifact_id == artifact.pk:
-        raise Conflict(f"{artifact.version} runs in {environment.name} already.", field="version")
+        raise AlreadyDeployed(f"{artifact.version} runs in {environment.name} already.", field="version")
     if not rollback_candidates(environment).filter(pk=artifact.pk).exists():
-        raise Conflict(f"{artifact.version} is not an earlier version that succeeded in {environment.name}: roll back "
+        raise NotARollbackCandidate(f"{artifact.version} is not an earlier version that succeeded in {environment.name}: roll back "
                        "to one of those (a newer version is released, not rolled back to).", field="version")
     release = Release.objects.create(
         application=environment.application, environment=environment, artifact=artifact,
@@ -253,7 +265,7 @@ def do_unlock(actor: Actor, lock: Lock) -> Lock:
     if actor.user is None or lock.locked_by_id != actor.user.pk:
         require(actor, Permission.LOCK, lock.environment.application, lock.environment)
     if lock.released_at is not None:
-        raise Conflict("This lock was released already.")
+        raise LockReleased("This lock was released already.")
     lock.released_at, lock.released_by = timezone.now(), actor.user
     lock.save(update_fields=["released_at", "released_by"])
     audit.record(actor, "environment.unlocked", lock.environment, application=lock.environment.application,
@@ -271,11 +283,11 @@ def do_create_freeze(actor: Actor, environment: Environment, *, reason: str, sta
     one_off = starts_at is not None or ends_at is not None
     recurring = bool(weekdays) or start_time is not None or end_time is not None
     if one_off == recurring:
-        raise Invalid("Give either starts_at and ends_at, or weekdays with start_time and end_time.", field="non_field_errors")
+        raise FreezeWindowInvalid("Give either starts_at and ends_at, or weekdays with start_time and end_time.", field="non_field_errors")
     if one_off and (starts_at is None or ends_at is None or ends_at <= starts_at):
-        raise Invalid("ends_at must come after starts_at.", field="ends_at")
+        raise FreezeWindowInvalid("ends_at must come after starts_at.", field="ends_at")
     if recurring and (not weekdays or start_time is None or end_time is None or start_time == end_time):
-        raise Invalid("A recurring window needs weekdays, and different start_time and end_time.", field="weekdays")
+        raise FreezeWindowInvalid("A recurring window needs weekdays, and different start_time and end_time.", field="weekdays")
     window = FreezeWindow.objects.create(environment=environment, reason=reason, starts_at=starts_at, ends_at=ends_at,
                                          weekdays=sorted(set(weekdays or [])), start_time=start_time,
                                          end_time=end_time, timezone=timezone_name, created_by=actor.user)

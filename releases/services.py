@@ -19,9 +19,17 @@ from django.db.models import Q
 from django.db.models.functions import Lower
 from django.utils import timezone
 
-from config.errors import Conflict, Forbidden, Invalid, NotFound
+from config.errors import Forbidden, Invalid, NotFound
 from releases import access, audit, selectors
-from releases.exceptions import ArtifactConflict, LastAdmin
+from releases.exceptions import (
+    ApplicationExists,
+    ArtifactConflict,
+    IdentityNotFound,
+    IdentityRequestDecided,
+    IdentityTaken,
+    LastAdmin,
+    TokenNotAllowed,
+)
 from releases.models import (
     ApiToken,
     Application,
@@ -54,7 +62,7 @@ def do_create_application(actor: Actor, *, slug: str, name: str, repository_url:
     """Create an application and make its creator its admin."""
     _require_global(actor, Scope.RELEASES_WRITE, "releases.add_application", "create applications")
     if Application.objects.filter(slug=slug).exists():
-        raise Conflict(f"An application '{slug}' exists already.", field="slug")
+        raise ApplicationExists(f"An application '{slug}' exists already.", field="slug")
     application = Application.objects.create(slug=slug, name=name, repository_url=repository_url)
     if actor.user is not None:
         Membership.objects.create(user=actor.user, application=application, role=Role.ADMIN)
@@ -244,17 +252,17 @@ def do_link_identity(actor: Actor, user, identity: str) -> AuthorIdentity:
     else:
         _require_self_service(actor)
     if identity.lower() == user.get_username().lower():
-        raise Conflict(f"'{identity}' is {user.get_username()}'s username: it counts already.", field="identity")
+        raise IdentityTaken(f"'{identity}' is {user.get_username()}'s username: it counts already.", field="identity")
     # Username and email map already, before any link: another person's would never map to this user.
     owner = User.objects.filter(Q(username__iexact=identity) | Q(email__iexact=identity)).exclude(pk=user.pk).first()
     if owner is not None:
-        raise Conflict(f"'{identity}' is {owner.get_username()}'s username or email: it maps to them.", field="identity")
+        raise IdentityTaken(f"'{identity}' is {owner.get_username()}'s username or email: it maps to them.", field="identity")
     links = AuthorIdentity.objects.select_for_update().annotate(lidentity=Lower("identity")).filter(
         lidentity=identity.lower())
     if any(link.status == AuthorIdentity.Status.CONFIRMED for link in links):
-        raise Conflict(f"The identity '{identity}' is linked already.", field="identity")
+        raise IdentityTaken(f"The identity '{identity}' is linked already.", field="identity")
     if any(link.user_id == user.pk and link.status == AuthorIdentity.Status.PENDING for link in links):
-        raise Conflict(f"You asked to link '{identity}' already; the request waits for confirmation.", field="identity")
+        raise IdentityTaken(f"You asked to link '{identity}' already; the request waits for confirmation.", field="identity")
     # The user's email is set by an administrator (Slipway lets nobody change their own): it is proven theirs.
     proven = bool(user.email) and user.email.lower() == identity.lower()
     summary = {"user": user.get_username(), "identity": identity}
@@ -275,7 +283,7 @@ def _create_link(**fields) -> AuthorIdentity:
             return AuthorIdentity.objects.create(**fields)
     except IntegrityError:
         # A twin request linked the same identity between our check and our insert.
-        raise Conflict(f"The identity '{fields['identity']}' is linked already.", field="identity") from None
+        raise IdentityTaken(f"The identity '{fields['identity']}' is linked already.", field="identity") from None
 
 
 def _decline_competing(actor: Actor, link: AuthorIdentity) -> None:
@@ -300,7 +308,7 @@ def _locked_request(actor: Actor, link_id: int) -> AuthorIdentity:
     application where the identity authored changes; never its requester."""
     link = AuthorIdentity.objects.select_for_update(of=("self",)).select_related("user").filter(pk=link_id).first()
     if link is None:
-        raise NotFound(f"No identity request #{link_id}.")
+        raise IdentityNotFound(f"No identity request #{link_id}.")
     if actor.is_system:
         return link
     if actor.token is not None and (not actor.token.has_scope(Scope.APPROVALS_WRITE)
@@ -321,12 +329,12 @@ def do_confirm_identity(actor: Actor, link_id: int) -> AuthorIdentity:
     """Confirm a pending identity request: from now on the identity's changes are its requester's."""
     link = _locked_request(actor, link_id)
     if link.status != AuthorIdentity.Status.PENDING:
-        raise Conflict(f"This request is {link.status} already.")
+        raise IdentityRequestDecided(f"This request is {link.status} already.")
     # Lock every row of this identity: two confirmations of rival requests must not both pass this check.
     same = AuthorIdentity.objects.select_for_update().annotate(lidentity=Lower("identity")).filter(
         lidentity=link.identity.lower())
     if any(other.status == AuthorIdentity.Status.CONFIRMED for other in same):
-        raise Conflict(f"The identity '{link.identity}' is linked already.", field="identity")
+        raise IdentityTaken(f"The identity '{link.identity}' is linked already.", field="identity")
     _decide_request(actor, link, AuthorIdentity.Status.CONFIRMED)
     _decline_competing(actor, link)
     return link
@@ -337,7 +345,7 @@ def do_decline_identity(actor: Actor, link_id: int, *, reason: str = "") -> Auth
     """Decline a pending identity request: it never maps changes."""
     link = _locked_request(actor, link_id)
     if link.status != AuthorIdentity.Status.PENDING:
-        raise Conflict(f"This request is {link.status} already.")
+        raise IdentityRequestDecided(f"This request is {link.status} already.")
     return _decide_request(actor, link, AuthorIdentity.Status.DECLINED, note=reason)
 
 
@@ -346,11 +354,11 @@ def do_unlink_identity(actor: Actor, link: AuthorIdentity) -> None:
     """Remove an identity link or withdraw a request: one's own, or anyone's for an administrator."""
     link = AuthorIdentity.objects.select_for_update(of=("self",)).select_related("user").filter(pk=link.pk).first()
     if link is None:
-        raise NotFound("No such identity.")
+        raise IdentityNotFound("No such identity.")
     if actor.is_system or actor.user.pk == link.user_id:
         _require_self_service(actor)
     elif not _identity_admin(actor):
-        raise NotFound("No such identity of yours.")
+        raise IdentityNotFound("No such identity of yours.")
     audit.record(actor, "identity.unlinked", link,
                  before={"user": link.user.get_username(), "identity": link.identity, "status": link.status})
     link.delete()
@@ -364,9 +372,9 @@ def do_create_api_token(actor: Actor, user, *, name: str, scopes: Sequence[str],
     if unknown:
         raise Invalid(f"Unknown scope: {', '.join(unknown)}. Known: {', '.join(Scope.values)}.", field="scopes")
     if not actor.is_system and actor.user != user and not actor.user.is_superuser:
-        raise Forbidden("You may create tokens for yourself only.")
+        raise TokenNotAllowed("You may create tokens for yourself only.")
     if not actor.is_system and actor.token is not None:
-        raise Forbidden("Tokens are created in the browser or with manage.py, not with another token.")
+        raise TokenNotAllowed("Tokens are created in the browser or with manage.py, not with another token.")
     # A token never adds roles: one pinned to an application with no role there could only leak its flags.
     if environment is not None and not has_role(user, environment.application_id):
         raise Forbidden(f"{user.get_username()} has no role on {environment.application.slug}: "

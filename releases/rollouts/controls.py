@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django.db import transaction
 
-from config.errors import Conflict
 from releases import audit
+from releases.exceptions import NoRollout, RolloutFinished
 from releases.models import Release, Rollout
 from releases.permissions import Actor, Permission, require
 from releases.rollouts.common import enqueue_advance, publish_changed
@@ -18,13 +18,13 @@ def do_control_rollout(actor: Actor, release: Release, command: str) -> Rollout:
                                                                            "release__environment").filter(
         release=release).first()
     if rollout is None:
-        raise Conflict(f"Release #{release.pk} has no rollout.")
+        raise NoRollout(f"Release #{release.pk} has no rollout.")
     require(actor, Permission.ROLLBACK if command == "revert" else Permission.REGISTER_ARTIFACT,
             release.application, release.environment)
     finished = rollout.status in (Rollout.Status.SUCCEEDED, Rollout.Status.REVERTED, Rollout.Status.CANCELLED,
                                   Rollout.Status.FAILED)
     if finished:
-        raise Conflict(f"The rollout is {rollout.status}.")
+        raise RolloutFinished(f"The rollout is {rollout.status}.")
     if command == "pause":
         rollout.status = Rollout.Status.PAUSED
     elif command == "resume":

@@ -80,7 +80,7 @@ def test_changes_are_stored_once_across_artifacts(ci, app):
 def test_artifact_is_immutable(app):
     artifact = factories.ArtifactFactory(application=app)
     artifact.image = "something else"
-    from releases.models import ArtifactImmutable
+    from releases.exceptions import ArtifactImmutable
 
     with pytest.raises(ArtifactImmutable):
         artifact.save()

@@ -325,7 +325,7 @@ def test_racing_approvals_and_promotions(team, pipeline, shipped):
         t.start()
     for t in threads:
         t.join(timeout=30)
-    assert sorted(outcomes) == ["Conflict", "ok", "ok"]
+    assert sorted(outcomes) == ["AlreadyDecided", "ok", "ok"]  # a named error, not a bare conflict
     assert Approval.objects.filter(release=release).count() == 2  # no lost approval, no double
     v12 = build(app, "1.2.0", ["carol"])
     Release.objects.create(application=app, environment=pipeline[0], artifact=v12, kind="recorded", status="succeeded")
@@ -391,3 +391,18 @@ def test_pending_batch_warnings(client, app, team, pipeline, shipped):
     client.force_login(team["alice"])
     page = client.get("/approvals/").content.decode()
     assert "waiting long" in page and "large batch" in page
+
+
+def test_release_errors_carry_stable_codes(app, team, pipeline, shipped, django_capture_on_commit_callbacks):
+    """Clients tell conditions apart by `code`, not by parsing prose (they all read 'conflict' before)."""
+    staging, production = pipeline
+    rm = token_client(team["rm"], "releases:read", "releases:write", "approvals:write")
+    again = rm.post(f"{API}/releases/", {"environment": "staging", "version": "1.1.0"}, format="json")
+    assert again.status_code == 409 and again.json()["code"] == "already_deployed"
+    early = rm.post(f"{API}/releases/", {"environment": "production", "version": "9.9.9"}, format="json")
+    assert early.status_code == 404
+    newer = factories.ArtifactFactory(application=app, version="2.0.0")
+    order = rm.post(f"{API}/releases/", {"environment": "production", "version": newer.version}, format="json")
+    assert order.status_code == 409 and order.json()["code"] == "out_of_pipeline_order"
+    forward = rm.post(f"{API}/environments/staging/rollback/", {"version": "2.0.0", "reason": "x"}, format="json")
+    assert forward.status_code == 409 and forward.json()["code"] == "not_a_rollback_candidate"
