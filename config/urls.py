@@ -12,11 +12,9 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"), permanent=True)),
     path("api/v1/agent/register", agent_api.register, name="agent-register"),
-    path("api/v1/agent/work", agent_api.work, name="agent-work"),
     path("api/v1/agent/heartbeat", agent_api.heartbeat, name="agent-heartbeat"),
     # Ids as text: the views answer a bad one 404 in JSON, after checking it fits a bigint.
     path("api/v1/agent/jobs/<str:pk>/output", agent_api.output, name="agent-output"),
-    path("api/v1/agent/jobs/<str:pk>/result", agent_api.result, name="agent-result"),
     path("api/v1/webhooks/rollout/<str:pk>/", agent_api.webhook_callback, name="rollout-callback"),
     path("api/v1/", include(("config.api_urls", "api"))),
     path("admin/", admin.site.urls),

@@ -8,37 +8,26 @@ ids are checked before any query.
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import logging
-import math
-import time
 
-from asgiref.sync import sync_to_async
 from django.core.exceptions import RequestDataTooBig
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from config import jsonbody
 from environments.jobs import (
     UNKNOWN_AGENT,
-    apply_reports,
     authenticate,
-    claim_jobs,
-    health_steps,
-    parse_report,
+    do_append_output,
+    do_report_webhook_step,
     record_heartbeat_version,
 )
 from environments.models import RegistrationToken, Target
 from environments.services import do_register_agent
-from releases.models import ApiToken, Rollout, RolloutStep
-from releases.rollouts import enqueue_advance, publish_changed
+from releases.models import ApiToken, RolloutStep
 
 log = logging.getLogger("slipway.agent")
-MAX_WAIT = 25.0
-POLL = 0.2
 
 
 MAX_KEY = 200  # longer than any token Slipway issues: unknown without a query
@@ -105,29 +94,6 @@ def register(request: HttpRequest) -> HttpResponse:
                         status=201)
 
 
-async def work(request: HttpRequest) -> HttpResponse:
-    """Long-poll for the next job; holds no thread or database connection while it waits."""
-    try:
-        wait = float(request.GET.get("wait", 20))
-    except ValueError:
-        wait = math.nan
-    if not math.isfinite(wait):
-        return _error(400, "wait must be a number of seconds.", field="wait")
-    target = await sync_to_async(_target_for, thread_sensitive=False)(request)
-    if target is None:
-        return _unknown_agent()
-    deadline = time.monotonic() + min(max(wait, 0), MAX_WAIT)
-    while True:
-        job = (await sync_to_async(claim_jobs, thread_sensitive=False)([target.pk])).get(target.pk)
-        if job is not None:
-            return JsonResponse({"job": job})
-        if time.monotonic() >= deadline:
-            await sync_to_async(Target.objects.filter(pk=target.pk).update, thread_sensitive=False)(
-                last_seen=timezone.now())
-            return HttpResponse(status=204)
-        await asyncio.sleep(POLL)
-
-
 @csrf_exempt
 def heartbeat(request: HttpRequest) -> HttpResponse:
     body = _json_body(request)
@@ -146,18 +112,6 @@ def heartbeat(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"ok": True})
 
 
-def _step_for(request: HttpRequest, pk: int) -> tuple[RolloutStep | None, HttpResponse | None]:
-    target = _target_for(request)
-    if target is None:
-        return None, _unknown_agent()
-    step = RolloutStep.objects.select_related("rollout", "target").filter(pk=pk).first()
-    if step is None:
-        return None, _not_found(f"job #{pk}")
-    if step.target_id != target.pk:
-        return None, _error(403, f"Job #{pk} belongs to another target.", "other_target")
-    return step, None
-
-
 @csrf_exempt
 def output(request: HttpRequest, pk: str) -> HttpResponse:
     step_id = jsonbody.id_from_path(pk)
@@ -168,34 +122,10 @@ def output(request: HttpRequest, pk: str) -> HttpResponse:
         return body
     if not isinstance(body.get("chunk"), str):
         return _error(400, "chunk: a string of output.", field="chunk")
-    step, refusal = _step_for(request, step_id)
-    if refusal:
-        return refusal
-    with transaction.atomic():
-        step = RolloutStep.objects.select_for_update().get(pk=step.pk)
-        step.output = (step.output + body["chunk"])[-RolloutStep.OUTPUT_LIMIT:]
-        step.save(update_fields=["output"])
-        publish_changed(step.rollout_id)
-    return JsonResponse({"ok": True})
-
-
-@csrf_exempt
-def result(request: HttpRequest, pk: str) -> HttpResponse:
-    """Served by the lean route (`agent_asgi`) in production; this view answers the same for Django's test client."""
-    step_id = jsonbody.id_from_path(pk)
-    if step_id is None:
-        return _not_found(f"job #{pk[:30]}")
-    body = _json_body(request, replace_nul=True)
-    if isinstance(body, JsonResponse):
-        return body
-    key = _key(request)
-    report = parse_report(key, step_id, body)
-    if not isinstance(report, tuple):
-        report = apply_reports([report])[0] if key else UNKNOWN_AGENT
-    status, body = report
-    if status != 200:
-        return _error(status, body["detail"], **{k: v for k, v in body.items() if k != "detail"})
-    return JsonResponse(body)
+    target = _target_for(request)
+    if target is None:
+        return _unknown_agent()
+    return _answer(do_append_output(target, step_id, body["chunk"]))
 
 
 @csrf_exempt
@@ -221,23 +151,13 @@ def webhook_callback(request: HttpRequest, pk: str) -> HttpResponse:
     health = body.get("health") or {"ok": body["status"] == "succeeded", "detail": "reported by the webhook"}
     if not isinstance(health, dict):
         return _error(400, "health: an object with ok and detail.", field="health")
-    pk = step_id
-    with transaction.atomic():
-        Rollout.objects.select_for_update().filter(pk=step.rollout_id).exists()  # as the reconciler: rollout first
-        step = RolloutStep.objects.select_for_update(of=("self",)).get(pk=pk)
-        if step.status != RolloutStep.Status.RUNNING:
-            return _error(409, f"Job #{pk} is {step.status}.", "job_finished")
-        ok = body["status"] == "succeeded"
-        now = timezone.now()
-        step.status = RolloutStep.Status.SUCCEEDED if ok else RolloutStep.Status.FAILED
-        step.finished_at = now
-        step.health = {"ok": bool(health.get("ok")) and ok, "detail": str(health.get("detail", ""))[:500]}
-        step.output = (step.output + str(body.get("output", "")))[-RolloutStep.OUTPUT_LIMIT:]
-        checks = health_steps([(step, 0.0)], now) if ok else []
-        step.save(update_fields=["status", "finished_at", "health", "output"])
-        RolloutStep.objects.bulk_create(checks)
-        if ok and step.target_id:
-            Target.objects.filter(pk=step.target_id).update(version=step.version)
-        enqueue_advance(step.rollout_id)
-        publish_changed(step.rollout_id)
-    return JsonResponse({"ok": True})
+    return _answer(do_report_webhook_step(step, succeeded=body["status"] == "succeeded", health=health,
+                                          output=str(body.get("output", ""))))
+
+
+def _answer(answer) -> JsonResponse:
+    status, body = answer
+    if status != 200:
+        return _error(status, body["detail"], body["code"], **{k: v for k, v in body.items()
+                                                               if k not in ("detail", "code")})
+    return JsonResponse(body)

@@ -33,11 +33,11 @@ from environments.jobs import (
     Answer,
     Report,
     authenticate,
-    claim_jobs,
+    do_claim_jobs,
+    do_store_reports,
     parse_report,
     refused,
     release_jobs,
-    store_reports,
     touch,
 )
 from releases.signals import agent_work_available
@@ -163,7 +163,7 @@ class AgentBroker:
         """On the broker's thread: reports, then new long-polls' tokens, then jobs for every waiting agent.
 
         Each part fails alone: reports are answered even when the claims fail (`found` is then None), and a report
-        that fails its batch is answered on its own while the others are stored (`store_reports`).
+        that fails its batch is answered on its own while the others are stored (`do_store_reports`).
         """
         from django.db import connection
 
@@ -171,14 +171,14 @@ class AgentBroker:
         if reports:
             try:
                 others = {r.key for r in reports} - holding.keys()
-                answers = store_reports(reports, {**holding, **(authenticate(others) if others else {})})
+                answers = do_store_reports(reports, {**holding, **(authenticate(others) if others else {})})
             except Exception:
                 log.exception("agent broker could not store reports")
                 connection.close()  # a broken connection is replaced by the next query
                 answers = [BUSY] * len(reports)
         try:
             found = authenticate(keys) if keys else {}
-            jobs = claim_jobs([*waiting, *(t.pk for t in found.values())])
+            jobs = do_claim_jobs([*waiting, *(t.pk for t in found.values())])
             touch([self._targets[pk] for pk in waiting if pk in self._targets], every=WAITING_SEEN_EVERY)
         except Exception:
             log.exception("agent broker could not hand out jobs")

@@ -1,8 +1,13 @@
-"""Agents' jobs in bulk: the next job of many waiting targets claimed in one transaction, many reports stored in
-one transaction. The lean ASGI routes (`environments/agent_asgi.py`) gather agents' requests into such batches;
-the Django views call the same functions with a batch of one.
+"""Agents' jobs: the services behind the agent routes and the webhook driver's callback.
 
-A thousand agents then cost a handful of queries per round instead of several per agent and request.
+The next job of many waiting targets is claimed in one transaction, many reports are stored in one transaction:
+the lean ASGI routes (`environments/agent_asgi.py`) gather agents' requests into such batches, so a thousand
+agents cost a handful of queries per round instead of several per agent and request.
+
+What agents and webhook receivers report is recorded in the rollout's step rows themselves — which target, when,
+status, health, output — and that is its history (the release page's rollout table); an audit event per report
+would double the writes of a thousand-host wave. A webhook receiver's callback, rarer and from outside, is audited
+as well.
 """
 
 from __future__ import annotations
@@ -107,7 +112,7 @@ def record_heartbeat_version(target: Target, version: str, job: int | None) -> N
     Target.objects.filter(pk=target.pk).exclude(Exists(later)).update(version=version[:100])
 
 
-def claim_jobs(target_ids: Iterable[int]) -> dict[int, dict]:
+def do_claim_jobs(target_ids: Iterable[int]) -> dict[int, dict]:
     """The next pending job of each target (of a running or reverting rollout), marked running: target id -> job."""
     ids = list(set(target_ids))
     if not ids:
@@ -200,7 +205,7 @@ def health_steps(checked: list[tuple[RolloutStep, float]], now) -> list[RolloutS
     return rows
 
 
-def apply_reports(reports: list[Report], targets: dict[str, Target] | None = None) -> list[Answer]:
+def do_apply_reports(reports: list[Report], targets: dict[str, Target] | None = None) -> list[Answer]:
     """Store agents' reports in one transaction and answer each, in order (200, or 401/403/404/409 naming why).
 
     The reconciler is woken when a report is unhealthy (a revert starts at once), comes from a reverting rollout
@@ -266,14 +271,14 @@ def apply_reports(reports: list[Report], targets: dict[str, Target] | None = Non
     return answers
 
 
-def store_reports(reports: list[Report], targets: dict[str, Target]) -> list[Answer]:
-    """`apply_reports` for a batch; if the batch fails, each report on its own, so one bad report fails no other.
+def do_store_reports(reports: list[Report], targets: dict[str, Target]) -> list[Answer]:
+    """`do_apply_reports` for a batch; if the batch fails, each report on its own, so one bad report fails no other.
 
     A report the database refuses as data (a number out of range, a NUL) is answered 400, another failure 503
     (its agent retries); the rest are stored and answered as usual.
     """
     try:
-        return apply_reports(reports, targets)
+        return do_apply_reports(reports, targets)
     except Exception as error:
         _reconnect_if_broken()
         if len(reports) == 1:
@@ -282,7 +287,7 @@ def store_reports(reports: list[Report], targets: dict[str, Target]) -> list[Ans
     answers = []
     for report in reports:
         try:
-            answers.extend(apply_reports([report], targets))
+            answers.extend(do_apply_reports([report], targets))
         except Exception as error:
             answers.append(_failed(report, error))
             _reconnect_if_broken()
@@ -301,3 +306,47 @@ def _failed(report: Report, error: Exception) -> Answer:
 def _reconnect_if_broken() -> None:
     if connection.connection is not None and not connection.is_usable():
         connection.close()  # the next transaction opens a fresh one
+
+
+def do_append_output(target: Target, step_id: int, chunk: str) -> Answer:
+    """An agent streams output of its running job: appended (the newest `OUTPUT_LIMIT` characters kept)."""
+    with transaction.atomic():
+        step = RolloutStep.objects.select_for_update(of=("self",)).filter(pk=step_id).first()
+        if step is None:
+            return refused(404, "not_found", f"No job #{step_id}.")
+        if step.target_id != target.pk:
+            return refused(403, "other_target", f"Job #{step_id} belongs to another target.")
+        step.output = (step.output + chunk)[-RolloutStep.OUTPUT_LIMIT:]
+        step.save(update_fields=["output"])
+        publish_changed(step.rollout_id)
+    return 200, {"ok": True}
+
+
+def do_report_webhook_step(step: RolloutStep, *, succeeded: bool, health: dict, output: str) -> Answer:
+    """The webhook driver's receiver reports the job it took (its signature checked by the caller)."""
+    from releases import audit
+    from releases.permissions import Actor
+
+    with transaction.atomic():
+        Rollout.objects.select_for_update().filter(pk=step.rollout_id).exists()  # as the reconciler: rollout first
+        step = RolloutStep.objects.select_for_update(of=("self",)).select_related(
+            "rollout__release__application").get(pk=step.pk)
+        if step.status != RolloutStep.Status.RUNNING:
+            return refused(409, "job_finished", f"Job #{step.pk} is {step.status}.")
+        now = timezone.now()
+        step.status = RolloutStep.Status.SUCCEEDED if succeeded else RolloutStep.Status.FAILED
+        step.finished_at = now
+        step.health = {"ok": bool(health.get("ok")) and succeeded, "detail": str(health.get("detail", ""))[:500]}
+        step.output = (step.output + output)[-RolloutStep.OUTPUT_LIMIT:]
+        checks = health_steps([(step, 0.0)], now) if succeeded else []
+        step.save(update_fields=["status", "finished_at", "health", "output"])
+        RolloutStep.objects.bulk_create(checks)
+        if succeeded and step.target_id:
+            Target.objects.filter(pk=step.target_id).update(version=step.version)
+        release = step.rollout.release
+        audit.record(Actor.system(), "rollout.step_reported", release, application=release.application,
+                     after={"step": step.pk, "target": step.target_name, "status": step.status},
+                     note="reported by the webhook receiver")
+        enqueue_advance(step.rollout_id)
+        publish_changed(step.rollout_id)
+    return 200, {"ok": True}

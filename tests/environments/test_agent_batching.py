@@ -11,7 +11,7 @@ import pytest
 from django.db import connection
 
 from environments import jobs
-from environments.jobs import Report, apply_reports, claim_jobs, release_jobs
+from environments.jobs import Report, do_apply_reports, do_claim_jobs, release_jobs
 from environments.models import Target
 from releases.models import ApiToken, Release, Rollout, RolloutStep
 from tests import factories
@@ -57,17 +57,17 @@ def test_claim_jobs_hands_each_target_its_first_pending_job(app, django_assert_m
     # Savepoint, candidates, lock, update, the releases' artifacts, release: the same six for three targets as for
     # a thousand.
     with django_assert_max_num_queries(6):
-        claimed = claim_jobs(t.pk for t in targets)
+        claimed = do_claim_jobs(t.pk for t in targets)
     assert {tid: job["id"] for tid, job in claimed.items()} == {t.pk: s.pk for t, s in zip(targets, steps, strict=True)}
     assert claimed[targets[0].pk]["version"] == "production-2.0"
     assert "command" not in json.dumps(claimed)  # a job names an artifact, never a command
     assert set(RolloutStep.objects.filter(pk__in=[s.pk for s in steps]).values_list("status", flat=True)) == {"running"}
     later.refresh_from_db()
     assert later.status == "pending"  # one job at a time per target
-    assert claim_jobs([targets[1].pk, targets[2].pk]) == {}
+    assert do_claim_jobs([targets[1].pk, targets[2].pk]) == {}
     # The revert is next for t0 once its deploy is settled.
     RolloutStep.objects.filter(pk=steps[0].pk).update(status="succeeded")
-    assert claim_jobs([targets[0].pk])[targets[0].pk]["id"] == later.pk
+    assert do_claim_jobs([targets[0].pk])[targets[0].pk]["id"] == later.pk
 
 
 def test_a_sweep_of_many_waiting_agents_claims_only_theirs(app, django_assert_max_num_queries):
@@ -81,7 +81,7 @@ def test_a_sweep_of_many_waiting_agents_claims_only_theirs(app, django_assert_ma
                                version="production-1.0")
     waiting = targets[:-5]  # five of them are not polling right now
     with django_assert_max_num_queries(6):
-        claimed = claim_jobs(t.pk for t in waiting)
+        claimed = do_claim_jobs(t.pk for t in waiting)
     assert {tid: job["id"] for tid, job in claimed.items()} == {t.pk: s.pk for t, s in zip(waiting, steps, strict=False)}
     assert set(RolloutStep.objects.filter(pk__in=[s.pk for s in steps[-5:] + other_steps])
                .values_list("status", flat=True)) == {"pending"}  # not waiting: left for later
@@ -89,16 +89,16 @@ def test_a_sweep_of_many_waiting_agents_claims_only_theirs(app, django_assert_ma
 
 def test_claim_jobs_skips_paused_and_finished_rollouts(app):
     _, _, targets, _ = fleet_with_rollout(app, 2, rollout_status="paused")
-    assert claim_jobs(t.pk for t in targets) == {}
+    assert do_claim_jobs(t.pk for t in targets) == {}
 
 
 def test_release_jobs_puts_unheard_jobs_back_in_the_queue(app):
     _, _, targets, steps = fleet_with_rollout(app, 1)
-    job = claim_jobs([targets[0].pk])[targets[0].pk]
+    job = do_claim_jobs([targets[0].pk])[targets[0].pk]
     release_jobs([job["id"]])
     steps[0].refresh_from_db()
     assert (steps[0].status, steps[0].started_at) == ("pending", None)
-    assert claim_jobs([targets[0].pk])[targets[0].pk]["id"] == job["id"]
+    assert do_claim_jobs([targets[0].pk])[targets[0].pk]["id"] == job["id"]
 
 
 # --- reports -----------------------------------------------------------------------------------
@@ -107,7 +107,7 @@ def test_apply_reports_answers_each_report_in_order(app, woken):
     _, rollout, targets, steps = fleet_with_rollout(app, 3)
     _, _, _, foreign = fleet_with_rollout(app, 1, env_name="staging", prefix="s")
     RolloutStep.objects.filter(rollout=rollout).update(status="running")
-    answers = apply_reports([
+    answers = do_apply_reports([
         report("tkey0", steps[0], version="2.0-custom"),
         report("nobody", steps[1]),             # unknown token
         report("tkey1", foreign[0]),            # another environment's job
@@ -128,11 +128,11 @@ def test_apply_reports_answers_each_report_in_order(app, woken):
 def test_the_reconciler_is_woken_by_the_last_report_of_a_wave_or_at_once_by_a_failure(app, woken):
     _, rollout, _, steps = fleet_with_rollout(app, 3)
     RolloutStep.objects.filter(rollout=rollout).update(status="running")
-    apply_reports([report("tkey0", steps[0])])
+    do_apply_reports([report("tkey0", steps[0])])
     assert woken == []
-    apply_reports([report("tkey1", steps[1], healthy=False)])
+    do_apply_reports([report("tkey1", steps[1], healthy=False)])
     assert woken == [rollout.pk]  # a revert must not wait for the rest of the wave
-    apply_reports([report("tkey2", steps[2])])
+    do_apply_reports([report("tkey2", steps[2])])
     assert woken == [rollout.pk, rollout.pk]
 
 
@@ -142,7 +142,7 @@ def test_a_wave_of_many_reports_costs_a_handful_of_queries(app, woken, django_as
     # Tokens, last seen, savepoint, rollouts, lock, steps, highest step number, one executemany, one insert of
     # the health steps, versions, open steps, release: the same for 60 reports as for one.
     with django_assert_max_num_queries(12):
-        answers = apply_reports([report(f"tkey{n}", step) for n, step in enumerate(steps)])
+        answers = do_apply_reports([report(f"tkey{n}", step) for n, step in enumerate(steps)])
     assert {status for status, _ in answers} == {200}
     assert RolloutStep.objects.filter(rollout=rollout, action="deploy", status="succeeded").count() == 60
     health = list(RolloutStep.objects.filter(rollout=rollout, action="health").order_by("index"))
@@ -173,7 +173,7 @@ def test_reports_finishing_a_wave_together_always_wake_the_reconciler(monkeypatc
         def send(n, steps=steps, barrier=barrier, attempt=attempt):
             barrier.wait()
             try:
-                return apply_reports([report(f"r{attempt}-key{n}", steps[n])])
+                return do_apply_reports([report(f"r{attempt}-key{n}", steps[n])])
             finally:
                 connection.close()
 

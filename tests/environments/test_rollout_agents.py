@@ -55,7 +55,8 @@ def fleet(slipway, tmp_path):
             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT))
         return agents[-1]
 
-    yield {"app": app, "env": env, "key": key, "start": start, "url": slipway.url, "dir": tmp_path}
+    yield {"app": app, "env": env, "key": key, "start": start, "url": slipway.url, "dir": tmp_path,
+           "server_log": slipway.log_path}
     for agent in agents:
         agent.terminate()
     for agent in agents:
@@ -70,6 +71,19 @@ def api(fleet, method, path, body=None):
                                      data=json.dumps(body).encode() if body is not None else None,
                                      headers={"Authorization": f"Bearer {fleet['key']}",
                                               "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
+
+
+def served(fleet, method, path, body=None, token=None):
+    """A request to the live server, where config.asgi routes agents' work and results to the lean app."""
+    request = urllib.request.Request(fleet["url"] + path, method=method,
+                                     data=json.dumps(body).encode() if body is not None else None,
+                                     headers={"Content-Type": "application/json",
+                                              **({"Authorization": f"Bearer {token}"} if token else {})})
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.loads(response.read() or b"null")
@@ -169,7 +183,7 @@ def test_agent_api_refuses_bad_input(fleet, client, caplog):
                      content_type="application/json")
     assert ok.status_code == 201
     token = ok.json()["agent_token"]
-    assert client.get("/api/v1/agent/work?wait=0", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert served(fleet, "GET", "/api/v1/agent/work?wait=0", token="wrong")[0] == 401
     assert client.post("/api/v1/agent/heartbeat", {}, content_type="application/json",
                        headers={"Authorization": "Bearer wrong"}).status_code == 401
     other = factories.EnvironmentFactory(application=fleet["app"], name="staging", position=0)
@@ -182,22 +196,20 @@ def test_agent_api_refuses_bad_input(fleet, client, caplog):
     step = RolloutStep.objects.create(rollout=rollout, index=1, target=foreign_target, target_name="stg-1",
                                       action="deploy", version="9.0.0")
     auth = {"Authorization": f"Bearer {token}"}
-    assert client.post(f"/api/v1/agent/jobs/{step.pk}/result", {"status": "succeeded"},
-                       content_type="application/json", headers=auth).status_code == 403
+    assert served(fleet, "POST", f"/api/v1/agent/jobs/{step.pk}/result", {"status": "succeeded"}, token)[0] == 403
     assert client.post(f"/api/v1/agent/jobs/{step.pk}/output", {"chunk": 5},
                        content_type="application/json", headers=auth).status_code in (400, 403)
-    assert client.get("/api/v1/agent/work?wait=abc", headers=auth).status_code == 400
-    bad_report = client.post(f"/api/v1/agent/jobs/{step.pk}/result", {"status": "done"},
-                             content_type="application/json", headers=auth)
-    assert bad_report.status_code == 400 and bad_report.json()["field"] == "status"
-    bad_seconds = client.post(f"/api/v1/agent/jobs/{step.pk}/result",
-                              {"status": "succeeded", "health": {"ok": True, "seconds": "slow"}},
-                              content_type="application/json", headers=auth)
-    assert bad_seconds.status_code == 400 and bad_seconds.json()["field"] == "health.seconds"
+    assert served(fleet, "GET", "/api/v1/agent/work?wait=abc", token=token)[0] == 400
+    status, bad_report = served(fleet, "POST", f"/api/v1/agent/jobs/{step.pk}/result", {"status": "done"}, token)
+    assert status == 400 and bad_report["field"] == "status"
+    status, bad_seconds = served(fleet, "POST", f"/api/v1/agent/jobs/{step.pk}/result",
+                                 {"status": "succeeded", "health": {"ok": True, "seconds": "slow"}}, token)
+    assert status == 400 and bad_seconds["field"] == "health.seconds"
     refusals = [r.getMessage() for r in caplog.records if r.name == "slipway.agent"]
     assert any("(401)" in m and "registration token" in m for m in refusals)  # every refusal is logged
-    assert any("(403)" in m and "another target" in m for m in refusals)
-    assert any("(400)" in m and "status" in m for m in refusals)
+    served_log = fleet["server_log"].read_text()  # work and results are served by the lean route only
+    assert "(403)" in served_log and "another target" in served_log
+    assert "(400)" in served_log and "status" in served_log
     step.refresh_from_db()
     assert step.status == "pending"  # nothing was written for any refused report
 

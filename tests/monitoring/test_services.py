@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from config.errors import Forbidden, Invalid
-from environments.jobs import Report, apply_reports
+from environments.jobs import Report, do_apply_reports
 from environments.models import Target
 from monitoring.models import ErrorCount, ErrorEvent, ErrorGroup, IngestKey, Sample
 from monitoring.parsing import error_from_json, parse_samples
@@ -135,7 +135,7 @@ def test_agents_health_checks_become_samples(app, production):
     rollout = Rollout.objects.create(release=release, targets=["web-3"], status="running")
     step = RolloutStep.objects.create(rollout=rollout, index=1, wave=0, target=target, target_name="web-3",
                                       action="deploy", version="2.0", status="running")
-    [(status, _)] = apply_reports([Report(key="k", step_id=step.pk, succeeded=True, healthy=False, detail="503",
+    [(status, _)] = do_apply_reports([Report(key="k", step_id=step.pk, succeeded=True, healthy=False, detail="503",
                                           version="2.0", output_tail="", health_seconds=0.25)])
     assert status == 200
     samples = {s.name: s for s in Sample.objects.all()}
