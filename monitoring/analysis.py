@@ -422,7 +422,7 @@ def judge(template: Mapping[str, Any], sources: Mapping[str, MetricSource], fetc
         verdict = judge_canary(judged, JudgeConfig(pass_threshold=template["pass_threshold"],
                                                    marginal_threshold=template["marginal_threshold"]))
         score = verdict.score
-        contributions.append((verdict.grade.value, f"canary judge {verdict.reason}"))
+        contributions.append((verdict.grade.value, f"canary judge: {verdict.reason.partition(': ')[2]}"))
         reasons.append(verdict.reason)
         for result in verdict.metrics:
             by_metric.setdefault(result.name, []).append(result.reason)
