@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
+from django.db.models.fields.json import KeyTransform
 
 from config.errors import Invalid
 from monitoring import prometheus
@@ -271,8 +272,9 @@ def read_pushed(selector: Selector, *, application_id: int, environment_id: int,
                                     version=version, timestamp__gte=start, timestamp__lte=end)
     if targets:
         samples = samples.filter(target__in=list(targets))
-    if selector.labels:
-        samples = samples.filter(labels__contains=dict(selector.labels))
+    for i, (key, value) in enumerate(selector.labels):
+        # A key transform, not labels__contains: SQLite (the embedded default) has no JSON containment.
+        samples = samples.alias(**{f"label_{i}": KeyTransform(key, "labels")}).filter(**{f"label_{i}": value})
     rows = list(samples.order_by("timestamp", "id").values_list("timestamp", "value")[:MAX_PUSHED_ROWS + 1])
     query = f"{shown}{where}"
     if not rows:

@@ -133,7 +133,7 @@ def test_an_unreachable_source_decides_by_on_missing_data(app, production, rule,
 
 
 class Sleepy(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):  # noqa: N802
+    def do_POST(self):
         time.sleep(6)
 
     def log_message(self, *args):

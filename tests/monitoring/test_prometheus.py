@@ -129,7 +129,7 @@ def http_server(handler_body):
     """A throwaway HTTP server on a free port; `handler_body(handler)` answers each request."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
+        def do_POST(self):
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
             handler_body(self)
 
