@@ -174,3 +174,17 @@ def test_runs_are_listed_by_release_with_measurements(writer, user, app, django_
     assert reader.get(f"{RUNS}?release=abc").status_code == 400
     assert reader.get(f"{RUNS}999999/").status_code == 404
     assert reader.get(RUNS).json()["count"] == 2
+
+
+def test_the_documented_template_is_accepted(writer, app, prom):
+    import json
+    import re
+    from pathlib import Path
+
+    MetricSource.objects.create(application=app, name="pushed", kind="pushed")
+    docs = Path(__file__).resolve().parents[2] / "docs" / "monitoring.md"
+    section = docs.read_text().split("## Writing an analysis template", 1)[1]
+    example = json.loads(re.search(r"```json\n(.*?)```", section, re.DOTALL).group(1))
+    response = writer.post(TEMPLATES, example, format="json")
+    assert response.status_code == 201, response.json()
+    assert [m["name"] for m in response.json()["metrics"]] == ["error_rate", "latency_p95", "throughput", "health_ok"]
