@@ -11,7 +11,7 @@ PYTHON ?= $(shell for p in $$HOME/.pyenv/versions/3.13.0/bin/python3 python3.13 
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/slipway
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: run test lint bench install chromium clean
+.PHONY: run test lint bench install chromium prometheus clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -n "$(PYTHON)" || { echo "Slipway needs Python 3.12 or newer (python3.13 or python3.12 on PATH)."; exit 1; }
@@ -36,7 +36,13 @@ chromium:
 		if [ "$$(id -u)" = 0 ]; then (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null; \
 		else echo "Install Chromium for the browser tests: sudo apt-get install chromium"; fi; }
 
-test: $(STAMP) chromium
+# The Prometheus client's tests start Debian's Prometheus server (a Go binary) on a free port; install it when missing.
+prometheus:
+	@command -v prometheus >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ]; then (apt-get update -qq && apt-get install -y -qq prometheus) >/dev/null; \
+		else echo "Install Prometheus for the monitoring client's tests: sudo apt-get install prometheus"; fi; }
+
+test: $(STAMP) chromium prometheus
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) SLIPWAY_DATA_DIR=$(CURDIR)/var/test \
 		SLIPWAY_FAST_PASSWORD_HASHING=1 \
 		$(PY) -m pytest $(PYTEST_ARGS)

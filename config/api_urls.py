@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from environments.api import views as environment_views
 from flags.api import views as flag_views
+from monitoring.api import analysis_views
 from monitoring.api import views as monitoring_views
 from releases.api import hook_views, member_views, rollout_views
 from releases.api import release_views as rv
@@ -70,6 +71,16 @@ urlpatterns = [
     path(app_prefix + "error-groups/", monitoring_views.ErrorGroupListView.as_view(), name="error-groups"),
     path(app_prefix + "metrics/", monitoring_views.MetricsView.as_view(), name="metrics"),
     path(app_prefix + "ingest-key/", monitoring_views.IngestKeyView.as_view(), name="ingest-key"),
+    path(app_prefix + "metric-sources/", analysis_views.MetricSourceListView.as_view(), name="metric-sources"),
+    path(app_prefix + "metric-sources/<slug:name>/", analysis_views.MetricSourceDetailView.as_view(),
+         name="metric-source"),
+    path(app_prefix + "analysis-templates/", analysis_views.AnalysisTemplateListView.as_view(),
+         name="analysis-templates"),
+    path(app_prefix + "analysis-templates/<slug:name>/", analysis_views.AnalysisTemplateDetailView.as_view(),
+         name="analysis-template"),
+    path(app_prefix + "analysis-runs/", analysis_views.AnalysisRunListView.as_view(), name="analysis-runs"),
+    path(app_prefix + "analysis-runs/<int:pk>/", analysis_views.AnalysisRunDetailView.as_view(),
+         name="analysis-run"),
     path("webhooks/github/<slug:slug>/", hook_views.GitHubWebhookView.as_view(), name="github-webhook"),
     path(app_prefix + "blockers/<int:pk>/resolve/", rv.BlockerResolveView.as_view(), name="blocker-resolve"),
 ]

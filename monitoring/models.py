@@ -129,3 +129,138 @@ class Sample(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}={self.value}"
+
+
+class MetricSource(models.Model):
+    """Where an analysis reads a metric: a Prometheus server, or the samples pushed to Slipway. The secret (a
+    bearer token or a basic-auth password) is stored to be sent, never shown: the API and audit say only whether
+    there is one."""
+
+    class Kind(models.TextChoices):
+        PROMETHEUS = "prometheus"
+        PUSHED = "pushed"
+
+    class Auth(models.TextChoices):
+        NONE = "none"
+        BEARER = "bearer"
+        BASIC = "basic"
+
+    class OnMissingData(models.TextChoices):
+        FAIL = "fail"
+        INCONCLUSIVE = "inconclusive"
+        PASS = "pass"  # the metric is left out
+
+    application = models.ForeignKey("releases.Application", on_delete=models.CASCADE, related_name="metric_sources")
+    name = models.SlugField(max_length=63)
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    url = models.CharField(max_length=500, blank=True, help_text="Prometheus' base URL (its /api/v1/ is below).")
+    auth = models.CharField(max_length=8, choices=Auth.choices, default=Auth.NONE)
+    username = models.CharField(max_length=200, blank=True)
+    secret = models.CharField(max_length=2000, blank=True, help_text="Bearer token or basic-auth password.")
+    timeout_seconds = models.FloatField(default=5.0)
+    on_missing_data = models.CharField(max_length=12, choices=OnMissingData.choices,
+                                       default=OnMissingData.INCONCLUSIVE)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["application", "name"], name="metricsource_unique_name")]
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AnalysisTemplate(models.Model):
+    """How to judge a version: metrics (source, query, direction, weight, optional threshold check), how long to
+    measure (`count` × `interval_seconds`) and the score thresholds. Reused across environments."""
+
+    application = models.ForeignKey("releases.Application", on_delete=models.CASCADE,
+                                    related_name="analysis_templates")
+    name = models.SlugField(max_length=63)
+    description = models.TextField(blank=True)
+    interval_seconds = models.PositiveIntegerField(default=60)
+    count = models.PositiveIntegerField(default=10)
+    pass_threshold = models.FloatField(default=95.0)
+    marginal_threshold = models.FloatField(default=75.0)
+    metrics = models.JSONField(default=list, help_text="Validated by monitoring.analysis.parse_metrics.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["application", "name"], name="analysistemplate_unique_name")]
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AnalysisRun(models.Model):
+    """One judgment of a canary version against a baseline over a window, with its verdict and reasons."""
+
+    class Verdict(models.TextChoices):
+        PASS = "pass"
+        MARGINAL = "marginal"
+        INCONCLUSIVE = "inconclusive"
+        FAIL = "fail"
+
+    class Status(models.TextChoices):
+        COMPLETE = "complete"  # every metric was measured
+        PARTIAL = "partial"  # some metrics had no data
+        NO_DATA = "no_data"  # none had
+
+    application = models.ForeignKey("releases.Application", on_delete=models.CASCADE, related_name="analysis_runs")
+    template = models.ForeignKey(AnalysisTemplate, on_delete=models.SET_NULL, null=True, blank=True,
+                                 related_name="runs")
+    template_name = models.CharField(max_length=63)
+    config = models.JSONField(default=dict, help_text="The template as it was judged.")
+    environment = models.ForeignKey("environments.Environment", on_delete=models.CASCADE, related_name="+")
+    release = models.ForeignKey("releases.Release", on_delete=models.SET_NULL, null=True, blank=True,
+                                related_name="analysis_runs")
+    rollout_id = models.PositiveBigIntegerField(null=True, blank=True)
+    canary_version = models.CharField(max_length=100)
+    baseline_version = models.CharField(max_length=100, blank=True)
+    canary_targets = models.JSONField(default=list, blank=True)
+    baseline_targets = models.JSONField(default=list, blank=True)
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField()
+    status = models.CharField(max_length=10, choices=Status.choices)
+    verdict = models.CharField(max_length=12, choices=Verdict.choices)
+    score = models.FloatField(null=True, blank=True, help_text="The canary judge's score; null when it did not run.")
+    reasons = models.JSONField(default=list, help_text="The verdict's reason first, then each metric's.")
+    duration_ms = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["application", "-id"], name="analysisrun_app_newest"),
+                   models.Index(fields=["release", "-id"], name="analysisrun_release_newest")]
+
+    def __str__(self) -> str:
+        return f"{self.template_name} {self.canary_version}: {self.verdict}"
+
+
+class AnalysisMeasurement(models.Model):
+    """One metric of a run: what was asked, what came back (summarised, raw values capped), and its outcome."""
+
+    MAX_VALUES = 2000
+
+    run = models.ForeignKey(AnalysisRun, on_delete=models.CASCADE, related_name="measurements")
+    position = models.PositiveSmallIntegerField()
+    metric = models.CharField(max_length=63)
+    source = models.CharField(max_length=63)
+    source_kind = models.CharField(max_length=12)
+    canary_query = models.TextField(blank=True)
+    baseline_query = models.TextField(blank=True)
+    outcome = models.CharField(max_length=12, help_text="pass, high, low, nodata, nodata_fail, missing or ignored.")
+    check_phase = models.CharField(max_length=12, blank=True, help_text="The threshold check's phase, if any.")
+    reason = models.TextField()
+    canary = models.JSONField(default=dict, help_text="count, mean, min, max and quantiles.")
+    baseline = models.JSONField(default=dict)
+    canary_values = models.JSONField(default=list, help_text="[epoch seconds, value] pairs, at most MAX_VALUES.")
+    baseline_values = models.JSONField(default=list)
+
+    class Meta:
+        ordering = ["run", "position"]
+
+    def __str__(self) -> str:
+        return f"{self.metric}: {self.outcome}"

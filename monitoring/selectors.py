@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import QuerySet, Sum
+from django.db.models import Prefetch, QuerySet, Sum
 
 from environments.models import Environment
-from monitoring.models import ErrorGroup, IngestKey
+from monitoring.models import AnalysisMeasurement, AnalysisRun, ErrorGroup, IngestKey
 from releases.models import Application
 
 
@@ -44,3 +44,23 @@ def error_groups(application: Application, *, environment: Environment | None = 
     if version is not None:
         groups = groups.filter(counts__version=version).annotate(version_count=Sum("counts__count"))
     return groups.order_by("-last_seen", "-id")
+
+
+def analysis_runs(application: Application, *, release_id: int | None = None,
+                  template: str | None = None) -> QuerySet[AnalysisRun]:
+    """Newest first, with environment and measurements (their raw values left unread): three queries a page."""
+    runs = AnalysisRun.objects.filter(application=application).select_related("environment")
+    if release_id is not None:
+        runs = runs.filter(release_id=release_id)
+    if template is not None:
+        runs = runs.filter(template_name=template)
+    measurements = AnalysisMeasurement.objects.defer("canary_values", "baseline_values").order_by("position")
+    return runs.prefetch_related(Prefetch("measurements", queryset=measurements)).order_by("-id")
+
+
+def analysis_run(application: Application, pk: int, *, with_values: bool = False) -> AnalysisRun | None:
+    measurements = AnalysisMeasurement.objects.order_by("position")
+    if not with_values:
+        measurements = measurements.defer("canary_values", "baseline_values")
+    return (AnalysisRun.objects.filter(application=application, pk=pk).select_related("environment")
+            .prefetch_related(Prefetch("measurements", queryset=measurements)).first())

@@ -1,4 +1,4 @@
-"""Writers for monitoring: ingest keys, error events, metric samples.
+"""Writers for monitoring: ingest keys, error events, metric samples, metric sources, analysis templates and runs.
 
 Ingestion is a system write at a high rate: errors (from the envelope route's batches, or the JSON endpoint),
 pushed samples and agents' health checks are each stored by one `do_*` in one transaction per batch, all of a
@@ -9,6 +9,7 @@ Creating and rotating an ingest key are audited like any other write.
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,12 +19,23 @@ import orjson
 from django.db import connection, transaction
 from django.utils import timezone
 
-from config.errors import Invalid
+from config.errors import Conflict, Invalid
 from environments.models import Environment
-from monitoring.models import ErrorCount, ErrorEvent, ErrorGroup, IngestKey, Sample
+from monitoring import analysis
+from monitoring.models import (
+    AnalysisMeasurement,
+    AnalysisRun,
+    AnalysisTemplate,
+    ErrorCount,
+    ErrorEvent,
+    ErrorGroup,
+    IngestKey,
+    MetricSource,
+    Sample,
+)
 from monitoring.parsing import ErrorIn, SampleIn
 from releases import audit
-from releases.models import Application
+from releases.models import Application, Release
 from releases.permissions import Actor, Permission, require
 
 FUTURE_SKEW = timedelta(minutes=1)  # a client clock further ahead than this is not believed
@@ -274,3 +286,184 @@ def _insert_samples(rows: list[tuple]) -> None:
     Sample.objects.bulk_create([
         Sample(application_id=a, environment_id=e, name=n, value=v, timestamp=t, version=ver, target=tg, labels=lb)
         for a, e, n, v, t, ver, tg, lb in rows], batch_size=CHUNK)
+
+
+# --- metric sources ----------------------------------------------------------------------------------------------
+
+def _source_fields(source: MetricSource) -> dict:
+    return {f: getattr(source, f) for f in analysis.SOURCE_FIELDS}
+
+
+@transaction.atomic(durable=True)
+def do_create_metric_source(actor: Actor, application: Application, data: dict) -> MetricSource:
+    """A new metric source (admins and release managers); audited without its secret."""
+    require(actor, Permission.MANAGE_ANALYSIS, application)
+    fields = analysis.parse_source(data)
+    Application.objects.select_for_update().get(pk=application.pk)  # two creations of one name: one after the other
+    if MetricSource.objects.filter(application=application, name=fields["name"]).exists():
+        raise Conflict(f"{application.slug} already has a metric source '{fields['name']}'.", field="name")
+    source = MetricSource.objects.create(application=application, **fields)
+    audit.record(actor, "metric_source.created", source, application=application, after=analysis.source_audit(fields))
+    return source
+
+
+@transaction.atomic(durable=True)
+def do_update_metric_source(actor: Actor, source: MetricSource, data: dict) -> MetricSource:
+    """Change a source; the secret stays unless a new one is given; a rename must keep templates' references."""
+    require(actor, Permission.MANAGE_ANALYSIS, source.application)
+    source = MetricSource.objects.select_for_update().select_related("application").get(pk=source.pk)
+    before = _source_fields(source)
+    fields = analysis.parse_source(data, current=before)
+    if fields["name"] != source.name:
+        if MetricSource.objects.filter(application=source.application_id, name=fields["name"]).exists():
+            raise Conflict(f"{source.application.slug} already has a metric source '{fields['name']}'.", field="name")
+        _refuse_if_used(source, "renamed")
+    if fields["kind"] != source.kind:
+        _refuse_if_used(source, "given another kind (its queries would not fit)")
+    for name, value in fields.items():
+        setattr(source, name, value)
+    source.save()
+    after = analysis.source_audit(fields)
+    if fields["secret"] != before["secret"]:
+        after["secret_changed"] = True
+    audit.record(actor, "metric_source.updated", source, application=source.application,
+                 before=analysis.source_audit(before), after=after)
+    return source
+
+
+@transaction.atomic(durable=True)
+def do_delete_metric_source(actor: Actor, source: MetricSource) -> None:
+    """Delete a source no template uses."""
+    require(actor, Permission.MANAGE_ANALYSIS, source.application)
+    source = MetricSource.objects.select_for_update().select_related("application").get(pk=source.pk)
+    _refuse_if_used(source, "deleted")
+    audit.record(actor, "metric_source.deleted", source, application=source.application,
+                 before=analysis.source_audit(_source_fields(source)))
+    source.delete()
+
+
+def _refuse_if_used(source: MetricSource, what: str) -> None:
+    users = [t.name for t in AnalysisTemplate.objects.filter(application=source.application_id).order_by("name")
+             if any(m["source"] == source.name for m in t.metrics)]
+    if users:
+        raise Conflict(f"Metric source '{source.name}' is used by template{'s' if len(users) > 1 else ''} "
+                       f"{', '.join(users)}: it cannot be {what}.", extra={"templates": users})
+
+
+# --- analysis templates ------------------------------------------------------------------------------------------
+
+def _sources(application_id: int) -> dict[str, MetricSource]:
+    return {s.name: s for s in MetricSource.objects.filter(application_id=application_id)}
+
+
+def _template_fields(template: AnalysisTemplate) -> dict:
+    return {f: getattr(template, f) for f in analysis.TEMPLATE_FIELDS}
+
+
+@transaction.atomic(durable=True)
+def do_create_analysis_template(actor: Actor, application: Application, data: dict) -> AnalysisTemplate:
+    """A new analysis template, checked whole (400 naming the field, e.g. `metrics[2].success_condition`)."""
+    require(actor, Permission.MANAGE_ANALYSIS, application)
+    Application.objects.select_for_update().get(pk=application.pk)
+    fields = analysis.parse_template(data, sources=_sources(application.pk))
+    if AnalysisTemplate.objects.filter(application=application, name=fields["name"]).exists():
+        raise Conflict(f"{application.slug} already has an analysis template '{fields['name']}'.", field="name")
+    template = AnalysisTemplate.objects.create(application=application, **fields)
+    audit.record(actor, "analysis_template.created", template, application=application, after=fields)
+    return template
+
+
+@transaction.atomic(durable=True)
+def do_update_analysis_template(actor: Actor, template: AnalysisTemplate, data: dict) -> AnalysisTemplate:
+    """Change a template (fields given replace the saved ones; `metrics` is replaced whole), checked whole."""
+    require(actor, Permission.MANAGE_ANALYSIS, template.application)
+    template = AnalysisTemplate.objects.select_for_update().select_related("application").get(pk=template.pk)
+    before = _template_fields(template)
+    fields = analysis.parse_template(data, sources=_sources(template.application_id), current=before)
+    if fields["name"] != template.name and AnalysisTemplate.objects.filter(
+            application=template.application_id, name=fields["name"]).exists():
+        raise Conflict(f"{template.application.slug} already has an analysis template '{fields['name']}'.",
+                       field="name")
+    for name, value in fields.items():
+        setattr(template, name, value)
+    template.save()
+    audit.record(actor, "analysis_template.updated", template, application=template.application,
+                 before=before, after=fields)
+    return template
+
+
+@transaction.atomic(durable=True)
+def do_delete_analysis_template(actor: Actor, template: AnalysisTemplate) -> None:
+    """Delete a template; its past runs stay, with its name and the configuration they were judged with."""
+    require(actor, Permission.MANAGE_ANALYSIS, template.application)
+    template = AnalysisTemplate.objects.select_for_update().select_related("application").get(pk=template.pk)
+    audit.record(actor, "analysis_template.deleted", template, application=template.application,
+                 before=_template_fields(template))
+    template.delete()
+
+
+# --- analysis runs -----------------------------------------------------------------------------------------------
+
+def do_run_analysis(template: AnalysisTemplate, *, environment: Environment, canary_version: str,
+                    baseline_version: str | None, started_at: datetime, ended_at: datetime,
+                    canary_targets: Sequence[str] = (), baseline_targets: Sequence[str] = (),
+                    release: Release | None = None, rollout_id: int | None = None,
+                    actor: Actor | None = None) -> AnalysisRun:
+    """Measure every metric of the template for canary and baseline, judge them and store the run with its
+    measurements and an audit event, in one transaction after all fetching (no network call holds it open).
+
+    Never hangs on a source: each Prometheus query is bounded by its source's timeout, and a source without
+    data decides by its `on_missing_data`. Without `baseline_version`, only threshold checks judge.
+    """
+    actor = actor or Actor.system()
+    clock = time.monotonic()
+    if environment.application_id != template.application_id:
+        raise Invalid(f"{environment.name} is not an environment of this template's application.", field="environment")
+    if ended_at <= started_at:
+        raise Invalid("The window ends after it starts.", field="ended_at")
+    if rollout_id is not None and release is None:
+        from releases.models import Rollout
+
+        release = Release.objects.filter(pk=Rollout.objects.filter(pk=rollout_id).values("release_id")[:1]).first()
+    config = _template_fields(template)
+    sources = _sources(template.application_id)
+    lost = [m["source"] for m in config["metrics"] if m["source"] not in sources]
+    if lost:
+        raise Invalid(f"Template {template.name} names metric sources that no longer exist: {', '.join(lost)}.",
+                      field="template")
+    sides = {"canary": analysis.Side(version=canary_version, targets=tuple(canary_targets))}
+    if baseline_version:
+        sides["baseline"] = analysis.Side(version=baseline_version, targets=tuple(baseline_targets))
+    window = analysis.Window(application_id=template.application_id, environment_id=environment.pk,
+                             environment=environment.name, start=started_at, end=ended_at,
+                             step=float(template.interval_seconds))
+    fetched = analysis.fetch_all(config["metrics"], sources, sides, window)
+    outcome = analysis.judge(config, sources, fetched, compare=bool(baseline_version))
+    return _store_run(actor, template, config, outcome, environment=environment, release=release,
+                      rollout_id=rollout_id, canary_version=canary_version, baseline_version=baseline_version or "",
+                      canary_targets=list(canary_targets), baseline_targets=list(baseline_targets),
+                      started_at=started_at, ended_at=ended_at,
+                      duration_ms=int((time.monotonic() - clock) * 1000))
+
+
+@transaction.atomic(durable=True)
+def _store_run(actor: Actor, template: AnalysisTemplate, config: dict, outcome: analysis.Outcome, *,
+               duration_ms: int, **fields) -> AnalysisRun:
+    run = AnalysisRun.objects.create(application_id=template.application_id, template=template,
+                                     template_name=template.name, config=config, status=outcome.status,
+                                     verdict=outcome.verdict, score=outcome.score, reasons=list(outcome.reasons),
+                                     duration_ms=min(duration_ms, 2**31 - 1), **fields)
+    limit = AnalysisMeasurement.MAX_VALUES
+    AnalysisMeasurement.objects.bulk_create([
+        AnalysisMeasurement(run=run, position=i, metric=m.name, source=m.source, source_kind=m.source_kind,
+                            canary_query=m.canary.query, baseline_query=m.baseline.query if m.baseline else "",
+                            outcome=m.outcome, check_phase=m.check_phase, reason=m.reason,
+                            canary=analysis.summary(m.canary), baseline=analysis.summary(m.baseline),
+                            canary_values=analysis.capped(m.canary, limit),
+                            baseline_values=analysis.capped(m.baseline, limit))
+        for i, m in enumerate(outcome.metrics)])
+    audit.record(actor, "analysis_run.completed", run, application=run.application,
+                 after={"template": template.name, "verdict": run.verdict, "score": run.score,
+                        "canary_version": run.canary_version, "baseline_version": run.baseline_version},
+                 note=outcome.reasons[0][:500])
+    return run

@@ -33,6 +33,7 @@ class Permission(enum.StrEnum):
     EDIT_FLAGS = "edit_flags"
     WRITE_METRICS = "write_metrics"
     MANAGE_MEMBERS = "manage_members"
+    MANAGE_ANALYSIS = "manage_analysis"  # metric sources and analysis templates
     ADMIN = "admin"
 
 
@@ -42,7 +43,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     Role.VIEWER: frozenset({Permission.VIEW, Permission.READ_FLAGS}),
     Role.DEVELOPER: frozenset(_DEVELOPER),
     Role.RELEASE_MANAGER: frozenset(_DEVELOPER | {Permission.APPROVE_FOR_OTHERS, Permission.LOCK, Permission.ROLLBACK,
-                                                  Permission.MANAGE_MEMBERS}),
+                                                  Permission.MANAGE_MEMBERS, Permission.MANAGE_ANALYSIS}),
     Role.FLAG_EDITOR: frozenset({Permission.VIEW, Permission.READ_FLAGS, Permission.EDIT_FLAGS}),
     Role.ADMIN: frozenset(Permission),
 }
@@ -61,6 +62,7 @@ PERMISSION_SCOPE: dict[Permission, str] = {
     Permission.EDIT_FLAGS: Scope.FLAGS_WRITE,
     Permission.WRITE_METRICS: Scope.METRICS_WRITE,
     Permission.MANAGE_MEMBERS: Scope.ADMIN,
+    Permission.MANAGE_ANALYSIS: Scope.RELEASES_WRITE,
     Permission.ADMIN: Scope.ADMIN,
 }
 READ_PERMISSIONS = frozenset({Permission.VIEW, Permission.READ_FLAGS})
@@ -74,6 +76,7 @@ ROLE_LABELS = {
     Permission.ADMIN: "admin",
     Permission.EDIT_FLAGS: "flag editor",
     Permission.MANAGE_MEMBERS: "admin or release manager",
+    Permission.MANAGE_ANALYSIS: "admin or release manager",
 }
 
 

@@ -1,0 +1,332 @@
+"""The Prometheus client: escaping (property tests), failures as "no data" with a reason, and a real server."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from monitoring.prometheus import (
+    PrometheusConfig,
+    QueryInvalid,
+    check_query_template,
+    escape_regex,
+    query,
+    query_range,
+    render_query,
+)
+
+# --------------------------------------------------------------------------- escaping
+
+
+def go_unquote_prefix(text: str) -> tuple[str, int]:
+    """Read a double-quoted PromQL string at the start of `text` the way Prometheus' lexer does (Go escapes; a raw
+    newline or U+FFFD is an error): its value and where it ends."""
+    assert text[0] == '"'
+    out, i = [], 1
+    simple = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\", '"': '"'}
+    while True:
+        char = text[i]
+        if char == '"':
+            return "".join(out), i + 1
+        if char in "\n\ufffd":
+            raise ValueError(f"lexer error at {i}")
+        if char != "\\":
+            out.append(char)
+            i += 1
+            continue
+        kind = text[i + 1]
+        if kind in simple:
+            out.append(simple[kind])
+            i += 2
+        elif kind in "uU":
+            width = 4 if kind == "u" else 8
+            code = int(text[i + 2:i + 2 + width], 16)
+            assert not 0xD800 <= code < 0xE000 and code <= 0x10FFFF
+            out.append(chr(code))
+            i += 2 + width
+        else:
+            raise ValueError(f"bad escape \\{kind}")
+
+
+@given(st.text(max_size=50))
+def test_a_version_cannot_leave_its_string(version):
+    rendered = render_query('rate(http_errors{version="{{version}}", env="{{environment}}"}[1m])',
+                            version=version, environment="prod")
+    assert rendered.startswith('rate(http_errors{version="')
+    value, end = go_unquote_prefix(rendered[len('rate(http_errors{version='):])
+    assert value == version
+    assert rendered[len('rate(http_errors{version='):][end:] == ', env="prod"}[1m])'
+
+
+@given(st.lists(st.text(min_size=1, max_size=20), max_size=5))
+def test_targets_become_a_regex_matching_exactly_them(targets):
+    rendered = render_query('up{instance=~"{{target}}"}', version="", environment="", targets=targets)
+    value, end = go_unquote_prefix(rendered[len("up{instance=~"):])
+    assert rendered[len("up{instance=~"):][end:] == "}"
+    pattern = re.compile(value, re.DOTALL)  # RE2 and Python agree on these escapes
+    for target in targets:
+        assert pattern.fullmatch(target)
+    if targets:
+        assert not pattern.fullmatch("".join(targets) + "x")
+
+
+def test_no_target_matches_every_series():
+    assert render_query('up{instance=~"{{target}}"}', version="", environment="") == 'up{instance=~".*"}'
+
+
+@given(st.text(max_size=30))
+def test_escape_regex_is_literal(text):
+    assert re.fullmatch(escape_regex(text), text, re.DOTALL)
+
+
+def test_the_classic_break_out_stays_a_string():
+    assert render_query('up{version="{{version}}"}', version='1.4.0"} or vector(1) #', environment="") == \
+        'up{version="1.4.0\\"} or vector(1) #"}'
+
+
+@pytest.mark.parametrize(("template", "message", "position"), [
+    ("up{version={{version}}}", "must stand inside double quotes", 11),
+    ("up{version='{{version}}'}", "must stand inside double quotes", 12),
+    ('up{version="{{release}}"}', "unknown placeholder", 12),
+    ('up{version="{{version}}}', "not closed", 11),
+    ("", "required", 0),
+])
+def test_unsafe_templates_are_refused_with_the_position(template, message, position):
+    with pytest.raises(QueryInvalid) as refused:
+        check_query_template(template)
+    assert message in str(refused.value) and refused.value.position == position
+
+
+def test_placeholders_in_comments_are_ignored():
+    assert check_query_template('up{v="{{version}}"} # not {{target}}') == {"version"}
+
+
+# --------------------------------------------------------------------------- failures
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def http_server(handler_body):
+    """A throwaway HTTP server on a free port; `handler_body(handler)` answers each request."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            handler_body(self)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def answer(status, body):
+    def respond(handler):
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+    return respond
+
+
+def fetch(url, timeout=2.0, **auth):
+    return query_range(PrometheusConfig(url=url, timeout=timeout, **auth), "up", start=1_700_000_000,
+                       end=1_700_000_600, step=60)
+
+
+def test_connection_refused_is_no_data_with_the_reason():
+    url = f"http://127.0.0.1:{free_port()}"
+    got = fetch(url)
+    assert got.missing == f"prometheus at {url}: connection refused" and got.values == []
+
+
+def test_a_slow_server_times_out_in_time():
+    def sleepy(handler):
+        time.sleep(5)
+
+    with http_server(sleepy) as url:
+        began = time.monotonic()
+        got = fetch(url, timeout=0.5)
+        took = time.monotonic() - began
+    assert got.missing == f"prometheus at {url}: timed out after 0.5 s"
+    assert took < 1.0
+
+
+def test_a_trickling_server_cannot_stretch_the_timeout():
+    def trickle(handler):
+        handler.send_response(200)
+        handler.send_header("Content-Length", "1000")
+        handler.end_headers()
+        for _ in range(100):
+            handler.wfile.write(b" ")
+            handler.wfile.flush()
+            time.sleep(0.1)
+
+    with http_server(trickle) as url:
+        began = time.monotonic()
+        got = fetch(url, timeout=0.5)
+        assert time.monotonic() - began < 1.0
+    assert "timed out after 0.5 s" in got.missing
+
+
+@pytest.mark.parametrize(("status", "body", "reason"), [
+    (503, b"overloaded", "HTTP 503"),
+    (400, {"status": "error", "errorType": "bad_data", "error": "parse error at char 3"},
+     "HTTP 400, status: error (bad_data: parse error at char 3)"),
+    (200, {"status": "error", "errorType": "timeout", "error": "query timed out"},
+     "status: error (timeout: query timed out)"),
+    (200, {"status": "success", "data": {"resultType": "matrix", "result": []}}, "no series matched"),
+    (200, {"status": "success", "data": {"resultType": "matrix", "result": [
+        {"metric": {}, "values": [[1, "NaN"], [2, "NaN"], [3, "+Inf"]]}]}}, "only NaN or infinite values (3)"),
+    (200, b"<html>", "the answer is not JSON from Prometheus' API"),
+    (200, {"status": "success", "data": {"resultType": "string", "result": [1, "x"]}}, "unexpected result type 'string'"),
+])
+def test_failures_are_no_data_with_the_reason(status, body, reason):
+    with http_server(answer(status, body)) as url:
+        got = fetch(url)
+    assert got.missing == f"prometheus at {url}: {reason}" and got.points == ()
+
+
+def test_matrix_vector_and_scalar_are_read_and_nan_dropped():
+    matrix = {"status": "success", "data": {"resultType": "matrix", "result": [
+        {"metric": {"instance": "a"}, "values": [[2, "0.5"], [1, "NaN"]]},
+        {"metric": {"instance": "b"}, "values": [[1, "1e-3"]]}]}}
+    with http_server(answer(200, matrix)) as url:
+        got = fetch(url)
+    assert got.missing is None and got.points == ((1.0, 0.001), (2.0, 0.5)) and got.series == 2 and got.dropped == 1
+    vector = {"status": "success", "data": {"resultType": "vector", "result": [{"metric": {}, "value": [5, "7"]}]}}
+    with http_server(answer(200, vector)) as url:
+        assert query(PrometheusConfig(url=url), "up").points == ((5.0, 7.0),)
+    scalar = {"status": "success", "data": {"resultType": "scalar", "result": [5, "3"]}}
+    with http_server(answer(200, scalar)) as url:
+        assert query(PrometheusConfig(url=url), "up").values == [3.0]
+
+
+def test_credentials_are_sent_and_never_shown():
+    seen = {}
+
+    def record(handler):
+        seen["authorization"] = handler.headers.get("Authorization")
+        answer(401, b"no")(handler)
+
+    with http_server(record) as url:
+        got = fetch(url, bearer_token="s3cret-token")
+    assert seen["authorization"] == "Bearer s3cret-token"
+    assert "s3cret" not in got.missing and got.missing.endswith("HTTP 401")
+    with http_server(record) as url:
+        fetch(url, username="ops", password="hunter2")
+    assert seen["authorization"].startswith("Basic ")
+
+
+# --------------------------------------------------------------------------- a real Prometheus
+
+
+def _prometheus_binary() -> str | None:
+    return shutil.which("prometheus")
+
+
+@pytest.fixture(scope="module")
+def real_prometheus():
+    """Debian's Prometheus on a free port, scraping an exporter served here with prometheus_client every second."""
+    binary = _prometheus_binary()
+    if binary is None:
+        if os.geteuid() == 0:
+            pytest.fail("prometheus is not installed: `make test` installs it (apt-get install prometheus)")
+        pytest.skip("needs Debian's prometheus binary (apt-get install prometheus; `make test` does it as root)")
+    from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+
+    registry = CollectorRegistry()
+    requests = Counter("shop_requests", "Requests served.", ["version"], registry=registry)
+    latency = Gauge("shop_latency_ms", "Latency.", ["version"], registry=registry)
+    latency.labels(version="1.4.0").set(120)
+    latency.labels(version="1.5.0").set(480)
+    requests.labels(version="1.4.0").inc(10)
+    exporter, exporter_thread = start_http_server(0, addr="127.0.0.1", registry=registry)
+    exporter_port = exporter.server_address[1]
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="slipway-prometheus-") as tmp:
+        config = Path(tmp, "prometheus.yml")
+        config.write_text(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+            f"scrape_configs:\n  - job_name: shop\n    static_configs:\n      - targets: ['127.0.0.1:{exporter_port}']\n")
+        process = subprocess.Popen(
+            [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp}/data",
+             f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 30
+            while True:  # wait until samples of both versions are in
+                got = query(PrometheusConfig(url=url, timeout=1), "shop_latency_ms")
+                if got.missing is None and got.series == 2:
+                    break
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"Prometheus did not scrape in 30 s: {got.missing}; "
+                                f"{process.stderr.read().decode()[-2000:] if process.poll() is not None else ''}")
+                time.sleep(0.3)
+            yield url
+        finally:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+            exporter.shutdown()
+
+
+@pytest.mark.slow
+def test_real_prometheus_query_range_per_version(real_prometheus):
+    time.sleep(2)  # a few scrapes
+    now = time.time()
+    config = PrometheusConfig(url=real_prometheus, timeout=5)
+    template = 'max(shop_latency_ms{version="{{version}}", job="shop", instance=~"{{target}}"})'
+    canary = query_range(config, render_query(template, version="1.5.0", environment="production"),
+                         start=now - 30, end=now, step=1)
+    baseline = query_range(config, render_query(template, version="1.4.0", environment="production"),
+                           start=now - 30, end=now, step=1)
+    assert canary.missing is None and baseline.missing is None
+    assert set(canary.values) == {480.0} and set(baseline.values) == {120.0}
+    assert len(canary.values) >= 2
+    gone = query_range(config, render_query(template, version="9.9.9", environment="production"),
+                       start=now - 30, end=now, step=1)
+    assert gone.missing == f"prometheus at {real_prometheus}: no series matched"
+    broken = query(config, "sum(")
+    assert broken.missing.startswith(f"prometheus at {real_prometheus}: HTTP 400, status: error (bad_data:")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("version", ['1.4.0"} or vector(1) #', "tab\there", "new\nline", "back\\slash\\",
+                                     "ünï \u2028 \ufffd 🚀", "{{version}}", "'"])
+def test_real_prometheus_reads_escaped_values_back(real_prometheus, version):
+    promql = render_query('label_replace(vector(1), "v", "{{version}}", "", "")', version=version, environment="")
+    got = query(PrometheusConfig(url=real_prometheus, timeout=5), promql)
+    assert got.missing is None and got.labels == ({"v": version},)
