@@ -49,6 +49,7 @@ test: $(STAMP) chromium prometheus
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 
 bench: $(STAMP)
 	DATABASE_URL= $(PY) bench/run.py

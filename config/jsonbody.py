@@ -146,7 +146,7 @@ def _clean_strings(value: Any, replace_nul: bool) -> Any:
                 item = clean(item)
             elif isinstance(item, list | dict):
                 stack.append(item)
-            container[clean(key) if isinstance(key, str) else key] = item
+            container[clean(key) if isinstance(key, str) else key] = item  # type: ignore[index]
     return value
 
 

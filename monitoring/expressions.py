@@ -194,7 +194,7 @@ class _Parser:
         while self.accept("||") is not None:
             left = self.expect_kind(node, "bool", "`or`")
             right = self.expect_kind(self.conjunction(), "bool", "`or`")
-            node = _Node("bool", left.position, lambda v, a=left.run, b=right.run: bool(a(v)) or bool(b(v)))
+            node = _Node("bool", left.position, lambda v, a=left.run, b=right.run: bool(a(v)) or bool(b(v)))  # type: ignore[misc]  # a closure over its defaults
         return node
 
     def conjunction(self) -> _Node:
@@ -202,7 +202,7 @@ class _Parser:
         while self.accept("&&") is not None:
             left = self.expect_kind(node, "bool", "`and`")
             right = self.expect_kind(self.negation(), "bool", "`and`")
-            node = _Node("bool", left.position, lambda v, a=left.run, b=right.run: bool(a(v)) and bool(b(v)))
+            node = _Node("bool", left.position, lambda v, a=left.run, b=right.run: bool(a(v)) and bool(b(v)))  # type: ignore[misc]  # a closure over its defaults
         return node
 
     def negation(self) -> _Node:
@@ -212,7 +212,7 @@ class _Parser:
                 raise self.error("expression nested too deeply")
             inner = self.expect_kind(self.negation(), "bool", "`not`")
             self.depth -= 1
-            return _Node("bool", op.position, lambda v, a=inner.run: not a(v))
+            return _Node("bool", op.position, lambda v, a=inner.run: not a(v))  # type: ignore[misc]  # a closure over its defaults
         return self.comparison()
 
     def comparison(self) -> _Node:
@@ -224,7 +224,7 @@ class _Parser:
         if self.token.kind == "op" and self.token.text in _COMPARISONS:
             raise self.error("one comparison at a time: write `a < b and b < c`")
         compare = _COMPARISONS[op.text]
-        return _Node("bool", left.position, lambda v, a=left.run, b=right.run: compare(a(v), b(v)))
+        return _Node("bool", left.position, lambda v, a=left.run, b=right.run: compare(a(v), b(v)))  # type: ignore[misc]  # a closure over its defaults
 
     def sum(self) -> _Node:
         node = self.product()
@@ -242,7 +242,7 @@ class _Parser:
         self.expect_kind(left, "number", f"`{op.text}`")
         self.expect_kind(right, "number", f"`{op.text}`")
         apply = _ARITHMETIC[op.text]
-        return _Node("number", left.position, lambda v, a=left.run, b=right.run: apply(a(v), b(v)))
+        return _Node("number", left.position, lambda v, a=left.run, b=right.run: apply(a(v), b(v)))  # type: ignore[misc]  # a closure over its defaults
 
     def unary(self) -> _Node:
         if (op := self.accept("-")) is not None:
@@ -251,7 +251,7 @@ class _Parser:
                 raise self.error("expression nested too deeply")
             inner = self.expect_kind(self.unary(), "number", "`-`")
             self.depth -= 1
-            return _Node("number", op.position, lambda v, a=inner.run: -a(v))
+            return _Node("number", op.position, lambda v, a=inner.run: -a(v))  # type: ignore[misc]  # a closure over its defaults
         return self.atom()
 
     def atom(self) -> _Node:

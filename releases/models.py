@@ -169,7 +169,7 @@ class Scope(models.TextChoices):
 
 
 # Writing implies reading the same things; approving implies reading what you approve.
-IMPLIED_BY = {Scope.RELEASES_READ: {Scope.RELEASES_WRITE, Scope.APPROVALS_WRITE}, Scope.FLAGS_READ: {Scope.FLAGS_WRITE}}
+IMPLIED_BY: dict[str, set[str]] = {Scope.RELEASES_READ: {Scope.RELEASES_WRITE, Scope.APPROVALS_WRITE}, Scope.FLAGS_READ: {Scope.FLAGS_WRITE}}
 
 
 class ApiToken(models.Model):
@@ -202,7 +202,7 @@ class ApiToken(models.Model):
     def has_scope(self, scope: str) -> bool:
         if scope in self.scopes or Scope.ADMIN in self.scopes:
             return True
-        return any(implier in self.scopes for implier in IMPLIED_BY.get(scope, ()))
+        return any(implier in self.scopes for implier in IMPLIED_BY.get(scope, set()))
 
 
 class AuditEvent(models.Model):

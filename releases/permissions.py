@@ -15,7 +15,7 @@ from releases.exceptions import NotPermitted
 from releases.models import ApiToken, Application, Membership, Role, Scope
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser
+    from django.contrib.auth.models import User
 
     from environments.models import Environment
 
@@ -82,7 +82,7 @@ ROLE_LABELS = {
 
 @dataclass(frozen=True, slots=True)
 class Actor:
-    user: AbstractBaseUser | None
+    user: User | None
     token: ApiToken | None = None
 
     @classmethod

@@ -140,11 +140,12 @@ def _compile_flag(
                     return False
         else:
             conditions = segments[rule.segment] if rule.segment is not None else rule.conditions
-            matcher = _all_of(tuple(_compile_condition(c) for c in conditions))
+            matcher = _all_of(tuple(_compile_condition(c) for c in conditions))  # type: ignore[assignment]
         if rule.variant is not None:
             rules.append((matcher, _resolution(flag, rule.variant, Reason.TARGETING_MATCH, rule=index), None))
         else:
             bucket_by = rule.bucket_by or flag.bucket_by
+            assert rule.split is not None  # validation: a rule serves a variant or a split
             split = _compile_split(flag, rule.split, bucket_by, Reason.SPLIT, _missing_key(flag, bucket_by), rule=index)
             rules.append((matcher, None, split))
     rule_table = tuple(rules)
@@ -203,7 +204,7 @@ def _compile_flag(
                 return failed
         for match, resolution, split in rule_table:
             if match(ctx):
-                return resolution if resolution is not None else split(ctx)
+                return resolution if resolution is not None else split(ctx)  # type: ignore[misc]
         return fallthrough(ctx)
 
     return evaluate_flag
