@@ -36,7 +36,6 @@ from releases.models import (
     identity_validator,
 )
 from releases.permissions import Actor, Permission, can, require, visible_applications
-from releases.planning import slots
 from releases.promotions import do_decide, do_lock, do_rollback, do_unlock
 from releases.rollouts import do_control_rollout
 from releases.services import (
@@ -293,27 +292,16 @@ def environment_detail(request: HttpRequest, slug: str, name: str) -> HttpRespon
                                     application__slug=slug, name=name)
     require(Actor(request.user), Permission.VIEW, environment.application)
     history = list(selectors.releases_of(environment.application).filter(environment=environment)[:50])
+    targets, blue_green = selectors.targets_with_slots(environment)
     context = {
         "environment": environment, "history": history,
         "rollback_targets": list(selectors.rollback_candidates(environment)[:20]),
         "locks": environment.locks.filter(released_at__isnull=True).select_related("locked_by"),
         "can_rollback": can(Actor(request.user), Permission.ROLLBACK, environment.application, environment),
-        **_targets_with_slots(environment),
+        "targets": targets, "blue_green": blue_green,
         "slipway_url": settings.SLIPWAY_BASE_URL.rstrip("/"),
     }
     return render(request, "dashboard/environment.html", context)
-
-
-def _targets_with_slots(environment: Environment) -> dict:
-    """The hosts; for blue/green also each one's slot, as the planner splits them (by name), and whether it is live."""
-    targets = list(selectors.targets_of(environment))
-    blue_green = (environment.strategy or {}).get("kind") == "blue_green" and len(targets) >= 2
-    if blue_green:
-        blue = set(slots([t.name for t in targets])["blue"])
-        for target in targets:
-            target.slot = "blue" if target.name in blue else "green"
-            target.live = target.slot == environment.live_slot
-    return {"targets": targets, "blue_green": blue_green}
 
 
 @login_required

@@ -135,6 +135,11 @@ class BlueGreen:
         return "green" if self.live == "blue" else "blue"
 
 
+def uses_blue_green(strategy: Mapping[str, Any] | None, target_count: int) -> bool:
+    """Blue/green needs two slots: with fewer than two targets the environment deploys as usual."""
+    return (strategy or {}).get("kind") == "blue_green" and target_count >= 2
+
+
 def slots(targets: Sequence[str]) -> dict[str, tuple[str, ...]]:
     """Blue/green's slots: the first half of the targets (rounded up) is blue, the rest green."""
     half = math.ceil(len(targets) / 2)

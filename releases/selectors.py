@@ -234,3 +234,18 @@ def members_of(application: Application) -> QuerySet[Membership]:
 def usernames(limit: int = 1000) -> list[str]:
     """Active usernames for the members page's suggestions."""
     return list(User.objects.filter(is_active=True).order_by(Lower("username")).values_list("username", flat=True)[:limit])
+
+
+def targets_with_slots(environment: Environment) -> tuple[list, bool]:
+    """The environment's hosts (as `targets_of`), and whether it deploys blue/green; then each host carries its
+    `slot` (as the planner splits them, by name) and whether that slot is `live`. One query."""
+    from releases.planning import slots, uses_blue_green
+
+    targets = list(targets_of(environment))
+    blue_green = uses_blue_green(environment.strategy, len(targets))
+    if blue_green:
+        blue = set(slots([t.name for t in targets])["blue"])
+        for target in targets:
+            target.slot = "blue" if target.name in blue else "green"
+            target.live = target.slot == environment.live_slot
+    return targets, blue_green

@@ -35,6 +35,7 @@ from releases.planning import (
     next_action,
     record,
     slots,
+    uses_blue_green,
 )
 from releases.rollouts.common import (
     ACTIVE,
@@ -62,7 +63,7 @@ def start_rollout(release: Release) -> Rollout | None:
     if not targets:
         return None
     strategy = release.strategy or environment.strategy or {"kind": "cautious"}
-    blue_green = strategy.get("kind") == "blue_green" and len(targets) >= 2
+    blue_green = uses_blue_green(strategy, len(targets))
     if release.kind == Release.Kind.ROLLBACK:
         if blue_green and _idle_slot_runs(environment, targets, release.artifact.version):
             strategy = {"kind": "blue_green", "live": environment.live_slot, "switch_back": True}
