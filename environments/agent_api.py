@@ -20,8 +20,8 @@ from environments.jobs import (
     UNKNOWN_AGENT,
     authenticate,
     do_append_output,
+    do_record_heartbeat,
     do_report_webhook_step,
-    record_heartbeat_version,
 )
 from environments.models import RegistrationToken, Target
 from environments.services import do_register_agent
@@ -108,7 +108,7 @@ def heartbeat(request: HttpRequest) -> HttpResponse:
     if target is None:
         return _unknown_agent()
     if version is not None:
-        record_heartbeat_version(target, version, job)
+        do_record_heartbeat(target, version, job)
     return JsonResponse({"ok": True})
 
 

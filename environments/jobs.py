@@ -101,7 +101,7 @@ def touch(targets: list[Target], every: timedelta = SEEN_EVERY) -> None:
             target.last_seen, target.status = now, Target.Status.ONLINE
 
 
-def record_heartbeat_version(target: Target, version: str, job: int | None) -> None:
+def do_record_heartbeat(target: Target, version: str, job: int | None) -> None:
     """The version an agent's heartbeat says it runs, after job `job` (the newest it ran; None from older agents).
 
     A heartbeat may have left the agent before its last job's result: its version stands only if no later job of
