@@ -43,7 +43,8 @@ class Unauthorized(Exception):
 def parse_args(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="slipway-agent", description=__doc__.splitlines()[0])
     parser.add_argument("--config", help="TOML file with the same keys (snake_case); flags override it")
-    parser.add_argument("--url")
+    parser.add_argument("--url", help="Slipway's URL; several, comma-separated, to move to the next when one fails "
+                                      "(or one load balancer's URL in front of every web process)")
     parser.add_argument("--registration-token")
     parser.add_argument("--name", default=None)
     parser.add_argument("--workdir")
@@ -71,7 +72,9 @@ def parse_args(argv: list[str] | None = None) -> dict:
 class Agent:
     def __init__(self, config: dict) -> None:
         self.config = config
-        self.url = config["url"].rstrip("/")
+        urls = config["url"] if isinstance(config["url"], list) else str(config["url"]).split(",")
+        self.urls = [u.strip().rstrip("/") for u in urls if u.strip()]
+        self.current = 0  # the URL in use; the next one is tried when it fails
         self.workdir = Path(config["workdir"])
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.state_file = self.workdir / "agent.json"
@@ -85,12 +88,37 @@ class Agent:
             self.token, self.version, self.last_job = state.get("agent_token"), state.get("version"), state.get("job")
 
     # --- HTTP -----------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return self.urls[self.current]
+
     def call(self, method: str, path: str, body: dict | None = None, timeout: float = 15) -> tuple[int, dict | None]:
+        """One request to Slipway. When the URL in use cannot be reached (or its gateway answers 502/503/504), the
+        next configured URL is tried at once, each at most once per call; the one that answered stays in use."""
+        problem: Exception | None = None
+        answer: tuple[int, dict | None] | None = None
+        for _ in range(len(self.urls)):
+            try:
+                answer = self._call_once(self.url, method, path, body, timeout)
+            except (urllib.error.URLError, OSError) as error:  # refused, reset, timed out, unknown host
+                problem, answer = error, None
+            if answer is not None and answer[0] not in (502, 503, 504):
+                return answer
+            if len(self.urls) > 1:
+                failed = self.url
+                self.current = (self.current + 1) % len(self.urls)
+                log.warning("%s failed (%s): moving to %s", failed, problem or f"answered {answer[0]}", self.url)
+        if answer is not None:
+            return answer
+        raise problem or ConnectionError("no Slipway URL answered")
+
+    def _call_once(self, base: str, method: str, path: str, body: dict | None, timeout: float
+                   ) -> tuple[int, dict | None]:
         data = json.dumps(body).encode() if body is not None else None
         headers = {"Content-Type": "application/json", "User-Agent": f"slipway-agent/{VERSION}"}
         if self.token and not path.endswith("/register"):
             headers["Authorization"] = f"Bearer {self.token}"
-        request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
+        request = urllib.request.Request(base + path, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 raw = response.read()

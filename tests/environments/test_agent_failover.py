@@ -1,0 +1,60 @@
+"""Agents keep working when a web process goes away: they are given every process's URL and move to the next."""
+
+import subprocess
+import sys
+
+import pytest
+
+from environments.models import RegistrationToken, Target
+from releases.models import ApiToken, Release
+from releases.permissions import Actor
+from releases.services import do_create_api_token
+from tests import factories
+from tests.environments.test_rollout_agents import DEPLOY, HEALTH, api, release_and_wait, wait_for
+from tests.live import ROOT, LiveSlipway, free_port
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+def test_agents_fail_over_between_two_live_servers(tmp_path):
+    first, second = LiveSlipway.start(embedded=True), LiveSlipway.start(embedded=True)
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens here
+    agents = []
+    try:
+        app = factories.ApplicationFactory(slug="shop")
+        env = factories.EnvironmentFactory(application=app, name="production", position=1)
+        v1 = factories.ArtifactFactory(application=app, version="1.0.0")
+        Release.objects.create(application=app, environment=env, artifact=v1, kind="recorded", status="succeeded")
+        env.current_artifact = v1
+        env.save()
+        RegistrationToken.objects.create(environment=env, token_hash=ApiToken.hash_key("slr_test_token"))
+        _, key = do_create_api_token(Actor.system(), factories.UserFactory(username="boss", is_superuser=True),
+                                     name="ci", scopes=["admin"])
+        urls = {"web-1": f"{first.url},{second.url}", "web-2": f"{first.url},{second.url}",
+                "web-3": f"{dead},{first.url},{second.url}"}  # its first URL never answers
+        for name, url in urls.items():
+            log = (tmp_path / f"{name}.log").open("wb")
+            agents.append(subprocess.Popen(
+                [sys.executable, "-m", "environments.agent", "--url", url, "--registration-token", "slr_test_token",
+                 "--name", name, "--workdir", str(tmp_path / name), "--deploy-command", DEPLOY,
+                 "--health-command", HEALTH, "--heartbeat-seconds", "1", "--poll-wait", "2"],
+                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT))
+        wait_for(lambda: Target.objects.filter(environment=env).count() == 3, what="3 agents registered")
+        fleet = {"app": app, "url": first.url, "key": key}
+        assert release_and_wait(fleet, "2.0.0")["status"] == "succeeded"
+
+        first.stop()  # one web process is gone: the agents move to the other
+        fleet["url"] = second.url
+        release = release_and_wait(fleet, "3.0.0")
+        assert release["status"] == "succeeded", release
+        targets = api(fleet, "GET", "/applications/shop/environments/production/targets/")[1]
+        assert {t["name"]: t["version"] for t in targets} == {"web-1": "3.0.0", "web-2": "3.0.0", "web-3": "3.0.0"}
+        assert all((tmp_path / n / "current_version").read_text().strip() == "3.0.0" for n in urls)
+        assert "moving to" in (tmp_path / "web-3.log").read_text()  # it said what it did
+    finally:
+        for agent in agents:
+            agent.terminate()
+        for agent in agents:
+            agent.wait(timeout=10)
+        first.stop()
+        second.stop()
