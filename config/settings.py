@@ -47,6 +47,8 @@ else:
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 # Where people reach Slipway: links in notifications point here.
 SLIPWAY_BASE_URL = env.str("SLIPWAY_BASE_URL", default=f"http://127.0.0.1:{env.int('PORT', default=8000)}")
+# A worker running a step renews its lease every third of this; once it lapses another worker takes the step over.
+SLIPWAY_STEP_LEASE_SECONDS = env.float("SLIPWAY_STEP_LEASE_SECONDS", default=5.0)
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -422,6 +422,9 @@ class RolloutStep(models.Model):
     target_name = models.CharField(max_length=100, blank=True)
     action = models.CharField(max_length=20)
     runs_on_server = models.BooleanField(default=False, help_text="Run by Slipway's worker, not by an agent.")
+    lease_expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="A worker running this step renews it; once it lapses another takes over.")
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="How often a worker started this step.")
     version = models.CharField(max_length=100, blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     health = models.JSONField(null=True, blank=True)

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+from datetime import timedelta
+
+from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from environments.models import Target
@@ -12,6 +17,42 @@ from releases.rollouts.common import publish_changed
 from releases.rollouts.gates import GATES
 
 SERVER_PARALLEL = 8  # deploys the command and webhook drivers run at once (a wave or a rollback batch)
+
+
+def lease_seconds() -> float:
+    """How long a worker's claim on a step it runs lasts without renewal (renewed every third of it)."""
+    return float(getattr(settings, "SLIPWAY_STEP_LEASE_SECONDS", 5))
+
+
+class _Lease:
+    """Renews the lease of the steps a worker runs, from a thread of its own, until the block ends.
+
+    A worker that dies (`kill -9`, a lost host) stops renewing: once the lease lapses the reconciler hands the step
+    to another worker (`reconciler._take_over`), within seconds instead of the step timeout.
+    """
+
+    def __init__(self, step_ids: list[int]) -> None:
+        self.step_ids = step_ids
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.renew, name="slipway-lease", daemon=True)
+
+    def renew(self) -> None:
+        from django.db import connection
+
+        try:
+            while not self.stop.wait(lease_seconds() / 3):
+                RolloutStep.objects.filter(pk__in=self.step_ids, status=RolloutStep.Status.RUNNING).update(
+                    lease_expires_at=timezone.now() + timedelta(seconds=lease_seconds()))
+        finally:
+            connection.close()
+
+    def __enter__(self) -> _Lease:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
 
 
 def run_server_steps(rollout_id: int) -> int:
@@ -32,21 +73,24 @@ def run_server_steps(rollout_id: int) -> int:
             if not steps:
                 return ran  # another worker has them
             now = timezone.now()
-            RolloutStep.objects.filter(pk__in=[s.pk for s in steps]).update(status=RolloutStep.Status.RUNNING,
-                                                                            started_at=now)
+            RolloutStep.objects.filter(pk__in=[s.pk for s in steps]).update(
+                status=RolloutStep.Status.RUNNING, started_at=now, attempts=F("attempts") + 1,
+                lease_expires_at=now + timedelta(seconds=lease_seconds()))
         publish_changed(rollout_id)
-        if len(steps) == 1:
-            outcomes = [_perform(steps[0])]
-        else:
-            from concurrent.futures import ThreadPoolExecutor
+        with _Lease([s.pk for s in steps]):
+            if len(steps) == 1:
+                outcomes = [_perform(steps[0])]
+            else:
+                from concurrent.futures import ThreadPoolExecutor
 
-            with ThreadPoolExecutor(len(steps), thread_name_prefix="slipway-step") as pool:
-                outcomes = list(pool.map(_perform, steps))
+                with ThreadPoolExecutor(len(steps), thread_name_prefix="slipway-step") as pool:
+                    outcomes = list(pool.map(_perform, steps))
         for step, fields in zip(steps, outcomes, strict=True):
-            fields["output"] = fields["output"][-RolloutStep.OUTPUT_LIMIT:]
+            fields["output"] = (step.output + fields["output"])[-RolloutStep.OUTPUT_LIMIT:]  # after any earlier start
+            fields["lease_expires_at"] = None  # done here, or handed to a webhook receiver that calls back
             if "status" in fields:
                 fields["finished_at"] = timezone.now()
-            RolloutStep.objects.filter(pk=step.pk).update(**fields)
+            RolloutStep.objects.filter(pk=step.pk, status=RolloutStep.Status.RUNNING).update(**fields)
             if fields.get("status") == RolloutStep.Status.SUCCEEDED and step.target_id:
                 Target.objects.filter(pk=step.target_id).update(version=step.version)
         publish_changed(rollout_id)

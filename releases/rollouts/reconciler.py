@@ -293,14 +293,17 @@ def _fail_stuck(rollout: Rollout, open_steps) -> None:
     timed_out = now - timedelta(seconds=environment.step_timeout_seconds)
     # Only suspects are read: a wave of a thousand healthy steps costs one query that returns nothing.
     suspects = open_steps.filter(
-        Q(runs_on_server=True, started_at__lt=timed_out - timedelta(seconds=30))
+        Q(runs_on_server=True, lease_expires_at__lt=now)
+        | Q(runs_on_server=True, lease_expires_at__isnull=True, started_at__lt=timed_out)
         | Q(runs_on_server=False) & (Q(target__isnull=True) | Q(target__last_seen__isnull=True)
                                      | Q(target__last_seen__lt=heartbeat_limit) | Q(started_at__lt=timed_out)))
     for step in suspects.select_related("target"):
         reason = None
-        if step.runs_on_server:
-            if step.started_at and now - step.started_at > timedelta(seconds=environment.step_timeout_seconds + 30):
-                reason = "the worker running this step went away"
+        if step.runs_on_server and step.lease_expires_at is not None:
+            reason = _take_over(step)  # its worker stopped renewing the lease: it went away
+        elif step.runs_on_server:
+            if step.status == RolloutStep.Status.RUNNING:  # handed to a webhook receiver that never called back
+                reason = f"no callback within the step timeout ({environment.step_timeout_seconds} s)"
         elif step.target is None or step.target.last_seen is None or step.target.last_seen < heartbeat_limit:
             reason = "agent offline (missed heartbeats)"
             if step.target is not None:
@@ -313,6 +316,23 @@ def _fail_stuck(rollout: Rollout, open_steps) -> None:
             step.output = (step.output + f"\n[slipway] {reason}")[-RolloutStep.OUTPUT_LIMIT:]
             step.save(update_fields=["status", "finished_at", "health", "output"])
             enqueue_advance(rollout.pk)
+
+
+STEP_ATTEMPTS = 3  # a server step whose worker died is run again, up to this many times in all
+
+
+def _take_over(step: RolloutStep) -> str | None:
+    """A step whose worker went away runs again on another worker (commands, gates and webhook calls are safe to
+    repeat: a deploy puts the same version in place); after STEP_ATTEMPTS starts it fails, saying why."""
+    if step.status != RolloutStep.Status.RUNNING:
+        return None
+    if step.attempts >= STEP_ATTEMPTS:
+        return f"the worker running this step went away {step.attempts} times"
+    note = f"\n[slipway] the worker running this step went away; another worker runs it again (start {step.attempts + 1})"
+    RolloutStep.objects.filter(pk=step.pk, status=RolloutStep.Status.RUNNING).update(
+        status=RolloutStep.Status.PENDING, lease_expires_at=None, started_at=None,
+        output=(step.output + note)[-RolloutStep.OUTPUT_LIMIT:])
+    return None
 
 
 def _finish(rollout: Rollout, outcome: str) -> None:

@@ -484,3 +484,59 @@ def test_periodic_check_publishes_changed_rollouts_only(setup, monkeypatch):
     rollouts.check_running_rollouts()  # the agent went silent: its step fails and the rollout reverts
     assert published == [f"rollout.{rollout.pk}"]
     assert RolloutStep.objects.get(rollout=rollout, action="deploy").status == "failed"
+
+
+def test_a_server_step_whose_worker_went_away_is_taken_over(setup, tmp_path):
+    """The worker running a step stopped renewing its lease (killed): the next advance runs the step again."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    env, v1, v2 = setup
+    env.pre_deploy_command = ""
+    env.smoke_test_command = f"echo smoke >> {tmp_path}/smoke"
+    env.save()
+    release, rollout = rollout_for(env, v1, v2)
+    with reconciler_only():
+        do_advance_rollout(rollout.pk)  # the first wave's deploy, recorded; nobody runs it
+    step = RolloutStep.objects.get(rollout=rollout, action="deploy")
+    lapsed = timezone.now() - timedelta(seconds=1)
+    RolloutStep.objects.filter(pk=step.pk).update(status="running", started_at=lapsed, lease_expires_at=lapsed,
+                                                  attempts=1)  # claimed by a worker that then died
+    assert do_advance_rollout(rollout.pk) == "succeeded"
+    step.refresh_from_db()
+    assert step.status == "succeeded" and step.attempts == 2 and step.lease_expires_at is None
+    assert "another worker runs it again (start 2)" in step.output
+    assert sorted((tmp_path / "deployed").read_text().split()) == ["a=2.0.0", "b=2.0.0", "c=2.0.0"]
+
+
+def test_a_step_whose_worker_keeps_dying_fails_saying_why(setup):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    env, v1, v2 = setup
+    env.pre_deploy_command = ""
+    env.save()
+    release, rollout = rollout_for(env, v1, v2)
+    with reconciler_only():
+        do_advance_rollout(rollout.pk)
+        step = RolloutStep.objects.get(rollout=rollout, action="deploy")
+        lapsed = timezone.now() - timedelta(seconds=1)
+        RolloutStep.objects.filter(pk=step.pk).update(status="running", started_at=lapsed, lease_expires_at=lapsed,
+                                                      attempts=3)
+        do_advance_rollout(rollout.pk)
+    step.refresh_from_db()
+    assert step.status == "failed" and "went away 3 times" in step.health["detail"]
+
+
+def test_a_live_step_keeps_its_lease(setup, settings):
+    """A slow step is not taken over while its worker lives: the lease is renewed as it runs."""
+    settings.SLIPWAY_STEP_LEASE_SECONDS = 0.6
+    env, v1, v2 = setup
+    env.pre_deploy_command = "sleep 2"
+    env.save()
+    release, rollout = rollout_for(env, v1, v2)
+    assert do_advance_rollout(rollout.pk) == "succeeded"
+    hook = RolloutStep.objects.get(rollout=rollout, action="pre_deploy")
+    assert hook.attempts == 1 and "went away" not in hook.output
