@@ -17,6 +17,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from django.db import DataError, connection, transaction
 from django.db.models import Exists, F, Max, OuterRef
@@ -145,7 +146,8 @@ def do_claim_jobs(target_ids: Iterable[int]) -> dict[int, dict]:
             .annotate(rollout_pk=F("rollout"))}
         for rollout_id in releases:
             publish_changed(rollout_id)
-    return {step.target_id: job_of(step, releases[step.rollout_id]) for step in steps}
+    return {step.target_id: job_of(step, releases[step.rollout_id]) for step in steps
+            if step.target_id is not None}
 
 
 def job_of(step: RolloutStep, release: Release) -> dict:
@@ -172,10 +174,10 @@ def _save_results(steps: list[RolloutStep]) -> None:
     if not steps:
         return
     meta = RolloutStep._meta
-    fields = [meta.get_field(name) for name in ("status", "finished_at", "health", "output")]
+    fields: list[Any] = [meta.get_field(name) for name in ("status", "finished_at", "health", "output")]
     quote = connection.ops.quote_name
     sql = (f"UPDATE {quote(meta.db_table)} SET " + ", ".join(f"{quote(f.column)} = %s" for f in fields)
-           + f" WHERE {quote(meta.pk.column)} = %s")
+           + f" WHERE {quote(meta.pk.column)} = %s")  # type: ignore[arg-type]
     with connection.cursor() as cursor:
         cursor.executemany(sql, [[f.get_db_prep_save(getattr(step, f.attname), connection) for f in fields] + [step.pk]
                                  for step in steps])

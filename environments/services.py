@@ -66,7 +66,9 @@ def environment_state(environment: Environment) -> dict[str, Any]:
 
 def _check_free(application: Application, *, exclude: int | None = None, name: str | None = None,
                 position: int | None = None) -> None:
-    others = Environment.objects.filter(application=application).exclude(pk=exclude)
+    others = Environment.objects.filter(application=application)
+    if exclude is not None:
+        others = others.exclude(pk=exclude)
     if name is not None and others.filter(name=name).exists():
         raise EnvironmentExists(f"{application.slug} has an environment '{name}' already.", field="name")
     if position is not None and others.filter(position=position).exists():

@@ -188,7 +188,7 @@ def do_kill_switch(actor: Actor, flag: Flag, environment: Environment) -> FlagSt
 
 def do_revert_flag(actor: Actor, flag: Flag, event: FlagEvent) -> FlagState:
     """Put an environment's flag state back as it was before an earlier change."""
-    if event.flag_id != flag.pk or event.environment_id is None or event.before is None:
+    if event.flag_id != flag.pk or event.environment is None or event.before is None:
         raise FlagEventNotFound("No revertible state change with that id for this flag.")
     state = {k: event.before[k] for k in STATE_FIELDS if k in event.before}
     return do_set_flag_state(actor, flag, event.environment, kind="reverted", **state)

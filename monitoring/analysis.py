@@ -421,12 +421,12 @@ def judge(template: Mapping[str, Any], sources: Mapping[str, MetricSource], fetc
     by_metric: dict[str, list[str]] = {}
     grades: dict[str, str] = {}
     if judged:
-        verdict = judge_canary(judged, JudgeConfig(pass_threshold=template["pass_threshold"],
-                                                   marginal_threshold=template["marginal_threshold"]))
-        score = verdict.score
-        contributions.append((verdict.grade.value, f"canary judge: {verdict.reason.partition(': ')[2]}"))
-        reasons.append(verdict.reason)
-        for result in verdict.metrics:
+        judgement = judge_canary(judged, JudgeConfig(pass_threshold=template["pass_threshold"],
+                                                     marginal_threshold=template["marginal_threshold"]))
+        score = judgement.score
+        contributions.append((judgement.grade.value, f"canary judge: {judgement.reason.partition(': ')[2]}"))
+        reasons.append(judgement.reason)
+        for result in judgement.metrics:
             by_metric.setdefault(result.name, []).append(result.reason)
             grades[result.name] = result.classification.value
     phases: dict[str, str] = {}
@@ -434,9 +434,9 @@ def judge(template: Mapping[str, Any], sources: Mapping[str, MetricSource], fetc
         checked = assess_checks(checks, measurements, terminating=True)
         contributions.append((_CHECK_VERDICT[checked.phase].value, f"threshold checks: {checked.reason}"))
         reasons.append(f"threshold checks: {checked.reason}")
-        for result in checked.checks:
-            by_metric.setdefault(result.name, []).append(result.reason)
-            phases[result.name] = result.phase.value
+        for check in checked.checks:
+            by_metric.setdefault(check.name, []).append(check.reason)
+            phases[check.name] = check.phase.value
 
     rows = []
     for metric, got in zip(metrics, fetched, strict=True):

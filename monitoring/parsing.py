@@ -162,12 +162,15 @@ def error_from_sentry(event: dict, application_slug: str, item: int | None = Non
     if values:
         main = values[-1]  # Sentry lists chained exceptions oldest first: the last one is what was raised
         type_, message = _text(main.get("type")) or "Error", _text(main.get("value"))
-        stacktrace = main.get("stacktrace") if isinstance(main.get("stacktrace"), dict) else {}
-        raw_frames = stacktrace.get("frames") if isinstance(stacktrace.get("frames"), list) else []
+        raw = main.get("stacktrace")
+        stacktrace: dict = raw if isinstance(raw, dict) else {}
+        raw = stacktrace.get("frames")
+        raw_frames: list = raw if isinstance(raw, list) else []
         frames = [_frame(f) for f in raw_frames[-MAX_FRAMES:] if isinstance(f, dict)]
     else:
         type_ = "message"
-        logentry = event.get("logentry") if isinstance(event.get("logentry"), dict) else {}
+        raw_entry = event.get("logentry")
+        logentry: dict = raw_entry if isinstance(raw_entry, dict) else {}
         message_field = event.get("message")
         if isinstance(message_field, dict):
             logentry = {**message_field, **logentry}

@@ -264,7 +264,7 @@ def record_health_checks(checks: Sequence[HealthCheck]) -> None:
     batch in `environments/jobs.py`), in one insert."""
     if not checks:
         return
-    rows = []
+    rows: list[tuple] = []
     for c in checks:
         rows.append((c.application_id, c.environment_id, "health_check_latency_ms", c.seconds * 1000.0, c.at,
                      c.version, c.target, {}))

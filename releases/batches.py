@@ -66,9 +66,10 @@ def batches_between(spans: Sequence[tuple[Artifact | None, Artifact]]) -> list[B
     for application_id, indexes in by_application.items():
         upper = max((spans[i][1] for i in indexes), key=_order)
         lowers = [spans[i][0] for i in indexes]
+        known = [lower for lower in lowers if lower is not None]
         window = Q(artifact__application_id=application_id) & _not_after(upper, "artifact__")
-        if all(lower is not None for lower in lowers):
-            window &= _after(min(lowers, key=_order), "artifact__")
+        if len(known) == len(lowers):  # every span starts after something: read from the oldest start
+            window &= _after(min(known, key=_order), "artifact__")
         through = Change.artifacts.through
         in_window = through.objects.filter(window).values("change_id")
         first: dict[int, tuple] = {}
@@ -147,7 +148,7 @@ def approval_state(release: Release, batch: Batch, approvals: list[Approval],
             decision = next((a for a in approved if key in a.authors), None)
             state.by_group[key] = decision
             who = group.username
-            if who is None or group.user.pk not in approvers:
+            if group.user is None or group.user.pk not in approvers:
                 state.for_others.add(key)
             if decision is not None:
                 continue
@@ -198,6 +199,7 @@ def approval_coverage(actor: Actor, release: Release, batch: Batch, state: Appro
     environment = release.environment
     if (why := refusal(actor, Permission.APPROVE_OWN, release.application, environment)) is not None:
         return Coverage(refusal=why, permission=str(Permission.APPROVE_OWN))
+    assert actor.user is not None  # `refusal` passed: a person, not the system
     mine = [group_key(g) for g in batch.groups if g.user is not None and g.user.pk == actor.user.pk]
     if environment.approval_policy != Environment.ApprovalPolicy.AUTHORS:
         if mine:

@@ -65,6 +65,8 @@ def do_transition_release(actor: Actor, release_id: int, to: str, *, note: str =
 
 def _mark_rolled_back(actor: Actor, rollback: Release) -> None:
     """The release a rollback replaced is `rolled_back` in the history."""
+    if rollback.previous_artifact_id is None:
+        return
     replaced = (Release.objects.select_for_update(of=("self",)).select_related("application")
                 .filter(environment_id=rollback.environment_id, artifact_id=rollback.previous_artifact_id,
                         status=Release.Status.SUCCEEDED).exclude(pk=rollback.pk).order_by("-finished_at").first())

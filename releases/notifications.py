@@ -20,7 +20,7 @@ from releases.queue import run_task
 
 log = logging.getLogger(__name__)
 
-STATUS_EVENTS = {
+STATUS_EVENTS: dict[str, str] = {
     Release.Status.PENDING_APPROVAL: "waiting",
     Release.Status.APPROVED: "approved",
     Release.Status.REJECTED: "rejected",

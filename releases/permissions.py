@@ -151,12 +151,13 @@ def _refusal(actor: Actor, permission: Permission, application: Application,
         return f"This token lacks the '{scope}' scope."
     if actor.token is not None and actor.token.environment_id is not None:
         pinned = actor.token.environment
+        assert pinned is not None
         if pinned.application_id != application.pk:
             return f"This token acts on {pinned.label} only."
         if permission not in READ_PERMISSIONS and (environment is None or environment.pk != pinned.pk):
             return f"This token acts on {pinned.label} only."
     user = actor.user
-    if not user.is_authenticated or not user.is_active:
+    if user is None or not user.is_authenticated or not user.is_active:
         return "Log in first."
     if user.is_superuser:
         return None
@@ -198,7 +199,7 @@ def users_with(permission: Permission, application_id: int, environment_id: int 
 def visible_applications(user, token: ApiToken | None = None):
     """Applications a user may see: all for superusers, those with a membership otherwise; a pinned token's one."""
     qs = Application.objects.all()
-    if token is not None and token.environment_id is not None:
+    if token is not None and token.environment is not None:
         qs = qs.filter(pk=token.environment.application_id)
     if user.is_superuser:
         return qs
@@ -217,7 +218,7 @@ def pinned_token_refusal(token: ApiToken) -> str | None:
 
     `config.api.authenticate_token` annotates `user_has_role` in its one query; otherwise this asks the database.
     """
-    if token.environment_id is None:
+    if token.environment is None:
         return None
     allowed = getattr(token, "user_has_role", None)
     if allowed is None:

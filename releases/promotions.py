@@ -149,6 +149,7 @@ def do_decide(actor: Actor, release_id: int, *, decision: str, comment: str = ""
     if coverage.refusal is not None:
         raise MayNotDecide(coverage.refusal, extra={"permission": coverage.permission} if coverage.permission else None)
     covers, on_behalf = list(coverage.authors), coverage.on_behalf
+    assert actor.user is not None  # the coverage check refuses the system actor
     approval = Approval.objects.create(release=release, user=actor.user, decision=decision, comment=comment,
                                        authors=covers, on_behalf=on_behalf)
     audit.record(actor, f"release.{'approval' if decision == 'approve' else 'rejection'}_given", release,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery
@@ -19,7 +20,7 @@ User = get_user_model()
 @dataclass(slots=True)
 class AuthorGroup:
     author: str
-    user: object | None
+    user: Any | None  # a User
     changes: list[Change] = field(default_factory=list)
 
     @property
@@ -27,12 +28,12 @@ class AuthorGroup:
         return self.user.get_username() if self.user is not None else None
 
 
-def users_for_authors(authors: Iterable[str]) -> dict[str, object]:
+def users_for_authors(authors: Iterable[str]) -> dict[str, Any]:
     """Map author strings (case-insensitive) to users by username, email or a linked identity: two queries."""
     keys = {a.lower() for a in authors if a}
     if not keys:
         return {}
-    found: dict[str, object] = {}
+    found: dict[str, Any] = {}
     users = User.objects.annotate(lusername=Lower("username"), lemail=Lower("email")).filter(
         Q(lusername__in=keys) | Q(lemail__in=keys), is_active=True
     )
@@ -48,7 +49,7 @@ def users_for_authors(authors: Iterable[str]) -> dict[str, object]:
     return found
 
 
-def group_by_author(changes: Iterable[Change], users: dict[str, object] | None = None) -> list[AuthorGroup]:
+def group_by_author(changes: Iterable[Change], users: dict[str, Any] | None = None) -> list[AuthorGroup]:
     """Changes grouped by author in order of first appearance; unknown authors keep their own group.
 
     Pass `users` (from `users_for_authors`) when grouping several lists, to resolve authors once.
@@ -102,7 +103,7 @@ def identity_link(user, key: str) -> AuthorIdentity | None:
         return link
     named = links.annotate(lidentity=Lower("identity")).filter(lidentity=key.lower())
     # The caller's own first; then a confirmed link before a pending request before a declined one.
-    rank = {AuthorIdentity.Status.CONFIRMED: 0, AuthorIdentity.Status.PENDING: 1}
+    rank: dict[str, int] = {AuthorIdentity.Status.CONFIRMED: 0, AuthorIdentity.Status.PENDING: 1}
     return min(named, key=lambda link: (link.user_id != user.pk, rank.get(link.status, 2), -link.pk), default=None)
 
 
@@ -158,7 +159,7 @@ def application_page(application: Application, *, limit: int = 20) -> list[Artif
     )
     users = users_for_authors(c.author for a in artifacts for c in a.changes.all())
     for artifact in artifacts:
-        artifact.author_groups = group_by_author(artifact.changes.all(), users)
+        artifact.author_groups = group_by_author(artifact.changes.all(), users)  # type: ignore[attr-defined]
     return artifacts
 
 

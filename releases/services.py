@@ -47,11 +47,11 @@ User = get_user_model()
 
 
 def _require_global(actor: Actor, scope: str, django_perm: str, what: str) -> None:
-    if actor.is_system:
+    if actor.user is None:  # the system
         return
     if not actor.has_scope(scope):
         raise Forbidden(f"This token lacks the '{scope}' scope.")
-    if actor.token is not None and actor.token.environment_id is not None:
+    if actor.token is not None and actor.token.environment is not None:
         raise Forbidden(f"This token acts on {actor.token.environment.label} only.")
     if not actor.user.has_perm(django_perm):
         raise Forbidden(f"You may not {what}: ask a Slipway administrator.")
@@ -206,9 +206,10 @@ def do_revoke_role(actor: Actor, membership: Membership) -> None:
     application = membership.application
     require(actor, Permission.ADMIN if membership.role == Role.ADMIN else Permission.MANAGE_MEMBERS, application)
     application = _lock_access(application)
-    membership = Membership.objects.select_related("user", "environment").filter(pk=membership.pk).first()
-    if membership is None:
+    current = Membership.objects.select_related("user", "environment").filter(pk=membership.pk).first()
+    if current is None:
         raise NotFound("No such membership: it was revoked already.")
+    membership = current
     # Counted under the application's lock: two admins revoking each other at once cannot both succeed.
     if membership.role == Role.ADMIN and not Membership.objects.filter(
             application=application, role=Role.ADMIN).exclude(pk=membership.pk).exists():
@@ -315,6 +316,7 @@ def _locked_request(actor: Actor, link_id: int) -> AuthorIdentity:
                                     or actor.token.environment_id is not None):
         raise Forbidden(f"Deciding identity requests needs a token with the '{Scope.APPROVALS_WRITE}' scope "
                         "and no environment.")
+    assert actor.user is not None  # the system passed above
     if link.user_id == actor.user.pk:
         raise Forbidden("Someone else confirms your own request: an administrator, or a release manager of an "
                         "application where this identity authored changes.")
@@ -352,10 +354,11 @@ def do_decline_identity(actor: Actor, link_id: int, *, reason: str = "") -> Auth
 @transaction.atomic(durable=True)
 def do_unlink_identity(actor: Actor, link: AuthorIdentity) -> None:
     """Remove an identity link or withdraw a request: one's own, or anyone's for an administrator."""
-    link = AuthorIdentity.objects.select_for_update(of=("self",)).select_related("user").filter(pk=link.pk).first()
-    if link is None:
+    current = AuthorIdentity.objects.select_for_update(of=("self",)).select_related("user").filter(pk=link.pk).first()
+    if current is None:
         raise IdentityNotFound("No such identity.")
-    if actor.is_system or actor.user.pk == link.user_id:
+    link = current
+    if actor.user is None or actor.user.pk == link.user_id:
         _require_self_service(actor)
     elif not _identity_admin(actor):
         raise IdentityNotFound("No such identity of yours.")
@@ -371,7 +374,7 @@ def do_create_api_token(actor: Actor, user, *, name: str, scopes: Sequence[str],
     unknown = sorted(set(scopes) - set(Scope.values))
     if unknown:
         raise Invalid(f"Unknown scope: {', '.join(unknown)}. Known: {', '.join(Scope.values)}.", field="scopes")
-    if not actor.is_system and actor.user != user and not actor.user.is_superuser:
+    if actor.user is not None and actor.user != user and not actor.user.is_superuser:
         raise TokenNotAllowed("You may create tokens for yourself only.")
     if not actor.is_system and actor.token is not None:
         raise TokenNotAllowed("Tokens are created in the browser or with manage.py, not with another token.")
@@ -395,12 +398,12 @@ def do_create_api_token(actor: Actor, user, *, name: str, scopes: Sequence[str],
 def do_revoke_api_token(actor: Actor, token: ApiToken) -> ApiToken:
     """Revoke a token; it stops working at once."""
     token = ApiToken.objects.select_for_update().get(pk=token.pk)
-    if not actor.is_system and actor.user != token.user and not actor.user.is_superuser:
+    if actor.user is not None and actor.user != token.user and not actor.user.is_superuser:
         raise NotFound("No such token.")
     if token.revoked_at is None:
         token.revoked_at = timezone.now()
         token.save(update_fields=["revoked_at"])
         audit.record(actor, "token.revoked", token, after={"name": token.name})
-        if token.environment_id is not None:
+        if token.environment is not None:
             _lock_access(token.environment.application)  # the OFREP route's cached check goes too
     return token

@@ -81,7 +81,7 @@ log = logging.getLogger(__name__)
 
 def _idle_slot_runs(environment: Environment, targets: list[str], version: str) -> bool:
     """Blue/green: does the slot not serving traffic still run `version`? Then a rollback is just a switch."""
-    idle = slots(targets)[BlueGreen(live=environment.live_slot).idle]
+    idle = slots(targets)[BlueGreen(live=environment.live_slot).idle]  # type: ignore[arg-type]  # a choice field
     versions = set(Target.objects.filter(environment=environment, name__in=idle).values_list("version", flat=True))
     return versions == {version}
 
