@@ -239,7 +239,17 @@ def do_apply_reports(reports: list[Report], targets: dict[str, Target] | None = 
             elif step.target_id != target.pk:
                 answers[n] = refused(403, "other_target", f"Job #{report.step_id} belongs to another target.")
             elif step.status not in OPEN:
-                answers[n] = refused(409, "job_finished", f"Job #{report.step_id} is {step.status} already.")
+                # Too late to count (the step was given up, e.g. its agent was offline), but the host did run it:
+                # the record says what it runs now, so no page claims a version the host does not run.
+                given_up = step.status == RolloutStep.Status.FAILED and step not in changed  # not this batch's
+                late = report.version if report.succeeded and given_up else None
+                if late:
+                    do_record_heartbeat(target, late, step.pk)
+                    note = f"\n[slipway] late result after the step {step.status}: the host runs {late}"
+                    RolloutStep.objects.filter(pk=step.pk).update(output=(step.output + note)[-RolloutStep.OUTPUT_LIMIT:])
+                    wake.add(step.rollout_id)
+                answers[n] = refused(409, "job_finished", f"Job #{report.step_id} is {step.status} already.",
+                                     **({"recorded_version": late} if late else {}))
             else:
                 step.status = RolloutStep.Status.SUCCEEDED if report.succeeded else RolloutStep.Status.FAILED
                 step.finished_at = now

@@ -125,6 +125,26 @@ def test_apply_reports_answers_each_report_in_order(app, woken):
     assert woken == []  # two steps of the wave are still running
 
 
+def test_a_late_result_records_what_the_host_runs(app, woken):
+    """An agent that was offline when its step was given up reports later that the deploy did happen: the answer
+    is still 409, but the target's record now says what the host runs (drift shows), not the old version."""
+    _, rollout, targets, steps = fleet_with_rollout(app, 2)
+    Target.objects.filter(pk__in=[t.pk for t in targets]).update(version="production-1.0")
+    RolloutStep.objects.filter(pk=steps[0].pk).update(status="failed", health={"ok": False, "detail": "agent offline"})
+    status, body = do_apply_reports([report("tkey0", steps[0], version="production-2.0")])[0]
+    assert status == 409 and body["code"] == "job_finished" and body["recorded_version"] == "production-2.0"
+    assert Target.objects.get(pk=targets[0].pk).version == "production-2.0"
+    assert "late result after the step failed: the host runs production-2.0" in RolloutStep.objects.get(
+        pk=steps[0].pk).output
+    assert rollout.pk in woken  # the reconciler looks again (a revert may now have to put this host back)
+    # A later job handed out since wins over a late report of an older one.
+    RolloutStep.objects.create(rollout=rollout, index=9, target=targets[1], target_name="t1", action="revert",
+                               version="production-1.0", status="succeeded")
+    RolloutStep.objects.filter(pk=steps[1].pk).update(status="failed")
+    do_apply_reports([report("tkey1", steps[1], version="production-2.0")])
+    assert Target.objects.get(pk=targets[1].pk).version == "production-1.0"
+
+
 def test_the_reconciler_is_woken_by_the_last_report_of_a_wave_or_at_once_by_a_failure(app, woken):
     _, rollout, _, steps = fleet_with_rollout(app, 3)
     RolloutStep.objects.filter(rollout=rollout).update(status="running")
