@@ -14,6 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from config.errors import Conflict, Forbidden, Invalid, NotFound, SlipwayError
+from dashboard.live import publish_on_commit
 from environments.models import Environment, FreezeWindow, Lock
 from releases import audit
 from releases.batches import (
@@ -146,6 +147,8 @@ def do_decide(actor: Actor, release_id: int, *, decision: str, comment: str = ""
         transition(actor, release, Release.Status.REJECTED, note=comment)
     else:
         _advance(actor, release)
+    # Open release pages show each decision as it is given, not only the one that moves the release.
+    publish_on_commit(f"release.{release.pk}", "release.changed", release_id=release.pk)
     return approval
 
 
