@@ -2,10 +2,20 @@
 
 from django.urls import path, re_path
 
-from dashboard.consumers import NotFoundConsumer, ReleaseConsumer, RolloutConsumer
+from dashboard.consumers import (
+    ApplicationConsumer,
+    EnvironmentConsumer,
+    NotFoundConsumer,
+    OverviewConsumer,
+    ReleaseConsumer,
+    RolloutConsumer,
+)
 
 websocket_urlpatterns: list = [
     path("ws/releases/<int:pk>/", ReleaseConsumer.as_asgi()),
     path("ws/rollouts/<int:pk>/", RolloutConsumer.as_asgi()),
+    path("ws/environments/<int:pk>/", EnvironmentConsumer.as_asgi()),
+    path("ws/applications/<int:pk>/", ApplicationConsumer.as_asgi()),
+    path("ws/overview/", OverviewConsumer.as_asgi()),
     re_path(r"", NotFoundConsumer.as_asgi()),
 ]

@@ -16,10 +16,11 @@ from django.conf import settings
 from django.middleware.csrf import CSRF_SECRET_LENGTH, _mask_cipher_secret
 from django.template.loader import render_to_string
 
-from dashboard.pages import release_page
+from dashboard.pages import active_rollout_of, application_page, environment_page, release_page
 from dashboard.progress import rollout_progress
+from environments.models import Environment
 from releases import selectors
-from releases.models import Release, Rollout
+from releases.models import Application, Release, Rollout
 from releases.permissions import Actor, Permission, can
 
 log = logging.getLogger(__name__)
@@ -129,3 +130,65 @@ class NotFoundConsumer(WebsocketConsumer):
 
     def connect(self):
         self.close()
+
+
+class EnvironmentConsumer(LiveConsumer):
+    """The environment page: what it runs and what is in flight, its hosts, locks and freezes, history, rollback."""
+
+    PARTIALS = ("env-head", "targets", "locks", "history", "rollback")
+
+    def authorize(self, user) -> bool:
+        self.environment_id = int(self.scope["url_route"]["kwargs"]["pk"])
+        environment = Environment.objects.select_related("application").filter(pk=self.environment_id).first()
+        return bool(environment and can(Actor(user), Permission.VIEW, environment.application))
+
+    def send_state(self, partials: tuple[str, ...] = PARTIALS) -> None:
+        self.join(f"environment.{self.environment_id}")
+        # Hosts change version with each step of the rollout running here: follow it too.
+        if (rollout_id := active_rollout_of(self.environment_id)) is not None:
+            self.join(f"rollout.{rollout_id}")
+        context = environment_page(self.environment_id, self.scope["user"])
+        if context is None:
+            return self.close()
+        self.send(text_data=self.render("dashboard/environment.html", context, *partials))
+
+    def environment_changed(self, event):
+        self.send_state()
+
+    def rollout_changed(self, event):
+        self.send_state(("targets",))
+
+
+class ApplicationConsumer(LiveConsumer):
+    """The application page's pipeline: the version in each environment and what waits between them."""
+
+    def authorize(self, user) -> bool:
+        self.application_id = int(self.scope["url_route"]["kwargs"]["pk"])
+        application = Application.objects.filter(pk=self.application_id).first()
+        return bool(application and can(Actor(user), Permission.VIEW, application))
+
+    def send_state(self) -> None:
+        self.join(f"application.{self.application_id}")
+        application = Application.objects.filter(pk=self.application_id).first()
+        if application is None:
+            return self.close()
+        self.send(text_data=self.render("dashboard/application.html", application_page(application), "pipeline"))
+
+    def application_changed(self, event):
+        self.send_state()
+
+
+class OverviewConsumer(LiveConsumer):
+    """The overview: each visible application's pipeline."""
+
+    def authorize(self, user) -> bool:
+        return True  # it shows only the applications the user may see
+
+    def send_state(self) -> None:
+        applications = selectors.overview(self.scope["user"])
+        for application in applications:
+            self.join(f"application.{application.pk}")
+        self.send(text_data=self.render("dashboard/overview.html", {"applications": applications}, "applications"))
+
+    def application_changed(self, event):
+        self.send_state()

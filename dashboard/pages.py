@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.utils import timezone
 
 from dashboard.progress import rollout_progress
+from environments.models import Environment, FreezeWindow
+from monitoring.selectors import active_ingest_key
 from releases import selectors
 from releases.batches import Coverage, approval_coverage, describe_releases, group_key
-from releases.models import Release, Rollout
-from releases.permissions import Actor
+from releases.models import Application, Release, Rollout
+from releases.permissions import Actor, Permission, can
+from releases.planning import slots
+
+IN_FLIGHT = (Release.Status.APPROVED, Release.Status.QUEUED, Release.Status.DEPLOYING)
 
 RELEASE_RELATED = ("application", "environment", "artifact", "previous_artifact", "requested_by", "forced_by")
 
@@ -79,3 +85,56 @@ def release_page(release_id: int, user) -> dict | None:
     rollout = selectors.rollout_page(rollout_id) if rollout_id else None
     return {"card": release_card(release, user), "timeline": selectors.release_timeline(release),
             "rollout": rollout, "progress": rollout_progress(rollout) if rollout else None}
+
+
+def environment_page(environment: Environment | int, user) -> dict | None:
+    """The environment page's context: what it runs, what is in flight, its hosts, locks and freezes, history.
+
+    Give the environment loaded with its application and current artifact, or its id."""
+    if not isinstance(environment, Environment):
+        environment = (Environment.objects.select_related("application", "current_artifact")
+                       .filter(pk=environment).first())
+        if environment is None:
+            return None
+    history = list(selectors.releases_of(environment.application).filter(environment=environment)[:50])
+    return {
+        "environment": environment, "history": history,
+        "in_flight": [r for r in history if r.status in IN_FLIGHT],
+        "rollback_targets": list(selectors.rollback_candidates(environment)[:20]),
+        "locks": environment.locks.filter(released_at__isnull=True).select_related("locked_by"),
+        "freezes": FreezeWindow.objects.filter(environment=environment).order_by("pk"),
+        "can_rollback": can(Actor(user), Permission.ROLLBACK, environment.application, environment),
+        **_targets_with_slots(environment),
+        "slipway_url": settings.SLIPWAY_BASE_URL.rstrip("/"),
+    }
+
+
+def active_rollout_of(environment_id: int) -> int | None:
+    """The rollout running in an environment now, if any: its hosts' versions change with each step."""
+    return (Rollout.objects.filter(release__environment_id=environment_id, status__in=(
+        Rollout.Status.PENDING, Rollout.Status.RUNNING, Rollout.Status.PAUSED, Rollout.Status.REVERTING))
+        .values_list("pk", flat=True).first())
+
+
+def _targets_with_slots(environment: Environment) -> dict:
+    """The hosts; for blue/green also each one's slot, as the planner splits them (by name), and whether it is live."""
+    targets = list(selectors.targets_of(environment))
+    blue_green = (environment.strategy or {}).get("kind") == "blue_green" and len(targets) >= 2
+    if blue_green:
+        blue = set(slots([t.name for t in targets])["blue"])
+        for target in targets:
+            target.slot = "blue" if target.name in blue else "green"
+            target.live = target.slot == environment.live_slot
+    return {"targets": targets, "blue_green": blue_green}
+
+
+def application_page(application: Application) -> dict:
+    """The application page's context: its pipeline, what waits between environments, its builds."""
+    return {
+        "application": application,
+        "environments": selectors.environments_of(application),
+        "artifacts": selectors.application_page(application),
+        "waiting": selectors.releases_of(application).filter(status__in=[
+            Release.Status.PENDING_APPROVAL, *IN_FLIGHT]),
+        "ingest_key": active_ingest_key(application),
+    }

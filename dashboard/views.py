@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django import forms
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
@@ -14,9 +13,15 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from config.errors import Invalid, SlipwayError
-from dashboard.pages import RELEASE_RELATED, release_card, release_cards, release_page
+from dashboard.pages import (
+    RELEASE_RELATED,
+    application_page,
+    environment_page,
+    release_card,
+    release_cards,
+    release_page,
+)
 from environments.models import Environment, Lock
-from monitoring.selectors import active_ingest_key
 from releases import selectors
 from releases.models import (
     ApiToken,
@@ -31,7 +36,6 @@ from releases.models import (
     identity_validator,
 )
 from releases.permissions import Actor, Permission, can, require, visible_applications
-from releases.planning import slots
 from releases.promotions import do_decide, do_lock, do_rollback, do_unlock
 from releases.rollouts import do_control_rollout
 from releases.services import (
@@ -55,14 +59,7 @@ def overview(request: HttpRequest) -> HttpResponse:
 def application_detail(request: HttpRequest, slug: str) -> HttpResponse:
     application = get_object_or_404(Application, slug=slug)
     require(Actor(request.user), Permission.VIEW, application)
-    context = {
-        "application": application,
-        "environments": selectors.environments_of(application),
-        "artifacts": selectors.application_page(application),
-        "waiting": selectors.releases_of(application).filter(status__in=[
-            Release.Status.PENDING_APPROVAL, Release.Status.APPROVED, Release.Status.QUEUED, Release.Status.DEPLOYING]),
-        "ingest_key": active_ingest_key(application),
-    }
+    context = application_page(application)
     return render(request, "dashboard/application.html", context)
 
 
@@ -229,28 +226,7 @@ def environment_detail(request: HttpRequest, slug: str, name: str) -> HttpRespon
     environment = get_object_or_404(Environment.objects.select_related("application", "current_artifact"),
                                     application__slug=slug, name=name)
     require(Actor(request.user), Permission.VIEW, environment.application)
-    history = list(selectors.releases_of(environment.application).filter(environment=environment)[:50])
-    context = {
-        "environment": environment, "history": history,
-        "rollback_targets": list(selectors.rollback_candidates(environment)[:20]),
-        "locks": environment.locks.filter(released_at__isnull=True).select_related("locked_by"),
-        "can_rollback": can(Actor(request.user), Permission.ROLLBACK, environment.application, environment),
-        **_targets_with_slots(environment),
-        "slipway_url": settings.SLIPWAY_BASE_URL.rstrip("/"),
-    }
-    return render(request, "dashboard/environment.html", context)
-
-
-def _targets_with_slots(environment: Environment) -> dict:
-    """The hosts; for blue/green also each one's slot, as the planner splits them (by name), and whether it is live."""
-    targets = list(selectors.targets_of(environment))
-    blue_green = (environment.strategy or {}).get("kind") == "blue_green" and len(targets) >= 2
-    if blue_green:
-        blue = set(slots([t.name for t in targets])["blue"])
-        for target in targets:
-            target.slot = "blue" if target.name in blue else "green"
-            target.live = target.slot == environment.live_slot
-    return {"targets": targets, "blue_green": blue_green}
+    return render(request, "dashboard/environment.html", environment_page(environment, request.user))
 
 
 @login_required
@@ -263,6 +239,8 @@ def rollback(request: HttpRequest, slug: str, name: str) -> HttpResponse:
     if not reason:
         raise Invalid("Say why you roll back: it goes into the history.", field="reason")
     release = do_rollback(Actor(request.user), environment, artifact=artifact, reason=reason[:2000])
+    if request.htmx:  # the environment page stays: its live view shows the rollback to the end
+        return render(request, "dashboard/environment.html#rollback-started", {"release": release})
     messages.success(request, f"Rolling {environment.name} back to {artifact.version}.")
     return redirect("dashboard:release", pk=release.pk)
 

@@ -239,6 +239,11 @@ def _recheck_on_commit(environment: Environment) -> None:
 
 # --- locks, freeze windows, blockers ---------------------------------------------------------
 
+def _publish_environment(environment_id: int) -> None:
+    """Open environment pages show locks and freezes as they are set and lifted."""
+    publish_on_commit(f"environment.{environment_id}", "environment.changed", environment_id=environment_id)
+
+
 @transaction.atomic(durable=True)
 def do_lock(actor: Actor, environment: Environment, *, reason: str) -> Lock:
     """Hold promotions to an environment until unlocked."""
@@ -246,6 +251,7 @@ def do_lock(actor: Actor, environment: Environment, *, reason: str) -> Lock:
     require(actor, Permission.LOCK, environment.application, environment)
     lock = Lock.objects.create(environment=environment, reason=reason, locked_by=actor.user)
     audit.record(actor, "environment.locked", environment, application=environment.application, note=reason)
+    _publish_environment(environment.pk)
     return lock
 
 
@@ -262,6 +268,7 @@ def do_unlock(actor: Actor, lock: Lock) -> Lock:
     audit.record(actor, "environment.unlocked", lock.environment, application=lock.environment.application,
                  note=lock.reason)
     _recheck_on_commit(lock.environment)
+    _publish_environment(lock.environment_id)
     return lock
 
 
@@ -287,6 +294,7 @@ def do_create_freeze(actor: Actor, environment: Environment, *, reason: str, sta
                         "ends_at": str(ends_at) if ends_at else None, "weekdays": window.weekdays,
                         "start_time": str(start_time) if start_time else None,
                         "end_time": str(end_time) if end_time else None, "timezone": timezone_name})
+    _publish_environment(environment.pk)
     return window
 
 
@@ -299,6 +307,7 @@ def do_delete_freeze(actor: Actor, window: FreezeWindow) -> None:
                  before={"reason": window.reason})
     window.delete()
     _recheck_on_commit(window.environment)
+    _publish_environment(window.environment_id)
 
 
 @transaction.atomic(durable=True)

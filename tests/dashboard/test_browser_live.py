@@ -101,3 +101,23 @@ def test_release_page_opened_before_approval_follows_the_rollout_to_success(slip
     assert alice.locator('#timeline li[data-kind="release.approval_given"]').count() == 2
     assert alice.evaluate("window.notReloaded") is True
     assert "live-down" not in (alice.locator("body").get_attribute("class") or "")
+
+
+def test_rollback_from_the_environment_page_ends_with_the_page_saying_the_old_version(slipway, browser):
+    app, env, users, artifacts = shop_with_hosts(command="sleep 0.5")
+    Release.objects.create(application=app, environment=env, artifact=artifacts["2.0.0"],
+                           previous_artifact=artifacts["1.0.0"], status="succeeded")
+    type(env).objects.filter(pk=env.pk).update(current_artifact=artifacts["2.0.0"])
+    Target.objects.filter(environment=env).update(version="2.0.0")
+
+    alice = login(browser, slipway, "alice", "/apps/shop/env/production/")
+    assert alice.locator("#env-head .version").inner_text() == "2.0.0"
+    alice.on("dialog", lambda dialog: dialog.accept())
+    alice.get_by_label("Why").fill("Errors since 2.0.0")
+    alice.get_by_role("button", name="Roll back").click()
+    alice.get_by_text("Rolling production back to 1.0.0").wait_for()
+    alice.locator('#env-head .version[data-version="1.0.0"]').wait_for(timeout=60_000)
+    alice.locator("#env-head .in-flight").wait_for(state="detached")
+    for host in HOSTS:
+        alice.locator(f'#targets tr[data-target="{host}"] .version', has_text="1.0.0").wait_for()
+    assert alice.evaluate("window.notReloaded") is True
