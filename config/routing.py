@@ -1,9 +1,21 @@
-"""WebSocket routes (session auth): live views."""
+"""WebSocket routes (session auth): live views. Any other path is refused cleanly."""
 
-from django.urls import path
+from django.urls import path, re_path
 
-from dashboard.consumers import RolloutConsumer
+from dashboard.consumers import (
+    ApplicationConsumer,
+    EnvironmentConsumer,
+    NotFoundConsumer,
+    OverviewConsumer,
+    ReleaseConsumer,
+    RolloutConsumer,
+)
 
 websocket_urlpatterns: list = [
+    path("ws/releases/<int:pk>/", ReleaseConsumer.as_asgi()),
     path("ws/rollouts/<int:pk>/", RolloutConsumer.as_asgi()),
+    path("ws/environments/<int:pk>/", EnvironmentConsumer.as_asgi()),
+    path("ws/applications/<int:pk>/", ApplicationConsumer.as_asgi()),
+    path("ws/overview/", OverviewConsumer.as_asgi()),
+    re_path(r"", NotFoundConsumer.as_asgi()),
 ]

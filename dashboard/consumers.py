@@ -1,15 +1,29 @@
-"""Live views: a watcher of a rollout gets the page's own progress partial each time a host changes state."""
+"""Live views: each page that shows state keeps it true over htmx's WebSocket extension.
+
+A consumer checks the session's user at connect, joins the groups of what its page shows (names built from ids
+it has looked up, never from text the browser sent), sends the page's partials at once (so a page opened or
+reconnected at any moment catches up), and again each time a service publishes a change. Every message is a run
+of top-level elements whose `id` tells htmx what to replace: the same partials the page renders.
+"""
 
 from __future__ import annotations
 
+import logging
+
 from asgiref.sync import async_to_sync
 from channels.generic.websocket import WebsocketConsumer
+from django.conf import settings
+from django.middleware.csrf import CSRF_SECRET_LENGTH, _mask_cipher_secret
 from django.template.loader import render_to_string
 
+from dashboard.pages import active_rollout_of, application_page, environment_page, release_page
 from dashboard.progress import rollout_progress
+from environments.models import Environment
 from releases import selectors
-from releases.models import Rollout
+from releases.models import Application, Release, Rollout
 from releases.permissions import Actor, Permission, can
+
+log = logging.getLogger(__name__)
 
 
 def can_view_rollout(user, rollout_id: int) -> bool:
@@ -17,21 +31,164 @@ def can_view_rollout(user, rollout_id: int) -> bool:
     return bool(rollout and user.is_authenticated and can(Actor(user), Permission.VIEW, rollout.release.application))
 
 
-class RolloutConsumer(WebsocketConsumer):
+def can_view_release(user, release_id: int) -> bool:
+    release = Release.objects.select_related("application").filter(pk=release_id).first()
+    return bool(release and user.is_authenticated and can(Actor(user), Permission.VIEW, release.application))
+
+
+class LiveConsumer(WebsocketConsumer):
+    """Joins groups, renders partials for the connected user, ignores what the browser says."""
+
     def connect(self):
-        self.rollout_id = int(self.scope["url_route"]["kwargs"]["pk"])
-        self.group = f"rollout.{self.rollout_id}"
-        if not can_view_rollout(self.scope["user"], self.rollout_id):
+        self.joined: set[str] = set()
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated or not self.authorize(user):
             return self.close()
-        async_to_sync(self.channel_layer.group_add)(self.group, self.channel_name)
         self.accept()
+        self.send_state()
+
+    def authorize(self, user) -> bool:
+        raise NotImplementedError
+
+    def send_state(self) -> None:
+        """Join what the page shows, then send it all: what changes after the join arrives as an event."""
+        raise NotImplementedError
+
+    def join(self, group: str) -> None:
+        if group not in self.joined:
+            async_to_sync(self.channel_layer.group_add)(group, self.channel_name)
+            self.joined.add(group)
 
     def disconnect(self, code):
-        async_to_sync(self.channel_layer.group_discard)(self.group, self.channel_name)
+        for group in getattr(self, "joined", ()):
+            async_to_sync(self.channel_layer.group_discard)(group, self.channel_name)
+
+    def receive(self, text_data=None, bytes_data=None):
+        # No action is documented for the browser to send: whatever arrives is dropped, with a trace.
+        data = text_data if text_data is not None else bytes_data or b""
+        log.warning("live view %s: ignored a %d-byte message from user %s", self.scope.get("path"), len(data),
+                    getattr(self.scope.get("user"), "pk", None))
+
+    def render(self, template: str, context: dict, *partials: str) -> str:
+        context = {**context, "user": self.scope["user"], "csrf_token": self.csrf_token()}
+        return "".join(render_to_string(f"{template}#{name}", context) for name in partials)
+
+    def csrf_token(self) -> str:
+        """Forms in pushed partials post like the page's own: the CSRF token from the session's cookie, masked."""
+        secret = (self.scope.get("cookies") or {}).get(settings.CSRF_COOKIE_NAME, "")
+        if len(secret) == CSRF_SECRET_LENGTH and secret.isalnum():
+            return _mask_cipher_secret(secret)
+        return ""
+
+
+class ReleaseConsumer(LiveConsumer):
+    """The release page: header and controls, approvals, blocked-by, rollout (waves, every target), timeline."""
+
+    PARTIALS = ("release-head", "approvals", "rollout", "timeline")
+
+    def authorize(self, user) -> bool:
+        self.release_id = int(self.scope["url_route"]["kwargs"]["pk"])
+        return can_view_release(user, self.release_id)
+
+    def send_state(self, partials: tuple[str, ...] = PARTIALS) -> None:
+        self.join(f"release.{self.release_id}")
+        rollout_id = Rollout.objects.filter(release_id=self.release_id).values_list("pk", flat=True).first()
+        if rollout_id is not None:
+            self.join(f"rollout.{rollout_id}")
+        context = release_page(self.release_id, self.scope["user"])
+        if context is None:  # deleted meanwhile
+            return self.close()
+        self.send(text_data=self.render("dashboard/release.html", context, *partials))
+
+    def release_changed(self, event):
+        self.send_state()
 
     def rollout_changed(self, event):
-        rollout = selectors.rollout_page(event["rollout_id"])
+        self.send_state(("release-head", "rollout"))
+
+
+class RolloutConsumer(LiveConsumer):
+    """The rollout's progress partial alone (`/ws/rollouts/<id>/`, named by the release API)."""
+
+    def authorize(self, user) -> bool:
+        self.rollout_id = int(self.scope["url_route"]["kwargs"]["pk"])
+        return can_view_rollout(user, self.rollout_id)
+
+    def send_state(self) -> None:
+        self.join(f"rollout.{self.rollout_id}")  # events only: the API's clients read the state over REST
+
+    def rollout_changed(self, event):
+        rollout = selectors.rollout_page(self.rollout_id)
         if rollout is None:  # deleted meanwhile
             return
         self.send(text_data=render_to_string("dashboard/release.html#progress",
                                              {"rollout": rollout, "progress": rollout_progress(rollout)}))
+
+
+class NotFoundConsumer(WebsocketConsumer):
+    """Any other /ws/ path: refused at the handshake (a 403 to the browser), not a server error."""
+
+    def connect(self):
+        self.close()
+
+
+class EnvironmentConsumer(LiveConsumer):
+    """The environment page: what it runs and what is in flight, its hosts, locks and freezes, history, rollback."""
+
+    PARTIALS = ("env-head", "targets", "locks", "history", "rollback")
+
+    def authorize(self, user) -> bool:
+        self.environment_id = int(self.scope["url_route"]["kwargs"]["pk"])
+        environment = Environment.objects.select_related("application").filter(pk=self.environment_id).first()
+        return bool(environment and can(Actor(user), Permission.VIEW, environment.application))
+
+    def send_state(self, partials: tuple[str, ...] = PARTIALS) -> None:
+        self.join(f"environment.{self.environment_id}")
+        # Hosts change version with each step of the rollout running here: follow it too.
+        if (rollout_id := active_rollout_of(self.environment_id)) is not None:
+            self.join(f"rollout.{rollout_id}")
+        context = environment_page(self.environment_id, self.scope["user"])
+        if context is None:
+            return self.close()
+        self.send(text_data=self.render("dashboard/environment.html", context, *partials))
+
+    def environment_changed(self, event):
+        self.send_state()
+
+    def rollout_changed(self, event):
+        self.send_state(("targets",))
+
+
+class ApplicationConsumer(LiveConsumer):
+    """The application page's pipeline: the version in each environment and what waits between them."""
+
+    def authorize(self, user) -> bool:
+        self.application_id = int(self.scope["url_route"]["kwargs"]["pk"])
+        application = Application.objects.filter(pk=self.application_id).first()
+        return bool(application and can(Actor(user), Permission.VIEW, application))
+
+    def send_state(self) -> None:
+        self.join(f"application.{self.application_id}")
+        application = Application.objects.filter(pk=self.application_id).first()
+        if application is None:
+            return self.close()
+        self.send(text_data=self.render("dashboard/application.html", application_page(application), "pipeline"))
+
+    def application_changed(self, event):
+        self.send_state()
+
+
+class OverviewConsumer(LiveConsumer):
+    """The overview: each visible application's pipeline."""
+
+    def authorize(self, user) -> bool:
+        return True  # it shows only the applications the user may see
+
+    def send_state(self) -> None:
+        applications = selectors.overview(self.scope["user"])
+        for application in applications:
+            self.join(f"application.{application.pk}")
+        self.send(text_data=self.render("dashboard/overview.html", {"applications": applications}, "applications"))
+
+    def application_changed(self, event):
+        self.send_state()

@@ -10,11 +10,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from releases.models import Rollout, RolloutStep
+from releases.planning import PlanError, StrategyError
+from releases.rollouts.common import plan_of
 
 DONE = RolloutStep.Status.SUCCEEDED
 # Reverting starts from these: a pending deploy no agent has claimed touched nothing.
 TOUCHED = (RolloutStep.Status.RUNNING, RolloutStep.Status.SUCCEEDED, RolloutStep.Status.FAILED)
 REVERT_STATUSES = (Rollout.Status.REVERTING, Rollout.Status.REVERTED)
+FINISHED = (Rollout.Status.SUCCEEDED, Rollout.Status.FAILED, Rollout.Status.REVERTED, Rollout.Status.CANCELLED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +31,19 @@ class StepRow:
         return self.step.wave_number
 
 
+@dataclass(frozen=True, slots=True)
+class TargetTile:
+    name: str
+    state: str  # waiting, queued, deploying, deployed, healthy, failed, reverting, reverted
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedWave:
+    number: int  # from 1, as people count waves
+    tiles: tuple[TargetTile, ...]
+    current: bool
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RolloutProgress:
     done: int
@@ -37,6 +53,8 @@ class RolloutProgress:
     wave: int | None  # the newest wave with deploys, counted from 1
     nothing_to_put_back: bool = False
     rows: tuple[StepRow, ...] = ()
+    waves: tuple[PlannedWave, ...] = ()  # every target of the plan, those still to come too
+    failures: tuple[StepRow, ...] = ()  # the failed steps, for the summary when a rollout fails
 
     @property
     def max(self) -> int:
@@ -67,19 +85,60 @@ def rollout_progress(rollout: Rollout) -> RolloutProgress:
     rows = tuple(StepRow(s, s.finished_at - s.started_at if s.started_at and s.finished_at else None) for s in steps)
     deploys = [s for s in steps if s.action == "deploy"]
     reverts = [s for s in steps if s.action == "revert"]
-    waves = [s.wave for s in deploys if s.wave is not None]
-    wave = max(waves) + 1 if waves else None
+    numbers = [s.wave for s in deploys if s.wave is not None]
+    wave = max(numbers) + 1 if numbers else None
+    waves = planned_waves(rollout, steps)
+    failures = tuple(r for r in rows if r.step.status == RolloutStep.Status.FAILED)
     if rollout.status in REVERT_STATUSES or reverts:
         touched = _names(s for s in deploys if s.status in TOUCHED) | _names(reverts)
         version = reverts[-1].version if reverts else None
         return RolloutProgress(done=len(_names(s for s in reverts if s.status == DONE)), total=len(touched),
                                version=version or None, reverting=True, wave=wave, rows=rows,
+                               waves=waves, failures=failures,
                                nothing_to_put_back=rollout.release.previous_artifact_id is None)
     targets = set(rollout.targets)
     done = _names(s for s in deploys if s.status == DONE) & targets
     return RolloutProgress(done=len(done), total=len(targets), version=rollout.release.artifact.version,
-                           reverting=False, wave=wave, rows=rows)
+                           reverting=False, wave=wave, rows=rows, waves=waves, failures=failures)
 
 
 def _names(steps: Iterable[RolloutStep]) -> set[str]:
     return {s.target_name for s in steps}
+
+
+def planned_waves(rollout: Rollout, steps: list[RolloutStep]) -> tuple[PlannedWave, ...]:
+    """The plan's waves, each target with what its newest step says: hosts not yet reached show as waiting."""
+    try:
+        plan = plan_of(rollout)
+    except (PlanError, StrategyError, TypeError, ValueError):  # a plan the engine could not make shows no waves
+        return ()
+    states = {name: _state(target_steps) for name, target_steps in _by_target(steps).items()}
+    started = {s.wave for s in steps if s.action in ("deploy", "revert") and s.wave is not None}
+    current = max(started) if started and rollout.status not in FINISHED else None
+    return tuple(PlannedWave(number=w.index + 1, current=w.index == current,
+                             tiles=tuple(TargetTile(name, states.get(name, "waiting")) for name in w.targets))
+                 for w in plan.waves if w.targets)
+
+
+def _by_target(steps: list[RolloutStep]) -> dict[str, list[RolloutStep]]:
+    grouped: dict[str, list[RolloutStep]] = {}
+    for step in steps:
+        grouped.setdefault(step.target_name, []).append(step)
+    return grouped
+
+
+def _state(steps: list[RolloutStep]) -> str:
+    reverts = [s for s in steps if s.action == "revert"]
+    if reverts:
+        return "reverted" if reverts[-1].status == DONE else "reverting"
+    deploys = [s for s in steps if s.action == "deploy"]
+    if not deploys:
+        return "waiting"
+    deploy = deploys[-1]
+    checks = [s for s in steps if s.action == "health" and s.index > deploy.index]
+    if deploy.status == RolloutStep.Status.FAILED or (checks and checks[-1].status == RolloutStep.Status.FAILED):
+        return "failed"
+    if deploy.status != DONE:
+        return "queued" if deploy.status == RolloutStep.Status.PENDING else "deploying"
+    healthy = (checks and checks[-1].status == DONE) or (deploy.health or {}).get("ok")
+    return "healthy" if healthy else "deployed"

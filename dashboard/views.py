@@ -2,26 +2,27 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from django import forms
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db.models import Prefetch
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from config.errors import Invalid, SlipwayError
-from dashboard.progress import rollout_progress
+from dashboard.pages import (
+    RELEASE_RELATED,
+    application_page,
+    environment_page,
+    release_card,
+    release_cards,
+    release_page,
+)
 from environments.models import Environment, Lock
-from monitoring.selectors import active_ingest_key
 from releases import selectors
-from releases.batches import Coverage, approval_coverage, describe_releases, group_key
 from releases.models import (
     ApiToken,
     Application,
@@ -31,7 +32,6 @@ from releases.models import (
     Membership,
     Release,
     Role,
-    Rollout,
     Scope,
     identity_validator,
 )
@@ -59,14 +59,7 @@ def overview(request: HttpRequest) -> HttpResponse:
 def application_detail(request: HttpRequest, slug: str) -> HttpResponse:
     application = get_object_or_404(Application, slug=slug)
     require(Actor(request.user), Permission.VIEW, application)
-    context = {
-        "application": application,
-        "environments": selectors.environments_of(application),
-        "artifacts": selectors.application_page(application),
-        "waiting": selectors.releases_of(application).filter(status__in=[
-            Release.Status.PENDING_APPROVAL, Release.Status.APPROVED, Release.Status.QUEUED, Release.Status.DEPLOYING]),
-        "ingest_key": active_ingest_key(application),
-    }
+    context = application_page(application)
     return render(request, "dashboard/application.html", context)
 
 
@@ -184,60 +177,6 @@ def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpR
 # --- releases ------------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class ReleaseCard:
-    release: Release
-    batch: object
-    state: object
-    blocked: list
-    coverage: Coverage
-
-    @property
-    def mine(self) -> set[str]:
-        return set(self.coverage.authors)
-
-    @property
-    def on_behalf(self) -> bool:
-        return self.coverage.on_behalf
-
-    @property
-    def covers(self) -> list[str]:
-        """Whose changes an approval here covers, as people read them."""
-        return [g.username or g.author for g in self.batch.groups if group_key(g) in self.mine]
-
-    @property
-    def waiting_long(self) -> bool:
-        """Batches must not pile up: warn once one waits longer than the environment allows."""
-        if self.release.status != Release.Status.PENDING_APPROVAL:
-            return False
-        age = timezone.now() - self.release.created_at
-        return age.total_seconds() > self.release.environment.pending_warn_hours * 3600
-
-    @property
-    def large(self) -> bool:
-        return self.batch.change_count > self.release.environment.pending_warn_changes
-
-    @property
-    def waiting_for_me(self) -> bool:
-        return self.release.status == Release.Status.PENDING_APPROVAL and self.coverage.refusal is None
-
-
-def release_cards(releases, user) -> list[ReleaseCard]:
-    """Cards for a list of releases, in a number of queries that does not grow with the list."""
-    releases = list(releases)
-    described = describe_releases(releases)
-    cards = []
-    for release in releases:
-        facts = described[release.pk]
-        coverage = approval_coverage(Actor(user), release, facts.batch, facts.state, facts.approvals)
-        cards.append(ReleaseCard(release, facts.batch, facts.state, facts.blocked_by, coverage))
-    return cards
-
-
-def release_card(release: Release, user) -> ReleaseCard:
-    return release_cards([release], user)[0]
-
-
 @login_required
 def approvals_inbox(request: HttpRequest) -> HttpResponse:
     pending = (Release.objects.filter(status=Release.Status.PENDING_APPROVAL,
@@ -253,13 +192,10 @@ def approvals_inbox(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def release_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    release = get_object_or_404(Release.objects.select_related(
-        "application", "environment", "artifact", "previous_artifact", "requested_by", "forced_by"), pk=pk)
-    require(Actor(request.user), Permission.VIEW, release.application)
-    rollout_id = Rollout.objects.filter(release=release).values_list("pk", flat=True).first()
-    rollout = selectors.rollout_page(rollout_id) if rollout_id else None
-    context = {"card": release_card(release, request.user), "timeline": selectors.release_timeline(release),
-               "rollout": rollout, "progress": rollout_progress(rollout) if rollout else None}
+    context = release_page(pk, request.user)
+    if context is None:
+        raise Http404
+    require(Actor(request.user), Permission.VIEW, context["card"].release.application)
     template = "dashboard/release.html#approvals" if request.htmx else "dashboard/release.html"
     return render(request, template, context)
 
@@ -278,8 +214,7 @@ def decide(request: HttpRequest, pk: int) -> HttpResponse:
         raise Invalid("Choose approve or reject.", field="decision")
     do_decide(Actor(request.user), release.pk, **form.cleaned_data)
     if request.htmx:
-        release = Release.objects.select_related("application", "environment", "artifact", "previous_artifact",
-                                                 "requested_by", "forced_by").get(pk=pk)
+        release = Release.objects.select_related(*RELEASE_RELATED).get(pk=pk)
         target = request.POST.get("partial") or "approvals"
         return render(request, f"dashboard/release.html#{'card' if target == 'card' else 'approvals'}",
                       {"card": release_card(release, request.user), "timeline": selectors.release_timeline(release)})
@@ -291,17 +226,7 @@ def environment_detail(request: HttpRequest, slug: str, name: str) -> HttpRespon
     environment = get_object_or_404(Environment.objects.select_related("application", "current_artifact"),
                                     application__slug=slug, name=name)
     require(Actor(request.user), Permission.VIEW, environment.application)
-    history = list(selectors.releases_of(environment.application).filter(environment=environment)[:50])
-    targets, blue_green = selectors.targets_with_slots(environment)
-    context = {
-        "environment": environment, "history": history,
-        "rollback_targets": list(selectors.rollback_candidates(environment)[:20]),
-        "locks": environment.locks.filter(released_at__isnull=True).select_related("locked_by"),
-        "can_rollback": can(Actor(request.user), Permission.ROLLBACK, environment.application, environment),
-        "targets": targets, "blue_green": blue_green,
-        "slipway_url": settings.SLIPWAY_BASE_URL.rstrip("/"),
-    }
-    return render(request, "dashboard/environment.html", context)
+    return render(request, "dashboard/environment.html", environment_page(environment, request.user))
 
 
 @login_required
@@ -314,6 +239,8 @@ def rollback(request: HttpRequest, slug: str, name: str) -> HttpResponse:
     if not reason:
         raise Invalid("Say why you roll back: it goes into the history.", field="reason")
     release = do_rollback(Actor(request.user), environment, artifact=artifact, reason=reason[:2000])
+    if request.htmx:  # the environment page stays: its live view shows the rollback to the end
+        return render(request, "dashboard/environment.html#rollback-started", {"release": release})
     messages.success(request, f"Rolling {environment.name} back to {artifact.version}.")
     return redirect("dashboard:release", pk=release.pk)
 

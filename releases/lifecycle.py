@@ -53,6 +53,8 @@ def transition(actor: Actor, release: Release, to: str, *, note: str = "") -> Re
     publish_on_commit(f"release.{release.pk}", "release.changed", release_id=release.pk)
     publish_on_commit(f"environment.{release.environment_id}", "environment.changed",
                       environment_id=release.environment_id)
+    publish_on_commit(f"application.{release.application_id}", "application.changed",
+                      application_id=release.application_id)
     return release
 
 

@@ -14,6 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from config.errors import Invalid, SlipwayError
+from dashboard.live import publish_on_commit
 from environments.models import Environment, FreezeWindow, Lock
 from releases import audit
 from releases.batches import (
@@ -159,6 +160,8 @@ def do_decide(actor: Actor, release_id: int, *, decision: str, comment: str = ""
         transition(actor, release, Release.Status.REJECTED, note=comment)
     else:
         _advance(actor, release)
+    # Open release pages show each decision as it is given, not only the one that moves the release.
+    publish_on_commit(f"release.{release.pk}", "release.changed", release_id=release.pk)
     return approval
 
 
@@ -249,6 +252,11 @@ def _recheck_on_commit(environment: Environment) -> None:
 
 # --- locks, freeze windows, blockers ---------------------------------------------------------
 
+def _publish_environment(environment_id: int) -> None:
+    """Open environment pages show locks and freezes as they are set and lifted."""
+    publish_on_commit(f"environment.{environment_id}", "environment.changed", environment_id=environment_id)
+
+
 @transaction.atomic(durable=True)
 def do_lock(actor: Actor, environment: Environment, *, reason: str) -> Lock:
     """Hold promotions to an environment until unlocked."""
@@ -256,6 +264,7 @@ def do_lock(actor: Actor, environment: Environment, *, reason: str) -> Lock:
     require(actor, Permission.LOCK, environment.application, environment)
     lock = Lock.objects.create(environment=environment, reason=reason, locked_by=actor.user)
     audit.record(actor, "environment.locked", environment, application=environment.application, note=reason)
+    _publish_environment(environment.pk)
     return lock
 
 
@@ -272,6 +281,7 @@ def do_unlock(actor: Actor, lock: Lock) -> Lock:
     audit.record(actor, "environment.unlocked", lock.environment, application=lock.environment.application,
                  note=lock.reason)
     _recheck_on_commit(lock.environment)
+    _publish_environment(lock.environment_id)
     return lock
 
 
@@ -297,6 +307,7 @@ def do_create_freeze(actor: Actor, environment: Environment, *, reason: str, sta
                         "ends_at": str(ends_at) if ends_at else None, "weekdays": window.weekdays,
                         "start_time": str(start_time) if start_time else None,
                         "end_time": str(end_time) if end_time else None, "timezone": timezone_name})
+    _publish_environment(environment.pk)
     return window
 
 
@@ -309,6 +320,7 @@ def do_delete_freeze(actor: Actor, window: FreezeWindow) -> None:
                  before={"reason": window.reason})
     window.delete()
     _recheck_on_commit(window.environment)
+    _publish_environment(window.environment_id)
 
 
 @transaction.atomic(durable=True)

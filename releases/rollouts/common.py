@@ -54,6 +54,11 @@ def publish_changed(rollout_id: int) -> None:
     publish_on_commit(f"rollout.{rollout_id}", "rollout.changed", rollout_id=rollout_id)
 
 
+def publish_environment_changed(environment_id: int) -> None:
+    """Watchers of the environment page re-render it after commit (hosts going offline)."""
+    publish_on_commit(f"environment.{environment_id}", "environment.changed", environment_id=environment_id)
+
+
 def notify_agents() -> None:
     """Agents long-polling this process get newly dispatched jobs at once (others within a broker tick): the
     broker listens to `agent_work_available`; the engine never imports it."""

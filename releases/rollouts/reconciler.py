@@ -47,6 +47,7 @@ from releases.rollouts.common import (
     progress_from,
     progress_to,
     publish_changed,
+    publish_environment_changed,
 )
 from releases.rollouts.drivers import run_server_steps
 from releases.rollouts.gates import _switched
@@ -375,7 +376,10 @@ def mark_offline_agents() -> int:
         silent = Target.objects.filter(environment__heartbeat_timeout_seconds=seconds, status=Target.Status.ONLINE)
         silent = silent.filter(Q(last_seen__lt=now - timedelta(seconds=seconds)) | Q(last_seen__isnull=True))
         names = list(silent.values_list("name", flat=True)[:20])
+        environments = set(silent.values_list("environment_id", flat=True))
         count = silent.update(status=Target.Status.OFFLINE)
+        for environment_id in sorted(environments):  # open environment pages show the agents gone
+            publish_environment_changed(environment_id)
         if count:
             log.warning("%d agent(s) missed heartbeats and are offline: %s", count, ", ".join(names))
         marked += count

@@ -2,6 +2,8 @@
 // JavaScript, so the Content-Security-Policy can forbid it).
 //   data-confirm="Roll {version} back?" on a form or a submit button: asks first; {name} is the form field's value.
 //   data-output="element-id" on an <input type="range">: shows its value there, with data-suffix (default "%").
+//   Live views (htmx's WebSocket extension): while a page's socket is down the body has the class "live-down"
+//   (the CSS shows "Reconnecting…"); the server sends the current state again when it reconnects.
 (function () {
   "use strict";
   function message(text, form) {
@@ -33,4 +35,10 @@
     var output = id && document.getElementById(id);
     if (output) output.value = input.value + (input.dataset.suffix === undefined ? "%" : input.dataset.suffix);
   });
+  function live(up) {
+    return function () { document.body.classList.toggle("live-down", !up); };
+  }
+  document.addEventListener("htmx:wsOpen", live(true));
+  document.addEventListener("htmx:wsClose", live(false));
+  document.addEventListener("htmx:wsError", live(false));
 })();

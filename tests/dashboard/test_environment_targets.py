@@ -87,8 +87,8 @@ def test_other_environments_targets_are_not_listed(boss, production):
     assert "stage-1" not in page and "No targets yet" in page
 
 
-# session, user, environment, view permission, history, its approvals, rollback permission, targets, locks
-QUERIES = 9
+# session, user, environment, view permission, history, its approvals, rollback permission, targets, locks, freezes
+QUERIES = 10
 
 
 def test_environment_page_queries_do_not_grow_with_targets(client, production, django_assert_num_queries):

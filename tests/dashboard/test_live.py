@@ -66,7 +66,7 @@ def test_release_page_shows_rollout_and_controls(client):
     app, rollout = rollout_fixture()
     client.force_login(factories.UserFactory(username="boss", is_superuser=True))
     page = client.get(f"/releases/{rollout.release_id}/").content.decode()
-    assert f'ws-connect="/ws/rollouts/{rollout.pk}/"' in page and "Revert now" in page
+    assert f'ws-connect="/ws/releases/{rollout.release_id}/"' in page and "Revert now" in page
     response = client.post(f"/releases/{rollout.release_id}/rollout/", {"command": "pause"})
     assert response.status_code == 302
     rollout.refresh_from_db()

@@ -23,9 +23,10 @@ def test_idle_socket_stays_open_and_gets_the_next_event(client):
     client.force_login(factories.UserFactory(username="watcher", is_superuser=True))
     server = LiveSlipway.start(extra_env={"REDIS_URL": settings.REDIS_URL})
     try:
-        ws_url = server.url.replace("http://", "ws://") + f"/ws/rollouts/{rollout.pk}/"
+        ws_url = server.url.replace("http://", "ws://") + f"/ws/releases/{rollout.release_id}/"
         with connect(ws_url, origin=server.url, open_timeout=10,
                      additional_headers={"Cookie": f"sessionid={client.cookies['sessionid'].value}"}) as ws:
+            assert '<header id="release-head"' in ws.recv(timeout=10)  # the page's state, at once
             # Longer than any of the Redis timeouts involved (BZPOPMIN's 5 s, redis-py's socket timeout).
             started = time.monotonic()
             try:
@@ -41,7 +42,7 @@ def test_idle_socket_stays_open_and_gets_the_next_event(client):
             async_to_sync(get_channel_layer().group_send)(
                 f"rollout.{rollout.pk}", {"type": "rollout.changed", "rollout_id": rollout.pk})
             html = ws.recv(timeout=10)
-        assert html.lstrip().startswith('<div id="progress"') and 'data-target="web-1"' in html
+        assert html.lstrip().startswith('<header id="release-head"') and 'data-target="web-1"' in html
         assert "TimeoutError" not in server.log_path.read_text()
     finally:
         server.stop()

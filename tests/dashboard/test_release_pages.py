@@ -118,7 +118,7 @@ def test_two_authors_approve_in_the_browser_and_the_release_moves_on(live_slipwa
             card.get_by_role("button", name="Approve my changes").click()
             page.locator(f"#release-{release.pk} .badge", has_text=f"{name} approved").wait_for()
         page.goto(live_slipway.url + f"/releases/{release.pk}/")
-        page.locator("[data-status=succeeded]").wait_for(timeout=10_000)
+        page.locator("#release-head[data-status=succeeded]").wait_for(timeout=10_000)
         browser.close()
     production.refresh_from_db()
     assert production.current_artifact == artifact

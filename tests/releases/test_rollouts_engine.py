@@ -482,7 +482,7 @@ def test_periodic_check_publishes_changed_rollouts_only(setup, monkeypatch):
 
     Target.objects.filter(name="a").update(last_seen=timezone.now() - timedelta(hours=1))
     rollouts.check_running_rollouts()  # the agent went silent: its step fails and the rollout reverts
-    assert published == [f"rollout.{rollout.pk}"]
+    assert published == [f"environment.{env.pk}", f"rollout.{rollout.pk}"]  # its environment page shows it offline
     assert RolloutStep.objects.get(rollout=rollout, action="deploy").status == "failed"
 
 
