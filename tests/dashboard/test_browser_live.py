@@ -115,7 +115,7 @@ def test_rollback_from_the_environment_page_ends_with_the_page_saying_the_old_ve
     alice.on("dialog", lambda dialog: dialog.accept())
     alice.get_by_label("Why").fill("Errors since 2.0.0")
     alice.get_by_role("button", name="Roll back").click()
-    alice.get_by_text("Rolling production back to 1.0.0").wait_for()
+    alice.get_by_text("Rolling production back to 1.0.0").wait_for(timeout=60_000)  # a loaded CI machine
     alice.locator('#env-head .version[data-version="1.0.0"]').wait_for(timeout=60_000)
     alice.locator("#env-head .in-flight").wait_for(state="detached")
     for host in HOSTS:
