@@ -7,9 +7,10 @@ from datetime import timedelta
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from rest_framework import authentication, exceptions, permissions
+from rest_framework import authentication, exceptions, permissions, serializers
 from rest_framework.pagination import PageNumberPagination
 
+from config.validators import validate_http_url
 from releases.models import ApiToken, Membership, Scope
 
 
@@ -87,6 +88,15 @@ class HasScope(permissions.BasePermission):
             self.message = f"This token lacks the '{scope}' scope."
             return False
         return True
+
+
+class HttpURLField(serializers.URLField):
+    """A URL the API stores and pages may link to: http(s) only (`config/validators.py`), 500 characters at most."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_length", 500)
+        super().__init__(**kwargs)
+        self.validators.append(validate_http_url)
 
 
 class Pagination(PageNumberPagination):

@@ -53,6 +53,14 @@ class Conflict(SlipwayError):
     status, code = 409, "conflict"
 
 
+class BodyRefused(SlipwayError):
+    """A body `config/jsonbody.py` refused: 413 `too_large`, or 400 `invalid_json`, `too_deep`, `out_of_range`."""
+
+    def __init__(self, error) -> None:  # a jsonbody.BodyError (pure module: no import of it here)
+        super().__init__(error.detail, extra={"field": error.field} if error.field else None)
+        self.status, self.code = error.status, error.code
+
+
 def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, SlipwayError):
         return Response(exc.as_json(), status=exc.status)

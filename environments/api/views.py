@@ -8,6 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.api import HttpURLField
 from config.errors import NotFound
 from environments.models import Environment
 from environments.services import do_create_environment, do_update_environment
@@ -36,14 +37,14 @@ class EnvironmentIn(serializers.Serializer):
     deploy_command = serializers.CharField(max_length=1000, required=False, default="", allow_blank=True)
     pre_deploy_command = serializers.CharField(max_length=1000, required=False, default="", allow_blank=True)
     manual_gates = serializers.BooleanField(required=False, default=False)
-    webhook_url = serializers.URLField(max_length=500, required=False, default="", allow_blank=True)
+    webhook_url = HttpURLField(required=False, default="", allow_blank=True)
     webhook_secret = serializers.CharField(max_length=200, required=False, default="", allow_blank=True,
                                            write_only=True)
     step_timeout_seconds = serializers.IntegerField(min_value=1, max_value=86_400, required=False, default=300)
     heartbeat_timeout_seconds = serializers.IntegerField(min_value=3, max_value=3600, required=False, default=30)
     rollback_batch_size = serializers.IntegerField(min_value=1, max_value=10_000, required=False, allow_null=True,
                                                    default=None)
-    smoke_test_urls = serializers.ListField(child=serializers.URLField(max_length=500), required=False, default=list,
+    smoke_test_urls = serializers.ListField(child=HttpURLField(), required=False, default=list,
                                             max_length=20)
 
     smoke_test_command = serializers.CharField(max_length=1000, required=False, default="", allow_blank=True)

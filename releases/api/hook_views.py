@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import json
-
+from django.conf import settings
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
@@ -11,7 +10,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.errors import Invalid, NotFound
+from config import jsonbody
+from config.api import HttpURLField
+from config.errors import BodyRefused, NotFound
 from releases.api.views import application_for
 from releases.models import Application, GitHubHook, NotificationHook
 from releases.permissions import Actor
@@ -37,9 +38,9 @@ class GitHubWebhookView(APIView):
         verify_signature(GitHubHook.objects.filter(application=application).first(), body,
                          request.headers.get("X-Hub-Signature-256", ""))
         try:
-            payload = json.loads(body)
-        except ValueError:
-            raise Invalid("The body is not JSON.", field="payload") from None
+            payload = jsonbody.parse(body, max_bytes=settings.API_MAX_BODY_BYTES)
+        except jsonbody.BodyError as error:
+            raise BodyRefused(error) from None
         return Response(handle_github_event(application, request.headers.get("X-GitHub-Event", ""), payload))
 
 
@@ -62,7 +63,7 @@ class GitHubConfigView(APIView):
 
 
 class NotificationHookIn(serializers.Serializer):
-    url = serializers.URLField(max_length=500)
+    url = HttpURLField()
     events = serializers.ListField(child=serializers.CharField(max_length=20), required=False, default=list)
 
 

@@ -10,6 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.api import HttpURLField
 from config.errors import NotFound
 from environments.api.views import environment_for, validate_strategy
 from environments.models import Environment, FreezeWindow, Lock
@@ -387,7 +388,7 @@ class FreezeDetailView(APIView):
 
 class BlockerIn(serializers.Serializer):
     title = serializers.CharField(max_length=300)
-    url = serializers.URLField(max_length=500, required=False, default="", allow_blank=True)
+    url = HttpURLField(required=False, default="", allow_blank=True)
     environments = serializers.ListField(child=serializers.SlugField(max_length=63), min_length=1, max_length=50)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from config.api import HttpURLField
 from releases.models import SHA_PATTERN, SLUG_PATTERN, VERSION_PATTERN, Application, Artifact, Change
 from releases.services import ArtifactIn, ChangeIn
 
@@ -14,7 +15,7 @@ class ApplicationIn(serializers.Serializer):
     slug = serializers.RegexField(SLUG_PATTERN, max_length=63, error_messages={
         "invalid": "Use 1–63 lowercase letters, digits and dashes, starting with a letter or digit."})
     name = serializers.CharField(max_length=200)
-    repository_url = serializers.URLField(max_length=500, required=False, default="", allow_blank=True)
+    repository_url = HttpURLField(required=False, default="", allow_blank=True)
 
 
 class ApplicationOut(serializers.ModelSerializer):
@@ -42,7 +43,7 @@ class ChangeInSerializer(serializers.Serializer):
     sha = serializers.RegexField(SHA_PATTERN, max_length=40, error_messages={"invalid": SHA_MESSAGE})
     author = serializers.CharField(max_length=254)
     title = serializers.CharField(max_length=500)
-    url = serializers.URLField(max_length=500, required=False, default="", allow_blank=True)
+    url = HttpURLField(required=False, default="", allow_blank=True)
     committed_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
 
 
@@ -51,7 +52,7 @@ class ArtifactInSerializer(serializers.Serializer):
         "invalid": "A version is 1–100 characters without whitespace."})
     commit = serializers.RegexField(SHA_PATTERN, max_length=40, error_messages={"invalid": SHA_MESSAGE})
     image = serializers.CharField(max_length=500)
-    build_url = serializers.URLField(max_length=500, required=False, default="", allow_blank=True)
+    build_url = HttpURLField(required=False, default="", allow_blank=True)
     metadata = serializers.DictField(required=False, default=dict)
     changes = ChangeInSerializer(many=True, required=False, default=list, max_length=1000)
 
