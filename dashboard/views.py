@@ -12,7 +12,9 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from config import jsonbody
 from config.errors import Invalid, SlipwayError
+from config.forms import cleaned, query_text
 from dashboard.pages import (
     RELEASE_RELATED,
     application_page,
@@ -35,7 +37,7 @@ from releases.models import (
     Scope,
     identity_validator,
 )
-from releases.permissions import Actor, Permission, can, require, visible_applications
+from releases.permissions import Actor, Permission, can, may_see, require, visible_applications
 from releases.promotions import do_decide, do_lock, do_rollback, do_unlock
 from releases.rollouts import do_control_rollout
 from releases.services import (
@@ -50,6 +52,13 @@ from releases.services import (
 )
 
 
+def _visible(request: HttpRequest, application: Application) -> Application:
+    """404, as for an unknown application, when the user holds no role there: nothing about it leaks."""
+    if not may_see(Actor(request.user), application):
+        raise Http404("No such application.")
+    return application
+
+
 @login_required
 def overview(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboard/overview.html", {"applications": selectors.overview(request.user)})
@@ -57,7 +66,7 @@ def overview(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def application_detail(request: HttpRequest, slug: str) -> HttpResponse:
-    application = get_object_or_404(Application, slug=slug)
+    application = _visible(request, get_object_or_404(Application, slug=slug))
     require(Actor(request.user), Permission.VIEW, application)
     context = application_page(application)
     return render(request, "dashboard/application.html", context)
@@ -66,8 +75,8 @@ def application_detail(request: HttpRequest, slug: str) -> HttpResponse:
 @login_required
 def audit(request: HttpRequest) -> HttpResponse:
     application = None
-    if slug := request.GET.get("app"):
-        application = get_object_or_404(Application, slug=slug)
+    if slug := query_text(request.GET, "app"):
+        application = _visible(request, get_object_or_404(Application, slug=slug))
         require(Actor(request.user), Permission.VIEW, application)
     page = Paginator(selectors.audit_events(request.user, application=application), 50).get_page(request.GET.get("page"))
     template = "dashboard/audit.html#events" if request.htmx else "dashboard/audit.html"
@@ -127,7 +136,7 @@ class MemberForm(forms.Form):
 
 @login_required
 def members(request: HttpRequest, slug: str) -> HttpResponse:
-    application = get_object_or_404(Application, slug=slug)
+    application = _visible(request, get_object_or_404(Application, slug=slug))
     actor = Actor(request.user)
     require(actor, Permission.VIEW, application)
     may_manage = can(actor, Permission.MANAGE_MEMBERS, application)
@@ -157,6 +166,7 @@ def members(request: HttpRequest, slug: str) -> HttpResponse:
 def revoke_member(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     membership = get_object_or_404(Membership.objects.select_related("application", "user"),
                                    application__slug=slug, pk=pk)
+    _visible(request, membership.application)
     do_revoke_role(Actor(request.user), membership)
     messages.success(request, f"{membership.user.get_username()} is no longer {membership.get_role_display().lower()}.")
     return redirect("dashboard:members", slug)
@@ -195,6 +205,7 @@ def release_detail(request: HttpRequest, pk: int) -> HttpResponse:
     context = release_page(pk, request.user)
     if context is None:
         raise Http404
+    _visible(request, context["card"].release.application)
     require(Actor(request.user), Permission.VIEW, context["card"].release.application)
     template = "dashboard/release.html#approvals" if request.htmx else "dashboard/release.html"
     return render(request, template, context)
@@ -209,6 +220,7 @@ class DecisionForm(forms.Form):
 @require_POST
 def decide(request: HttpRequest, pk: int) -> HttpResponse:
     release = get_object_or_404(Release.objects.select_related("application"), pk=pk)
+    _visible(request, release.application)
     form = DecisionForm(request.POST)
     if not form.is_valid():
         raise Invalid("Choose approve or reject.", field="decision")
@@ -225,8 +237,14 @@ def decide(request: HttpRequest, pk: int) -> HttpResponse:
 def environment_detail(request: HttpRequest, slug: str, name: str) -> HttpResponse:
     environment = get_object_or_404(Environment.objects.select_related("application", "current_artifact"),
                                     application__slug=slug, name=name)
+    _visible(request, environment.application)
     require(Actor(request.user), Permission.VIEW, environment.application)
     return render(request, "dashboard/environment.html", environment_page(environment, request.user))
+
+
+class RollbackForm(forms.Form):
+    version = forms.CharField(max_length=100)
+    reason = forms.CharField(error_messages={"required": "Say why you roll back: it goes into the history."})
 
 
 @login_required
@@ -234,15 +252,28 @@ def environment_detail(request: HttpRequest, slug: str, name: str) -> HttpRespon
 def rollback(request: HttpRequest, slug: str, name: str) -> HttpResponse:
     environment = get_object_or_404(Environment.objects.select_related("application"), application__slug=slug,
                                     name=name)
-    artifact = get_object_or_404(Artifact, application=environment.application, version=request.POST.get("version"))
-    reason = (request.POST.get("reason") or "").strip()
-    if not reason:
-        raise Invalid("Say why you roll back: it goes into the history.", field="reason")
-    release = do_rollback(Actor(request.user), environment, artifact=artifact, reason=reason[:2000])
+    _visible(request, environment.application)
+    data = cleaned(RollbackForm(request.POST))
+    artifact = get_object_or_404(Artifact, application=environment.application, version=data["version"])
+    release = do_rollback(Actor(request.user), environment, artifact=artifact, reason=data["reason"][:2000])
     if request.htmx:  # the environment page stays: its live view shows the rollback to the end
         return render(request, "dashboard/environment.html#rollback-started", {"release": release})
     messages.success(request, f"Rolling {environment.name} back to {artifact.version}.")
     return redirect("dashboard:release", pk=release.pk)
+
+
+class LockForm(forms.Form):
+    """Lock with a reason, or release the lock `unlock` names (an id)."""
+
+    unlock = forms.IntegerField(min_value=1, max_value=jsonbody.INT64_MAX, required=False,
+                                error_messages={"invalid": "unlock is the id of a lock."})
+    reason = forms.CharField(required=False)
+
+    def clean(self):
+        data = super().clean()
+        if not data.get("unlock") and not data.get("reason") and "unlock" not in self.errors:
+            self.add_error("reason", "Give a reason for the lock.")
+        return data
 
 
 @login_required
@@ -250,23 +281,27 @@ def rollback(request: HttpRequest, slug: str, name: str) -> HttpResponse:
 def lock_environment(request: HttpRequest, slug: str, name: str) -> HttpResponse:
     environment = get_object_or_404(Environment.objects.select_related("application"), application__slug=slug,
                                     name=name)
-    if request.POST.get("unlock"):
-        do_unlock(Actor(request.user), get_object_or_404(Lock, pk=request.POST["unlock"], environment=environment))
+    _visible(request, environment.application)
+    data = cleaned(LockForm(request.POST))
+    if data["unlock"]:
+        do_unlock(Actor(request.user), get_object_or_404(Lock, pk=data["unlock"], environment=environment))
     else:
-        reason = (request.POST.get("reason") or "").strip()
-        if not reason:
-            raise Invalid("Give a reason for the lock.", field="reason")
-        do_lock(Actor(request.user), environment, reason=reason[:2000])
+        do_lock(Actor(request.user), environment, reason=data["reason"][:2000])
     return redirect("dashboard:environment", slug=slug, name=name)
+
+
+class RolloutCommandForm(forms.Form):
+    command = forms.ChoiceField(choices=[(c, c) for c in ("pause", "resume", "cancel", "revert")],
+                                error_messages={"required": "Choose pause, resume, cancel or revert.",
+                                                "invalid_choice": "Choose pause, resume, cancel or revert."})
 
 
 @login_required
 @require_POST
 def rollout_control(request: HttpRequest, pk: int) -> HttpResponse:
     release = get_object_or_404(Release.objects.select_related("application", "environment"), pk=pk)
-    command = request.POST.get("command", "")
-    if command not in ("pause", "resume", "cancel", "revert"):
-        raise Invalid("Choose pause, resume, cancel or revert.", field="command")
+    _visible(request, release.application)
+    command = cleaned(RolloutCommandForm(request.POST))["command"]
     do_control_rollout(Actor(request.user), release, command)
     return redirect("dashboard:release", pk=pk)
 

@@ -11,6 +11,7 @@ import hashlib
 
 import orjson
 
+from config import jsonbody
 from flags.engine import ErrorCode, Resolution
 
 PREFIX = "/ofrep/v1/evaluate/flags"
@@ -40,9 +41,10 @@ def general_error(details: str) -> bytes:
 def parse_context(raw: bytes):
     """(context, None) or (None, what is wrong)."""
     try:
-        body = orjson.loads(raw or b"{}")
-    except (orjson.JSONDecodeError, RecursionError):
-        return None, "The body is not JSON."
+        # Bounded like every body (config/jsonbody.py): nesting, 64-bit integers, finite floats, no NUL.
+        body = jsonbody.parse(raw, max_bytes=len(raw) or 1, empty={})
+    except jsonbody.BodyError as error:
+        return None, f"The body is not acceptable JSON: {error.detail}"
     if not isinstance(body, dict):
         return None, "The body must be an object with a `context` object."
     context = body.get("context", {})

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import json
-import re
 
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
+from config import jsonbody
 from config.errors import Invalid, SlipwayError
+from config.forms import JSONTextField, cleaned, query_text
+from config.validators import local_path
 from environments.models import Environment
 from flags import selectors
 from flags.engine import evaluate
@@ -32,21 +33,31 @@ from flags.services import (
 )
 from flags.snapshots import default_state, snapshots, state_dict
 from releases.models import Application
-from releases.permissions import Actor, Permission, can, require
+from releases.permissions import Actor, Permission, can, may_see, require
 
 
 def _application(request: HttpRequest, slug: str) -> Application:
     application = get_object_or_404(Application, slug=slug)
+    if not may_see(Actor(request.user), application):
+        raise Http404("No such application.")  # as for an unknown one: a flag's name never leaks
     require(Actor(request.user), Permission.READ_FLAGS, application)
     return application
+
+
+_KEY_HELP = "A key is lowercase letters, digits, dots, dashes and underscores (at most 128)."
+
+
+class NewFlagForm(forms.Form):
+    key = forms.RegexField(KEY_PATTERN, max_length=128, error_messages={"invalid": _KEY_HELP, "required": _KEY_HELP})
+    name = forms.CharField(max_length=200, required=False)
 
 
 @login_required
 def flag_list(request: HttpRequest, slug: str) -> HttpResponse:
     application = _application(request, slug)
     if request.method == "POST":
-        key = (request.POST.get("key") or "").strip()
-        flag = do_create_flag(Actor(request.user), application, key=key, name=request.POST.get("name", "").strip())
+        data = cleaned(NewFlagForm(request.POST))
+        flag = do_create_flag(Actor(request.user), application, key=data["key"], name=data["name"])
         return redirect("flags:detail", slug=slug, key=flag.key)
     environments = list(application.environments.order_by("position"))
     actor = Actor(request.user)
@@ -54,9 +65,9 @@ def flag_list(request: HttpRequest, slug: str) -> HttpResponse:
         "application": application,
         "environments": environments,
         "editable": {env.pk: can(actor, Permission.EDIT_FLAGS, application, env) for env in environments},
-        "flags": selectors.flag_list(application, search=request.GET.get("q", "").strip(),
-                                     tag=request.GET.get("tag", ""), stale=bool(request.GET.get("stale"))),
-        "q": request.GET.get("q", ""), "stale": bool(request.GET.get("stale")),
+        "flags": selectors.flag_list(application, search=query_text(request.GET, "q").strip(),
+                                     tag=query_text(request.GET, "tag"), stale=bool(request.GET.get("stale"))),
+        "q": query_text(request.GET, "q"), "stale": bool(request.GET.get("stale")),
         "segments": [{"segment": seg, "json": json.dumps(seg.conditions, indent=2)}
                      for seg in Segment.objects.filter(application=application)],
     }
@@ -85,14 +96,8 @@ def toggle(request: HttpRequest, slug: str, key: str, name: str) -> HttpResponse
         response.write(render_to_string("flags/list.html#flash-oob", {"said": said}))
         return response
     messages.success(request, said)
-    return redirect(_local(request.POST.get("next")) or reverse("flags:list", kwargs={"slug": slug}))
-
-
-def _local(url: str | None) -> str | None:
-    """A `next` URL only when it stays on this site (no open redirect; nonsense is ignored)."""
-    if url and url.startswith("/") and url_has_allowed_host_and_scheme(url, allowed_hosts=None):
-        return url
-    return None
+    # `next` only when it stays on this site (no open redirect; nonsense is ignored).
+    return redirect(local_path(request.POST.get("next")) or reverse("flags:list", kwargs={"slug": slug}))
 
 
 def _detail_context(request: HttpRequest, application: Application, flag: Flag,
@@ -139,16 +144,8 @@ class FlagStateForm(forms.Form):
     use_rollout = forms.BooleanField(required=False)
     percentage = forms.IntegerField(min_value=0, max_value=100, required=False,
                                     error_messages={"invalid": "The rollout percentage is a whole number from 0 to 100."})
-    rules = forms.CharField(required=False, max_length=200_000, widget=forms.Textarea)
-
-    def clean_rules(self) -> list:
-        try:
-            rules = json.loads(self.cleaned_data["rules"] or "[]")
-        except (ValueError, RecursionError):
-            raise forms.ValidationError("Rules must be valid JSON (a list of rules).") from None
-        if not isinstance(rules, list):
-            raise forms.ValidationError("Rules must be a list: [ {…}, {…} ].")
-        return rules
+    # Bounded like an API body (config/jsonbody.py): a 10**400 value or 5,000 brackets is a field error here.
+    rules = JSONTextField(kind=list, empty=[], what="Rules")
 
     def changes(self) -> dict:
         data = self.cleaned_data
@@ -213,36 +210,46 @@ def update_state(request: HttpRequest, slug: str, key: str, name: str) -> HttpRe
     return redirect("flags:detail", slug=slug, key=key)
 
 
+class EditFlagForm(forms.Form):
+    variants = JSONTextField(kind=dict, empty={}, what="Variants (an object of name → value)")
+    description = forms.CharField(max_length=10_000, required=False)
+    owner = forms.CharField(max_length=1000, required=False)
+    tags = forms.CharField(max_length=10_000, required=False)
+
+
 @login_required
 @require_POST
 def edit_flag(request: HttpRequest, slug: str, key: str) -> HttpResponse:
     """Variants, description, owner and tags."""
     application = _application(request, slug)
     flag = get_object_or_404(Flag, application=application, key=key)
-    try:
-        variants = json.loads(request.POST.get("variants") or "{}")
-    except ValueError:
-        raise Invalid("Variants must be a JSON object of name → value.", field="variants") from None
-    tags = [t.strip() for t in request.POST.get("tags", "").split(",") if t.strip()]
-    do_update_flag(Actor(request.user), flag, variants=variants, description=request.POST.get("description", ""),
-                   owner=request.POST.get("owner", "")[:150], tags=tags[:20])
+    data = cleaned(EditFlagForm(request.POST))
+    tags = [t.strip()[:100] for t in data["tags"].split(",") if t.strip()]
+    do_update_flag(Actor(request.user), flag, variants=data["variants"], description=data["description"],
+                   owner=data["owner"][:150], tags=tags[:20])
     return redirect("flags:detail", slug=slug, key=key)
+
+
+class SegmentForm(forms.Form):
+    _help = "A segment name is lowercase letters, digits, dots, dashes and underscores (at most 100)."
+    name = forms.RegexField(KEY_PATTERN, max_length=100, error_messages={"invalid": _help, "required": _help})
+    conditions = JSONTextField(kind=list, empty=[], what="Conditions (a list)")
+    description = forms.CharField(max_length=10_000, required=False)
 
 
 @login_required
 @require_POST
 def save_segment(request: HttpRequest, slug: str) -> HttpResponse:
     application = _application(request, slug)
-    try:
-        conditions = json.loads(request.POST.get("conditions") or "[]")
-    except ValueError:
-        raise Invalid("Conditions must be a JSON list.", field="conditions") from None
-    name = (request.POST.get("name") or "").strip()
-    if not re.fullmatch(KEY_PATTERN, name):
-        raise Invalid("A segment name is lowercase letters, digits, dots, dashes and underscores.", field="name")
-    do_save_segment(Actor(request.user), application, name=name, conditions=conditions,
-                    description=request.POST.get("description", "")[:2000])
+    data = cleaned(SegmentForm(request.POST))
+    do_save_segment(Actor(request.user), application, name=data["name"], conditions=data["conditions"],
+                    description=data["description"][:2000])
     return redirect("flags:list", slug=slug)
+
+
+class ChangeDecisionForm(forms.Form):
+    decision = forms.ChoiceField(choices=[("approve", "approve"), ("reject", "reject")])
+    comment = forms.CharField(max_length=10_000, required=False)
 
 
 @login_required
@@ -250,8 +257,9 @@ def save_segment(request: HttpRequest, slug: str) -> HttpResponse:
 def decide_change(request: HttpRequest, slug: str, key: str, pk: int) -> HttpResponse:
     application = _application(request, slug)
     change = get_object_or_404(ChangeRequest, flag__application=application, flag__key=key, pk=pk)
-    do_decide_change(Actor(request.user), change, approve=request.POST.get("decision") == "approve",
-                     comment=request.POST.get("comment", "")[:2000])
+    data = cleaned(ChangeDecisionForm(request.POST))
+    do_decide_change(Actor(request.user), change, approve=data["decision"] == "approve",
+                     comment=data["comment"][:2000])
     return redirect("flags:detail", slug=slug, key=key)
 
 
@@ -278,7 +286,7 @@ def try_context(request: HttpRequest, slug: str, key: str) -> HttpResponse:
     """What a given user would get, and why: evaluates the live snapshot with the context typed in."""
     application = _application(request, slug)
     flag = get_object_or_404(Flag, application=application, key=key)
-    environment = get_object_or_404(Environment, application=application, name=request.GET.get("environment"))
+    environment = get_object_or_404(Environment, application=application, name=query_text(request.GET, "environment"))
     context, problem = _parse_context(request.GET.get("context", ""))
     result = None if problem else evaluate(snapshots.get(environment.pk), flag.key, context)
     return render(request, "flags/detail.html#try-result",
@@ -290,9 +298,9 @@ def _parse_context(text: str) -> tuple[dict, str | None]:
     text = text.strip()
     if text.startswith("{"):
         try:
-            value = json.loads(text)
-        except ValueError as error:
-            return {}, f"Not valid JSON: {error}"
+            value = jsonbody.parse(text, max_bytes=64 * 1024)
+        except jsonbody.BodyError as error:
+            return {}, f"Not valid JSON: {error.detail}"
         return (value, None) if isinstance(value, dict) else ({}, "The context must be an object.")
     context: dict = {}
     for line in filter(None, (line.strip() for line in text.replace(",", "\n").splitlines())):
@@ -301,7 +309,7 @@ def _parse_context(text: str) -> tuple[dict, str | None]:
             return {}, f"Write each attribute as name=value (got '{line}')."
         value = value.strip()
         try:
-            context[name.strip()] = json.loads(value) if value[:1] in "-0123456789tfn[" else value
-        except ValueError:
+            context[name.strip()] = jsonbody.parse(value) if value[:1] in "-0123456789tfn[" else value
+        except jsonbody.BodyError:
             context[name.strip()] = value
     return context, None

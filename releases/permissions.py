@@ -172,6 +172,20 @@ def _refusal(actor: Actor, permission: Permission, application: Application,
     return f"You need the {needed} role on {where}."
 
 
+def may_see(actor: Actor, application: Application) -> bool:
+    """Whether the actor may learn that the application exists: any role there, a superuser, or the system.
+
+    Interfaces answer 404 otherwise, exactly as for an unknown application, so nothing about it (a release's
+    status, a flag's name) leaks; a role without the permission needed still gets 403 naming the role.
+    """
+    if actor.is_system:
+        return True
+    user = actor.user
+    if not user.is_authenticated or not user.is_active:
+        return False
+    return user.is_superuser or bool(roles_of(user, application))
+
+
 def roles_with(permission: Permission) -> list[str]:
     return [role for role, permissions in ROLE_PERMISSIONS.items() if permission in permissions]
 

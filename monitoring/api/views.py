@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import orjson
+from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config import jsonbody
 from config.api import Pagination
-from config.errors import Invalid, NotFound, SlipwayError
+from config.errors import BodyRefused, Invalid, NotFound, SlipwayError
 from environments.models import Environment
 from monitoring import selectors
 from monitoring.models import ErrorGroup, dsn_for
@@ -18,7 +19,7 @@ from monitoring.parsing import BadInput, error_from_json, parse_samples
 from monitoring.services import do_push_samples, do_record_error, do_rotate_ingest_key
 from releases.api.views import application_for
 from releases.models import Application
-from releases.permissions import Actor
+from releases.permissions import Actor, may_see
 
 
 class TooLarge(SlipwayError):
@@ -26,10 +27,11 @@ class TooLarge(SlipwayError):
 
 
 def _json_body(request: Request):
+    # Bounded like every API body (config/jsonbody.py): nesting, 64-bit integers, finite floats, no NUL.
     try:
-        return orjson.loads(request.body)
-    except orjson.JSONDecodeError:
-        raise Invalid("The body is not JSON.", field="non_field_errors") from None
+        return jsonbody.parse(request.body, max_bytes=settings.API_MAX_BODY_BYTES)
+    except jsonbody.BodyError as error:
+        raise BodyRefused(error) from None
 
 
 def _refused(bad: BadInput) -> SlipwayError:
@@ -41,10 +43,11 @@ def _refused(bad: BadInput) -> SlipwayError:
     return Invalid(bad.detail, field=bad.field)
 
 
-def _application(slug: str) -> Application:
-    # Writers check the caller's right per environment in the service (a token may be pinned to one).
+def _application(request: Request, slug: str) -> Application:
+    # Writers check the caller's right per environment in the service (a token may be pinned to one); without
+    # any role there the application is as unknown as a missing one.
     application = Application.objects.filter(slug=slug).first()
-    if application is None:
+    if application is None or not may_see(Actor.from_request(request), application):
         raise NotFound(f"No application '{slug}'.")
     return application
 
@@ -96,7 +99,7 @@ class ErrorView(APIView):
 
     @extend_schema(request=ErrorIn, responses={201: ErrorRecordedOut})
     def post(self, request: Request, slug: str) -> Response:
-        application = _application(slug)
+        application = _application(request, slug)
         try:
             error = error_from_json(_json_body(request))
         except BadInput as bad:
@@ -148,7 +151,7 @@ class MetricsView(APIView):
 
     @extend_schema(request=SampleIn(many=True), responses={201: PushedOut})
     def post(self, request: Request, slug: str) -> Response:
-        application = _application(slug)
+        application = _application(request, slug)
         try:
             samples = parse_samples(_json_body(request))
         except BadInput as bad:

@@ -20,7 +20,7 @@ from releases.api.serializers import (
     ArtifactOut,
 )
 from releases.models import Application, AuthorIdentity, identity_validator
-from releases.permissions import Actor, Permission, require
+from releases.permissions import Actor, Permission, may_see, require
 from releases.services import (
     do_confirm_identity,
     do_create_application,
@@ -32,11 +32,13 @@ from releases.services import (
 
 
 def application_for(request: Request, slug: str, permission: Permission = Permission.VIEW) -> Application:
-    """The application named in the URL, once the caller may read it (404 if unknown, 403 if not allowed)."""
+    """The application named in the URL, once the caller may read it (404 if unknown or the caller holds no role
+    there, 403 naming the role if a role lacks the permission)."""
     application = Application.objects.filter(slug=slug).first()
-    if application is None:
+    actor = Actor.from_request(request)
+    if application is None or not may_see(actor, application):
         raise NotFound(f"No application '{slug}'.")
-    require(Actor.from_request(request), permission, application)
+    require(actor, permission, application)
     return application
 
 
