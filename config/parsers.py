@@ -6,7 +6,6 @@ from django.conf import settings
 from rest_framework.parsers import JSONParser
 
 from config import jsonbody
-from config.errors import BodyRefused
 
 
 class BoundedJSONParser(JSONParser):
@@ -18,4 +17,7 @@ class BoundedJSONParser(JSONParser):
         try:
             return jsonbody.parse(raw, max_bytes=limit, empty={})
         except jsonbody.BodyError as error:
+            # Imported here: config.errors imports DRF's views, which import this module.
+            from config.errors import BodyRefused
+
             raise BodyRefused(error) from None
