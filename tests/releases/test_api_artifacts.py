@@ -124,7 +124,7 @@ def test_duplicate_change_in_one_request(ci, app):
 def test_malformed_json(ci, app):
     response = ci.post(URL, '{"version": "1.0", ', content_type="application/json")
     assert response.status_code == 400
-    assert "JSON parse error" in response.json()["detail"]
+    assert response.json()["code"] == "invalid_json" and "not valid JSON" in response.json()["detail"]
 
 
 def test_wrong_types(ci, app):
