@@ -178,9 +178,9 @@ def may_see(actor: Actor, application: Application) -> bool:
     Interfaces answer 404 otherwise, exactly as for an unknown application, so nothing about it (a release's
     status, a flag's name) leaks; a role without the permission needed still gets 403 naming the role.
     """
-    if actor.is_system:
-        return True
     user = actor.user
+    if user is None:  # the system
+        return True
     if not user.is_authenticated or not user.is_active:
         return False
     return user.is_superuser or bool(roles_of(user, application))
