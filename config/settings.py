@@ -268,7 +268,22 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "DEFAULT_THROTTLE_CLASSES": ["config.throttles.TokenBucketThrottle"],
 }
+
+# --- rate limits (token buckets; "20/s", "600/min", or "off") ----------------
+# The REST API, per API token (or signed-in user): shared by every process through Redis when REDIS_URL is set.
+API_RATE_LIMIT = env.str("API_RATE_LIMIT", default="20/s")
+API_RATE_BURST = env.int("API_RATE_BURST", default=200)
+# Per client address, for API requests without valid credentials (no token, a wrong or revoked one).
+API_ANONYMOUS_RATE_LIMIT = env.str("API_ANONYMOUS_RATE_LIMIT", default="2/s")
+API_ANONYMOUS_RATE_BURST = env.int("API_ANONYMOUS_RATE_BURST", default=30)
+# OFREP, per token for the whole installation: each web process enforces its share (the limit / WEB_PROCESSES) in
+# memory, so the hot path never waits on Redis. Addresses without a valid token get the anonymous limit, per process.
+OFREP_RATE_LIMIT = env.str("OFREP_RATE_LIMIT", default="6000/s")
+OFREP_RATE_BURST = env.int("OFREP_RATE_BURST", default=12000)
+WEB_PROCESSES = env.int("WEB_PROCESSES", default=1)
+RATE_LIMIT_PREFIX = env.str("CHANNEL_PREFIX", default="slipway") + ":ratelimit"
 SPECTACULAR_SETTINGS = {
     "TITLE": "Slipway API",
     "DESCRIPTION": "Register builds, promote releases, toggle flags. Authenticate with `Authorization: Bearer <token>`."

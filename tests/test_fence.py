@@ -145,3 +145,161 @@ def test_htmx_runs_without_eval_or_injected_styles(demo_admin_client):
     page = demo_admin_client.get("/").content.decode()
     assert '"includeIndicatorStyles": false' in page and '"allowEval": false' in page
     assert "hx-headers='{\"X-CSRFToken\"" in page  # JSON, parsed without eval
+
+
+# --- rate limits ----------------------------------------------------------------------------------------------
+
+from config.ratelimit import LocalBuckets, Rate, RedisBuckets  # noqa: E402
+
+
+def test_rates_parse_and_split_between_processes():
+    assert Rate.parse("20/s", 200) == Rate(per_second=20.0, burst=200)
+    assert Rate.parse("600/min") == Rate(per_second=10.0, burst=10)
+    assert Rate.parse("off") is None and Rate.parse("0") is None
+    assert Rate.parse("6000/s", 12000).divided(4) == Rate(per_second=1500.0, burst=3000)
+    with pytest.raises(ValueError, match="like '20/s'"):
+        Rate.parse("lots")
+
+
+def test_local_bucket_allows_the_burst_then_says_how_long_to_wait():
+    now = [100.0]
+    buckets = LocalBuckets(Rate(per_second=2.0, burst=3), clock=lambda: now[0])
+    assert [buckets.take("a") for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert buckets.take("a") == pytest.approx(0.5)
+    assert buckets.take("b") == 0.0  # another key has its own bucket
+    now[0] += 0.5
+    assert buckets.take("a") == 0.0 and buckets.take("a") == pytest.approx(0.5)
+
+
+def test_local_buckets_forget_full_buckets_past_their_bound():
+    now = [0.0]
+    buckets = LocalBuckets(Rate(per_second=1.0, burst=1), max_keys=10, clock=lambda: now[0])
+    for n in range(10):
+        buckets.take(f"addr-{n}")
+    now[0] += 5
+    buckets.take("late")
+    assert len(buckets._state) == 1
+
+
+@pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs Redis")
+def test_redis_buckets_are_shared_between_processes(settings):
+    import redis
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    one, other = (RedisBuckets(Rate(per_second=1.0, burst=2), client, prefix=f"{settings.RATE_LIMIT_PREFIX}:t:")
+                  for _ in range(2))  # two processes' views of the same bucket
+    assert one.take("k") == 0.0 and other.take("k") == 0.0
+    assert 0 < one.take("k") <= 1.0 and 0 < other.take("k") <= 1.0
+
+
+def test_redis_failure_lets_requests_through():
+    import redis
+
+    broken = RedisBuckets(Rate(per_second=1.0, burst=1), redis.Redis(port=1, socket_connect_timeout=0.2), prefix="x:")
+    assert broken.take("k") == 0.0
+
+
+@pytest.fixture
+def api_token(db):
+    from releases.permissions import Actor
+    from releases.services import do_create_api_token
+    from tests import factories
+
+    user = factories.UserFactory()
+    return do_create_api_token(Actor.system(), user, name="ci", scopes=["releases:read"])[1]
+
+
+def _api(client, key=None):
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {key}"} if key else {}
+    return client.get("/api/v1/applications/", **headers)
+
+
+def test_api_limits_each_token_with_429_and_retry_after(client, settings, api_token):
+    settings.API_RATE_LIMIT, settings.API_RATE_BURST = "1/min", 3
+    assert [_api(client, api_token).status_code for _ in range(3)] == [200, 200, 200]
+    refused = _api(client, api_token)
+    assert refused.status_code == 429
+    assert refused.json() == {"code": "rate_limited", "detail": "Too many requests: retry in 60 s."}
+    assert refused["Retry-After"] == "60"
+    from releases.permissions import Actor
+    from releases.services import do_create_api_token
+    from tests import factories
+
+    other = do_create_api_token(Actor.system(), factories.UserFactory(), name="ci", scopes=["releases:read"])[1]
+    assert _api(client, other).status_code == 200  # its own bucket
+
+
+def test_api_limits_requests_without_valid_credentials_per_address(client, settings, api_token):
+    settings.API_ANONYMOUS_RATE_LIMIT, settings.API_ANONYMOUS_RATE_BURST = "1/min", 2
+    assert [_api(client, "guess-1").status_code, _api(client).status_code] == [401, 401]
+    assert _api(client, "guess-2").status_code == 429  # guessing tokens is slowed down
+    assert _api(client).status_code == 429
+    assert _api(client, api_token).status_code == 200  # a valid token is counted on its own
+    assert client.get("/api/v1/applications/", REMOTE_ADDR="10.1.2.3").status_code == 401  # another address
+
+
+def test_rate_limits_can_be_switched_off(client, settings, api_token):
+    settings.API_RATE_LIMIT = "off"
+    assert all(_api(client, api_token).status_code == 200 for _ in range(5))
+
+
+@pytest.fixture
+def ofrep(transactional_db, monkeypatch):
+    import asyncio
+
+    import httpx
+
+    from config.asgi import application
+    from flags import ofrep_asgi
+    from flags.services import do_create_flag, do_set_flag_state
+    from flags.snapshots import snapshots
+    from releases import access
+    from releases.permissions import Actor
+    from releases.services import do_create_api_token, do_grant_role
+    from tests import factories
+    from tests.flags.conftest import closing
+
+    monkeypatch.setattr(ofrep_asgi, "_lookup_token", closing(ofrep_asgi._lookup_token))
+    monkeypatch.setattr(access, "refresh", closing(access.refresh))
+    monkeypatch.setattr(snapshots, "get", closing(snapshots.get))
+    snapshots.clear(), access.clear(), ofrep_asgi._tokens.clear()
+    admin, pm = factories.UserFactory(), factories.UserFactory()
+    app = factories.ApplicationFactory(slug="shop")
+    factories.MembershipFactory(user=admin, application=app, role="admin")
+    production = factories.EnvironmentFactory(application=app, name="production", position=2)
+    do_set_flag_state(Actor.system(), do_create_flag(Actor.system(), app, key="new-checkout"), production, enabled=True)
+    do_grant_role(Actor(admin), app, pm, "flag_editor", production)
+    keys = [do_create_api_token(Actor(pm), pm, name=f"sdk{n}", scopes=["flags:read"], environment=production)[1]
+            for n in range(2)]
+
+    def call(key=None, client=("127.0.0.1", 5000)):
+        async def send():
+            transport = httpx.ASGITransport(app=application, client=client)
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+                return await http.post("/ofrep/v1/evaluate/flags", json={"context": {"targetingKey": "u1"}},
+                                       headers={"Authorization": f"Bearer {key}"} if key else {})
+        return asyncio.run(send())
+
+    yield call, keys
+    snapshots.clear(), access.clear(), ofrep_asgi._tokens.clear()
+
+
+def test_ofrep_limits_each_token_in_process_with_its_error_shape(ofrep, settings):
+    call, (key, other) = ofrep
+    settings.OFREP_RATE_LIMIT, settings.OFREP_RATE_BURST, settings.WEB_PROCESSES = "4/min", 4, 2
+    assert [call(key).status_code for _ in range(2)] == [200, 200]  # this process's share: half of 4
+    refused = call(key)
+    assert refused.status_code == 429 and refused.headers["Retry-After"] == "30"
+    assert refused.json() == {"errorCode": "GENERAL", "errorDetails": "Rate limit exceeded: retry in 30 s."}
+    assert "Retry-After" in refused.headers["Access-Control-Expose-Headers"]
+    assert call(other).status_code == 200
+
+
+def test_ofrep_limits_unknown_tokens_per_address(ofrep, settings):
+    call, (key, _) = ofrep
+    settings.API_ANONYMOUS_RATE_LIMIT, settings.API_ANONYMOUS_RATE_BURST = "1/min", 2
+    assert [call("guess-1").status_code, call().status_code] == [401, 401]
+    assert call("guess-2").status_code == 429 and call().status_code == 429
+    assert call("guess-3", client=("10.9.9.9", 1)).status_code == 401
+    assert call(key, client=("10.9.9.10", 1)).status_code == 200
+    assert call(key).status_code == 200  # a known valid token is not charged to its address
