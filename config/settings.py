@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django.contrib.humanize",
+    "axes",  # before releases: releases/admin.py replaces its attempts admin with one that unlocks, audited
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -84,6 +85,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "config.errors.DomainErrorMiddleware",
+    "axes.middleware.AxesMiddleware",  # a locked-out log-in gets config.logins.lockout_response
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -184,6 +186,23 @@ AUTH_PASSWORD_VALIDATORS = [
 if env.bool("SLIPWAY_FAST_PASSWORD_HASHING", default=False) and not PRODUCTION:
     # Test runs only: PBKDF2's deliberate slowness costs seconds per suite and guards nothing there.
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# Failed log-ins (django-axes, config/logins.py): LOGIN_FAILURE_LIMIT failures for one username, or from one address,
+# lock it out for LOGIN_COOLOFF_MINUTES after the last attempt (an attempt during the lockout, from an address that
+# failed, pushes its end back);
+# the cool-off doubles with each lockout of that username or address within a day, up to LOGIN_COOLOFF_MAX_MINUTES.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+LOGIN_COOLOFF_MINUTES = env.float("LOGIN_COOLOFF_MINUTES", default=15.0)
+LOGIN_COOLOFF_MAX_MINUTES = env.float("LOGIN_COOLOFF_MAX_MINUTES", default=24 * 60.0)
+AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one locks
+AXES_COOLOFF_TIME = "config.logins.cool_off"
+AXES_HANDLER = "config.logins.LockoutHandler"
+AXES_LOCKOUT_CALLABLE = "config.logins.lockout_response"
+AXES_RESET_ON_SUCCESS = False  # else one known account, logged into now and then, would reset its address's count
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = True
+AXES_CLIENT_IP_CALLABLE = "config.logins.client_address"  # uvicorn resolved the proxy's X-Forwarded-For already
+AXES_VERBOSE = False  # Slipway's own audit event says it once
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard:overview"
 LOGOUT_REDIRECT_URL = "login"

@@ -303,3 +303,92 @@ def test_ofrep_limits_unknown_tokens_per_address(ofrep, settings):
     assert call("guess-3", client=("10.9.9.9", 1)).status_code == 401
     assert call(key, client=("10.9.9.10", 1)).status_code == 200
     assert call(key).status_code == 200  # a known valid token is not charged to its address
+
+
+# --- login throttling ---------------------------------------------------------------------------------------
+
+from datetime import timedelta  # noqa: E402
+
+import time_machine  # noqa: E402
+from django.utils import timezone  # noqa: E402
+
+
+@pytest.fixture
+def alice(db):
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.create_user("alice", password="right-horse-battery")
+
+
+def _login(client, username, password="wrong", address="10.0.0.1"):
+    return client.post("/login/", {"username": username, "password": password}, REMOTE_ADDR=address)
+
+
+def _audit(kind):
+    from releases.models import AuditEvent
+
+    return list(AuditEvent.objects.filter(kind=kind).order_by("id"))
+
+
+def test_failures_for_one_username_lock_it_out_from_every_address(client, alice):
+    assert [_login(client, "alice", address=f"10.0.0.{n}").status_code for n in range(4)] == [200] * 4
+    locked = _login(client, "alice", address="10.0.0.9")
+    assert locked.status_code == 429 and locked["Retry-After"] == "900"
+    page = locked.content.decode()
+    assert "Too many failed log-ins" in page and "Try again in 15 minutes, after" in page
+    # The right password does not get in during the lockout, from anywhere.
+    assert _login(client, "alice", "right-horse-battery", address="10.9.9.9").status_code == 429
+    [event] = _audit("login.locked_out")
+    assert event.actor is None and event.after["username"] == "alice" and event.after["failures"] == 5
+
+
+def test_failures_from_one_address_lock_it_out_for_every_username(client, alice):
+    for n in range(5):
+        _login(client, f"someone-{n}", address="10.0.0.66")
+    assert _login(client, "alice", "right-horse-battery", address="10.0.0.66").status_code == 429
+    assert _login(client, "alice", "right-horse-battery", address="10.0.0.67").status_code == 302
+
+
+def test_lockout_ends_after_the_cool_off_and_backs_off_on_the_next(client, alice):
+    start = timezone.now()
+    with time_machine.travel(start, tick=False):
+        for _ in range(5):
+            _login(client, "alice")
+    with time_machine.travel(start + timedelta(minutes=14), tick=False):
+        assert _login(client, "alice", "right-horse-battery").status_code == 429
+        # ... which, from the same address, pushed the end back: 15 minutes from this attempt.
+    with time_machine.travel(start + timedelta(minutes=28), tick=False):
+        assert _login(client, "alice", "right-horse-battery", address="10.1.1.2").status_code == 429
+    later = start + timedelta(minutes=45)
+    with time_machine.travel(later, tick=False):
+        assert _login(client, "alice", "right-horse-battery", address="10.1.1.3").status_code == 302
+        client.logout()
+        for _ in range(5):
+            response = _login(client, "alice", address="10.0.0.2")
+        assert response.status_code == 429 and "Try again in 30 minutes" in response.content.decode()
+    with time_machine.travel(later + timedelta(minutes=20), tick=False):
+        assert _login(client, "alice", "right-horse-battery", address="10.1.1.4").status_code == 429
+    with time_machine.travel(later + timedelta(minutes=51), tick=False):
+        assert _login(client, "alice", "right-horse-battery", address="10.1.1.5").status_code == 302
+    assert len(_audit("login.locked_out")) == 2  # one per lockout, not per attempt during one
+
+
+def test_an_admin_unlocks_and_it_is_audited(client, alice, admin_user):
+    from axes.models import AccessAttempt
+
+    for _ in range(5):
+        _login(client, "alice")
+    assert _login(client, "alice", "right-horse-battery").status_code == 429
+    admin = type(client)()
+    admin.force_login(admin_user)
+    listing = admin.get("/admin/axes/accessattempt/")
+    assert listing.status_code == 200 and "alice" in listing.content.decode()
+    pks = list(AccessAttempt.objects.filter(username="alice").values_list("pk", flat=True))
+    response = admin.post("/admin/axes/accessattempt/", {"action": "unlock", "_selected_action": pks})
+    assert response.status_code == 302
+    assert not AccessAttempt.objects.filter(username="alice").exists()
+    [event] = _audit("login.unlocked")
+    assert event.actor == admin_user and event.after == {"username": "alice", "ip_address": "10.0.0.1"}
+    assert _login(client, "alice", "right-horse-battery").status_code == 302
+    audit_page = admin.get("/audit/").content.decode()
+    assert "login.locked_out" in audit_page and "login.unlocked" in audit_page
