@@ -392,3 +392,40 @@ def test_an_admin_unlocks_and_it_is_audited(client, alice, admin_user):
     assert _login(client, "alice", "right-horse-battery").status_code == 302
     audit_page = admin.get("/audit/").content.decode()
     assert "login.locked_out" in audit_page and "login.unlocked" in audit_page
+
+
+@pytest.mark.browser
+def test_pages_work_in_a_browser_under_the_policy(live_slipway):
+    """Chromium reports no CSP violation while a person logs in and moves around (htmx and the live views load)."""
+    from django.contrib.auth import get_user_model
+    from playwright.sync_api import sync_playwright
+
+    from tests.dashboard.test_browser import ARGS, CHROMIUM
+
+    call_command("load_demo")
+    get_user_model().objects.create_superuser("pat", password="s3cret-pass-word")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        try:
+            page = browser.new_page()
+            messages: list[str] = []
+            page.on("console", lambda message: messages.append(message.text))
+            page.on("pageerror", lambda error: messages.append(str(error)))
+            page.goto(live_slipway.url + "/login/")
+            page.get_by_label("Username").fill("pat")
+            page.get_by_label("Password").fill("s3cret-pass-word")
+            page.keyboard.press("Enter")
+            page.wait_for_url(live_slipway.url + "/")
+            for path in ("/apps/shop/", "/apps/shop/flags/", "/audit/", "/tokens/", "/api/v1/docs/", "/admin/"):
+                response = page.goto(live_slipway.url + path)
+                assert response.status == 200, path
+                assert "script-src 'self'" in response.headers["content-security-policy"]
+                page.wait_for_load_state("networkidle")
+            assert page.evaluate("typeof htmx") == "undefined"  # the admin page: no htmx there
+            page.goto(live_slipway.url + "/apps/shop/")
+            assert page.evaluate("htmx.config.allowEval === false && htmx.config.includeIndicatorStyles === false")
+            assert page.locator("style").count() == 0  # htmx injected no <style>
+        finally:
+            browser.close()
+    violations = [m for m in messages if "Content Security Policy" in m or "Refused to" in m]
+    assert not violations, violations
