@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DB = "slipway_bench"
+DB = os.environ.get("BENCH_DB", "slipway_bench")
 PORT = 8765
 REFERENCE_RPS = 1900
 LUA = r"""
@@ -91,7 +91,7 @@ from django.contrib.auth import get_user_model
 from flags.services import do_create_flag, do_set_flag_state
 from environments.services import do_create_environment
 from releases.permissions import Actor
-from releases.services import do_create_application, do_create_api_token
+from releases.services import do_create_application, do_create_api_token, do_grant_role
 system = Actor.system()
 app = do_create_application(system, slug="bench", name="Bench")
 env = do_create_environment(system, app, name="production", position=1)
@@ -101,6 +101,7 @@ for n in range(100):
                       rules=[{"conditions": [{"attribute": "country", "operator": "in", "values": ["FR", "DE"]}],
                               "variant": "on"}], rollout={"percentage": 50, "weights": {"on": 100}})
 user = get_user_model().objects.create_user("bench-sdk")
+do_grant_role(system, app, user, "viewer")  # a pinned token's user needs a role there
 _, key = do_create_api_token(system, user, name="bench", scopes=["flags:read"], environment=env)
 print(key)
 """

@@ -25,12 +25,16 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
             return None
         if len(header) != 2:
             raise exceptions.AuthenticationFailed("Malformed Authorization header: use 'Bearer <token>'.")
+        from config.throttles import charge_address
+
         try:
             key = header[1].decode()
         except UnicodeDecodeError:
+            charge_address(request)
             raise exceptions.AuthenticationFailed("Invalid token.") from None
         token = authenticate_token(key)
         if token is None:
+            charge_address(request)  # guessing tokens is slowed per address
             raise exceptions.AuthenticationFailed("Invalid or revoked token.")
         return token.user, token
 
@@ -69,6 +73,9 @@ class HasScope(permissions.BasePermission):
 
     def has_permission(self, request, view) -> bool:
         if not (request.user and request.user.is_authenticated):
+            from config.throttles import charge_address
+
+            charge_address(request)  # refused before DRF's throttles run: count it against the address here
             return False
         token = request.auth if isinstance(request.auth, ApiToken) else None
         if token is None:

@@ -1,7 +1,7 @@
 """Everything under /api/v1/; each app adds its routes here."""
 
 from django.urls import path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from environments.api import views as environment_views
 from flags.api import views as flag_views
@@ -16,7 +16,7 @@ env_prefix = app_prefix + "environments/<slug:name>/"
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api:schema"), name="docs"),
     path("applications/", release_views.ApplicationListView.as_view(), name="applications"),
     path(app_prefix, release_views.ApplicationDetailView.as_view(), name="application"),
     path(app_prefix + "members/", member_views.MemberListView.as_view(), name="members"),

@@ -13,13 +13,21 @@ from pathlib import Path
 
 from celery import Celery
 from celery.beat import PersistentScheduler
-from celery.signals import setup_logging, task_postrun, task_prerun
+from celery.signals import beat_init, setup_logging, task_postrun, task_prerun, worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("slipway")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@worker_init.connect
+@beat_init.connect
+def _refuse_to_start_misconfigured(**_):
+    from config.checks import refuse_to_start  # Celery runs no system checks: slipway.E001 stops it here
+
+    refuse_to_start()
 
 
 @setup_logging.connect

@@ -68,6 +68,12 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
         return Response(_too_big_body(), status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
     if isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied(str(exc) or None)
+    if isinstance(exc, exceptions.Throttled):
+        from config.throttles import retry_after
+
+        seconds = retry_after(exc.wait)
+        return Response({"code": "rate_limited", "detail": f"Too many requests: retry in {seconds} s."},
+                        status=status.HTTP_429_TOO_MANY_REQUESTS, headers={"Retry-After": str(seconds)})
     return exception_handler(exc, context)
 
 

@@ -3,14 +3,14 @@
 With nothing set you get the embedded default: SQLite in WAL mode, an in-memory
 channel layer, Celery running in-process. `DATABASE_URL`, `REDIS_URL` and
 `CELERY_BROKER_URL` switch to the production runtime; `SLIPWAY_ENV=production`
-refuses to start without `SECRET_KEY` and `ALLOWED_HOSTS` and never runs DEBUG.
+refuses to start without `SECRET_KEY` and `ALLOWED_HOSTS` (system check slipway.E001) and never runs DEBUG.
 """
 
 from pathlib import Path
 
 import environ
-from django.core.exceptions import ImproperlyConfigured
 from django.core.management.utils import get_random_secret_key
+from django.utils.csp import CSP
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
@@ -31,18 +31,18 @@ def _embedded_secret_key() -> str:
 
 
 if PRODUCTION:
-    missing = [name for name in ("SECRET_KEY", "ALLOWED_HOSTS") if not env.str(name, default="")]
-    if missing:
-        raise ImproperlyConfigured(
-            f"SLIPWAY_ENV=production needs {' and '.join(missing)} set in the environment (slipway.E001)."
-        )
-    SECRET_KEY = env.str("SECRET_KEY")
-    ALLOWED_HOSTS = env.list("ALLOWED_HOSTS")
+    # Missing values are reported by the system check slipway.E001 (`manage.py check --deploy`), and every process
+    # refuses to start on them (config.checks.refuse_to_start): an empty SECRET_KEY signs nothing.
+    SECRET_KEY = env.str("SECRET_KEY", default="")
+    ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[])
     DEBUG = False
+    SLIPWAY_MISSING_SETTINGS = [name for name, value in (("SECRET_KEY", SECRET_KEY), ("ALLOWED_HOSTS", ALLOWED_HOSTS))
+                                if not value]
 else:
     SECRET_KEY = env.str("SECRET_KEY", default="") or _embedded_secret_key()
     ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
     DEBUG = env.bool("DEBUG", default=False)
+    SLIPWAY_MISSING_SETTINGS = []
 
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 # Where people reach Slipway: links in notifications point here.
@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django.contrib.humanize",
+    "axes",  # before releases: releases/admin.py replaces its attempts admin with one that unlocks, audited
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -74,6 +75,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "config.errors.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -83,6 +85,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "config.errors.DomainErrorMiddleware",
+    "axes.middleware.AxesMiddleware",  # a locked-out log-in gets config.logins.lockout_response
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -99,6 +102,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.csp",  # {{ csp_nonce }} for the rare inline <script>
             ],
         },
     },
@@ -182,6 +186,23 @@ AUTH_PASSWORD_VALIDATORS = [
 if env.bool("SLIPWAY_FAST_PASSWORD_HASHING", default=False) and not PRODUCTION:
     # Test runs only: PBKDF2's deliberate slowness costs seconds per suite and guards nothing there.
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# Failed log-ins (django-axes, config/logins.py): LOGIN_FAILURE_LIMIT failures for one username, or from one address,
+# lock it out for LOGIN_COOLOFF_MINUTES after the last attempt (an attempt during the lockout, from an address that
+# failed, pushes its end back);
+# the cool-off doubles with each lockout of that username or address within a day, up to LOGIN_COOLOFF_MAX_MINUTES.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+LOGIN_COOLOFF_MINUTES = env.float("LOGIN_COOLOFF_MINUTES", default=15.0)
+LOGIN_COOLOFF_MAX_MINUTES = env.float("LOGIN_COOLOFF_MAX_MINUTES", default=24 * 60.0)
+AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one locks
+AXES_COOLOFF_TIME = "config.logins.cool_off"
+AXES_HANDLER = "config.logins.LockoutHandler"
+AXES_LOCKOUT_CALLABLE = "config.logins.lockout_response"
+AXES_RESET_ON_SUCCESS = False  # else one known account, logged into now and then, would reset its address's count
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = True
+AXES_CLIENT_IP_CALLABLE = "config.logins.client_address"  # uvicorn resolved the proxy's X-Forwarded-For already
+AXES_VERBOSE = False  # Slipway's own audit event says it once
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard:overview"
 LOGOUT_REDIRECT_URL = "login"
@@ -196,7 +217,40 @@ if env.bool("TRUST_X_FORWARDED_PROTO", default=PRODUCTION):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)  # usually the proxy's job
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]  # load balancers probe over plain HTTP
-SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+# HSTS: on in production (a year), once HTTPS works everywhere; subdomains of Slipway's own host name included.
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000 if PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=PRODUCTION)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SESSION_COOKIE_HTTPONLY = True
+SILENCED_SYSTEM_CHECKS = [
+    # Preloading is a decision for the whole registered domain, not Slipway's: opt in with SECURE_HSTS_PRELOAD=1.
+    "security.W021",
+    # Redirecting to HTTPS is the proxy's job (docs/operations.md); SECURE_SSL_REDIRECT=1 makes Slipway do it too.
+    "security.W008",
+    # drf-spectacular cannot guess the body serializer of plain APIViews (W002) and renames colliding enum and
+    # operation names (W001): gaps in the generated OpenAPI document, not in security or behaviour. They are
+    # reported by `manage.py spectacular --validate --fail-on-warn` instead of by every `check --deploy`.
+    "drf_spectacular.W001",
+    "drf_spectacular.W002",
+]
+
+# Content-Security-Policy (Django's own middleware): scripts and styles from Slipway's origin only, no inline code,
+# no eval (htmx runs with allowEval=false and without its injected indicator styles: templates/base.html). An inline
+# <script> needs nonce="{{ csp_nonce }}"; inline style attributes and <style> elements are refused.
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF, CSP.NONCE],
+    "style-src": [CSP.SELF],
+    "img-src": [CSP.SELF, "data:"],  # Swagger UI's icons are data: URLs
+    "font-src": [CSP.SELF],
+    "connect-src": [CSP.SELF],  # fetches and the live views' WebSockets (same origin)
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.NONE],
+    "form-action": [CSP.SELF],
+    "frame-ancestors": [CSP.NONE],
+}
 
 # --- i18n -----------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -233,7 +287,22 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PARSER_CLASSES": ["config.parsers.BoundedJSONParser"],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "DEFAULT_THROTTLE_CLASSES": ["config.throttles.TokenBucketThrottle"],
 }
+
+# --- rate limits (token buckets; "20/s", "600/min", or "off") ----------------
+# The REST API, per API token (or signed-in user): shared by every process through Redis when REDIS_URL is set.
+API_RATE_LIMIT = env.str("API_RATE_LIMIT", default="20/s")
+API_RATE_BURST = env.int("API_RATE_BURST", default=200)
+# Per client address, for API requests without valid credentials (no token, a wrong or revoked one).
+API_ANONYMOUS_RATE_LIMIT = env.str("API_ANONYMOUS_RATE_LIMIT", default="2/s")
+API_ANONYMOUS_RATE_BURST = env.int("API_ANONYMOUS_RATE_BURST", default=30)
+# OFREP, per token for the whole installation: each web process enforces its share (the limit / WEB_PROCESSES) in
+# memory, so the hot path never waits on Redis. Addresses without a valid token get the anonymous limit, per process.
+OFREP_RATE_LIMIT = env.str("OFREP_RATE_LIMIT", default="6000/s")
+OFREP_RATE_BURST = env.int("OFREP_RATE_BURST", default=12000)
+WEB_PROCESSES = env.int("WEB_PROCESSES", default=1)
+RATE_LIMIT_PREFIX = env.str("CHANNEL_PREFIX", default="slipway") + ":ratelimit"
 SPECTACULAR_SETTINGS = {
     "TITLE": "Slipway API",
     "DESCRIPTION": "Register builds, promote releases, toggle flags. Authenticate with `Authorization: Bearer <token>`."

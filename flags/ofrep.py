@@ -19,7 +19,7 @@ CORS_HEADERS = [
     (b"access-control-allow-origin", b"*"),
     (b"access-control-allow-methods", b"POST, OPTIONS"),
     (b"access-control-allow-headers", b"Authorization, Content-Type, If-None-Match"),
-    (b"access-control-expose-headers", b"ETag"),
+    (b"access-control-expose-headers", b"ETag, Retry-After"),
     (b"access-control-max-age", b"600"),
 ]
 STATUS_OF_ERROR = {ErrorCode.FLAG_NOT_FOUND: 404, ErrorCode.INVALID_CONTEXT: 400, ErrorCode.PARSE_ERROR: 400,

@@ -4,7 +4,8 @@ The only OFREP server (the protocol's shapes are in `flags/ofrep.py`): bearer to
 `flags:read` whose user still has a role there, CORS exposing ETag, OFREP error shapes. The hot path touches no database: the
 token and the compiled snapshot are cached in the process and refreshed in the background (the token every
 `TOKEN_TTL` seconds; the snapshot when the environment's `flags_version` moves, checked about once a second), and
-evaluation counts are batched.
+evaluation counts are batched. Rate limits (per token, and per address without a valid token) are token buckets in this
+process's memory: `_Limits`.
 
 Access changes apply at once: a cached token check remembers its application's `access_version` (read in the
 same query as the token and its user's roles). Revoking a role or a pinned token moves that version; this process
@@ -15,12 +16,14 @@ check is older than the version it knows waits for a fresh check: 403 once the u
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 
 import orjson
 from asgiref.sync import sync_to_async
 
 from config.lean_asgi import read_body
+from config.ratelimit import LocalBuckets, Rate
 from flags.engine import ErrorCode, evaluate, evaluate_all
 from flags.ofrep import (
     CORS_HEADERS,
@@ -146,6 +149,40 @@ async def _send(send, status: int, body: bytes = b"", extra: list | None = None)
     await send({"type": "http.response.body", "body": body})
 
 
+class _Limits:
+    """OFREP's rate limits, in this process's memory (no network round trip on the hot path): per token, its share of
+    `OFREP_RATE_LIMIT` (divided by `WEB_PROCESSES`); per address for requests without a valid token."""
+
+    def __init__(self):
+        self.built_from = None
+
+    def get(self):
+        from django.conf import settings
+
+        config = (settings.OFREP_RATE_LIMIT, settings.OFREP_RATE_BURST, settings.WEB_PROCESSES,
+                  settings.API_ANONYMOUS_RATE_LIMIT, settings.API_ANONYMOUS_RATE_BURST)
+        if config != self.built_from:  # settings are fixed in production; tests change them
+            token_rate, anonymous_rate = Rate.parse(config[0], config[1]), Rate.parse(config[3], config[4])
+            self.tokens = LocalBuckets(token_rate.divided(config[2])) if token_rate else None
+            self.addresses = LocalBuckets(anonymous_rate.divided(config[2])) if anonymous_rate else None
+            self.built_from = config
+        return self
+
+
+_limits = _Limits()
+
+
+async def _rate_limited(send, wait: float) -> None:
+    seconds = max(1, math.ceil(wait))
+    await _send(send, 429, general_error(f"Rate limit exceeded: retry in {seconds} s."),
+                [(b"retry-after", str(seconds).encode())])
+
+
+def _address_wait(scope) -> float:
+    addresses = _limits.get().addresses
+    return addresses.take((scope.get("client") or ("unknown",))[0]) if addresses is not None else 0.0
+
+
 async def ofrep_app(scope, receive, send) -> None:
     from django.conf import settings
 
@@ -156,12 +193,21 @@ async def ofrep_app(scope, receive, send) -> None:
         return await _send(send, 405, general_error("Use POST."))
     headers = dict(scope["headers"])
     scheme, _, key = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
+    key = key.strip()
+    if scheme.lower() != "bearer" or not key:
+        if wait := _address_wait(scope):
+            return await _rate_limited(send, wait)
         return await _send(send, 401, general_error("Send Authorization: Bearer <token>."))
-    environment_id, refusal = await _token(key.strip())
+    cached = _tokens.get(key)
+    if (cached is None or cached[2]) and (wait := _address_wait(scope)):  # an unknown key costs a query: per address
+        return await _rate_limited(send, wait)
+    environment_id, refusal = await _token(key)
     if refusal:
         status = 401 if refusal.startswith("Invalid") else 403
         return await _send(send, status, general_error(refusal))
+    limits = _limits.get()
+    if limits.tokens is not None and (wait := limits.tokens.take(key)):
+        return await _rate_limited(send, wait)
     raw = await read_body(receive, settings.API_MAX_BODY_BYTES)
     flag_key = scope["path"][len(PREFIX) + 1:] if scope["path"].startswith(PREFIX + "/") else None
     if raw is None:

@@ -72,3 +72,12 @@ class AuthorIdentityAdmin(admin.ModelAdmin):
 @admin.register(ApiToken)
 class ApiTokenAdmin(ReadOnlyAdmin):
     list_display = ["name", "user", "hint", "scopes", "environment", "last_used_at", "revoked_at"]
+
+
+# Failed log-ins (django-axes): unlocking is an audited action (config/logins.py), not a plain delete.
+from axes.models import AccessAttempt  # noqa: E402
+
+from config.logins import AccessAttemptAdmin  # noqa: E402
+
+admin.site.unregister(AccessAttempt)
+admin.site.register(AccessAttempt, AccessAttemptAdmin)

@@ -89,3 +89,23 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("postgres"):
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits():
+    """Each test starts with full rate-limit buckets: the suite's many requests from 127.0.0.1 add up otherwise."""
+    from django.conf import settings
+
+    from config import throttles
+    from flags import ofrep_asgi
+
+    throttles._buckets.cache_clear()
+    ofrep_asgi._limits.built_from = None
+    if settings.REDIS_URL:
+        import redis
+
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        keys = list(client.scan_iter(f"{settings.RATE_LIMIT_PREFIX}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()

@@ -27,11 +27,11 @@ def test_production_cookies_and_proxy_header_come_from_the_environment():
     default = production_settings()
     assert default["SESSION_COOKIE_SECURE"] and default["CSRF_COOKIE_SECURE"] and not default["DEBUG"]
     assert default["SECURE_PROXY_SSL_HEADER"] == ["HTTP_X_FORWARDED_PROTO", "https"]
-    assert default["SECURE_SSL_REDIRECT"] is False and default["SECURE_HSTS_SECONDS"] == 0
+    assert default["SECURE_SSL_REDIRECT"] is False and default["SECURE_HSTS_SECONDS"] == 31536000
     changed = production_settings(TRUST_X_FORWARDED_PROTO="0", SESSION_COOKIE_SECURE="0", SECURE_SSL_REDIRECT="1",
-                                  SECURE_HSTS_SECONDS="31536000", CSRF_TRUSTED_ORIGINS="https://slipway.example.com")
+                                  SECURE_HSTS_SECONDS="600", CSRF_TRUSTED_ORIGINS="https://slipway.example.com")
     assert changed["SECURE_PROXY_SSL_HEADER"] is None and changed["SESSION_COOKIE_SECURE"] is False
-    assert changed["SECURE_SSL_REDIRECT"] is True and changed["SECURE_HSTS_SECONDS"] == 31536000
+    assert changed["SECURE_SSL_REDIRECT"] is True and changed["SECURE_HSTS_SECONDS"] == 600
     assert changed["CSRF_TRUSTED_ORIGINS"] == ["https://slipway.example.com"]
 
 

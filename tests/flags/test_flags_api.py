@@ -231,7 +231,7 @@ def test_lean_asgi_ofrep_path(live_slipway, app):
             return error.code, dict(error.headers), error.read()
 
     status, headers, body = call("/ofrep/v1/evaluate/flags/new-checkout", {"context": {"targetingKey": "u1"}})
-    assert status == 200 and json.loads(body)["value"] is True and headers["access-control-expose-headers"] == "ETag"
+    assert status == 200 and json.loads(body)["value"] is True and headers["access-control-expose-headers"] == "ETag, Retry-After"
     assert call("/ofrep/v1/evaluate/flags/nope", {"context": {}})[0] == 404
     status, _, body = call("/ofrep/v1/evaluate/flags/new-checkout", {"context": "nope"})
     assert status == 400 and json.loads(body)["errorCode"] == "INVALID_CONTEXT"

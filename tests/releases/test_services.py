@@ -129,9 +129,10 @@ def test_embedded_default_is_sqlite_wal_immediate():
 
 
 def test_production_refuses_to_start_without_secret_key_and_hosts():
-    result = _settings_in_subprocess({"SLIPWAY_ENV": "production"}, "settings.DEBUG")
+    # Settings load (so `check --deploy` can report slipway.E001); every process refuses to start on it.
+    result = _settings_in_subprocess({"SLIPWAY_ENV": "production"}, "__import__('config.checks').checks.refuse_to_start()")
     assert result.returncode != 0
-    assert "SECRET_KEY and ALLOWED_HOSTS" in result.stderr
+    assert "SECRET_KEY and ALLOWED_HOSTS" in result.stderr and "slipway.E001" in result.stderr
     ok = _settings_in_subprocess({"SLIPWAY_ENV": "production", "SECRET_KEY": "s" * 50, "ALLOWED_HOSTS": "slipway.example.com",
                                   "DEBUG": "1", "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/x"}, "settings.DEBUG")
     assert ok.returncode == 0, ok.stderr
