@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from django.db import connection, transaction
 
+from environments.models import Environment
 from flags.models import EvaluationCount
 
 FLUSH_EVERY = 5.0
@@ -54,7 +55,12 @@ class UsageCounter:
             return 0
         hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
         table = EvaluationCount._meta.db_table
-        rows = [(environment_id, key, variant, hour, n) for (environment_id, key, variant), n in sorted(counts.items())]
+        # Counts of an environment deleted meanwhile are dropped, not allowed to fail the others' insert.
+        existing = set(Environment.objects.filter(pk__in={e for e, _, _ in counts}).values_list("pk", flat=True))
+        rows = [(environment_id, key, variant, hour, n) for (environment_id, key, variant), n in sorted(counts.items())
+                if environment_id in existing]
+        if not rows:
+            return 0
         # One statement, rows in a fixed order: processes flushing at once neither lose counts nor deadlock.
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.executemany(
