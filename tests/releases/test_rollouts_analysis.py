@@ -217,3 +217,54 @@ def test_the_canary_hook_still_decides_without_a_template(canary, settings):
 
 def undecided(rollout, wave, traffic_percent):
     return None, "p95 latency 1.3× the baseline's"
+
+
+# --- at the door: strategies naming templates, the rollout's analysis runs ------------------------------------
+
+def test_a_strategy_naming_an_unknown_template_is_refused_naming_the_field(canary, client, user):
+    env, v1, v2 = canary
+    client.force_login(user)
+    url = "/api/v1/applications/shop/environments/production/"
+    bad = {"kind": "cautious", "watch": {"template": "soak", "duration_seconds": 600}}
+    response = client.patch(url, {"strategy": bad}, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["strategy"] == [
+        "watch.template: no analysis template 'soak' in this application; it has: checkout"]
+    response = client.patch(url, {"strategy": {"kind": "cautious", "analysis": {"template": "checkout",
+                                                                               "duration_seconds": 0}}},
+                            content_type="application/json")
+    assert response.json() == {"strategy": ["analysis.duration_seconds: must be a whole number of seconds from 1 "
+                                            "to 86400"]}
+    response = client.post("/api/v1/applications/shop/environments/", {
+        "name": "staging", "position": 0, "strategy": {"kind": "canary", "analysis": {"template": "nope"}}},
+        content_type="application/json")
+    assert response.status_code == 400 and response.json()["strategy"][0].startswith("analysis.template: no analysis")
+    response = client.post("/api/v1/applications/shop/releases/", {
+        "environment": "production", "version": "2.0.0", "strategy": bad}, content_type="application/json")
+    assert response.status_code == 400 and response.json()["strategy"][0].startswith("watch.template:")
+    good = {"kind": "cautious", "watch": {"template": "checkout", "duration_seconds": 600}}
+    response = client.patch(url, {"strategy": good, "rollback_on_new_errors": True}, content_type="application/json")
+    assert response.status_code == 200, response.json()
+    assert response.json()["strategy"] == good and response.json()["rollback_on_new_errors"] is True
+
+
+def test_the_rollout_lists_its_analysis_runs_in_constant_queries(canary, monkeypatch, client, user,
+                                                                django_assert_num_queries):
+    env, v1, v2 = canary
+    pushing(monkeypatch, env, {"1.0.0": 0.01, "2.0.0": 0.05})
+    release, rollout = rollout_for(env, v1, v2)
+    do_advance_rollout(rollout.pk)
+    client.force_login(user)
+    url = f"/api/v1/applications/shop/releases/{release.pk}/rollout/"
+    with django_assert_num_queries(9) as counted:  # session, user, release, rollout, steps, runs…
+        body = client.get(url).json()
+    [run] = body["analysis_runs"]
+    stored = AnalysisRun.objects.get()
+    assert run["id"] == stored.pk and run["template"] == "checkout" and run["verdict"] == "fail"
+    assert run["reasons"][0].startswith("fail: canary judge: critical metric error_rate failed")
+    assert run["canary_targets"] == ["a"] and run["baseline_targets"] == ["b", "c"]
+    for _ in range(3):  # more runs, same queries
+        stored.pk = None
+        stored.save()
+    with django_assert_num_queries(len(counted.captured_queries)):
+        assert len(client.get(url).json()["analysis_runs"]) == 4
