@@ -176,6 +176,8 @@ CELERY_BEAT_SCHEDULE = {
     # Timeouts, pauses and agents gone offline move rollouts even when no agent reports.
     "check-rollouts": {"task": "releases.tasks.check_rollouts", "schedule": 2.0},
     "apply-flag-schedules": {"task": "flags.tasks.apply_flag_schedules", "schedule": 10.0},
+    # New errors and error rates after recent releases: alerts, and rollbacks where the environment asks.
+    "check-new-errors": {"task": "monitoring.tasks.check_new_errors", "schedule": 30.0},
 }
 
 # --- auth -----------------------------------------------------------------

@@ -54,6 +54,10 @@ class Environment(models.Model):
     live_slot = models.CharField(max_length=5, choices=Slot.choices, default=Slot.BLUE,
                                  help_text="Blue/green: the slot serving traffic; moved by each switch.")
     flag_change_requests = models.BooleanField(default=False, help_text="Flag changes here need a second person.")
+    # db_default: workers of the release before this column still insert environments without it.
+    rollback_on_new_errors = models.BooleanField(
+        default=False, db_default=False,
+        help_text="A new-error or error-rate alert after a release rolls back to the previous version.")
     flags_version = models.PositiveBigIntegerField(default=0, help_text="Bumped by every flag change: snapshot caches compare it.")
     description = models.TextField(blank=True)
     current_artifact = models.ForeignKey(

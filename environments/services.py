@@ -8,8 +8,10 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from config.errors import Invalid
 from environments.exceptions import EnvironmentExists, PositionTaken, UnknownEnvironmentSetting
 from environments.models import Environment, RegistrationToken, Target
+from monitoring.selectors import unknown_strategy_template
 from releases import audit
 from releases.models import ApiToken, Application
 from releases.permissions import Actor, Permission, require
@@ -18,7 +20,7 @@ EDITABLE_FIELDS = ("name", "position", "requires_approval", "description", "appr
                    "auto_promote", "pending_warn_hours", "pending_warn_changes", "strategy", "step_timeout_seconds",
                    "heartbeat_timeout_seconds", "rollback_batch_size", "smoke_test_urls", "flag_change_requests",
                    "driver", "deploy_command", "pre_deploy_command", "manual_gates", "webhook_url", "webhook_secret",
-                   "smoke_test_command", "switch_command", "live_slot")
+                   "smoke_test_command", "switch_command", "live_slot", "rollback_on_new_errors")
 
 
 @transaction.atomic(durable=True)
@@ -31,6 +33,7 @@ def do_create_environment(actor: Actor, application: Application, *, name: str, 
     if unknown:
         raise UnknownEnvironmentSetting(f"Unknown environment setting {', '.join(sorted(unknown))}.",
                                         field=sorted(unknown)[0])
+    _check_strategy(application, settings.get("strategy"))
     environment = Environment.objects.create(application=application, name=name, position=position, **settings)
     audit.record(actor, "environment.created", environment, application=application,
                  after=environment_state(environment))
@@ -45,6 +48,8 @@ def do_update_environment(actor: Actor, environment: Environment, **changes: Any
     before = environment_state(environment)
     _check_free(environment.application, exclude=environment.pk,
                 name=changes.get("name"), position=changes.get("position"))
+    if "strategy" in changes:
+        _check_strategy(environment.application, changes["strategy"])
     for field, value in changes.items():
         setattr(environment, field, value)
     environment.save(update_fields=list(changes) or None)
@@ -62,6 +67,13 @@ def environment_state(environment: Environment) -> dict[str, Any]:
     """Settings as the audit trail shows them: secrets only as set or not."""
     return {field: (("set" if getattr(environment, field) else "") if field in SECRET_FIELDS
                     else getattr(environment, field)) for field in EDITABLE_FIELDS}
+
+
+def _check_strategy(application: Application, strategy: dict | None) -> None:
+    """The strategy's shape is checked at the door (`releases.planning.parse_strategy`); here, that the analysis
+    templates it names exist."""
+    if (why := unknown_strategy_template(application.pk, strategy)) is not None:
+        raise Invalid(why, field="strategy")
 
 
 def _check_free(application: Application, *, exclude: int | None = None, name: str | None = None,

@@ -292,6 +292,9 @@ def read_pushed(selector: Selector, *, application_id: int, environment_id: int,
 class Side:
     version: str
     targets: tuple[str, ...] = ()
+    # A window of its own (the previous version before the rollout); None: the run's window.
+    start: datetime | None = None
+    end: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -314,17 +317,17 @@ def source_config(source: MetricSource) -> PrometheusConfig:
 
 def fetch(source: MetricSource, metric: Mapping[str, Any], side: Side, window: Window) -> Fetched:
     """One metric for one side, through its source; never raises."""
+    start, end = side.start or window.start, side.end or window.end
     try:
         if source.kind == MetricSource.Kind.PUSHED:
             return read_pushed(parse_selector(metric["query"]), application_id=window.application_id,
                                environment_id=window.environment_id, version=side.version, targets=side.targets,
-                               start=window.start, end=window.end)
+                               start=start, end=end)
         promql = prometheus.render_query(metric["query"], version=side.version, environment=window.environment,
                                          targets=side.targets)
     except QueryInvalid as error:  # a template saved before a rule existed
         return Fetched(query=metric["query"], missing=f"the query cannot be used: {error}")
-    return prometheus.query_range(source_config(source), promql, start=window.start, end=window.end,
-                                  step=window.step)
+    return prometheus.query_range(source_config(source), promql, start=start, end=end, step=window.step)
 
 
 def fetch_all(metrics: Sequence[Mapping[str, Any]], sources: Mapping[str, MetricSource], sides: Mapping[str, Side],

@@ -54,14 +54,20 @@ def error_increase_p_values(current_errors: np.ndarray, current_exposure: np.nda
     return np.where(k1 > 0, p, 1.0)
 
 
-def _rate(count: ErrorCount) -> str:
+def _rate(count: ErrorCount, per: str) -> str:
     rate = count.errors / count.exposure
+    if per:  # exposure in units of time ("s"): a rate per unit, not a share of requests
+        return f"{count.errors} in {count.exposure:g} {per} ({rate:.3g}/{per})"
     return f"{count.errors} in {count.exposure:g} ({rate * 100:.3g} %)"
 
 
 def compare_error_rates(current: ErrorCount, previous: ErrorCount, *, name: str = "errors",
-                        alpha: float = 0.01, min_ratio: float = 1.5, min_errors: int = 5) -> ErrorRateChange:
-    """Whether ``current`` has significantly more errors per exposure than ``previous`` (see the module doc)."""
+                        alpha: float = 0.01, min_ratio: float = 1.5, min_errors: int = 5,
+                        per: str = "") -> ErrorRateChange:
+    """Whether ``current`` has significantly more errors per exposure than ``previous`` (see the module doc).
+
+    ``per`` names the exposure's unit when it is time ("s"); requests (the default) show rates as percentages.
+    """
     for label, count in (("current", current), ("previous", previous)):
         if count.errors < 0 or not (count.exposure > 0 and math.isfinite(count.exposure)):
             raise ValueError(f"{label}: errors ≥ 0 and a finite exposure > 0")
@@ -72,7 +78,7 @@ def compare_error_rates(current: ErrorCount, previous: ErrorCount, *, name: str 
                                       np.array(previous.errors), np.array(previous.exposure)))
     p_text = "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
     ratio_text = "new" if math.isinf(ratio) else "no errors" if math.isnan(ratio) else f"{ratio:.2f}×"
-    facts = f"{name}: {_rate(current)} vs previous version {_rate(previous)}, {ratio_text}, {p_text}"
+    facts = f"{name}: {_rate(current, per)} vs previous version {_rate(previous, per)}, {ratio_text}, {p_text}"
     if current.errors < min_errors:
         verdict, increased = f"no alert (fewer than {min_errors} errors)", False
     elif p >= alpha:

@@ -224,6 +224,10 @@ class AnalysisRun(models.Model):
     baseline_targets = models.JSONField(default=list, blank=True)
     started_at = models.DateTimeField()
     ended_at = models.DateTimeField()
+    # The baseline's own window when it is not the canary's: the previous version before the rollout, once no
+    # target is left on it (the last wave, the post-deploy watch).
+    baseline_started_at = models.DateTimeField(null=True, blank=True)
+    baseline_ended_at = models.DateTimeField(null=True, blank=True)
     status = models.CharField(max_length=10, choices=Status.choices)
     verdict = models.CharField(max_length=12, choices=Verdict.choices)
     score = models.FloatField(null=True, blank=True, help_text="The canary judge's score; null when it did not run.")
@@ -264,3 +268,31 @@ class AnalysisMeasurement(models.Model):
 
     def __str__(self) -> str:
         return f"{self.metric}: {self.outcome}"
+
+
+class Alert(models.Model):
+    """Something went wrong after a deploy: an error group new in the release's version, or an error rate
+    significantly above the previous version's. Raised once per release and group (or kind): de-duplicated by
+    the unique constraint, so a periodic check that sees the same thing again raises nothing."""
+
+    class Kind(models.TextChoices):
+        NEW_ERROR = "new_error"
+        ERROR_RATE = "error_rate"
+
+    application = models.ForeignKey("releases.Application", on_delete=models.CASCADE, related_name="alerts")
+    environment = models.ForeignKey("environments.Environment", on_delete=models.CASCADE, related_name="+")
+    release = models.ForeignKey("releases.Release", on_delete=models.CASCADE, related_name="alerts")
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    group = models.ForeignKey(ErrorGroup, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    key = models.CharField(max_length=64, blank=True, help_text="What makes it one alert: the group's fingerprint.")
+    reason = models.TextField()
+    details = models.JSONField(default=dict, help_text="Counts, windows, rates, ratio and p-value.")
+    rollback_requested = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["release", "kind", "key"], name="alert_once_per_release")]
+        indexes = [models.Index(fields=["application", "-id"], name="alert_app_newest")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.key}: {self.reason[:60]}"

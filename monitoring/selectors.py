@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from django.db.models import Prefetch, QuerySet, Sum
 
 from environments.models import Environment
-from monitoring.models import AnalysisMeasurement, AnalysisRun, ErrorGroup, IngestKey
+from monitoring.models import AnalysisMeasurement, AnalysisRun, AnalysisTemplate, ErrorGroup, IngestKey
 from releases.models import Application
 
 
@@ -64,3 +64,18 @@ def analysis_run(application: Application, pk: int, *, with_values: bool = False
         measurements = measurements.defer("canary_values", "baseline_values")
     return (AnalysisRun.objects.filter(application=application, pk=pk).select_related("environment")
             .prefetch_related(Prefetch("measurements", queryset=measurements)).first())
+
+
+def unknown_strategy_template(application_id: int, strategy: dict | None) -> str | None:
+    """Why a rollout strategy cannot run here — it names an analysis template the application does not have — or
+    None. The message starts with the strategy's field (`analysis.template: …`), as strategy errors do."""
+    named = [(key, spec["template"]) for key in ("analysis", "watch")
+             if isinstance(spec := (strategy or {}).get(key), dict) and isinstance(spec.get("template"), str)]
+    if not named:
+        return None
+    known = set(AnalysisTemplate.objects.filter(application_id=application_id).values_list("name", flat=True))
+    for key, name in named:
+        if name not in known:
+            have = ", ".join(sorted(known)) or "none yet: create one under analysis-templates/"
+            return f"{key}.template: no analysis template {name!r} in this application; it has: {have}"
+    return None

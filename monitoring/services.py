@@ -408,12 +408,15 @@ def do_run_analysis(template: AnalysisTemplate, *, environment: Environment, can
                     baseline_version: str | None, started_at: datetime, ended_at: datetime,
                     canary_targets: Sequence[str] = (), baseline_targets: Sequence[str] = (),
                     release: Release | None = None, rollout_id: int | None = None,
-                    actor: Actor | None = None) -> AnalysisRun:
+                    actor: Actor | None = None, baseline_started_at: datetime | None = None,
+                    baseline_ended_at: datetime | None = None) -> AnalysisRun:
     """Measure every metric of the template for canary and baseline, judge them and store the run with its
     measurements and an audit event, in one transaction after all fetching (no network call holds it open).
 
     Never hangs on a source: each Prometheus query is bounded by its source's timeout, and a source without
-    data decides by its `on_missing_data`. Without `baseline_version`, only threshold checks judge.
+    data decides by its `on_missing_data`. Without `baseline_version`, only threshold checks judge. The
+    baseline is measured over the canary's window unless given one of its own (`baseline_started_at` and
+    `baseline_ended_at`: the previous version before the rollout, when no target runs it any more).
     """
     actor = actor or Actor.system()
     clock = time.monotonic()
@@ -421,6 +424,10 @@ def do_run_analysis(template: AnalysisTemplate, *, environment: Environment, can
         raise Invalid(f"{environment.name} is not an environment of this template's application.", field="environment")
     if ended_at <= started_at:
         raise Invalid("The window ends after it starts.", field="ended_at")
+    if (baseline_started_at is None) != (baseline_ended_at is None):
+        raise Invalid("Give both ends of the baseline's window, or neither.", field="baseline_ended_at")
+    if baseline_started_at is not None and baseline_ended_at <= baseline_started_at:  # type: ignore[operator]
+        raise Invalid("The baseline's window ends after it starts.", field="baseline_ended_at")
     if rollout_id is not None and release is None:
         from releases.models import Rollout
 
@@ -433,7 +440,8 @@ def do_run_analysis(template: AnalysisTemplate, *, environment: Environment, can
                       field="template")
     sides = {"canary": analysis.Side(version=canary_version, targets=tuple(canary_targets))}
     if baseline_version:
-        sides["baseline"] = analysis.Side(version=baseline_version, targets=tuple(baseline_targets))
+        sides["baseline"] = analysis.Side(version=baseline_version, targets=tuple(baseline_targets),
+                                          start=baseline_started_at, end=baseline_ended_at)
     window = analysis.Window(application_id=template.application_id, environment_id=environment.pk,
                              environment=environment.name, start=started_at, end=ended_at,
                              step=float(template.interval_seconds))
@@ -442,7 +450,8 @@ def do_run_analysis(template: AnalysisTemplate, *, environment: Environment, can
     return _store_run(actor, template, config, outcome, environment=environment, release=release,
                       rollout_id=rollout_id, canary_version=canary_version, baseline_version=baseline_version or "",
                       canary_targets=list(canary_targets), baseline_targets=list(baseline_targets),
-                      started_at=started_at, ended_at=ended_at,
+                      started_at=started_at, ended_at=ended_at, baseline_started_at=baseline_started_at,
+                      baseline_ended_at=baseline_ended_at,
                       duration_ms=int((time.monotonic() - clock) * 1000))
 
 

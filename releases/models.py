@@ -351,7 +351,8 @@ class Blocker(models.Model):
 class NotificationHook(models.Model):
     """A Slack-compatible incoming-webhook URL told about an application's releases."""
 
-    EVENTS = ("waiting", "approved", "rejected", "deploying", "succeeded", "failed", "rolled_back")
+    # "alert": new errors or an error rate up after a release (monitoring.alerts).
+    EVENTS = ("waiting", "approved", "rejected", "deploying", "succeeded", "failed", "rolled_back", "alert")
 
     application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="notification_hooks")
     url = models.URLField(max_length=500)

@@ -8,6 +8,7 @@ that dies half-way and runs again continues where it was.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Any, ClassVar, Literal
 __all__ = [
     "Action",
     "Analysis",
+    "AnalysisSpec",
     "BlueGreen",
     "Canary",
     "Cautious",
@@ -36,6 +38,7 @@ __all__ = [
     "Strategy",
     "StrategyError",
     "Switch",
+    "Watch",
     "Wave",
     "current_wave",
     "next_action",
@@ -78,11 +81,60 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+MAX_ANALYSIS_SECONDS = 24 * 3600
+_TEMPLATE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AnalysisSpec:
+    """Which analysis template judges the new version at a gate, and for how long it measures.
+
+    `duration_seconds` None: the template's own `count × interval_seconds`. Whether the template exists is the
+    caller's question (it needs the database); here only its name's shape is checked.
+    """
+
+    template: str
+    duration_seconds: int | None = None
+    field: str = dataclasses.field(default="analysis", compare=False, repr=False)  # errors name it: analysis, watch
+
+    def __post_init__(self) -> None:
+        if (not isinstance(self.template, str) or not 1 <= len(self.template) <= 63
+                or not set(self.template) <= _TEMPLATE_CHARS or self.template[0] in "_-"):
+            raise StrategyError(f"{self.field}.template", "must name an analysis template of the application")
+        if self.duration_seconds is not None and (
+                not _is_int(self.duration_seconds) or not 1 <= self.duration_seconds <= MAX_ANALYSIS_SECONDS):
+            raise StrategyError(f"{self.field}.duration_seconds",
+                                f"must be a whole number of seconds from 1 to {MAX_ANALYSIS_SECONDS}")
+
+
+def _analysis_spec(field: str, value: object) -> AnalysisSpec:
+    if not isinstance(value, Mapping):
+        raise StrategyError(field, 'must be an object, e.g. {"template": "checkout", "duration_seconds": 300}')
+    unknown = sorted(set(value) - {"template", "duration_seconds"})
+    if unknown:
+        raise StrategyError(f"{field}.{unknown[0]}", "unknown key; an analysis has template and duration_seconds")
+    if "template" not in value:
+        raise StrategyError(f"{field}.template", "required")
+    return AnalysisSpec(template=value["template"], duration_seconds=value.get("duration_seconds"), field=field)
+
+
+def _spec_dict(spec: AnalysisSpec) -> dict[str, Any]:
+    out: dict[str, Any] = {"template": spec.template}
+    if spec.duration_seconds is not None:
+        out["duration_seconds"] = spec.duration_seconds
+    return out
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Cautious:
-    """Waves of 1, 2, 4, 8 … targets: slow while it's risky, fast once it has proved itself."""
+    """Waves of 1, 2, 4, 8 … targets: slow while it's risky, fast once it has proved itself.
+
+    `analysis` judges the new version after each wave but the last; `watch` after the last.
+    """
 
     kind: ClassVar[str] = "cautious"
+    analysis: AnalysisSpec | None = None
+    watch: AnalysisSpec | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -93,6 +145,8 @@ class Rolling:
     batch_size: int | None = None
     batch_percent: int | None = None
     max_unavailable: int = 1
+    analysis: AnalysisSpec | None = None
+    watch: AnalysisSpec | None = None
 
     def __post_init__(self) -> None:
         if (self.batch_size is None) == (self.batch_percent is None):
@@ -123,6 +177,7 @@ class BlueGreen:
     # Switch back: the idle slot still runs the wanted version (the one before the last switch), so the plan
     # only moves traffic back to it: no deploys, no smoke tests — the instant way back.
     switch_back: bool = False
+    watch: AnalysisSpec | None = None  # after the switch
 
     def __post_init__(self) -> None:
         if self.live not in ("blue", "green"):
@@ -148,11 +203,16 @@ def slots(targets: Sequence[str]) -> dict[str, tuple[str, ...]]:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Canary:
-    """Traffic steps in percent; after each step but the last: pause, then analysis."""
+    """Traffic steps in percent; after each step but the last: pause, then analysis.
+
+    Without `analysis` the analysis gate asks the `SLIPWAY_CANARY_ANALYSIS` hook; `watch` runs after the last step.
+    """
 
     kind: ClassVar[str] = "canary"
     steps: tuple[int, ...] = (5, 25, 50, 100)
     pause_seconds: int = 60
+    analysis: AnalysisSpec | None = None
+    watch: AnalysisSpec | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.steps, tuple) or not self.steps:
@@ -183,10 +243,11 @@ type Strategy = Cautious | Rolling | BlueGreen | Canary | Rollback
 
 _FIELDS: dict[str, tuple[type, dict[str, Any]]] = {
     # kind -> (class, {key: expected JSON type})
-    "cautious": (Cautious, {}),
-    "rolling": (Rolling, {"batch_size": int, "batch_percent": int, "max_unavailable": int}),
-    "blue_green": (BlueGreen, {"live": str, "switch_back": bool}),
-    "canary": (Canary, {"steps": list, "pause_seconds": int}),
+    "cautious": (Cautious, {"analysis": dict, "watch": dict}),
+    "rolling": (Rolling, {"batch_size": int, "batch_percent": int, "max_unavailable": int, "analysis": dict,
+                          "watch": dict}),
+    "blue_green": (BlueGreen, {"live": str, "switch_back": bool, "watch": dict}),
+    "canary": (Canary, {"steps": list, "pause_seconds": int, "analysis": dict, "watch": dict}),
     "rollback": (Rollback, {"batch_size": int}),
 }
 
@@ -205,9 +266,12 @@ def parse_strategy(data: Mapping[str, Any]) -> Strategy:
             continue
         if key not in fields:
             raise StrategyError(key, f"unknown key for {kind} strategy")
-        if value is None and key in ("batch_size", "batch_percent"):
+        if value is None and key in ("batch_size", "batch_percent", "analysis", "watch"):
             continue
         expected = fields[key]
+        if expected is dict:
+            kwargs[key] = _analysis_spec(key, value)
+            continue
         if expected is int and not _is_int(value):
             raise StrategyError(key, "must be an integer")
         if expected is bool and not isinstance(value, bool):
@@ -241,6 +305,10 @@ def strategy_to_dict(strategy: Strategy) -> dict[str, Any]:
             out["pause_seconds"] = strategy.pause_seconds
         case Rollback() if strategy.batch_size is not None:
             out["batch_size"] = strategy.batch_size
+    for key in ("analysis", "watch"):
+        spec = getattr(strategy, key, None)
+        if spec is not None:
+            out[key] = _spec_dict(spec)
     return out
 
 
@@ -252,7 +320,7 @@ class Wave:
     """Targets deployed together, and the gates that must pass before the next wave.
 
     Gates run in this order: health (always, per target), smoke, pause, analysis,
-    manual gate, switch (blue/green only).
+    manual gate, switch (blue/green only), watch (the last wave only).
     """
 
     index: int
@@ -267,6 +335,8 @@ class Wave:
     serving: tuple[str, ...] = ()  # blue/green: the slot the switch sends traffic to
     # At most this many targets between "deploy started" and "healthy" (rolling's max_unavailable).
     max_parallel: int | None = None
+    analysis_spec: AnalysisSpec | None = None  # the template the analysis gate runs (None: canary's hook)
+    watch: AnalysisSpec | None = None  # the post-deploy watch, after everything else of the last wave
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -304,7 +374,7 @@ def plan(
     match strategy:
         case Cautious():
             sizes = _doubling(len(targets))
-            waves = _waves(targets, sizes, smoke=smoke, manual_gates=manual_gates)
+            waves = _waves(targets, sizes, smoke=smoke, manual_gates=manual_gates, analysis=strategy.analysis)
         case Rolling():
             batch = strategy.batch_for(len(targets))
             waves = _waves(
@@ -313,6 +383,7 @@ def plan(
                 smoke=smoke,
                 manual_gates=manual_gates,
                 max_parallel=min(strategy.max_unavailable, batch),
+                analysis=strategy.analysis,
             )
         case BlueGreen():
             if len(targets) < 2:
@@ -332,7 +403,15 @@ def plan(
             pre_deploy = False
         case _:
             raise TypeError(f"not a strategy: {strategy!r}")
+    watch = getattr(strategy, "watch", None)
+    if watch is not None and waves and not (isinstance(strategy, BlueGreen) and strategy.switch_back):
+        waves = (*waves[:-1], _with_watch(waves[-1], watch))
     return Plan(strategy=strategy, targets=targets, waves=waves, pre_deploy=pre_deploy, untouched=untouched)
+
+
+def _with_watch(wave: Wave, watch: AnalysisSpec) -> Wave:
+    values = {name: getattr(wave, name) for name in Wave.__dataclass_fields__}
+    return Wave(**(values | {"watch": watch}))
 
 
 def _doubling(count: int) -> list[int]:
@@ -355,6 +434,7 @@ def _waves(
     smoke: bool,
     manual_gates: bool,
     max_parallel: int | None = None,
+    analysis: AnalysisSpec | None = None,
 ) -> tuple[Wave, ...]:
     sizes = list(sizes)
     waves, start = [], 0
@@ -367,6 +447,8 @@ def _waves(
                 smoke=smoke,
                 manual_gate=manual_gates and not last,
                 max_parallel=max_parallel,
+                analysis=analysis is not None and not last,
+                analysis_spec=analysis if not last else None,
             )
         )
         start += size
@@ -395,6 +477,7 @@ def _canary_waves(
                 analysis=not last,
                 manual_gate=manual_gates and not last,
                 traffic_percent=cumulative[reach],
+                analysis_spec=strategy.analysis if not last else None,
             )
         )
         start = reach
@@ -474,6 +557,17 @@ class Pause(_WaveGate):
 class Analysis(_WaveGate):
     name: ClassVar[str] = "analysis"
     traffic_percent: int | None = None
+    template: str | None = None  # None: the canary hook (SLIPWAY_CANARY_ANALYSIS) decides
+    duration_seconds: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Watch(_WaveGate):
+    """The post-deploy watch: after the last wave, judge the new version for a soak time."""
+
+    name: ClassVar[str] = "watch"
+    template: str
+    duration_seconds: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -498,7 +592,7 @@ class Done:
 
 
 type Action = (
-    PreDeploy | Deploy | HealthCheck | Smoke | Pause | Analysis | ManualGate | Switch | Revert | Done
+    PreDeploy | Deploy | HealthCheck | Smoke | Pause | Analysis | ManualGate | Switch | Watch | Revert | Done
 )
 
 
@@ -543,11 +637,17 @@ def _wave_step(wave: Wave, progress: Progress) -> Action | None:
     if wave.pause_seconds:
         gates.append(Pause(wave=wave.index, seconds=wave.pause_seconds))
     if wave.analysis:
-        gates.append(Analysis(wave=wave.index, traffic_percent=wave.traffic_percent))
+        spec = wave.analysis_spec
+        gates.append(Analysis(wave=wave.index, traffic_percent=wave.traffic_percent,
+                              template=spec.template if spec else None,
+                              duration_seconds=spec.duration_seconds if spec else None))
     if wave.manual_gate:
         gates.append(ManualGate(wave=wave.index))
     if wave.switch:
         gates.append(Switch(wave=wave.index, targets=wave.serving or wave.targets))
+    if wave.watch is not None:
+        gates.append(Watch(wave=wave.index, template=wave.watch.template,
+                           duration_seconds=wave.watch.duration_seconds))
     for gate in gates:
         if gate.gate not in progress.gates:  # type: ignore[union-attr]
             return gate
@@ -571,7 +671,7 @@ def record(progress: Progress, action: Action, *, ok: bool = True, failed: Colle
                 return _replace(progress, healthy=progress.healthy | good, failed=progress.failed | bad)
             # A target whose revert failed stays pending: the next tick tries it again.
             return _replace(progress, reverted=progress.reverted | good)
-        case PreDeploy() | Smoke() | Pause() | Analysis() | ManualGate() | Switch():
+        case PreDeploy() | Smoke() | Pause() | Analysis() | ManualGate() | Switch() | Watch():
             if not ok:
                 return _replace(progress, reverting=True)
             return _replace(progress, gates=progress.gates | {action.gate})

@@ -50,6 +50,7 @@ class EnvironmentIn(serializers.Serializer):
     smoke_test_command = serializers.CharField(max_length=1000, required=False, default="", allow_blank=True)
     switch_command = serializers.CharField(max_length=1000, required=False, default="", allow_blank=True)
     live_slot = serializers.ChoiceField(choices=Environment.Slot.choices, required=False, default="blue")
+    rollback_on_new_errors = serializers.BooleanField(required=False, default=False)
 
     def validate_strategy(self, value):
         return validate_strategy(value)
@@ -88,7 +89,7 @@ class EnvironmentOut(serializers.ModelSerializer):
                   "auto_promote", "pending_warn_hours", "pending_warn_changes", "strategy", "step_timeout_seconds",
                   "heartbeat_timeout_seconds", "rollback_batch_size", "smoke_test_urls", "flag_change_requests", "driver",
                   "deploy_command", "pre_deploy_command", "manual_gates", "webhook_url", "smoke_test_command",
-                  "switch_command", "live_slot", "current_version", "created_at"]
+                  "switch_command", "live_slot", "rollback_on_new_errors", "current_version", "created_at"]
         read_only_fields = fields
 
 

@@ -246,7 +246,8 @@ class AnalysisRunOut(serializers.ModelSerializer):
     class Meta:
         model = AnalysisRun
         fields = ["id", "template", "environment", "release", "rollout_id", "canary_version", "baseline_version",
-                  "canary_targets", "baseline_targets", "started_at", "ended_at", "status", "verdict", "score",
+                  "canary_targets", "baseline_targets", "started_at", "ended_at", "baseline_started_at",
+                  "baseline_ended_at", "status", "verdict", "score",
                   "reasons", "duration_ms", "created_at", "measurements"]
         read_only_fields = fields
 

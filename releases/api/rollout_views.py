@@ -12,6 +12,7 @@ from config.errors import Invalid, NotFound
 from environments.api.views import environment_for
 from environments.models import Target
 from environments.services import do_create_registration_token
+from monitoring.models import AnalysisRun
 from releases.api.release_views import release_for
 from releases.models import Rollout, RolloutStep
 from releases.permissions import Actor
@@ -44,12 +45,26 @@ class RolloutStepOut(serializers.Serializer):
     output = serializers.CharField(help_text="Output streamed by the agent or worker, at most 64 KB.")
 
 
+class RolloutAnalysisOut(serializers.Serializer):
+    id = serializers.IntegerField(help_text="The run: `GET …/analysis-runs/<id>/` has its measurements.")
+    template = serializers.CharField()
+    verdict = serializers.ChoiceField(choices=AnalysisRun.Verdict.choices)
+    score = serializers.FloatField(allow_null=True)
+    canary_targets = serializers.ListField(child=serializers.CharField())
+    baseline_targets = serializers.ListField(child=serializers.CharField())
+    started_at = serializers.DateTimeField()
+    ended_at = serializers.DateTimeField()
+    reasons = serializers.ListField(child=serializers.CharField(), help_text="Why: the verdict's reason first.")
+
+
 class RolloutOut(serializers.Serializer):
     status = serializers.ChoiceField(choices=Rollout.Status.choices)
     strategy = serializers.DictField(help_text='The strategy fixed when the rollout started, e.g. '
                                                '{"kind": "cautious"}.')
     targets = serializers.ListField(child=serializers.CharField(), help_text="Target names in deploy order.")
     steps = RolloutStepOut(many=True)
+    analysis_runs = RolloutAnalysisOut(many=True, help_text="The analyses its gates ran (between waves, the "
+                                                            "post-deploy watch), oldest first.")
 
 
 class TargetOut(serializers.Serializer):
@@ -79,7 +94,16 @@ def rollout_out(rollout: Rollout) -> dict:
         "steps": [{"index": s.index, "wave": s.wave_number, "target": s.target_name or None, "action": s.action,
                    "version": s.version, "status": s.status, "health": s.health, "started_at": s.started_at,
                    "finished_at": s.finished_at, "output": s.output} for s in rollout.steps.order_by("index")],
+        "analysis_runs": [
+            {"id": run.pk, "template": run.template_name, "verdict": run.verdict, "score": run.score,
+             "canary_targets": run.canary_targets, "baseline_targets": run.baseline_targets,
+             "started_at": run.started_at, "ended_at": run.ended_at, "reasons": run.reasons}
+            for run in AnalysisRun.objects.filter(rollout_id=rollout.pk).order_by("id").only(*RUN_FIELDS)],
     }
+
+
+RUN_FIELDS = ("id", "template_name", "verdict", "score", "canary_targets", "baseline_targets", "started_at",
+              "ended_at", "reasons")
 
 
 class RolloutView(APIView):

@@ -14,7 +14,7 @@ from environments.models import Target
 from releases.models import RolloutStep
 from releases.rollouts.commands import _run_command, call_webhook
 from releases.rollouts.common import publish_changed
-from releases.rollouts.gates import GATES
+from releases.rollouts.gates import GATES, HOLD
 
 SERVER_PARALLEL = 8  # deploys the command and webhook drivers run at once (a wave or a rollback batch)
 
@@ -104,6 +104,9 @@ def _perform(step: RolloutStep) -> dict:
     environment = step.rollout.release.environment
     if step.action in GATES:
         ok, output = GATES[step.action](step)
+        if ok is HOLD:  # neither pass nor fail: the reconciler pauses the rollout for a person
+            return {"status": RolloutStep.Status.SUCCEEDED, "output": output,
+                    "health": {"ok": None, "detail": output.partition("\n")[0][:500]}}
         return {"status": RolloutStep.Status.SUCCEEDED if ok else RolloutStep.Status.FAILED, "output": output}
     if environment.driver == "webhook":
         ok, output = call_webhook(step)

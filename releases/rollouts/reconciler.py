@@ -16,6 +16,7 @@ from django.db.models import Count, Max, Q
 from django.utils import timezone
 
 from environments.models import Environment, Target
+from releases import audit
 from releases.lifecycle import transition
 from releases.models import Release, Rollout, RolloutStep
 from releases.permissions import Actor
@@ -32,6 +33,7 @@ from releases.planning import (
     Revert,
     Smoke,
     Switch,
+    Watch,
     next_action,
     record,
     slots,
@@ -159,7 +161,7 @@ def _advance_once(rollout: Rollout) -> bool:
         rollout.progress = progress_to(record(progress, action))  # resuming continues past the gate
         rollout.save(update_fields=["status", "progress"])
         return False
-    elif isinstance(action, PreDeploy | Smoke | Analysis | Switch):
+    elif isinstance(action, PreDeploy | Smoke | Analysis | Switch | Watch):
         # Gates Slipway runs itself: a step for the worker, run outside the lock (run_server_steps), whose
         # result the next reconciliation folds in.
         name = "pre_deploy" if isinstance(action, PreDeploy) else action.name
@@ -171,6 +173,11 @@ def _advance_once(rollout: Rollout) -> bool:
         ok = step.status == RolloutStep.Status.SUCCEEDED
         if ok and isinstance(action, Switch):
             _switched(rollout)
+        if ok and (step.health or {}).get("ok", False) is None:
+            _hold(rollout, step)  # marginal or inconclusive: a person resumes (past the gate) or reverts
+            rollout.progress = progress_to(record(progress, action))
+            rollout.save(update_fields=["status", "progress"])
+            return False
         progress = record(progress, action, ok=ok)
     elif isinstance(action, Done):
         _finish(rollout, action.outcome)
@@ -276,6 +283,15 @@ def _server_step(rollout: Rollout, *, action: str, wave: int | None) -> RolloutS
     """A gate for the worker to run (run_server_steps)."""
     return RolloutStep.objects.create(rollout=rollout, index=next_index(rollout), wave=wave, action=action,
                                       version=rollout.release.artifact.version, runs_on_server=True)
+
+
+def _hold(rollout: Rollout, step: RolloutStep) -> None:
+    """An analysis neither passed nor failed: the rollout pauses with the verdict's reasons on the step."""
+    rollout.status = Rollout.Status.PAUSED
+    release = rollout.release
+    audit.record(Actor.system(), "rollout.held", release, application=release.application,
+                 after={"step": step.index, "action": step.action, "wave": step.wave_number},
+                 note=(step.health or {}).get("detail", "")[:500])
 
 
 def _gate_step(rollout: Rollout, wave: int, action: str, *, ok: bool, output: str) -> None:

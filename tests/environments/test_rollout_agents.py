@@ -438,3 +438,76 @@ def test_failing_health_check_mid_rollout_reverts_exactly_the_touched_hosts(flee
     versions = {n: (fleet["dir"] / n / "current_version").read_text().strip() for n in ("web-1", "web-2", "web-3")}
     assert versions == {"web-1": "1.0.0", "web-2": "1.0.0", "web-3": "1.0.0"}
     assert not (fleet["dir"] / "web-4" / "current_version").exists()
+
+
+def test_analysis_reverts_a_canary_whose_health_checks_pass_but_whose_errors_are_five_times_higher(fleet):
+    """Canary 25 % → 100 % with an analysis template: web-1 deploys 2.0.0 and passes its health check, but the
+    error ratios pushed for it through the metrics API while it runs are 5× the baseline's (web-2…4 on 1.0.0).
+    The analysis fails, the rollout reverts exactly web-1, and the API shows the failed run with its reason."""
+    import threading
+
+    import numpy as np
+
+    from monitoring.models import AnalysisTemplate, MetricSource
+
+    app, env = fleet["app"], fleet["env"]
+    MetricSource.objects.create(application=app, name="pushed", kind="pushed")
+    AnalysisTemplate.objects.create(application=app, name="checkout", interval_seconds=1, count=10, metrics=[
+        {"name": "error_rate", "source": "pushed", "query": "http_error_ratio", "direction": "increase",
+         "critical": True, "weight": 1.0, "unit": "%", "allowed_increase": 1.0, "allowed_decrease": 1.0,
+         "success_condition": "", "failure_condition": "", "failure_limit": 0, "inconclusive_limit": 0,
+         "consecutive_error_limit": 4}])
+    status, body = api(fleet, "PATCH", "/applications/shop/environments/production/", {"strategy": {
+        "kind": "canary", "steps": [25, 100], "pause_seconds": 0,
+        "analysis": {"template": "checkout", "duration_seconds": 10}}})
+    assert status == 200, body
+    _, metrics_key = do_create_api_token(Actor.system(), factories.UserFactory(is_superuser=True), name="metrics",
+                                         scopes=["metrics:write"])
+    for n in range(1, 5):
+        fleet["start"](f"web-{n}")
+    wait_for(lambda: Target.objects.filter(environment=env).count() == 4, what="4 agents registered")
+
+    stop = threading.Event()
+
+    def push_samples():  # what the service's own metrics would say, twice a second per host
+        rng = np.random.default_rng(11)
+        while not stop.wait(0.5):
+            now = time.time()
+            samples = [{"name": "http_error_ratio", "timestamp": now,
+                        "value": float(rng.binomial(400, 0.05 if n == 1 else 0.01) / 400),
+                        "labels": {"environment": "production", "target": f"web-{n}",
+                                   "version": "2.0.0" if n == 1 else "1.0.0"}} for n in range(1, 5)]
+            request = urllib.request.Request(fleet["url"] + "/api/v1/applications/shop/metrics/", method="POST",
+                                             data=json.dumps(samples).encode(),
+                                             headers={"Authorization": f"Bearer {metrics_key}",
+                                                      "Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=10) as response:
+                assert response.status == 201
+
+    pusher = threading.Thread(target=push_samples, daemon=True)
+    pusher.start()
+    try:
+        release = release_and_wait(fleet, "2.0.0")
+    finally:
+        stop.set()
+        pusher.join(timeout=15)
+    assert release["status"] == "failed"
+    rollout = api(fleet, "GET", f"/applications/shop/releases/{release['id']}/rollout/")[1]
+    assert rollout["status"] == "reverted"
+    deploys = [s for s in rollout["steps"] if s["action"] == "deploy"]
+    assert [(s["target"], s["health"]["ok"]) for s in deploys] == [("web-1", True)]  # healthy, yet judged bad
+    analysis = next(s for s in rollout["steps"] if s["action"] == "analysis")
+    assert analysis["status"] == "failed" and "critical metric error_rate failed" in analysis["output"]
+    reverts = [s for s in rollout["steps"] if s["action"] == "revert"]
+    assert [(s["target"], s["version"], s["status"]) for s in reverts] == [("web-1", "1.0.0", "succeeded")]
+    [run] = rollout["analysis_runs"]
+    assert run["verdict"] == "fail" and run["canary_targets"] == ["web-1"]
+    assert run["baseline_targets"] == ["web-2", "web-3", "web-4"]
+    assert run["reasons"][0].startswith("fail: canary judge: critical metric error_rate failed")
+    runs = api(fleet, "GET", f"/applications/shop/analysis-runs/?release={release['id']}")[1]
+    assert [r["id"] for r in runs["results"]] == [run["id"]]
+    measured = runs["results"][0]["measurements"][0]
+    assert measured["canary"]["count"] >= 10 and measured["baseline"]["count"] >= 30
+    assert measured["outcome"] == "high" and "too high" in measured["reason"]
+    assert (fleet["dir"] / "web-1" / "current_version").read_text().strip() == "1.0.0"
+    assert not (fleet["dir"] / "web-2" / "current_version").exists()  # never touched

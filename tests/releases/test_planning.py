@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from releases.planning import (
     Analysis,
+    AnalysisSpec,
     BlueGreen,
     Canary,
     Cautious,
@@ -25,6 +26,7 @@ from releases.planning import (
     Smoke,
     StrategyError,
     Switch,
+    Watch,
     current_wave,
     next_action,
     parse_strategy,
@@ -45,13 +47,19 @@ def canary_steps(draw):
     return (*sorted(steps), 100)
 
 
+specs = st.none() | st.builds(AnalysisSpec, template=st.sampled_from(["checkout", "errors-1", "p95_latency"]),
+                              duration_seconds=st.none() | st.integers(1, 3600))
+
 strategies = st.one_of(
-    st.just(Cautious()),
-    st.builds(Rolling, batch_size=st.integers(1, 12), max_unavailable=st.integers(1, 5)),
-    st.builds(Rolling, batch_percent=st.integers(1, 100), max_unavailable=st.integers(1, 5)),
-    st.builds(Canary, steps=canary_steps(), pause_seconds=st.integers(0, 120)),
+    st.builds(Cautious, analysis=specs, watch=specs),
+    st.builds(Rolling, batch_size=st.integers(1, 12), max_unavailable=st.integers(1, 5), analysis=specs,
+              watch=specs),
+    st.builds(Rolling, batch_percent=st.integers(1, 100), max_unavailable=st.integers(1, 5), analysis=specs,
+              watch=specs),
+    st.builds(Canary, steps=canary_steps(), pause_seconds=st.integers(0, 120), analysis=specs, watch=specs),
     st.builds(Rollback, batch_size=st.none() | st.integers(1, 12)),
     st.sampled_from([BlueGreen(live="blue"), BlueGreen(live="green"), BlueGreen(live="green", switch_back=True)]),
+    st.builds(BlueGreen, live=st.sampled_from(["blue", "green"]), watch=specs),
 )
 
 
@@ -228,7 +236,7 @@ def scenarios(draw):
     failure_points = st.one_of(
         st.tuples(st.sampled_from(["Deploy", "HealthCheck"]), st.sampled_from(targets)),
         st.tuples(
-            st.sampled_from(["Smoke", "Pause", "Analysis", "ManualGate", "Switch"]),
+            st.sampled_from(["Smoke", "Pause", "Analysis", "ManualGate", "Switch", "Watch"]),
             st.integers(0, max(len(p.waves) - 1, 0)),
         ),
     )
@@ -384,6 +392,12 @@ def test_plan_revert_dedupes_latest_first():
         ({"kind": "canary"}, Canary(steps=(5, 25, 50, 100), pause_seconds=60)),
         ({"kind": "rollback"}, Rollback()),
         ({"kind": "rollback", "batch_size": 3}, Rollback(batch_size=3)),
+        ({"kind": "canary", "steps": [10, 50, 100], "analysis": {"template": "checkout", "duration_seconds": 30}},
+         Canary(steps=(10, 50, 100), analysis=AnalysisSpec(template="checkout", duration_seconds=30))),
+        ({"kind": "cautious", "analysis": {"template": "checkout"}, "watch": {"template": "soak", "duration_seconds": 600}},
+         Cautious(analysis=AnalysisSpec(template="checkout"), watch=AnalysisSpec(template="soak", duration_seconds=600))),
+        ({"kind": "blue_green", "watch": {"template": "soak"}}, BlueGreen(watch=AnalysisSpec(template="soak"))),
+        ({"kind": "cautious", "analysis": None}, Cautious()),
     ],
 )
 def test_parse_strategy_valid(data, expected):
@@ -423,6 +437,16 @@ def test_parse_strategy_valid(data, expected):
         ({"kind": "canary", "pause_seconds": "60"}, "pause_seconds"),
         ({"kind": "canary", "weights": [1]}, "weights"),
         ({"kind": "rollback", "batch_size": 0}, "batch_size"),
+        ({"kind": "canary", "analysis": "checkout"}, "analysis"),
+        ({"kind": "canary", "analysis": {}}, "analysis.template"),
+        ({"kind": "canary", "analysis": {"template": "Check Out"}}, "analysis.template"),
+        ({"kind": "canary", "analysis": {"template": 3}}, "analysis.template"),
+        ({"kind": "canary", "analysis": {"template": "c", "duration_seconds": 0}}, "analysis.duration_seconds"),
+        ({"kind": "canary", "analysis": {"template": "c", "duration_seconds": "30"}}, "analysis.duration_seconds"),
+        ({"kind": "canary", "analysis": {"template": "c", "interval": 3}}, "analysis.interval"),
+        ({"kind": "cautious", "watch": {"template": "c", "duration_seconds": 86401}}, "watch.duration_seconds"),
+        ({"kind": "blue_green", "analysis": {"template": "c"}}, "analysis"),  # one wave: nothing between waves
+        ({"kind": "rollback", "watch": {"template": "c"}}, "watch"),  # the fast path has no gates
     ],
 )
 def test_parse_strategy_errors_name_the_field(data, field):
@@ -436,3 +460,61 @@ def test_parse_strategy_errors_name_the_field(data, field):
 @given(strategies)
 def test_strategy_json_round_trips(strategy):
     assert parse_strategy(strategy_to_dict(strategy)) == strategy
+
+
+# --- analysis between waves and the post-deploy watch ---------------------------------------------
+
+
+@given(nonempty_targets, st.sampled_from(["cautious", "rolling", "canary"]), specs, specs,
+       st.booleans(), st.booleans())
+def test_analysis_runs_between_waves_and_the_watch_after_the_last(targets, kind, analysis, watch, smoke, manual):
+    strategy = {"cautious": Cautious(analysis=analysis, watch=watch),
+                "rolling": Rolling(batch_size=2, analysis=analysis, watch=watch),
+                "canary": Canary(steps=(10, 50, 100), pause_seconds=0, analysis=analysis, watch=watch)}[kind]
+    p = plan(targets, strategy, smoke=smoke, manual_gates=manual)
+    log, _ = drive(p, set())
+    actions = [a for a, _ in log]
+    analyses = [a for a in actions if isinstance(a, Analysis)]
+    between = len(p.waves) - 1
+    if analysis is not None or kind == "canary":  # canary always asks; without a template, the hook
+        assert [a.wave for a in analyses] == list(range(between))
+        assert all(a.template == (analysis.template if analysis else None) for a in analyses)
+        assert all(a.duration_seconds == (analysis.duration_seconds if analysis else None) for a in analyses)
+    else:
+        assert analyses == []
+    for a in analyses:  # each analysis follows its wave's deploys and precedes the next wave's
+        at = actions.index(a)
+        assert isinstance(actions[at + 1], ManualGate | Deploy)
+        assert any(isinstance(b, HealthCheck) and b.wave == a.wave for b in actions[:at])
+    watches = [a for a in actions if isinstance(a, Watch)]
+    if watch is None:
+        assert watches == []
+    else:  # once, the last gate before Done: after every target is healthy
+        assert watches == [Watch(wave=len(p.waves) - 1, template=watch.template, duration_seconds=watch.duration_seconds)]
+        assert actions[-2] == watches[0] and actions[-1] == Done(outcome="succeeded")
+
+
+@given(nonempty_targets, st.sampled_from(["Analysis", "Watch"]), st.integers(0, 5))
+def test_a_failed_analysis_or_watch_reverts_exactly_the_deployed_targets(targets, gate, wave):
+    spec = AnalysisSpec(template="checkout")
+    p = plan(targets, Cautious(analysis=spec, watch=spec))
+    wave = min(wave, len(p.waves) - 1)
+    log, final = drive(p, {(gate, wave)})
+    gates = [a for a, _ in log if type(a).__name__ == gate and a.wave == wave]
+    if not gates:  # no analysis after the last wave, no watch before it
+        assert log[-1][0] == Done(outcome="succeeded")
+        return
+    deployed_before = [t for a, _ in log[: [a for a, _ in log].index(gates[0])] if isinstance(a, Deploy)
+                       for t in a.targets]
+    reverts = [a for a, _ in log if isinstance(a, Revert)]
+    assert log[-1][0] == Done(outcome="reverted")
+    assert reverts == [Revert(targets=tuple(reversed(deployed_before)))]
+    assert not any(isinstance(a, Deploy) for a, _ in log[[a for a, _ in log].index(gates[0]):])
+
+
+def test_blue_green_watches_after_the_switch_but_never_when_switching_back():
+    spec = AnalysisSpec(template="soak", duration_seconds=60)
+    actions = [a for a, _ in drive(plan(["a", "b", "c", "d"], BlueGreen(watch=spec), smoke=True), set())[0]]
+    assert [type(a).__name__ for a in actions[-3:]] == ["Switch", "Watch", "Done"]
+    back = plan(["a", "b"], BlueGreen(live="green", switch_back=True, watch=spec))
+    assert not any(isinstance(a, Watch) for a, _ in drive(back, set())[0])

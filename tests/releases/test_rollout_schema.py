@@ -6,6 +6,7 @@ import pytest
 from django.utils import timezone
 
 from environments.models import Target
+from monitoring.models import AnalysisRun
 from releases.models import ApiToken, Release, Rollout, RolloutStep
 from tests import factories
 from tests.conftest import token_client
@@ -78,7 +79,7 @@ def test_rollout_endpoints_document_their_response_bodies(schema):
         body = resolve(response_schema(schema, path, method, status), schema)
         assert body.get("properties") or body.get("items"), f"{method.upper()} {path}: an empty body schema"
     rollout = resolve(response_schema(schema, ROLLOUT, "get", "200"), schema)
-    assert set(rollout["properties"]) == {"status", "strategy", "targets", "steps"}
+    assert set(rollout["properties"]) == {"status", "strategy", "targets", "steps", "analysis_runs"}
     step = resolve(rollout["properties"]["steps"]["items"], schema)
     assert set(step["properties"]) == STEP_FIELDS == set(step["required"])
     assert response_schema(schema, COMMAND, "post", "200") == response_schema(schema, ROLLOUT, "get", "200")
@@ -113,6 +114,12 @@ def test_the_endpoints_return_exactly_the_documented_shapes(schema, user, app):
                                started_at=started)
     RolloutStep.objects.create(rollout=rollout, index=4, wave=1, target_name="web-2", action="deploy",
                                version="1.3.0")
+    for score in (None, 62.5):
+        AnalysisRun.objects.create(application=app, template_name="checkout", environment=env, release=release,
+                                   rollout_id=rollout.pk, canary_version="1.3.0", baseline_version="1.2.0",
+                                   canary_targets=["web-1"], baseline_targets=["web-2"], started_at=started,
+                                   ended_at=now, status="complete", verdict="marginal", score=score,
+                                   reasons=["marginal: canary judge: score 62.5"])
     client = token_client(user, "admin")
 
     got = client.get(f"/api/v1/applications/shop/releases/{release.pk}/rollout/")
@@ -121,6 +128,7 @@ def test_the_endpoints_return_exactly_the_documented_shapes(schema, user, app):
     check(body, response_schema(schema, ROLLOUT, "get", "200"), schema)
     assert [s["target"] for s in body["steps"]] == [None, "web-1", None, "web-2"]
     assert [s["wave"] for s in body["steps"]] == [None, 1, 1, 2] and body["steps"][3]["health"] is None
+    assert [r["score"] for r in body["analysis_runs"]] == [None, 62.5]
 
     targets = client.get("/api/v1/applications/shop/environments/production/targets/")
     assert targets.status_code == 200

@@ -1,0 +1,135 @@
+"""New-error detection after a deploy (`monitoring.alerts`): errors of known truth stored as ingested, alerts raised
+once per release and group, sent to a real HTTP receiver, and the rollback the environment's setting asks for."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from monitoring.alerts import check_recent_releases, do_check_new_errors
+from monitoring.models import Alert
+from monitoring.parsing import error_from_json
+from monitoring.services import Located, do_ingest_errors
+from releases.models import AuditEvent, NotificationHook, Release
+from tests import factories
+from tests.releases.test_webhooks import Receiver, receiver  # noqa: F401 (a fixture)
+
+
+@pytest.fixture
+def eager(settings):
+    from config.celery import app as celery_app
+
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    celery_app.conf.task_always_eager = True
+    yield
+    celery_app.conf.task_always_eager = False
+
+
+@pytest.fixture
+def released(app):
+    """1.0.0 ran production until 2.0.0's release finished ten minutes ago."""
+    env = factories.EnvironmentFactory(application=app, name="production", position=1)
+    v1 = factories.ArtifactFactory(application=app, version="1.0.0")
+    v2 = factories.ArtifactFactory(application=app, version="2.0.0")
+    now = timezone.now()
+    Release.objects.create(application=app, environment=env, artifact=v1, kind="recorded", status="succeeded",
+                           finished_at=now - timedelta(days=1))
+    release = Release.objects.create(application=app, environment=env, artifact=v2, previous_artifact=v1,
+                                     status="succeeded", started_at=now - timedelta(minutes=11),
+                                     finished_at=now - timedelta(minutes=10))
+    env.current_artifact = v2
+    env.save()
+    return env, release, now
+
+
+def errors(env, version, kind, count, *, start, seconds=600, message="boom"):
+    """`count` errors of one kind spread evenly over `seconds` from `start`."""
+    do_ingest_errors([Located(env.application_id, env.pk, error_from_json({
+        "environment": env.name, "version": version, "type": kind, "message": message,
+        "timestamp": (start + timedelta(seconds=seconds * (i + 0.5) / count)).isoformat()})) for i in range(count)])
+
+
+def test_a_new_error_group_alerts_once_to_the_hooks(released, receiver, eager,  # noqa: F811
+                                                    django_capture_on_commit_callbacks):
+    env, release, now = released
+    NotificationHook.objects.create(application=env.application, url=receiver, events=["alert"])
+    NotificationHook.objects.create(application=env.application, url=receiver + "/other", events=["succeeded"])
+    before = release.started_at - timedelta(minutes=10)
+    errors(env, "1.0.0", "KeyError", 20, start=before)  # the old, known error, at the same rate in both versions
+    errors(env, "2.0.0", "KeyError", 20, start=now - timedelta(minutes=10))
+    errors(env, "2.0.0", "TypeError", 12, start=now - timedelta(minutes=10), message="checkout")  # new in 2.0.0
+    with django_capture_on_commit_callbacks(execute=True):
+        [alert] = do_check_new_errors(release, now=now)
+    assert (alert.kind, alert.release, alert.group.type, alert.rollback_requested) == (
+        "new_error", release, "TypeError", False)
+    assert alert.reason.startswith("TypeError: checkout: 12 in 600 s (0.02/s) vs previous version 0 in 600 s (0/s), new")
+    assert alert.reason.endswith("→ alert: significantly higher")
+    assert alert.details["errors"] == 12 and alert.details["previous_errors"] == 0
+    event = AuditEvent.objects.get(kind="alert.raised")
+    assert event.actor_label == "system" and event.object_id == str(alert.pk) and event.after["kind"] == "new_error"
+    [sent] = Receiver.received  # the hook that asked for alerts, once
+    assert sent["slipway"]["event"] == "alert" and sent["slipway"]["alert"] == alert.pk
+    assert sent["text"].startswith(":rotating_light: New error after <") and "TypeError: checkout" in sent["text"]
+
+    errors(env, "2.0.0", "TypeError", 3, start=now - timedelta(minutes=5), seconds=300, message="checkout")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert do_check_new_errors(release, now=now) == []  # de-duplicated: the same release and group
+    assert Alert.objects.count() == 1 and len(Receiver.received) == 1
+
+
+def test_few_or_old_errors_raise_nothing(released):
+    env, release, now = released
+    errors(env, "2.0.0", "TypeError", 4, start=now - timedelta(minutes=10))  # new, but fewer than 5
+    errors(env, "1.0.0", "KeyError", 30, start=release.started_at - timedelta(minutes=10))
+    errors(env, "2.0.0", "KeyError", 34, start=now - timedelta(minutes=10))  # the same rate, give or take
+    assert do_check_new_errors(release, now=now) == []
+
+
+def test_an_error_rate_well_above_the_previous_versions_rolls_back_when_the_environment_says_so(
+        released, eager, django_capture_on_commit_callbacks):
+    env, release, now = released
+    env.rollback_on_new_errors = True
+    env.save()
+    errors(env, "1.0.0", "KeyError", 20, start=release.started_at - timedelta(minutes=10))
+    errors(env, "2.0.0", "KeyError", 60, start=now - timedelta(minutes=10))  # 3× the old rate
+    errors(env, "2.0.0", "TypeError", 12, start=now - timedelta(minutes=10))  # and a new error
+    with django_capture_on_commit_callbacks(execute=True):
+        alerts = check_recent_releases(now=now)
+    assert sorted(a.kind for a in alerts) == ["error_rate", "new_error"]
+    rate = next(a for a in alerts if a.kind == "error_rate")
+    assert rate.reason.startswith("all errors: 60 in 600 s") and "vs previous version 20 in 600 s" in rate.reason
+    assert [a.rollback_requested for a in sorted(alerts, key=lambda a: a.pk)] == [True, False]  # one rollback
+    [rollback] = Release.objects.filter(kind="rollback")
+    assert rollback.artifact.version == "1.0.0" and rollback.reason.startswith(f"alert #{alerts[0].pk}: ")
+    assert AuditEvent.objects.get(kind="release.rollback_requested").actor_label == "system"
+    env.refresh_from_db()
+    assert env.current_artifact.version == "1.0.0"  # no targets here: the rollback completes at once
+    with django_capture_on_commit_callbacks(execute=True):
+        assert check_recent_releases(now=now) == []  # 2.0.0 no longer runs there
+
+
+def test_without_the_setting_an_alert_rolls_nothing_back(released, eager, django_capture_on_commit_callbacks):
+    env, release, now = released
+    errors(env, "2.0.0", "TypeError", 12, start=now - timedelta(minutes=10))
+    with django_capture_on_commit_callbacks(execute=True):
+        [alert] = check_recent_releases(now=now)
+    assert not alert.rollback_requested and not Release.objects.filter(kind="rollback").exists()
+
+
+def test_only_recent_releases_still_running_are_checked(released, settings):
+    env, release, now = released
+    errors(env, "2.0.0", "TypeError", 12, start=now - timedelta(minutes=10))
+    settings.SLIPWAY_NEW_ERROR_WATCH_SECONDS = 300  # finished ten minutes ago: no longer watched
+    assert check_recent_releases(now=now) == []
+    settings.SLIPWAY_NEW_ERROR_WATCH_SECONDS = 3600
+    assert [a.kind for a in check_recent_releases(now=now)] == ["new_error"]
+
+
+def test_a_busy_group_is_counted_from_its_hourly_counts(released):
+    """A group with more events than are kept: the old version's pruned events still count (no false alarm)."""
+    env, release, now = released
+    errors(env, "1.0.0", "KeyError", 400, start=release.started_at - timedelta(minutes=10))  # pruned to 100–200
+    errors(env, "2.0.0", "KeyError", 400, start=now - timedelta(minutes=10))
+    assert do_check_new_errors(release, now=now) == []
