@@ -100,8 +100,8 @@ def _request(actor: Actor, environment: Environment, artifact: Artifact, reason:
              strategy: dict | None = None) -> Release:
     if environment.current_artifact_id == artifact.pk:
         raise AlreadyDeployed(f"{artifact.version} runs in {environment.name} already.", field="version")
-    if (why := unknown_strategy_template(environment.application_id, strategy)) is not None:
-        raise Invalid(why, field="strategy")
+    if (unknown := unknown_strategy_template(environment.application_id, strategy)) is not None:
+        raise Invalid(unknown, field="strategy")
     release = Release(application=environment.application, environment=environment, artifact=artifact,
                       previous_artifact=environment.current_artifact, requested_by=actor.user, reason=reason,
                       strategy=strategy or {})

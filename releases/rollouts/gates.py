@@ -114,7 +114,7 @@ def _watch_gate(step: RolloutStep) -> tuple[bool | None, str]:
 
 
 # Verdict → the gate's outcome: fail reverts the touched targets; marginal and inconclusive wait for a person.
-_OUTCOME = {AnalysisRun.Verdict.PASS: True, AnalysisRun.Verdict.FAIL: False,
+_OUTCOME: dict[str, bool | None] = {AnalysisRun.Verdict.PASS: True, AnalysisRun.Verdict.FAIL: False,
             AnalysisRun.Verdict.MARGINAL: HOLD, AnalysisRun.Verdict.INCONCLUSIVE: HOLD}
 
 
