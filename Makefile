@@ -48,6 +48,7 @@ test: $(STAMP) chromium prometheus
 		$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
+	$(PY) -m ruff format --check .
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 

@@ -14,8 +14,9 @@ class Connection:
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
-    async def request(self, method: str, path: str, body: dict | None = None, token: str | None = None,
-                      timeout: float = 60) -> tuple[int, dict | None]:
+    async def request(
+        self, method: str, path: str, body: dict | None = None, token: str | None = None, timeout: float = 60
+    ) -> tuple[int, dict | None]:
         for attempt in (1, 2):  # the server may have closed an idle keep-alive connection
             try:
                 return await asyncio.wait_for(self._request(method, path, body, token), timeout)
@@ -29,8 +30,12 @@ class Connection:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         payload = json.dumps(body).encode() if body is not None else b""
-        head = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}", f"Content-Length: {len(payload)}",
-                "Content-Type: application/json"]
+        head = [
+            f"{method} {path} HTTP/1.1",
+            f"Host: {self.host}:{self.port}",
+            f"Content-Length: {len(payload)}",
+            "Content-Type: application/json",
+        ]
         if token:
             head.append(f"Authorization: Bearer {token}")
         self.writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + payload)

@@ -42,9 +42,14 @@ def main() -> None:
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
     timings = []
     for n in range(N):
-        body = {"version": f"1.{n}.0", "commit": f"{n:040x}", "image": f"registry.example.com/shop:{n}",
-                "changes": [{"sha": f"{n * 10 + i:040x}", "author": f"dev{i}", "title": f"Change {i}"}
-                            for i in range(5)]}
+        body = {
+            "version": f"1.{n}.0",
+            "commit": f"{n:040x}",
+            "image": f"registry.example.com/shop:{n}",
+            "changes": [
+                {"sha": f"{n * 10 + i:040x}", "author": f"dev{i}", "title": f"Change {i}"} for i in range(5)
+            ],
+        }
         started = time.perf_counter()
         response = client.post("/api/v1/applications/shop/artifacts/", body, format="json")
         timings.append(time.perf_counter() - started)

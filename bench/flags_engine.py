@@ -18,21 +18,50 @@ COUNTRIES = ["FR", "DE", "US", "GB", "NL"]
 
 
 def slipway_config() -> dict:
-    return {"flags": [{
-        "key": f"flag-{n}", "type": "boolean", "variants": {"on": True, "off": False}, "enabled": True,
-        "off_variant": "off", "default_variant": "off",
-        "rules": [{"conditions": [{"attribute": "country", "operator": "in", "values": ["FR", "DE"]}], "variant": "on"}],
-        "rollout": {"percentage": 50, "weights": {"on": 100}},
-    } for n in range(FLAGS)]}
+    return {
+        "flags": [
+            {
+                "key": f"flag-{n}",
+                "type": "boolean",
+                "variants": {"on": True, "off": False},
+                "enabled": True,
+                "off_variant": "off",
+                "default_variant": "off",
+                "rules": [
+                    {
+                        "conditions": [{"attribute": "country", "operator": "in", "values": ["FR", "DE"]}],
+                        "variant": "on",
+                    }
+                ],
+                "rollout": {"percentage": 50, "weights": {"on": 100}},
+            }
+            for n in range(FLAGS)
+        ]
+    }
 
 
 def unleash_features() -> dict:
-    return {"version": 2, "features": [{
-        "name": f"flag-{n}", "enabled": True, "strategies": [
-            {"name": "default", "parameters": {}, "constraints": [
-                {"contextName": "country", "operator": "IN", "values": ["FR", "DE"]}]},
-            {"name": "flexibleRollout", "parameters": {"rollout": "50", "stickiness": "userId", "groupId": f"flag-{n}"}},
-        ]} for n in range(FLAGS)]}
+    return {
+        "version": 2,
+        "features": [
+            {
+                "name": f"flag-{n}",
+                "enabled": True,
+                "strategies": [
+                    {
+                        "name": "default",
+                        "parameters": {},
+                        "constraints": [{"contextName": "country", "operator": "IN", "values": ["FR", "DE"]}],
+                    },
+                    {
+                        "name": "flexibleRollout",
+                        "parameters": {"rollout": "50", "stickiness": "userId", "groupId": f"flag-{n}"},
+                    },
+                ],
+            }
+            for n in range(FLAGS)
+        ],
+    }
 
 
 def best_of(repeats, fn) -> float:
@@ -58,10 +87,18 @@ def main() -> None:
 
     cache = FileCache("slipway-bench", directory=tempfile.mkdtemp())
     cache.bootstrap_from_dict(unleash_features())
-    client = UnleashClient(url="http://127.0.0.1:9", app_name="slipway-bench", disable_metrics=True,
-                           disable_registration=True, cache=cache, refresh_interval=3600)
+    client = UnleashClient(
+        url="http://127.0.0.1:9",
+        app_name="slipway-bench",
+        disable_metrics=True,
+        disable_registration=True,
+        cache=cache,
+        refresh_interval=3600,
+    )
     client.initialize_client(fetch_toggles=False)
-    unleash_contexts = [{"userId": k, "properties": {"country": COUNTRIES[i % 5]}} for i, k in enumerate(keys)]
+    unleash_contexts = [
+        {"userId": k, "properties": {"country": COUNTRIES[i % 5]}} for i, k in enumerate(keys)
+    ]
     n_unleash = 50_000
 
     def run_unleash() -> float:
@@ -71,8 +108,10 @@ def main() -> None:
         return (time.perf_counter_ns() - start) / n_unleash / 1000
 
     # Same users in the same buckets: the engines agree on every one of the first 2,000 calls.
-    agree = sum(evaluate(snapshot, names[i], contexts[i]).value == client.is_enabled(names[i], unleash_contexts[i])
-                for i in range(2000))
+    agree = sum(
+        evaluate(snapshot, names[i], contexts[i]).value == client.is_enabled(names[i], unleash_contexts[i])
+        for i in range(2000)
+    )
     unleash_us = best_of(3, run_unleash)
     client.destroy()
     print(f"bench: flags.eval_us {slipway_us:.2f} us")

@@ -40,21 +40,62 @@ def main() -> int:
             print("bench: flags.ofrep_bulk_rps skipped (install wrk: apt-get install wrk)")
             return 0
     database_url = f"postgres://postgres@127.0.0.1:5432/{DB}"
-    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": "redis://127.0.0.1:6379/9",
-           "SLIPWAY_ENV": "production", "SECRET_KEY": "bench-only-" + "x" * 40, "ALLOWED_HOSTS": "127.0.0.1",
-           "SLIPWAY_DATA_DIR": tempfile.mkdtemp(prefix="slipway-bench-"), "LOG_LEVEL": "WARNING",
-           "CELERY_BROKER_URL": "redis://127.0.0.1:6379/9"}
-    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", f"DROP DATABASE IF EXISTS {DB}"], check=True,
-                   capture_output=True)
-    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", f"CREATE DATABASE {DB}"], check=True,
-                   capture_output=True)
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": "redis://127.0.0.1:6379/9",
+        "SLIPWAY_ENV": "production",
+        "SECRET_KEY": "bench-only-" + "x" * 40,
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "SLIPWAY_DATA_DIR": tempfile.mkdtemp(prefix="slipway-bench-"),
+        "LOG_LEVEL": "WARNING",
+        "CELERY_BROKER_URL": "redis://127.0.0.1:6379/9",
+    }
+    subprocess.run(
+        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", f"DROP DATABASE IF EXISTS {DB}"],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", f"CREATE DATABASE {DB}"],
+        check=True,
+        capture_output=True,
+    )
     python = sys.executable
     subprocess.run([python, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
-    token = subprocess.run([python, "manage.py", "shell", "-c", SEED], cwd=ROOT, env=env, check=True,
-                           capture_output=True, text=True).stdout.strip().splitlines()[-1]
-    server = subprocess.Popen([python, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
-                               "--port", str(PORT), "--workers", "2", "--log-level", "warning", "--no-access-log",
-                               "--lifespan", "off"], cwd=ROOT, env=env)
+    token = (
+        subprocess.run(
+            [python, "manage.py", "shell", "-c", SEED],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+    server = subprocess.Popen(
+        [
+            python,
+            "-m",
+            "uvicorn",
+            "config.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(PORT),
+            "--workers",
+            "2",
+            "--log-level",
+            "warning",
+            "--no-access-log",
+            "--lifespan",
+            "off",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -66,10 +107,17 @@ def main() -> int:
         script = Path(tempfile.mkdtemp()) / "ofrep.lua"
         script.write_text(LUA)
         wrk_env = {**os.environ, "SLIPWAY_TOKEN": token}
-        subprocess.run(["wrk", "-t2", "-c16", "-d3s", "-s", str(script), f"http://127.0.0.1:{PORT}"],
-                       env=wrk_env, capture_output=True)  # warm the snapshots and connections
-        out = subprocess.run(["wrk", "-t2", "-c16", "-d15s", "--latency", "-s", str(script),
-                              f"http://127.0.0.1:{PORT}"], env=wrk_env, capture_output=True, text=True).stdout
+        subprocess.run(
+            ["wrk", "-t2", "-c16", "-d3s", "-s", str(script), f"http://127.0.0.1:{PORT}"],
+            env=wrk_env,
+            capture_output=True,
+        )  # warm the snapshots and connections
+        out = subprocess.run(
+            ["wrk", "-t2", "-c16", "-d15s", "--latency", "-s", str(script), f"http://127.0.0.1:{PORT}"],
+            env=wrk_env,
+            capture_output=True,
+            text=True,
+        ).stdout
     finally:
         server.terminate()
         server.wait(timeout=15)

@@ -108,13 +108,30 @@ def psql(sql: str) -> None:
 
 def push_samples(token: str, batches: int, errors: list) -> None:
     now = time.time()
-    body = json.dumps([{"name": "http_errors", "value": i, "timestamp": now,
-                        "labels": {"environment": "production", "version": "1.4.0", "target": f"web-{i % 3}",
-                                   "route": "/cart"}} for i in range(SAMPLE_BATCH)]).encode()
+    body = json.dumps(
+        [
+            {
+                "name": "http_errors",
+                "value": i,
+                "timestamp": now,
+                "labels": {
+                    "environment": "production",
+                    "version": "1.4.0",
+                    "target": f"web-{i % 3}",
+                    "route": "/cart",
+                },
+            }
+            for i in range(SAMPLE_BATCH)
+        ]
+    ).encode()
     conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=60)
     for _ in range(batches):
-        conn.request("POST", "/api/v1/applications/bench/metrics/", body,
-                     {"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        conn.request(
+            "POST",
+            "/api/v1/applications/bench/metrics/",
+            body,
+            {"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
         response = conn.getresponse()
         response.read()
         if response.status != 201:
@@ -126,23 +143,58 @@ def main() -> int:
     if shutil.which("wrk") is None and os.geteuid() == 0:
         subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=False, capture_output=True)
     database_url = f"postgres://postgres@127.0.0.1:5432/{DB}"
-    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": "redis://127.0.0.1:6379/10",
-           "SLIPWAY_ENV": "production", "SECRET_KEY": "bench-only-" + "x" * 40, "ALLOWED_HOSTS": "127.0.0.1",
-           "SLIPWAY_DATA_DIR": tempfile.mkdtemp(prefix="slipway-bench-"), "LOG_LEVEL": "WARNING",
-           "CELERY_BROKER_URL": "redis://127.0.0.1:6379/10"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": "redis://127.0.0.1:6379/10",
+        "SLIPWAY_ENV": "production",
+        "SECRET_KEY": "bench-only-" + "x" * 40,
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "SLIPWAY_DATA_DIR": tempfile.mkdtemp(prefix="slipway-bench-"),
+        "LOG_LEVEL": "WARNING",
+        "CELERY_BROKER_URL": "redis://127.0.0.1:6379/10",
+    }
     psql(f"DROP DATABASE IF EXISTS {DB}")
     psql(f"CREATE DATABASE {DB}")
     python = sys.executable
 
     def shell(code: str) -> str:
-        return subprocess.run([python, "manage.py", "shell", "-c", code], cwd=ROOT, env=env, check=True,
-                              capture_output=True, text=True).stdout.strip().splitlines()[-1]
+        return (
+            subprocess.run(
+                [python, "manage.py", "shell", "-c", code],
+                cwd=ROOT,
+                env=env,
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
 
     subprocess.run([python, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
     app_id, key, token = shell(SEED).split()
-    server = subprocess.Popen([python, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
-                               "--port", str(PORT), "--workers", os.environ.get("BENCH_INGEST_WORKERS", "1"), "--log-level", "warning", "--no-access-log",
-                               "--lifespan", "off"], cwd=ROOT, env=env)
+    server = subprocess.Popen(
+        [
+            python,
+            "-m",
+            "uvicorn",
+            "config.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(PORT),
+            "--workers",
+            os.environ.get("BENCH_INGEST_WORKERS", "1"),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+            "--lifespan",
+            "off",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -158,19 +210,33 @@ def main() -> int:
             script.write_text(LUA)
             wrk_env = {**os.environ, "SENTRY_KEY": key, "ENVELOPE_PATH": f"/api/{app_id}/envelope/"}
             url = f"http://127.0.0.1:{PORT}"
-            subprocess.run(["wrk", "-t1", "-c8", "-d2s", "-s", str(script), url], env=wrk_env, capture_output=True)
-            out = subprocess.run(["wrk", "-t2", "-c32", f"-d{DURATION}s", "--latency", "-s", str(script), url],
-                                 env=wrk_env, capture_output=True, text=True).stdout
+            subprocess.run(
+                ["wrk", "-t1", "-c8", "-d2s", "-s", str(script), url], env=wrk_env, capture_output=True
+            )
+            out = subprocess.run(
+                ["wrk", "-t2", "-c32", f"-d{DURATION}s", "--latency", "-s", str(script), url],
+                env=wrk_env,
+                capture_output=True,
+                text=True,
+            ).stdout
             rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
             total = int(re.search(r"(\d+) requests in", out).group(1))
             refused = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
             p99 = re.search(r"\s99%\s+([\d.]+\w+)", out).group(1)
-            stored = int(shell("from django.db.models import Sum; from monitoring.models import ErrorGroup; "
-                               "print(ErrorGroup.objects.aggregate(n=Sum('count'))['n'] or 0)"))
-            print(f"bench: monitoring.envelope_events_per_s {rps:.0f} events/s (c32, p99 {p99}, "
-                  f"{refused.group(1) if refused else 0} refused, {stored} stored of {total} + warm-up)")
+            stored = int(
+                shell(
+                    "from django.db.models import Sum; from monitoring.models import ErrorGroup; "
+                    "print(ErrorGroup.objects.aggregate(n=Sum('count'))['n'] or 0)"
+                )
+            )
+            print(
+                f"bench: monitoring.envelope_events_per_s {rps:.0f} events/s (c32, p99 {p99}, "
+                f"{refused.group(1) if refused else 0} refused, {stored} stored of {total} + warm-up)"
+            )
         errors: list = []
-        threads = [threading.Thread(target=push_samples, args=(token, SAMPLE_BATCHES // 2, errors)) for _ in range(2)]
+        threads = [
+            threading.Thread(target=push_samples, args=(token, SAMPLE_BATCHES // 2, errors)) for _ in range(2)
+        ]
         started = time.perf_counter()
         for thread in threads:
             thread.start()
@@ -178,17 +244,23 @@ def main() -> int:
             thread.join()
         elapsed = time.perf_counter() - started
         pushed = SAMPLE_BATCH * SAMPLE_BATCHES
-        print(f"bench: monitoring.samples_per_s {pushed / elapsed:.0f} samples/s (batches of {SAMPLE_BATCH}, "
-              f"2 clients, {len(errors)} refused)")
+        print(
+            f"bench: monitoring.samples_per_s {pushed / elapsed:.0f} samples/s (batches of {SAMPLE_BATCH}, "
+            f"2 clients, {len(errors)} refused)"
+        )
     finally:
         server.terminate()
         server.wait(timeout=15)
     events_baseline = float(shell(BASELINE % ("events", BASELINE_EVENTS)))
-    print(f"bench: monitoring.envelope_baseline_orm_per_event_per_s {events_baseline:.0f} events/s "
-          "(one transaction per event through the ORM, in process, no HTTP)")
+    print(
+        f"bench: monitoring.envelope_baseline_orm_per_event_per_s {events_baseline:.0f} events/s "
+        "(one transaction per event through the ORM, in process, no HTTP)"
+    )
     samples_baseline = float(shell(BASELINE % ("samples", 200_000)))
-    print(f"bench: monitoring.samples_baseline_bulk_create_per_s {samples_baseline:.0f} samples/s "
-          "(Sample.objects.bulk_create in process, no HTTP)")
+    print(
+        f"bench: monitoring.samples_baseline_bulk_create_per_s {samples_baseline:.0f} samples/s "
+        "(Sample.objects.bulk_create in process, no HTTP)"
+    )
     return 0
 
 

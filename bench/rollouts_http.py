@@ -61,8 +61,14 @@ def setup() -> None:
 
     call_command("migrate", verbosity=0)
     app = Application.objects.create(slug="bench", name="Bench")
-    env = Environment.objects.create(application=app, name="production", position=1, strategy={"kind": "cautious"},
-                                     step_timeout_seconds=120, heartbeat_timeout_seconds=120)
+    env = Environment.objects.create(
+        application=app,
+        name="production",
+        position=1,
+        strategy={"kind": "cautious"},
+        step_timeout_seconds=120,
+        heartbeat_timeout_seconds=120,
+    )
     v1 = Artifact.objects.create(application=app, version="1.0.0", commit="a" * 40, image="x", metadata={})
     Release.objects.create(application=app, environment=env, artifact=v1, kind="recorded", status="succeeded")
     env.current_artifact = v1
@@ -74,7 +80,9 @@ def setup() -> None:
     # can approve (approvals:write implies releases:read) and nothing else.
     reviewer = User.objects.create_user("reviewer", password=None)
     do_grant_role(Actor.system(), app, reviewer, Role.DEVELOPER)
-    _, reviewer_key = do_create_api_token(Actor.system(), reviewer, name="bench-reviewer", scopes=["approvals:write"])
+    _, reviewer_key = do_create_api_token(
+        Actor.system(), reviewer, name="bench-reviewer", scopes=["approvals:write"]
+    )
     print(json.dumps({"api_key": key, "reviewer_key": reviewer_key, "registration_token": "slr_bench"}))
 
 
@@ -105,8 +113,9 @@ class Fleet:
 
     async def _agent(self, name: str, ready: asyncio.Future) -> None:
         conn = Connection(self.url)
-        status, body = await conn.request("POST", "/api/v1/agent/register",
-                                          {"registration_token": self.registration_token, "name": name})
+        status, body = await conn.request(
+            "POST", "/api/v1/agent/register", {"registration_token": self.registration_token, "name": name}
+        )
         assert status == 201, (status, body)
         token = body["agent_token"]
         ready.set_result(None)
@@ -119,9 +128,17 @@ class Fleet:
             self.received.setdefault(name, []).append((time.perf_counter(), job))
             healthy = not job["version"].startswith("bad")
             reported_at = time.perf_counter()
-            status, answer = await conn.request("POST", f"/api/v1/agent/jobs/{job['id']}/result", {
-                "status": "succeeded", "health": {"ok": healthy, "detail": "simulated"}, "version": job["version"],
-                "output_tail": f"deployed {job['version']}\n"}, token=token)
+            status, answer = await conn.request(
+                "POST",
+                f"/api/v1/agent/jobs/{job['id']}/result",
+                {
+                    "status": "succeeded",
+                    "health": {"ok": healthy, "detail": "simulated"},
+                    "version": job["version"],
+                    "output_tail": f"deployed {job['version']}\n",
+                },
+                token=token,
+            )
             assert status == 200, (status, answer)
             self.reported.append((reported_at, name, job))
             self.changed.set()
@@ -136,8 +153,13 @@ async def register(api: Connection, key: str, version: str, changes: bool = Fals
     """CI registers a build; with `changes`, one change by an author who is no Slipway user, as CI sends them."""
     artifact = {"version": version, "commit": f"{abs(hash(version)):040x}"[:40], "image": f"bench:{version}"}
     if changes:
-        artifact["changes"] = [{"sha": hashlib.sha1(version.encode()).hexdigest(), "author": "ci-bot",
-                                "title": f"Change for {version}"}]
+        artifact["changes"] = [
+            {
+                "sha": hashlib.sha1(version.encode()).hexdigest(),
+                "author": "ci-bot",
+                "title": f"Change for {version}",
+            }
+        ]
     status, body = await api.request("POST", "/api/v1/applications/bench/artifacts/", artifact, token=key)
     assert status in (200, 201), (status, body)
 
@@ -145,14 +167,24 @@ async def register(api: Connection, key: str, version: str, changes: bool = Fals
 async def release(api: Connection, key: str, version: str, changes: bool = False) -> tuple[int, float]:
     started = time.perf_counter()
     await register(api, key, version, changes)
-    status, body = await api.request("POST", "/api/v1/applications/bench/releases/",
-                                     {"environment": "production", "version": version}, token=key)
+    status, body = await api.request(
+        "POST",
+        "/api/v1/applications/bench/releases/",
+        {"environment": "production", "version": version},
+        token=key,
+    )
     assert status == 201, (status, body)
     return body["id"], started
 
 
-async def wait_release(api: Connection, key: str, release_id: int, fleet: Fleet | None = None, reports: int = 0,
-                       timeout: float = 120) -> dict:
+async def wait_release(
+    api: Connection,
+    key: str,
+    release_id: int,
+    fleet: Fleet | None = None,
+    reports: int = 0,
+    timeout: float = 120,
+) -> dict:
     """The release once finished; with a fleet, its status is first asked when `reports` jobs have been reported
     (asking all along would load the server with requests no agent makes)."""
     deadline = time.perf_counter() + timeout
@@ -161,7 +193,9 @@ async def wait_release(api: Connection, key: str, release_id: int, fleet: Fleet 
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(fleet.changed.wait(), 1)
     while time.perf_counter() < deadline:
-        status, body = await api.request("GET", f"/api/v1/applications/bench/releases/{release_id}/", token=key)
+        status, body = await api.request(
+            "GET", f"/api/v1/applications/bench/releases/{release_id}/", token=key
+        )
         if body["status"] in ("succeeded", "failed", "rejected", "cancelled"):
             return body
         await asyncio.sleep(0.01)
@@ -185,7 +219,9 @@ async def measure(url: str, keys: dict, database: str) -> None:
         totals.append(time.perf_counter() - started)
         assert body["status"] == "succeeded", body
         jobs = [(t, job) for got in fleet.received.values() for t, job in got if job["version"] == version]
-        assert len(jobs) == AGENTS and len({j["id"] for _, j in jobs}) == AGENTS, "every target deployed exactly once"
+        assert len(jobs) == AGENTS and len({j["id"] for _, j in jobs}) == AGENTS, (
+            "every target deployed exactly once"
+        )
         firsts.append(min(t for t, _ in jobs) - started)
         if os.environ.get("BENCH_TIMELINE"):
             timeline(fleet, version, started)
@@ -193,8 +229,10 @@ async def measure(url: str, keys: dict, database: str) -> None:
     print(f"bench: rollouts.http_cautious_{AGENTS}_total_s.{database} {total:.2f} s")
     print(f"bench: rollouts.http_cautious_{AGENTS}_total_max_s.{database} {max(totals):.2f} s")
     print(f"bench: rollouts.http_cautious_{AGENTS}_per_target_ms.{database} {total / AGENTS * 1000:.2f} ms")
-    print(f"bench: rollouts.http_release_request_to_first_deploy_ms.{database} {statistics.median(firsts) * 1000:.1f} ms",
-          flush=True)
+    print(
+        f"bench: rollouts.http_release_request_to_first_deploy_ms.{database} {statistics.median(firsts) * 1000:.1f} ms",
+        flush=True,
+    )
 
     # 2. A version failing its health check on the first target: report -> revert job at that agent.
     latencies = []
@@ -203,27 +241,40 @@ async def measure(url: str, keys: dict, database: str) -> None:
         release_id, _ = await release(api, keys["api_key"], version)
         body = await wait_release(api, keys["api_key"], release_id, fleet, len(fleet.reported) + 2)
         assert body["status"] == "failed", body
-        (failed_at, name, _), = [r for r in fleet.reported if r[2]["version"] == version]
+        ((failed_at, name, _),) = [r for r in fleet.reported if r[2]["version"] == version]
         reverts = [t for t, job in fleet.received[name] if job["action"] == "revert" and t > failed_at]
         latencies.append(min(reverts) - failed_at)
     q = statistics.quantiles(latencies, n=20)
-    print(f"bench: rollouts.http_revert_dispatch_p50_ms.{database} {statistics.median(latencies) * 1000:.1f} ms")
+    print(
+        f"bench: rollouts.http_revert_dispatch_p50_ms.{database} {statistics.median(latencies) * 1000:.1f} ms"
+    )
     print(f"bench: rollouts.http_revert_dispatch_p95_ms.{database} {q[18] * 1000:.1f} ms", flush=True)
 
     # 3. Production needs one reviewer's approval: the approval that completes it -> first deploy job at an agent.
-    await configure(api, keys["api_key"], requires_approval=True, approval_policy="reviewers", required_approvals=1,
-                    auto_promote=False)
+    await configure(
+        api,
+        keys["api_key"],
+        requires_approval=True,
+        approval_policy="reviewers",
+        required_approvals=1,
+        auto_promote=False,
+    )
     latencies = []
     for n in range(PROMOTION_RUNS):
         version = f"3.{n}.0"
         release_id, _ = await release(api, keys["api_key"], version, changes=True)
-        status, body = await api.request("GET", f"/api/v1/applications/bench/releases/{release_id}/",
-                                         token=keys["api_key"])
+        status, body = await api.request(
+            "GET", f"/api/v1/applications/bench/releases/{release_id}/", token=keys["api_key"]
+        )
         assert body["status"] == "pending_approval", body
         before = len(fleet.reported)
         started = time.perf_counter()
-        status, body = await api.request("POST", f"/api/v1/applications/bench/releases/{release_id}/approvals/",
-                                         {"decision": "approve", "comment": "bench"}, token=keys["reviewer_key"])
+        status, body = await api.request(
+            "POST",
+            f"/api/v1/applications/bench/releases/{release_id}/approvals/",
+            {"decision": "approve", "comment": "bench"},
+            token=keys["reviewer_key"],
+        )
         assert status == 201, (status, body)
         latencies.append(await rolled_out(api, keys["api_key"], fleet, release_id, version, before) - started)
     print_promotion("http_approval_to_first_deploy", latencies, database)
@@ -247,22 +298,28 @@ async def measure(url: str, keys: dict, database: str) -> None:
 
 def timeline(fleet: Fleet, version: str, started: float) -> None:
     """Per wave, on stderr: when its first job reached an agent and its last report left (ms since the request)."""
-    received = sorted((job["id"], t) for got in fleet.received.values() for t, job in got if job["version"] == version)
+    received = sorted(
+        (job["id"], t) for got in fleet.received.values() for t, job in got if job["version"] == version
+    )
     reported = {job["id"]: t for t, _, job in fleet.reported if job["version"] == version}
     size, n, previous = 1, 0, None
     print(f"{version}:", file=sys.stderr)
     while n < len(received):
-        wave = received[n:n + size]
+        wave = received[n : n + size]
         first, last = min(t for _, t in wave), max(reported[i] for i, _ in wave)
         gap = f" (+{(first - previous) * 1000:.0f} after the last wave's last report)" if previous else ""
-        print(f"  wave of {len(wave)}: first job {(first - started) * 1000:.0f} ms{gap}, "
-              f"last report {(last - started) * 1000:.0f} ms", file=sys.stderr)
+        print(
+            f"  wave of {len(wave)}: first job {(first - started) * 1000:.0f} ms{gap}, "
+            f"last report {(last - started) * 1000:.0f} ms",
+            file=sys.stderr,
+        )
         n, size, previous = n + size, size * 2, last
 
 
 async def configure(api: Connection, key: str, **settings) -> None:
-    status, body = await api.request("PATCH", "/api/v1/applications/bench/environments/production/", settings,
-                                     token=key)
+    status, body = await api.request(
+        "PATCH", "/api/v1/applications/bench/environments/production/", settings, token=key
+    )
     assert status == 200, (status, body)
     assert all(body[name] == value for name, value in settings.items()), (settings, body)
 
@@ -271,8 +328,9 @@ async def release_of(api: Connection, key: str, version: str, timeout: float = 1
     """The production release of `version` that auto-promotion asked for."""
     deadline = time.perf_counter() + timeout
     while time.perf_counter() < deadline:
-        status, page = await api.request("GET", "/api/v1/applications/bench/releases/?environment=production",
-                                         token=key)
+        status, page = await api.request(
+            "GET", "/api/v1/applications/bench/releases/?environment=production", token=key
+        )
         assert status == 200, (status, page)
         found = [r for r in page["results"] if r["version"] == version]
         if found:
@@ -281,13 +339,17 @@ async def release_of(api: Connection, key: str, version: str, timeout: float = 1
     raise TimeoutError(f"no release of {version} was auto-promoted")
 
 
-async def rolled_out(api: Connection, key: str, fleet: Fleet, release_id: int, version: str, before: int) -> float:
+async def rolled_out(
+    api: Connection, key: str, fleet: Fleet, release_id: int, version: str, before: int
+) -> float:
     """Waits for the release to succeed with every agent deployed exactly once; returns when its first deploy job
     reached an agent."""
     body = await wait_release(api, key, release_id, fleet, before + AGENTS)
     assert body["status"] == "succeeded", body
     jobs = [(t, job) for got in fleet.received.values() for t, job in got if job["version"] == version]
-    assert len(jobs) == AGENTS and len({j["id"] for _, j in jobs}) == AGENTS, "every target deployed exactly once"
+    assert len(jobs) == AGENTS and len({j["id"] for _, j in jobs}) == AGENTS, (
+        "every target deployed exactly once"
+    )
     assert all(job["action"] == "deploy" for _, job in jobs), "nothing reverted"
     return min(t for t, _ in jobs)
 
@@ -311,8 +373,13 @@ def run(database: str, env: dict) -> None:
     keys = json.loads(prepared.stdout.strip().splitlines()[-1])
     port = free_port()
     log = open(Path(env["SLIPWAY_DATA_DIR"]) / f"serve-{database}.log", "wb")  # noqa: SIM115
-    server = subprocess.Popen([sys.executable, "manage.py", "serve", "--port", str(port)], cwd=ROOT, env=env,
-                              stdout=log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        [sys.executable, "manage.py", "serve", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         for _ in range(300):
@@ -339,9 +406,17 @@ def main() -> int:
     if "postgres" in databases:
         db = "slipway_bench_http"
         for sql in (f"DROP DATABASE IF EXISTS {db}", f"CREATE DATABASE {db}"):
-            subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", sql], check=True, capture_output=True)
-        run("postgres", {**base, "SLIPWAY_DATA_DIR": tempfile.mkdtemp(prefix="slipway-bench-http-"),
-                         "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{db}"})
+            subprocess.run(
+                ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", sql], check=True, capture_output=True
+            )
+        run(
+            "postgres",
+            {
+                **base,
+                "SLIPWAY_DATA_DIR": tempfile.mkdtemp(prefix="slipway-bench-http-"),
+                "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{db}",
+            },
+        )
     return 0
 
 

@@ -17,7 +17,9 @@ def main() -> int:
         started = time.monotonic()
         print(f"# {script.name}", flush=True)
         result = subprocess.run([sys.executable, str(script)], cwd=HERE.parent)
-        print(f"# {script.name} took {time.monotonic() - started:.1f} s (exit {result.returncode})", flush=True)
+        print(
+            f"# {script.name} took {time.monotonic() - started:.1f} s (exit {result.returncode})", flush=True
+        )
         failures += result.returncode != 0
     return 1 if failures else 0
 

@@ -48,7 +48,9 @@ def authenticate_token(key: str) -> ApiToken | None:
     One statement: the application's `access_version` and the role check come from the same snapshot, which the
     OFREP route's cache relies on (see releases/access.py).
     """
-    role_there = Membership.objects.filter(user=OuterRef("user_id"), application=OuterRef("environment__application_id"))
+    role_there = Membership.objects.filter(
+        user=OuterRef("user_id"), application=OuterRef("environment__application_id")
+    )
     token = (
         ApiToken.objects.select_related("user", "environment__application")
         .annotate(user_has_role=Exists(role_there))
@@ -118,5 +120,8 @@ class BearerTokenScheme(OpenApiAuthenticationExtension):
     name = "bearerToken"
 
     def get_security_definition(self, auto_schema):
-        return {"type": "http", "scheme": "bearer",
-                "description": "An API token (`manage.py create_api_token` or the API tokens page), with scopes."}
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An API token (`manage.py create_api_token` or the API tokens page), with scopes.",
+        }

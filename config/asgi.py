@@ -35,7 +35,9 @@ async def http_app(scope, receive, send):
         return await ofrep_app(scope, receive, send)
     if agent_asgi.handles(path):  # agents' long-polls and reports, batched (see environments/agent_asgi.py)
         return await agent_asgi.agent_app(scope, receive, send)
-    if envelope_asgi.handles(path):  # errors from sentry-sdk, written in batches (see monitoring/envelope_asgi.py)
+    if envelope_asgi.handles(
+        path
+    ):  # errors from sentry-sdk, written in batches (see monitoring/envelope_asgi.py)
         return await envelope_asgi.envelope_app(scope, receive, send)
     async with _django_slots:
         return await django_asgi_app(scope, receive, send)

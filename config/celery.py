@@ -60,7 +60,9 @@ def _log_end(task_id=None, task=None, state=None, **_):
     started = _started.pop(task_id, None)
     took = f" in {time.monotonic() - started:.3f} s" if started is not None else ""
     level = logging.WARNING if state not in ("SUCCESS", "RETRY") else _level(task)
-    outcome = {"SUCCESS": "succeeded", "FAILURE": "failed", "RETRY": "will be retried"}.get(state, state or "ended")
+    outcome = {"SUCCESS": "succeeded", "FAILURE": "failed", "RETRY": "will be retried"}.get(
+        state, state or "ended"
+    )
     log.log(level, "task %s[%s] %s%s", task.name, task_id, outcome, took)
 
 

@@ -72,8 +72,11 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
         from config.throttles import retry_after
 
         seconds = retry_after(exc.wait)
-        return Response({"code": "rate_limited", "detail": f"Too many requests: retry in {seconds} s."},
-                        status=status.HTTP_429_TOO_MANY_REQUESTS, headers={"Retry-After": str(seconds)})
+        return Response(
+            {"code": "rate_limited", "detail": f"Too many requests: retry in {seconds} s."},
+            status=status.HTTP_429_TOO_MANY_REQUESTS,
+            headers={"Retry-After": str(seconds)},
+        )
     return exception_handler(exc, context)
 
 
@@ -127,12 +130,16 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     """A refused form post (403) that names the likely cause: in production, usually plain HTTP."""
     hint = ""
     if settings.CSRF_COOKIE_SECURE and not request.is_secure():
-        hint = ("This page was reached over plain HTTP, but Slipway's cookies are Secure (CSRF_COOKIE_SECURE, "
-                "SESSION_COOKIE_SECURE): browsers only send them back over HTTPS, so the form came without its "
-                "CSRF cookie. Open Slipway at its https:// address. Behind a proxy that terminates TLS, the proxy "
-                "must send X-Forwarded-Proto: https (nginx: proxy_set_header X-Forwarded-Proto $scheme;), which "
-                "Slipway trusts when TRUST_X_FORWARDED_PROTO is on (docs/operations.md).")
+        hint = (
+            "This page was reached over plain HTTP, but Slipway's cookies are Secure (CSRF_COOKIE_SECURE, "
+            "SESSION_COOKIE_SECURE): browsers only send them back over HTTPS, so the form came without its "
+            "CSRF cookie. Open Slipway at its https:// address. Behind a proxy that terminates TLS, the proxy "
+            "must send X-Forwarded-Proto: https (nginx: proxy_set_header X-Forwarded-Proto $scheme;), which "
+            "Slipway trusts when TRUST_X_FORWARDED_PROTO is on (docs/operations.md)."
+        )
     elif reason.startswith("Origin checking failed"):
-        hint = ("The browser's address is not one Slipway knows: add it to CSRF_TRUSTED_ORIGINS "
-                "(e.g. https://slipway.example.com), or have the proxy pass the original Host header.")
+        hint = (
+            "The browser's address is not one Slipway knows: add it to CSRF_TRUSTED_ORIGINS "
+            "(e.g. https://slipway.example.com), or have the proxy pass the original Host header."
+        )
     return render(request, "403_csrf.html", {"reason": reason, "hint": hint}, status=403)

@@ -27,14 +27,19 @@ class JSONTextField(forms.Field):
     def to_python(self, value: Any) -> Any:
         text = value if isinstance(value, str) else ""
         if len(text) > MAX_TEXT:
-            raise forms.ValidationError(f"{self.what} is longer than {MAX_TEXT:,} characters.", code="too_large")
+            raise forms.ValidationError(
+                f"{self.what} is longer than {MAX_TEXT:,} characters.", code="too_large"
+            )
         try:
             parsed = jsonbody.parse(text, max_bytes=MAX_TEXT * 4, empty=self.empty)
         except jsonbody.BodyError as error:
-            raise forms.ValidationError(f"{self.what} must be valid JSON: {error.detail}", code=error.code) from None
+            raise forms.ValidationError(
+                f"{self.what} must be valid JSON: {error.detail}", code=error.code
+            ) from None
         if not isinstance(parsed, self.kind):
-            raise forms.ValidationError(f"{self.what} must be a JSON {'list' if self.kind is list else 'object'}.",
-                                        code="invalid")
+            raise forms.ValidationError(
+                f"{self.what} must be a JSON {'list' if self.kind is list else 'object'}.", code="invalid"
+            )
         return parsed
 
 

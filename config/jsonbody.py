@@ -27,7 +27,9 @@ INT64_MIN = -(2**63)
 _STRINGS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _INNERMOST = re.compile(rb"[\[{][\]}]")
-_SUSPECT_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")  # NUL or a surrogate: the only escapes to look at
+_SUSPECT_ESCAPE = re.compile(
+    rb"\\u(?:0000|[dD][89a-fA-F])"
+)  # NUL or a surrogate: the only escapes to look at
 
 
 class BodyError(Exception):
@@ -44,8 +46,14 @@ class BodyError(Exception):
         return body
 
 
-def parse(raw: bytes | str, *, max_bytes: int = MAX_BYTES, max_depth: int = MAX_DEPTH, empty: Any = None,
-          replace_nul: bool = False) -> Any:
+def parse(
+    raw: bytes | str,
+    *,
+    max_bytes: int = MAX_BYTES,
+    max_depth: int = MAX_DEPTH,
+    empty: Any = None,
+    replace_nul: bool = False,
+) -> Any:
     """The JSON value of `raw` (`empty` for an empty body), or BodyError.
 
     `replace_nul`: NUL characters in strings become U+FFFD instead of refusing the body (for free text such as a
@@ -87,8 +95,12 @@ def deeper_than(raw: bytes, limit: int = MAX_DEPTH) -> bool:
 def positive_id(value: Any, field: str, *, status: int = 400) -> int:
     """`value` as a database id: an int (not a bool, not a float) from 1 to 2**63 - 1, or BodyError."""
     if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= INT64_MAX:
-        raise BodyError(status, "invalid" if status == 400 else "not_found",
-                        f"{field}: a positive integer id below 2**63.", field=field)
+        raise BodyError(
+            status,
+            "invalid" if status == 400 else "not_found",
+            f"{field}: a positive integer id below 2**63.",
+            field=field,
+        )
     return value
 
 
@@ -101,6 +113,7 @@ def id_from_path(text: str) -> int | None:
 
 
 # --- hooks --------------------------------------------------------------------------------------
+
 
 def _int(text: str) -> int:
     if len(text.lstrip("-")) > 19 or not INT64_MIN <= (value := int(text)) <= INT64_MAX:
@@ -126,7 +139,9 @@ def _clean_strings(value: Any, replace_nul: bool) -> Any:
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:
-            raise BodyError(400, "invalid_json", "A string holds an unpaired surrogate (\\ud800–\\udfff).") from None
+            raise BodyError(
+                400, "invalid_json", "A string holds an unpaired surrogate (\\ud800–\\udfff)."
+            ) from None
         if "\x00" in text:
             if not replace_nul:
                 raise BodyError(400, "invalid_json", "A string holds a NUL character (\\u0000).")

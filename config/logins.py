@@ -35,8 +35,9 @@ def _lockouts(username: str | None, address: str | None) -> int:
     who = Q(after__ip_address=address) if address else Q(pk__in=[])
     if username:
         who |= Q(after__username=username)
-    return AuditEvent.objects.filter(who, kind="login.locked_out",
-                                     created_at__gte=timezone.now() - BACKOFF_WINDOW).count()
+    return AuditEvent.objects.filter(
+        who, kind="login.locked_out", created_at__gte=timezone.now() - BACKOFF_WINDOW
+    ).count()
 
 
 def cool_off(request: HttpRequest | None = None) -> timedelta:
@@ -56,8 +57,11 @@ def cool_off(request: HttpRequest | None = None) -> timedelta:
 class LockoutHandler(AxesDatabaseHandler):
     def user_login_failed(self, sender, credentials: dict, request=None, **kwargs):
         super().user_login_failed(sender, credentials, request, **kwargs)
-        if (request is not None and getattr(request, "axes_locked_out", False)
-                and getattr(request, "axes_failures_since_start", 0) == get_failure_limit(request, credentials)):
+        if (
+            request is not None
+            and getattr(request, "axes_locked_out", False)
+            and getattr(request, "axes_failures_since_start", 0) == get_failure_limit(request, credentials)
+        ):
             _record_lockout(request, credentials)
 
     def clean_expired_user_attempts(self, request=None, credentials=None) -> int:
@@ -74,8 +78,10 @@ class LockoutHandler(AxesDatabaseHandler):
 
 def locked_until(request: HttpRequest, credentials: dict | None = None) -> datetime:
     handler = LockoutHandler()
-    latest = [attempts.aggregate(latest=Max("attempt_time"))["latest"]
-              for attempts in handler.filter_user_attempts(request, credentials)]
+    latest = [
+        attempts.aggregate(latest=Max("attempt_time"))["latest"]
+        for attempts in handler.filter_user_attempts(request, credentials)
+    ]
     last = max((t for t in latest if t is not None), default=None) or timezone.now()
     return last + cool_off(request)
 
@@ -86,26 +92,47 @@ def _record_lockout(request: HttpRequest, credentials: dict | None) -> None:
 
     username = get_client_username(request, credentials)
     address = request.axes_ip_address
-    attempt = (AccessAttempt.objects.filter(Q(username=username) | Q(ip_address=address))
-               .order_by("-attempt_time").first())
+    attempt = (
+        AccessAttempt.objects.filter(Q(username=username) | Q(ip_address=address))
+        .order_by("-attempt_time")
+        .first()
+    )
     if attempt is None:
         return
     with transaction.atomic():
-        record(Actor.system(), "login.locked_out", attempt, after={
-            "username": username, "ip_address": address, "failures": request.axes_failures_since_start},
-            note=f"{request.axes_failures_since_start} failed log-ins for {username!r} or from {address}.")
+        record(
+            Actor.system(),
+            "login.locked_out",
+            attempt,
+            after={
+                "username": username,
+                "ip_address": address,
+                "failures": request.axes_failures_since_start,
+            },
+            note=f"{request.axes_failures_since_start} failed log-ins for {username!r} or from {address}.",
+        )
     if hasattr(request, _COOL_OFF):
         delattr(request, _COOL_OFF)  # this lockout counts from now on: its cool-off may be longer
 
 
-def lockout_response(request: HttpRequest, original_response=None, credentials: dict | None = None) -> HttpResponse:
+def lockout_response(
+    request: HttpRequest, original_response=None, credentials: dict | None = None
+) -> HttpResponse:
     """The login page, 429, saying when to try again (Retry-After too)."""
     until = locked_until(request, credentials)
     seconds = max(1, math.ceil((until - timezone.now()).total_seconds()))
     form = AuthenticationForm(request, initial={"username": get_client_username(request, credentials)})
-    response = render(request, "registration/login.html", {
-        "form": form, "next": request.POST.get("next", ""), "locked_until": until,
-        "locked_minutes": math.ceil(seconds / 60)}, status=429)
+    response = render(
+        request,
+        "registration/login.html",
+        {
+            "form": form,
+            "next": request.POST.get("next", ""),
+            "locked_until": until,
+            "locked_minutes": math.ceil(seconds / 60),
+        },
+        status=429,
+    )
     response["Retry-After"] = str(seconds)
     return response
 
@@ -115,7 +142,14 @@ class AccessAttemptAdmin(admin.ModelAdmin):
 
     list_display = ["attempt_time", "username", "ip_address", "failures_since_start", "path_info"]
     search_fields = ["username", "ip_address"]
-    readonly_fields = ["username", "ip_address", "user_agent", "attempt_time", "failures_since_start", "path_info"]
+    readonly_fields = [
+        "username",
+        "ip_address",
+        "user_agent",
+        "attempt_time",
+        "failures_since_start",
+        "path_info",
+    ]
     fields = readonly_fields
     actions = ["unlock"]
 
@@ -133,8 +167,12 @@ class AccessAttemptAdmin(admin.ModelAdmin):
         with transaction.atomic():
             attempts = list(queryset.select_for_update())
             for attempt in attempts:
-                record(Actor(request.user), "login.unlocked", attempt,
-                       after={"username": attempt.username, "ip_address": attempt.ip_address})
+                record(
+                    Actor(request.user),
+                    "login.unlocked",
+                    attempt,
+                    after={"username": attempt.username, "ip_address": attempt.ip_address},
+                )
             AccessAttempt.objects.filter(pk__in=[a.pk for a in attempts]).delete()
         self.message_user(request, f"Unlocked {len(attempts)} failed log-in record(s).", messages.SUCCESS)
 

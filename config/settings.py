@@ -36,8 +36,9 @@ if PRODUCTION:
     SECRET_KEY = env.str("SECRET_KEY", default="")
     ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[])
     DEBUG = False
-    SLIPWAY_MISSING_SETTINGS = [name for name, value in (("SECRET_KEY", SECRET_KEY), ("ALLOWED_HOSTS", ALLOWED_HOSTS))
-                                if not value]
+    SLIPWAY_MISSING_SETTINGS = [
+        name for name, value in (("SECRET_KEY", SECRET_KEY), ("ALLOWED_HOSTS", ALLOWED_HOSTS)) if not value
+    ]
 else:
     SECRET_KEY = env.str("SECRET_KEY", default="") or _embedded_secret_key()
     ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
@@ -128,8 +129,10 @@ else:
     # Persistent connections (CONN_MAX_AGE) would pile up per thread and cannot be combined with the pool.
     if env.bool("DATABASE_POOL", default=True):
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
-            "min_size": 1, "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=WEB_MAX_CONCURRENT_REQUESTS + 10),
-            "timeout": 30}
+            "min_size": 1,
+            "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=WEB_MAX_CONCURRENT_REQUESTS + 10),
+            "timeout": 30,
+        }
     else:
         DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0))
         DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
@@ -144,8 +147,10 @@ if REDIS_URL:
             # channels-redis waits for messages in a BZPOPMIN of 5 s (RedisChannelLayer.brpop_timeout), and
             # redis-py 8 gives every read a 5 s socket timeout by default: an idle socket's read timed out just as
             # Redis answered "nothing yet", and the consumer died with it. Reads must outlast the blocking pop.
-            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
-                       "prefix": env.str("CHANNEL_PREFIX", default="slipway")},
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
+                "prefix": env.str("CHANNEL_PREFIX", default="slipway"),
+            },
         }
     }
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
@@ -167,8 +172,9 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Two Slipways may share a broker (vhost): each enqueues to and consumes its own queue.
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="celery")
 # Beat runs once per installation; its record of the last runs belongs with the data, not in the checkout.
-CELERY_BEAT_SCHEDULE_FILENAME = env.str("CELERY_BEAT_SCHEDULE_FILENAME",
-                                        default=str(DATA_DIR / "celerybeat-schedule"))
+CELERY_BEAT_SCHEDULE_FILENAME = env.str(
+    "CELERY_BEAT_SCHEDULE_FILENAME", default=str(DATA_DIR / "celerybeat-schedule")
+)
 CELERY_BEAT_SCHEDULER = "config.celery:Scheduler"  # creates that directory
 CELERY_BEAT_SCHEDULE = {
     # Releases held by a freeze window start by themselves when it ends.
@@ -201,9 +207,13 @@ AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one locks
 AXES_COOLOFF_TIME = "config.logins.cool_off"
 AXES_HANDLER = "config.logins.LockoutHandler"
 AXES_LOCKOUT_CALLABLE = "config.logins.lockout_response"
-AXES_RESET_ON_SUCCESS = False  # else one known account, logged into now and then, would reset its address's count
+AXES_RESET_ON_SUCCESS = (
+    False  # else one known account, logged into now and then, would reset its address's count
+)
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = True
-AXES_CLIENT_IP_CALLABLE = "config.logins.client_address"  # uvicorn resolved the proxy's X-Forwarded-For already
+AXES_CLIENT_IP_CALLABLE = (
+    "config.logins.client_address"  # uvicorn resolved the proxy's X-Forwarded-For already
+)
 AXES_VERBOSE = False  # Slipway's own audit event says it once
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard:overview"
@@ -308,7 +318,7 @@ RATE_LIMIT_PREFIX = env.str("CHANNEL_PREFIX", default="slipway") + ":ratelimit"
 SPECTACULAR_SETTINGS = {
     "TITLE": "Slipway API",
     "DESCRIPTION": "Register builds, promote releases, toggle flags. Authenticate with `Authorization: Bearer <token>`."
-                   "\n\n[← Back to Slipway](/)",
+    "\n\n[← Back to Slipway](/)",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": "/api/v1/",
@@ -326,6 +336,9 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}, "celery": {"level": "WARNING"},
-                "kombu": {"level": "ERROR"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "celery": {"level": "WARNING"},
+        "kombu": {"level": "ERROR"},
+    },
 }

@@ -22,8 +22,9 @@ def start_in_process_worker(*, port: int) -> Callable[[], None]:
     stop = threading.Event()
 
     def run() -> None:
-        with start_worker(app, pool="solo", concurrency=1, perform_ping_check=False, loglevel="WARNING",
-                          shutdown_timeout=10):
+        with start_worker(
+            app, pool="solo", concurrency=1, perform_ping_check=False, loglevel="WARNING", shutdown_timeout=10
+        ):
             ready.set()
             stop.wait()
 

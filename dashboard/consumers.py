@@ -28,7 +28,9 @@ log = logging.getLogger(__name__)
 
 def can_view_rollout(user, rollout_id: int) -> bool:
     rollout = Rollout.objects.select_related("release__application").filter(pk=rollout_id).first()
-    return bool(rollout and user.is_authenticated and can(Actor(user), Permission.VIEW, rollout.release.application))
+    return bool(
+        rollout and user.is_authenticated and can(Actor(user), Permission.VIEW, rollout.release.application)
+    )
 
 
 def can_view_release(user, release_id: int) -> bool:
@@ -66,8 +68,12 @@ class LiveConsumer(WebsocketConsumer):
     def receive(self, text_data=None, bytes_data=None):
         # No action is documented for the browser to send: whatever arrives is dropped, with a trace.
         data = text_data if text_data is not None else bytes_data or b""
-        log.warning("live view %s: ignored a %d-byte message from user %s", self.scope.get("path"), len(data),
-                    getattr(self.scope.get("user"), "pk", None))
+        log.warning(
+            "live view %s: ignored a %d-byte message from user %s",
+            self.scope.get("path"),
+            len(data),
+            getattr(self.scope.get("user"), "pk", None),
+        )
 
     def render(self, template: str, context: dict, *partials: str) -> str:
         context = {**context, "user": self.scope["user"], "csrf_token": self.csrf_token()}
@@ -121,8 +127,11 @@ class RolloutConsumer(LiveConsumer):
         rollout = selectors.rollout_page(self.rollout_id)
         if rollout is None:  # deleted meanwhile
             return
-        self.send(text_data=render_to_string("dashboard/release.html#progress",
-                                             {"rollout": rollout, "progress": rollout_progress(rollout)}))
+        self.send(
+            text_data=render_to_string(
+                "dashboard/release.html#progress", {"rollout": rollout, "progress": rollout_progress(rollout)}
+            )
+        )
 
 
 class NotFoundConsumer(WebsocketConsumer):
@@ -172,7 +181,9 @@ class ApplicationConsumer(LiveConsumer):
         application = Application.objects.filter(pk=self.application_id).first()
         if application is None:
             return self.close()
-        self.send(text_data=self.render("dashboard/application.html", application_page(application), "pipeline"))
+        self.send(
+            text_data=self.render("dashboard/application.html", application_page(application), "pipeline")
+        )
 
     def application_changed(self, event):
         self.send_state()
@@ -188,7 +199,9 @@ class OverviewConsumer(LiveConsumer):
         applications = selectors.overview(self.scope["user"])
         for application in applications:
             self.join(f"application.{application.pk}")
-        self.send(text_data=self.render("dashboard/overview.html", {"applications": applications}, "applications"))
+        self.send(
+            text_data=self.render("dashboard/overview.html", {"applications": applications}, "applications")
+        )
 
     def application_changed(self, event):
         self.send_state()

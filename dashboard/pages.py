@@ -74,7 +74,6 @@ def release_card(release: Release, user) -> ReleaseCard:
     return release_cards([release], user)[0]
 
 
-
 def release_page(release_id: int, user) -> dict | None:
     """The release page's context: the card (status, approvals, blocked-by), the timeline and the rollout."""
     release = Release.objects.select_related(*RELEASE_RELATED).filter(pk=release_id).first()
@@ -82,8 +81,12 @@ def release_page(release_id: int, user) -> dict | None:
         return None
     rollout_id = Rollout.objects.filter(release=release).values_list("pk", flat=True).first()
     rollout = selectors.rollout_page(rollout_id) if rollout_id else None
-    return {"card": release_card(release, user), "timeline": selectors.release_timeline(release),
-            "rollout": rollout, "progress": rollout_progress(rollout) if rollout else None}
+    return {
+        "card": release_card(release, user),
+        "timeline": selectors.release_timeline(release),
+        "rollout": rollout,
+        "progress": rollout_progress(rollout) if rollout else None,
+    }
 
 
 def environment_page(environment: Environment | int, user) -> dict | None:
@@ -91,14 +94,20 @@ def environment_page(environment: Environment | int, user) -> dict | None:
 
     Give the environment loaded with its application and current artifact, or its id."""
     if not isinstance(environment, Environment):
-        environment = (Environment.objects.select_related("application", "current_artifact")
-                       .filter(pk=environment).first())
+        environment = (
+            Environment.objects.select_related("application", "current_artifact")
+            .filter(pk=environment)
+            .first()
+        )
         if environment is None:
             return None
     history = list(selectors.releases_of(environment.application).filter(environment=environment)[:50])
     targets, blue_green = selectors.targets_with_slots(environment)
     return {
-        "environment": environment, "history": history, "targets": targets, "blue_green": blue_green,
+        "environment": environment,
+        "history": history,
+        "targets": targets,
+        "blue_green": blue_green,
         "in_flight": [r for r in history if r.status in IN_FLIGHT],
         "rollback_targets": list(selectors.rollback_candidates(environment)[:20]),
         "locks": environment.locks.filter(released_at__isnull=True).select_related("locked_by"),
@@ -110,9 +119,19 @@ def environment_page(environment: Environment | int, user) -> dict | None:
 
 def active_rollout_of(environment_id: int) -> int | None:
     """The rollout running in an environment now, if any: its hosts' versions change with each step."""
-    return (Rollout.objects.filter(release__environment_id=environment_id, status__in=(
-        Rollout.Status.PENDING, Rollout.Status.RUNNING, Rollout.Status.PAUSED, Rollout.Status.REVERTING))
-        .values_list("pk", flat=True).first())
+    return (
+        Rollout.objects.filter(
+            release__environment_id=environment_id,
+            status__in=(
+                Rollout.Status.PENDING,
+                Rollout.Status.RUNNING,
+                Rollout.Status.PAUSED,
+                Rollout.Status.REVERTING,
+            ),
+        )
+        .values_list("pk", flat=True)
+        .first()
+    )
 
 
 def application_page(application: Application) -> dict:
@@ -121,7 +140,8 @@ def application_page(application: Application) -> dict:
         "application": application,
         "environments": selectors.environments_of(application),
         "artifacts": selectors.application_page(application),
-        "waiting": selectors.releases_of(application).filter(status__in=[
-            Release.Status.PENDING_APPROVAL, *IN_FLIGHT]),
+        "waiting": selectors.releases_of(application).filter(
+            status__in=[Release.Status.PENDING_APPROVAL, *IN_FLIGHT]
+        ),
         "ingest_key": active_ingest_key(application),
     }

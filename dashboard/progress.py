@@ -17,7 +17,12 @@ DONE = RolloutStep.Status.SUCCEEDED
 # Reverting starts from these: a pending deploy no agent has claimed touched nothing.
 TOUCHED = (RolloutStep.Status.RUNNING, RolloutStep.Status.SUCCEEDED, RolloutStep.Status.FAILED)
 REVERT_STATUSES = (Rollout.Status.REVERTING, Rollout.Status.REVERTED)
-FINISHED = (Rollout.Status.SUCCEEDED, Rollout.Status.FAILED, Rollout.Status.REVERTED, Rollout.Status.CANCELLED)
+FINISHED = (
+    Rollout.Status.SUCCEEDED,
+    Rollout.Status.FAILED,
+    Rollout.Status.REVERTED,
+    Rollout.Status.CANCELLED,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +87,9 @@ def rollout_progress(rollout: Rollout) -> RolloutProgress:
     """Deploying: targets whose deploy succeeded out of the rollout's targets. Reverting: targets put back out of
     those touched."""
     steps = list(rollout.steps.all())
-    rows = tuple(StepRow(s, s.finished_at - s.started_at if s.started_at and s.finished_at else None) for s in steps)
+    rows = tuple(
+        StepRow(s, s.finished_at - s.started_at if s.started_at and s.finished_at else None) for s in steps
+    )
     deploys = [s for s in steps if s.action == "deploy"]
     reverts = [s for s in steps if s.action == "revert"]
     numbers = [s.wave for s in deploys if s.wave is not None]
@@ -92,14 +99,29 @@ def rollout_progress(rollout: Rollout) -> RolloutProgress:
     if rollout.status in REVERT_STATUSES or reverts:
         touched = _names(s for s in deploys if s.status in TOUCHED) | _names(reverts)
         version = reverts[-1].version if reverts else None
-        return RolloutProgress(done=len(_names(s for s in reverts if s.status == DONE)), total=len(touched),
-                               version=version or None, reverting=True, wave=wave, rows=rows,
-                               waves=waves, failures=failures,
-                               nothing_to_put_back=rollout.release.previous_artifact_id is None)
+        return RolloutProgress(
+            done=len(_names(s for s in reverts if s.status == DONE)),
+            total=len(touched),
+            version=version or None,
+            reverting=True,
+            wave=wave,
+            rows=rows,
+            waves=waves,
+            failures=failures,
+            nothing_to_put_back=rollout.release.previous_artifact_id is None,
+        )
     targets = set(rollout.targets)
     done = _names(s for s in deploys if s.status == DONE) & targets
-    return RolloutProgress(done=len(done), total=len(targets), version=rollout.release.artifact.version,
-                           reverting=False, wave=wave, rows=rows, waves=waves, failures=failures)
+    return RolloutProgress(
+        done=len(done),
+        total=len(targets),
+        version=rollout.release.artifact.version,
+        reverting=False,
+        wave=wave,
+        rows=rows,
+        waves=waves,
+        failures=failures,
+    )
 
 
 def _names(steps: Iterable[RolloutStep]) -> set[str]:
@@ -110,14 +132,25 @@ def planned_waves(rollout: Rollout, steps: list[RolloutStep]) -> tuple[PlannedWa
     """The plan's waves, each target with what its newest step says: hosts not yet reached show as waiting."""
     try:
         plan = plan_of(rollout)
-    except (PlanError, StrategyError, TypeError, ValueError):  # a plan the engine could not make shows no waves
+    except (
+        PlanError,
+        StrategyError,
+        TypeError,
+        ValueError,
+    ):  # a plan the engine could not make shows no waves
         return ()
     states = {name: _state(target_steps) for name, target_steps in _by_target(steps).items()}
     started = {s.wave for s in steps if s.action in ("deploy", "revert") and s.wave is not None}
     current = max(started) if started and rollout.status not in FINISHED else None
-    return tuple(PlannedWave(number=w.index + 1, current=w.index == current,
-                             tiles=tuple(TargetTile(name, states.get(name, "waiting")) for name in w.targets))
-                 for w in plan.waves if w.targets)
+    return tuple(
+        PlannedWave(
+            number=w.index + 1,
+            current=w.index == current,
+            tiles=tuple(TargetTile(name, states.get(name, "waiting")) for name in w.targets),
+        )
+        for w in plan.waves
+        if w.targets
+    )
 
 
 def _by_target(steps: list[RolloutStep]) -> dict[str, list[RolloutStep]]:
@@ -136,7 +169,9 @@ def _state(steps: list[RolloutStep]) -> str:
         return "waiting"
     deploy = deploys[-1]
     checks = [s for s in steps if s.action == "health" and s.index > deploy.index]
-    if deploy.status == RolloutStep.Status.FAILED or (checks and checks[-1].status == RolloutStep.Status.FAILED):
+    if deploy.status == RolloutStep.Status.FAILED or (
+        checks and checks[-1].status == RolloutStep.Status.FAILED
+    ):
         return "failed"
     if deploy.status != DONE:
         return "queued" if deploy.status == RolloutStep.Status.PENDING else "deploying"

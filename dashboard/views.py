@@ -78,23 +78,30 @@ def audit(request: HttpRequest) -> HttpResponse:
     if slug := query_text(request.GET, "app"):
         application = _visible(request, get_object_or_404(Application, slug=slug))
         require(Actor(request.user), Permission.VIEW, application)
-    page = Paginator(selectors.audit_events(request.user, application=application), 50).get_page(request.GET.get("page"))
+    page = Paginator(selectors.audit_events(request.user, application=application), 50).get_page(
+        request.GET.get("page")
+    )
     template = "dashboard/audit.html#events" if request.htmx else "dashboard/audit.html"
     return render(request, template, {"page": page, "application": application})
 
 
 class TokenForm(forms.Form):
-    name = forms.CharField(max_length=100, widget=forms.TextInput(attrs={"autofocus": True, "placeholder": "ci"}))
+    name = forms.CharField(
+        max_length=100, widget=forms.TextInput(attrs={"autofocus": True, "placeholder": "ci"})
+    )
     scopes = forms.MultipleChoiceField(choices=Scope.choices, widget=forms.CheckboxSelectMultiple)
-    environment = forms.ModelChoiceField(queryset=Environment.objects.none(), required=False,
-                                         empty_label="Any environment")
+    environment = forms.ModelChoiceField(
+        queryset=Environment.objects.none(), required=False, empty_label="Any environment"
+    )
 
     def __init__(self, user, *args, **kwargs):
         super().__init__(*args, **kwargs)
         # Only environments of applications the user holds a role on: a token pinned elsewhere could not act.
         self.fields["environment"].queryset = (
             Environment.objects.filter(application__in=visible_applications(user))
-            .select_related("application").order_by("application__slug", "position"))
+            .select_related("application")
+            .order_by("application__slug", "position")
+        )
         self.fields["environment"].label_from_instance = lambda environment: environment.label
 
 
@@ -114,11 +121,17 @@ def tokens(request: HttpRequest) -> HttpResponse:
 
 
 class MemberForm(forms.Form):
-    user = forms.CharField(max_length=150, widget=forms.TextInput(attrs={"list": "usernames", "autocomplete": "off"}))
+    user = forms.CharField(
+        max_length=150, widget=forms.TextInput(attrs={"list": "usernames", "autocomplete": "off"})
+    )
     role = forms.ChoiceField(choices=Role.choices)
-    environment = forms.ModelChoiceField(queryset=Environment.objects.none(), required=False, to_field_name="name",
-                                         empty_label="Every environment",
-                                         help_text="Flag editors only: limit the role to one environment.")
+    environment = forms.ModelChoiceField(
+        queryset=Environment.objects.none(),
+        required=False,
+        to_field_name="name",
+        empty_label="Every environment",
+        help_text="Flag editors only: limit the role to one environment.",
+    )
 
     def __init__(self, application: Application, *args, may_grant_admin: bool, **kwargs):
         super().__init__(*args, **kwargs)
@@ -145,30 +158,44 @@ def members(request: HttpRequest, slug: str) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
-            membership, created = do_grant_role(actor, application, data["user"], data["role"], data["environment"])
+            membership, created = do_grant_role(
+                actor, application, data["user"], data["role"], data["environment"]
+            )
         except SlipwayError as error:
             if error.field not in form.fields:
                 raise
             form.add_error(error.field, error.detail)  # beside its field, the input kept
         else:
             what = membership.get_role_display().lower()
-            messages.success(request, f"{data['user'].get_username()} is {what} now." if created
-                             else f"{data['user'].get_username()} was {what} already.")
+            messages.success(
+                request,
+                f"{data['user'].get_username()} is {what} now."
+                if created
+                else f"{data['user'].get_username()} was {what} already.",
+            )
             return redirect("dashboard:members", application.slug)
-    context = {"application": application, "members": selectors.members_of(application), "form": form,
-               "may_manage": may_manage, "may_grant_admin": may_grant_admin,
-               "usernames": selectors.usernames() if may_manage else []}
+    context = {
+        "application": application,
+        "members": selectors.members_of(application),
+        "form": form,
+        "may_manage": may_manage,
+        "may_grant_admin": may_grant_admin,
+        "usernames": selectors.usernames() if may_manage else [],
+    }
     return render(request, "dashboard/members.html", context, status=400 if form.errors else 200)
 
 
 @login_required
 @require_POST
 def revoke_member(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
-    membership = get_object_or_404(Membership.objects.select_related("application", "user"),
-                                   application__slug=slug, pk=pk)
+    membership = get_object_or_404(
+        Membership.objects.select_related("application", "user"), application__slug=slug, pk=pk
+    )
     _visible(request, membership.application)
     do_revoke_role(Actor(request.user), membership)
-    messages.success(request, f"{membership.user.get_username()} is no longer {membership.get_role_display().lower()}.")
+    messages.success(
+        request, f"{membership.user.get_username()} is no longer {membership.get_role_display().lower()}."
+    )
     return redirect("dashboard:members", slug)
 
 
@@ -189,14 +216,19 @@ def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpR
 
 @login_required
 def approvals_inbox(request: HttpRequest) -> HttpResponse:
-    pending = (Release.objects.filter(status=Release.Status.PENDING_APPROVAL,
-                                      application__in=selectors.applications_for(request.user))
-               .select_related("application", "environment", "artifact", "previous_artifact", "requested_by")
-               .prefetch_related(Prefetch("approvals", queryset=Approval.objects.select_related("user")))
-               .order_by("created_at"))
+    pending = (
+        Release.objects.filter(
+            status=Release.Status.PENDING_APPROVAL, application__in=selectors.applications_for(request.user)
+        )
+        .select_related("application", "environment", "artifact", "previous_artifact", "requested_by")
+        .prefetch_related(Prefetch("approvals", queryset=Approval.objects.select_related("user")))
+        .order_by("created_at")
+    )
     cards = release_cards(pending, request.user)
     cards.sort(key=lambda c: not c.waiting_for_me)
-    identity_requests = selectors.identity_requests_for(request.user).filter(status=AuthorIdentity.Status.PENDING)
+    identity_requests = selectors.identity_requests_for(request.user).filter(
+        status=AuthorIdentity.Status.PENDING
+    )
     return render(request, "dashboard/inbox.html", {"cards": cards, "identity_requests": identity_requests})
 
 
@@ -228,15 +260,21 @@ def decide(request: HttpRequest, pk: int) -> HttpResponse:
     if request.htmx:
         release = Release.objects.select_related(*RELEASE_RELATED).get(pk=pk)
         target = request.POST.get("partial") or "approvals"
-        return render(request, f"dashboard/release.html#{'card' if target == 'card' else 'approvals'}",
-                      {"card": release_card(release, request.user), "timeline": selectors.release_timeline(release)})
+        return render(
+            request,
+            f"dashboard/release.html#{'card' if target == 'card' else 'approvals'}",
+            {"card": release_card(release, request.user), "timeline": selectors.release_timeline(release)},
+        )
     return redirect("dashboard:release", pk=pk)
 
 
 @login_required
 def environment_detail(request: HttpRequest, slug: str, name: str) -> HttpResponse:
-    environment = get_object_or_404(Environment.objects.select_related("application", "current_artifact"),
-                                    application__slug=slug, name=name)
+    environment = get_object_or_404(
+        Environment.objects.select_related("application", "current_artifact"),
+        application__slug=slug,
+        name=name,
+    )
     _visible(request, environment.application)
     require(Actor(request.user), Permission.VIEW, environment.application)
     return render(request, "dashboard/environment.html", environment_page(environment, request.user))
@@ -250,8 +288,9 @@ class RollbackForm(forms.Form):
 @login_required
 @require_POST
 def rollback(request: HttpRequest, slug: str, name: str) -> HttpResponse:
-    environment = get_object_or_404(Environment.objects.select_related("application"), application__slug=slug,
-                                    name=name)
+    environment = get_object_or_404(
+        Environment.objects.select_related("application"), application__slug=slug, name=name
+    )
     _visible(request, environment.application)
     data = cleaned(RollbackForm(request.POST))
     artifact = get_object_or_404(Artifact, application=environment.application, version=data["version"])
@@ -265,8 +304,12 @@ def rollback(request: HttpRequest, slug: str, name: str) -> HttpResponse:
 class LockForm(forms.Form):
     """Lock with a reason, or release the lock `unlock` names (an id)."""
 
-    unlock = forms.IntegerField(min_value=1, max_value=jsonbody.INT64_MAX, required=False,
-                                error_messages={"invalid": "unlock is the id of a lock."})
+    unlock = forms.IntegerField(
+        min_value=1,
+        max_value=jsonbody.INT64_MAX,
+        required=False,
+        error_messages={"invalid": "unlock is the id of a lock."},
+    )
     reason = forms.CharField(required=False)
 
     def clean(self):
@@ -279,8 +322,9 @@ class LockForm(forms.Form):
 @login_required
 @require_POST
 def lock_environment(request: HttpRequest, slug: str, name: str) -> HttpResponse:
-    environment = get_object_or_404(Environment.objects.select_related("application"), application__slug=slug,
-                                    name=name)
+    environment = get_object_or_404(
+        Environment.objects.select_related("application"), application__slug=slug, name=name
+    )
     _visible(request, environment.application)
     data = cleaned(LockForm(request.POST))
     if data["unlock"]:
@@ -291,9 +335,13 @@ def lock_environment(request: HttpRequest, slug: str, name: str) -> HttpResponse
 
 
 class RolloutCommandForm(forms.Form):
-    command = forms.ChoiceField(choices=[(c, c) for c in ("pause", "resume", "cancel", "revert")],
-                                error_messages={"required": "Choose pause, resume, cancel or revert.",
-                                                "invalid_choice": "Choose pause, resume, cancel or revert."})
+    command = forms.ChoiceField(
+        choices=[(c, c) for c in ("pause", "resume", "cancel", "revert")],
+        error_messages={
+            "required": "Choose pause, resume, cancel or revert.",
+            "invalid_choice": "Choose pause, resume, cancel or revert.",
+        },
+    )
 
 
 @login_required
@@ -307,8 +355,11 @@ def rollout_control(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 class IdentityForm(forms.Form):
-    identity = forms.CharField(max_length=254, validators=[identity_validator],
-                               widget=forms.TextInput(attrs={"placeholder": "alice@users.noreply.github.com"}))
+    identity = forms.CharField(
+        max_length=254,
+        validators=[identity_validator],
+        widget=forms.TextInput(attrs={"placeholder": "alice@users.noreply.github.com"}),
+    )
 
 
 @login_required
@@ -319,11 +370,15 @@ def profile(request: HttpRequest) -> HttpResponse:
         if link.status == AuthorIdentity.Status.CONFIRMED:
             messages.success(request, f"Linked {link.identity}.")
         else:
-            messages.info(request, f"Asked to link {link.identity}: it maps your changes once an administrator or a "
-                                   "release manager of an application it committed to confirms it.")
+            messages.info(
+                request,
+                f"Asked to link {link.identity}: it maps your changes once an administrator or a "
+                "release manager of an application it committed to confirms it.",
+            )
         return redirect("dashboard:profile")
-    return render(request, "dashboard/profile.html",
-                  {"form": form, "identities": selectors.identities_of(request.user)})
+    return render(
+        request, "dashboard/profile.html", {"form": form, "identities": selectors.identities_of(request.user)}
+    )
 
 
 @login_required

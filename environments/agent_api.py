@@ -79,19 +79,35 @@ def register(request: HttpRequest) -> HttpResponse:
     if isinstance(body, JsonResponse):
         return body
     name, token = body.get("name"), body.get("registration_token")
-    if not isinstance(name, str) or not 1 <= len(name) <= 100 or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+    if (
+        not isinstance(name, str)
+        or not 1 <= len(name) <= 100
+        or not name.replace("-", "").replace("_", "").replace(".", "").isalnum()
+    ):
         return _error(400, "name: 1–100 letters, digits, dots, dashes or underscores.", field="name")
     if not isinstance(token, str) or not 1 <= len(token) <= MAX_KEY:
         return _error(400, "registration_token is required.", field="registration_token")
-    registration = RegistrationToken.objects.select_related("environment").filter(
-        token_hash=ApiToken.hash_key(token), revoked_at__isnull=True).first()
+    registration = (
+        RegistrationToken.objects.select_related("environment")
+        .filter(token_hash=ApiToken.hash_key(token), revoked_at__isnull=True)
+        .first()
+    )
     if registration is None:
         return _error(401, "Unknown or revoked registration token.", "unknown_registration_token")
-    target, key = do_register_agent(registration, name=name, hostname=str(body.get("hostname", "")),
-                                    agent_version=str(body.get("agent_version", "")))
-    return JsonResponse({"agent_token": key, "target": target.name,
-                         "heartbeat_seconds": max(1, registration.environment.heartbeat_timeout_seconds // 3)},
-                        status=201)
+    target, key = do_register_agent(
+        registration,
+        name=name,
+        hostname=str(body.get("hostname", "")),
+        agent_version=str(body.get("agent_version", "")),
+    )
+    return JsonResponse(
+        {
+            "agent_token": key,
+            "target": target.name,
+            "heartbeat_seconds": max(1, registration.environment.heartbeat_timeout_seconds // 3),
+        },
+        status=201,
+    )
 
 
 @csrf_exempt
@@ -102,7 +118,9 @@ def heartbeat(request: HttpRequest) -> HttpResponse:
     version, job = body.get("version"), body.get("job")
     if version is not None and not isinstance(version, str):
         return _error(400, "version: a string or null.", field="version")
-    if job is not None and (isinstance(job, bool) or not isinstance(job, int) or not 0 < job <= jsonbody.INT64_MAX):
+    if job is not None and (
+        isinstance(job, bool) or not isinstance(job, int) or not 0 < job <= jsonbody.INT64_MAX
+    ):
         return _error(400, "job: the id of the agent's newest job, or null.", field="job")
     target = _target_for(request)
     if target is None:
@@ -143,21 +161,29 @@ def webhook_callback(request: HttpRequest, pk: str) -> HttpResponse:
     if step is None or step.rollout.release.environment.driver != "webhook":
         return _not_found(f"webhook job #{step_id}")
     secret = step.rollout.release.environment.webhook_secret
-    if not secret or not hmac.compare_digest(sign(secret, request.body),
-                                             request.headers.get("X-Slipway-Signature", "")):
+    if not secret or not hmac.compare_digest(
+        sign(secret, request.body), request.headers.get("X-Slipway-Signature", "")
+    ):
         return _error(401, "The X-Slipway-Signature header does not match the body.", "bad_signature")
     if body.get("status") not in ("succeeded", "failed"):
         return _error(400, "status: succeeded or failed.", field="status")
     health = body.get("health") or {"ok": body["status"] == "succeeded", "detail": "reported by the webhook"}
     if not isinstance(health, dict):
         return _error(400, "health: an object with ok and detail.", field="health")
-    return _answer(do_report_webhook_step(step, succeeded=body["status"] == "succeeded", health=health,
-                                          output=str(body.get("output", ""))))
+    return _answer(
+        do_report_webhook_step(
+            step, succeeded=body["status"] == "succeeded", health=health, output=str(body.get("output", ""))
+        )
+    )
 
 
 def _answer(answer) -> JsonResponse:
     status, body = answer
     if status != 200:
-        return _error(status, body["detail"], body["code"], **{k: v for k, v in body.items()
-                                                               if k not in ("detail", "code")})
+        return _error(
+            status,
+            body["detail"],
+            body["code"],
+            **{k: v for k, v in body.items() if k not in ("detail", "code")},
+        )
     return JsonResponse(body)

@@ -68,7 +68,9 @@ class AgentBroker:
         self._arrivals: list[_Poll] = []
         self._waiting: dict[int, list[_Poll]] = {}  # target id -> its long-polls
         self._targets: dict[int, object] = {}
-        self._holders: dict[int, tuple[str, object]] = {}  # job id -> the token and target of the agent it went to
+        self._holders: dict[
+            int, tuple[str, object]
+        ] = {}  # job id -> the token and target of the agent it went to
         self._reports: list[tuple[Report, asyncio.Future]] = []
         self._lock = threading.Lock()
         self._notified = False
@@ -128,8 +130,13 @@ class AgentBroker:
             holding = self._holding([r for r, _ in reports])
             try:
                 answers, found, jobs = await loop.run_in_executor(
-                    self._executor, self._round, [r for r, _ in reports], holding, [p.key for p in arrivals],
-                    list(self._waiting) if sweep else [])
+                    self._executor,
+                    self._round,
+                    [r for r, _ in reports],
+                    holding,
+                    [p.key for p in arrivals],
+                    list(self._waiting) if sweep else [],
+                )
             except Exception:
                 log.exception("agent broker round failed")
                 answers, found, jobs = [BUSY] * len(reports), None, {}
@@ -158,8 +165,9 @@ class AgentBroker:
                 holding[key] = target
         return holding
 
-    def _round(self, reports: list[Report], holding: dict[str, object], keys: list[str],
-               waiting: list[int]) -> tuple[list[Answer], dict | None, dict]:
+    def _round(
+        self, reports: list[Report], holding: dict[str, object], keys: list[str], waiting: list[int]
+    ) -> tuple[list[Answer], dict | None, dict]:
         """On the broker's thread: reports, then new long-polls' tokens, then jobs for every waiting agent.
 
         Each part fails alone: reports are answered even when the claims fail (`found` is then None), and a report
@@ -191,7 +199,9 @@ class AgentBroker:
         for target_id, job in jobs.items():
             polls = self._waiting.get(target_id) or []
             delivered = False
-            while polls and not delivered:  # the newest long-poll first: an older one may be a dead connection
+            while (
+                polls and not delivered
+            ):  # the newest long-poll first: an older one may be a dead connection
                 poll = polls.pop()
                 delivered = _settle(poll.answer, (200, {"job": job}))
             if delivered:
@@ -244,6 +254,7 @@ agent_work_available.connect(_work_available, dispatch_uid="agent_asgi.broker")
 
 # --- the ASGI apps --------------------------------------------------------------------------------
 
+
 async def agent_app(scope, receive, send) -> None:
     """`GET /api/v1/agent/work?wait=20` and `POST /api/v1/agent/jobs/<id>/result`.
 
@@ -265,7 +276,9 @@ async def agent_app(scope, receive, send) -> None:
         except ValueError:
             wait = math.nan
         if not math.isfinite(wait):  # NaN would hold the long-poll forever
-            return await _respond(send, *refused(400, "invalid", "wait must be a number of seconds.", field="wait"))
+            return await _respond(
+                send, *refused(400, "invalid", "wait must be a number of seconds.", field="wait")
+            )
         if not key:
             return await _respond(send, *UNKNOWN_AGENT)
         try:

@@ -30,7 +30,9 @@ from releases.rollouts import enqueue_advance, publish_changed
 
 OPEN = (RolloutStep.Status.PENDING, RolloutStep.Status.RUNNING)
 SEEN_EVERY = timedelta(seconds=1)  # last_seen is written at most this often per agent
-FEW_TARGETS = 50  # claims for more waiting agents than this read all pending steps instead of naming the targets
+FEW_TARGETS = (
+    50  # claims for more waiting agents than this read all pending steps instead of naming the targets
+)
 
 log = logging.getLogger("slipway.agent")
 Answer = tuple[int, dict]
@@ -75,9 +77,16 @@ def parse_report(key: str, step_id: int, body: dict | None) -> Report | Answer:
     if version is not None and not isinstance(version, str):
         return refused(400, "invalid", "version: a string.", field="version")
     succeeded = body["status"] == "succeeded"
-    return Report(key=key, step_id=step_id, succeeded=succeeded, healthy=succeeded and bool(health.get("ok")),
-                  detail=str(health.get("detail", ""))[:500], version=version[:100] if version else None,
-                  output_tail=str(body.get("output_tail", "")), health_seconds=float(seconds))
+    return Report(
+        key=key,
+        step_id=step_id,
+        succeeded=succeeded,
+        healthy=succeeded and bool(health.get("ok")),
+        detail=str(health.get("detail", ""))[:500],
+        version=version[:100] if version else None,
+        output_tail=str(body.get("output_tail", "")),
+        health_seconds=float(seconds),
+    )
 
 
 def authenticate(keys: Iterable[str]) -> dict[str, Target]:
@@ -86,8 +95,10 @@ def authenticate(keys: Iterable[str]) -> dict[str, Target]:
     if not by_hash:
         return {}
     # With its environment: health-check samples name the application (monitoring.services.record_health_checks).
-    found = {by_hash[t.token_hash]: t
-             for t in Target.objects.filter(token_hash__in=list(by_hash)).select_related("environment")}
+    found = {
+        by_hash[t.token_hash]: t
+        for t in Target.objects.filter(token_hash__in=list(by_hash)).select_related("environment")
+    }
     touch([t for t in found.values()])
     return found
 
@@ -95,7 +106,11 @@ def authenticate(keys: Iterable[str]) -> dict[str, Target]:
 def touch(targets: list[Target], every: timedelta = SEEN_EVERY) -> None:
     """Mark these agents seen now, skipping those written less than `every` ago."""
     now = timezone.now()
-    stale = [t for t in targets if t.last_seen is None or t.status != Target.Status.ONLINE or now - t.last_seen >= every]
+    stale = [
+        t
+        for t in targets
+        if t.last_seen is None or t.status != Target.Status.ONLINE or now - t.last_seen >= every
+    ]
     if stale:
         Target.objects.filter(pk__in=[t.pk for t in stale]).update(last_seen=now, status=Target.Status.ONLINE)
         for target in stale:
@@ -109,7 +124,8 @@ def do_record_heartbeat(target: Target, version: str, job: int | None) -> None:
     this target has been handed out since (job results set the version themselves). One conditional UPDATE.
     """
     later = RolloutStep.objects.filter(target_id=OuterRef("pk"), pk__gt=job or 0).exclude(
-        status__in=(RolloutStep.Status.PENDING, RolloutStep.Status.SKIPPED))
+        status__in=(RolloutStep.Status.PENDING, RolloutStep.Status.SKIPPED)
+    )
     Target.objects.filter(pk=target.pk).exclude(Exists(later)).update(version=version[:100])
 
 
@@ -121,8 +137,9 @@ def do_claim_jobs(target_ids: Iterable[int]) -> dict[int, dict]:
     active = (Rollout.Status.RUNNING, Rollout.Status.REVERTING)
     with transaction.atomic():
         first: dict[int, int] = {}
-        pending = RolloutStep.objects.filter(status=RolloutStep.Status.PENDING, runs_on_server=False,
-                                             rollout__status__in=active)
+        pending = RolloutStep.objects.filter(
+            status=RolloutStep.Status.PENDING, runs_on_server=False, rollout__status__in=active
+        )
         if len(ids) <= FEW_TARGETS:
             pending = pending.filter(target_id__in=ids)
         # else: a broker sweep of many waiting agents reads every pending agent step (the partial index
@@ -135,37 +152,51 @@ def do_claim_jobs(target_ids: Iterable[int]) -> dict[int, dict]:
             return {}
         # Only the step's own columns: joining each row to its rollout would decode the rollout's target list and
         # progress (a thousand names each) once per step — most of a big wave's claim time.
-        steps = list(RolloutStep.objects.select_for_update(skip_locked=True, of=("self",))
-                     .filter(pk__in=list(first.values()), status=RolloutStep.Status.PENDING)
-                     .only("pk", "rollout_id", "target_id", "action", "version"))
+        steps = list(
+            RolloutStep.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(pk__in=list(first.values()), status=RolloutStep.Status.PENDING)
+            .only("pk", "rollout_id", "target_id", "action", "version")
+        )
         now = timezone.now()
-        RolloutStep.objects.filter(pk__in=[s.pk for s in steps]).update(status=RolloutStep.Status.RUNNING,
-                                                                        started_at=now)
-        releases = {release.rollout_pk: release for release in Release.objects.filter(
-            rollout__in={s.rollout_id for s in steps}).select_related("artifact", "previous_artifact")
-            .annotate(rollout_pk=F("rollout"))}
+        RolloutStep.objects.filter(pk__in=[s.pk for s in steps]).update(
+            status=RolloutStep.Status.RUNNING, started_at=now
+        )
+        releases = {
+            release.rollout_pk: release
+            for release in Release.objects.filter(rollout__in={s.rollout_id for s in steps})
+            .select_related("artifact", "previous_artifact")
+            .annotate(rollout_pk=F("rollout"))
+        }
         for rollout_id in releases:
             publish_changed(rollout_id)
-    return {step.target_id: job_of(step, releases[step.rollout_id]) for step in steps
-            if step.target_id is not None}
+    return {
+        step.target_id: job_of(step, releases[step.rollout_id])
+        for step in steps
+        if step.target_id is not None
+    }
 
 
 def job_of(step: RolloutStep, release: Release) -> dict:
     """What an agent is told: which artifact to put in place. Never a command."""
     artifact, previous = release.artifact, release.previous_artifact
     deploying = step.action == "deploy"
-    return {"id": step.pk, "action": step.action, "version": step.version,
-            "image": artifact.image if deploying else (previous.image if previous else ""),
-            "commit": artifact.commit if deploying else (previous.commit if previous else ""),
-            "previous_version": previous.version if previous else None,
-            "artifact_url": (artifact.metadata or {}).get("tarball_url"),
-            "digest": (artifact.metadata or {}).get("digest")}
+    return {
+        "id": step.pk,
+        "action": step.action,
+        "version": step.version,
+        "image": artifact.image if deploying else (previous.image if previous else ""),
+        "commit": artifact.commit if deploying else (previous.commit if previous else ""),
+        "previous_version": previous.version if previous else None,
+        "artifact_url": (artifact.metadata or {}).get("tarball_url"),
+        "digest": (artifact.metadata or {}).get("digest"),
+    }
 
 
 def release_jobs(step_ids: Iterable[int]) -> None:
     """Put claimed jobs whose agent went away before hearing of them back in the queue."""
     RolloutStep.objects.filter(pk__in=list(step_ids), status=RolloutStep.Status.RUNNING).update(
-        status=RolloutStep.Status.PENDING, started_at=None)
+        status=RolloutStep.Status.PENDING, started_at=None
+    )
 
 
 def _save_results(steps: list[RolloutStep]) -> None:
@@ -176,11 +207,20 @@ def _save_results(steps: list[RolloutStep]) -> None:
     meta = RolloutStep._meta
     fields: list[Any] = [meta.get_field(name) for name in ("status", "finished_at", "health", "output")]
     quote = connection.ops.quote_name
-    sql = (f"UPDATE {quote(meta.db_table)} SET " + ", ".join(f"{quote(f.column)} = %s" for f in fields)
-           + f" WHERE {quote(meta.pk.column)} = %s")  # type: ignore[arg-type]
+    pk_column = str(meta.pk.column)
+    sql = (
+        f"UPDATE {quote(meta.db_table)} SET "
+        + ", ".join(f"{quote(f.column)} = %s" for f in fields)
+        + f" WHERE {quote(pk_column)} = %s"
+    )
     with connection.cursor() as cursor:
-        cursor.executemany(sql, [[f.get_db_prep_save(getattr(step, f.attname), connection) for f in fields] + [step.pk]
-                                 for step in steps])
+        cursor.executemany(
+            sql,
+            [
+                [f.get_db_prep_save(getattr(step, f.attname), connection) for f in fields] + [step.pk]
+                for step in steps
+            ],
+        )
 
 
 def health_steps(checked: list[tuple[RolloutStep, float]], now) -> list[RolloutStep]:
@@ -191,18 +231,33 @@ def health_steps(checked: list[tuple[RolloutStep, float]], now) -> list[RolloutS
     """
     if not checked:
         return []
-    top = dict(RolloutStep.objects.filter(rollout_id__in={s.rollout_id for s, _ in checked}).order_by()
-               .values("rollout_id").annotate(top=Max("index")).values_list("rollout_id", "top"))
+    top = dict(
+        RolloutStep.objects.filter(rollout_id__in={s.rollout_id for s, _ in checked})
+        .order_by()
+        .values("rollout_id")
+        .annotate(top=Max("index"))
+        .values_list("rollout_id", "top")
+    )
     rows = []
     for step, seconds in checked:
         top[step.rollout_id] = top.get(step.rollout_id, -1) + 1
         ok = bool((step.health or {}).get("ok"))
-        rows.append(RolloutStep(
-            rollout_id=step.rollout_id, index=top[step.rollout_id], wave=step.wave, target_id=step.target_id,
-            target_name=step.target_name, action="health", version=step.version, health=step.health,
-            status=RolloutStep.Status.SUCCEEDED if ok else RolloutStep.Status.FAILED,
-            output=str((step.health or {}).get("detail", "")), started_at=now - timedelta(seconds=seconds),
-            finished_at=now))
+        rows.append(
+            RolloutStep(
+                rollout_id=step.rollout_id,
+                index=top[step.rollout_id],
+                wave=step.wave,
+                target_id=step.target_id,
+                target_name=step.target_name,
+                action="health",
+                version=step.version,
+                health=step.health,
+                status=RolloutStep.Status.SUCCEEDED if ok else RolloutStep.Status.FAILED,
+                output=str((step.health or {}).get("detail", "")),
+                started_at=now - timedelta(seconds=seconds),
+                finished_at=now,
+            )
+        )
         step.finished_at = now - timedelta(seconds=seconds)  # the deploy ended when its health check began
     return rows
 
@@ -220,9 +275,17 @@ def do_apply_reports(reports: list[Report], targets: dict[str, Target] | None = 
     answers: list[Answer] = [(500, {})] * len(reports)
     with transaction.atomic():
         step_ids = {r.step_id for r in reports if r.key in targets}  # an unknown token's report reads nothing
-        rollout_ids = sorted(set(RolloutStep.objects.filter(pk__in=step_ids).values_list("rollout_id", flat=True)))
-        reverting = {pk for pk, status in Rollout.objects.select_for_update().filter(pk__in=rollout_ids)
-                     .order_by("pk").values_list("pk", "status") if status == Rollout.Status.REVERTING}
+        rollout_ids = sorted(
+            set(RolloutStep.objects.filter(pk__in=step_ids).values_list("rollout_id", flat=True))
+        )
+        reverting = {
+            pk
+            for pk, status in Rollout.objects.select_for_update()
+            .filter(pk__in=rollout_ids)
+            .order_by("pk")
+            .values_list("pk", "status")
+            if status == Rollout.Status.REVERTING
+        }
         steps = {s.pk: s for s in RolloutStep.objects.select_for_update(of=("self",)).filter(pk__in=step_ids)}
         now = timezone.now()
         changed: list[RolloutStep] = []
@@ -241,27 +304,43 @@ def do_apply_reports(reports: list[Report], targets: dict[str, Target] | None = 
             elif step.status not in OPEN:
                 # Too late to count (the step was given up, e.g. its agent was offline), but the host did run it:
                 # the record says what it runs now, so no page claims a version the host does not run.
-                given_up = step.status == RolloutStep.Status.FAILED and step not in changed  # not this batch's
+                given_up = (
+                    step.status == RolloutStep.Status.FAILED and step not in changed
+                )  # not this batch's
                 late = report.version if report.succeeded and given_up else None
                 if late:
                     do_record_heartbeat(target, late, step.pk)
                     note = f"\n[slipway] late result after the step {step.status}: the host runs {late}"
-                    RolloutStep.objects.filter(pk=step.pk).update(output=(step.output + note)[-RolloutStep.OUTPUT_LIMIT:])
+                    RolloutStep.objects.filter(pk=step.pk).update(
+                        output=(step.output + note)[-RolloutStep.OUTPUT_LIMIT :]
+                    )
                     wake.add(step.rollout_id)
-                answers[n] = refused(409, "job_finished", f"Job #{report.step_id} is {step.status} already.",
-                                     **({"recorded_version": late} if late else {}))
+                answers[n] = refused(
+                    409,
+                    "job_finished",
+                    f"Job #{report.step_id} is {step.status} already.",
+                    **({"recorded_version": late} if late else {}),
+                )
             else:
                 step.status = RolloutStep.Status.SUCCEEDED if report.succeeded else RolloutStep.Status.FAILED
                 step.finished_at = now
                 step.health = {"ok": report.healthy, "detail": report.detail}
                 if report.output_tail and report.output_tail not in step.output:
-                    step.output = (step.output + report.output_tail)[-RolloutStep.OUTPUT_LIMIT:]
+                    step.output = (step.output + report.output_tail)[-RolloutStep.OUTPUT_LIMIT :]
                 changed.append(step)
                 if report.succeeded:
                     checked.append((step, report.health_seconds))
-                    samples.append(HealthCheck(target.environment.application_id, target.environment_id,
-                                               step.target_name, step.version, report.health_seconds,
-                                               report.healthy, now))
+                    samples.append(
+                        HealthCheck(
+                            target.environment.application_id,
+                            target.environment_id,
+                            step.target_name,
+                            step.version,
+                            report.health_seconds,
+                            report.healthy,
+                            now,
+                        )
+                    )
                 if report.succeeded and report.version:
                     versions[report.version].append(target.pk)
                 if not report.healthy or step.rollout_id in reverting:
@@ -274,8 +353,12 @@ def do_apply_reports(reports: list[Report], targets: dict[str, Target] | None = 
         for version, ids in versions.items():
             Target.objects.filter(pk__in=ids).update(version=version)
         touched = {s.rollout_id for s in changed}
-        still_open = set(RolloutStep.objects.filter(rollout_id__in=touched, status__in=OPEN).order_by()
-                         .values_list("rollout_id", flat=True).distinct())
+        still_open = set(
+            RolloutStep.objects.filter(rollout_id__in=touched, status__in=OPEN)
+            .order_by()
+            .values_list("rollout_id", flat=True)
+            .distinct()
+        )
         for rollout_id in sorted(wake | (touched - still_open)):
             enqueue_advance(rollout_id)
         for rollout_id in touched:
@@ -310,7 +393,9 @@ def _failed(report: Report, error: Exception) -> Answer:
     """The answer to a report whose own transaction failed."""
     if isinstance(error, DataError | UnicodeError):
         log.warning("report of job #%s refused by the database: %s", report.step_id, error)
-        return refused(400, "invalid", f"The report of job #{report.step_id} holds a value that cannot be stored.")
+        return refused(
+            400, "invalid", f"The report of job #{report.step_id} holds a value that cannot be stored."
+        )
     log.error("report of job #%s could not be stored", report.step_id, exc_info=error)
     return BUSY
 
@@ -328,7 +413,7 @@ def do_append_output(target: Target, step_id: int, chunk: str) -> Answer:
             return refused(404, "not_found", f"No job #{step_id}.")
         if step.target_id != target.pk:
             return refused(403, "other_target", f"Job #{step_id} belongs to another target.")
-        step.output = (step.output + chunk)[-RolloutStep.OUTPUT_LIMIT:]
+        step.output = (step.output + chunk)[-RolloutStep.OUTPUT_LIMIT :]
         step.save(update_fields=["output"])
         publish_changed(step.rollout_id)
     return 200, {"ok": True}
@@ -340,25 +425,38 @@ def do_report_webhook_step(step: RolloutStep, *, succeeded: bool, health: dict, 
     from releases.permissions import Actor
 
     with transaction.atomic():
-        Rollout.objects.select_for_update().filter(pk=step.rollout_id).exists()  # as the reconciler: rollout first
-        step = RolloutStep.objects.select_for_update(of=("self",)).select_related(
-            "rollout__release__application").get(pk=step.pk)
+        Rollout.objects.select_for_update().filter(
+            pk=step.rollout_id
+        ).exists()  # as the reconciler: rollout first
+        step = (
+            RolloutStep.objects.select_for_update(of=("self",))
+            .select_related("rollout__release__application")
+            .get(pk=step.pk)
+        )
         if step.status != RolloutStep.Status.RUNNING:
             return refused(409, "job_finished", f"Job #{step.pk} is {step.status}.")
         now = timezone.now()
         step.status = RolloutStep.Status.SUCCEEDED if succeeded else RolloutStep.Status.FAILED
         step.finished_at = now
-        step.health = {"ok": bool(health.get("ok")) and succeeded, "detail": str(health.get("detail", ""))[:500]}
-        step.output = (step.output + output)[-RolloutStep.OUTPUT_LIMIT:]
+        step.health = {
+            "ok": bool(health.get("ok")) and succeeded,
+            "detail": str(health.get("detail", ""))[:500],
+        }
+        step.output = (step.output + output)[-RolloutStep.OUTPUT_LIMIT :]
         checks = health_steps([(step, 0.0)], now) if succeeded else []
         step.save(update_fields=["status", "finished_at", "health", "output"])
         RolloutStep.objects.bulk_create(checks)
         if succeeded and step.target_id:
             Target.objects.filter(pk=step.target_id).update(version=step.version)
         release = step.rollout.release
-        audit.record(Actor.system(), "rollout.step_reported", release, application=release.application,
-                     after={"step": step.pk, "target": step.target_name, "status": step.status},
-                     note="reported by the webhook receiver")
+        audit.record(
+            Actor.system(),
+            "rollout.step_reported",
+            release,
+            application=release.application,
+            after={"step": step.pk, "target": step.target_name, "status": step.status},
+            note="reported by the webhook receiver",
+        )
         enqueue_advance(step.rollout_id)
         publish_changed(step.rollout_id)
     return 200, {"ok": True}

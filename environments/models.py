@@ -9,7 +9,9 @@ from releases.models import slug_validator
 
 
 class Environment(models.Model):
-    application = models.ForeignKey("releases.Application", on_delete=models.CASCADE, related_name="environments")
+    application = models.ForeignKey(
+        "releases.Application", on_delete=models.CASCADE, related_name="environments"
+    )
     name = models.CharField(max_length=63, validators=[slug_validator])
     position = models.PositiveIntegerField(help_text="Place in the pipeline: lower ships first.")
     requires_approval = models.BooleanField(default=False)
@@ -19,11 +21,15 @@ class Environment(models.Model):
         REVIEWERS = "reviewers", "N approvals from people outside the batch"
         NONE = "none", "No approval"
 
-    approval_policy = models.CharField(max_length=10, choices=ApprovalPolicy.choices, default=ApprovalPolicy.AUTHORS)
+    approval_policy = models.CharField(
+        max_length=10, choices=ApprovalPolicy.choices, default=ApprovalPolicy.AUTHORS
+    )
     required_approvals = models.PositiveSmallIntegerField(default=1, help_text="For the reviewers policy.")
     auto_promote = models.BooleanField(default=False, help_text="Take every new artifact as soon as it can.")
     pending_warn_hours = models.PositiveIntegerField(default=24, help_text="Warn when a batch waits longer.")
-    pending_warn_changes = models.PositiveIntegerField(default=20, help_text="Warn when a batch grows larger.")
+    pending_warn_changes = models.PositiveIntegerField(
+        default=20, help_text="Warn when a batch grows larger."
+    )
 
     class Driver(models.TextChoices):
         AGENT = "agent", "Deploy agents on the targets"
@@ -33,35 +39,64 @@ class Environment(models.Model):
     driver = models.CharField(max_length=10, choices=Driver.choices, default=Driver.AGENT)
     deploy_command = models.CharField(max_length=1000, blank=True, help_text="The command driver's command.")
     webhook_url = models.URLField(max_length=500, blank=True, help_text="The webhook driver's URL.")
-    webhook_secret = models.CharField(max_length=200, blank=True, help_text="Signs calls and callbacks (HMAC SHA-256).")
-    pre_deploy_command = models.CharField(max_length=1000, blank=True,
-                                          help_text="Run once before the first wave, e.g. backwards-compatible migrations.")
-    manual_gates = models.BooleanField(default=False, help_text="A person resumes the rollout after each wave.")
-    strategy = models.JSONField(default=dict, blank=True, help_text='Rollout strategy, e.g. {"kind": "cautious"}.')
+    webhook_secret = models.CharField(
+        max_length=200, blank=True, help_text="Signs calls and callbacks (HMAC SHA-256)."
+    )
+    pre_deploy_command = models.CharField(
+        max_length=1000,
+        blank=True,
+        help_text="Run once before the first wave, e.g. backwards-compatible migrations.",
+    )
+    manual_gates = models.BooleanField(
+        default=False, help_text="A person resumes the rollout after each wave."
+    )
+    strategy = models.JSONField(
+        default=dict, blank=True, help_text='Rollout strategy, e.g. {"kind": "cautious"}.'
+    )
     step_timeout_seconds = models.PositiveIntegerField(default=300)
     heartbeat_timeout_seconds = models.PositiveIntegerField(default=30)
-    rollback_batch_size = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: all targets at once.")
+    rollback_batch_size = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Empty: all targets at once."
+    )
     smoke_test_urls = models.JSONField(default=list, blank=True)
-    smoke_test_command = models.CharField(max_length=1000, blank=True,
-                                          help_text="Run by the worker after every wave; exit 0 passes.")
-    switch_command = models.CharField(max_length=1000, blank=True,
-                                      help_text="Blue/green: moves traffic to SLIPWAY_SLOT (run by the worker).")
+    smoke_test_command = models.CharField(
+        max_length=1000, blank=True, help_text="Run by the worker after every wave; exit 0 passes."
+    )
+    switch_command = models.CharField(
+        max_length=1000,
+        blank=True,
+        help_text="Blue/green: moves traffic to SLIPWAY_SLOT (run by the worker).",
+    )
 
     class Slot(models.TextChoices):
         BLUE = "blue"
         GREEN = "green"
 
-    live_slot = models.CharField(max_length=5, choices=Slot.choices, default=Slot.BLUE,
-                                 help_text="Blue/green: the slot serving traffic; moved by each switch.")
-    flag_change_requests = models.BooleanField(default=False, help_text="Flag changes here need a second person.")
+    live_slot = models.CharField(
+        max_length=5,
+        choices=Slot.choices,
+        default=Slot.BLUE,
+        help_text="Blue/green: the slot serving traffic; moved by each switch.",
+    )
+    flag_change_requests = models.BooleanField(
+        default=False, help_text="Flag changes here need a second person."
+    )
     # db_default: workers of the release before this column still insert environments without it.
     rollback_on_new_errors = models.BooleanField(
-        default=False, db_default=False,
-        help_text="A new-error or error-rate alert after a release rolls back to the previous version.")
-    flags_version = models.PositiveBigIntegerField(default=0, help_text="Bumped by every flag change: snapshot caches compare it.")
+        default=False,
+        db_default=False,
+        help_text="A new-error or error-rate alert after a release rolls back to the previous version.",
+    )
+    flags_version = models.PositiveBigIntegerField(
+        default=0, help_text="Bumped by every flag change: snapshot caches compare it."
+    )
     description = models.TextField(blank=True)
     current_artifact = models.ForeignKey(
-        "releases.Artifact", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        "releases.Artifact",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
         help_text="What runs here now; moved only by deployment services.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
@@ -86,10 +121,14 @@ class Lock(models.Model):
 
     environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="locks")
     reason = models.TextField()
-    locked_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    locked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     released_at = models.DateTimeField(null=True, blank=True)
-    released_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    released_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -111,7 +150,9 @@ class FreezeWindow(models.Model):
     start_time = models.TimeField(null=True, blank=True)
     end_time = models.TimeField(null=True, blank=True)
     timezone = models.CharField(max_length=64, default="UTC")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -155,7 +196,9 @@ class RegistrationToken(models.Model):
 
     environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="registration_tokens")
     token_hash = models.CharField(max_length=64, unique=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
 

@@ -25,10 +25,23 @@ LABELS = {
     "name": "name",
 }
 OPERATOR_WORDS = {
-    "equals": "is", "not_equals": "is not", "in": "in", "not_in": "not in", "contains": "contains",
-    "starts_with": "starts with", "ends_with": "ends with", "lt": "<", "lte": "≤", "gt": ">", "gte": "≥",
-    "semver_lt": "version <", "semver_eq": "version =", "semver_gt": "version >", "before": "before",
-    "after": "after", "exists": "is set",
+    "equals": "is",
+    "not_equals": "is not",
+    "in": "in",
+    "not_in": "not in",
+    "contains": "contains",
+    "starts_with": "starts with",
+    "ends_with": "ends with",
+    "lt": "<",
+    "lte": "≤",
+    "gt": ">",
+    "gte": "≥",
+    "semver_lt": "version <",
+    "semver_eq": "version =",
+    "semver_gt": "version >",
+    "before": "before",
+    "after": "after",
+    "exists": "is set",
 }
 
 
@@ -72,7 +85,9 @@ def describe_rule(rule: Any) -> str:
         keys = list(rule.get("targeting_keys") or [])
         match = f"users {', '.join(map(str, keys[:5]))}{'…' if len(keys) > 5 else ''}"
     else:
-        match = " and ".join(describe_condition(c) for c in rule.get("conditions") or [] if isinstance(c, Mapping))
+        match = " and ".join(
+            describe_condition(c) for c in rule.get("conditions") or [] if isinstance(c, Mapping)
+        )
     serve = rule["variant"] if "variant" in rule else f"split {_split(rule.get('split'))}"
     return _shorten(f"{match or 'everyone'} → {serve}")
 
@@ -111,7 +126,9 @@ def _variants_lines(before: Mapping, after: Mapping) -> list[str]:
         elif name not in after:
             lines.append(f"variant {name} removed")
         elif before[name] != after[name]:
-            lines.append(f"variant {name}: {_shorten(_value(before[name]))} → {_shorten(_value(after[name]))}")
+            lines.append(
+                f"variant {name}: {_shorten(_value(before[name]))} → {_shorten(_value(after[name]))}"
+            )
     return lines
 
 
@@ -119,7 +136,9 @@ def describe_change(before: Mapping[str, Any] | None, after: Mapping[str, Any] |
     """What changed, one line per field (rules and variants one line per item); [] when nothing did."""
     before, after = dict(before or {}), dict(after or {})
     lines: list[str] = []
-    for key in sorted(set(before) | set(after), key=lambda k: (list(LABELS).index(k) if k in LABELS else 99, k)):
+    for key in sorted(
+        set(before) | set(after), key=lambda k: (list(LABELS).index(k) if k in LABELS else 99, k)
+    ):
         old, new = before.get(key), after.get(key)
         if old == new:
             continue

@@ -39,7 +39,9 @@ class FlagState(models.Model):
     """How a flag behaves in one environment: what the engine compiles."""
 
     flag = models.ForeignKey(Flag, on_delete=models.CASCADE, related_name="states")
-    environment = models.ForeignKey("environments.Environment", on_delete=models.CASCADE, related_name="flag_states")
+    environment = models.ForeignKey(
+        "environments.Environment", on_delete=models.CASCADE, related_name="flag_states"
+    )
     enabled = models.BooleanField(default=False)
     off_variant = models.CharField(max_length=100)
     default_variant = models.CharField(max_length=100)
@@ -75,9 +77,12 @@ class FlagEvent(models.Model):
     """A flag's history: every change with who, when and the state before and after (revertible)."""
 
     flag = models.ForeignKey(Flag, on_delete=models.CASCADE, related_name="events")
-    environment = models.ForeignKey("environments.Environment", null=True, blank=True, on_delete=models.CASCADE,
-                                    related_name="+")
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    environment = models.ForeignKey(
+        "environments.Environment", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     actor_label = models.CharField(max_length=200)
     kind = models.CharField(max_length=40)
     before = models.JSONField(null=True, blank=True)
@@ -101,8 +106,11 @@ class EvaluationCount(models.Model):
     count = models.PositiveBigIntegerField(default=0)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["environment", "flag_key", "variant", "hour"],
-                                               name="evalcount_unique")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["environment", "flag_key", "variant", "hour"], name="evalcount_unique"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.flag_key}={self.variant} ×{self.count}"
@@ -120,9 +128,12 @@ class ChangeRequest(models.Model):
     environment = models.ForeignKey("environments.Environment", on_delete=models.CASCADE, related_name="+")
     changes = models.JSONField()
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
-    proposed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
-    reviewed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                    related_name="+")
+    proposed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     comment = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     decided_at = models.DateTimeField(null=True, blank=True)
@@ -141,7 +152,9 @@ class ScheduledChange(models.Model):
     environment = models.ForeignKey("environments.Environment", on_delete=models.CASCADE, related_name="+")
     changes = models.JSONField()
     run_at = models.DateTimeField(db_index=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
     applied_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
 

@@ -22,12 +22,23 @@ CORS_HEADERS = [
     (b"access-control-expose-headers", b"ETag, Retry-After"),
     (b"access-control-max-age", b"600"),
 ]
-STATUS_OF_ERROR = {ErrorCode.FLAG_NOT_FOUND: 404, ErrorCode.INVALID_CONTEXT: 400, ErrorCode.PARSE_ERROR: 400,
-                   ErrorCode.TARGETING_KEY_MISSING: 400, ErrorCode.TYPE_MISMATCH: 400}
+STATUS_OF_ERROR = {
+    ErrorCode.FLAG_NOT_FOUND: 404,
+    ErrorCode.INVALID_CONTEXT: 400,
+    ErrorCode.PARSE_ERROR: 400,
+    ErrorCode.TARGETING_KEY_MISSING: 400,
+    ErrorCode.TYPE_MISMATCH: 400,
+}
 
 
 def success(key: str, r: Resolution) -> dict:
-    return {"key": key, "value": r.value, "reason": r.reason, "variant": r.variant, "metadata": dict(r.metadata or {})}
+    return {
+        "key": key,
+        "value": r.value,
+        "reason": r.reason,
+        "variant": r.variant,
+        "metadata": dict(r.metadata or {}),
+    }
 
 
 def failure(key: str, r: Resolution) -> dict:
@@ -55,6 +66,10 @@ def parse_context(raw: bytes):
 
 def bulk_body(snapshot_version: str, results: dict[str, Resolution]) -> tuple[bytes, bytes]:
     """The bulk answer and its ETag: the ETag covers the flags and the context, so the same both → 304."""
-    body = orjson.dumps({"flags": [failure(k, r) if r.error_code else success(k, r) for k, r in results.items()]})
-    etag = ('"' + hashlib.blake2b(snapshot_version.encode() + body, digest_size=12).hexdigest() + '"').encode()
+    body = orjson.dumps(
+        {"flags": [failure(k, r) if r.error_code else success(k, r) for k, r in results.items()]}
+    )
+    etag = (
+        '"' + hashlib.blake2b(snapshot_version.encode() + body, digest_size=12).hexdigest() + '"'
+    ).encode()
     return body, etag

@@ -101,7 +101,8 @@ async def _lookup_into_cache(key: str):
     try:
         checked_at = time.monotonic()
         environment_id, refusal, application_id, version = await sync_to_async(
-            _lookup_token, thread_sensitive=False)(key)
+            _lookup_token, thread_sensitive=False
+        )(key)
         entry = _tokens[key] = (checked_at, environment_id, refusal, application_id, version)
         return entry
     finally:
@@ -110,7 +111,9 @@ async def _lookup_into_cache(key: str):
 
 async def _checked(key: str):
     entry = await _lookup_and_cache(key)
-    if _behind(entry):  # the shared lookup began before a change this process has seen since: one more, after it
+    if _behind(
+        entry
+    ):  # the shared lookup began before a change this process has seen since: one more, after it
         entry = await _lookup_and_cache(key)
     return entry
 
@@ -125,8 +128,10 @@ async def _token(key: str) -> tuple[int | None, str | None]:
     if application_id is not None:
         known = access.known(application_id)
         if known is None or now - known[1] >= access.CHECK_EVERY:
-            _refresh_in_background(("access", application_id), lambda: sync_to_async(
-                access.refresh, thread_sensitive=False)([application_id]))
+            _refresh_in_background(
+                ("access", application_id),
+                lambda: sync_to_async(access.refresh, thread_sensitive=False)([application_id]),
+            )
     if now - checked_at >= TOKEN_TTL:
         _refresh_in_background(("token", key), lambda: _lookup_and_cache(key))
     return environment_id, refusal
@@ -137,14 +142,20 @@ async def _snapshot(environment_id: int):
     if entry is None:
         return await sync_to_async(snapshots.get, thread_sensitive=False)(environment_id)
     if time.monotonic() - entry[1] >= 1.0:
-        _refresh_in_background(("snapshot", environment_id),
-                               lambda: sync_to_async(snapshots.get, thread_sensitive=False)(environment_id))
+        _refresh_in_background(
+            ("snapshot", environment_id),
+            lambda: sync_to_async(snapshots.get, thread_sensitive=False)(environment_id),
+        )
     return entry[2]
 
 
 async def _send(send, status: int, body: bytes = b"", extra: list | None = None) -> None:
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *CORS_HEADERS,
-               *(extra or [])]
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *CORS_HEADERS,
+        *(extra or []),
+    ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -159,8 +170,13 @@ class _Limits:
     def get(self):
         from django.conf import settings
 
-        config = (settings.OFREP_RATE_LIMIT, settings.OFREP_RATE_BURST, settings.WEB_PROCESSES,
-                  settings.API_ANONYMOUS_RATE_LIMIT, settings.API_ANONYMOUS_RATE_BURST)
+        config = (
+            settings.OFREP_RATE_LIMIT,
+            settings.OFREP_RATE_BURST,
+            settings.WEB_PROCESSES,
+            settings.API_ANONYMOUS_RATE_LIMIT,
+            settings.API_ANONYMOUS_RATE_BURST,
+        )
         if config != self.built_from:  # settings are fixed in production; tests change them
             token_rate, anonymous_rate = Rate.parse(config[0], config[1]), Rate.parse(config[3], config[4])
             self.tokens = LocalBuckets(token_rate.divided(config[2])) if token_rate else None
@@ -174,8 +190,12 @@ _limits = _Limits()
 
 async def _rate_limited(send, wait: float) -> None:
     seconds = max(1, math.ceil(wait))
-    await _send(send, 429, general_error(f"Rate limit exceeded: retry in {seconds} s."),
-                [(b"retry-after", str(seconds).encode())])
+    await _send(
+        send,
+        429,
+        general_error(f"Rate limit exceeded: retry in {seconds} s."),
+        [(b"retry-after", str(seconds).encode())],
+    )
 
 
 def _address_wait(scope) -> float:
@@ -199,7 +219,9 @@ async def ofrep_app(scope, receive, send) -> None:
             return await _rate_limited(send, wait)
         return await _send(send, 401, general_error("Send Authorization: Bearer <token>."))
     cached = _tokens.get(key)
-    if (cached is None or cached[2]) and (wait := _address_wait(scope)):  # an unknown key costs a query: per address
+    if (cached is None or cached[2]) and (
+        wait := _address_wait(scope)
+    ):  # an unknown key costs a query: per address
         return await _rate_limited(send, wait)
     environment_id, refusal = await _token(key)
     if refusal:
@@ -209,7 +231,7 @@ async def ofrep_app(scope, receive, send) -> None:
     if limits.tokens is not None and (wait := limits.tokens.take(key)):
         return await _rate_limited(send, wait)
     raw = await read_body(receive, settings.API_MAX_BODY_BYTES)
-    flag_key = scope["path"][len(PREFIX) + 1:] if scope["path"].startswith(PREFIX + "/") else None
+    flag_key = scope["path"][len(PREFIX) + 1 :] if scope["path"].startswith(PREFIX + "/") else None
     if raw is None:
         return await _send(send, 413, general_error("Body over 1 MB."))
     context, problem = parse_context(raw)
@@ -222,15 +244,19 @@ async def ofrep_app(scope, receive, send) -> None:
     if flag_key:
         resolution = evaluate(snapshot, flag_key, context)
         if resolution.error_code:
-            return await _send(send, STATUS_OF_ERROR.get(resolution.error_code, 400),
-                               orjson.dumps(failure(flag_key, resolution)))
+            return await _send(
+                send,
+                STATUS_OF_ERROR.get(resolution.error_code, 400),
+                orjson.dumps(failure(flag_key, resolution)),
+            )
         usage.add_async(environment_id, [(flag_key, resolution)])
         return await _send(send, 200, orjson.dumps(success(flag_key, resolution)))
     results = evaluate_all(snapshot, context)
     body, etag = bulk_body(snapshot.version, results)
     usage.add_async(environment_id, [(k, r) for k, r in results.items() if not r.error_code])
     if headers.get(b"if-none-match") == etag:
-        await send({"type": "http.response.start", "status": 304, "headers": [*CORS_HEADERS, (b"etag", etag)]})
+        await send(
+            {"type": "http.response.start", "status": 304, "headers": [*CORS_HEADERS, (b"etag", etag)]}
+        )
         return await send({"type": "http.response.body", "body": b""})
     return await _send(send, 200, body, [(b"etag", etag)])
-

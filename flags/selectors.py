@@ -15,7 +15,9 @@ STALE_DAYS = 14
 def flag_list(application, *, search: str = "", tag: str = "", stale: bool = False) -> list[Flag]:
     flags: QuerySet[Flag] = Flag.objects.filter(application=application, archived_at__isnull=True)
     if search:
-        flags = flags.filter(Q(key__icontains=search) | Q(name__icontains=search) | Q(owner__icontains=search))
+        flags = flags.filter(
+            Q(key__icontains=search) | Q(name__icontains=search) | Q(owner__icontains=search)
+        )
     flags = list(flags.order_by("key"))
     if tag:
         flags = [f for f in flags if tag in f.tags]
@@ -25,10 +27,13 @@ def flag_list(application, *, search: str = "", tag: str = "", stale: bool = Fal
     cutoff = timezone.now() - timedelta(days=STALE_DAYS)
     counts = EvaluationCount.objects.filter(environment__application=application)
     last_seen = dict(counts.values_list("flag_key").annotate(last=Max("hour")))
-    recent_variants = dict(counts.filter(hour__gte=cutoff).values_list("flag_key")
-                           .annotate(n=Count("variant", distinct=True)))
+    recent_variants = dict(
+        counts.filter(hour__gte=cutoff).values_list("flag_key").annotate(n=Count("variant", distinct=True))
+    )
     for flag in flags:
-        flag.state_by_env = {env_id: state for (flag_id, env_id), state in states.items() if flag_id == flag.pk}
+        flag.state_by_env = {
+            env_id: state for (flag_id, env_id), state in states.items() if flag_id == flag.pk
+        }
         flag.last_evaluated = last_seen.get(flag.key)
         flag.stale_reason = None
         if flag.created_at < cutoff:

@@ -22,19 +22,38 @@ def default_state(flag: Flag) -> dict[str, Any]:
     names = list(flag.variants)
     on = "on" if "on" in flag.variants else names[0]
     off = "off" if "off" in flag.variants else names[-1]
-    return {"enabled": False, "off_variant": off, "default_variant": on, "rules": [], "rollout": None,
-            "prerequisites": []}
+    return {
+        "enabled": False,
+        "off_variant": off,
+        "default_variant": on,
+        "rules": [],
+        "rollout": None,
+        "prerequisites": [],
+    }
 
 
 def state_dict(state: FlagState) -> dict[str, Any]:
-    return {"enabled": state.enabled, "off_variant": state.off_variant, "default_variant": state.default_variant,
-            "rules": state.rules, "rollout": state.rollout, "prerequisites": state.prerequisites}
+    return {
+        "enabled": state.enabled,
+        "off_variant": state.off_variant,
+        "default_variant": state.default_variant,
+        "rules": state.rules,
+        "rollout": state.rollout,
+        "prerequisites": state.prerequisites,
+    }
 
 
 def flag_config(flag: Flag, state: dict[str, Any]) -> dict[str, Any]:
-    config = {"key": flag.key, "type": flag.type, "variants": flag.variants, "enabled": state["enabled"],
-              "off_variant": state["off_variant"], "default_variant": state["default_variant"],
-              "rules": state["rules"] or [], "prerequisites": state["prerequisites"] or []}
+    config = {
+        "key": flag.key,
+        "type": flag.type,
+        "variants": flag.variants,
+        "enabled": state["enabled"],
+        "off_variant": state["off_variant"],
+        "default_variant": state["default_variant"],
+        "rules": state["rules"] or [],
+        "prerequisites": state["prerequisites"] or [],
+    }
     if state.get("rollout"):
         config["rollout"] = state["rollout"]
     if flag.owner:
@@ -42,8 +61,9 @@ def flag_config(flag: Flag, state: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
-def environment_config(environment: Environment, *, override: tuple[Flag, dict] | None = None,
-                       segments: dict | None = None) -> dict[str, Any]:
+def environment_config(
+    environment: Environment, *, override: tuple[Flag, dict] | None = None, segments: dict | None = None
+) -> dict[str, Any]:
     """The engine config for an environment; `override` swaps in a candidate state to validate before saving."""
     flags = list(Flag.objects.filter(application_id=environment.application_id, archived_at__isnull=True))
     states = {s.flag_id: state_dict(s) for s in FlagState.objects.filter(environment=environment)}
@@ -54,8 +74,10 @@ def environment_config(environment: Environment, *, override: tuple[Flag, dict] 
         else:
             configs.append(flag_config(flag, states.get(flag.pk) or default_state(flag)))
     if segments is None:
-        segments = {s.name: {"conditions": s.conditions}
-                    for s in Segment.objects.filter(application_id=environment.application_id)}
+        segments = {
+            s.name: {"conditions": s.conditions}
+            for s in Segment.objects.filter(application_id=environment.application_id)
+        }
     return {"segments": segments, "flags": configs}
 
 
@@ -71,7 +93,9 @@ class SnapshotCache:
         entry = self._entries.get(environment_id)
         if entry is not None and now - entry[1] < CHECK_EVERY:
             return entry[2]
-        version = Environment.objects.filter(pk=environment_id).values_list("flags_version", flat=True).first()
+        version = (
+            Environment.objects.filter(pk=environment_id).values_list("flags_version", flat=True).first()
+        )
         if entry is not None and entry[0] == version:
             self._entries[environment_id] = (version, now, entry[2])
             return entry[2]

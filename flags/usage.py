@@ -56,9 +56,14 @@ class UsageCounter:
         hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
         table = EvaluationCount._meta.db_table
         # Counts of an environment deleted meanwhile are dropped, not allowed to fail the others' insert.
-        existing = set(Environment.objects.filter(pk__in={e for e, _, _ in counts}).values_list("pk", flat=True))
-        rows = [(environment_id, key, variant, hour, n) for (environment_id, key, variant), n in sorted(counts.items())
-                if environment_id in existing]
+        existing = set(
+            Environment.objects.filter(pk__in={e for e, _, _ in counts}).values_list("pk", flat=True)
+        )
+        rows = [
+            (environment_id, key, variant, hour, n)
+            for (environment_id, key, variant), n in sorted(counts.items())
+            if environment_id in existing
+        ]
         if not rows:
             return 0
         # One statement, rows in a fixed order: processes flushing at once neither lose counts nor deadlock.

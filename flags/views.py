@@ -48,7 +48,9 @@ _KEY_HELP = "A key is lowercase letters, digits, dots, dashes and underscores (a
 
 
 class NewFlagForm(forms.Form):
-    key = forms.RegexField(KEY_PATTERN, max_length=128, error_messages={"invalid": _KEY_HELP, "required": _KEY_HELP})
+    key = forms.RegexField(
+        KEY_PATTERN, max_length=128, error_messages={"invalid": _KEY_HELP, "required": _KEY_HELP}
+    )
     name = forms.CharField(max_length=200, required=False)
 
 
@@ -65,13 +67,22 @@ def flag_list(request: HttpRequest, slug: str) -> HttpResponse:
         "application": application,
         "environments": environments,
         "editable": {env.pk: can(actor, Permission.EDIT_FLAGS, application, env) for env in environments},
-        "flags": selectors.flag_list(application, search=query_text(request.GET, "q").strip(),
-                                     tag=query_text(request.GET, "tag"), stale=bool(request.GET.get("stale"))),
-        "q": query_text(request.GET, "q"), "stale": bool(request.GET.get("stale")),
-        "segments": [{"segment": seg, "json": json.dumps(seg.conditions, indent=2)}
-                     for seg in Segment.objects.filter(application=application)],
+        "flags": selectors.flag_list(
+            application,
+            search=query_text(request.GET, "q").strip(),
+            tag=query_text(request.GET, "tag"),
+            stale=bool(request.GET.get("stale")),
+        ),
+        "q": query_text(request.GET, "q"),
+        "stale": bool(request.GET.get("stale")),
+        "segments": [
+            {"segment": seg, "json": json.dumps(seg.conditions, indent=2)}
+            for seg in Segment.objects.filter(application=application)
+        ],
     }
-    template = "flags/list.html#rows" if request.htmx and request.htmx.target == "flag-rows" else "flags/list.html"
+    template = (
+        "flags/list.html#rows" if request.htmx and request.htmx.target == "flag-rows" else "flags/list.html"
+    )
     return render(request, template, context)
 
 
@@ -85,14 +96,23 @@ def toggle(request: HttpRequest, slug: str, key: str, name: str) -> HttpResponse
     enabled = not (state.enabled if state else False)
     state = do_change_flag_state(Actor(request.user), flag, environment, enabled=enabled)
     if isinstance(state, ChangeRequest):
-        messages.info(request, f"Proposed turning {flag.key} {'on' if enabled else 'off'} in {environment.name}: "
-                               "another flag editor approves it on the flag's page.")
-        return redirect("flags:detail", slug=slug, key=key) if not request.htmx else _hx_redirect(
-            f"/apps/{slug}/flags/{key}/")
+        messages.info(
+            request,
+            f"Proposed turning {flag.key} {'on' if enabled else 'off'} in {environment.name}: "
+            "another flag editor approves it on the flag's page.",
+        )
+        return (
+            redirect("flags:detail", slug=slug, key=key)
+            if not request.htmx
+            else _hx_redirect(f"/apps/{slug}/flags/{key}/")
+        )
     said = f"{flag.key} is now {describe_state(state_dict(state))} in {environment.name}."
     if request.htmx:
-        response = render(request, "flags/list.html#toggle", {"flag": flag, "env": environment, "state": state,
-                                                              "application": application, "can_edit": True})
+        response = render(
+            request,
+            "flags/list.html#toggle",
+            {"flag": flag, "env": environment, "state": state, "application": application, "can_edit": True},
+        )
         response.write(render_to_string("flags/list.html#flash-oob", {"said": said}))
         return response
     messages.success(request, said)
@@ -100,8 +120,12 @@ def toggle(request: HttpRequest, slug: str, key: str, name: str) -> HttpResponse
     return redirect(local_path(request.POST.get("next")) or reverse("flags:list", kwargs={"slug": slug}))
 
 
-def _detail_context(request: HttpRequest, application: Application, flag: Flag,
-                    posted: tuple[Environment, FlagStateForm] | None = None) -> dict:
+def _detail_context(
+    request: HttpRequest,
+    application: Application,
+    flag: Flag,
+    posted: tuple[Environment, FlagStateForm] | None = None,
+) -> dict:
     """The flag page; `posted` keeps what was typed into one environment's card, with its errors."""
     environments = list(application.environments.order_by("position"))
     states = {s.environment_id: s for s in flag.states.all()}
@@ -109,8 +133,11 @@ def _detail_context(request: HttpRequest, application: Application, flag: Flag,
     for environment in environments:
         state = state_dict(states[environment.pk]) if environment.pk in states else default_state(flag)
         card = {
-            "env": environment, "state": state, "rules_json": json.dumps(state["rules"], indent=2),
-            "percentage": (state["rollout"] or {}).get("percentage"), "errors": {},
+            "env": environment,
+            "state": state,
+            "rules_json": json.dumps(state["rules"], indent=2),
+            "percentage": (state["rollout"] or {}).get("percentage"),
+            "errors": {},
             "can_edit": can(Actor(request.user), Permission.EDIT_FLAGS, application, environment),
             "chart": selectors.evaluation_series(flag, environment),
         }
@@ -121,11 +148,18 @@ def _detail_context(request: HttpRequest, application: Application, flag: Flag,
     for event in history:
         event.lines = describe_change(event.before, event.after)
     changes = ChangeRequest.objects.filter(flag=flag, status=ChangeRequest.Status.OPEN).select_related(
-        "environment", "proposed_by")
-    return {"application": application, "flag": flag, "cards": cards, "history": history,
-            "environments": environments, "change_requests": changes,
-            "variants_json": json.dumps(flag.variants, indent=2),
-            "can_edit_flag": can(Actor(request.user), Permission.EDIT_FLAGS, application)}
+        "environment", "proposed_by"
+    )
+    return {
+        "application": application,
+        "flag": flag,
+        "cards": cards,
+        "history": history,
+        "environments": environments,
+        "change_requests": changes,
+        "variants_json": json.dumps(flag.variants, indent=2),
+        "can_edit_flag": can(Actor(request.user), Permission.EDIT_FLAGS, application),
+    }
 
 
 @login_required
@@ -142,8 +176,12 @@ class FlagStateForm(forms.Form):
     default_variant = forms.CharField(max_length=100, required=False)
     off_variant = forms.CharField(max_length=100, required=False)
     use_rollout = forms.BooleanField(required=False)
-    percentage = forms.IntegerField(min_value=0, max_value=100, required=False,
-                                    error_messages={"invalid": "The rollout percentage is a whole number from 0 to 100."})
+    percentage = forms.IntegerField(
+        min_value=0,
+        max_value=100,
+        required=False,
+        error_messages={"invalid": "The rollout percentage is a whole number from 0 to 100."},
+    )
     # Bounded like an API body (config/jsonbody.py): a 10**400 value or 5,000 brackets is a field error here.
     rules = JSONTextField(kind=list, empty=[], what="Rules")
 
@@ -166,19 +204,26 @@ class FlagStateForm(forms.Form):
         field = (error.field or "").split(".", 1)[0].split("[", 1)[0]
         field = self.FIELD_OF_ERROR.get(field, field)
         where = error.field if error.field and ("[" in error.field or "." in error.field) else None
-        self.add_error(field if field in self.fields else None, f"{where}: {error.detail}" if where else error.detail)
+        self.add_error(
+            field if field in self.fields else None, f"{where}: {error.detail}" if where else error.detail
+        )
 
     def as_card(self, state: dict) -> dict:
         """What was typed, to show again with the errors (nothing typed is lost)."""
         data = self.data
         return {
-            "state": {**state, "enabled": data.get("enabled") == "on",
-                      "default_variant": data.get("default_variant", state["default_variant"]),
-                      "off_variant": data.get("off_variant", state["off_variant"])},
+            "state": {
+                **state,
+                "enabled": data.get("enabled") == "on",
+                "default_variant": data.get("default_variant", state["default_variant"]),
+                "off_variant": data.get("off_variant", state["off_variant"]),
+            },
             "rules_json": data.get("rules", ""),
             "percentage": data.get("percentage") if data.get("use_rollout") else None,
-            "errors": {("form" if field == "__all__" else field): [str(m) for m in messages_]
-                       for field, messages_ in self.errors.items()},
+            "errors": {
+                ("form" if field == "__all__" else field): [str(m) for m in messages_]
+                for field, messages_ in self.errors.items()
+            },
         }
 
 
@@ -204,9 +249,13 @@ def update_state(request: HttpRequest, slug: str, key: str, name: str) -> HttpRe
         context = _detail_context(request, application, flag, posted=(environment, form))
         return render(request, "flags/detail.html", context, status=400)
     if isinstance(result, ChangeRequest):
-        messages.info(request, f"Change to {environment.name} proposed: another flag editor approves it below.")
+        messages.info(
+            request, f"Change to {environment.name} proposed: another flag editor approves it below."
+        )
     else:
-        messages.success(request, f"{flag.key} is now {describe_state(state_dict(result))} in {environment.name}.")
+        messages.success(
+            request, f"{flag.key} is now {describe_state(state_dict(result))} in {environment.name}."
+        )
     return redirect("flags:detail", slug=slug, key=key)
 
 
@@ -225,8 +274,14 @@ def edit_flag(request: HttpRequest, slug: str, key: str) -> HttpResponse:
     flag = get_object_or_404(Flag, application=application, key=key)
     data = cleaned(EditFlagForm(request.POST))
     tags = [t.strip()[:100] for t in data["tags"].split(",") if t.strip()]
-    do_update_flag(Actor(request.user), flag, variants=data["variants"], description=data["description"],
-                   owner=data["owner"][:150], tags=tags[:20])
+    do_update_flag(
+        Actor(request.user),
+        flag,
+        variants=data["variants"],
+        description=data["description"],
+        owner=data["owner"][:150],
+        tags=tags[:20],
+    )
     return redirect("flags:detail", slug=slug, key=key)
 
 
@@ -242,8 +297,13 @@ class SegmentForm(forms.Form):
 def save_segment(request: HttpRequest, slug: str) -> HttpResponse:
     application = _application(request, slug)
     data = cleaned(SegmentForm(request.POST))
-    do_save_segment(Actor(request.user), application, name=data["name"], conditions=data["conditions"],
-                    description=data["description"][:2000])
+    do_save_segment(
+        Actor(request.user),
+        application,
+        name=data["name"],
+        conditions=data["conditions"],
+        description=data["description"][:2000],
+    )
     return redirect("flags:list", slug=slug)
 
 
@@ -258,8 +318,9 @@ def decide_change(request: HttpRequest, slug: str, key: str, pk: int) -> HttpRes
     application = _application(request, slug)
     change = get_object_or_404(ChangeRequest, flag__application=application, flag__key=key, pk=pk)
     data = cleaned(ChangeDecisionForm(request.POST))
-    do_decide_change(Actor(request.user), change, approve=data["decision"] == "approve",
-                     comment=data["comment"][:2000])
+    do_decide_change(
+        Actor(request.user), change, approve=data["decision"] == "approve", comment=data["comment"][:2000]
+    )
     return redirect("flags:detail", slug=slug, key=key)
 
 
@@ -276,8 +337,11 @@ def revert(request: HttpRequest, slug: str, key: str, event_id: int) -> HttpResp
     flag = get_object_or_404(Flag, application=application, key=key)
     event = get_object_or_404(FlagEvent.objects.select_related("environment"), flag=flag, pk=event_id)
     state = do_revert_flag(Actor(request.user), flag, event)
-    messages.success(request, f"{flag.key} in {event.environment.name} is back as it was before that change: "
-                              f"{describe_state(state_dict(state))}.")
+    messages.success(
+        request,
+        f"{flag.key} in {event.environment.name} is back as it was before that change: "
+        f"{describe_state(state_dict(state))}.",
+    )
     return redirect("flags:detail", slug=slug, key=key)
 
 
@@ -286,11 +350,16 @@ def try_context(request: HttpRequest, slug: str, key: str) -> HttpResponse:
     """What a given user would get, and why: evaluates the live snapshot with the context typed in."""
     application = _application(request, slug)
     flag = get_object_or_404(Flag, application=application, key=key)
-    environment = get_object_or_404(Environment, application=application, name=query_text(request.GET, "environment"))
+    environment = get_object_or_404(
+        Environment, application=application, name=query_text(request.GET, "environment")
+    )
     context, problem = _parse_context(request.GET.get("context", ""))
     result = None if problem else evaluate(snapshots.get(environment.pk), flag.key, context)
-    return render(request, "flags/detail.html#try-result",
-                  {"result": result, "problem": problem, "env": environment, "context": context})
+    return render(
+        request,
+        "flags/detail.html#try-result",
+        {"result": result, "problem": problem, "env": environment, "context": context},
+    )
 
 
 def _parse_context(text: str) -> tuple[dict, str | None]:

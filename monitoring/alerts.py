@@ -51,10 +51,12 @@ class Finding:
 def check_recent_releases(now: datetime | None = None) -> list[Alert]:
     """Periodic: every environment's release that finished within the watch period and still runs there."""
     now = now or timezone.now()
-    recent = (Release.objects.filter(kind=Release.Kind.DEPLOY, status=Release.Status.SUCCEEDED,
-                                     previous_artifact__isnull=False,
-                                     finished_at__gte=now - timedelta(seconds=watch_seconds()))
-              .select_related("environment", "artifact", "previous_artifact", "application"))
+    recent = Release.objects.filter(
+        kind=Release.Kind.DEPLOY,
+        status=Release.Status.SUCCEEDED,
+        previous_artifact__isnull=False,
+        finished_at__gte=now - timedelta(seconds=watch_seconds()),
+    ).select_related("environment", "artifact", "previous_artifact", "application")
     raised: list[Alert] = []
     for release in recent:
         if release.environment.current_artifact_id == release.artifact_id:
@@ -82,45 +84,85 @@ def new_error_findings(release: Release, *, now: datetime) -> list[Finding]:
     version = release.artifact.version
     current = _counts(environment.pk, version, *window)
     earlier = _counts(environment.pk, previous.version, *before)
-    windows = {"window": [window[0].isoformat(), window[1].isoformat()],
-               "previous_window": [before[0].isoformat(), before[1].isoformat()], "seconds": round(seconds, 3),
-               "version": version, "previous_version": previous.version}
+    windows = {
+        "window": [window[0].isoformat(), window[1].isoformat()],
+        "previous_window": [before[0].isoformat(), before[1].isoformat()],
+        "seconds": round(seconds, 3),
+        "version": version,
+        "previous_version": previous.version,
+    }
     findings = []
     groups = ErrorGroup.objects.in_bulk([g for g, n in current.items() if n > 0])
     for group_id, errors in sorted(current.items()):
         group = groups.get(group_id)
         if group is None or group.first_seen_version != version:
             continue  # not new in this version: the error rate below speaks for it
-        change = compare_error_rates(Counted(errors=errors, exposure=seconds),
-                                     Counted(errors=earlier.get(group_id, 0), exposure=seconds), name=group.title,
-                                     per="s")
+        change = compare_error_rates(
+            Counted(errors=errors, exposure=seconds),
+            Counted(errors=earlier.get(group_id, 0), exposure=seconds),
+            name=group.title,
+            per="s",
+        )
         if change.increased:
-            findings.append(Finding(kind=Alert.Kind.NEW_ERROR, key=group.fingerprint, group=group, reason=change.reason,
-                                    details={**windows, "errors": errors, "previous_errors": earlier.get(group_id, 0),
-                                             "p_value": change.p_value, "group": group.title}))
+            findings.append(
+                Finding(
+                    kind=Alert.Kind.NEW_ERROR,
+                    key=group.fingerprint,
+                    group=group,
+                    reason=change.reason,
+                    details={
+                        **windows,
+                        "errors": errors,
+                        "previous_errors": earlier.get(group_id, 0),
+                        "p_value": change.p_value,
+                        "group": group.title,
+                    },
+                )
+            )
     # The rest: a new group that alerted already says why the rate rose; counting it again would alert twice.
     alerted = {f.group.pk for f in findings if f.group is not None}
     total = sum(n for g, n in current.items() if g not in alerted)
     previous_total = sum(n for g, n in earlier.items() if g not in alerted)
-    change = compare_error_rates(Counted(errors=total, exposure=seconds),
-                                 Counted(errors=previous_total, exposure=seconds), name="all errors", per="s")
+    change = compare_error_rates(
+        Counted(errors=total, exposure=seconds),
+        Counted(errors=previous_total, exposure=seconds),
+        name="all errors",
+        per="s",
+    )
     if change.increased:
-        findings.append(Finding(kind=Alert.Kind.ERROR_RATE, key="", group=None, reason=change.reason,
-                                details={**windows, "errors": total, "previous_errors": previous_total,
-                                         "ratio": None if change.ratio == float("inf") else change.ratio,
-                                         "p_value": change.p_value}))
+        findings.append(
+            Finding(
+                kind=Alert.Kind.ERROR_RATE,
+                key="",
+                group=None,
+                reason=change.reason,
+                details={
+                    **windows,
+                    "errors": total,
+                    "previous_errors": previous_total,
+                    "ratio": None if change.ratio == float("inf") else change.ratio,
+                    "p_value": change.p_value,
+                },
+            )
+        )
     return findings
 
 
 def _counts(environment_id: int, version: str, start: datetime, end: datetime) -> dict[int, int]:
     """Errors per group of one version in the window, from the events kept — or, for groups that had more than are
     kept, from their hourly counts (prorated), whichever is more."""
-    counted = dict(ErrorEvent.objects.filter(group__environment_id=environment_id, version=version,
-                                             timestamp__gte=start, timestamp__lt=end)
-                   .values("group_id").annotate(n=Count("id")).values_list("group_id", "n"))
+    counted = dict(
+        ErrorEvent.objects.filter(
+            group__environment_id=environment_id, version=version, timestamp__gte=start, timestamp__lt=end
+        )
+        .values("group_id")
+        .annotate(n=Count("id"))
+        .values_list("group_id", "n")
+    )
     busy = ErrorGroup.objects.filter(environment_id=environment_id, count__gt=ErrorEvent.KEEP_PER_GROUP)
-    hours = ErrorCount.objects.filter(group__in=busy, version=version, hour__gt=start - timedelta(hours=1),
-                                      hour__lt=end)
+    hours = ErrorCount.objects.filter(
+        group__in=busy, version=version, hour__gt=start - timedelta(hours=1), hour__lt=end
+    )
     estimated: dict[int, float] = {}
     for group_id, hour, n in hours.values_list("group_id", "hour", "count"):
         overlap = (min(end, hour + timedelta(hours=1)) - max(start, hour)).total_seconds()
@@ -134,20 +176,45 @@ def _counts(environment_id: int, version: str, start: datetime, end: datetime) -
 def _raise(release_id: int, finding: Finding) -> Alert | None:
     """One alert per release and group (or kind), audited, sent to the hooks after commit; rolls back when the
     environment says so (once per release)."""
-    release = (Release.objects.select_for_update(of=("self",))
-               .select_related("application", "environment", "artifact", "previous_artifact").get(pk=release_id))
+    release = (
+        Release.objects.select_for_update(of=("self",))
+        .select_related("application", "environment", "artifact", "previous_artifact")
+        .get(pk=release_id)
+    )
     if Alert.objects.filter(release=release, kind=finding.kind, key=finding.key).exists():
         return None
     environment = release.environment
-    roll_back = (environment.rollback_on_new_errors and environment.current_artifact_id == release.artifact_id
-                 and not Alert.objects.filter(release=release, rollback_requested=True).exists())
-    alert = Alert.objects.create(application=release.application, environment=environment, release=release,
-                                 kind=finding.kind, key=finding.key, group=finding.group, reason=finding.reason,
-                                 details=finding.details, rollback_requested=roll_back)
-    audit.record(Actor.system(), "alert.raised", alert, application=release.application,
-                 after={"kind": alert.kind, "release": release.pk, "version": release.artifact.version,
-                        "environment": environment.name, "rollback": roll_back, **finding.details},
-                 note=finding.reason[:500])
+    roll_back = (
+        environment.rollback_on_new_errors
+        and environment.current_artifact_id == release.artifact_id
+        and not Alert.objects.filter(release=release, rollback_requested=True).exists()
+    )
+    alert = Alert.objects.create(
+        application=release.application,
+        environment=environment,
+        release=release,
+        kind=finding.kind,
+        key=finding.key,
+        group=finding.group,
+        reason=finding.reason,
+        details=finding.details,
+        rollback_requested=roll_back,
+    )
+    audit.record(
+        Actor.system(),
+        "alert.raised",
+        alert,
+        application=release.application,
+        after={
+            "kind": alert.kind,
+            "release": release.pk,
+            "version": release.artifact.version,
+            "environment": environment.name,
+            "rollback": roll_back,
+            **finding.details,
+        },
+        note=finding.reason[:500],
+    )
     payload = alert_message(alert)
     for hook in NotificationHook.objects.filter(application=release.application, active=True):
         if not hook.events or "alert" in hook.events:
@@ -166,10 +233,21 @@ def alert_message(alert: Alert) -> dict:
     text = f":rotating_light: {label} after <{link}|{what}>: {alert.reason}"
     if alert.rollback_requested and release.previous_artifact is not None:
         text += f"\nRolling back to {release.previous_artifact.version} (rollback_on_new_errors is on)."
-    return {"text": text, "slipway": {"event": "alert", "alert": alert.pk, "kind": alert.kind,
-                                      "release": release.pk, "application": release.application.slug,
-                                      "environment": release.environment.name, "version": release.artifact.version,
-                                      "rollback": alert.rollback_requested, "url": link, "details": alert.details}}
+    return {
+        "text": text,
+        "slipway": {
+            "event": "alert",
+            "alert": alert.pk,
+            "kind": alert.kind,
+            "release": release.pk,
+            "application": release.application.slug,
+            "environment": release.environment.name,
+            "version": release.artifact.version,
+            "rollback": alert.rollback_requested,
+            "url": link,
+            "details": alert.details,
+        },
+    }
 
 
 def rollback_for_alert(alert_id: int) -> Release | None:
@@ -178,12 +256,18 @@ def rollback_for_alert(alert_id: int) -> Release | None:
     from releases.exceptions import AlreadyDeployed
     from releases.promotions import do_rollback
 
-    alert = Alert.objects.select_related("release__environment", "release__previous_artifact").get(pk=alert_id)
+    alert = Alert.objects.select_related("release__environment", "release__previous_artifact").get(
+        pk=alert_id
+    )
     release = alert.release
     if release.previous_artifact is None or release.environment.current_artifact_id != release.artifact_id:
         return None
     try:
-        return do_rollback(Actor.system(), release.environment, artifact=release.previous_artifact,
-                           reason=f"alert #{alert.pk}: {alert.reason}"[:2000])
+        return do_rollback(
+            Actor.system(),
+            release.environment,
+            artifact=release.previous_artifact,
+            reason=f"alert #{alert.pk}: {alert.reason}"[:2000],
+        )
     except AlreadyDeployed:
         return None

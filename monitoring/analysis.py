@@ -49,13 +49,26 @@ SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 RESERVED_NAMES = {"result", "and", "or", "not", "true", "false"}
 
 METRIC_DEFAULTS: dict[str, Any] = {
-    "direction": "either", "critical": False, "weight": 1.0, "unit": "", "allowed_increase": 1.0,
-    "allowed_decrease": 1.0, "success_condition": "", "failure_condition": "", "failure_limit": 0,
-    "inconclusive_limit": 0, "consecutive_error_limit": 4,
+    "direction": "either",
+    "critical": False,
+    "weight": 1.0,
+    "unit": "",
+    "allowed_increase": 1.0,
+    "allowed_decrease": 1.0,
+    "success_condition": "",
+    "failure_condition": "",
+    "failure_limit": 0,
+    "inconclusive_limit": 0,
+    "consecutive_error_limit": 4,
 }
 METRIC_FIELDS = ("name", "source", "query", *METRIC_DEFAULTS)
-TEMPLATE_DEFAULTS: dict[str, Any] = {"description": "", "interval_seconds": 60, "count": 10,
-                                     "pass_threshold": 95.0, "marginal_threshold": 75.0}
+TEMPLATE_DEFAULTS: dict[str, Any] = {
+    "description": "",
+    "interval_seconds": 60,
+    "count": 10,
+    "pass_threshold": 95.0,
+    "marginal_threshold": 75.0,
+}
 TEMPLATE_FIELDS = ("name", *TEMPLATE_DEFAULTS, "metrics")
 
 
@@ -63,7 +76,11 @@ TEMPLATE_FIELDS = ("name", *TEMPLATE_DEFAULTS, "metrics")
 
 
 def _number(value: Any, field: str, *, low: float, high: float, integer: bool = False) -> float | int:
-    if isinstance(value, bool) or not isinstance(value, int | float) or (integer and not float(value).is_integer()):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or (integer and not float(value).is_integer())
+    ):
         raise Invalid(f"{'A whole number' if integer else 'A number'} from {low:g} to {high:g}.", field=field)
     if not (math.isfinite(value) and low <= value <= high):
         raise Invalid(f"From {low:g} to {high:g}, not {value!r}.", field=field)
@@ -91,13 +108,16 @@ def _bool(value: Any, field: str) -> bool:
 def parse_slug(value: Any, field: str = "name") -> str:
     text = _text(value, field, limit=63, blank=False)
     if not SLUG.fullmatch(text):
-        raise Invalid("1–63 lowercase letters, digits, dashes and underscores, starting with a letter or digit.",
-                      field=field)
+        raise Invalid(
+            "1–63 lowercase letters, digits, dashes and underscores, starting with a letter or digit.",
+            field=field,
+        )
     return text
 
 
-def parse_template(data: Any, *, sources: Mapping[str, MetricSource], current: Mapping[str, Any] | None = None
-                   ) -> dict[str, Any]:
+def parse_template(
+    data: Any, *, sources: Mapping[str, MetricSource], current: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """A template's fields, complete and checked; `current` holds the saved ones a PATCH leaves alone.
 
     Raises Invalid naming the field (`interval_seconds`, `metrics[2].success_condition`); a condition's error
@@ -116,7 +136,9 @@ def parse_template(data: Any, *, sources: Mapping[str, MetricSource], current: M
     out: dict[str, Any] = {
         "name": parse_slug(merged["name"]),
         "description": _text(merged["description"], "description", limit=2000),
-        "interval_seconds": _number(merged["interval_seconds"], "interval_seconds", low=1, high=3600, integer=True),
+        "interval_seconds": _number(
+            merged["interval_seconds"], "interval_seconds", low=1, high=3600, integer=True
+        ),
         "count": _number(merged["count"], "count", low=1, high=1000, integer=True),
         "pass_threshold": _number(merged["pass_threshold"], "pass_threshold", low=0, high=100),
         "marginal_threshold": _number(merged["marginal_threshold"], "marginal_threshold", low=0, high=100),
@@ -153,13 +175,18 @@ def parse_metric(data: Any, at: str, *, sources: Mapping[str, MetricSource]) -> 
     m = {**METRIC_DEFAULTS, **data}
     name = _text(m["name"], f"{at}.name", limit=63, blank=False)
     if not METRIC_NAME.fullmatch(name) or name in RESERVED_NAMES:
-        raise Invalid("1–63 letters, digits and underscores, not starting with a digit (conditions use it as a "
-                      f"name; not one of {', '.join(sorted(RESERVED_NAMES))}).", field=f"{at}.name")
+        raise Invalid(
+            "1–63 letters, digits and underscores, not starting with a digit (conditions use it as a "
+            f"name; not one of {', '.join(sorted(RESERVED_NAMES))}).",
+            field=f"{at}.name",
+        )
     source_name = _text(m["source"], f"{at}.source", limit=63, blank=False)
     source = sources.get(source_name)
     if source is None:
         known = ", ".join(sorted(sources)) or "none yet: create one under metric-sources/"
-        raise Invalid(f"No metric source {source_name!r}; this application has: {known}.", field=f"{at}.source")
+        raise Invalid(
+            f"No metric source {source_name!r}; this application has: {known}.", field=f"{at}.source"
+        )
     query = _text(m["query"], f"{at}.query", limit=MAX_QUERY, blank=False)
     try:
         if source.kind == MetricSource.Kind.PROMETHEUS:
@@ -172,7 +199,10 @@ def parse_metric(data: Any, at: str, *, sources: Mapping[str, MetricSource]) -> 
     if direction not in set(Direction):
         raise Invalid(f"One of {', '.join(Direction)}.", field=f"{at}.direction")
     out = {
-        "name": name, "source": source_name, "query": query, "direction": direction,
+        "name": name,
+        "source": source_name,
+        "query": query,
+        "direction": direction,
         "critical": _bool(m["critical"], f"{at}.critical"),
         "weight": _number(m["weight"], f"{at}.weight", low=0, high=1000),
         "unit": _text(m["unit"], f"{at}.unit", limit=20),
@@ -181,10 +211,12 @@ def parse_metric(data: Any, at: str, *, sources: Mapping[str, MetricSource]) -> 
         "success_condition": _text(m["success_condition"], f"{at}.success_condition", limit=MAX_CONDITION),
         "failure_condition": _text(m["failure_condition"], f"{at}.failure_condition", limit=MAX_CONDITION),
         "failure_limit": _number(m["failure_limit"], f"{at}.failure_limit", low=-1, high=1000, integer=True),
-        "inconclusive_limit": _number(m["inconclusive_limit"], f"{at}.inconclusive_limit", low=0, high=1000,
-                                      integer=True),
-        "consecutive_error_limit": _number(m["consecutive_error_limit"], f"{at}.consecutive_error_limit", low=0,
-                                           high=1000, integer=True),
+        "inconclusive_limit": _number(
+            m["inconclusive_limit"], f"{at}.inconclusive_limit", low=0, high=1000, integer=True
+        ),
+        "consecutive_error_limit": _number(
+            m["consecutive_error_limit"], f"{at}.consecutive_error_limit", low=0, high=1000, integer=True
+        ),
     }
     validate_spec(metric_spec(out))  # the checks above cover it; a mismatch is a bug, not a 400
     if has_check(out):
@@ -192,15 +224,23 @@ def parse_metric(data: Any, at: str, *, sources: Mapping[str, MetricSource]) -> 
             names = validate_check(threshold_check(out, count=1, interval_seconds=60))
         except ExpressionInvalid as error:
             field = f"{at}.{error.field}" if error.field else f"{at}.success_condition"
-            raise Invalid(str(error).removeprefix(f"{error.field}: "), field=field,
-                          extra={"position": error.position + 1}) from None
+            raise Invalid(
+                str(error).removeprefix(f"{error.field}: "),
+                field=field,
+                extra={"position": error.position + 1},
+            ) from None
         unknown_names = sorted(names - {name, "result"})
         if unknown_names:
-            condition = "failure_condition" if any(
-                n in out["failure_condition"] for n in unknown_names) else "success_condition"
-            raise Invalid(f"Reads {', '.join(map(repr, unknown_names))}, which this metric does not measure: "
-                          f"a condition reads {name!r} (the value) or result[i] (each series' value).",
-                          field=f"{at}.{condition}")
+            condition = (
+                "failure_condition"
+                if any(n in out["failure_condition"] for n in unknown_names)
+                else "success_condition"
+            )
+            raise Invalid(
+                f"Reads {', '.join(map(repr, unknown_names))}, which this metric does not measure: "
+                f"a condition reads {name!r} (the value) or result[i] (each series' value).",
+                field=f"{at}.{condition}",
+            )
     return out
 
 
@@ -209,23 +249,36 @@ def has_check(metric: Mapping[str, Any]) -> bool:
 
 
 def metric_spec(metric: Mapping[str, Any]) -> MetricSpec:
-    return MetricSpec(name=metric["name"], direction=Direction(metric["direction"]), critical=metric["critical"],
-                      weight=metric["weight"], unit=metric["unit"], allowed_increase=metric["allowed_increase"],
-                      allowed_decrease=metric["allowed_decrease"])
+    return MetricSpec(
+        name=metric["name"],
+        direction=Direction(metric["direction"]),
+        critical=metric["critical"],
+        weight=metric["weight"],
+        unit=metric["unit"],
+        allowed_increase=metric["allowed_increase"],
+        allowed_decrease=metric["allowed_decrease"],
+    )
 
 
 def threshold_check(metric: Mapping[str, Any], *, count: int, interval_seconds: float) -> ThresholdCheck:
-    return ThresholdCheck(name=metric["name"], success_condition=metric["success_condition"],
-                          failure_condition=metric["failure_condition"], count=count,
-                          interval_seconds=interval_seconds, failure_limit=metric["failure_limit"],
-                          inconclusive_limit=metric["inconclusive_limit"],
-                          consecutive_error_limit=metric["consecutive_error_limit"])
+    return ThresholdCheck(
+        name=metric["name"],
+        success_condition=metric["success_condition"],
+        failure_condition=metric["failure_condition"],
+        count=count,
+        interval_seconds=interval_seconds,
+        failure_limit=metric["failure_limit"],
+        inconclusive_limit=metric["inconclusive_limit"],
+        consecutive_error_limit=metric["consecutive_error_limit"],
+    )
 
 
 # =========================================================================== pushed samples
 
 _SELECTOR = re.compile(r"\s*(?P<name>[A-Za-z_][A-Za-z0-9_:.-]{0,99})\s*(?:\{(?P<labels>.*)\})?\s*", re.DOTALL)
-_MATCHER = re.compile(r'\s*(?P<key>[A-Za-z_][A-Za-z0-9_]*)\s*=\s*"(?P<value>(?:[^"\\]|\\.)*)"\s*(?:,|$)', re.DOTALL)
+_MATCHER = re.compile(
+    r'\s*(?P<key>[A-Za-z_][A-Za-z0-9_]*)\s*=\s*"(?P<value>(?:[^"\\]|\\.)*)"\s*(?:,|$)', re.DOTALL
+)
 _RESERVED_LABELS = {"version", "environment", "target"}
 
 
@@ -240,8 +293,11 @@ class Selector:
 def parse_selector(text: str) -> Selector:
     """`name` or `name{label="value", …}`; version, environment and target come from the run, not the query."""
     if "{{" in text:
-        raise QueryInvalid("pushed samples are matched on the run's version, environment and targets by "
-                           "themselves: no placeholders", position=text.index("{{"))
+        raise QueryInvalid(
+            "pushed samples are matched on the run's version, environment and targets by "
+            "themselves: no placeholders",
+            position=text.index("{{"),
+        )
     match = _SELECTOR.fullmatch(text)
     if match is None:
         raise QueryInvalid('a sample name, optionally with labels: http_errors{route="/cart"}', position=0)
@@ -253,29 +309,49 @@ def parse_selector(text: str) -> Selector:
         while position < len(body):
             matcher = _MATCHER.match(body, position)
             if matcher is None:
-                raise QueryInvalid('labels are written label="value", separated by commas', position=offset + position)
+                raise QueryInvalid(
+                    'labels are written label="value", separated by commas', position=offset + position
+                )
             key = matcher.group("key")
             if key in _RESERVED_LABELS:
-                raise QueryInvalid(f"{key!r} is set by the run, not the query", position=offset + matcher.start("key"))
+                raise QueryInvalid(
+                    f"{key!r} is set by the run, not the query", position=offset + matcher.start("key")
+                )
             value = re.sub(r"\\(.)", r"\1", matcher.group("value"), flags=re.DOTALL)
             labels.append((key, value))
             position = matcher.end()
     return Selector(match.group("name"), tuple(labels))
 
 
-def read_pushed(selector: Selector, *, application_id: int, environment_id: int, version: str,
-                targets: Sequence[str], start: datetime, end: datetime) -> Fetched:
+def read_pushed(
+    selector: Selector,
+    *,
+    application_id: int,
+    environment_id: int,
+    version: str,
+    targets: Sequence[str],
+    start: datetime,
+    end: datetime,
+) -> Fetched:
     """Pushed samples of one version in the window (and targets, when named), oldest first."""
-    shown = selector.name + ("{" + ", ".join(f'{k}="{v}"' for k, v in selector.labels) + "}" if selector.labels else "")
+    shown = selector.name + (
+        "{" + ", ".join(f'{k}="{v}"' for k, v in selector.labels) + "}" if selector.labels else ""
+    )
     where = f" for version {version!r}" + (f" on {', '.join(targets)}" if targets else "")
-    samples = Sample.objects.filter(application_id=application_id, environment_id=environment_id, name=selector.name,
-                                    version=version, timestamp__gte=start, timestamp__lte=end)
+    samples = Sample.objects.filter(
+        application_id=application_id,
+        environment_id=environment_id,
+        name=selector.name,
+        version=version,
+        timestamp__gte=start,
+        timestamp__lte=end,
+    )
     if targets:
         samples = samples.filter(target__in=list(targets))
     for i, (key, value) in enumerate(selector.labels):
         # A key transform, not labels__contains: SQLite (the embedded default) has no JSON containment.
         samples = samples.alias(**{f"label_{i}": KeyTransform(key, "labels")}).filter(**{f"label_{i}": value})
-    rows = list(samples.order_by("timestamp", "id").values_list("timestamp", "value")[:MAX_PUSHED_ROWS + 1])
+    rows = list(samples.order_by("timestamp", "id").values_list("timestamp", "value")[: MAX_PUSHED_ROWS + 1])
     query = f"{shown}{where}"
     if not rows:
         return Fetched(query=query, missing=f"pushed samples: none named {shown}{where} in the window")
@@ -309,10 +385,12 @@ class Window:
 
 def source_config(source: MetricSource) -> PrometheusConfig:
     return PrometheusConfig(
-        url=source.url, timeout=source.timeout_seconds,
+        url=source.url,
+        timeout=source.timeout_seconds,
         bearer_token=source.secret if source.auth == MetricSource.Auth.BEARER else "",
         username=source.username if source.auth == MetricSource.Auth.BASIC else "",
-        password=source.secret if source.auth == MetricSource.Auth.BASIC else "")
+        password=source.secret if source.auth == MetricSource.Auth.BASIC else "",
+    )
 
 
 def fetch(source: MetricSource, metric: Mapping[str, Any], side: Side, window: Window) -> Fetched:
@@ -320,27 +398,44 @@ def fetch(source: MetricSource, metric: Mapping[str, Any], side: Side, window: W
     start, end = side.start or window.start, side.end or window.end
     try:
         if source.kind == MetricSource.Kind.PUSHED:
-            return read_pushed(parse_selector(metric["query"]), application_id=window.application_id,
-                               environment_id=window.environment_id, version=side.version, targets=side.targets,
-                               start=start, end=end)
-        promql = prometheus.render_query(metric["query"], version=side.version, environment=window.environment,
-                                         targets=side.targets)
+            return read_pushed(
+                parse_selector(metric["query"]),
+                application_id=window.application_id,
+                environment_id=window.environment_id,
+                version=side.version,
+                targets=side.targets,
+                start=start,
+                end=end,
+            )
+        promql = prometheus.render_query(
+            metric["query"], version=side.version, environment=window.environment, targets=side.targets
+        )
     except QueryInvalid as error:  # a template saved before a rule existed
         return Fetched(query=metric["query"], missing=f"the query cannot be used: {error}")
     return prometheus.query_range(source_config(source), promql, start=start, end=end, step=window.step)
 
 
-def fetch_all(metrics: Sequence[Mapping[str, Any]], sources: Mapping[str, MetricSource], sides: Mapping[str, Side],
-              window: Window, *, workers: int = 8) -> list[dict[str, Fetched]]:
+def fetch_all(
+    metrics: Sequence[Mapping[str, Any]],
+    sources: Mapping[str, MetricSource],
+    sides: Mapping[str, Side],
+    window: Window,
+    *,
+    workers: int = 8,
+) -> list[dict[str, Fetched]]:
     """Each metric for each side: Prometheus in parallel threads (each bounded by its source's timeout), pushed
     samples here (the database connection is this thread's)."""
     jobs = [(i, name, side) for i in range(len(metrics)) for name, side in sides.items()]
     out: list[dict[str, Fetched]] = [{} for _ in metrics]
-    remote = [(i, n, s) for i, n, s in jobs if sources[metrics[i]["source"]].kind == MetricSource.Kind.PROMETHEUS]
+    remote = [
+        (i, n, s) for i, n, s in jobs if sources[metrics[i]["source"]].kind == MetricSource.Kind.PROMETHEUS
+    ]
     if remote:
         with ThreadPoolExecutor(max_workers=min(workers, len(remote)), thread_name_prefix="analysis") as pool:
-            futures = {(i, n): pool.submit(fetch, sources[metrics[i]["source"]], metrics[i], s, window)
-                       for i, n, s in remote}
+            futures = {
+                (i, n): pool.submit(fetch, sources[metrics[i]["source"]], metrics[i], s, window)
+                for i, n, s in remote
+            }
             for (i, n), future in futures.items():
                 out[i][n] = future.result()
     for i, name, side in jobs:
@@ -351,11 +446,20 @@ def fetch_all(metrics: Sequence[Mapping[str, Any]], sources: Mapping[str, Metric
 
 # =========================================================================== judging
 
-_RANK = {AnalysisRun.Verdict.PASS: 0, AnalysisRun.Verdict.MARGINAL: 1, AnalysisRun.Verdict.INCONCLUSIVE: 2,
-         AnalysisRun.Verdict.FAIL: 3}
-_CHECK_VERDICT = {CheckPhase.SUCCESSFUL: AnalysisRun.Verdict.PASS, CheckPhase.INCONCLUSIVE: AnalysisRun.Verdict.INCONCLUSIVE,
-                  CheckPhase.ERROR: AnalysisRun.Verdict.FAIL, CheckPhase.FAILED: AnalysisRun.Verdict.FAIL,
-                  CheckPhase.RUNNING: AnalysisRun.Verdict.INCONCLUSIVE, CheckPhase.PENDING: AnalysisRun.Verdict.INCONCLUSIVE}
+_RANK = {
+    AnalysisRun.Verdict.PASS: 0,
+    AnalysisRun.Verdict.MARGINAL: 1,
+    AnalysisRun.Verdict.INCONCLUSIVE: 2,
+    AnalysisRun.Verdict.FAIL: 3,
+}
+_CHECK_VERDICT = {
+    CheckPhase.SUCCESSFUL: AnalysisRun.Verdict.PASS,
+    CheckPhase.INCONCLUSIVE: AnalysisRun.Verdict.INCONCLUSIVE,
+    CheckPhase.ERROR: AnalysisRun.Verdict.FAIL,
+    CheckPhase.FAILED: AnalysisRun.Verdict.FAIL,
+    CheckPhase.RUNNING: AnalysisRun.Verdict.INCONCLUSIVE,
+    CheckPhase.PENDING: AnalysisRun.Verdict.INCONCLUSIVE,
+}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -388,8 +492,13 @@ def _measurements(fetched: Fetched, name: str, count: int) -> list[Measurement]:
     return [Measurement(values={name: by_time[t][0], "result": by_time[t]}) for t in times]
 
 
-def judge(template: Mapping[str, Any], sources: Mapping[str, MetricSource], fetched: Sequence[Mapping[str, Fetched]],
-          *, compare: bool) -> Outcome:
+def judge(
+    template: Mapping[str, Any],
+    sources: Mapping[str, MetricSource],
+    fetched: Sequence[Mapping[str, Fetched]],
+    *,
+    compare: bool,
+) -> Outcome:
     """The run's verdict: the worst of the canary judge's grade, the threshold checks' phase and each source's
     rule for missing data. Pure apart from reading the sources' fields."""
     metrics = template["metrics"]
@@ -405,18 +514,29 @@ def judge(template: Mapping[str, Any], sources: Mapping[str, MetricSource], fetc
         if gaps:
             rule = source.on_missing_data
             sides = ["canary"] + (["baseline"] if compare else [])
-            said = "; ".join(f"{side}: {f.missing}" for side, f in zip(sides, needed, strict=True) if f.missing)
+            said = "; ".join(
+                f"{side}: {f.missing}" for side, f in zip(sides, needed, strict=True) if f.missing
+            )
             verdict = {"fail": "fail", "inconclusive": "inconclusive", "pass": "ignored"}[rule]
-            reason = f"{metric['name']}: no data ({said}) → {verdict} (the source's on_missing_data is {rule})"
+            reason = (
+                f"{metric['name']}: no data ({said}) → {verdict} (the source's on_missing_data is {rule})"
+            )
             missing_reasons[metric["name"]] = ("ignored" if rule == "pass" else "missing", reason)
             if rule != "pass":
                 contributions.append((rule, f"{metric['name']} has no data"))
             continue
         if compare:
-            judged.append(MetricData(spec=metric_spec(metric), canary=got["canary"].values,
-                                     baseline=got["baseline"].values))
+            judged.append(
+                MetricData(
+                    spec=metric_spec(metric), canary=got["canary"].values, baseline=got["baseline"].values
+                )
+            )
         if has_check(metric):
-            checks.append(threshold_check(metric, count=template["count"], interval_seconds=template["interval_seconds"]))
+            checks.append(
+                threshold_check(
+                    metric, count=template["count"], interval_seconds=template["interval_seconds"]
+                )
+            )
             measurements[metric["name"]] = _measurements(got["canary"], metric["name"], template["count"])
 
     reasons: list[str] = []
@@ -424,8 +544,12 @@ def judge(template: Mapping[str, Any], sources: Mapping[str, MetricSource], fetc
     by_metric: dict[str, list[str]] = {}
     grades: dict[str, str] = {}
     if judged:
-        judgement = judge_canary(judged, JudgeConfig(pass_threshold=template["pass_threshold"],
-                                                     marginal_threshold=template["marginal_threshold"]))
+        judgement = judge_canary(
+            judged,
+            JudgeConfig(
+                pass_threshold=template["pass_threshold"], marginal_threshold=template["marginal_threshold"]
+            ),
+        )
         score = judgement.score
         contributions.append((judgement.grade.value, f"canary judge: {judgement.reason.partition(': ')[2]}"))
         reasons.append(judgement.reason)
@@ -447,18 +571,36 @@ def judge(template: Mapping[str, Any], sources: Mapping[str, MetricSource], fetc
         if name in missing_reasons:
             outcome, reason = missing_reasons[name]
         else:
-            outcome = grades.get(name) or ("pass" if phases.get(name) == "successful" else
-                                           "fail" if phases.get(name) in ("failed", "error") else
-                                           phases.get(name, "pass"))
+            outcome = grades.get(name) or (
+                "pass"
+                if phases.get(name) == "successful"
+                else "fail"
+                if phases.get(name) in ("failed", "error")
+                else phases.get(name, "pass")
+            )
             reason = "; ".join(by_metric.get(name, [])) or f"{name}: measured"
-        rows.append(MetricOutcome(name=name, source=metric["source"], source_kind=sources[metric["source"]].kind,
-                                  outcome=outcome, check_phase=phases.get(name, ""), reason=reason,
-                                  canary=got["canary"], baseline=got.get("baseline")))
+        rows.append(
+            MetricOutcome(
+                name=name,
+                source=metric["source"],
+                source_kind=sources[metric["source"]].kind,
+                outcome=outcome,
+                check_phase=phases.get(name, ""),
+                reason=reason,
+                canary=got["canary"],
+                baseline=got.get("baseline"),
+            )
+        )
     reasons.extend(r for _, r in missing_reasons.values())
 
     missing = len(missing_reasons)
-    status = (AnalysisRun.Status.COMPLETE if not missing else
-              AnalysisRun.Status.NO_DATA if missing == len(metrics) else AnalysisRun.Status.PARTIAL)
+    status = (
+        AnalysisRun.Status.COMPLETE
+        if not missing
+        else AnalysisRun.Status.NO_DATA
+        if missing == len(metrics)
+        else AnalysisRun.Status.PARTIAL
+    )
     if contributions:
         worst = max(_RANK[AnalysisRun.Verdict(v)] for v, _ in contributions)
         final = next(v for v, rank in _RANK.items() if rank == worst)
@@ -469,9 +611,16 @@ def judge(template: Mapping[str, Any], sources: Mapping[str, MetricSource], fetc
         summary = "pass: no metric had data, and their sources count missing data as a pass"
     else:
         final = AnalysisRun.Verdict.INCONCLUSIVE
-        summary = "inconclusive: no metric could be judged (no baseline to compare with, and no threshold check)"
-    return Outcome(verdict=final.value, score=score, status=status.value, reasons=(summary, *reasons),
-                   metrics=tuple(rows))
+        summary = (
+            "inconclusive: no metric could be judged (no baseline to compare with, and no threshold check)"
+        )
+    return Outcome(
+        verdict=final.value,
+        score=score,
+        status=status.value,
+        reasons=(summary, *reasons),
+        metrics=tuple(rows),
+    )
 
 
 # =========================================================================== storing
@@ -482,12 +631,24 @@ def summary(fetched: Fetched | None) -> dict[str, Any]:
     if fetched is None:
         return {}
     values = np.asarray(fetched.values, dtype=np.float64)
-    out: dict[str, Any] = {"count": int(values.size), "series": fetched.series, "dropped": fetched.dropped,
-                           "missing": fetched.missing}
+    out: dict[str, Any] = {
+        "count": int(values.size),
+        "series": fetched.series,
+        "dropped": fetched.dropped,
+        "missing": fetched.missing,
+    }
     if values.size:
         q = np.quantile(values, [0.05, 0.25, 0.5, 0.75, 0.95])
-        out.update(mean=float(values.mean()), min=float(values.min()), max=float(values.max()),
-                   p05=float(q[0]), p25=float(q[1]), median=float(q[2]), p75=float(q[3]), p95=float(q[4]))
+        out.update(
+            mean=float(values.mean()),
+            min=float(values.min()),
+            max=float(values.max()),
+            p05=float(q[0]),
+            p25=float(q[1]),
+            median=float(q[2]),
+            p75=float(q[3]),
+            p95=float(q[4]),
+        )
     else:
         out.update(mean=None, min=None, max=None, p05=None, p25=None, median=None, p75=None, p95=None)
     return out
@@ -506,8 +667,13 @@ def capped(fetched: Fetched | None, limit: int) -> list[list[float]]:
 
 # =========================================================================== sources
 
-SOURCE_DEFAULTS: dict[str, Any] = {"url": "", "auth": "none", "username": "", "timeout_seconds": 5.0,
-                                   "on_missing_data": "inconclusive"}
+SOURCE_DEFAULTS: dict[str, Any] = {
+    "url": "",
+    "auth": "none",
+    "username": "",
+    "timeout_seconds": 5.0,
+    "on_missing_data": "inconclusive",
+}
 SOURCE_FIELDS = ("name", "kind", *SOURCE_DEFAULTS, "secret")
 
 
@@ -534,15 +700,19 @@ def parse_source(data: Any, *, current: Mapping[str, Any] | None = None) -> dict
     if kind == MetricSource.Kind.PROMETHEUS:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise Invalid("Prometheus' base URL, http:// or https:// (e.g. http://prometheus:9090/).", field="url")
+            raise Invalid(
+                "Prometheus' base URL, http:// or https:// (e.g. http://prometheus:9090/).", field="url"
+            )
         if "@" in parts.netloc:
-            raise Invalid("No credentials in the URL: use auth, username and secret (never shown again).",
-                          field="url")
+            raise Invalid(
+                "No credentials in the URL: use auth, username and secret (never shown again).", field="url"
+            )
         if parts.query or parts.fragment:
             raise Invalid("A base URL, without ?query or #fragment.", field="url")
     elif url or auth != MetricSource.Auth.NONE:
-        raise Invalid("Pushed samples are read from Slipway itself: no URL or auth.",
-                      field="url" if url else "auth")
+        raise Invalid(
+            "Pushed samples are read from Slipway itself: no URL or auth.", field="url" if url else "auth"
+        )
     out["url"] = url
     out["auth"] = auth
     out["username"] = _text(merged["username"], "username", limit=200)

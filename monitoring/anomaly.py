@@ -41,8 +41,12 @@ class ErrorRateChange:
     reason: str
 
 
-def error_increase_p_values(current_errors: np.ndarray, current_exposure: np.ndarray,
-                            previous_errors: np.ndarray, previous_exposure: np.ndarray) -> np.ndarray:
+def error_increase_p_values(
+    current_errors: np.ndarray,
+    current_exposure: np.ndarray,
+    previous_errors: np.ndarray,
+    previous_exposure: np.ndarray,
+) -> np.ndarray:
     """One-sided p-values of "the current rate is higher", element-wise (arrays broadcast)."""
     k1 = np.asarray(current_errors).astype(np.int64)
     k0 = np.asarray(previous_errors).astype(np.int64)
@@ -61,9 +65,16 @@ def _rate(count: ErrorCount, per: str) -> str:
     return f"{count.errors} in {count.exposure:g} ({rate * 100:.3g} %)"
 
 
-def compare_error_rates(current: ErrorCount, previous: ErrorCount, *, name: str = "errors",
-                        alpha: float = 0.01, min_ratio: float = 1.5, min_errors: int = 5,
-                        per: str = "") -> ErrorRateChange:
+def compare_error_rates(
+    current: ErrorCount,
+    previous: ErrorCount,
+    *,
+    name: str = "errors",
+    alpha: float = 0.01,
+    min_ratio: float = 1.5,
+    min_errors: int = 5,
+    per: str = "",
+) -> ErrorRateChange:
     """Whether ``current`` has significantly more errors per exposure than ``previous`` (see the module doc).
 
     ``per`` names the exposure's unit when it is time ("s"); requests (the default) show rates as percentages.
@@ -74,11 +85,19 @@ def compare_error_rates(current: ErrorCount, previous: ErrorCount, *, name: str 
     current_rate = current.errors / current.exposure
     previous_rate = previous.errors / previous.exposure
     ratio = current_rate / previous_rate if previous_rate > 0 else math.inf if current_rate > 0 else math.nan
-    p = float(error_increase_p_values(np.array(current.errors), np.array(current.exposure),
-                                      np.array(previous.errors), np.array(previous.exposure)))
+    p = float(
+        error_increase_p_values(
+            np.array(current.errors),
+            np.array(current.exposure),
+            np.array(previous.errors),
+            np.array(previous.exposure),
+        )
+    )
     p_text = "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
     ratio_text = "new" if math.isinf(ratio) else "no errors" if math.isnan(ratio) else f"{ratio:.2f}×"
-    facts = f"{name}: {_rate(current, per)} vs previous version {_rate(previous, per)}, {ratio_text}, {p_text}"
+    facts = (
+        f"{name}: {_rate(current, per)} vs previous version {_rate(previous, per)}, {ratio_text}, {p_text}"
+    )
     if current.errors < min_errors:
         verdict, increased = f"no alert (fewer than {min_errors} errors)", False
     elif p >= alpha:
@@ -87,5 +106,11 @@ def compare_error_rates(current: ErrorCount, previous: ErrorCount, *, name: str 
         verdict, increased = f"no alert (significant, but below {min_ratio:g}×)", False
     else:
         verdict, increased = "alert: significantly higher", True
-    return ErrorRateChange(increased=increased, current_rate=current_rate, previous_rate=previous_rate,
-                           ratio=ratio, p_value=p, reason=f"{facts} → {verdict}")
+    return ErrorRateChange(
+        increased=increased,
+        current_rate=current_rate,
+        previous_rate=previous_rate,
+        ratio=ratio,
+        p_value=p,
+        reason=f"{facts} → {verdict}",
+    )

@@ -32,8 +32,14 @@ MAX_ROUND = 5_000  # errors written in one transaction at most
 KEY_TTL = 10.0
 ENVIRONMENTS_STALE = 1.0  # an unknown environment name re-reads the key's environments if older than this
 _AUTH_PAIR = re.compile(r"(\w+)\s*=\s*([^,\s]*)")
-CORS = [(b"access-control-allow-origin", b"*"), (b"access-control-allow-methods", b"POST, OPTIONS"),
-        (b"access-control-allow-headers", b"Content-Type, Content-Encoding, X-Sentry-Auth, sentry-trace, baggage")]
+CORS = [
+    (b"access-control-allow-origin", b"*"),
+    (b"access-control-allow-methods", b"POST, OPTIONS"),
+    (
+        b"access-control-allow-headers",
+        b"Content-Type, Content-Encoding, X-Sentry-Auth, sentry-trace, baggage",
+    ),
+]
 
 
 def handles(path: str) -> bool:
@@ -77,6 +83,7 @@ def sentry_key(headers: dict[bytes, bytes], query_string: bytes) -> str:
 
 # --- the writer --------------------------------------------------------------------------------------------------
 
+
 class ErrorWriter:
     """One thread per process writes errors in rounds; each request waits for the round that holds its errors."""
 
@@ -102,7 +109,9 @@ class ErrorWriter:
             await self._wake.wait()
             self._wake.clear()
             taken, size = 0, 0
-            while taken < len(self._pending) and (size == 0 or size + len(self._pending[taken][0]) <= MAX_ROUND):
+            while taken < len(self._pending) and (
+                size == 0 or size + len(self._pending[taken][0]) <= MAX_ROUND
+            ):
                 size += len(self._pending[taken][0])
                 taken += 1
             batch, self._pending = self._pending[:taken], self._pending[taken:]
@@ -140,6 +149,7 @@ WRITER = ErrorWriter()
 
 # --- the app -----------------------------------------------------------------------------------------------------
 
+
 async def envelope_app(scope, receive, send) -> None:
     method = scope["method"]
     if method == "OPTIONS":
@@ -151,11 +161,19 @@ async def envelope_app(scope, receive, send) -> None:
     headers = dict(scope["headers"])
     public_key = sentry_key(headers, scope.get("query_string", b""))
     if not public_key:
-        return await _respond(send, 401, {"detail": "Send X-Sentry-Auth: Sentry sentry_key=<key> (the DSN's key)."})
+        return await _respond(
+            send, 401, {"detail": "Send X-Sentry-Auth: Sentry sentry_key=<key> (the DSN's key)."}
+        )
     info = await _key_info(public_key)
     if info is None or info.application_id != project_id:
-        return await _respond(send, 401, {"detail": "Unknown or revoked key for this project: copy the DSN from "
-                                                    "the application's page again."})
+        return await _respond(
+            send,
+            401,
+            {
+                "detail": "Unknown or revoked key for this project: copy the DSN from "
+                "the application's page again."
+            },
+        )
     raw = await read_body(receive, MAX_BODY)
     if raw is None:
         return await _respond(send, 413, {"detail": f"The body is larger than {MAX_BODY // 1024} KiB."})
@@ -198,13 +216,18 @@ async def _locate(public_key: str, info, errors: list[ErrorIn], items: list[int]
         if environment_id is None:
             info = await _key_info(public_key, fresher_than=ENVIRONMENTS_STALE)  # created since we cached it?
             if info is None:
-                raise BadInput("This key was revoked: copy the DSN from the application's page again.", status=401)
+                raise BadInput(
+                    "This key was revoked: copy the DSN from the application's page again.", status=401
+                )
             environment_id = info.environments.get(error.environment)
         if environment_id is None:
             known = ", ".join(sorted(info.environments))
-            raise BadInput(f"Item {item} (event): '{error.environment}' is not an environment of {info.slug} "
-                           f"(it has: {known or 'none yet'}). Set environment= in sentry_sdk.init.",
-                           field="environment", item=item)
+            raise BadInput(
+                f"Item {item} (event): '{error.environment}' is not an environment of {info.slug} "
+                f"(it has: {known or 'none yet'}). Set environment= in sentry_sdk.init.",
+                field="environment",
+                item=item,
+            )
         rows.append(Located(info.application_id, environment_id, error))
     return rows
 

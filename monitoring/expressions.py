@@ -51,19 +51,26 @@ class EvaluationError(ValueError):
 
 
 def _pointer(source: str, position: int) -> str:
-    shown = source if len(source) <= 80 else source[max(0, position - 40): position + 40]
+    shown = source if len(source) <= 80 else source[max(0, position - 40) : position + 40]
     offset = position if len(source) <= 80 else position - max(0, position - 40)
-    return f"{shown!r} (here: {shown[offset:offset + 10]!r})" if offset < len(shown) else f"{shown!r} (at the end)"
+    return (
+        f"{shown!r} (here: {shown[offset : offset + 10]!r})"
+        if offset < len(shown)
+        else f"{shown!r} (at the end)"
+    )
 
 
 # --------------------------------------------------------------------------- tokens
 
-_TOKEN = re.compile(r"""
+_TOKEN = re.compile(
+    r"""
     (?P<space>\s+)
   | (?P<number>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)
   | (?P<name>[A-Za-z_][A-Za-z0-9_.]*)
   | (?P<op><=|>=|==|!=|&&|\|\||[<>!()\[\]+\-*/])
-""", re.VERBOSE)
+""",
+    re.VERBOSE,
+)
 
 _KEYWORDS = {"and": "&&", "or": "||", "not": "!", "true": "true", "false": "false"}
 
@@ -83,8 +90,9 @@ def _tokenize(source: str) -> list[_Token]:
         if match is None:
             char = source[position]
             hint = {"=": ": compare with `==`", "&": ": write `and` (or `&&`)", "|": ": write `or` (or `||`)"}
-            raise ExpressionInvalid(f"unexpected character {char!r}{hint.get(char, '')}",
-                                    source=source, position=position)
+            raise ExpressionInvalid(
+                f"unexpected character {char!r}{hint.get(char, '')}", source=source, position=position
+            )
         kind = match.lastgroup or ""
         text = match.group()
         if kind == "name" and text in _KEYWORDS:
@@ -122,8 +130,12 @@ class Expression:
 
 
 _COMPARISONS: dict[str, Callable[[float, float], bool]] = {
-    "<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,
-    ">=": lambda a, b: a >= b, "==": lambda a, b: a == b, "!=": lambda a, b: a != b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
 }
 
 
@@ -135,7 +147,10 @@ def _divide(a: float, b: float) -> float:
 
 
 _ARITHMETIC: dict[str, Callable[[float, float], float]] = {
-    "+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b, "/": _divide,
+    "+": lambda a, b: a + b,
+    "-": lambda a, b: a - b,
+    "*": lambda a, b: a * b,
+    "/": _divide,
 }
 
 
@@ -153,8 +168,9 @@ class _Parser:
         return self.tokens[self.index]
 
     def error(self, message: str, position: int | None = None) -> ExpressionInvalid:
-        return ExpressionInvalid(message, source=self.source,
-                                 position=self.token.position if position is None else position)
+        return ExpressionInvalid(
+            message, source=self.source, position=self.token.position if position is None else position
+        )
 
     def accept(self, *texts: str) -> _Token | None:
         token = self.token
@@ -166,8 +182,10 @@ class _Parser:
     def expect_kind(self, node: _Node, kind: str, what: str) -> _Node:
         if node.kind != kind:
             found = "a number" if node.kind == "number" else "a condition"
-            raise self.error(f"{what} needs {'a condition' if kind == 'bool' else 'a number'}, found {found}",
-                             node.position)
+            raise self.error(
+                f"{what} needs {'a condition' if kind == 'bool' else 'a number'}, found {found}",
+                node.position,
+            )
         return node
 
     # grammar
@@ -178,7 +196,9 @@ class _Parser:
         if self.token.kind != "end":
             raise self.error(f"unexpected {self.token.text!r}")
         if node.kind != "bool":
-            raise self.error("expected a condition such as `error_rate < 0.01`, found a number", node.position)
+            raise self.error(
+                "expected a condition such as `error_rate < 0.01`, found a number", node.position
+            )
         return node
 
     def condition(self) -> _Node:
@@ -270,7 +290,9 @@ class _Parser:
         if self.accept("(") is not None:
             inner = self.condition()
             if self.accept(")") is None:
-                raise self.error("expected `)`" if self.token.kind == "end" else f"expected `)`, found {self.token.text!r}")
+                raise self.error(
+                    "expected `)`" if self.token.kind == "end" else f"expected `)`, found {self.token.text!r}"
+                )
             return inner
         if token.kind == "end":
             raise self.error("expression ends too early: expected a number, a name or `(`")
@@ -314,8 +336,12 @@ def compile_expression(source: str, *, field: str | None = None) -> Expression:
     if not isinstance(source, str):
         raise ExpressionInvalid("an expression is text", source=repr(source), position=0, field=field)
     if len(source) > MAX_LENGTH:
-        raise ExpressionInvalid(f"longer than {MAX_LENGTH} characters", source=source[:MAX_LENGTH],
-                                position=MAX_LENGTH - 1, field=field)
+        raise ExpressionInvalid(
+            f"longer than {MAX_LENGTH} characters",
+            source=source[:MAX_LENGTH],
+            position=MAX_LENGTH - 1,
+            field=field,
+        )
     try:
         parser = _Parser(source)
         root = parser.parse()

@@ -89,24 +89,39 @@ _PYTHON_FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+), in 
 _AT_FRAME = re.compile(
     r"^\s*at (?:(?P<function>[^\s(]+) \((?P<file>[^()]+?)(?::(?P<line>\d+))?(?::\d+)?\)"
     r"|(?P<jvm>[\w$.<>]+)\((?P<jfile>[^():]*)(?::(?P<jline>\d+))?\)"
-    r"|(?P<bare>\S+?)(?::(?P<bline>\d+))?(?::\d+)?)\s*$", re.M)
+    r"|(?P<bare>\S+?)(?::(?P<bline>\d+))?(?::\d+)?)\s*$",
+    re.M,
+)
 
 
 def parse_stacktrace(text: str) -> list[Frame]:
     """Frames from a Python traceback or a JavaScript/JVM `at …` trace, innermost last; [] when none is found."""
-    frames = [Frame(function=m["function"], filename=m["file"], lineno=int(m["line"]))
-              for m in _PYTHON_FRAME.finditer(text)]
+    frames = [
+        Frame(function=m["function"], filename=m["file"], lineno=int(m["line"]))
+        for m in _PYTHON_FRAME.finditer(text)
+    ]
     if frames:
         return frames  # Python prints the innermost frame last already
     found = []
     for m in _AT_FRAME.finditer(text):
         if m["jvm"]:
             module, _, function = m["jvm"].rpartition(".")
-            found.append(Frame(function=function, module=module, filename=m["jfile"] or "",
-                               lineno=int(m["jline"]) if m["jline"] else None))
+            found.append(
+                Frame(
+                    function=function,
+                    module=module,
+                    filename=m["jfile"] or "",
+                    lineno=int(m["jline"]) if m["jline"] else None,
+                )
+            )
         elif m["function"]:
-            found.append(Frame(function=m["function"], filename=m["file"],
-                               lineno=int(m["line"]) if m["line"] else None))
+            found.append(
+                Frame(
+                    function=m["function"], filename=m["file"], lineno=int(m["line"]) if m["line"] else None
+                )
+            )
         else:
-            found.append(Frame(function="", filename=m["bare"], lineno=int(m["bline"]) if m["bline"] else None))
+            found.append(
+                Frame(function="", filename=m["bare"], lineno=int(m["bline"]) if m["bline"] else None)
+            )
     return list(reversed(found))  # JavaScript and the JVM print the innermost frame first

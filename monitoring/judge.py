@@ -78,10 +78,32 @@ from scipy.special import ndtr, ndtri
 from monitoring.expressions import EvaluationError, Expression, ExpressionInvalid, compile_expression
 
 __all__ = [
-    "DEFAULT_SAMPLES", "MIN_SAMPLES", "CanaryVerdict", "CheckPhase", "CheckResult", "ChecksVerdict",
-    "Classification", "Direction", "ExpressionInvalid", "Grade", "GroupScore", "JudgeConfig", "Measurement",
-    "MetricData", "MetricResult", "MetricSpec", "NanStrategy", "ShiftTest", "SideSummary", "ThresholdCheck",
-    "assess_check", "assess_checks", "judge_canary", "shift_test", "validate_check", "validate_spec",
+    "DEFAULT_SAMPLES",
+    "MIN_SAMPLES",
+    "CanaryVerdict",
+    "CheckPhase",
+    "CheckResult",
+    "ChecksVerdict",
+    "Classification",
+    "Direction",
+    "ExpressionInvalid",
+    "Grade",
+    "GroupScore",
+    "JudgeConfig",
+    "Measurement",
+    "MetricData",
+    "MetricResult",
+    "MetricSpec",
+    "NanStrategy",
+    "ShiftTest",
+    "SideSummary",
+    "ThresholdCheck",
+    "assess_check",
+    "assess_checks",
+    "judge_canary",
+    "shift_test",
+    "validate_check",
+    "validate_spec",
 ]
 
 DEFAULT_SAMPLES = 60  # per side: a 10-minute analysis sampled every 10 s
@@ -248,8 +270,13 @@ def _runs(sorted_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return sorted_values[starts], np.diff(np.concatenate((starts, [sorted_values.size])))
 
 
-def _difference_order_statistics(xs: np.ndarray, ys: np.ndarray, ranks: np.ndarray, *,
-                                 runs: tuple[tuple[np.ndarray, np.ndarray], ...] | None = None) -> np.ndarray:
+def _difference_order_statistics(
+    xs: np.ndarray,
+    ys: np.ndarray,
+    ranks: np.ndarray,
+    *,
+    runs: tuple[tuple[np.ndarray, np.ndarray], ...] | None = None,
+) -> np.ndarray:
     """Values of the given 1-based ranks among all m·n differences xs[i] − ys[j] (xs, ys sorted).
 
     Exact, without materialising a million differences: few distinct values (error counts…) are
@@ -323,8 +350,9 @@ def _difference_order_statistics(xs: np.ndarray, ys: np.ndarray, ranks: np.ndarr
     return out
 
 
-def shift_test(canary: np.ndarray | Sequence[float], baseline: np.ndarray | Sequence[float], *,
-               confidence: float = 0.98) -> ShiftTest:
+def shift_test(
+    canary: np.ndarray | Sequence[float], baseline: np.ndarray | Sequence[float], *, confidence: float = 0.98
+) -> ShiftTest:
     """Hodges-Lehmann shift canary − baseline with Kayenta's Wilcoxon interval, and the two-sided p at 0.
 
     Both samples must be finite and non-empty.
@@ -457,22 +485,40 @@ def _classify(data: MetricData, config: JudgeConfig) -> MetricResult:
     baseline = np.sort(_clean(data.baseline, spec.nan_strategy))
     c_sum, b_sum = _summary(canary), _summary(baseline)
     # A ratio of means only means something for positive values; Kayenta excludes just a mean of 0.
-    ratio = c_sum.mean / b_sum.mean if c_sum.count and b_sum.count and c_sum.mean > 0 and b_sum.mean > 0 else math.nan
+    ratio = (
+        c_sum.mean / b_sum.mean
+        if c_sum.count and b_sum.count and c_sum.mean > 0 and b_sum.mean > 0
+        else math.nan
+    )
     unit = spec.unit
 
-    def result(classification: Classification, reason: str, *, fails_run: bool = False,
-               test: ShiftTest | None = None) -> MetricResult:
-        return MetricResult(name=spec.name, classification=classification, fails_run=fails_run,
-                            reason=f"{spec.name}: {reason}", canary=c_sum, baseline=b_sum, ratio=ratio,
-                            test=test, groups=spec.groups, weight=spec.weight, muted=spec.muted)
+    def result(
+        classification: Classification, reason: str, *, fails_run: bool = False, test: ShiftTest | None = None
+    ) -> MetricResult:
+        return MetricResult(
+            name=spec.name,
+            classification=classification,
+            fails_run=fails_run,
+            reason=f"{spec.name}: {reason}",
+            canary=c_sum,
+            baseline=b_sum,
+            ratio=ratio,
+            test=test,
+            groups=spec.groups,
+            weight=spec.weight,
+            muted=spec.muted,
+        )
 
     if min(canary.size, baseline.size) < config.min_samples:
         counts = f"{canary.size} canary and {baseline.size} baseline samples, fewer than {config.min_samples}"
         if spec.nan_strategy == NanStrategy.REPLACE:
             return result(Classification.PASS, f"{counts}; missing data counts as a pass here → pass")
         if spec.critical:
-            return result(Classification.NODATA, f"{counts} → no data, and the metric is critical: the run fails",
-                          fails_run=True)
+            return result(
+                Classification.NODATA,
+                f"{counts} → no data, and the metric is critical: the run fails",
+                fails_run=True,
+            )
         if spec.must_have_data:
             return result(Classification.NODATA_FAIL, f"{counts} → no data, and data is required: fail")
         return result(Classification.NODATA, f"{counts} → no data")
@@ -492,15 +538,23 @@ def _classify(data: MetricData, config: JudgeConfig) -> MetricResult:
     low = down and test.high < -bound and (not ratio_known or ratio <= spec.allowed_decrease)
     times = f" ({ratio:.2f}×)" if ratio_known else ""
     level = f"{config.confidence * 100:g} %"
-    evidence = (f"{means}{times}, shift {_fmt_shift(test.estimate, unit)} "
-                f"[{level} interval {_fmt_shift(test.low, unit)} to {_fmt_shift(test.high, unit)}], {_fmt_p(test.p_value)}")
+    evidence = (
+        f"{means}{times}, shift {_fmt_shift(test.estimate, unit)} "
+        f"[{level} interval {_fmt_shift(test.low, unit)} to {_fmt_shift(test.high, unit)}], {_fmt_p(test.p_value)}"
+    )
 
     if high or low:
         label = Classification.HIGH if high else Classification.LOW
-        if spec.critical and (not ratio_known or (ratio >= spec.critical_increase if high else ratio <= spec.critical_decrease)):
+        if spec.critical and (
+            not ratio_known or (ratio >= spec.critical_increase if high else ratio <= spec.critical_decrease)
+        ):
             word = "too high" if high else "too low"
-            return result(label, f"{evidence} → {word}, and the metric is critical: the run fails",
-                          fails_run=True, test=test)
+            return result(
+                label,
+                f"{evidence} → {word}, and the metric is critical: the run fails",
+                fails_run=True,
+                test=test,
+            )
         return result(label, f"{evidence} → {'too high' if high else 'too low'}: fail", test=test)
 
     # Why it passed, in words.
@@ -537,7 +591,11 @@ def _group_scores(results: Sequence[MetricResult]) -> list[GroupScore]:
 
 def _summary_score(groups: Sequence[GroupScore], weights: Mapping[str, float]) -> float:
     unweighted = [g for g in groups if g.name not in weights]
-    share = (100 - sum(weights.get(g.name, 0) for g in groups if g.name in weights)) / len(unweighted) if unweighted else 0
+    share = (
+        (100 - sum(weights.get(g.name, 0) for g in groups if g.name in weights)) / len(unweighted)
+        if unweighted
+        else 0
+    )
     total = weighted = 0.0
     for g in groups:
         w = weights.get(g.name, share)
@@ -556,30 +614,60 @@ def judge_canary(metrics: Sequence[MetricData], config: JudgeConfig | None = Non
     thresholds = f"pass ≥ {config.pass_threshold:g}, marginal ≥ {config.marginal_threshold:g}"
 
     if not active:  # Kayenta: no group, score 0
-        return CanaryVerdict(grade=Grade.FAIL, score=0.0, metrics=results, groups=(),
-                             reason="fail: no metric to judge (score 0)")
+        return CanaryVerdict(
+            grade=Grade.FAIL,
+            score=0.0,
+            metrics=results,
+            groups=(),
+            reason="fail: no metric to judge (score 0)",
+        )
     critical = [r for r in active if r.fails_run]
     nodata = [r for r in active if r.classification == Classification.NODATA]
     if critical:
         names = ", ".join(r.name for r in critical)
-        return CanaryVerdict(grade=Grade.FAIL, score=0.0, metrics=results, groups=tuple(groups),
-                             reason=f"fail: critical metric{'s' if len(critical) > 1 else ''} {names} failed (score 0)")
+        return CanaryVerdict(
+            grade=Grade.FAIL,
+            score=0.0,
+            metrics=results,
+            groups=tuple(groups),
+            reason=f"fail: critical metric{'s' if len(critical) > 1 else ''} {names} failed (score 0)",
+        )
     if len(nodata) / len(active) * 100 >= NODATA_THRESHOLD:
-        return CanaryVerdict(grade=Grade.FAIL, score=0.0, metrics=results, groups=tuple(groups),
-                             reason=f"fail: {len(nodata)} of {len(active)} metrics have no data "
-                                    f"(≥ {NODATA_THRESHOLD:g} %, score 0)")
+        return CanaryVerdict(
+            grade=Grade.FAIL,
+            score=0.0,
+            metrics=results,
+            groups=tuple(groups),
+            reason=f"fail: {len(nodata)} of {len(active)} metrics have no data "
+            f"(≥ {NODATA_THRESHOLD:g} %, score 0)",
+        )
     score = _summary_score(groups, config.group_weights)
-    grade = (Grade.PASS if score >= config.pass_threshold
-             else Grade.MARGINAL if score >= config.marginal_threshold else Grade.FAIL)
-    failing = [r.name for r in active if r.classification in
-               (Classification.HIGH, Classification.LOW, Classification.NODATA_FAIL)]
+    grade = (
+        Grade.PASS
+        if score >= config.pass_threshold
+        else Grade.MARGINAL
+        if score >= config.marginal_threshold
+        else Grade.FAIL
+    )
+    failing = [
+        r.name
+        for r in active
+        if r.classification in (Classification.HIGH, Classification.LOW, Classification.NODATA_FAIL)
+    ]
     passing = sum(1 for r in active if r.classification == Classification.PASS)
     with_result = passing + len(failing)
-    detail = f"{passing} of {with_result} metrics pass" + (f"; failing: {', '.join(failing)}" if failing else "")
+    detail = f"{passing} of {with_result} metrics pass" + (
+        f"; failing: {', '.join(failing)}" if failing else ""
+    )
     if nodata:
         detail += f"; {len(nodata)} without data"
-    return CanaryVerdict(grade=grade, score=score, metrics=results, groups=tuple(groups),
-                         reason=f"{grade.value}: score {score:g} ({detail}; {thresholds})")
+    return CanaryVerdict(
+        grade=grade,
+        score=score,
+        metrics=results,
+        groups=tuple(groups),
+        reason=f"{grade.value}: score {score:g} ({detail}; {thresholds})",
+    )
 
 
 # =========================================================================== threshold checks
@@ -656,8 +744,16 @@ class _Compiled:
 
 
 def _compile_check(check: ThresholdCheck) -> _Compiled:
-    success = compile_expression(check.success_condition, field="success_condition") if check.success_condition else None
-    failure = compile_expression(check.failure_condition, field="failure_condition") if check.failure_condition else None
+    success = (
+        compile_expression(check.success_condition, field="success_condition")
+        if check.success_condition
+        else None
+    )
+    failure = (
+        compile_expression(check.failure_condition, field="failure_condition")
+        if check.failure_condition
+        else None
+    )
     return _Compiled(success, failure)
 
 
@@ -699,7 +795,9 @@ def _measure(compiled: _Compiled, measurement: Measurement) -> MeasurementOutcom
         try:
             held[label] = expression.evaluate(measurement.values)
         except EvaluationError as error:
-            return MeasurementOutcome(phase=CheckPhase.ERROR, reason=f"{label} condition `{expression.source}`: {error}")
+            return MeasurementOutcome(
+                phase=CheckPhase.ERROR, reason=f"{label} condition `{expression.source}`: {error}"
+            )
     if not held:
         return MeasurementOutcome(phase=CheckPhase.SUCCESSFUL, reason="no condition: successful")
     success = held.get("success", False)
@@ -718,15 +816,20 @@ def _measure(compiled: _Compiled, measurement: Measurement) -> MeasurementOutcom
             why = f"`{compiled.success.source}` does not hold" if compiled.success else ""
         return MeasurementOutcome(phase=CheckPhase.FAILED, reason=f"{shown}: {why} → failed")
     if not success:
-        return MeasurementOutcome(phase=CheckPhase.INCONCLUSIVE,
-                                  reason=f"{shown}: neither condition holds → inconclusive")
-    why = f"`{compiled.success.source}` holds" if compiled.success and held.get("success") else (
-        f"`{compiled.failure.source}` does not hold" if compiled.failure else "")
+        return MeasurementOutcome(
+            phase=CheckPhase.INCONCLUSIVE, reason=f"{shown}: neither condition holds → inconclusive"
+        )
+    why = (
+        f"`{compiled.success.source}` holds"
+        if compiled.success and held.get("success")
+        else (f"`{compiled.failure.source}` does not hold" if compiled.failure else "")
+    )
     return MeasurementOutcome(phase=CheckPhase.SUCCESSFUL, reason=f"{shown}: {why} → successful")
 
 
-def assess_check(check: ThresholdCheck, measurements: Sequence[Measurement], *,
-                 terminating: bool = False) -> CheckResult:
+def assess_check(
+    check: ThresholdCheck, measurements: Sequence[Measurement], *, terminating: bool = False
+) -> CheckResult:
     """Judge each measurement, then the check as Argo Rollouts does; ``terminating``: the analysis is ending."""
     compiled = _compile_check(check)
     outcomes = tuple(_measure(compiled, m) for m in measurements)
@@ -740,50 +843,90 @@ def assess_check(check: ThresholdCheck, measurements: Sequence[Measurement], *,
 
     phase, reason = CheckPhase.RUNNING, ""
     if not outcomes:
-        phase, reason = ((CheckPhase.SUCCESSFUL, "ended before any measurement → successful") if terminating
-                         else (CheckPhase.PENDING, "no measurement yet"))
+        phase, reason = (
+            (CheckPhase.SUCCESSFUL, "ended before any measurement → successful")
+            if terminating
+            else (CheckPhase.PENDING, "no measurement yet")
+        )
     else:
         # Later rules win, as in Argo's assessMetricFailureInconclusiveOrError.
         broken = None
         if check.failure_limit >= 0 and failed > check.failure_limit:
-            broken = (CheckPhase.FAILED, f"{failed} failed measurement{'s' if failed != 1 else ''}, "
-                                         f"more than the failure limit {check.failure_limit}")
+            broken = (
+                CheckPhase.FAILED,
+                f"{failed} failed measurement{'s' if failed != 1 else ''}, "
+                f"more than the failure limit {check.failure_limit}",
+            )
         if inconclusive > check.inconclusive_limit:
-            broken = (CheckPhase.INCONCLUSIVE, f"{inconclusive} inconclusive, more than the limit {check.inconclusive_limit}")
+            broken = (
+                CheckPhase.INCONCLUSIVE,
+                f"{inconclusive} inconclusive, more than the limit {check.inconclusive_limit}",
+            )
         if consecutive_errors > check.consecutive_error_limit:
-            broken = (CheckPhase.ERROR, f"{consecutive_errors} errors in a row, more than the limit "
-                                        f"{check.consecutive_error_limit}")
+            broken = (
+                CheckPhase.ERROR,
+                f"{consecutive_errors} errors in a row, more than the limit {check.consecutive_error_limit}",
+            )
         if broken is not None:
             phase, reason = broken[0], f"{broken[1]} → {broken[0].value}"
         elif check.count is not None and counted >= check.count:
-            phase, reason = CheckPhase.SUCCESSFUL, (f"{counted} of {check.count} measurements taken, "
-                                                    f"{failed} failed (limit {check.failure_limit}) → successful")
+            phase, reason = (
+                CheckPhase.SUCCESSFUL,
+                (
+                    f"{counted} of {check.count} measurements taken, "
+                    f"{failed} failed (limit {check.failure_limit}) → successful"
+                ),
+            )
         elif terminating:
-            phase, reason = CheckPhase.SUCCESSFUL, f"analysis ended after {counted} measurements, no limit broken → successful"
+            phase, reason = (
+                CheckPhase.SUCCESSFUL,
+                f"analysis ended after {counted} measurements, no limit broken → successful",
+            )
         else:
             goal = f" of {check.count}" if check.count is not None else ""
-            phase, reason = CheckPhase.RUNNING, f"{counted}{goal} measurements taken, {failed} failed → running"
+            phase, reason = (
+                CheckPhase.RUNNING,
+                f"{counted}{goal} measurements taken, {failed} failed → running",
+            )
     if outcomes:
         reason = f"{reason}; last: {outcomes[-1].reason}"
-    return CheckResult(name=check.name, phase=phase, reason=f"{check.name}: {reason}", measurements=outcomes,
-                       successful=tally[CheckPhase.SUCCESSFUL], failed=failed, inconclusive=inconclusive,
-                       errors=tally[CheckPhase.ERROR], consecutive_errors=consecutive_errors)
+    return CheckResult(
+        name=check.name,
+        phase=phase,
+        reason=f"{check.name}: {reason}",
+        measurements=outcomes,
+        successful=tally[CheckPhase.SUCCESSFUL],
+        failed=failed,
+        inconclusive=inconclusive,
+        errors=tally[CheckPhase.ERROR],
+        consecutive_errors=consecutive_errors,
+    )
 
 
-def assess_checks(checks: Sequence[ThresholdCheck], measurements: Mapping[str, Sequence[Measurement]], *,
-                  terminating: bool = False) -> ChecksVerdict:
+def assess_checks(
+    checks: Sequence[ThresholdCheck],
+    measurements: Mapping[str, Sequence[Measurement]],
+    *,
+    terminating: bool = False,
+) -> ChecksVerdict:
     """All checks of an analysis: still running while any runs, else the worst phase (Argo's order)."""
     results = tuple(assess_check(c, measurements.get(c.name, ()), terminating=terminating) for c in checks)
     if not results:
         return ChecksVerdict(phase=CheckPhase.SUCCESSFUL, reason="no checks → successful", checks=())
     if not all(r.phase.completed for r in results):
         waiting = [r.name for r in results if not r.phase.completed]
-        worst_done = max((r for r in results if r.phase.completed), key=lambda r: _WORSE.index(r.phase), default=None)
+        worst_done = max(
+            (r for r in results if r.phase.completed), key=lambda r: _WORSE.index(r.phase), default=None
+        )
         if worst_done is not None and worst_done.phase != CheckPhase.SUCCESSFUL:
             # Argo ends the run early once a metric fails, errors or is inconclusive.
             return ChecksVerdict(phase=worst_done.phase, reason=worst_done.reason, checks=results)
-        return ChecksVerdict(phase=CheckPhase.RUNNING, reason=f"running: {', '.join(waiting)}", checks=results)
+        return ChecksVerdict(
+            phase=CheckPhase.RUNNING, reason=f"running: {', '.join(waiting)}", checks=results
+        )
     worst = max(results, key=lambda r: _WORSE.index(r.phase))
     if worst.phase == CheckPhase.SUCCESSFUL:
-        return ChecksVerdict(phase=worst.phase, reason=f"all {len(results)} checks successful", checks=results)
+        return ChecksVerdict(
+            phase=worst.phase, reason=f"all {len(results)} checks successful", checks=results
+        )
     return ChecksVerdict(phase=worst.phase, reason=worst.reason, checks=results)

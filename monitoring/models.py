@@ -17,14 +17,19 @@ class IngestKey(models.Model):
     """The public key in an application's Sentry DSN (`http://<key>@host/<application id>`). Rotating it revokes
     the old one: SDKs still configured with it get 401."""
 
-    application = models.ForeignKey("releases.Application", on_delete=models.CASCADE, related_name="ingest_keys")
+    application = models.ForeignKey(
+        "releases.Application", on_delete=models.CASCADE, related_name="ingest_keys"
+    )
     public_key = models.CharField(max_length=32, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["application"], condition=models.Q(revoked_at=None),
-                                               name="ingestkey_one_active")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["application"], condition=models.Q(revoked_at=None), name="ingestkey_one_active"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.public_key[:8]}…"
@@ -52,8 +57,12 @@ class ErrorGroup(models.Model):
         REGRESSED = "regressed"  # seen again after it was resolved
         RESOLVED = "resolved"
 
-    application = models.ForeignKey("releases.Application", on_delete=models.CASCADE, related_name="error_groups")
-    environment = models.ForeignKey("environments.Environment", on_delete=models.CASCADE, related_name="error_groups")
+    application = models.ForeignKey(
+        "releases.Application", on_delete=models.CASCADE, related_name="error_groups"
+    )
+    environment = models.ForeignKey(
+        "environments.Environment", on_delete=models.CASCADE, related_name="error_groups"
+    )
     fingerprint = models.CharField(max_length=32)
     type = models.CharField(max_length=200)
     title = models.CharField(max_length=500)
@@ -66,8 +75,11 @@ class ErrorGroup(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.NEW)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["application", "environment", "fingerprint"],
-                                               name="errorgroup_unique_fingerprint")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["application", "environment", "fingerprint"], name="errorgroup_unique_fingerprint"
+            )
+        ]
         indexes = [models.Index(fields=["environment", "-last_seen"], name="errorgroup_env_recent")]
 
     def __str__(self) -> str:
@@ -124,8 +136,11 @@ class Sample(models.Model):
     labels = models.JSONField(default=dict, blank=True)
 
     class Meta:
-        indexes = [models.Index(fields=["application", "environment", "name", "version", "timestamp"],
-                                name="sample_series")]
+        indexes = [
+            models.Index(
+                fields=["application", "environment", "name", "version", "timestamp"], name="sample_series"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.name}={self.value}"
@@ -150,21 +165,28 @@ class MetricSource(models.Model):
         INCONCLUSIVE = "inconclusive"
         PASS = "pass"  # the metric is left out
 
-    application = models.ForeignKey("releases.Application", on_delete=models.CASCADE, related_name="metric_sources")
+    application = models.ForeignKey(
+        "releases.Application", on_delete=models.CASCADE, related_name="metric_sources"
+    )
     name = models.SlugField(max_length=63)
     kind = models.CharField(max_length=12, choices=Kind.choices)
-    url = models.CharField(max_length=500, blank=True, help_text="Prometheus' base URL (its /api/v1/ is below).")
+    url = models.CharField(
+        max_length=500, blank=True, help_text="Prometheus' base URL (its /api/v1/ is below)."
+    )
     auth = models.CharField(max_length=8, choices=Auth.choices, default=Auth.NONE)
     username = models.CharField(max_length=200, blank=True)
     secret = models.CharField(max_length=2000, blank=True, help_text="Bearer token or basic-auth password.")
     timeout_seconds = models.FloatField(default=5.0)
-    on_missing_data = models.CharField(max_length=12, choices=OnMissingData.choices,
-                                       default=OnMissingData.INCONCLUSIVE)
+    on_missing_data = models.CharField(
+        max_length=12, choices=OnMissingData.choices, default=OnMissingData.INCONCLUSIVE
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["application", "name"], name="metricsource_unique_name")]
+        constraints = [
+            models.UniqueConstraint(fields=["application", "name"], name="metricsource_unique_name")
+        ]
         ordering = ["name"]
 
     def __str__(self) -> str:
@@ -175,8 +197,9 @@ class AnalysisTemplate(models.Model):
     """How to judge a version: metrics (source, query, direction, weight, optional threshold check), how long to
     measure (`count` × `interval_seconds`) and the score thresholds. Reused across environments."""
 
-    application = models.ForeignKey("releases.Application", on_delete=models.CASCADE,
-                                    related_name="analysis_templates")
+    application = models.ForeignKey(
+        "releases.Application", on_delete=models.CASCADE, related_name="analysis_templates"
+    )
     name = models.SlugField(max_length=63)
     description = models.TextField(blank=True)
     interval_seconds = models.PositiveIntegerField(default=60)
@@ -188,7 +211,9 @@ class AnalysisTemplate(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["application", "name"], name="analysistemplate_unique_name")]
+        constraints = [
+            models.UniqueConstraint(fields=["application", "name"], name="analysistemplate_unique_name")
+        ]
         ordering = ["name"]
 
     def __str__(self) -> str:
@@ -209,14 +234,18 @@ class AnalysisRun(models.Model):
         PARTIAL = "partial"  # some metrics had no data
         NO_DATA = "no_data"  # none had
 
-    application = models.ForeignKey("releases.Application", on_delete=models.CASCADE, related_name="analysis_runs")
-    template = models.ForeignKey(AnalysisTemplate, on_delete=models.SET_NULL, null=True, blank=True,
-                                 related_name="runs")
+    application = models.ForeignKey(
+        "releases.Application", on_delete=models.CASCADE, related_name="analysis_runs"
+    )
+    template = models.ForeignKey(
+        AnalysisTemplate, on_delete=models.SET_NULL, null=True, blank=True, related_name="runs"
+    )
     template_name = models.CharField(max_length=63)
     config = models.JSONField(default=dict, help_text="The template as it was judged.")
     environment = models.ForeignKey("environments.Environment", on_delete=models.CASCADE, related_name="+")
-    release = models.ForeignKey("releases.Release", on_delete=models.SET_NULL, null=True, blank=True,
-                                related_name="analysis_runs")
+    release = models.ForeignKey(
+        "releases.Release", on_delete=models.SET_NULL, null=True, blank=True, related_name="analysis_runs"
+    )
     rollout_id = models.PositiveBigIntegerField(null=True, blank=True)
     canary_version = models.CharField(max_length=100)
     baseline_version = models.CharField(max_length=100, blank=True)
@@ -230,14 +259,18 @@ class AnalysisRun(models.Model):
     baseline_ended_at = models.DateTimeField(null=True, blank=True)
     status = models.CharField(max_length=10, choices=Status.choices)
     verdict = models.CharField(max_length=12, choices=Verdict.choices)
-    score = models.FloatField(null=True, blank=True, help_text="The canary judge's score; null when it did not run.")
+    score = models.FloatField(
+        null=True, blank=True, help_text="The canary judge's score; null when it did not run."
+    )
     reasons = models.JSONField(default=list, help_text="The verdict's reason first, then each metric's.")
     duration_ms = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        indexes = [models.Index(fields=["application", "-id"], name="analysisrun_app_newest"),
-                   models.Index(fields=["release", "-id"], name="analysisrun_release_newest")]
+        indexes = [
+            models.Index(fields=["application", "-id"], name="analysisrun_app_newest"),
+            models.Index(fields=["release", "-id"], name="analysisrun_release_newest"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.template_name} {self.canary_version}: {self.verdict}"
@@ -255,12 +288,18 @@ class AnalysisMeasurement(models.Model):
     source_kind = models.CharField(max_length=12)
     canary_query = models.TextField(blank=True)
     baseline_query = models.TextField(blank=True)
-    outcome = models.CharField(max_length=12, help_text="pass, high, low, nodata, nodata_fail, missing or ignored.")
-    check_phase = models.CharField(max_length=12, blank=True, help_text="The threshold check's phase, if any.")
+    outcome = models.CharField(
+        max_length=12, help_text="pass, high, low, nodata, nodata_fail, missing or ignored."
+    )
+    check_phase = models.CharField(
+        max_length=12, blank=True, help_text="The threshold check's phase, if any."
+    )
     reason = models.TextField()
     canary = models.JSONField(default=dict, help_text="count, mean, min, max and quantiles.")
     baseline = models.JSONField(default=dict)
-    canary_values = models.JSONField(default=list, help_text="[epoch seconds, value] pairs, at most MAX_VALUES.")
+    canary_values = models.JSONField(
+        default=list, help_text="[epoch seconds, value] pairs, at most MAX_VALUES."
+    )
     baseline_values = models.JSONField(default=list)
 
     class Meta:
@@ -284,14 +323,18 @@ class Alert(models.Model):
     release = models.ForeignKey("releases.Release", on_delete=models.CASCADE, related_name="alerts")
     kind = models.CharField(max_length=12, choices=Kind.choices)
     group = models.ForeignKey(ErrorGroup, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
-    key = models.CharField(max_length=64, blank=True, help_text="What makes it one alert: the group's fingerprint.")
+    key = models.CharField(
+        max_length=64, blank=True, help_text="What makes it one alert: the group's fingerprint."
+    )
     reason = models.TextField()
     details = models.JSONField(default=dict, help_text="Counts, windows, rates, ratio and p-value.")
     rollback_requested = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["release", "kind", "key"], name="alert_once_per_release")]
+        constraints = [
+            models.UniqueConstraint(fields=["release", "kind", "key"], name="alert_once_per_release")
+        ]
         indexes = [models.Index(fields=["application", "-id"], name="alert_app_newest")]
 
     def __str__(self) -> str:

@@ -32,8 +32,15 @@ DEFAULT_ENVIRONMENT = "production"  # what sentry-sdk reports when `environment`
 class BadInput(ValueError):
     """Input refused: `field` names the JSON field, `item` the envelope item (0-based), `status` 400 or 413."""
 
-    def __init__(self, detail: str, *, field: str | None = None, item: int | None = None, index: int | None = None,
-                 status: int = 400):
+    def __init__(
+        self,
+        detail: str,
+        *,
+        field: str | None = None,
+        item: int | None = None,
+        index: int | None = None,
+        status: int = 400,
+    ):
         super().__init__(detail)
         self.detail, self.field, self.item, self.index, self.status = detail, field, item, index, status
 
@@ -68,6 +75,7 @@ class SampleIn:
 
 # --- bodies ------------------------------------------------------------------------------------------------------
 
+
 def decompress(raw: bytes, encoding: str, limit: int) -> bytes:
     """The body decoded per Content-Encoding, refused past `limit` bytes once inflated (413)."""
     encoding = encoding.strip().lower()
@@ -96,8 +104,11 @@ def decompress(raw: bytes, encoding: str, limit: int) -> bytes:
         raise
     except Exception as e:  # brotli.error
         raise BadInput(f"The body is not valid {encoding}: {e}.", field="Content-Encoding") from None
-    raise BadInput(f"Content-Encoding {encoding} is not supported: send gzip, deflate, br or none.",
-                   field="Content-Encoding", status=415)
+    raise BadInput(
+        f"Content-Encoding {encoding} is not supported: send gzip, deflate, br or none.",
+        field="Content-Encoding",
+        status=415,
+    )
 
 
 def parse_envelope(raw: bytes) -> list[tuple[int, dict]]:
@@ -124,11 +135,16 @@ def parse_envelope(raw: bytes) -> list[tuple[int, dict]]:
             raise BadInput(f"Item {number}: its header is not a JSON object.", item=number)
         length = item_header.get("length")
         if length is not None:
-            if isinstance(length, bool) or not isinstance(length, int) or length < 0 or position + length > len(rest):
+            if (
+                isinstance(length, bool)
+                or not isinstance(length, int)
+                or length < 0
+                or position + length > len(rest)
+            ):
                 raise BadInput(f"Item {number}: length {length!r} does not fit the envelope.", item=number)
-            payload = rest[position:position + length]
+            payload = rest[position : position + length]
             position += length
-            if position < len(rest) and rest[position:position + 1] == b"\n":
+            if position < len(rest) and rest[position : position + 1] == b"\n":
                 position += 1
         else:
             end = rest.find(b"\n", position)
@@ -150,10 +166,14 @@ def parse_envelope(raw: bytes) -> list[tuple[int, dict]]:
 
 # --- errors ------------------------------------------------------------------------------------------------------
 
+
 def error_from_sentry(event: dict, application_slug: str, item: int | None = None) -> ErrorIn:
     """An ErrorIn from a Sentry event payload (as sentry-sdk sends it)."""
+
     def bad(detail: str, name: str) -> BadInput:
-        return BadInput(f"Item {item} (event): {detail}" if item is not None else detail, field=name, item=item)
+        return BadInput(
+            f"Item {item} (event): {detail}" if item is not None else detail, field=name, item=item
+        )
 
     exception = event.get("exception")
     values = exception.get("values") if isinstance(exception, dict) else exception
@@ -185,7 +205,7 @@ def error_from_sentry(event: dict, application_slug: str, item: int | None = Non
         raise bad("release must be a string.", "release")
     version = (release or "").strip()
     if version.startswith(application_slug + "@"):
-        version = version[len(application_slug) + 1:]  # Sentry's "package@version" convention
+        version = version[len(application_slug) + 1 :]  # Sentry's "package@version" convention
     environment = event.get("environment") or DEFAULT_ENVIRONMENT
     if not isinstance(environment, str):
         raise bad("environment must be a string.", "environment")
@@ -220,18 +240,23 @@ def error_from_json(body: object) -> ErrorIn:
     custom = body.get("fingerprint")
     if custom is not None and not (isinstance(custom, list) and all(isinstance(p, str) for p in custom)):
         raise BadInput("A list of strings.", field="fingerprint")
-    frames = parse_stacktrace(stacktrace[-STACKTRACE_LIMIT * 4:])
+    frames = parse_stacktrace(stacktrace[-STACKTRACE_LIMIT * 4 :])
     if not frames and stacktrace.strip():
         # A trace in no format we read: its lines, numbers stripped, stand in for frames.
         lines = [ln.strip() for ln in stacktrace.strip().splitlines() if ln.strip()][:5]
         frames = [Frame(function=normalise_message(ln)) for ln in reversed(lines)]
     return ErrorIn(
         event_id=_event_id(body.get("event_id")),
-        environment=environment, version=version, target=target, type=type_,
+        environment=environment,
+        version=version,
+        target=target,
+        type=type_,
         message=message[:MESSAGE_LIMIT],
         stacktrace=stacktrace[-STACKTRACE_LIMIT:],
-        timestamp=_timestamp(body.get("timestamp"), lambda: BadInput("Not a time: ISO 8601 or epoch seconds.",
-                                                                      field="timestamp")),
+        timestamp=_timestamp(
+            body.get("timestamp"),
+            lambda: BadInput("Not a time: ISO 8601 or epoch seconds.", field="timestamp"),
+        ),
         fingerprint=fingerprint(type_, message, frames, custom or ()),
         title=title(type_, message),
         culprit=_culprit(frames),
@@ -240,15 +265,20 @@ def error_from_json(body: object) -> ErrorIn:
 
 def _frame(raw: dict) -> Frame:
     lineno = raw.get("lineno")
-    return Frame(function=_text(raw.get("function"))[:200], module=_text(raw.get("module"))[:200],
-                 filename=_text(raw.get("filename") or raw.get("abs_path"))[:300],
-                 lineno=lineno if isinstance(lineno, int) and not isinstance(lineno, bool) else None,
-                 in_app=raw.get("in_app") if isinstance(raw.get("in_app"), bool) else None)
+    return Frame(
+        function=_text(raw.get("function"))[:200],
+        module=_text(raw.get("module"))[:200],
+        filename=_text(raw.get("filename") or raw.get("abs_path"))[:300],
+        lineno=lineno if isinstance(lineno, int) and not isinstance(lineno, bool) else None,
+        in_app=raw.get("in_app") if isinstance(raw.get("in_app"), bool) else None,
+    )
 
 
 def _frames_text(frames: list[Frame]) -> str:
-    lines = [f'  File "{f.filename or f.module}", line {f.lineno if f.lineno is not None else "?"}, in {f.function}'
-             for f in frames]
+    lines = [
+        f'  File "{f.filename or f.module}", line {f.lineno if f.lineno is not None else "?"}, in {f.function}'
+        for f in frames
+    ]
     text = "\n".join(lines)
     return text[-STACKTRACE_LIMIT:]
 
@@ -314,6 +344,7 @@ def _timestamp(value: object, bad) -> datetime | None:
 
 # --- samples ------------------------------------------------------------------------------------------------------
 
+
 def parse_samples(body: object) -> list[SampleIn]:
     """The samples of a push, all or none: BadInput names the first bad sample's index and field."""
     if isinstance(body, dict) and "samples" in body:
@@ -328,13 +359,18 @@ def parse_samples(body: object) -> list[SampleIn]:
             raise BadInput("A sample is a JSON object.", index=index, field="")
         name = raw.get("name")
         if not isinstance(name, str) or not METRIC_NAME.match(name):
-            raise BadInput("A metric name: letters, digits, _ : . (at most 100, not starting with a digit).",
-                           index=index, field="name")
+            raise BadInput(
+                "A metric name: letters, digits, _ : . (at most 100, not starting with a digit).",
+                index=index,
+                field="name",
+            )
         value = raw.get("value")
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
             raise BadInput("A finite number.", index=index, field="value")
-        when = _timestamp(raw.get("timestamp"), lambda i=index: BadInput(
-            "Not a time: ISO 8601 or epoch seconds.", index=i, field="timestamp"))
+        when = _timestamp(
+            raw.get("timestamp"),
+            lambda i=index: BadInput("Not a time: ISO 8601 or epoch seconds.", index=i, field="timestamp"),
+        )
         labels = raw.get("labels")
         if not isinstance(labels, dict):
             raise BadInput("An object with at least an environment.", index=index, field="labels")
@@ -342,8 +378,12 @@ def parse_samples(body: object) -> list[SampleIn]:
             raise BadInput(f"At most {MAX_LABELS} labels.", index=index, field="labels")
         for key, label in labels.items():
             if len(key) > NAME_LIMIT or not isinstance(label, str) or len(label) > LABEL_VALUE_LIMIT:
-                raise BadInput(f"Label values are strings of at most {LABEL_VALUE_LIMIT} characters "
-                               f"(keys at most {NAME_LIMIT}).", index=index, field=f"labels.{key[:NAME_LIMIT]}")
+                raise BadInput(
+                    f"Label values are strings of at most {LABEL_VALUE_LIMIT} characters "
+                    f"(keys at most {NAME_LIMIT}).",
+                    index=index,
+                    field=f"labels.{key[:NAME_LIMIT]}",
+                )
         environment = labels.get("environment")
         if not environment:
             raise BadInput("Which environment: a non-empty string.", index=index, field="labels.environment")
@@ -352,6 +392,15 @@ def parse_samples(body: object) -> list[SampleIn]:
             field_name = "labels.version" if len(version) > NAME_LIMIT else "labels.target"
             raise BadInput(f"At most {NAME_LIMIT} characters.", index=index, field=field_name)
         extra = {k: v for k, v in labels.items() if k not in ("environment", "version", "target")}
-        samples.append(SampleIn(name=name, value=float(value), timestamp=when, environment=environment,
-                                version=version, target=target, labels=extra))
+        samples.append(
+            SampleIn(
+                name=name,
+                value=float(value),
+                timestamp=when,
+                environment=environment,
+                version=version,
+                target=target,
+                labels=extra,
+            )
+        )
     return samples

@@ -29,8 +29,19 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import orjson
 
-__all__ = ["PLACEHOLDERS", "Fetched", "PrometheusConfig", "QueryInvalid", "check_query_template",
-           "escape_regex", "escape_string", "query", "query_range", "render_query", "shown_url"]
+__all__ = [
+    "PLACEHOLDERS",
+    "Fetched",
+    "PrometheusConfig",
+    "QueryInvalid",
+    "check_query_template",
+    "escape_regex",
+    "escape_string",
+    "query",
+    "query_range",
+    "render_query",
+    "shown_url",
+]
 
 PLACEHOLDERS = ("version", "environment", "target")
 MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -122,10 +133,13 @@ def _placeholders(template: str) -> list[tuple[int, int, str, bool]]:
             continue
         if template.startswith("{{", i):
             end = template.find("}}", i)
-            name = template[i + 2:end].strip() if end > 0 else ""
+            name = template[i + 2 : end].strip() if end > 0 else ""
             if end < 0 or name not in PLACEHOLDERS:
-                raise QueryInvalid(f"unknown placeholder {template[i:end + 2 if end > 0 else i + 12]!r}: "
-                                   f"use {', '.join('{{' + p + '}}' for p in PLACEHOLDERS)}", position=i)
+                raise QueryInvalid(
+                    f"unknown placeholder {template[i : end + 2 if end > 0 else i + 12]!r}: "
+                    f"use {', '.join('{{' + p + '}}' for p in PLACEHOLDERS)}",
+                    position=i,
+                )
             found.append((i, end + 2, name, quote == '"'))
             i = end + 2
             continue
@@ -142,13 +156,18 @@ def check_query_template(template: str) -> frozenset[str]:
     names = set()
     for start, _, name, quoted in _placeholders(template):
         if not quoted:
-            raise QueryInvalid(f"{{{{{name}}}}} must stand inside double quotes, as a label value "
-                               f'(`version="{{{{version}}}}"`, `instance=~"{{{{target}}}}"`)', position=start)
+            raise QueryInvalid(
+                f"{{{{{name}}}}} must stand inside double quotes, as a label value "
+                f'(`version="{{{{version}}}}"`, `instance=~"{{{{target}}}}"`)',
+                position=start,
+            )
         names.add(name)
     return frozenset(names)
 
 
-def render_query(template: str, *, version: str, environment: str, targets: tuple[str, ...] | list[str] = ()) -> str:
+def render_query(
+    template: str, *, version: str, environment: str, targets: tuple[str, ...] | list[str] = ()
+) -> str:
     """The template with each placeholder replaced by its escaped value (see the module doc)."""
     values = {
         "version": escape_string(version),
@@ -180,10 +199,16 @@ def _epoch(when: datetime | float) -> float:
     return when.timestamp() if isinstance(when, datetime) else float(when)
 
 
-def query_range(config: PrometheusConfig, promql: str, *, start: datetime | float, end: datetime | float,
-                step: float) -> Fetched:
+def query_range(
+    config: PrometheusConfig, promql: str, *, start: datetime | float, end: datetime | float, step: float
+) -> Fetched:
     """`/api/v1/query_range` from start to end every `step` seconds; never raises, returns within `timeout`."""
-    form = {"query": promql, "start": f"{_epoch(start):.3f}", "end": f"{_epoch(end):.3f}", "step": f"{step:g}"}
+    form = {
+        "query": promql,
+        "start": f"{_epoch(start):.3f}",
+        "end": f"{_epoch(end):.3f}",
+        "step": f"{step:g}",
+    }
     return _fetch(config, "api/v1/query_range", form, promql)
 
 
@@ -223,11 +248,15 @@ def _fetch(config: PrometheusConfig, path: str, form: dict[str, str], promql: st
     result = box["result"]
     assert isinstance(result, Fetched)
     if result.missing:
-        return Fetched(query=promql, series=result.series, dropped=result.dropped, missing=f"{where}: {result.missing}")
+        return Fetched(
+            query=promql, series=result.series, dropped=result.dropped, missing=f"{where}: {result.missing}"
+        )
     return result
 
 
-def _request(config: PrometheusConfig, path: str, form: dict[str, str], promql: str, *, deadline: float) -> Fetched:
+def _request(
+    config: PrometheusConfig, path: str, form: dict[str, str], promql: str, *, deadline: float
+) -> Fetched:
     url = config.url.rstrip("/") + "/" + path
     headers = {"Accept": "application/json"}
     auth = None
@@ -236,8 +265,12 @@ def _request(config: PrometheusConfig, path: str, form: dict[str, str], promql: 
     elif config.username or config.password:
         auth = httpx.BasicAuth(config.username, config.password)
     try:
-        with (httpx.Client(timeout=httpx.Timeout(config.timeout), follow_redirects=False, trust_env=False) as client,
-              client.stream("POST", url, data=form, headers=headers, auth=auth) as response):
+        with (
+            httpx.Client(
+                timeout=httpx.Timeout(config.timeout), follow_redirects=False, trust_env=False
+            ) as client,
+            client.stream("POST", url, data=form, headers=headers, auth=auth) as response,
+        ):
             body = bytearray()
             for chunk in response.iter_bytes():
                 body += chunk
@@ -250,7 +283,9 @@ def _request(config: PrometheusConfig, path: str, form: dict[str, str], promql: 
         raise _Missing("timeout") from None
     except httpx.ConnectError as error:
         text = str(error)
-        raise _Missing("connection refused" if "refused" in text.lower() else f"cannot connect ({text})") from None
+        raise _Missing(
+            "connection refused" if "refused" in text.lower() else f"cannot connect ({text})"
+        ) from None
     except httpx.HTTPError as error:
         raise _Missing(f"{type(error).__name__}: {error}") from None
     return _parse(status, bytes(body), promql)
@@ -268,7 +303,9 @@ def _parse(status: int, body: bytes, promql: str) -> Fetched:
     if payload.get("status") != "success":
         kind = payload.get("errorType") or "error"
         message = str(payload.get("error") or "no message")[:300]
-        raise _Missing(f"{'HTTP ' + str(status) + ', ' if status != 200 else ''}status: error ({kind}: {message})")
+        raise _Missing(
+            f"{'HTTP ' + str(status) + ', ' if status != 200 else ''}status: error ({kind}: {message})"
+        )
     if status != 200:
         raise _Missing(f"HTTP {status}")
     data = payload.get("data")
@@ -302,9 +339,17 @@ def _parse(status: int, body: bytes, promql: str) -> Fetched:
     if not rows:
         return Fetched(query=promql, missing="no series matched")
     if not points:
-        return Fetched(query=promql, series=len(rows), dropped=dropped,
-                       missing=f"only NaN or infinite values ({dropped})" if dropped else "no values")
+        return Fetched(
+            query=promql,
+            series=len(rows),
+            dropped=dropped,
+            missing=f"only NaN or infinite values ({dropped})" if dropped else "no values",
+        )
     points.sort(key=lambda p: p[0])
-    return Fetched(query=promql, points=tuple(points), series=len(rows), dropped=dropped,
-                   labels=tuple({str(k): str(v) for k, v in m.items()} for m, _ in rows))
-
+    return Fetched(
+        query=promql,
+        points=tuple(points),
+        series=len(rows),
+        dropped=dropped,
+        labels=tuple({str(k): str(v) for k, v in m.items()} for m, _ in rows),
+    )

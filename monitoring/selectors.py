@@ -22,11 +22,16 @@ class KeyInfo:
 
 def ingest_key_info(public_key: str) -> KeyInfo | None:
     """The active key's application and environments (two queries), None for an unknown or revoked key."""
-    key = (IngestKey.objects.select_related("application")
-           .filter(public_key=public_key, revoked_at__isnull=True).first())
+    key = (
+        IngestKey.objects.select_related("application")
+        .filter(public_key=public_key, revoked_at__isnull=True)
+        .first()
+    )
     if key is None:
         return None
-    environments = dict(Environment.objects.filter(application_id=key.application_id).values_list("name", "pk"))
+    environments = dict(
+        Environment.objects.filter(application_id=key.application_id).values_list("name", "pk")
+    )
     return KeyInfo(key.application_id, key.application.slug, environments)
 
 
@@ -34,8 +39,9 @@ def active_ingest_key(application: Application) -> IngestKey | None:
     return IngestKey.objects.filter(application=application, revoked_at__isnull=True).first()
 
 
-def error_groups(application: Application, *, environment: Environment | None = None,
-                 version: str | None = None) -> QuerySet[ErrorGroup]:
+def error_groups(
+    application: Application, *, environment: Environment | None = None, version: str | None = None
+) -> QuerySet[ErrorGroup]:
     """Groups most recently seen first; with a version, only those seen in it, with `version_count` (its events
     in that version: a filter before the annotation makes both use one join)."""
     groups = ErrorGroup.objects.filter(application=application).select_related("environment")
@@ -46,8 +52,9 @@ def error_groups(application: Application, *, environment: Environment | None = 
     return groups.order_by("-last_seen", "-id")
 
 
-def analysis_runs(application: Application, *, release_id: int | None = None,
-                  template: str | None = None) -> QuerySet[AnalysisRun]:
+def analysis_runs(
+    application: Application, *, release_id: int | None = None, template: str | None = None
+) -> QuerySet[AnalysisRun]:
     """Newest first, with environment and measurements (their raw values left unread): three queries a page."""
     runs = AnalysisRun.objects.filter(application=application).select_related("environment")
     if release_id is not None:
@@ -62,15 +69,22 @@ def analysis_run(application: Application, pk: int, *, with_values: bool = False
     measurements = AnalysisMeasurement.objects.order_by("position")
     if not with_values:
         measurements = measurements.defer("canary_values", "baseline_values")
-    return (AnalysisRun.objects.filter(application=application, pk=pk).select_related("environment")
-            .prefetch_related(Prefetch("measurements", queryset=measurements)).first())
+    return (
+        AnalysisRun.objects.filter(application=application, pk=pk)
+        .select_related("environment")
+        .prefetch_related(Prefetch("measurements", queryset=measurements))
+        .first()
+    )
 
 
 def unknown_strategy_template(application_id: int, strategy: dict | None) -> str | None:
     """Why a rollout strategy cannot run here — it names an analysis template the application does not have — or
     None. The message starts with the strategy's field (`analysis.template: …`), as strategy errors do."""
-    named = [(key, spec["template"]) for key in ("analysis", "watch")
-             if isinstance(spec := (strategy or {}).get(key), dict) and isinstance(spec.get("template"), str)]
+    named = [
+        (key, spec["template"])
+        for key in ("analysis", "watch")
+        if isinstance(spec := (strategy or {}).get(key), dict) and isinstance(spec.get("template"), str)
+    ]
     if not named:
         return None
     known = set(AnalysisTemplate.objects.filter(application_id=application_id).values_list("name", flat=True))

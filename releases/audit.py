@@ -10,8 +10,16 @@ from releases.models import Application, AuditEvent
 from releases.permissions import Actor
 
 
-def record(actor: Actor, kind: str, target: models.Model, *, application: Application | None = None,
-           before: Any = None, after: Any = None, note: str = "") -> AuditEvent:
+def record(
+    actor: Actor,
+    kind: str,
+    target: models.Model,
+    *,
+    application: Application | None = None,
+    before: Any = None,
+    after: Any = None,
+    note: str = "",
+) -> AuditEvent:
     # Outside a transaction the event could survive a failed write, or the write lose its event.
     assert connection.in_atomic_block, "audit events are written inside the write's transaction"
     if application is None and isinstance(target, Application):

@@ -32,8 +32,14 @@ BUILDS = [
     ("1.0.0", [("alice", "Product list with prices"), ("bob", "Basket survives a reload")]),
     ("1.1.0", [("carol", "Search by name"), ("alice", "Faster product images")]),
     ("1.2.0", [("bob", "Checkout with saved address"), ("dave@contractor.example", "Fix VAT rounding")]),
-    ("1.3.0", [("alice", "Faster checkout"), ("carol", "Order history page"),
-               ("alice@users.noreply.github.com", "Typo on the basket page")]),
+    (
+        "1.3.0",
+        [
+            ("alice", "Faster checkout"),
+            ("carol", "Order history page"),
+            ("alice@users.noreply.github.com", "Typo on the basket page"),
+        ],
+    ),
     # Its health check fails on the demo fleet: watch a cautious rollout stop and revert by itself.
     ("1.4.0-broken", [("bob", "Cache product pages (breaks /health)")]),
 ]
@@ -54,26 +60,42 @@ def load_demo() -> tuple[Application, dict[str, str]]:
             passwords[username] = secrets.token_urlsafe(9)
             user.set_password(passwords[username])
             user.save()
-    app = do_create_application(system, slug="shop", name="Shop", repository_url="https://github.com/acme/shop")
+    app = do_create_application(
+        system, slug="shop", name="Shop", repository_url="https://github.com/acme/shop"
+    )
     for username, _ in TEAM:
         do_grant_role(system, app, User.objects.get(username=username), Role.DEVELOPER)
     do_grant_role(system, app, User.objects.get(username=PRODUCT_MANAGER[0]), Role.FLAG_EDITOR)
     # Linked as an administrator would: confirmed at once. A person's own request would wait for confirmation.
     do_link_identity(system, User.objects.get(username="alice"), "alice@users.noreply.github.com")
-    staging = do_create_environment(system, app, name="staging", position=1,
-                                    description="Takes every build CI registers.")
-    production = do_create_environment(system, app, name="production", position=2, requires_approval=True,
-                                       description="Customers. Everyone whose change ships approves.")
+    staging = do_create_environment(
+        system, app, name="staging", position=1, description="Takes every build CI registers."
+    )
+    production = do_create_environment(
+        system,
+        app,
+        name="production",
+        position=2,
+        requires_approval=True,
+        description="Customers. Everyone whose change ships approves.",
+    )
     start = timezone.now() - timedelta(days=len(BUILDS))
     for index, (version, changes) in enumerate(BUILDS):
         when = start + timedelta(days=index)
         data = ArtifactIn(
-            version=version, commit=_sha(f"commit {version}"),
+            version=version,
+            commit=_sha(f"commit {version}"),
             image=f"registry.example.com/shop@sha256:{hashlib.sha256(version.encode()).hexdigest()}",
-            build_url=f"https://ci.example.com/builds/{800 + index}", metadata={"branch": "main"},
+            build_url=f"https://ci.example.com/builds/{800 + index}",
+            metadata={"branch": "main"},
             changes=tuple(
-                ChangeIn(sha=_sha(f"{version} {title}"), author=author, title=title,
-                         url=f"https://github.com/acme/shop/pull/{10 + index * 3 + n}", committed_at=when)
+                ChangeIn(
+                    sha=_sha(f"{version} {title}"),
+                    author=author,
+                    title=title,
+                    url=f"https://github.com/acme/shop/pull/{10 + index * 3 + n}",
+                    committed_at=when,
+                )
                 for n, (author, title) in enumerate(changes)
             ),
         )
@@ -81,33 +103,74 @@ def load_demo() -> tuple[Application, dict[str, str]]:
     builds = {a.version: a for a in Artifact.objects.filter(application=app)}
     for environment, versions in ((staging, ["1.0.0", "1.1.0", "1.2.0"]), (production, ["1.0.0", "1.1.0"])):
         for version in versions:
-            do_record_release(system, Environment.objects.get(pk=environment.pk), artifact=builds[version],
-                              status=Release.Status.SUCCEEDED)
+            do_record_release(
+                system,
+                Environment.objects.get(pk=environment.pk),
+                artifact=builds[version],
+                status=Release.Status.SUCCEEDED,
+            )
     # 1.3.0 waits in production for everyone whose change it carries; 1.4.0-broken is staged, ready to fail.
     for version in ("1.3.0", "1.4.0-broken"):
-        staged = do_request_release(system, app, environment=Environment.objects.get(pk=staging.pk),
-                                    artifact=builds[version])
-        release_queued(staged.pk)  # normally after commit; called here so the demo loads in one go (reruns are no-ops)
-    do_request_release(system, app, environment=Environment.objects.get(pk=production.pk), artifact=builds["1.3.0"])
-    _demo_flags(system, app, production=Environment.objects.get(pk=production.pk),
-                staging=Environment.objects.get(pk=staging.pk))
+        staged = do_request_release(
+            system, app, environment=Environment.objects.get(pk=staging.pk), artifact=builds[version]
+        )
+        release_queued(
+            staged.pk
+        )  # normally after commit; called here so the demo loads in one go (reruns are no-ops)
+    do_request_release(
+        system, app, environment=Environment.objects.get(pk=production.pk), artifact=builds["1.3.0"]
+    )
+    _demo_flags(
+        system,
+        app,
+        production=Environment.objects.get(pk=production.pk),
+        staging=Environment.objects.get(pk=staging.pk),
+    )
     return app, passwords
 
 
 def _demo_flags(system: Actor, app: Application, *, production: Environment, staging: Environment) -> None:
     from flags.services import do_create_flag, do_save_segment, do_set_flag_state
 
-    do_save_segment(system, app, name="staff", description="Our own people",
-                    conditions=[{"attribute": "email", "operator": "ends_with", "values": ["@example.com"]}])
-    checkout = do_create_flag(system, app, key="new-checkout", name="New checkout flow", owner="alice",
-                              tags=["checkout", "experiment"])
+    do_save_segment(
+        system,
+        app,
+        name="staff",
+        description="Our own people",
+        conditions=[{"attribute": "email", "operator": "ends_with", "values": ["@example.com"]}],
+    )
+    checkout = do_create_flag(
+        system,
+        app,
+        key="new-checkout",
+        name="New checkout flow",
+        owner="alice",
+        tags=["checkout", "experiment"],
+    )
     do_set_flag_state(system, checkout, staging, enabled=True)
-    do_set_flag_state(system, checkout, production, enabled=True, default_variant="off",
-                      rules=[{"segment": "staff", "variant": "on"},
-                             {"conditions": [{"attribute": "country", "operator": "in", "values": ["FR", "DE"]}],
-                              "variant": "on"}],
-                      rollout={"percentage": 10, "weights": {"on": 100}})
+    do_set_flag_state(
+        system,
+        checkout,
+        production,
+        enabled=True,
+        default_variant="off",
+        rules=[
+            {"segment": "staff", "variant": "on"},
+            {
+                "conditions": [{"attribute": "country", "operator": "in", "values": ["FR", "DE"]}],
+                "variant": "on",
+            },
+        ],
+        rollout={"percentage": 10, "weights": {"on": 100}},
+    )
     do_create_flag(system, app, key="search-v2", name="Search ranking v2", owner="carol", tags=["search"])
-    banner = do_create_flag(system, app, key="banner-text", type="string", name="Home page banner", owner="bob",
-                            variants={"plain": "Welcome", "sale": "Winter sale: 20% off"})
+    banner = do_create_flag(
+        system,
+        app,
+        key="banner-text",
+        type="string",
+        name="Home page banner",
+        owner="bob",
+        variants={"plain": "Welcome", "sale": "Winter sale: 20% off"},
+    )
     do_set_flag_state(system, banner, production, enabled=True, default_variant="plain", off_variant="plain")

@@ -19,8 +19,11 @@ from releases.rollouts import start_rollout
 def release_queued(release_id: int) -> None:
     actor = Actor.system()
     with transaction.atomic():
-        release = (Release.objects.select_for_update(of=("self",))
-                   .select_related("application", "environment", "artifact", "previous_artifact").get(pk=release_id))
+        release = (
+            Release.objects.select_for_update(of=("self",))
+            .select_related("application", "environment", "artifact", "previous_artifact")
+            .get(pk=release_id)
+        )
         if release.status != Release.Status.QUEUED:
             return  # someone else moved it on: reruns are harmless
         transition(actor, release, Release.Status.DEPLOYING)

@@ -42,8 +42,15 @@ def transition(actor: Actor, release: Release, to: str, *, note: str = "") -> Re
     release.save(update_fields=fields)
     if to == Release.Status.SUCCEEDED:
         Environment.objects.filter(pk=release.environment_id).update(current_artifact_id=release.artifact_id)
-    audit.record(actor, f"release.{to}", release, application=release.application,
-                 before={"status": before}, after={"status": to}, note=note)
+    audit.record(
+        actor,
+        f"release.{to}",
+        release,
+        application=release.application,
+        before={"status": before},
+        after={"status": to},
+        note=note,
+    )
     if to == Release.Status.SUCCEEDED:
         if release.kind == Release.Kind.ROLLBACK:
             _mark_rolled_back(actor, release)
@@ -51,10 +58,12 @@ def transition(actor: Actor, release: Release, to: str, *, note: str = "") -> Re
         transaction.on_commit(partial(release_succeeded.send, sender=Release, release=release), robust=True)
     notify_on_commit(release)
     publish_on_commit(f"release.{release.pk}", "release.changed", release_id=release.pk)
-    publish_on_commit(f"environment.{release.environment_id}", "environment.changed",
-                      environment_id=release.environment_id)
-    publish_on_commit(f"application.{release.application_id}", "application.changed",
-                      application_id=release.application_id)
+    publish_on_commit(
+        f"environment.{release.environment_id}", "environment.changed", environment_id=release.environment_id
+    )
+    publish_on_commit(
+        f"application.{release.application_id}", "application.changed", application_id=release.application_id
+    )
     return release
 
 
@@ -69,8 +78,17 @@ def _mark_rolled_back(actor: Actor, rollback: Release) -> None:
     """The release a rollback replaced is `rolled_back` in the history."""
     if rollback.previous_artifact_id is None:
         return
-    replaced = (Release.objects.select_for_update(of=("self",)).select_related("application")
-                .filter(environment_id=rollback.environment_id, artifact_id=rollback.previous_artifact_id,
-                        status=Release.Status.SUCCEEDED).exclude(pk=rollback.pk).order_by("-finished_at").first())
+    replaced = (
+        Release.objects.select_for_update(of=("self",))
+        .select_related("application")
+        .filter(
+            environment_id=rollback.environment_id,
+            artifact_id=rollback.previous_artifact_id,
+            status=Release.Status.SUCCEEDED,
+        )
+        .exclude(pk=rollback.pk)
+        .order_by("-finished_at")
+        .first()
+    )
     if replaced is not None:
         transition(actor, replaced, Release.Status.ROLLED_BACK, note=f"Rolled back by #{rollback.pk}.")

@@ -15,7 +15,9 @@ SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 SHA_PATTERN = r"^[0-9a-f]{40}$"
 VERSION_PATTERN = r"^\S{1,100}$"
 
-slug_validator = RegexValidator(SLUG_PATTERN, "Use 1–63 lowercase letters, digits and dashes, starting with a letter or digit.")
+slug_validator = RegexValidator(
+    SLUG_PATTERN, "Use 1–63 lowercase letters, digits and dashes, starting with a letter or digit."
+)
 sha_validator = RegexValidator(SHA_PATTERN, "Must be a 40-character lowercase hex commit sha.")
 
 # A forge login (GitHub, GitLab; bots end in "[bot]") or an email address: what CI reports as a change's author.
@@ -73,15 +75,21 @@ class Artifact(models.Model):
     application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="artifacts")
     version = models.CharField(max_length=100, validators=[RegexValidator(VERSION_PATTERN, "No whitespace.")])
     commit = models.CharField(max_length=40, validators=[sha_validator])
-    image = models.CharField(max_length=500, help_text="Image or package reference, e.g. an OCI reference with digest.")
+    image = models.CharField(
+        max_length=500, help_text="Image or package reference, e.g. an OCI reference with digest."
+    )
     build_url = models.URLField(max_length=500, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     changes = models.ManyToManyField(Change, related_name="artifacts", blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["application", "version"], name="artifact_unique_version")]
+        constraints = [
+            models.UniqueConstraint(fields=["application", "version"], name="artifact_unique_version")
+        ]
         indexes = [models.Index(fields=["application", "-created_at", "-id"], name="artifact_newest")]
         ordering = ["-created_at", "-id"]
 
@@ -107,22 +115,36 @@ class AuthorIdentity(models.Model):
         CONFIRMED = "confirmed"
         DECLINED = "declined"
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="author_identities")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="author_identities"
+    )
     identity = models.CharField(max_length=254, validators=[identity_validator])
     # db_default: rows written by the previous release (no status) are the confirmed links they always were.
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.CONFIRMED,
-                              db_default=Status.CONFIRMED)
-    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                   related_name="+", help_text="Who confirmed or declined it; empty when proven.")
+    status = models.CharField(
+        max_length=10, choices=Status.choices, default=Status.CONFIRMED, db_default=Status.CONFIRMED
+    )
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Who confirmed or declined it; empty when proven.",
+    )
     decided_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(Lower("identity"), condition=models.Q(status="confirmed"),
-                                    name="identity_confirmed_unique_ci"),
-            models.UniqueConstraint("user", Lower("identity"), condition=models.Q(status="pending"),
-                                    name="identity_request_unique_ci"),
+            models.UniqueConstraint(
+                Lower("identity"), condition=models.Q(status="confirmed"), name="identity_confirmed_unique_ci"
+            ),
+            models.UniqueConstraint(
+                "user",
+                Lower("identity"),
+                condition=models.Q(status="pending"),
+                name="identity_request_unique_ci",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -149,9 +171,14 @@ class Membership(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["user", "application", "role", "environment"], name="membership_unique"),
-            models.UniqueConstraint(fields=["user", "application", "role"], condition=models.Q(environment=None),
-                                    name="membership_unique_app_wide"),
+            models.UniqueConstraint(
+                fields=["user", "application", "role", "environment"], name="membership_unique"
+            ),
+            models.UniqueConstraint(
+                fields=["user", "application", "role"],
+                condition=models.Q(environment=None),
+                name="membership_unique_app_wide",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -169,7 +196,10 @@ class Scope(models.TextChoices):
 
 
 # Writing implies reading the same things; approving implies reading what you approve.
-IMPLIED_BY: dict[str, set[str]] = {Scope.RELEASES_READ: {Scope.RELEASES_WRITE, Scope.APPROVALS_WRITE}, Scope.FLAGS_READ: {Scope.FLAGS_WRITE}}
+IMPLIED_BY: dict[str, set[str]] = {
+    Scope.RELEASES_READ: {Scope.RELEASES_WRITE, Scope.APPROVALS_WRITE},
+    Scope.FLAGS_READ: {Scope.FLAGS_WRITE},
+}
 
 
 class ApiToken(models.Model):
@@ -208,10 +238,14 @@ class ApiToken(models.Model):
 class AuditEvent(models.Model):
     """Who did what to which object, with before/after; written in the transaction of the write itself."""
 
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     actor_label = models.CharField(max_length=200, help_text="Username, plus the token used, or 'system'.")
     kind = models.CharField(max_length=80)
-    application = models.ForeignKey(Application, null=True, blank=True, on_delete=models.CASCADE, related_name="audit_events")
+    application = models.ForeignKey(
+        Application, null=True, blank=True, on_delete=models.CASCADE, related_name="audit_events"
+    )
     object_type = models.CharField(max_length=80)
     object_id = models.CharField(max_length=80)
     object_repr = models.CharField(max_length=200)
@@ -252,22 +286,42 @@ class Release(models.Model):
         RECORDED = "recorded", "Recorded (deployed by another tool)"
 
     application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="releases")
-    environment = models.ForeignKey("environments.Environment", on_delete=models.CASCADE, related_name="releases")
+    environment = models.ForeignKey(
+        "environments.Environment", on_delete=models.CASCADE, related_name="releases"
+    )
     artifact = models.ForeignKey(Artifact, on_delete=models.PROTECT, related_name="releases")
     previous_artifact = models.ForeignKey(
-        Artifact, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        Artifact,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
         help_text="What the environment ran when the release was asked for: the batch starts after it.",
     )
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.DEPLOY)
-    forced_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                  related_name="+", help_text="An admin who forced it past what blocked it.")
-    superseded_by = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING_APPROVAL, db_index=True)
-    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                     related_name="+")
+    forced_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="An admin who forced it past what blocked it.",
+    )
+    superseded_by = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    status = models.CharField(
+        max_length=20, choices=Status.choices, default=Status.PENDING_APPROVAL, db_index=True
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     reason = models.TextField(blank=True)
-    strategy = models.JSONField(default=dict, blank=True,
-                                help_text="Overrides the environment's rollout strategy for this release; empty: none.")
+    strategy = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Overrides the environment's rollout strategy for this release; empty: none.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -315,8 +369,12 @@ class Approval(models.Model):
     comment = models.TextField(blank=True)
     # The author groups this decision covers (lower-cased author keys); empty for a reviewer.
     authors = models.JSONField(default=list)
-    on_behalf = models.BooleanField(default=False, help_text="A release manager decided for unlinked authors.")
-    carried_over = models.BooleanField(default=False, help_text="Kept from a superseded release: same changes.")
+    on_behalf = models.BooleanField(
+        default=False, help_text="A release manager decided for unlinked authors."
+    )
+    carried_over = models.BooleanField(
+        default=False, help_text="Kept from a superseded release: same changes."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -336,8 +394,9 @@ class Blocker(models.Model):
     environments = models.ManyToManyField("environments.Environment", related_name="blockers")
     source = models.CharField(max_length=20, default="api")
     external_id = models.CharField(max_length=100, blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                   related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
 
@@ -371,7 +430,9 @@ class GitHubHook(models.Model):
     application = models.OneToOneField(Application, on_delete=models.CASCADE, related_name="github_hook")
     secret = models.CharField(max_length=200, help_text="The webhook's shared secret (HMAC SHA-256).")
     blocker_label = models.CharField(max_length=100, default="deploy-blocker")
-    blocker_environments = models.JSONField(default=list, blank=True, help_text="Environment names; empty: all.")
+    blocker_environments = models.JSONField(
+        default=list, blank=True, help_text="Environment names; empty: all."
+    )
 
     def __str__(self) -> str:
         return f"GitHub hook for {self.application_id}"
@@ -392,11 +453,15 @@ class Rollout(models.Model):
 
     release = models.OneToOneField(Release, on_delete=models.CASCADE, related_name="rollout")
     strategy = models.JSONField(default=dict)
-    targets = models.JSONField(default=list, help_text="Target names in deploy order, fixed when the rollout starts.")
+    targets = models.JSONField(
+        default=list, help_text="Target names in deploy order, fixed when the rollout starts."
+    )
     progress = models.JSONField(default=dict, help_text="releases.planning.Progress, serialized.")
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
     waiting_until = models.DateTimeField(null=True, blank=True, help_text="A pause gate ends here.")
-    cancel_requested = models.BooleanField(default=False, help_text="Cancelled: touched targets go back, then it ends.")
+    cancel_requested = models.BooleanField(
+        default=False, help_text="Cancelled: touched targets go back, then it ends."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -419,12 +484,17 @@ class RolloutStep(models.Model):
     rollout = models.ForeignKey(Rollout, on_delete=models.CASCADE, related_name="steps")
     index = models.PositiveIntegerField()
     wave = models.PositiveIntegerField(null=True)
-    target = models.ForeignKey("environments.Target", null=True, blank=True, on_delete=models.SET_NULL, related_name="steps")
+    target = models.ForeignKey(
+        "environments.Target", null=True, blank=True, on_delete=models.SET_NULL, related_name="steps"
+    )
     target_name = models.CharField(max_length=100, blank=True)
     action = models.CharField(max_length=20)
     runs_on_server = models.BooleanField(default=False, help_text="Run by Slipway's worker, not by an agent.")
     lease_expires_at = models.DateTimeField(
-        null=True, blank=True, help_text="A worker running this step renews it; once it lapses another takes over.")
+        null=True,
+        blank=True,
+        help_text="A worker running this step renews it; once it lapses another takes over.",
+    )
     attempts = models.PositiveSmallIntegerField(default=0, help_text="How often a worker started this step.")
     version = models.CharField(max_length=100, blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
@@ -436,9 +506,11 @@ class RolloutStep(models.Model):
     class Meta:
         ordering = ["rollout_id", "index"]
         constraints = [models.UniqueConstraint(fields=["rollout", "index"], name="rolloutstep_unique_index")]
-        indexes = [models.Index(fields=["target", "status"], name="step_target_status"),
-                   # Agents' jobs waiting to be claimed: few rows, read by every broker sweep.
-                   models.Index(fields=["index"], condition=models.Q(status="pending"), name="step_pending")]
+        indexes = [
+            models.Index(fields=["target", "status"], name="step_target_status"),
+            # Agents' jobs waiting to be claimed: few rows, read by every broker sweep.
+            models.Index(fields=["index"], condition=models.Q(status="pending"), name="step_pending"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.action} {self.target_name} ({self.status})"

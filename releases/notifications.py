@@ -44,8 +44,11 @@ def notify_on_commit(release: Release) -> None:
 
 def _enqueue(release_id: int, event: str) -> None:
     release = Release.objects.select_related("application", "environment", "artifact").get(pk=release_id)
-    hooks = [h for h in NotificationHook.objects.filter(application_id=release.application_id, active=True)
-             if not h.events or event in h.events]
+    hooks = [
+        h
+        for h in NotificationHook.objects.filter(application_id=release.application_id, active=True)
+        if not h.events or event in h.events
+    ]
     if not hooks:
         return
     payload = message(release, event)
@@ -74,18 +77,30 @@ def message(release: Release, event: str) -> dict:
         people = [g.username or g.author for g in release_batch(release).groups]
         # Approving from chat is one click: the link opens the release page, where each person's group waits.
         text += "\n" + "\n".join(f"• {person}: <{link}|approve your changes>" for person in people)
-    return {"text": text, "slipway": {"event": event, "release": release.pk, "status": release.status,
-                                      "application": release.application.slug,
-                                      "environment": release.environment.name, "version": release.artifact.version,
-                                      "url": link}}
+    return {
+        "text": text,
+        "slipway": {
+            "event": event,
+            "release": release.pk,
+            "status": release.status,
+            "application": release.application.slug,
+            "environment": release.environment.name,
+            "version": release.artifact.version,
+            "url": link,
+        },
+    }
 
 
 def deliver(hook_id: int, payload: dict) -> None:
     hook = NotificationHook.objects.filter(pk=hook_id, active=True).first()
     if hook is None:
         return
-    request = urllib.request.Request(hook.url, data=json.dumps(payload).encode(), method="POST",
-                                     headers={"Content-Type": "application/json", "User-Agent": "Slipway"})
+    request = urllib.request.Request(
+        hook.url,
+        data=json.dumps(payload).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json", "User-Agent": "Slipway"},
+    )
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
             status = f"{response.status} delivered"

@@ -37,13 +37,26 @@ class Permission(enum.StrEnum):
     ADMIN = "admin"
 
 
-_DEVELOPER = {Permission.VIEW, Permission.READ_FLAGS, Permission.REGISTER_ARTIFACT, Permission.APPROVE_OWN,
-              Permission.WRITE_METRICS}
+_DEVELOPER = {
+    Permission.VIEW,
+    Permission.READ_FLAGS,
+    Permission.REGISTER_ARTIFACT,
+    Permission.APPROVE_OWN,
+    Permission.WRITE_METRICS,
+}
 ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     Role.VIEWER: frozenset({Permission.VIEW, Permission.READ_FLAGS}),
     Role.DEVELOPER: frozenset(_DEVELOPER),
-    Role.RELEASE_MANAGER: frozenset(_DEVELOPER | {Permission.APPROVE_FOR_OTHERS, Permission.LOCK, Permission.ROLLBACK,
-                                                  Permission.MANAGE_MEMBERS, Permission.MANAGE_ANALYSIS}),
+    Role.RELEASE_MANAGER: frozenset(
+        _DEVELOPER
+        | {
+            Permission.APPROVE_FOR_OTHERS,
+            Permission.LOCK,
+            Permission.ROLLBACK,
+            Permission.MANAGE_MEMBERS,
+            Permission.MANAGE_ANALYSIS,
+        }
+    ),
     Role.FLAG_EDITOR: frozenset({Permission.VIEW, Permission.READ_FLAGS, Permission.EDIT_FLAGS}),
     Role.ADMIN: frozenset(Permission),
 }
@@ -123,27 +136,31 @@ def forget_roles(user) -> None:
     user.__dict__.pop("_slipway_roles", None)
 
 
-def can(actor: Actor, permission: Permission, application: Application,
-        environment: Environment | None = None) -> bool:
+def can(
+    actor: Actor, permission: Permission, application: Application, environment: Environment | None = None
+) -> bool:
     return _refusal(actor, permission, application, environment) is None
 
 
-def refusal(actor: Actor, permission: Permission, application: Application,
-            environment: Environment | None = None) -> str | None:
+def refusal(
+    actor: Actor, permission: Permission, application: Application, environment: Environment | None = None
+) -> str | None:
     """Why `actor` may not do it (a missing scope, the token's environment, a role), or None."""
     return _refusal(actor, permission, application, environment)
 
 
-def require(actor: Actor, permission: Permission, application: Application,
-            environment: Environment | None = None) -> None:
+def require(
+    actor: Actor, permission: Permission, application: Application, environment: Environment | None = None
+) -> None:
     """Raise Forbidden naming what is missing: a scope, the token's environment, or a role."""
     reason = _refusal(actor, permission, application, environment)
     if reason is not None:
         raise NotPermitted(reason, extra={"permission": str(permission)})
 
 
-def _refusal(actor: Actor, permission: Permission, application: Application,
-             environment: Environment | None) -> str | None:
+def _refusal(
+    actor: Actor, permission: Permission, application: Application, environment: Environment | None
+) -> str | None:
     if actor.is_system:
         return None
     scope = PERMISSION_SCOPE[permission]
@@ -164,8 +181,11 @@ def _refusal(actor: Actor, permission: Permission, application: Application,
     for membership in roles_of(user, application):
         if permission not in ROLE_PERMISSIONS[membership.role]:
             continue
-        if membership.environment_id is None or permission in READ_PERMISSIONS or (
-                environment is not None and membership.environment_id == environment.pk):
+        if (
+            membership.environment_id is None
+            or permission in READ_PERMISSIONS
+            or (environment is not None and membership.environment_id == environment.pk)
+        ):
             return None
     needed = ROLE_LABELS.get(permission, "developer" if permission not in READ_PERMISSIONS else "viewer")
     where = f"{application.slug}/{environment.name}" if environment is not None else application.slug
@@ -190,8 +210,9 @@ def roles_with(permission: Permission) -> list[str]:
     return [role for role, permissions in ROLE_PERMISSIONS.items() if permission in permissions]
 
 
-def users_with(permission: Permission, application_id: int, environment_id: int | None,
-               user_ids: Iterable[int]) -> set[int]:
+def users_with(
+    permission: Permission, application_id: int, environment_id: int | None, user_ids: Iterable[int]
+) -> set[int]:
     """Of `user_ids`, those whose own roles give `permission` there (as `can` decides, tokens aside): one query."""
     from django.contrib.auth import get_user_model
     from django.db.models import Q
@@ -206,8 +227,12 @@ def users_with(permission: Permission, application_id: int, environment_id: int 
     elif environment_id is not None:
         here |= Q(memberships__environment_id=environment_id)
     role = Q(memberships__application_id=application_id, memberships__role__in=roles_with(permission)) & here
-    return set(get_user_model().objects.filter(Q(is_superuser=True) | role, pk__in=user_ids, is_active=True)
-               .values_list("pk", flat=True).distinct())
+    return set(
+        get_user_model()
+        .objects.filter(Q(is_superuser=True) | role, pk__in=user_ids, is_active=True)
+        .values_list("pk", flat=True)
+        .distinct()
+    )
 
 
 def visible_applications(user, token: ApiToken | None = None):
@@ -239,5 +264,7 @@ def pinned_token_refusal(token: ApiToken) -> str | None:
         allowed = has_role(token.user, token.environment.application_id)
     if allowed or token.user.is_superuser:
         return None
-    return (f"{token.user.get_username()} has no role on {token.environment.application.slug} any more, "
-            "so this token may not act there.")
+    return (
+        f"{token.user.get_username()} has no role on {token.environment.application.slug} any more, "
+        "so this token may not act there."
+    )

@@ -95,27 +95,42 @@ class AnalysisSpec:
 
     template: str
     duration_seconds: int | None = None
-    field: str = dataclasses.field(default="analysis", compare=False, repr=False)  # errors name it: analysis, watch
+    field: str = dataclasses.field(
+        default="analysis", compare=False, repr=False
+    )  # errors name it: analysis, watch
 
     def __post_init__(self) -> None:
-        if (not isinstance(self.template, str) or not 1 <= len(self.template) <= 63
-                or not set(self.template) <= _TEMPLATE_CHARS or self.template[0] in "_-"):
+        if (
+            not isinstance(self.template, str)
+            or not 1 <= len(self.template) <= 63
+            or not set(self.template) <= _TEMPLATE_CHARS
+            or self.template[0] in "_-"
+        ):
             raise StrategyError(f"{self.field}.template", "must name an analysis template of the application")
         if self.duration_seconds is not None and (
-                not _is_int(self.duration_seconds) or not 1 <= self.duration_seconds <= MAX_ANALYSIS_SECONDS):
-            raise StrategyError(f"{self.field}.duration_seconds",
-                                f"must be a whole number of seconds from 1 to {MAX_ANALYSIS_SECONDS}")
+            not _is_int(self.duration_seconds) or not 1 <= self.duration_seconds <= MAX_ANALYSIS_SECONDS
+        ):
+            raise StrategyError(
+                f"{self.field}.duration_seconds",
+                f"must be a whole number of seconds from 1 to {MAX_ANALYSIS_SECONDS}",
+            )
 
 
 def _analysis_spec(field: str, value: object) -> AnalysisSpec:
     if not isinstance(value, Mapping):
-        raise StrategyError(field, 'must be an object, e.g. {"template": "checkout", "duration_seconds": 300}')
+        raise StrategyError(
+            field, 'must be an object, e.g. {"template": "checkout", "duration_seconds": 300}'
+        )
     unknown = sorted(set(value) - {"template", "duration_seconds"})
     if unknown:
-        raise StrategyError(f"{field}.{unknown[0]}", "unknown key; an analysis has template and duration_seconds")
+        raise StrategyError(
+            f"{field}.{unknown[0]}", "unknown key; an analysis has template and duration_seconds"
+        )
     if "template" not in value:
         raise StrategyError(f"{field}.template", "required")
-    return AnalysisSpec(template=value["template"], duration_seconds=value.get("duration_seconds"), field=field)
+    return AnalysisSpec(
+        template=value["template"], duration_seconds=value.get("duration_seconds"), field=field
+    )
 
 
 def _spec_dict(spec: AnalysisSpec) -> dict[str, Any]:
@@ -244,8 +259,10 @@ type Strategy = Cautious | Rolling | BlueGreen | Canary | Rollback
 _FIELDS: dict[str, tuple[type, dict[str, Any]]] = {
     # kind -> (class, {key: expected JSON type})
     "cautious": (Cautious, {"analysis": dict, "watch": dict}),
-    "rolling": (Rolling, {"batch_size": int, "batch_percent": int, "max_unavailable": int, "analysis": dict,
-                          "watch": dict}),
+    "rolling": (
+        Rolling,
+        {"batch_size": int, "batch_percent": int, "max_unavailable": int, "analysis": dict, "watch": dict},
+    ),
     "blue_green": (BlueGreen, {"live": str, "switch_back": bool, "watch": dict}),
     "canary": (Canary, {"steps": list, "pause_seconds": int, "analysis": dict, "watch": dict}),
     "rollback": (Rollback, {"batch_size": int}),
@@ -394,7 +411,11 @@ def plan(
                 waves = (Wave(index=0, targets=(), smoke=False, switch=True, serving=idle),)
                 pre_deploy, untouched = False, targets
             else:
-                waves = (Wave(index=0, targets=idle, smoke=True, manual_gate=manual_gates, switch=True, serving=idle),)
+                waves = (
+                    Wave(
+                        index=0, targets=idle, smoke=True, manual_gate=manual_gates, switch=True, serving=idle
+                    ),
+                )
         case Canary():
             waves = _canary_waves(targets, strategy, smoke=smoke, manual_gates=manual_gates)
         case Rollback():
@@ -638,16 +659,22 @@ def _wave_step(wave: Wave, progress: Progress) -> Action | None:
         gates.append(Pause(wave=wave.index, seconds=wave.pause_seconds))
     if wave.analysis:
         spec = wave.analysis_spec
-        gates.append(Analysis(wave=wave.index, traffic_percent=wave.traffic_percent,
-                              template=spec.template if spec else None,
-                              duration_seconds=spec.duration_seconds if spec else None))
+        gates.append(
+            Analysis(
+                wave=wave.index,
+                traffic_percent=wave.traffic_percent,
+                template=spec.template if spec else None,
+                duration_seconds=spec.duration_seconds if spec else None,
+            )
+        )
     if wave.manual_gate:
         gates.append(ManualGate(wave=wave.index))
     if wave.switch:
         gates.append(Switch(wave=wave.index, targets=wave.serving or wave.targets))
     if wave.watch is not None:
-        gates.append(Watch(wave=wave.index, template=wave.watch.template,
-                           duration_seconds=wave.watch.duration_seconds))
+        gates.append(
+            Watch(wave=wave.index, template=wave.watch.template, duration_seconds=wave.watch.duration_seconds)
+        )
     for gate in gates:
         if gate.gate not in progress.gates:  # type: ignore[union-attr]
             return gate

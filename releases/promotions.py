@@ -54,14 +54,20 @@ OPEN = (Release.Status.PENDING_APPROVAL, Release.Status.APPROVED, Release.Status
 
 def _locked_environment(environment: Environment) -> Environment:
     # One promotion decision per environment at a time: racing requests queue on this row.
-    return Environment.objects.select_for_update(of=("self",)).select_related(
-        "application", "current_artifact").get(pk=environment.pk)
+    return (
+        Environment.objects.select_for_update(of=("self",))
+        .select_related("application", "current_artifact")
+        .get(pk=environment.pk)
+    )
 
 
 def _locked_release(release_id: int) -> Release:
-    release = (Release.objects.select_for_update(of=("self",))
-               .select_related("application", "environment", "artifact", "previous_artifact")
-               .filter(pk=release_id).first())
+    release = (
+        Release.objects.select_for_update(of=("self",))
+        .select_related("application", "environment", "artifact", "previous_artifact")
+        .filter(pk=release_id)
+        .first()
+    )
     if release is None:
         raise ReleaseNotFound(f"No release #{release_id}.")
     return release
@@ -85,8 +91,15 @@ def _advance(actor: Actor, release: Release) -> Release:
 
 
 @transaction.atomic(durable=True)
-def do_request_release(actor: Actor, application: Application, *, environment: Environment,
-                       artifact: Artifact, reason: str = "", strategy: dict | None = None) -> Release:
+def do_request_release(
+    actor: Actor,
+    application: Application,
+    *,
+    environment: Environment,
+    artifact: Artifact,
+    reason: str = "",
+    strategy: dict | None = None,
+) -> Release:
     """Ask to put an artifact into an environment; a still-open release there is superseded by this one.
 
     `strategy` (validated by the caller) overrides the environment's rollout strategy for this release only.
@@ -96,21 +109,37 @@ def do_request_release(actor: Actor, application: Application, *, environment: E
     return _request(actor, environment, artifact, reason, strategy)
 
 
-def _request(actor: Actor, environment: Environment, artifact: Artifact, reason: str,
-             strategy: dict | None = None) -> Release:
+def _request(
+    actor: Actor, environment: Environment, artifact: Artifact, reason: str, strategy: dict | None = None
+) -> Release:
     if environment.current_artifact_id == artifact.pk:
         raise AlreadyDeployed(f"{artifact.version} runs in {environment.name} already.", field="version")
     if (unknown := unknown_strategy_template(environment.application_id, strategy)) is not None:
         raise Invalid(unknown, field="strategy")
-    release = Release(application=environment.application, environment=environment, artifact=artifact,
-                      previous_artifact=environment.current_artifact, requested_by=actor.user, reason=reason,
-                      strategy=strategy or {})
+    release = Release(
+        application=environment.application,
+        environment=environment,
+        artifact=artifact,
+        previous_artifact=environment.current_artifact,
+        requested_by=actor.user,
+        reason=reason,
+        strategy=strategy or {},
+    )
     if (why := pipeline_reason(release)) is not None:
         raise OutOfPipelineOrder(f"Out of pipeline order: {why['detail']}.", extra={"blocked_by": [why]})
     release.save()
-    audit.record(actor, "release.requested", release, application=environment.application,
-                 after={"environment": environment.name, "version": artifact.version, "strategy": release.strategy,
-                        "from_version": environment.current_artifact.version if environment.current_artifact else None})
+    audit.record(
+        actor,
+        "release.requested",
+        release,
+        application=environment.application,
+        after={
+            "environment": environment.name,
+            "version": artifact.version,
+            "strategy": release.strategy,
+            "from_version": environment.current_artifact.version if environment.current_artifact else None,
+        },
+    )
     _supersede_open(actor, release)
     if needs_approval(environment):
         notify_on_commit(release)
@@ -121,8 +150,11 @@ def _request(actor: Actor, environment: Environment, artifact: Artifact, reason:
 
 def _supersede_open(actor: Actor, release: Release) -> None:
     """Batches must not pile up: the newer release replaces open ones, keeping approvals whose changes are unchanged."""
-    older = list(Release.objects.select_for_update(of=("self",)).filter(
-        environment=release.environment, kind=Release.Kind.DEPLOY, status__in=OPEN).exclude(pk=release.pk))
+    older = list(
+        Release.objects.select_for_update(of=("self",))
+        .filter(environment=release.environment, kind=Release.Kind.DEPLOY, status__in=OPEN)
+        .exclude(pk=release.pk)
+    )
     if not older:
         return
     new_groups = {group_key(g): group_signature(g) for g in release_batch(release).groups}
@@ -131,12 +163,23 @@ def _supersede_open(actor: Actor, release: Release) -> None:
         for approval in old.approvals.filter(decision=Approval.Decision.APPROVE):
             kept = [k for k in approval.authors if k in new_groups and new_groups[k] == old_groups.get(k)]
             if kept:
-                Approval.objects.create(release=release, user=approval.user, decision=approval.decision,
-                                        comment=approval.comment, authors=kept, on_behalf=approval.on_behalf,
-                                        carried_over=True)
+                Approval.objects.create(
+                    release=release,
+                    user=approval.user,
+                    decision=approval.decision,
+                    comment=approval.comment,
+                    authors=kept,
+                    on_behalf=approval.on_behalf,
+                    carried_over=True,
+                )
         old.superseded_by = release
         old.save(update_fields=["superseded_by"])
-        transition(actor, old, Release.Status.SUPERSEDED, note=f"Superseded by #{release.pk} ({release.artifact.version}).")
+        transition(
+            actor,
+            old,
+            Release.Status.SUPERSEDED,
+            note=f"Superseded by #{release.pk} ({release.artifact.version}).",
+        )
 
 
 @transaction.atomic(durable=True)
@@ -151,14 +194,27 @@ def do_decide(actor: Actor, release_id: int, *, decision: str, comment: str = ""
     approvals = list(release.approvals.all())
     coverage = approval_coverage(actor, release, batch, approval_state(release, batch, approvals), approvals)
     if coverage.refusal is not None:
-        raise MayNotDecide(coverage.refusal, extra={"permission": coverage.permission} if coverage.permission else None)
+        raise MayNotDecide(
+            coverage.refusal, extra={"permission": coverage.permission} if coverage.permission else None
+        )
     covers, on_behalf = list(coverage.authors), coverage.on_behalf
     assert actor.user is not None  # the coverage check refuses the system actor
-    approval = Approval.objects.create(release=release, user=actor.user, decision=decision, comment=comment,
-                                       authors=covers, on_behalf=on_behalf)
-    audit.record(actor, f"release.{'approval' if decision == 'approve' else 'rejection'}_given", release,
-                 application=release.application,
-                 after={"decision": decision, "authors": covers, "on_behalf": on_behalf}, note=comment)
+    approval = Approval.objects.create(
+        release=release,
+        user=actor.user,
+        decision=decision,
+        comment=comment,
+        authors=covers,
+        on_behalf=on_behalf,
+    )
+    audit.record(
+        actor,
+        f"release.{'approval' if decision == 'approve' else 'rejection'}_given",
+        release,
+        application=release.application,
+        after={"decision": decision, "authors": covers, "on_behalf": on_behalf},
+        note=comment,
+    )
     if decision == Approval.Decision.REJECT:
         transition(actor, release, Release.Status.REJECTED, note=comment)
     else:
@@ -177,8 +233,14 @@ def do_force_release(actor: Actor, release_id: int, *, reason: str) -> Release:
         raise NothingToForce(f"Release #{release.pk} is {release.status}: nothing to force.")
     release.forced_by = actor.user
     release.save(update_fields=["forced_by"])
-    audit.record(actor, "release.forced", release, application=release.application,
-                 after={"blocked_by": [r["detail"] for r in blocked_by(release)]}, note=reason)
+    audit.record(
+        actor,
+        "release.forced",
+        release,
+        application=release.application,
+        after={"blocked_by": [r["detail"] for r in blocked_by(release)]},
+        note=reason,
+    )
     if release.status == Release.Status.PENDING_APPROVAL:
         transition(actor, release, Release.Status.APPROVED, note="Forced.")
     if not [r for r in blocked_by(release) if r["kind"] == "deploying"]:
@@ -195,15 +257,30 @@ def do_rollback(actor: Actor, environment: Environment, *, artifact: Artifact, r
     if environment.current_artifact_id == artifact.pk:
         raise AlreadyDeployed(f"{artifact.version} runs in {environment.name} already.", field="version")
     if not rollback_candidates(environment).filter(pk=artifact.pk).exists():
-        raise NotARollbackCandidate(f"{artifact.version} is not an earlier version that succeeded in {environment.name}: roll back "
-                       "to one of those (a newer version is released, not rolled back to).", field="version")
+        raise NotARollbackCandidate(
+            f"{artifact.version} is not an earlier version that succeeded in {environment.name}: roll back "
+            "to one of those (a newer version is released, not rolled back to).",
+            field="version",
+        )
     release = Release.objects.create(
-        application=environment.application, environment=environment, artifact=artifact,
-        previous_artifact=environment.current_artifact, kind=Release.Kind.ROLLBACK,
-        status=Release.Status.APPROVED, requested_by=actor.user, reason=reason)
-    audit.record(actor, "release.rollback_requested", release, application=environment.application,
-                 before={"version": environment.current_artifact.version if environment.current_artifact else None},
-                 after={"version": artifact.version}, note=reason)
+        application=environment.application,
+        environment=environment,
+        artifact=artifact,
+        previous_artifact=environment.current_artifact,
+        kind=Release.Kind.ROLLBACK,
+        status=Release.Status.APPROVED,
+        requested_by=actor.user,
+        reason=reason,
+    )
+    audit.record(
+        actor,
+        "release.rollback_requested",
+        release,
+        application=environment.application,
+        before={"version": environment.current_artifact.version if environment.current_artifact else None},
+        after={"version": artifact.version},
+        note=reason,
+    )
     return _advance(actor, release)
 
 
@@ -213,14 +290,26 @@ def do_record_release(actor: Actor, environment: Environment, *, artifact: Artif
     environment = _locked_environment(environment)
     require(actor, Permission.REGISTER_ARTIFACT, environment.application, environment)
     release = Release.objects.create(
-        application=environment.application, environment=environment, artifact=artifact,
-        previous_artifact=environment.current_artifact, kind=Release.Kind.RECORDED, status=status,
-        requested_by=actor.user, started_at=timezone.now(), finished_at=timezone.now())
+        application=environment.application,
+        environment=environment,
+        artifact=artifact,
+        previous_artifact=environment.current_artifact,
+        kind=Release.Kind.RECORDED,
+        status=status,
+        requested_by=actor.user,
+        started_at=timezone.now(),
+        finished_at=timezone.now(),
+    )
     if status == Release.Status.SUCCEEDED:
         environment.current_artifact = artifact
         environment.save(update_fields=["current_artifact"])
-    audit.record(actor, "release.recorded", release, application=environment.application,
-                 after={"version": artifact.version, "status": status})
+    audit.record(
+        actor,
+        "release.recorded",
+        release,
+        application=environment.application,
+        after={"version": artifact.version, "status": status},
+    )
     return release
 
 
@@ -234,8 +323,11 @@ def do_cancel_release(actor: Actor, release_id: int, *, reason: str = "") -> Rel
 
 def recheck_environment(actor: Actor, environment_id: int) -> None:
     """Start approved releases whose way has cleared (after an unlock, a resolved blocker, a window's end)."""
-    for release_id in Release.objects.filter(environment_id=environment_id, status=Release.Status.APPROVED
-                                             ).order_by("created_at").values_list("pk", flat=True):
+    for release_id in (
+        Release.objects.filter(environment_id=environment_id, status=Release.Status.APPROVED)
+        .order_by("created_at")
+        .values_list("pk", flat=True)
+    ):
         with transaction.atomic():
             release = _locked_release(release_id)
             if release.status == Release.Status.APPROVED:
@@ -244,8 +336,11 @@ def recheck_environment(actor: Actor, environment_id: int) -> None:
 
 def recheck_all(actor: Actor | None = None) -> None:
     actor = actor or Actor.system()
-    for environment_id in Release.objects.filter(status=Release.Status.APPROVED).values_list(
-            "environment_id", flat=True).distinct():
+    for environment_id in (
+        Release.objects.filter(status=Release.Status.APPROVED)
+        .values_list("environment_id", flat=True)
+        .distinct()
+    ):
         recheck_environment(actor, environment_id)
 
 
@@ -254,6 +349,7 @@ def _recheck_on_commit(environment: Environment) -> None:
 
 
 # --- locks, freeze windows, blockers ---------------------------------------------------------
+
 
 def _publish_environment(environment_id: int) -> None:
     """Open environment pages show locks and freezes as they are set and lifted."""
@@ -281,35 +377,72 @@ def do_unlock(actor: Actor, lock: Lock) -> Lock:
         raise LockReleased("This lock was released already.")
     lock.released_at, lock.released_by = timezone.now(), actor.user
     lock.save(update_fields=["released_at", "released_by"])
-    audit.record(actor, "environment.unlocked", lock.environment, application=lock.environment.application,
-                 note=lock.reason)
+    audit.record(
+        actor,
+        "environment.unlocked",
+        lock.environment,
+        application=lock.environment.application,
+        note=lock.reason,
+    )
     _recheck_on_commit(lock.environment)
     _publish_environment(lock.environment_id)
     return lock
 
 
 @transaction.atomic(durable=True)
-def do_create_freeze(actor: Actor, environment: Environment, *, reason: str, starts_at: datetime | None = None,
-                     ends_at: datetime | None = None, weekdays: list[int] | None = None,
-                     start_time: time | None = None, end_time: time | None = None, timezone_name: str = "UTC") -> FreezeWindow:
+def do_create_freeze(
+    actor: Actor,
+    environment: Environment,
+    *,
+    reason: str,
+    starts_at: datetime | None = None,
+    ends_at: datetime | None = None,
+    weekdays: list[int] | None = None,
+    start_time: time | None = None,
+    end_time: time | None = None,
+    timezone_name: str = "UTC",
+) -> FreezeWindow:
     """Add a one-off or recurring freeze window."""
     require(actor, Permission.LOCK, environment.application, environment)
     one_off = starts_at is not None or ends_at is not None
     recurring = bool(weekdays) or start_time is not None or end_time is not None
     if one_off == recurring:
-        raise FreezeWindowInvalid("Give either starts_at and ends_at, or weekdays with start_time and end_time.", field="non_field_errors")
+        raise FreezeWindowInvalid(
+            "Give either starts_at and ends_at, or weekdays with start_time and end_time.",
+            field="non_field_errors",
+        )
     if one_off and (starts_at is None or ends_at is None or ends_at <= starts_at):
         raise FreezeWindowInvalid("ends_at must come after starts_at.", field="ends_at")
     if recurring and (not weekdays or start_time is None or end_time is None or start_time == end_time):
-        raise FreezeWindowInvalid("A recurring window needs weekdays, and different start_time and end_time.", field="weekdays")
-    window = FreezeWindow.objects.create(environment=environment, reason=reason, starts_at=starts_at, ends_at=ends_at,
-                                         weekdays=sorted(set(weekdays or [])), start_time=start_time,
-                                         end_time=end_time, timezone=timezone_name, created_by=actor.user)
-    audit.record(actor, "freeze.created", window, application=environment.application,
-                 after={"reason": reason, "starts_at": str(starts_at) if starts_at else None,
-                        "ends_at": str(ends_at) if ends_at else None, "weekdays": window.weekdays,
-                        "start_time": str(start_time) if start_time else None,
-                        "end_time": str(end_time) if end_time else None, "timezone": timezone_name})
+        raise FreezeWindowInvalid(
+            "A recurring window needs weekdays, and different start_time and end_time.", field="weekdays"
+        )
+    window = FreezeWindow.objects.create(
+        environment=environment,
+        reason=reason,
+        starts_at=starts_at,
+        ends_at=ends_at,
+        weekdays=sorted(set(weekdays or [])),
+        start_time=start_time,
+        end_time=end_time,
+        timezone=timezone_name,
+        created_by=actor.user,
+    )
+    audit.record(
+        actor,
+        "freeze.created",
+        window,
+        application=environment.application,
+        after={
+            "reason": reason,
+            "starts_at": str(starts_at) if starts_at else None,
+            "ends_at": str(ends_at) if ends_at else None,
+            "weekdays": window.weekdays,
+            "start_time": str(start_time) if start_time else None,
+            "end_time": str(end_time) if end_time else None,
+            "timezone": timezone_name,
+        },
+    )
     _publish_environment(environment.pk)
     return window
 
@@ -319,26 +452,50 @@ def do_delete_freeze(actor: Actor, window: FreezeWindow) -> None:
     """Remove a freeze window."""
     window = FreezeWindow.objects.select_related("environment__application").get(pk=window.pk)
     require(actor, Permission.LOCK, window.environment.application, window.environment)
-    audit.record(actor, "freeze.deleted", window, application=window.environment.application,
-                 before={"reason": window.reason})
+    audit.record(
+        actor,
+        "freeze.deleted",
+        window,
+        application=window.environment.application,
+        before={"reason": window.reason},
+    )
     window.delete()
     _recheck_on_commit(window.environment)
     _publish_environment(window.environment_id)
 
 
 @transaction.atomic(durable=True)
-def do_open_blocker(actor: Actor, application: Application, *, title: str, environments: list[Environment],
-                    url: str = "", source: str = "api", external_id: str = "") -> Blocker:
+def do_open_blocker(
+    actor: Actor,
+    application: Application,
+    *,
+    title: str,
+    environments: list[Environment],
+    url: str = "",
+    source: str = "api",
+    external_id: str = "",
+) -> Blocker:
     """Open a deploy-blocking issue on some environments."""
     for environment in environments:
         require(actor, Permission.LOCK, application, environment)
     if not environments:
         raise Invalid("Name at least one environment.", field="environments")
-    blocker = Blocker.objects.create(application=application, title=title, url=url, source=source,
-                                     external_id=external_id, created_by=actor.user)
+    blocker = Blocker.objects.create(
+        application=application,
+        title=title,
+        url=url,
+        source=source,
+        external_id=external_id,
+        created_by=actor.user,
+    )
     blocker.environments.set(environments)
-    audit.record(actor, "blocker.opened", blocker, application=application,
-                 after={"title": title, "environments": [e.name for e in environments], "url": url})
+    audit.record(
+        actor,
+        "blocker.opened",
+        blocker,
+        application=application,
+        after={"title": title, "environments": [e.name for e in environments], "url": url},
+    )
     return blocker
 
 
@@ -374,10 +531,18 @@ def auto_promote(artifact_id: int) -> None:
     """Environments with auto_promote take the artifact as soon as the pipeline allows it."""
     artifact = Artifact.objects.select_related("application").get(pk=artifact_id)
     for environment in Environment.objects.filter(application_id=artifact.application_id, auto_promote=True):
-        if environment.current_artifact_id == artifact.pk or Release.objects.filter(
-                environment=environment, artifact=artifact).exists():
+        if (
+            environment.current_artifact_id == artifact.pk
+            or Release.objects.filter(environment=environment, artifact=artifact).exists()
+        ):
             continue
         try:
-            do_request_release(Actor.system(), artifact.application, environment=environment, artifact=artifact)
-        except SlipwayError as refusal:  # out of pipeline order: it will come when the previous stage succeeds
-            log.info("auto-promotion of %s to %s waits: %s", artifact.version, environment.name, refusal.detail)
+            do_request_release(
+                Actor.system(), artifact.application, environment=environment, artifact=artifact
+            )
+        except (
+            SlipwayError
+        ) as refusal:  # out of pipeline order: it will come when the previous stage succeeds
+            log.info(
+                "auto-promotion of %s to %s waits: %s", artifact.version, environment.name, refusal.detail
+            )

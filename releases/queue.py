@@ -16,7 +16,9 @@ from django.db import transaction
 def run_task(name: str, *args) -> None:
     from config.celery import app
 
-    if name not in app.tasks:  # the tasks module registers on import; web processes may not have loaded it yet
+    if (
+        name not in app.tasks
+    ):  # the tasks module registers on import; web processes may not have loaded it yet
         importlib.import_module(name.rsplit(".", 1)[0])
     app.tasks[name].delay(*args)
 

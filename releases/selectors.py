@@ -43,7 +43,8 @@ def users_for_authors(authors: Iterable[str]) -> dict[str, Any]:
                 found.setdefault(key, user)
     # A pending request maps nothing: until someone confirms it, the identity is not the user's.
     links = AuthorIdentity.objects.annotate(lidentity=Lower("identity")).filter(
-        lidentity__in=keys, status=AuthorIdentity.Status.CONFIRMED)
+        lidentity__in=keys, status=AuthorIdentity.Status.CONFIRMED
+    )
     for link in links.select_related("user"):
         found.setdefault(link.lidentity, link.user)
     return found
@@ -76,21 +77,31 @@ def is_identity_admin(user) -> bool:
 
 def identities_of(user) -> QuerySet[AuthorIdentity]:
     """The user's links and requests, newest first."""
-    return AuthorIdentity.objects.filter(user=user).select_related("user", "decided_by").order_by("-created_at", "-id")
+    return (
+        AuthorIdentity.objects.filter(user=user)
+        .select_related("user", "decided_by")
+        .order_by("-created_at", "-id")
+    )
 
 
 def identity_requests_for(user) -> QuerySet[AuthorIdentity]:
     """Identity links `user` may confirm or decline, any status, never their own: all of them for an administrator;
     for a release manager (or admin) of an application, those whose identity authored changes in it."""
-    links = AuthorIdentity.objects.exclude(user=user).select_related("user", "decided_by").order_by("created_at", "id")
+    links = (
+        AuthorIdentity.objects.exclude(user=user)
+        .select_related("user", "decided_by")
+        .order_by("created_at", "id")
+    )
     if not user.is_active:
         return links.none()
     if is_identity_admin(user):
         return links
-    managed = Membership.objects.filter(user=user, environment=None,
-                                        role__in=roles_with(Permission.APPROVE_FOR_OTHERS)).values("application_id")
+    managed = Membership.objects.filter(
+        user=user, environment=None, role__in=roles_with(Permission.APPROVE_FOR_OTHERS)
+    ).values("application_id")
     authored = Change.objects.annotate(lauthor=Lower("author")).filter(
-        application_id__in=managed, lauthor=Lower(OuterRef("identity")))
+        application_id__in=managed, lauthor=Lower(OuterRef("identity"))
+    )
     return links.filter(Exists(authored))
 
 
@@ -104,7 +115,9 @@ def identity_link(user, key: str) -> AuthorIdentity | None:
     named = links.annotate(lidentity=Lower("identity")).filter(lidentity=key.lower())
     # The caller's own first; then a confirmed link before a pending request before a declined one.
     rank: dict[str, int] = {AuthorIdentity.Status.CONFIRMED: 0, AuthorIdentity.Status.PENDING: 1}
-    return min(named, key=lambda link: (link.user_id != user.pk, rank.get(link.status, 2), -link.pk), default=None)
+    return min(
+        named, key=lambda link: (link.user_id != user.pk, rank.get(link.status, 2), -link.pk), default=None
+    )
 
 
 def applications_for(user, token=None) -> QuerySet[Application]:
@@ -113,7 +126,11 @@ def applications_for(user, token=None) -> QuerySet[Application]:
 
 
 def environments_of(application: Application) -> QuerySet[Environment]:
-    return Environment.objects.filter(application=application).select_related("current_artifact").order_by("position")
+    return (
+        Environment.objects.filter(application=application)
+        .select_related("current_artifact")
+        .order_by("position")
+    )
 
 
 def artifacts_of(application: Application) -> QuerySet[Artifact]:
@@ -139,8 +156,10 @@ def overview(user) -> QuerySet[Application]:
     newest = Artifact.objects.filter(application=OuterRef("pk")).order_by("-created_at", "-id")
     return (
         applications_for(user)
-        .annotate(newest_version=Subquery(newest.values("version")[:1]),
-                  newest_created_at=Subquery(newest.values("created_at")[:1]))
+        .annotate(
+            newest_version=Subquery(newest.values("version")[:1]),
+            newest_created_at=Subquery(newest.values("created_at")[:1]),
+        )
         .prefetch_related(Prefetch("environments", queryset=environments_of_all()))
     )
 
@@ -185,15 +204,20 @@ def releases_of(application: Application) -> QuerySet:
 
 
 def release_timeline(release) -> QuerySet[AuditEvent]:
-    return AuditEvent.objects.filter(object_type="releases.release", object_id=str(release.pk)).order_by("created_at", "id")
+    return AuditEvent.objects.filter(object_type="releases.release", object_id=str(release.pk)).order_by(
+        "created_at", "id"
+    )
 
 
 def rollout_page(rollout_id: int):
     from releases.models import Rollout, RolloutStep
 
-    return (Rollout.objects.select_related("release__environment", "release__artifact")
-            .prefetch_related(Prefetch("steps", queryset=RolloutStep.objects.order_by("index")))
-            .filter(pk=rollout_id).first())
+    return (
+        Rollout.objects.select_related("release__environment", "release__artifact")
+        .prefetch_related(Prefetch("steps", queryset=RolloutStep.objects.order_by("index")))
+        .filter(pk=rollout_id)
+        .first()
+    )
 
 
 def targets_of(environment: Environment) -> QuerySet:
@@ -205,10 +229,12 @@ def targets_of(environment: Environment) -> QuerySet:
     from environments.models import Target
 
     expected = Coalesce(F("environment__current_artifact__version"), Value(""))
-    return (Target.objects.filter(environment=environment)
-            .annotate(expected_version=expected)
-            .annotate(drifted=ExpressionWrapper(~Q(version=F("expected_version")), output_field=BooleanField()))
-            .order_by("name"))
+    return (
+        Target.objects.filter(environment=environment)
+        .annotate(expected_version=expected)
+        .annotate(drifted=ExpressionWrapper(~Q(version=F("expected_version")), output_field=BooleanField()))
+        .order_by("name")
+    )
 
 
 def rollback_candidates(environment: Environment) -> QuerySet[Artifact]:
@@ -216,25 +242,34 @@ def rollback_candidates(environment: Environment) -> QuerySet[Artifact]:
     newest first (a newer version is a roll forward: release it). One query."""
     from releases.models import Release
 
-    good = Release.objects.filter(environment=environment, status__in=(
-        Release.Status.SUCCEEDED, Release.Status.ROLLED_BACK)).values("artifact_id")
+    good = Release.objects.filter(
+        environment=environment, status__in=(Release.Status.SUCCEEDED, Release.Status.ROLLED_BACK)
+    ).values("artifact_id")
     candidates = Artifact.objects.filter(application_id=environment.application_id, pk__in=good)
     current = environment.current_artifact
     if current is not None:
         candidates = candidates.exclude(pk=current.pk).filter(
-            Q(created_at__lt=current.created_at) | Q(created_at=current.created_at, pk__lt=current.pk))
+            Q(created_at__lt=current.created_at) | Q(created_at=current.created_at, pk__lt=current.pk)
+        )
     return candidates.order_by("-created_at", "-id")
 
 
 def members_of(application: Application) -> QuerySet[Membership]:
     """An application's memberships with their users and environments: one query."""
-    return (Membership.objects.filter(application=application).select_related("user", "environment")
-            .order_by(Lower("user__username"), "role", "environment__position", "id"))
+    return (
+        Membership.objects.filter(application=application)
+        .select_related("user", "environment")
+        .order_by(Lower("user__username"), "role", "environment__position", "id")
+    )
 
 
 def usernames(limit: int = 1000) -> list[str]:
     """Active usernames for the members page's suggestions."""
-    return list(User.objects.filter(is_active=True).order_by(Lower("username")).values_list("username", flat=True)[:limit])
+    return list(
+        User.objects.filter(is_active=True)
+        .order_by(Lower("username"))
+        .values_list("username", flat=True)[:limit]
+    )
 
 
 def targets_with_slots(environment: Environment) -> tuple[list, bool]:

@@ -66,8 +66,12 @@ def do_create_application(actor: Actor, *, slug: str, name: str, repository_url:
     application = Application.objects.create(slug=slug, name=name, repository_url=repository_url)
     if actor.user is not None:
         Membership.objects.create(user=actor.user, application=application, role=Role.ADMIN)
-    audit.record(actor, "application.created", application,
-                 after={"slug": slug, "name": name, "repository_url": repository_url})
+    audit.record(
+        actor,
+        "application.created",
+        application,
+        after={"slug": slug, "name": name, "repository_url": repository_url},
+    )
     from monitoring.services import create_ingest_key  # here: monitoring imports releases
 
     create_ingest_key(actor, application)
@@ -116,12 +120,19 @@ def _register_artifact(actor: Actor, application: Application, data: ArtifactIn)
             )
         return existing, False
     artifact = Artifact.objects.create(
-        application=application, version=data.version, commit=data.commit, image=data.image,
-        build_url=data.build_url, metadata=data.metadata, created_by=actor.user,
+        application=application,
+        version=data.version,
+        commit=data.commit,
+        image=data.image,
+        build_url=data.build_url,
+        metadata=data.metadata,
+        created_by=actor.user,
     )
     changes = _store_changes(application, data.changes)
     artifact.changes.set(changes)
-    audit.record(actor, "artifact.registered", artifact, application=application, after=_artifact_summary(data))
+    audit.record(
+        actor, "artifact.registered", artifact, application=application, after=_artifact_summary(data)
+    )
     transaction.on_commit(partial(_auto_promote, artifact.pk))
     return artifact, True
 
@@ -134,11 +145,20 @@ def _auto_promote(artifact_id: int) -> None:
 
 def _store_changes(application: Application, incoming: Iterable[ChangeIn]) -> list[Change]:
     incoming = list(incoming)
-    known = {c.sha: c for c in Change.objects.filter(application=application, sha__in=[c.sha for c in incoming])}
+    known = {
+        c.sha: c for c in Change.objects.filter(application=application, sha__in=[c.sha for c in incoming])
+    }
     new = [
-        Change(application=application, sha=c.sha, author=c.author, title=c.title, url=c.url,
-               committed_at=c.committed_at)
-        for c in incoming if c.sha not in known
+        Change(
+            application=application,
+            sha=c.sha,
+            author=c.author,
+            title=c.title,
+            url=c.url,
+            committed_at=c.committed_at,
+        )
+        for c in incoming
+        if c.sha not in known
     ]
     Change.objects.bulk_create(new)
     created = {c.sha: c for c in Change.objects.filter(application=application, sha__in=[c.sha for c in new])}
@@ -147,14 +167,21 @@ def _store_changes(application: Application, incoming: Iterable[ChangeIn]) -> li
 
 def _artifact_summary(data: ArtifactIn) -> dict[str, Any]:
     return {
-        "version": data.version, "commit": data.commit, "image": data.image, "build_url": data.build_url,
-        "metadata": data.metadata, "changes": [c.sha for c in data.changes],
+        "version": data.version,
+        "commit": data.commit,
+        "image": data.image,
+        "build_url": data.build_url,
+        "metadata": data.metadata,
+        "changes": [c.sha for c in data.changes],
     }
 
 
 def _differences(artifact: Artifact, data: ArtifactIn) -> list[str]:
-    fields = [name for name in ("commit", "image", "build_url", "metadata")
-              if getattr(artifact, name) != getattr(data, name)]
+    fields = [
+        name
+        for name in ("commit", "image", "build_url", "metadata")
+        if getattr(artifact, name) != getattr(data, name)
+    ]
     if sorted(artifact.changes.values_list("sha", flat=True)) != sorted(c.sha for c in data.changes):
         fields.append("changes")
     return fields
@@ -171,11 +198,17 @@ def _lock_access(application: Application) -> Application:
 
 
 def _member_label(user, role: str, environment) -> dict[str, Any]:
-    return {"user": user.get_username(), "role": role, "environment": environment.name if environment else None}
+    return {
+        "user": user.get_username(),
+        "role": role,
+        "environment": environment.name if environment else None,
+    }
 
 
 @transaction.atomic(durable=True)
-def do_grant_role(actor: Actor, application: Application, user, role: str, environment=None) -> tuple[Membership, bool]:
+def do_grant_role(
+    actor: Actor, application: Application, user, role: str, environment=None
+) -> tuple[Membership, bool]:
     """Give a user a role on an application (a flag editor's may be limited to one environment); (membership, created).
 
     Admins and release managers grant roles; only an admin grants the admin role.
@@ -187,7 +220,9 @@ def do_grant_role(actor: Actor, application: Application, user, role: str, envir
         raise Invalid(f"Unknown role '{role}'. Known: {', '.join(Role.values)}.", field="role")
     if environment is not None:
         if environment.application_id != application.pk:
-            raise Invalid(f"{environment.label} is not an environment of {application.slug}.", field="environment")
+            raise Invalid(
+                f"{environment.label} is not an environment of {application.slug}.", field="environment"
+            )
         if role != Role.FLAG_EDITOR:
             raise Invalid("Only a flag editor's role can be limited to one environment.", field="environment")
     application = _lock_access(application)
@@ -195,8 +230,13 @@ def do_grant_role(actor: Actor, application: Application, user, role: str, envir
         user=user, application=application, role=role, environment=environment
     )
     if created:
-        audit.record(actor, "role.granted", membership, application=application,
-                     after=_member_label(user, role, environment))
+        audit.record(
+            actor,
+            "role.granted",
+            membership,
+            application=application,
+            after=_member_label(user, role, environment),
+        )
     return membership, created
 
 
@@ -204,19 +244,32 @@ def do_grant_role(actor: Actor, application: Application, user, role: str, envir
 def do_revoke_role(actor: Actor, membership: Membership) -> None:
     """Take a role away; the user's tokens lose it at once (see releases/access.py). The last admin stays."""
     application = membership.application
-    require(actor, Permission.ADMIN if membership.role == Role.ADMIN else Permission.MANAGE_MEMBERS, application)
+    require(
+        actor, Permission.ADMIN if membership.role == Role.ADMIN else Permission.MANAGE_MEMBERS, application
+    )
     application = _lock_access(application)
     current = Membership.objects.select_related("user", "environment").filter(pk=membership.pk).first()
     if current is None:
         raise NotFound("No such membership: it was revoked already.")
     membership = current
     # Counted under the application's lock: two admins revoking each other at once cannot both succeed.
-    if membership.role == Role.ADMIN and not Membership.objects.filter(
-            application=application, role=Role.ADMIN).exclude(pk=membership.pk).exists():
-        raise LastAdmin(f"{membership.user.get_username()} is the last admin of {application.slug}: "
-                        "grant the admin role to someone else first.")
-    audit.record(actor, "role.revoked", membership, application=application,
-                 before=_member_label(membership.user, membership.role, membership.environment))
+    if (
+        membership.role == Role.ADMIN
+        and not Membership.objects.filter(application=application, role=Role.ADMIN)
+        .exclude(pk=membership.pk)
+        .exists()
+    ):
+        raise LastAdmin(
+            f"{membership.user.get_username()} is the last admin of {application.slug}: "
+            "grant the admin role to someone else first."
+        )
+    audit.record(
+        actor,
+        "role.revoked",
+        membership,
+        application=application,
+        before=_member_label(membership.user, membership.role, membership.environment),
+    )
     membership.delete()
 
 
@@ -233,7 +286,9 @@ def _identity_admin(actor: Actor) -> bool:
     """The actor may link identities for anyone and decide any request (a token needs the admin scope)."""
     if actor.is_system:
         return True
-    if actor.token is not None and (not actor.token.has_scope(Scope.ADMIN) or actor.token.environment_id is not None):
+    if actor.token is not None and (
+        not actor.token.has_scope(Scope.ADMIN) or actor.token.environment_id is not None
+    ):
         return False
     return selectors.is_identity_admin(actor.user)
 
@@ -253,24 +308,44 @@ def do_link_identity(actor: Actor, user, identity: str) -> AuthorIdentity:
     else:
         _require_self_service(actor)
     if identity.lower() == user.get_username().lower():
-        raise IdentityTaken(f"'{identity}' is {user.get_username()}'s username: it counts already.", field="identity")
+        raise IdentityTaken(
+            f"'{identity}' is {user.get_username()}'s username: it counts already.", field="identity"
+        )
     # Username and email map already, before any link: another person's would never map to this user.
-    owner = User.objects.filter(Q(username__iexact=identity) | Q(email__iexact=identity)).exclude(pk=user.pk).first()
+    owner = (
+        User.objects.filter(Q(username__iexact=identity) | Q(email__iexact=identity))
+        .exclude(pk=user.pk)
+        .first()
+    )
     if owner is not None:
-        raise IdentityTaken(f"'{identity}' is {owner.get_username()}'s username or email: it maps to them.", field="identity")
-    links = AuthorIdentity.objects.select_for_update().annotate(lidentity=Lower("identity")).filter(
-        lidentity=identity.lower())
+        raise IdentityTaken(
+            f"'{identity}' is {owner.get_username()}'s username or email: it maps to them.", field="identity"
+        )
+    links = (
+        AuthorIdentity.objects.select_for_update()
+        .annotate(lidentity=Lower("identity"))
+        .filter(lidentity=identity.lower())
+    )
     if any(link.status == AuthorIdentity.Status.CONFIRMED for link in links):
         raise IdentityTaken(f"The identity '{identity}' is linked already.", field="identity")
     if any(link.user_id == user.pk and link.status == AuthorIdentity.Status.PENDING for link in links):
-        raise IdentityTaken(f"You asked to link '{identity}' already; the request waits for confirmation.", field="identity")
+        raise IdentityTaken(
+            f"You asked to link '{identity}' already; the request waits for confirmation.", field="identity"
+        )
     # The user's email is set by an administrator (Slipway lets nobody change their own): it is proven theirs.
     proven = bool(user.email) and user.email.lower() == identity.lower()
     summary = {"user": user.get_username(), "identity": identity}
     if proven or _identity_admin(actor):
-        link = _create_link(user=user, identity=identity, status=AuthorIdentity.Status.CONFIRMED,
-                            decided_by=None if proven else actor.user, decided_at=timezone.now())
-        audit.record(actor, "identity.linked", link, after={**summary, "proof": "email" if proven else "admin"})
+        link = _create_link(
+            user=user,
+            identity=identity,
+            status=AuthorIdentity.Status.CONFIRMED,
+            decided_by=None if proven else actor.user,
+            decided_at=timezone.now(),
+        )
+        audit.record(
+            actor, "identity.linked", link, after={**summary, "proof": "email" if proven else "admin"}
+        )
         _decline_competing(actor, link)
     else:
         link = _create_link(user=user, identity=identity, status=AuthorIdentity.Status.PENDING)
@@ -284,45 +359,73 @@ def _create_link(**fields) -> AuthorIdentity:
             return AuthorIdentity.objects.create(**fields)
     except IntegrityError:
         # A twin request linked the same identity between our check and our insert.
-        raise IdentityTaken(f"The identity '{fields['identity']}' is linked already.", field="identity") from None
+        raise IdentityTaken(
+            f"The identity '{fields['identity']}' is linked already.", field="identity"
+        ) from None
 
 
 def _decline_competing(actor: Actor, link: AuthorIdentity) -> None:
     """Once an identity is someone's, other people's requests for it are answered."""
-    competing = AuthorIdentity.objects.select_for_update().annotate(lidentity=Lower("identity")).filter(
-        lidentity=link.identity.lower(), status=AuthorIdentity.Status.PENDING).exclude(pk=link.pk)
+    competing = (
+        AuthorIdentity.objects.select_for_update()
+        .annotate(lidentity=Lower("identity"))
+        .filter(lidentity=link.identity.lower(), status=AuthorIdentity.Status.PENDING)
+        .exclude(pk=link.pk)
+    )
     for other in competing:
-        _decide_request(actor, other, AuthorIdentity.Status.DECLINED,
-                        note=f"'{link.identity}' was linked to {link.user.get_username()}.")
+        _decide_request(
+            actor,
+            other,
+            AuthorIdentity.Status.DECLINED,
+            note=f"'{link.identity}' was linked to {link.user.get_username()}.",
+        )
 
 
 def _decide_request(actor: Actor, link: AuthorIdentity, status: str, note: str = "") -> AuthorIdentity:
     link.status, link.decided_by, link.decided_at = status, actor.user, timezone.now()
     link.save(update_fields=["status", "decided_by", "decided_at"])
-    audit.record(actor, f"identity.{status}", link, before={"status": AuthorIdentity.Status.PENDING},
-                 after={"user": link.user.get_username(), "identity": link.identity, "status": status}, note=note)
+    audit.record(
+        actor,
+        f"identity.{status}",
+        link,
+        before={"status": AuthorIdentity.Status.PENDING},
+        after={"user": link.user.get_username(), "identity": link.identity, "status": status},
+        note=note,
+    )
     return link
 
 
 def _locked_request(actor: Actor, link_id: int) -> AuthorIdentity:
     """The request, once the actor may decide it: an administrator, or a release manager (or admin) of an
     application where the identity authored changes; never its requester."""
-    link = AuthorIdentity.objects.select_for_update(of=("self",)).select_related("user").filter(pk=link_id).first()
+    link = (
+        AuthorIdentity.objects.select_for_update(of=("self",))
+        .select_related("user")
+        .filter(pk=link_id)
+        .first()
+    )
     if link is None:
         raise IdentityNotFound(f"No identity request #{link_id}.")
     if actor.is_system:
         return link
-    if actor.token is not None and (not actor.token.has_scope(Scope.APPROVALS_WRITE)
-                                    or actor.token.environment_id is not None):
-        raise Forbidden(f"Deciding identity requests needs a token with the '{Scope.APPROVALS_WRITE}' scope "
-                        "and no environment.")
+    if actor.token is not None and (
+        not actor.token.has_scope(Scope.APPROVALS_WRITE) or actor.token.environment_id is not None
+    ):
+        raise Forbidden(
+            f"Deciding identity requests needs a token with the '{Scope.APPROVALS_WRITE}' scope "
+            "and no environment."
+        )
     assert actor.user is not None  # the system passed above
     if link.user_id == actor.user.pk:
-        raise Forbidden("Someone else confirms your own request: an administrator, or a release manager of an "
-                        "application where this identity authored changes.")
+        raise Forbidden(
+            "Someone else confirms your own request: an administrator, or a release manager of an "
+            "application where this identity authored changes."
+        )
     if not selectors.identity_requests_for(actor.user).filter(pk=link.pk).exists():
-        raise Forbidden(f"Only an administrator, or a release manager of an application where '{link.identity}' "
-                        "authored changes, decides this request.")
+        raise Forbidden(
+            f"Only an administrator, or a release manager of an application where '{link.identity}' "
+            "authored changes, decides this request."
+        )
     return link
 
 
@@ -333,8 +436,11 @@ def do_confirm_identity(actor: Actor, link_id: int) -> AuthorIdentity:
     if link.status != AuthorIdentity.Status.PENDING:
         raise IdentityRequestDecided(f"This request is {link.status} already.")
     # Lock every row of this identity: two confirmations of rival requests must not both pass this check.
-    same = AuthorIdentity.objects.select_for_update().annotate(lidentity=Lower("identity")).filter(
-        lidentity=link.identity.lower())
+    same = (
+        AuthorIdentity.objects.select_for_update()
+        .annotate(lidentity=Lower("identity"))
+        .filter(lidentity=link.identity.lower())
+    )
     if any(other.status == AuthorIdentity.Status.CONFIRMED for other in same):
         raise IdentityTaken(f"The identity '{link.identity}' is linked already.", field="identity")
     _decide_request(actor, link, AuthorIdentity.Status.CONFIRMED)
@@ -354,7 +460,12 @@ def do_decline_identity(actor: Actor, link_id: int, *, reason: str = "") -> Auth
 @transaction.atomic(durable=True)
 def do_unlink_identity(actor: Actor, link: AuthorIdentity) -> None:
     """Remove an identity link or withdraw a request: one's own, or anyone's for an administrator."""
-    current = AuthorIdentity.objects.select_for_update(of=("self",)).select_related("user").filter(pk=link.pk).first()
+    current = (
+        AuthorIdentity.objects.select_for_update(of=("self",))
+        .select_related("user")
+        .filter(pk=link.pk)
+        .first()
+    )
     if current is None:
         raise IdentityNotFound("No such identity.")
     link = current
@@ -362,35 +473,57 @@ def do_unlink_identity(actor: Actor, link: AuthorIdentity) -> None:
         _require_self_service(actor)
     elif not _identity_admin(actor):
         raise IdentityNotFound("No such identity of yours.")
-    audit.record(actor, "identity.unlinked", link,
-                 before={"user": link.user.get_username(), "identity": link.identity, "status": link.status})
+    audit.record(
+        actor,
+        "identity.unlinked",
+        link,
+        before={"user": link.user.get_username(), "identity": link.identity, "status": link.status},
+    )
     link.delete()
 
 
 @transaction.atomic(durable=True)
-def do_create_api_token(actor: Actor, user, *, name: str, scopes: Sequence[str],
-                        environment=None) -> tuple[ApiToken, str]:
+def do_create_api_token(
+    actor: Actor, user, *, name: str, scopes: Sequence[str], environment=None
+) -> tuple[ApiToken, str]:
     """Create a token for a user; the key is returned once and only its hash is stored."""
     unknown = sorted(set(scopes) - set(Scope.values))
     if unknown:
-        raise Invalid(f"Unknown scope: {', '.join(unknown)}. Known: {', '.join(Scope.values)}.", field="scopes")
+        raise Invalid(
+            f"Unknown scope: {', '.join(unknown)}. Known: {', '.join(Scope.values)}.", field="scopes"
+        )
     if actor.user is not None and actor.user != user and not actor.user.is_superuser:
         raise TokenNotAllowed("You may create tokens for yourself only.")
     if not actor.is_system and actor.token is not None:
         raise TokenNotAllowed("Tokens are created in the browser or with manage.py, not with another token.")
     # A token never adds roles: one pinned to an application with no role there could only leak its flags.
     if environment is not None and not has_role(user, environment.application_id):
-        raise Forbidden(f"{user.get_username()} has no role on {environment.application.slug}: "
-                        "a token pinned there needs one (ask an admin or release manager).", field="environment")
+        raise Forbidden(
+            f"{user.get_username()} has no role on {environment.application.slug}: "
+            "a token pinned there needs one (ask an admin or release manager).",
+            field="environment",
+        )
     key = ApiToken.PREFIX + secrets.token_urlsafe(32)
     token = ApiToken.objects.create(
-        user=user, name=name, key_hash=ApiToken.hash_key(key), hint=key[:10],
-        scopes=sorted(set(scopes)), environment=environment,
+        user=user,
+        name=name,
+        key_hash=ApiToken.hash_key(key),
+        hint=key[:10],
+        scopes=sorted(set(scopes)),
+        environment=environment,
     )
-    audit.record(actor, "token.created", token,
-                 application=environment.application if environment else None,
-                 after={"user": user.get_username(), "name": name, "scopes": token.scopes,
-                        "environment": environment.label if environment else None})
+    audit.record(
+        actor,
+        "token.created",
+        token,
+        application=environment.application if environment else None,
+        after={
+            "user": user.get_username(),
+            "name": name,
+            "scopes": token.scopes,
+            "environment": environment.label if environment else None,
+        },
+    )
     return token, key
 
 

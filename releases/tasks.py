@@ -20,7 +20,7 @@ def deliver_notification(self, hook_id: int, payload: dict) -> None:
     try:
         deliver(hook_id, payload)
     except DeliveryFailed as failure:
-        raise self.retry(exc=failure, countdown=min(2 ** self.request.retries, 300)) from failure
+        raise self.retry(exc=failure, countdown=min(2**self.request.retries, 300)) from failure
 
 
 @shared_task(acks_late=True)

@@ -38,28 +38,58 @@ def verify_signature(hook: GitHubHook | None, body: bytes, header: str) -> None:
 
 
 @transaction.atomic(durable=True)
-def do_configure_github(actor: Actor, application: Application, *, secret: str, blocker_label: str,
-                        blocker_environments: list[str]) -> GitHubHook:
+def do_configure_github(
+    actor: Actor,
+    application: Application,
+    *,
+    secret: str,
+    blocker_label: str,
+    blocker_environments: list[str],
+) -> GitHubHook:
     """Set the shared secret, the blocking label and the environments labelled issues block."""
     require(actor, Permission.ADMIN, application)
     known = set(Environment.objects.filter(application=application).values_list("name", flat=True))
     if unknown := sorted(set(blocker_environments) - known):
-        raise Invalid(f"No environment {', '.join(unknown)} in {application.slug}.", field="blocker_environments")
-    hook, _ = GitHubHook.objects.update_or_create(application=application, defaults={
-        "secret": secret, "blocker_label": blocker_label, "blocker_environments": sorted(set(blocker_environments))})
-    audit.record(actor, "github.configured", hook, application=application,
-                 after={"blocker_label": blocker_label, "blocker_environments": hook.blocker_environments})
+        raise Invalid(
+            f"No environment {', '.join(unknown)} in {application.slug}.", field="blocker_environments"
+        )
+    hook, _ = GitHubHook.objects.update_or_create(
+        application=application,
+        defaults={
+            "secret": secret,
+            "blocker_label": blocker_label,
+            "blocker_environments": sorted(set(blocker_environments)),
+        },
+    )
+    audit.record(
+        actor,
+        "github.configured",
+        hook,
+        application=application,
+        after={"blocker_label": blocker_label, "blocker_environments": hook.blocker_environments},
+    )
     return hook
 
 
 @transaction.atomic(durable=True)
-def do_add_notification_hook(actor: Actor, application: Application, *, url: str, events: list[str]) -> NotificationHook:
+def do_add_notification_hook(
+    actor: Actor, application: Application, *, url: str, events: list[str]
+) -> NotificationHook:
     """Tell a Slack-compatible URL about this application's releases."""
     require(actor, Permission.ADMIN, application)
     if unknown := sorted(set(events) - set(NotificationHook.EVENTS)):
-        raise Invalid(f"Unknown event {', '.join(unknown)}; known: {', '.join(NotificationHook.EVENTS)}.", field="events")
+        raise Invalid(
+            f"Unknown event {', '.join(unknown)}; known: {', '.join(NotificationHook.EVENTS)}.",
+            field="events",
+        )
     hook = NotificationHook.objects.create(application=application, url=url, events=sorted(set(events)))
-    audit.record(actor, "notification_hook.added", hook, application=application, after={"url": url, "events": hook.events})
+    audit.record(
+        actor,
+        "notification_hook.added",
+        hook,
+        application=application,
+        after={"url": url, "events": hook.events},
+    )
     return hook
 
 
@@ -83,7 +113,11 @@ def do_register_pushed_changes(actor: Actor, application: Application, commits: 
     if not isinstance(commits, list):
         raise Invalid("commits must be a list.", field="commits")
     rows = [_change(application, commit, index) for index, commit in enumerate(commits)]
-    known = set(Change.objects.filter(application=application, sha__in=[r.sha for r in rows]).values_list("sha", flat=True))
+    known = set(
+        Change.objects.filter(application=application, sha__in=[r.sha for r in rows]).values_list(
+            "sha", flat=True
+        )
+    )
     new = [r for r in rows if r.sha not in known]
     Change.objects.bulk_create(new, ignore_conflicts=True)
     if new:
@@ -115,10 +149,14 @@ def _change(application: Application, commit: Any, index: int) -> Change:
     if not isinstance(url, str):
         raise Invalid(f"{where}.url must be a string.", field=f"{where}.url")
     return Change(
-        application=application, sha=sha.lower(), author=(next(filter(None, names), None) or "unknown")[:254],
+        application=application,
+        sha=sha.lower(),
+        author=(next(filter(None, names), None) or "unknown")[:254],
         title=(message.strip().splitlines() or [sha[:8]])[0][:500],
         # Only http(s) becomes a link on the pages: anything else is dropped, whoever sent it.
-        url=http_url_or_blank(url), committed_at=_timestamp(commit.get("timestamp"), f"{where}.timestamp"))
+        url=http_url_or_blank(url),
+        committed_at=_timestamp(commit.get("timestamp"), f"{where}.timestamp"),
+    )
 
 
 def _timestamp(value: Any, field: str) -> datetime | None:
@@ -146,18 +184,29 @@ def _issue_event(actor: Actor, application: Application, payload: dict) -> dict:
         raise Invalid("issue.number must be a positive integer.", field="issue.number")
     if not isinstance(labels, list):
         raise Invalid("issue.labels must be a list.", field="issue.labels")
-    labels = {label.get("name") for label in labels if isinstance(label, dict) and isinstance(label.get("name"), str)}
+    labels = {
+        label.get("name")
+        for label in labels
+        if isinstance(label, dict) and isinstance(label.get("name"), str)
+    }
     blocking = hook.blocker_label in labels and issue.get("state", "open") == "open"
     external_id = str(number)
-    existing = Blocker.objects.filter(application=application, source="github", external_id=external_id,
-                                      resolved_at__isnull=True).first()
+    existing = Blocker.objects.filter(
+        application=application, source="github", external_id=external_id, resolved_at__isnull=True
+    ).first()
     if blocking and existing is None:
         environments = Environment.objects.filter(application=application)
         if hook.blocker_environments:
             environments = environments.filter(name__in=hook.blocker_environments)
-        blocker = do_open_blocker(actor, application, title=str(issue.get("title") or external_id)[:300],
-                                  url=http_url_or_blank(issue.get("html_url")), environments=list(environments),
-                                  source="github", external_id=external_id)
+        blocker = do_open_blocker(
+            actor,
+            application,
+            title=str(issue.get("title") or external_id)[:300],
+            url=http_url_or_blank(issue.get("html_url")),
+            environments=list(environments),
+            source="github",
+            external_id=external_id,
+        )
         return {"blocker": blocker.pk, "state": "open"}
     if not blocking and existing is not None:
         do_resolve_blocker(actor, existing)

@@ -20,12 +20,20 @@ def pytest_configure(config):
         import psycopg
 
         try:
-            psycopg.connect(host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, user=db["USER"],
-                            dbname="postgres", connect_timeout=3).close()
+            psycopg.connect(
+                host=db["HOST"] or "127.0.0.1",
+                port=db["PORT"] or 5432,
+                user=db["USER"],
+                dbname="postgres",
+                connect_timeout=3,
+            ).close()
         except psycopg.OperationalError:
             pytest.exit(f"PostgreSQL is unreachable at {db['HOST']}:{db['PORT']} — start it (see README).", 3)
     elif not os.environ.get("SLIPWAY_TEST_SQLITE"):
-        pytest.exit("Tests run on PostgreSQL: use `make test` (or set DATABASE_URL; SLIPWAY_TEST_SQLITE=1 to force SQLite).", 3)
+        pytest.exit(
+            "Tests run on PostgreSQL: use `make test` (or set DATABASE_URL; SLIPWAY_TEST_SQLITE=1 to force SQLite).",
+            3,
+        )
     if settings.REDIS_URL:
         import redis
 

@@ -66,7 +66,9 @@ class ArtifactFactory(factory.django.DjangoModelFactory):
     application = factory.SubFactory(ApplicationFactory)
     version = factory.Sequence(lambda n: f"0.0.{n}")
     commit = factory.Sequence(lambda n: sha(f"c{n}"))
-    image = factory.LazyAttribute(lambda a: f"registry.example.com/app@sha256:{hashlib.sha256(a.version.encode()).hexdigest()}")
+    image = factory.LazyAttribute(
+        lambda a: f"registry.example.com/app@sha256:{hashlib.sha256(a.version.encode()).hexdigest()}"
+    )
     metadata = factory.LazyFunction(dict)
 
     @factory.post_generation

@@ -41,12 +41,19 @@ class LiveSlipway:
         port = free_port()
         log_path = Path(settings.DATA_DIR) / f"live-{port}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "DATABASE_URL": database_url(), "PYTHONUNBUFFERED": "1", "SLIPWAY_DEMO_FLEET": "0",
-               **(extra_env or {})}
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url(),
+            "PYTHONUNBUFFERED": "1",
+            "SLIPWAY_DEMO_FLEET": "0",
+            **(extra_env or {}),
+        }
         args = [sys.executable, "manage.py", "serve", "--port", str(port)]
         if not embedded:
             args.append("--no-embedded")
-        process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            args, cwd=ROOT, env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT
+        )
         server = cls(url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
         server.wait_until_up()
         return server

@@ -12,13 +12,38 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 APPS = ("releases", "environments", "flags", "monitoring", "dashboard", "config")
-PURE = ["flags.engine", "flags.engine.evaluation", "flags.history", "releases.planning", "monitoring.judge",
-        "monitoring.expressions", "monitoring.anomaly", "monitoring.fingerprint"]
-PURE_FILES = ["config/jsonbody.py", "config/ratelimit.py"]  # config/__init__ loads the Celery app: the file itself must stay pure
-WRITE_PATH = ["releases.lifecycle", "releases.rollouts", "releases.rollouts.reconciler", "releases.rollouts.gates",
-              "releases.rollouts.drivers", "releases.rollouts.controls", "releases.dispatch", "releases.promotions",
-              "releases.notifications", "releases.tasks", "releases.services", "environments.jobs",
-              "environments.agent_asgi", "environments.agent_api", "flags.services", "monitoring.services"]
+PURE = [
+    "flags.engine",
+    "flags.engine.evaluation",
+    "flags.history",
+    "releases.planning",
+    "monitoring.judge",
+    "monitoring.expressions",
+    "monitoring.anomaly",
+    "monitoring.fingerprint",
+]
+PURE_FILES = [
+    "config/jsonbody.py",
+    "config/ratelimit.py",
+]  # config/__init__ loads the Celery app: the file itself must stay pure
+WRITE_PATH = [
+    "releases.lifecycle",
+    "releases.rollouts",
+    "releases.rollouts.reconciler",
+    "releases.rollouts.gates",
+    "releases.rollouts.drivers",
+    "releases.rollouts.controls",
+    "releases.dispatch",
+    "releases.promotions",
+    "releases.notifications",
+    "releases.tasks",
+    "releases.services",
+    "environments.jobs",
+    "environments.agent_asgi",
+    "environments.agent_api",
+    "flags.services",
+    "monitoring.services",
+]
 
 
 def modules() -> dict[str, Path]:
@@ -114,25 +139,40 @@ def test_no_import_cycle_among_the_apps_modules():
 
 def test_the_engine_never_imports_an_interface():
     graph = import_graph()
-    interfaces = {m for m in graph if m.endswith(("_asgi", "_api", ".views", ".consumers", ".tasks"))
-                  or ".api." in m or m.startswith("dashboard.") and m != "dashboard.live"}
+    interfaces = {
+        m
+        for m in graph
+        if m.endswith(("_asgi", "_api", ".views", ".consumers", ".tasks"))
+        or ".api." in m
+        or m.startswith("dashboard.")
+        and m != "dashboard.live"
+    }
     engine = [m for m in graph if m.startswith("releases.rollouts")]
-    for module in (*engine, "releases.lifecycle", "releases.dispatch", "releases.promotions",
-                   "environments.jobs", "flags.services"):
+    for module in (
+        *engine,
+        "releases.lifecycle",
+        "releases.dispatch",
+        "releases.promotions",
+        "environments.jobs",
+        "flags.services",
+    ):
         assert not graph[module] & interfaces, (module, graph[module] & interfaces)
 
 
 def _run(code: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 def test_pure_modules_import_without_django():
-    code = ("import importlib.util, sys\nfor name in {!r}:\n    __import__(name)\n"
-            "for path in {!r}:\n"
-            "    spec = importlib.util.spec_from_file_location(path, path)\n"
-            "    spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
-            "assert not [m for m in sys.modules if m == 'django' or m.startswith('django.')], 'django imported'")
+    code = (
+        "import importlib.util, sys\nfor name in {!r}:\n    __import__(name)\n"
+        "for path in {!r}:\n"
+        "    spec = importlib.util.spec_from_file_location(path, path)\n"
+        "    spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
+        "assert not [m for m in sys.modules if m == 'django' or m.startswith('django.')], 'django imported'"
+    )
     process = _run(code.format(PURE, PURE_FILES))
     output, _ = process.communicate(timeout=60)
     assert process.returncode == 0, output
@@ -141,8 +181,10 @@ def test_pure_modules_import_without_django():
 @pytest.mark.slow
 def test_each_module_of_the_write_path_imports_alone():
     """A fresh interpreter per module, so an import order that only works by luck shows up."""
-    code = "import django, os\nos.environ.setdefault('DJANGO_SETTINGS_MODULE', 'config.settings')\n" \
-           "django.setup()\nimport {}"
+    code = (
+        "import django, os\nos.environ.setdefault('DJANGO_SETTINGS_MODULE', 'config.settings')\n"
+        "django.setup()\nimport {}"
+    )
     processes = {name: _run(code.format(name)) for name in WRITE_PATH}
     failures = {}
     for name, process in processes.items():

@@ -15,11 +15,19 @@ from tests.live import ROOT, database_url
 
 
 def _config_in_process(**env: str) -> list[str]:
-    code = ("from config.celery import app; from django.conf import settings; "
-            "print(app.amqp.router.route({}, 'releases.tasks.advance_rollout')['queue'].name); "
-            "print(app.conf.beat_schedule_filename); print(settings.DATA_DIR)")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, **env}, check=True,
-                         capture_output=True, text=True).stdout
+    code = (
+        "from config.celery import app; from django.conf import settings; "
+        "print(app.amqp.router.route({}, 'releases.tasks.advance_rollout')['queue'].name); "
+        "print(app.conf.beat_schedule_filename); print(settings.DATA_DIR)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     return out.split()
 
 
@@ -38,11 +46,32 @@ def test_worker_consumes_its_queue_and_logs_each_task(tmp_path):
     Rollout.objects.filter(pk=rollout.pk).update(status="succeeded")  # advancing it is a no-op
     queue = "slipway-test-ops"  # not `celery`: this worker must find its tasks on the queue it was told
     log_path = tmp_path / "worker.log"
-    env = {**os.environ, "DATABASE_URL": database_url(), "CELERY_BROKER_URL": settings.REDIS_URL,
-           "CELERY_QUEUE": queue, "PYTHONUNBUFFERED": "1"}
-    worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "solo",
-                               "--without-heartbeat", "--without-gossip", "--without-mingle"],
-                              cwd=ROOT, env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "CELERY_BROKER_URL": settings.REDIS_URL,
+        "CELERY_QUEUE": queue,
+        "PYTHONUNBUFFERED": "1",
+    }
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "--pool",
+            "solo",
+            "--without-heartbeat",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
     producer = Celery(broker=settings.REDIS_URL, set_as_current=False)
     try:
         result = producer.send_task("releases.tasks.advance_rollout", args=[rollout.pk], queue=queue)
@@ -50,8 +79,12 @@ def test_worker_consumes_its_queue_and_logs_each_task(tmp_path):
         while time.monotonic() < deadline and "succeeded in" not in log_path.read_text():
             time.sleep(0.2)
         log = log_path.read_text()
-        assert f"INFO slipway.tasks: task releases.tasks.advance_rollout[{result.id}] started" in log, log[-3000:]
-        assert f"INFO slipway.tasks: task releases.tasks.advance_rollout[{result.id}] succeeded in" in log, log[-3000:]
+        assert f"INFO slipway.tasks: task releases.tasks.advance_rollout[{result.id}] started" in log, log[
+            -3000:
+        ]
+        assert f"INFO slipway.tasks: task releases.tasks.advance_rollout[{result.id}] succeeded in" in log, (
+            log[-3000:]
+        )
     finally:
         producer.close()
         worker.terminate()

@@ -15,16 +15,28 @@ from tests.live import ROOT
 
 # The environment file of docs/operations.md ("Installing a host"), with placeholders filled in.
 DOCUMENTED_PRODUCTION = {
-    "SLIPWAY_ENV": "production", "SECRET_KEY": "k3Jx9-" + "Q8w2Zr7Tn4Lp" * 5, "ALLOWED_HOSTS": "slipway.example.com",
-    "SLIPWAY_BASE_URL": "https://slipway.example.com", "DATABASE_URL": "postgres://slipway:pw@db.internal:5432/slipway",
-    "REDIS_URL": "redis://redis.internal:6379/0", "CELERY_BROKER_URL": "amqp://slipway:pw@mq.internal:5672/slipway",
+    "SLIPWAY_ENV": "production",
+    "SECRET_KEY": "k3Jx9-" + "Q8w2Zr7Tn4Lp" * 5,
+    "ALLOWED_HOSTS": "slipway.example.com",
+    "SLIPWAY_BASE_URL": "https://slipway.example.com",
+    "DATABASE_URL": "postgres://slipway:pw@db.internal:5432/slipway",
+    "REDIS_URL": "redis://redis.internal:6379/0",
+    "CELERY_BROKER_URL": "amqp://slipway:pw@mq.internal:5672/slipway",
 }
 
 
 def _run(args: list[str], **env: str) -> subprocess.CompletedProcess:
-    environ = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "DJANGO_ALLOW_ASYNC_UNSAFE")}
-    environ.update({"DJANGO_SETTINGS_MODULE": "config.settings", "SLIPWAY_DATA_DIR": "/tmp/slipway-fence-checks", **env})
-    return subprocess.run([sys.executable, *args], cwd=ROOT, env=environ, capture_output=True, text=True, timeout=120)
+    environ = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "DJANGO_ALLOW_ASYNC_UNSAFE")
+    }
+    environ.update(
+        {"DJANGO_SETTINGS_MODULE": "config.settings", "SLIPWAY_DATA_DIR": "/tmp/slipway-fence-checks", **env}
+    )
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=environ, capture_output=True, text=True, timeout=120
+    )
 
 
 # --- production checks --------------------------------------------------------------------------------------
@@ -88,10 +100,15 @@ class _Page(HTMLParser):
             self.refused.append("<style>")
         if any(name.startswith("on") for name in attrs):
             self.refused.append(f"<{tag} on…=>")
-        if any((attrs.get(name) or "").strip().lower().startswith("javascript:") for name in ("href", "action")):
+        if any(
+            (attrs.get(name) or "").strip().lower().startswith("javascript:") for name in ("href", "action")
+        ):
             self.refused.append(f"<{tag} javascript:>")
-        if tag == "script" and not attrs.get("src") and attrs.get("type", "text/javascript") in (
-                "text/javascript", "module", ""):
+        if (
+            tag == "script"
+            and not attrs.get("src")
+            and attrs.get("type", "text/javascript") in ("text/javascript", "module", "")
+        ):
             self._script_nonce = attrs.get("nonce") or ""
 
     def handle_endtag(self, tag):
@@ -124,7 +141,9 @@ def test_every_demo_page_carries_a_strict_policy_and_no_inline_code(demo_admin_c
         policy = response["Content-Security-Policy"]
         assert "script-src 'self' 'nonce-" in policy or "script-src 'self'" in policy, (url, policy)
         assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
-        assert "style-src 'self'" in policy and "default-src 'self'" in policy and "object-src 'none'" in policy
+        assert (
+            "style-src 'self'" in policy and "default-src 'self'" in policy and "object-src 'none'" in policy
+        )
         page = _Page()
         page.feed(response.content.decode())
         if page.refused:
@@ -144,7 +163,7 @@ def test_every_demo_page_carries_a_strict_policy_and_no_inline_code(demo_admin_c
 def test_htmx_runs_without_eval_or_injected_styles(demo_admin_client):
     page = demo_admin_client.get("/").content.decode()
     assert '"includeIndicatorStyles": false' in page and '"allowEval": false' in page
-    assert "hx-headers='{\"X-CSRFToken\"" in page  # JSON, parsed without eval
+    assert 'hx-headers=\'{"X-CSRFToken"' in page  # JSON, parsed without eval
 
 
 # --- rate limits ----------------------------------------------------------------------------------------------
@@ -186,8 +205,10 @@ def test_redis_buckets_are_shared_between_processes(settings):
     import redis
 
     client = redis.Redis.from_url(settings.REDIS_URL)
-    one, other = (RedisBuckets(Rate(per_second=1.0, burst=2), client, prefix=f"{settings.RATE_LIMIT_PREFIX}:t:")
-                  for _ in range(2))  # two processes' views of the same bucket
+    one, other = (
+        RedisBuckets(Rate(per_second=1.0, burst=2), client, prefix=f"{settings.RATE_LIMIT_PREFIX}:t:")
+        for _ in range(2)
+    )  # two processes' views of the same bucket
     assert one.take("k") == 0.0 and other.take("k") == 0.0
     assert 0 < one.take("k") <= 1.0 and 0 < other.take("k") <= 1.0
 
@@ -195,7 +216,9 @@ def test_redis_buckets_are_shared_between_processes(settings):
 def test_redis_failure_lets_requests_through():
     import redis
 
-    broken = RedisBuckets(Rate(per_second=1.0, burst=1), redis.Redis(port=1, socket_connect_timeout=0.2), prefix="x:")
+    broken = RedisBuckets(
+        Rate(per_second=1.0, burst=1), redis.Redis(port=1, socket_connect_timeout=0.2), prefix="x:"
+    )
     assert broken.take("k") == 0.0
 
 
@@ -225,7 +248,9 @@ def test_api_limits_each_token_with_429_and_retry_after(client, settings, api_to
     from releases.services import do_create_api_token
     from tests import factories
 
-    other = do_create_api_token(Actor.system(), factories.UserFactory(), name="ci", scopes=["releases:read"])[1]
+    other = do_create_api_token(Actor.system(), factories.UserFactory(), name="ci", scopes=["releases:read"])[
+        1
+    ]
     assert _api(client, other).status_code == 200  # its own bucket
 
 
@@ -267,17 +292,25 @@ def ofrep(transactional_db, monkeypatch):
     app = factories.ApplicationFactory(slug="shop")
     factories.MembershipFactory(user=admin, application=app, role="admin")
     production = factories.EnvironmentFactory(application=app, name="production", position=2)
-    do_set_flag_state(Actor.system(), do_create_flag(Actor.system(), app, key="new-checkout"), production, enabled=True)
+    do_set_flag_state(
+        Actor.system(), do_create_flag(Actor.system(), app, key="new-checkout"), production, enabled=True
+    )
     do_grant_role(Actor(admin), app, pm, "flag_editor", production)
-    keys = [do_create_api_token(Actor(pm), pm, name=f"sdk{n}", scopes=["flags:read"], environment=production)[1]
-            for n in range(2)]
+    keys = [
+        do_create_api_token(Actor(pm), pm, name=f"sdk{n}", scopes=["flags:read"], environment=production)[1]
+        for n in range(2)
+    ]
 
     def call(key=None, client=("127.0.0.1", 5000)):
         async def send():
             transport = httpx.ASGITransport(app=application, client=client)
             async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-                return await http.post("/ofrep/v1/evaluate/flags", json={"context": {"targetingKey": "u1"}},
-                                       headers={"Authorization": f"Bearer {key}"} if key else {})
+                return await http.post(
+                    "/ofrep/v1/evaluate/flags",
+                    json={"context": {"targetingKey": "u1"}},
+                    headers={"Authorization": f"Bearer {key}"} if key else {},
+                )
+
         return asyncio.run(send())
 
     yield call, keys
@@ -416,14 +449,23 @@ def test_pages_work_in_a_browser_under_the_policy(live_slipway):
             page.get_by_label("Password").fill("s3cret-pass-word")
             page.keyboard.press("Enter")
             page.wait_for_url(live_slipway.url + "/")
-            for path in ("/apps/shop/", "/apps/shop/flags/", "/audit/", "/tokens/", "/api/v1/docs/", "/admin/"):
+            for path in (
+                "/apps/shop/",
+                "/apps/shop/flags/",
+                "/audit/",
+                "/tokens/",
+                "/api/v1/docs/",
+                "/admin/",
+            ):
                 response = page.goto(live_slipway.url + path)
                 assert response.status == 200, path
                 assert "script-src 'self'" in response.headers["content-security-policy"]
                 page.wait_for_load_state("networkidle")
             assert page.evaluate("typeof htmx") == "undefined"  # the admin page: no htmx there
             page.goto(live_slipway.url + "/apps/shop/")
-            assert page.evaluate("htmx.config.allowEval === false && htmx.config.includeIndicatorStyles === false")
+            assert page.evaluate(
+                "htmx.config.allowEval === false && htmx.config.includeIndicatorStyles === false"
+            )
             assert page.locator("style").count() == 0  # htmx injected no <style>
         finally:
             browser.close()

@@ -12,10 +12,14 @@ from config.jsonbody import BodyError, deeper_than, id_from_path, parse, positiv
 
 texts = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"))
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False, allow_infinity=False)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
     | texts,
     lambda children: st.lists(children, max_size=4) | st.dictionaries(texts, children, max_size=4),
-    max_leaves=30)
+    max_leaves=30,
+)
 
 
 def depth(value) -> int:
@@ -43,8 +47,15 @@ def refused(raw, **limits) -> BodyError:
     return caught.value
 
 
-@pytest.mark.parametrize("raw", [b"[" * 100_000, b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 50_000 + b"1" + b"}" * 50_000,
-                                 b"[" * 33 + b"]" * 33])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"[" * 100_000,
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"a":' * 50_000 + b"1" + b"}" * 50_000,
+        b"[" * 33 + b"]" * 33,
+    ],
+)
 def test_deep_json_is_a_400_naming_the_depth_without_recursing(raw):
     started = time.monotonic()
     error = refused(raw)
@@ -57,21 +68,24 @@ def test_brackets_inside_strings_do_not_count():
     assert parse(raw)["nested"] == [[[1]]]
 
 
-@pytest.mark.parametrize("raw,code", [
-    (b"x" * (1024 * 1024 + 1), "too_large"),
-    (b"{not json", "invalid_json"),
-    (b"\xff\xfe", "invalid_json"),
-    (b'{"id": 99999999999999999999999}', "out_of_range"),
-    (b'{"id": 9223372036854775808}', "out_of_range"),
-    (b'{"id": -9223372036854775809}', "out_of_range"),
-    (b"1" * 5000, "out_of_range"),  # longer than Python's int parsing allows
-    (b'{"x": 1e999}', "out_of_range"),
-    (b'{"x": NaN}', "invalid_json"),
-    (b'{"x": Infinity}', "invalid_json"),
-    (b'{"x": "\\ud800"}', "invalid_json"),
-    (b'{"\\u0000": 1}', "invalid_json"),
-    (b'["a\\u0000b"]', "invalid_json"),
-])
+@pytest.mark.parametrize(
+    "raw,code",
+    [
+        (b"x" * (1024 * 1024 + 1), "too_large"),
+        (b"{not json", "invalid_json"),
+        (b"\xff\xfe", "invalid_json"),
+        (b'{"id": 99999999999999999999999}', "out_of_range"),
+        (b'{"id": 9223372036854775808}', "out_of_range"),
+        (b'{"id": -9223372036854775809}', "out_of_range"),
+        (b"1" * 5000, "out_of_range"),  # longer than Python's int parsing allows
+        (b'{"x": 1e999}', "out_of_range"),
+        (b'{"x": NaN}', "invalid_json"),
+        (b'{"x": Infinity}', "invalid_json"),
+        (b'{"x": "\\ud800"}', "invalid_json"),
+        (b'{"\\u0000": 1}', "invalid_json"),
+        (b'["a\\u0000b"]', "invalid_json"),
+    ],
+)
 def test_bad_bodies_are_refused_with_a_code(raw, code):
     error = refused(raw)
     assert error.code == code
@@ -85,7 +99,8 @@ def test_limits_and_nul_replacement():
     assert refused(b'{"a": [1, 2]}', max_depth=1).code == "too_deep"
     assert refused(b"[1]" * 10, max_bytes=20).detail == "The body is larger than 20 bytes."
     assert parse(b'{"out\\u0000": ["a\\u0000", {"b": "\\u0000"}]}', replace_nul=True) == {
-        "out\ufffd": ["a\ufffd", {"b": "\ufffd"}]}
+        "out\ufffd": ["a\ufffd", {"b": "\ufffd"}]
+    }
     assert parse(b'"\\ud83d\\ude00"') == "\U0001f600"  # a surrogate pair is fine
     assert parse(b"9223372036854775807") == jsonbody.INT64_MAX
 

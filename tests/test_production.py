@@ -14,12 +14,15 @@ PRODUCTION = {"SLIPWAY_ENV": "production", "SECRET_KEY": "x" * 50, "ALLOWED_HOST
 
 
 def production_settings(**env: str) -> dict:
-    code = ("import django, json; django.setup(); from django.conf import settings as s; print(json.dumps({n: "
-            "getattr(s, n, None) for n in ('SESSION_COOKIE_SECURE', 'CSRF_COOKIE_SECURE', 'SECURE_PROXY_SSL_HEADER', "
-            "'SECURE_SSL_REDIRECT', 'SECURE_HSTS_SECONDS', 'CSRF_TRUSTED_ORIGINS', 'DEBUG')}))")
+    code = (
+        "import django, json; django.setup(); from django.conf import settings as s; print(json.dumps({n: "
+        "getattr(s, n, None) for n in ('SESSION_COOKIE_SECURE', 'CSRF_COOKIE_SECURE', 'SECURE_PROXY_SSL_HEADER', "
+        "'SECURE_SSL_REDIRECT', 'SECURE_HSTS_SECONDS', 'CSRF_TRUSTED_ORIGINS', 'DEBUG')}))"
+    )
     environ = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", **PRODUCTION, **env}
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=environ, check=True, capture_output=True,
-                         text=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=environ, check=True, capture_output=True, text=True
+    ).stdout
     return json.loads(out.splitlines()[-1])
 
 
@@ -28,8 +31,13 @@ def test_production_cookies_and_proxy_header_come_from_the_environment():
     assert default["SESSION_COOKIE_SECURE"] and default["CSRF_COOKIE_SECURE"] and not default["DEBUG"]
     assert default["SECURE_PROXY_SSL_HEADER"] == ["HTTP_X_FORWARDED_PROTO", "https"]
     assert default["SECURE_SSL_REDIRECT"] is False and default["SECURE_HSTS_SECONDS"] == 31536000
-    changed = production_settings(TRUST_X_FORWARDED_PROTO="0", SESSION_COOKIE_SECURE="0", SECURE_SSL_REDIRECT="1",
-                                  SECURE_HSTS_SECONDS="600", CSRF_TRUSTED_ORIGINS="https://slipway.example.com")
+    changed = production_settings(
+        TRUST_X_FORWARDED_PROTO="0",
+        SESSION_COOKIE_SECURE="0",
+        SECURE_SSL_REDIRECT="1",
+        SECURE_HSTS_SECONDS="600",
+        CSRF_TRUSTED_ORIGINS="https://slipway.example.com",
+    )
     assert changed["SECURE_PROXY_SSL_HEADER"] is None and changed["SESSION_COOKIE_SECURE"] is False
     assert changed["SECURE_SSL_REDIRECT"] is True and changed["SECURE_HSTS_SECONDS"] == 600
     assert changed["CSRF_TRUSTED_ORIGINS"] == ["https://slipway.example.com"]
@@ -50,7 +58,9 @@ def test_login_over_plain_http_says_why_it_was_refused(db, secure_cookies):
 
 
 def test_refusal_over_https_does_not_blame_http(db, secure_cookies):
-    response = Client(enforce_csrf_checks=True).post("/login/", {"username": "a"}, HTTP_X_FORWARDED_PROTO="https")
+    response = Client(enforce_csrf_checks=True).post(
+        "/login/", {"username": "a"}, HTTP_X_FORWARDED_PROTO="https"
+    )
     assert response.status_code == 403
     assert "plain HTTP" not in response.content.decode()
 
@@ -59,8 +69,13 @@ def test_manage_py_runs_in_the_checkouts_virtualenv_whatever_python_the_shebang_
     import django
 
     # The documented commands work as `./manage.py …` too: PATH here has only the system's Python (no Django).
-    out = subprocess.run([str(ROOT / "manage.py"), "--version"], cwd="/", capture_output=True, text=True,
-                         env={**os.environ, "PATH": "/usr/bin:/bin"})
+    out = subprocess.run(
+        [str(ROOT / "manage.py"), "--version"],
+        cwd="/",
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PATH": "/usr/bin:/bin"},
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == django.get_version()
 

@@ -32,8 +32,19 @@ from environments.agent import VERSION
 
 log = logging.getLogger("slipway-agent")
 REPORT_RETRY_SECONDS = 120
-KEYS = ("url", "registration_token", "name", "workdir", "deploy_command", "health_url", "health_command",
-        "health_timeout", "heartbeat_seconds", "deploy_timeout", "poll_wait")
+KEYS = (
+    "url",
+    "registration_token",
+    "name",
+    "workdir",
+    "deploy_command",
+    "health_url",
+    "health_command",
+    "health_timeout",
+    "heartbeat_seconds",
+    "deploy_timeout",
+    "poll_wait",
+)
 
 
 class Unauthorized(Exception):
@@ -43,8 +54,11 @@ class Unauthorized(Exception):
 def parse_args(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="slipway-agent", description=__doc__.splitlines()[0])
     parser.add_argument("--config", help="TOML file with the same keys (snake_case); flags override it")
-    parser.add_argument("--url", help="Slipway's URL; several, comma-separated, to move to the next when one fails "
-                                      "(or one load balancer's URL in front of every web process)")
+    parser.add_argument(
+        "--url",
+        help="Slipway's URL; several, comma-separated, to move to the next when one fails "
+        "(or one load balancer's URL in front of every web process)",
+    )
     parser.add_argument("--registration-token")
     parser.add_argument("--name", default=None)
     parser.add_argument("--workdir")
@@ -56,8 +70,13 @@ def parse_args(argv: list[str] | None = None) -> dict:
     parser.add_argument("--deploy-timeout", type=float)
     parser.add_argument("--poll-wait", type=float)
     args = vars(parser.parse_args(argv))
-    config: dict = {"name": socket.gethostname(), "health_timeout": 10.0, "heartbeat_seconds": 5.0,
-                    "deploy_timeout": 600.0, "poll_wait": 20.0}
+    config: dict = {
+        "name": socket.gethostname(),
+        "health_timeout": 10.0,
+        "heartbeat_seconds": 5.0,
+        "deploy_timeout": 600.0,
+        "poll_wait": 20.0,
+    }
     if config_file := args.pop("config"):
         with open(config_file, "rb") as handle:
             config.update({k: v for k, v in tomllib.load(handle).items() if k in KEYS})
@@ -82,17 +101,25 @@ class Agent:
         self.busy = False  # a job is under way: a stop request lets it finish and report first
         self.token: str | None = None
         self.version: str | None = None
-        self.last_job: int | None = None  # the newest job run: heartbeats say which one `version` is the result of
+        self.last_job: int | None = (
+            None  # the newest job run: heartbeats say which one `version` is the result of
+        )
         if self.state_file.exists():
             state = json.loads(self.state_file.read_text())
-            self.token, self.version, self.last_job = state.get("agent_token"), state.get("version"), state.get("job")
+            self.token, self.version, self.last_job = (
+                state.get("agent_token"),
+                state.get("version"),
+                state.get("job"),
+            )
 
     # --- HTTP -----------------------------------------------------------------------------
     @property
     def url(self) -> str:
         return self.urls[self.current]
 
-    def call(self, method: str, path: str, body: dict | None = None, timeout: float = 15) -> tuple[int, dict | None]:
+    def call(
+        self, method: str, path: str, body: dict | None = None, timeout: float = 15
+    ) -> tuple[int, dict | None]:
         """One request to Slipway. When the URL in use cannot be reached (or its gateway answers 502/503/504), the
         next configured URL is tried at once, each at most once per call; the one that answered stays in use."""
         problem: Exception | None = None
@@ -107,13 +134,16 @@ class Agent:
             if len(self.urls) > 1:
                 failed = self.url
                 self.current = (self.current + 1) % len(self.urls)
-                log.warning("%s failed (%s): moving to %s", failed, problem or f"answered {answer[0]}", self.url)
+                log.warning(
+                    "%s failed (%s): moving to %s", failed, problem or f"answered {answer[0]}", self.url
+                )
         if answer is not None:
             return answer
         raise problem or ConnectionError("no Slipway URL answered")
 
-    def _call_once(self, base: str, method: str, path: str, body: dict | None, timeout: float
-                   ) -> tuple[int, dict | None]:
+    def _call_once(
+        self, base: str, method: str, path: str, body: dict | None, timeout: float
+    ) -> tuple[int, dict | None]:
         data = json.dumps(body).encode() if body is not None else None
         headers = {"Content-Type": "application/json", "User-Agent": f"slipway-agent/{VERSION}"}
         if self.token and not path.endswith("/register"):
@@ -144,13 +174,22 @@ class Agent:
         token = self.config.get("registration_token")
         if not token:
             raise SystemExit("the agent token was refused and no --registration-token is configured")
-        status, body = self.call("POST", "/api/v1/agent/register", {
-            "registration_token": token, "name": self.config["name"], "hostname": socket.gethostname(),
-            "agent_version": VERSION})
+        status, body = self.call(
+            "POST",
+            "/api/v1/agent/register",
+            {
+                "registration_token": token,
+                "name": self.config["name"],
+                "hostname": socket.gethostname(),
+                "agent_version": VERSION,
+            },
+        )
         if status != 201 or not body:
             raise ConnectionError(f"registration answered {status}: {body}")
         self.token = body["agent_token"]
-        self.config["heartbeat_seconds"] = min(self.config["heartbeat_seconds"], body.get("heartbeat_seconds", 5))
+        self.config["heartbeat_seconds"] = min(
+            self.config["heartbeat_seconds"], body.get("heartbeat_seconds", 5)
+        )
         self.save_state()
         log.info("registered as %s", body["target"])
 
@@ -184,18 +223,29 @@ class Agent:
             if not self.token:
                 continue
             with contextlib.suppress(Unauthorized, OSError, ValueError):
-                self.call("POST", "/api/v1/agent/heartbeat", {"version": self.version, "job": self.last_job},
-                          timeout=5)
+                self.call(
+                    "POST",
+                    "/api/v1/agent/heartbeat",
+                    {"version": self.version, "job": self.last_job},
+                    timeout=5,
+                )
 
     # --- a job ----------------------------------------------------------------------------
     def run_job(self, job: dict) -> None:
         log.info("job %s: %s %s", job["id"], job["action"], job["version"])
-        env = {**os.environ, "SLIPWAY_VERSION": job.get("version") or "", "SLIPWAY_IMAGE": job.get("image") or "",
-               "SLIPWAY_COMMIT": job.get("commit") or "", "SLIPWAY_PREVIOUS_VERSION": job.get("previous_version") or "",
-               "SLIPWAY_TARGET": self.config["name"], "SLIPWAY_ACTION": job["action"]}
+        env = {
+            **os.environ,
+            "SLIPWAY_VERSION": job.get("version") or "",
+            "SLIPWAY_IMAGE": job.get("image") or "",
+            "SLIPWAY_COMMIT": job.get("commit") or "",
+            "SLIPWAY_PREVIOUS_VERSION": job.get("previous_version") or "",
+            "SLIPWAY_TARGET": self.config["name"],
+            "SLIPWAY_ACTION": job["action"],
+        }
         if self.config.get("deploy_command"):
-            ok, exit_code, tail = self.run_command(job["id"], self.config["deploy_command"], env,
-                                                   self.config["deploy_timeout"])
+            ok, exit_code, tail = self.run_command(
+                job["id"], self.config["deploy_command"], env, self.config["deploy_timeout"]
+            )
         else:
             ok, exit_code, tail = self.install_tarball(job)
         health = {"ok": False, "detail": f"deploy command failed (exit {exit_code})"}
@@ -204,8 +254,16 @@ class Agent:
         if ok:
             started = time.monotonic()
             health = {**self.check_health(env), "seconds": round(time.monotonic() - started, 3)}
-        self.report(job["id"], {"status": "succeeded" if ok else "failed", "exit_code": exit_code, "health": health,
-                                "output_tail": tail[-4000:], "version": self.version})
+        self.report(
+            job["id"],
+            {
+                "status": "succeeded" if ok else "failed",
+                "exit_code": exit_code,
+                "health": health,
+                "output_tail": tail[-4000:],
+                "version": self.version,
+            },
+        )
 
     def report(self, job_id: int, result: dict) -> bool:
         """A job's result must arrive: retried while Slipway is busy (5xx) or unreachable, for REPORT_RETRY_SECONDS."""
@@ -223,7 +281,9 @@ class Agent:
             if time.monotonic() + delay > deadline or self.stopping.is_set():
                 log.error("job %s: giving up reporting the result (%s)", job_id, problem)
                 return False
-            log.warning("job %s: reporting the result failed (%s); retrying in %.1f s", job_id, problem, delay)
+            log.warning(
+                "job %s: reporting the result failed (%s); retrying in %.1f s", job_id, problem, delay
+            )
             self.stopping.wait(delay)
             delay = min(delay * 2, 10)
 
@@ -267,15 +327,29 @@ class Agent:
 
     def prune(self, versions: Path, keep: set[str]) -> None:
         """Keep the five newest versions (never the current or previous one): a revert is a symlink switch."""
-        entries = sorted((p for p in versions.iterdir() if p.is_dir() and not p.name.startswith(".")),
-                         key=lambda p: p.stat().st_mtime, reverse=True)
+        entries = sorted(
+            (p for p in versions.iterdir() if p.is_dir() and not p.name.startswith(".")),
+            key=lambda p: p.stat().st_mtime,
+            reverse=True,
+        )
         for old in entries[5:]:
             if old.name not in keep:
                 shutil.rmtree(old, ignore_errors=True)
 
-    def run_command(self, job_id: int, command: str, env: dict, timeout: float) -> tuple[bool, int | None, str]:
-        process = subprocess.Popen(command, shell=True, env=env, cwd=self.workdir, stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, start_new_session=True, text=True, bufsize=1)
+    def run_command(
+        self, job_id: int, command: str, env: dict, timeout: float
+    ) -> tuple[bool, int | None, str]:
+        process = subprocess.Popen(
+            command,
+            shell=True,
+            env=env,
+            cwd=self.workdir,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            text=True,
+            bufsize=1,
+        )
         buffer: list[str] = []
         everything: list[str] = []
         lock = threading.Lock()
@@ -304,7 +378,11 @@ class Agent:
                 buffer.append(f"[slipway-agent] deploy command killed after {timeout:.0f} s\n")
                 everything.append(buffer[-1])
         self.flush_output(job_id, buffer, lock)
-        return (not timed_out and process.returncode == 0), (None if timed_out else process.returncode), "".join(everything)
+        return (
+            (not timed_out and process.returncode == 0),
+            (None if timed_out else process.returncode),
+            "".join(everything),
+        )
 
     def flush_output(self, job_id: int, buffer: list[str], lock: threading.Lock) -> None:
         with lock:
@@ -319,12 +397,22 @@ class Agent:
         deadline = time.monotonic() + timeout
         if self.config.get("health_command"):
             try:
-                done = subprocess.run(self.config["health_command"], shell=True, env=env, timeout=timeout,
-                                      capture_output=True, text=True, cwd=self.workdir)
+                done = subprocess.run(
+                    self.config["health_command"],
+                    shell=True,
+                    env=env,
+                    timeout=timeout,
+                    capture_output=True,
+                    text=True,
+                    cwd=self.workdir,
+                )
             except subprocess.TimeoutExpired:
                 return {"ok": False, "detail": f"health command timed out after {timeout:.0f} s"}
-            return {"ok": done.returncode == 0, "detail": f"health command exit {done.returncode} "
-                    f"{(done.stdout + done.stderr).strip()[-200:]}"}
+            return {
+                "ok": done.returncode == 0,
+                "detail": f"health command exit {done.returncode} "
+                f"{(done.stdout + done.stderr).strip()[-200:]}",
+            }
         url = self.config.get("health_url")
         if not url:
             return {"ok": True, "detail": "no health check configured"}
@@ -334,7 +422,10 @@ class Agent:
             try:
                 with urllib.request.urlopen(url, timeout=max(0.5, deadline - time.monotonic())) as response:
                     if 200 <= response.status < 300:
-                        return {"ok": True, "detail": f"HTTP {response.status} in {(time.monotonic() - started) * 1000:.0f} ms"}
+                        return {
+                            "ok": True,
+                            "detail": f"HTTP {response.status} in {(time.monotonic() - started) * 1000:.0f} ms",
+                        }
                     last = f"HTTP {response.status}"
             except urllib.error.HTTPError as error:
                 last = f"HTTP {error.code}"
@@ -345,8 +436,9 @@ class Agent:
 
 
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
     agent = Agent(parse_args(argv))
 
     def stop(signum, frame) -> None:

@@ -25,12 +25,15 @@ class EnvironmentIn(serializers.Serializer):
     position = serializers.IntegerField(min_value=0, max_value=10_000)
     requires_approval = serializers.BooleanField(required=False, default=False)
     description = serializers.CharField(max_length=2000, required=False, default="", allow_blank=True)
-    approval_policy = serializers.ChoiceField(choices=Environment.ApprovalPolicy.choices, required=False,
-                                              default=Environment.ApprovalPolicy.AUTHORS)
+    approval_policy = serializers.ChoiceField(
+        choices=Environment.ApprovalPolicy.choices, required=False, default=Environment.ApprovalPolicy.AUTHORS
+    )
     required_approvals = serializers.IntegerField(min_value=1, max_value=20, required=False, default=1)
     auto_promote = serializers.BooleanField(required=False, default=False)
     pending_warn_hours = serializers.IntegerField(min_value=1, max_value=24 * 365, required=False, default=24)
-    pending_warn_changes = serializers.IntegerField(min_value=1, max_value=100_000, required=False, default=20)
+    pending_warn_changes = serializers.IntegerField(
+        min_value=1, max_value=100_000, required=False, default=20
+    )
     strategy = serializers.JSONField(required=False, default=dict)
     flag_change_requests = serializers.BooleanField(required=False, default=False)
     driver = serializers.ChoiceField(choices=Environment.Driver.choices, required=False, default="agent")
@@ -38,14 +41,19 @@ class EnvironmentIn(serializers.Serializer):
     pre_deploy_command = serializers.CharField(max_length=1000, required=False, default="", allow_blank=True)
     manual_gates = serializers.BooleanField(required=False, default=False)
     webhook_url = HttpURLField(required=False, default="", allow_blank=True)
-    webhook_secret = serializers.CharField(max_length=200, required=False, default="", allow_blank=True,
-                                           write_only=True)
-    step_timeout_seconds = serializers.IntegerField(min_value=1, max_value=86_400, required=False, default=300)
-    heartbeat_timeout_seconds = serializers.IntegerField(min_value=3, max_value=3600, required=False, default=30)
-    rollback_batch_size = serializers.IntegerField(min_value=1, max_value=10_000, required=False, allow_null=True,
-                                                   default=None)
-    smoke_test_urls = serializers.ListField(child=HttpURLField(), required=False, default=list,
-                                            max_length=20)
+    webhook_secret = serializers.CharField(
+        max_length=200, required=False, default="", allow_blank=True, write_only=True
+    )
+    step_timeout_seconds = serializers.IntegerField(
+        min_value=1, max_value=86_400, required=False, default=300
+    )
+    heartbeat_timeout_seconds = serializers.IntegerField(
+        min_value=3, max_value=3600, required=False, default=30
+    )
+    rollback_batch_size = serializers.IntegerField(
+        min_value=1, max_value=10_000, required=False, allow_null=True, default=None
+    )
+    smoke_test_urls = serializers.ListField(child=HttpURLField(), required=False, default=list, max_length=20)
 
     smoke_test_command = serializers.CharField(max_length=1000, required=False, default="", allow_blank=True)
     switch_command = serializers.CharField(max_length=1000, required=False, default="", allow_blank=True)
@@ -67,12 +75,16 @@ def validate_strategy(value):
     if value in ({}, None):
         return {}
     if not isinstance(value, dict):
-        raise serializers.ValidationError("An object, e.g. {\"kind\": \"cautious\"}.")
+        raise serializers.ValidationError('An object, e.g. {"kind": "cautious"}.')
     if value.get("kind") == "rollback":
-        raise serializers.ValidationError("kind: rollback is Slipway's own fast path; ask for a rollback instead.")
+        raise serializers.ValidationError(
+            "kind: rollback is Slipway's own fast path; ask for a rollback instead."
+        )
     for key in INTERNAL_STRATEGY_KEYS:
         if key in value:
-            raise serializers.ValidationError(f"{key}: set by Slipway (the environment's live_slot), not here.")
+            raise serializers.ValidationError(
+                f"{key}: set by Slipway (the environment's live_slot), not here."
+            )
     try:
         parse_strategy(value)
     except StrategyError as error:
@@ -85,15 +97,40 @@ class EnvironmentOut(serializers.ModelSerializer):
 
     class Meta:
         model = Environment
-        fields = ["name", "position", "requires_approval", "description", "approval_policy", "required_approvals",
-                  "auto_promote", "pending_warn_hours", "pending_warn_changes", "strategy", "step_timeout_seconds",
-                  "heartbeat_timeout_seconds", "rollback_batch_size", "smoke_test_urls", "flag_change_requests", "driver",
-                  "deploy_command", "pre_deploy_command", "manual_gates", "webhook_url", "smoke_test_command",
-                  "switch_command", "live_slot", "rollback_on_new_errors", "current_version", "created_at"]
+        fields = [
+            "name",
+            "position",
+            "requires_approval",
+            "description",
+            "approval_policy",
+            "required_approvals",
+            "auto_promote",
+            "pending_warn_hours",
+            "pending_warn_changes",
+            "strategy",
+            "step_timeout_seconds",
+            "heartbeat_timeout_seconds",
+            "rollback_batch_size",
+            "smoke_test_urls",
+            "flag_change_requests",
+            "driver",
+            "deploy_command",
+            "pre_deploy_command",
+            "manual_gates",
+            "webhook_url",
+            "smoke_test_command",
+            "switch_command",
+            "live_slot",
+            "rollback_on_new_errors",
+            "current_version",
+            "created_at",
+        ]
         read_only_fields = fields
 
 
-def environment_for(request: Request, slug: str, name: str, permission: Permission = Permission.VIEW) -> Environment:
+def environment_for(
+    request: Request, slug: str, name: str, permission: Permission = Permission.VIEW
+) -> Environment:
     application = application_for(request, slug, permission)
     environment = selectors.environments_of(application).filter(name=name).first()
     if environment is None:

@@ -18,7 +18,11 @@ def main() -> None:
     args = parser.parse_args()
     version = os.environ["SLIPWAY_VERSION"]
     target = os.environ.get("SLIPWAY_TARGET", "?")
-    for line in (f"{target}: fetching shop {version}", f"{target}: unpacking", f"{target}: switching traffic"):
+    for line in (
+        f"{target}: fetching shop {version}",
+        f"{target}: unpacking",
+        f"{target}: switching traffic",
+    ):
         print(line, flush=True)
         time.sleep(0.1)
     tmp = args.state_file.with_suffix(".tmp")

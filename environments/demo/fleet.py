@@ -66,19 +66,61 @@ def start_demo_fleet(*, port: int) -> Callable[[], None]:
         if not state.exists():
             state.write_text('{"version": "1.1.0"}')
         log_file = (workdir / "fleet.log").open("ab")
-        processes.append(subprocess.Popen(
-            [sys.executable, "-m", "environments.demo.service", "--port", str(host_port), "--state-file", str(state),
-             "--name", name], cwd=base, stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent))
-        processes.append(subprocess.Popen(
-            [sys.executable, "-m", "environments.agent", "--url", f"http://127.0.0.1:{port}",
-             "--registration-token", key, "--name", name, "--workdir", str(workdir),
-             "--deploy-command", f"{sys.executable} -m environments.demo.deploy --state-file {state}",
-             "--health-url", f"http://127.0.0.1:{host_port}/health", "--health-timeout", "3",
-             "--heartbeat-seconds", "2", "--poll-wait", "10"],
-            cwd=base, stdout=log_file, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(base)},
-            preexec_fn=_die_with_parent))
-    print(f"Demo fleet: {SIZE} agents managing demo web services on 127.0.0.1:{FIRST_PORT}–{FIRST_PORT + SIZE - 1}",
-          flush=True)
+        processes.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "environments.demo.service",
+                    "--port",
+                    str(host_port),
+                    "--state-file",
+                    str(state),
+                    "--name",
+                    name,
+                ],
+                cwd=base,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,
+            )
+        )
+        processes.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "environments.agent",
+                    "--url",
+                    f"http://127.0.0.1:{port}",
+                    "--registration-token",
+                    key,
+                    "--name",
+                    name,
+                    "--workdir",
+                    str(workdir),
+                    "--deploy-command",
+                    f"{sys.executable} -m environments.demo.deploy --state-file {state}",
+                    "--health-url",
+                    f"http://127.0.0.1:{host_port}/health",
+                    "--health-timeout",
+                    "3",
+                    "--heartbeat-seconds",
+                    "2",
+                    "--poll-wait",
+                    "10",
+                ],
+                cwd=base,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONPATH": str(base)},
+                preexec_fn=_die_with_parent,
+            )
+        )
+    print(
+        f"Demo fleet: {SIZE} agents managing demo web services on 127.0.0.1:{FIRST_PORT}–{FIRST_PORT + SIZE - 1}",
+        flush=True,
+    )
 
     def stop() -> None:
         for process in processes:

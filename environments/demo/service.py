@@ -24,8 +24,11 @@ def make_handler(state_file: Path, name: str):
             version = current_version(state_file)
             if self.path == "/health":
                 healthy = version is not None and "broken" not in version
-                self.reply(200 if healthy else 500, "application/json",
-                           json.dumps({"version": version, "healthy": healthy}))
+                self.reply(
+                    200 if healthy else 500,
+                    "application/json",
+                    json.dumps({"version": version, "healthy": healthy}),
+                )
             else:
                 self.reply(200, "text/html", f"<h1>shop {version or '(nothing deployed)'} on {name}</h1>")
 

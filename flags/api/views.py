@@ -32,14 +32,19 @@ MAX_JSON_ITEMS = 200
 
 
 class FlagIn(serializers.Serializer):
-    key = serializers.RegexField(KEY_PATTERN, max_length=128, error_messages={
-        "invalid": "1–128 lowercase letters, digits, dots, dashes and underscores."})
+    key = serializers.RegexField(
+        KEY_PATTERN,
+        max_length=128,
+        error_messages={"invalid": "1–128 lowercase letters, digits, dots, dashes and underscores."},
+    )
     type = serializers.ChoiceField(choices=Flag.Type.choices, default=Flag.Type.BOOLEAN)
     name = serializers.CharField(max_length=200, required=False, default="", allow_blank=True)
     description = serializers.CharField(max_length=5000, required=False, default="", allow_blank=True)
     variants = serializers.DictField(required=False, allow_empty=False)
     owner = serializers.CharField(max_length=150, required=False, default="", allow_blank=True)
-    tags = serializers.ListField(child=serializers.CharField(max_length=50), required=False, default=list, max_length=20)
+    tags = serializers.ListField(
+        child=serializers.CharField(max_length=50), required=False, default=list, max_length=20
+    )
 
 
 class FlagPatch(serializers.Serializer):
@@ -53,8 +58,12 @@ class FlagPatch(serializers.Serializer):
 class StatePatch(serializers.Serializer):
     enabled = serializers.BooleanField(required=False)
     rollout_percentage = serializers.IntegerField(
-        min_value=0, max_value=100, required=False, allow_null=True,
-        help_text="Roll out to this share of users (the others get off_variant); null removes the rollout.")
+        min_value=0,
+        max_value=100,
+        required=False,
+        allow_null=True,
+        help_text="Roll out to this share of users (the others get off_variant); null removes the rollout.",
+    )
     rollout = serializers.JSONField(required=False, allow_null=True)
     off_variant = serializers.CharField(max_length=100, required=False)
     default_variant = serializers.CharField(max_length=100, required=False)
@@ -67,11 +76,18 @@ def flag_out(flag: Flag, states: dict[int, FlagState] | None = None) -> dict:
     if states is None:
         states = {s.environment_id: s for s in flag.states.all()}
     return {
-        "key": flag.key, "name": flag.name, "description": flag.description, "type": flag.type,
-        "variants": flag.variants, "owner": flag.owner, "tags": flag.tags, "created_at": flag.created_at,
+        "key": flag.key,
+        "name": flag.name,
+        "description": flag.description,
+        "type": flag.type,
+        "variants": flag.variants,
+        "owner": flag.owner,
+        "tags": flag.tags,
+        "created_at": flag.created_at,
         "archived": flag.archived_at is not None,
-        "environments": {e.name: state_dict(states[e.pk]) if e.pk in states else default_state(flag)
-                         for e in environments},
+        "environments": {
+            e.name: state_dict(states[e.pk]) if e.pk in states else default_state(flag) for e in environments
+        },
     }
 
 
@@ -88,8 +104,11 @@ class FlagListView(APIView):
 
     def get(self, request: Request, slug: str) -> Response:
         application = application_for(request, slug, Permission.READ_FLAGS)
-        flags = (Flag.objects.filter(application=application, archived_at__isnull=True)
-                 .select_related("application").prefetch_related("states", "application__environments"))
+        flags = (
+            Flag.objects.filter(application=application, archived_at__isnull=True)
+            .select_related("application")
+            .prefetch_related("states", "application__environments")
+        )
         paginator = generics.GenericAPIView.pagination_class()
         page = paginator.paginate_queryset(flags, request, view=self)
         return paginator.get_paginated_response([flag_out(f) for f in page])
@@ -139,7 +158,9 @@ class FlagStateView(APIView):
 class KillSwitchView(APIView):
     def post(self, request: Request, slug: str, key: str, name: str) -> Response:
         flag = flag_for(request, slug, key)
-        state = do_kill_switch(Actor.from_request(request), flag, environment_for(request, slug, name, Permission.READ_FLAGS))
+        state = do_kill_switch(
+            Actor.from_request(request), flag, environment_for(request, slug, name, Permission.READ_FLAGS)
+        )
         return Response({"environment": name, **state_dict(state)})
 
 
@@ -149,9 +170,20 @@ class HistoryView(APIView):
     def get(self, request: Request, slug: str, key: str) -> Response:
         flag = flag_for(request, slug, key)
         events = FlagEvent.objects.filter(flag=flag).select_related("environment")[:200]
-        return Response([{"id": e.pk, "kind": e.kind, "environment": e.environment.name if e.environment else None,
-                          "actor": e.actor_label, "created_at": e.created_at, "before": e.before, "after": e.after}
-                         for e in events])
+        return Response(
+            [
+                {
+                    "id": e.pk,
+                    "kind": e.kind,
+                    "environment": e.environment.name if e.environment else None,
+                    "actor": e.actor_label,
+                    "created_at": e.created_at,
+                    "before": e.before,
+                    "after": e.after,
+                }
+                for e in events
+            ]
+        )
 
 
 class RevertView(APIView):
@@ -175,8 +207,12 @@ class SegmentListView(APIView):
 
     def get(self, request: Request, slug: str) -> Response:
         application = application_for(request, slug, Permission.READ_FLAGS)
-        return Response([{"name": s.name, "description": s.description, "conditions": s.conditions}
-                         for s in Segment.objects.filter(application=application)])
+        return Response(
+            [
+                {"name": s.name, "description": s.description, "conditions": s.conditions}
+                for s in Segment.objects.filter(application=application)
+            ]
+        )
 
     @extend_schema(request=SegmentIn)
     def post(self, request: Request, slug: str) -> Response:
@@ -184,15 +220,24 @@ class SegmentListView(APIView):
         data = SegmentIn(data=request.data)
         data.is_valid(raise_exception=True)
         segment = do_save_segment(Actor.from_request(request), application, **data.validated_data)
-        return Response({"name": segment.name, "description": segment.description,
-                         "conditions": segment.conditions}, status=201)
+        return Response(
+            {"name": segment.name, "description": segment.description, "conditions": segment.conditions},
+            status=201,
+        )
 
 
 def change_request_out(change: ChangeRequest) -> dict:
-    return {"id": change.pk, "environment": change.environment.name, "changes": change.changes,
-            "status": change.status, "proposed_by": change.proposed_by.get_username() if change.proposed_by else None,
-            "reviewed_by": change.reviewed_by.get_username() if change.reviewed_by else None,
-            "comment": change.comment, "created_at": change.created_at, "decided_at": change.decided_at}
+    return {
+        "id": change.pk,
+        "environment": change.environment.name,
+        "changes": change.changes,
+        "status": change.status,
+        "proposed_by": change.proposed_by.get_username() if change.proposed_by else None,
+        "reviewed_by": change.reviewed_by.get_username() if change.reviewed_by else None,
+        "comment": change.comment,
+        "created_at": change.created_at,
+        "decided_at": change.decided_at,
+    }
 
 
 class ChangeRequestListView(APIView):
@@ -200,7 +245,9 @@ class ChangeRequestListView(APIView):
 
     def get(self, request: Request, slug: str, key: str) -> Response:
         flag = flag_for(request, slug, key)
-        changes = ChangeRequest.objects.filter(flag=flag).select_related("environment", "proposed_by", "reviewed_by")
+        changes = ChangeRequest.objects.filter(flag=flag).select_related(
+            "environment", "proposed_by", "reviewed_by"
+        )
         return Response([change_request_out(c) for c in changes])
 
 
@@ -219,8 +266,12 @@ class ChangeRequestDecisionView(APIView):
             raise ChangeRequestNotFound(f"No change request #{pk} for {key}.")
         data = DecisionIn(data=request.data)
         data.is_valid(raise_exception=True)
-        change = do_decide_change(Actor.from_request(request), change, approve=decision == "approve",
-                                  comment=data.validated_data["comment"])
+        change = do_decide_change(
+            Actor.from_request(request),
+            change,
+            approve=decision == "approve",
+            comment=data.validated_data["comment"],
+        )
         return Response(change_request_out(change))
 
 
@@ -235,8 +286,18 @@ class ScheduleView(APIView):
     def get(self, request: Request, slug: str, key: str, name: str) -> Response:
         flag = flag_for(request, slug, key)
         environment = environment_for(request, slug, name, Permission.READ_FLAGS)
-        return Response([{"id": s.pk, "at": s.run_at, "changes": s.changes, "applied_at": s.applied_at,
-                          "error": s.error} for s in ScheduledChange.objects.filter(flag=flag, environment=environment)])
+        return Response(
+            [
+                {
+                    "id": s.pk,
+                    "at": s.run_at,
+                    "changes": s.changes,
+                    "applied_at": s.applied_at,
+                    "error": s.error,
+                }
+                for s in ScheduledChange.objects.filter(flag=flag, environment=environment)
+            ]
+        )
 
     @extend_schema(request=ScheduleIn)
     def post(self, request: Request, slug: str, key: str, name: str) -> Response:
@@ -244,6 +305,11 @@ class ScheduleView(APIView):
         environment = environment_for(request, slug, name, Permission.READ_FLAGS)
         data = ScheduleIn(data=request.data)
         data.is_valid(raise_exception=True)
-        schedule = do_schedule_change(Actor.from_request(request), flag, environment,
-                                      run_at=data.validated_data["at"], changes=data.validated_data["changes"])
+        schedule = do_schedule_change(
+            Actor.from_request(request),
+            flag,
+            environment,
+            run_at=data.validated_data["at"],
+            changes=data.validated_data["changes"],
+        )
         return Response({"id": schedule.pk, "at": schedule.run_at, "changes": schedule.changes}, status=201)

@@ -35,8 +35,12 @@ from flags.engine.validation import validate_snapshot_config
 
 def _parse_conditions(raw: list[dict]) -> tuple[Condition, ...]:
     return tuple(
-        Condition(attribute=c["attribute"], operator=c["operator"], value=c.get("value"),
-                  values=tuple(c.get("values", ())))
+        Condition(
+            attribute=c["attribute"],
+            operator=c["operator"],
+            value=c.get("value"),
+            values=tuple(c.get("values", ())),
+        )
         for c in raw
     )
 
@@ -63,10 +67,12 @@ def _parse_flag(raw: dict) -> Flag:
         default_variant=raw["default_variant"],
         bucket_by=raw.get("bucket_by", DEFAULT_BUCKET_BY),
         rules=rules,
-        rollout=None if rollout is None else Rollout(
-            percentage=rollout["percentage"], weights=MappingProxyType(dict(rollout["weights"]))
+        rollout=None
+        if rollout is None
+        else Rollout(percentage=rollout["percentage"], weights=MappingProxyType(dict(rollout["weights"]))),
+        prerequisites=tuple(
+            Prerequisite(flag=p["flag"], variant=p["variant"]) for p in raw.get("prerequisites", [])
         ),
-        prerequisites=tuple(Prerequisite(flag=p["flag"], variant=p["variant"]) for p in raw.get("prerequisites", [])),
         metadata=MappingProxyType(dict(raw.get("metadata", {}))),
     )
 
@@ -108,7 +114,9 @@ def _compile_split(
 def _missing_key(flag: Flag, attribute: str, variant: str | None = None) -> Resolution:
     variant = variant or flag.default_variant
     return Resolution(
-        value=flag.variants[variant], variant=variant, reason=Reason.ERROR,
+        value=flag.variants[variant],
+        variant=variant,
+        reason=Reason.ERROR,
         error_code=ErrorCode.TARGETING_KEY_MISSING,
         error_details=f"flag {flag.key!r} buckets by {attribute!r}, which the context lacks",
         metadata=flag.metadata or _EMPTY,
@@ -146,7 +154,9 @@ def _compile_flag(
         else:
             bucket_by = rule.bucket_by or flag.bucket_by
             assert rule.split is not None  # validation: a rule serves a variant or a split
-            split = _compile_split(flag, rule.split, bucket_by, Reason.SPLIT, _missing_key(flag, bucket_by), rule=index)
+            split = _compile_split(
+                flag, rule.split, bucket_by, Reason.SPLIT, _missing_key(flag, bucket_by), rule=index
+            )
             rules.append((matcher, None, split))
     rule_table = tuple(rules)
 
@@ -171,7 +181,9 @@ def _compile_flag(
                         return missing
                 return served if inside[hash32(prefix + value, PERCENT_SEED, False) % 100] else outside
         else:
-            table = _weights_table(weights, {n: _resolution(flag, n, Reason.SPLIT, rollout=True) for n in weights})
+            table = _weights_table(
+                weights, {n: _resolution(flag, n, Reason.SPLIT, rollout=True) for n in weights}
+            )
 
             def fallthrough(ctx: Mapping[str, Any]) -> Resolution:
                 value = ctx.get(bucket_by)
@@ -184,6 +196,7 @@ def _compile_flag(
                     return table[hash32(key, VARIANT_SEED, False) % 100]
                 return outside
     else:
+
         def fallthrough(ctx: Mapping[str, Any]) -> Resolution:
             return default
 
@@ -250,11 +263,16 @@ def compile_snapshot(config: Mapping[str, Any], *, strict: bool = True) -> Snaps
 def _flag_index(path: str) -> int | None:
     if not path.startswith("flags["):
         return None
-    index = path[6:path.find("]")]
+    index = path[6 : path.find("]")]
     return int(index) if index.isdigit() else None
 
 
 def _parse_error(key: str, details: str) -> Callable[[Mapping[str, Any]], Resolution]:
-    failed = Resolution(value=None, variant=None, reason=Reason.ERROR, error_code=ErrorCode.PARSE_ERROR,
-                        error_details=f"flag {key!r} is invalid: {details}")
+    failed = Resolution(
+        value=None,
+        variant=None,
+        reason=Reason.ERROR,
+        error_code=ErrorCode.PARSE_ERROR,
+        error_details=f"flag {key!r} is invalid: {details}",
+    )
     return lambda ctx: failed

@@ -12,10 +12,16 @@ from flags.engine.model import _EMPTY, ErrorCode, Flag, Reason, Resolution, Snap
 
 def _error(flag: Flag | None, code: str, details: str) -> Resolution:
     if flag is None:
-        return Resolution(value=None, variant=None, reason=Reason.ERROR, error_code=code, error_details=details)
+        return Resolution(
+            value=None, variant=None, reason=Reason.ERROR, error_code=code, error_details=details
+        )
     return Resolution(
-        value=flag.variants[flag.default_variant], variant=flag.default_variant, reason=Reason.ERROR,
-        error_code=code, error_details=details, metadata=flag.metadata or _EMPTY,
+        value=flag.variants[flag.default_variant],
+        variant=flag.default_variant,
+        reason=Reason.ERROR,
+        error_code=code,
+        error_details=details,
+        metadata=flag.metadata or _EMPTY,
     )
 
 
@@ -33,7 +39,9 @@ def evaluate(
     if expected_type is not None:
         flag = snapshot.flags.get(flag_key)
         if flag is not None and flag.type != expected_type:
-            return _error(flag, ErrorCode.TYPE_MISMATCH, f"flag {flag_key!r} is {flag.type}, not {expected_type}")
+            return _error(
+                flag, ErrorCode.TYPE_MISMATCH, f"flag {flag_key!r} is {flag.type}, not {expected_type}"
+            )
     if context is None:
         context = _EMPTY
     try:

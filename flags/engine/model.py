@@ -123,7 +123,9 @@ def variant_bucket(flag_key: str, value: str) -> int:
     return mmh3.hash(f"{flag_key}:{value}", VARIANT_SEED, False) % 100
 
 
-def _weights_table(weights: Mapping[str, int], resolutions: Mapping[str, Resolution]) -> tuple[Resolution, ...]:
+def _weights_table(
+    weights: Mapping[str, int], resolutions: Mapping[str, Resolution]
+) -> tuple[Resolution, ...]:
     table: list[Resolution] = []
     for name in sorted(weights):
         table.extend([resolutions[name]] * weights[name])

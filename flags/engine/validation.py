@@ -21,8 +21,19 @@ _INSTANT: Final = frozenset({"before", "after"})
 OPERATORS: Final = _SCALAR_ONE | _SCALAR_MANY | _STRING_MANY | _NUMERIC | _SEMVER | _INSTANT | {"exists"}
 
 _FLAG_FIELDS: Final = frozenset(
-    {"key", "type", "variants", "enabled", "off_variant", "default_variant", "bucket_by",
-     "rules", "rollout", "prerequisites", "metadata"}
+    {
+        "key",
+        "type",
+        "variants",
+        "enabled",
+        "off_variant",
+        "default_variant",
+        "bucket_by",
+        "rules",
+        "rollout",
+        "prerequisites",
+        "metadata",
+    }
 )
 _RULE_FIELDS: Final = frozenset({"conditions", "segment", "targeting_keys", "variant", "split", "bucket_by"})
 _CONDITION_FIELDS: Final = frozenset({"attribute", "operator", "value", "values"})
@@ -108,7 +119,9 @@ def _check_weights(errors: _Errors, path: str, weights: Any, variants: dict) -> 
 
 
 def _check_bucket_by(errors: _Errors, path: str, container: dict) -> None:
-    if "bucket_by" in container and (not isinstance(container["bucket_by"], str) or not container["bucket_by"]):
+    if "bucket_by" in container and (
+        not isinstance(container["bucket_by"], str) or not container["bucket_by"]
+    ):
         errors.add(f"{path}.bucket_by" if path else "bucket_by", "must be a non-empty string")
 
 
@@ -186,8 +199,11 @@ def _check_flag(errors: _Errors, path: str, flag: dict, segments: Mapping) -> No
 
 
 def _check_prerequisites(errors: _Errors, flags: list[Any]) -> None:
-    by_key = {flag["key"]: (index, flag) for index, flag in enumerate(flags)
-              if isinstance(flag, dict) and isinstance(flag.get("key"), str)}
+    by_key = {
+        flag["key"]: (index, flag)
+        for index, flag in enumerate(flags)
+        if isinstance(flag, dict) and isinstance(flag.get("key"), str)
+    }
     edges: dict[str, list[str]] = {}
     for key, (index, flag) in by_key.items():
         prerequisites = flag.get("prerequisites", [])
@@ -211,7 +227,9 @@ def _check_prerequisites(errors: _Errors, flags: list[Any]) -> None:
                 continue
             target_variants = by_key[target][1].get("variants")
             if not isinstance(target_variants, dict) or prerequisite.get("variant") not in target_variants:
-                errors.add(f"{item}.variant", f"unknown variant {prerequisite.get('variant')!r} of {target!r}")
+                errors.add(
+                    f"{item}.variant", f"unknown variant {prerequisite.get('variant')!r} of {target!r}"
+                )
             edges[key].append(target)
     # Depth-first search; report each cycle once, on the edge that closes it.
     state: dict[str, int] = {}  # 1 visiting, 2 done
@@ -221,9 +239,11 @@ def _check_prerequisites(errors: _Errors, flags: list[Any]) -> None:
         trail.append(key)
         for position, target in enumerate(edges.get(key, [])):
             if state.get(target) == 1:
-                cycle = [*trail[trail.index(target):], target]
-                errors.add(f"flags[{by_key[key][0]}].prerequisites[{position}].flag",
-                           "prerequisite cycle: " + " -> ".join(cycle))
+                cycle = [*trail[trail.index(target) :], target]
+                errors.add(
+                    f"flags[{by_key[key][0]}].prerequisites[{position}].flag",
+                    "prerequisite cycle: " + " -> ".join(cycle),
+                )
             elif target not in state:
                 visit(target, trail)
         trail.pop()

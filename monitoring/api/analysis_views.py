@@ -35,18 +35,28 @@ class MetricSourceIn(serializers.Serializer):
     """Shape only, for the schema."""
 
     name = serializers.SlugField(max_length=63)
-    kind = serializers.ChoiceField(choices=MetricSource.Kind.choices,
-                                   help_text="`prometheus`: a Prometheus server; `pushed`: samples pushed to Slipway.")
-    url = serializers.CharField(max_length=500, required=False, help_text="Prometheus' base URL (prometheus only).")
+    kind = serializers.ChoiceField(
+        choices=MetricSource.Kind.choices,
+        help_text="`prometheus`: a Prometheus server; `pushed`: samples pushed to Slipway.",
+    )
+    url = serializers.CharField(
+        max_length=500, required=False, help_text="Prometheus' base URL (prometheus only)."
+    )
     auth = serializers.ChoiceField(choices=MetricSource.Auth.choices, required=False, default="none")
     username = serializers.CharField(max_length=200, required=False, help_text="For basic auth.")
-    secret = serializers.CharField(max_length=2000, required=False, write_only=True,
-                                   help_text="Bearer token or basic-auth password; never shown again. "
-                                             "Left out of a PATCH: kept.")
+    secret = serializers.CharField(
+        max_length=2000,
+        required=False,
+        write_only=True,
+        help_text="Bearer token or basic-auth password; never shown again. Left out of a PATCH: kept.",
+    )
     timeout_seconds = serializers.FloatField(min_value=0.1, max_value=60, required=False, default=5.0)
     on_missing_data = serializers.ChoiceField(
-        choices=MetricSource.OnMissingData.choices, required=False, default="inconclusive",
-        help_text="What a metric without data (source down, timed out, error, no series) makes of the run.")
+        choices=MetricSource.OnMissingData.choices,
+        required=False,
+        default="inconclusive",
+        help_text="What a metric without data (source down, timed out, error, no series) makes of the run.",
+    )
 
 
 class MetricSourceOut(serializers.ModelSerializer):
@@ -54,8 +64,18 @@ class MetricSourceOut(serializers.ModelSerializer):
 
     class Meta:
         model = MetricSource
-        fields = ["name", "kind", "url", "auth", "username", "has_secret", "timeout_seconds", "on_missing_data",
-                  "created_at", "updated_at"]
+        fields = [
+            "name",
+            "kind",
+            "url",
+            "auth",
+            "username",
+            "has_secret",
+            "timeout_seconds",
+            "on_missing_data",
+            "created_at",
+            "updated_at",
+        ]
         read_only_fields = fields
 
     def get_has_secret(self, source: MetricSource) -> bool:
@@ -70,7 +90,9 @@ def _body(request: Request) -> dict:
 
 def source_for(request: Request, slug: str, name: str) -> MetricSource:
     application = application_for(request, slug)
-    source = MetricSource.objects.filter(application=application, name=name).select_related("application").first()
+    source = (
+        MetricSource.objects.filter(application=application, name=name).select_related("application").first()
+    )
     if source is None:
         raise NotFound(f"No metric source '{name}' in {slug}.")
     return source
@@ -96,7 +118,9 @@ class MetricSourceDetailView(APIView):
 
     @extend_schema(request=MetricSourceIn(partial=True), responses=MetricSourceOut)
     def patch(self, request: Request, slug: str, name: str) -> Response:
-        source = do_update_metric_source(Actor.from_request(request), source_for(request, slug, name), _body(request))
+        source = do_update_metric_source(
+            Actor.from_request(request), source_for(request, slug, name), _body(request)
+        )
         return Response(MetricSourceOut(source).data)
 
     @extend_schema(responses={204: None})
@@ -109,23 +133,42 @@ class MetricSourceDetailView(APIView):
 
 
 class MetricIn(serializers.Serializer):
-    name = serializers.RegexField(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$",
-                                  help_text="Unique in the template; conditions read the value by this name.")
+    name = serializers.RegexField(
+        r"^[A-Za-z_][A-Za-z0-9_]{0,62}$",
+        help_text="Unique in the template; conditions read the value by this name.",
+    )
     source = serializers.SlugField(help_text="A metric source of the application.")
-    query = serializers.CharField(max_length=4000, help_text=(
-        'PromQL with {{version}}, {{environment}} (use with `=`) and {{target}} (a regex: use with `=~`) inside '
-        'double quotes, e.g. `sum(rate(http_errors{version="{{version}}"}[1m]))`; for pushed samples a sample '
-        'name, optionally with labels: `http_errors{route="/cart"}`.'))
-    direction = serializers.ChoiceField(choices=["increase", "decrease", "either"], default=METRIC_DEFAULTS["direction"],
-                                        help_text="Which change of the canary against the baseline is bad.")
-    critical = serializers.BooleanField(default=False, help_text="Failing (or no data) fails the run whatever the score.")
+    query = serializers.CharField(
+        max_length=4000,
+        help_text=(
+            "PromQL with {{version}}, {{environment}} (use with `=`) and {{target}} (a regex: use with `=~`) inside "
+            'double quotes, e.g. `sum(rate(http_errors{version="{{version}}"}[1m]))`; for pushed samples a sample '
+            'name, optionally with labels: `http_errors{route="/cart"}`.'
+        ),
+    )
+    direction = serializers.ChoiceField(
+        choices=["increase", "decrease", "either"],
+        default=METRIC_DEFAULTS["direction"],
+        help_text="Which change of the canary against the baseline is bad.",
+    )
+    critical = serializers.BooleanField(
+        default=False, help_text="Failing (or no data) fails the run whatever the score."
+    )
     weight = serializers.FloatField(min_value=0, max_value=1000, default=1.0)
-    unit = serializers.CharField(max_length=20, required=False, help_text='Shown after values; "%": ratios as percent.')
-    allowed_increase = serializers.FloatField(min_value=0, default=1.0, help_text="Mean ratio canary/baseline "
-                                              "tolerated before an increase fails (1.2: up to 20 % more).")
+    unit = serializers.CharField(
+        max_length=20, required=False, help_text='Shown after values; "%": ratios as percent.'
+    )
+    allowed_increase = serializers.FloatField(
+        min_value=0,
+        default=1.0,
+        help_text="Mean ratio canary/baseline tolerated before an increase fails (1.2: up to 20 % more).",
+    )
     allowed_decrease = serializers.FloatField(min_value=0, default=1.0)
-    success_condition = serializers.CharField(max_length=1000, required=False,
-                                              help_text="Threshold check on each canary measurement, e.g. `error_rate < 0.01`.")
+    success_condition = serializers.CharField(
+        max_length=1000,
+        required=False,
+        help_text="Threshold check on each canary measurement, e.g. `error_rate < 0.01`.",
+    )
     failure_condition = serializers.CharField(max_length=1000, required=False)
     failure_limit = serializers.IntegerField(min_value=-1, default=0)
     consecutive_error_limit = serializers.IntegerField(min_value=0, default=4)
@@ -137,10 +180,18 @@ class AnalysisTemplateIn(serializers.Serializer):
 
     name = serializers.SlugField(max_length=63)
     description = serializers.CharField(max_length=2000, required=False)
-    interval_seconds = serializers.IntegerField(min_value=1, max_value=3600, default=TEMPLATE_DEFAULTS["interval_seconds"],
-                                                help_text="One measurement (and Prometheus step) every this many seconds.")
-    count = serializers.IntegerField(min_value=1, max_value=1000, default=TEMPLATE_DEFAULTS["count"],
-                                     help_text="Measurements to take: the analysis lasts count × interval.")
+    interval_seconds = serializers.IntegerField(
+        min_value=1,
+        max_value=3600,
+        default=TEMPLATE_DEFAULTS["interval_seconds"],
+        help_text="One measurement (and Prometheus step) every this many seconds.",
+    )
+    count = serializers.IntegerField(
+        min_value=1,
+        max_value=1000,
+        default=TEMPLATE_DEFAULTS["count"],
+        help_text="Measurements to take: the analysis lasts count × interval.",
+    )
     pass_threshold = serializers.FloatField(min_value=0, max_value=100, default=95.0)
     marginal_threshold = serializers.FloatField(min_value=0, max_value=100, default=75.0)
     metrics = MetricIn(many=True, help_text="1 to 50 metrics.")
@@ -151,15 +202,27 @@ class AnalysisTemplateOut(serializers.ModelSerializer):
 
     class Meta:
         model = AnalysisTemplate
-        fields = ["name", "description", "interval_seconds", "count", "pass_threshold", "marginal_threshold",
-                  "metrics", "created_at", "updated_at"]
+        fields = [
+            "name",
+            "description",
+            "interval_seconds",
+            "count",
+            "pass_threshold",
+            "marginal_threshold",
+            "metrics",
+            "created_at",
+            "updated_at",
+        ]
         read_only_fields = fields
 
 
 def template_for(request: Request, slug: str, name: str) -> AnalysisTemplate:
     application = application_for(request, slug)
-    template = (AnalysisTemplate.objects.filter(application=application, name=name)
-                .select_related("application").first())
+    template = (
+        AnalysisTemplate.objects.filter(application=application, name=name)
+        .select_related("application")
+        .first()
+    )
     if template is None:
         raise NotFound(f"No analysis template '{name}' in {slug}.")
     return template
@@ -188,8 +251,9 @@ class AnalysisTemplateDetailView(APIView):
 
     @extend_schema(request=AnalysisTemplateIn(partial=True), responses=AnalysisTemplateOut)
     def patch(self, request: Request, slug: str, name: str) -> Response:
-        template = do_update_analysis_template(Actor.from_request(request), template_for(request, slug, name),
-                                               _body(request))
+        template = do_update_analysis_template(
+            Actor.from_request(request), template_for(request, slug, name), _body(request)
+        )
         return Response(AnalysisTemplateOut(template).data)
 
     @extend_schema(responses={204: None})
@@ -222,14 +286,26 @@ class MeasurementOut(serializers.ModelSerializer):
 
     class Meta:
         model = AnalysisMeasurement
-        fields = ["metric", "source", "source_kind", "outcome", "check_phase", "reason", "canary_query",
-                  "baseline_query", "canary", "baseline"]
+        fields = [
+            "metric",
+            "source",
+            "source_kind",
+            "outcome",
+            "check_phase",
+            "reason",
+            "canary_query",
+            "baseline_query",
+            "canary",
+            "baseline",
+        ]
         read_only_fields = fields
 
 
 class MeasurementWithValuesOut(MeasurementOut):
-    canary_values = serializers.ListField(child=serializers.ListField(child=serializers.FloatField()),
-                                          help_text="[epoch seconds, value] pairs, at most 2,000 (spread evenly).")
+    canary_values = serializers.ListField(
+        child=serializers.ListField(child=serializers.FloatField()),
+        help_text="[epoch seconds, value] pairs, at most 2,000 (spread evenly).",
+    )
     baseline_values = serializers.ListField(child=serializers.ListField(child=serializers.FloatField()))
 
     class Meta(MeasurementOut.Meta):
@@ -245,10 +321,28 @@ class AnalysisRunOut(serializers.ModelSerializer):
 
     class Meta:
         model = AnalysisRun
-        fields = ["id", "template", "environment", "release", "rollout_id", "canary_version", "baseline_version",
-                  "canary_targets", "baseline_targets", "started_at", "ended_at", "baseline_started_at",
-                  "baseline_ended_at", "status", "verdict", "score",
-                  "reasons", "duration_ms", "created_at", "measurements"]
+        fields = [
+            "id",
+            "template",
+            "environment",
+            "release",
+            "rollout_id",
+            "canary_version",
+            "baseline_version",
+            "canary_targets",
+            "baseline_targets",
+            "started_at",
+            "ended_at",
+            "baseline_started_at",
+            "baseline_ended_at",
+            "status",
+            "verdict",
+            "score",
+            "reasons",
+            "duration_ms",
+            "created_at",
+            "measurements",
+        ]
         read_only_fields = fields
 
 
@@ -263,16 +357,23 @@ class AnalysisRunDetailOut(AnalysisRunOut):
 class AnalysisRunListView(APIView):
     """Newest first; measurements without their raw values (the detail has them)."""
 
-    @extend_schema(parameters=[OpenApiParameter("release", int, description="Only this release's runs."),
-                               OpenApiParameter("template", str)],
-                   responses=AnalysisRunOut(many=True))
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("release", int, description="Only this release's runs."),
+            OpenApiParameter("template", str),
+        ],
+        responses=AnalysisRunOut(many=True),
+    )
     def get(self, request: Request, slug: str) -> Response:
         application = application_for(request, slug)
         release = request.query_params.get("release")
         if release is not None and not (release.isdigit() and int(release) < 2**63):
             raise Invalid("A release id.", field="release")
-        runs = selectors.analysis_runs(application, release_id=int(release) if release else None,
-                                       template=request.query_params.get("template") or None)
+        runs = selectors.analysis_runs(
+            application,
+            release_id=int(release) if release else None,
+            template=request.query_params.get("template") or None,
+        )
         paginator = Pagination()
         page = paginator.paginate_queryset(runs, request, view=self)
         return paginator.get_paginated_response(AnalysisRunOut(page, many=True).data)

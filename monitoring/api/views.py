@@ -59,8 +59,10 @@ class ErrorIn(serializers.Serializer):
     version = serializers.CharField(max_length=100, required=False)
     type = serializers.CharField(max_length=200)
     message = serializers.CharField(required=False, help_text="Kept to 2,000 characters.")
-    stacktrace = serializers.CharField(required=False, help_text="A Python, JavaScript or JVM trace; "
-                                       "kept to its innermost 16,000 characters.")
+    stacktrace = serializers.CharField(
+        required=False,
+        help_text="A Python, JavaScript or JVM trace; kept to its innermost 16,000 characters.",
+    )
     target = serializers.CharField(max_length=100, required=False)
     timestamp = serializers.DateTimeField(required=False)
     fingerprint = serializers.ListField(child=serializers.CharField(), required=False)
@@ -68,14 +70,31 @@ class ErrorIn(serializers.Serializer):
 
 class ErrorGroupOut(serializers.ModelSerializer):
     environment = serializers.CharField(source="environment.name")
-    version_count = serializers.SerializerMethodField(help_text="Events in the version asked for (null without one).")
+    version_count = serializers.SerializerMethodField(
+        help_text="Events in the version asked for (null without one)."
+    )
     new_in_version = serializers.SerializerMethodField(
-        help_text="First seen in the version asked for (or, without one, in the version the environment runs).")
+        help_text="First seen in the version asked for (or, without one, in the version the environment runs)."
+    )
 
     class Meta:
         model = ErrorGroup
-        fields = ["id", "fingerprint", "environment", "type", "title", "culprit", "status", "count", "version_count",
-                  "first_seen", "last_seen", "first_seen_version", "last_seen_version", "new_in_version"]
+        fields = [
+            "id",
+            "fingerprint",
+            "environment",
+            "type",
+            "title",
+            "culprit",
+            "status",
+            "count",
+            "version_count",
+            "first_seen",
+            "last_seen",
+            "first_seen_version",
+            "last_seen_version",
+            "new_in_version",
+        ]
         read_only_fields = fields
 
     def get_version_count(self, group: ErrorGroup) -> int | None:
@@ -105,13 +124,17 @@ class ErrorView(APIView):
         except BadInput as bad:
             raise _refused(bad) from None
         group = do_record_error(Actor.from_request(request), application, error)
-        return Response({"id": error.event_id, "group": ErrorGroupOut(group, context={"version": error.version}).data},
-                        status=201)
+        return Response(
+            {"id": error.event_id, "group": ErrorGroupOut(group, context={"version": error.version}).data},
+            status=201,
+        )
 
 
 class ErrorGroupListView(APIView):
-    @extend_schema(parameters=[OpenApiParameter("environment", str), OpenApiParameter("version", str)],
-                   responses=ErrorGroupOut(many=True))
+    @extend_schema(
+        parameters=[OpenApiParameter("environment", str), OpenApiParameter("version", str)],
+        responses=ErrorGroupOut(many=True),
+    )
     def get(self, request: Request, slug: str) -> Response:
         application = application_for(request, slug)
         environment = None
@@ -124,7 +147,9 @@ class ErrorGroupListView(APIView):
         groups = groups.select_related("environment__current_artifact")
         paginator = Pagination()
         page = paginator.paginate_queryset(groups, request, view=self)
-        return paginator.get_paginated_response(ErrorGroupOut(page, many=True, context={"version": version}).data)
+        return paginator.get_paginated_response(
+            ErrorGroupOut(page, many=True, context={"version": version}).data
+        )
 
 
 class SampleLabels(serializers.Serializer):
@@ -138,7 +163,9 @@ class SampleIn(serializers.Serializer):
 
     name = serializers.CharField(max_length=100)
     value = serializers.FloatField()
-    timestamp = serializers.DateTimeField(required=False, help_text="ISO 8601 or epoch seconds; now if absent.")
+    timestamp = serializers.DateTimeField(
+        required=False, help_text="ISO 8601 or epoch seconds; now if absent."
+    )
     labels = SampleLabels()
 
 

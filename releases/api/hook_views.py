@@ -35,8 +35,11 @@ class GitHubWebhookView(APIView):
         if application is None:
             raise NotFound(f"No application '{slug}'.")
         body = request.body
-        verify_signature(GitHubHook.objects.filter(application=application).first(), body,
-                         request.headers.get("X-Hub-Signature-256", ""))
+        verify_signature(
+            GitHubHook.objects.filter(application=application).first(),
+            body,
+            request.headers.get("X-Hub-Signature-256", ""),
+        )
         try:
             payload = jsonbody.parse(body, max_bytes=settings.API_MAX_BODY_BYTES)
         except jsonbody.BodyError as error:
@@ -47,8 +50,9 @@ class GitHubWebhookView(APIView):
 class GitHubConfigIn(serializers.Serializer):
     secret = serializers.CharField(min_length=16, max_length=200)
     blocker_label = serializers.CharField(max_length=100, required=False, default="deploy-blocker")
-    blocker_environments = serializers.ListField(child=serializers.SlugField(max_length=63), required=False,
-                                                 default=list, max_length=50)
+    blocker_environments = serializers.ListField(
+        child=serializers.SlugField(max_length=63), required=False, default=list, max_length=50
+    )
 
 
 class GitHubConfigView(APIView):
@@ -58,8 +62,13 @@ class GitHubConfigView(APIView):
         data = GitHubConfigIn(data=request.data)
         data.is_valid(raise_exception=True)
         hook = do_configure_github(Actor.from_request(request), application, **data.validated_data)
-        return Response({"blocker_label": hook.blocker_label, "blocker_environments": hook.blocker_environments,
-                         "url": f"/api/v1/webhooks/github/{slug}/"})
+        return Response(
+            {
+                "blocker_label": hook.blocker_label,
+                "blocker_environments": hook.blocker_environments,
+                "url": f"/api/v1/webhooks/github/{slug}/",
+            }
+        )
 
 
 class NotificationHookIn(serializers.Serializer):

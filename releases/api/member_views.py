@@ -22,14 +22,20 @@ from releases.services import do_grant_role, do_revoke_role
 class MemberIn(serializers.Serializer):
     user = serializers.CharField(max_length=150, help_text="Username.")
     role = serializers.ChoiceField(choices=Role.choices)
-    environment = serializers.SlugField(max_length=63, required=False, allow_null=True, default=None,
-                                        help_text="Environment name: limits a flag editor to that environment.")
+    environment = serializers.SlugField(
+        max_length=63,
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Environment name: limits a flag editor to that environment.",
+    )
 
 
 class MemberOut(serializers.ModelSerializer):
     user = serializers.CharField(source="user.username")
-    environment = serializers.CharField(source="environment.name", default=None,
-                                        help_text="Set for a flag editor limited to one environment.")
+    environment = serializers.CharField(
+        source="environment.name", default=None, help_text="Set for a flag editor limited to one environment."
+    )
 
     class Meta:
         model = Membership
@@ -37,11 +43,16 @@ class MemberOut(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-FORBIDDEN = OpenApiResponse(ErrorOut, description="Needs scope `admin` and the admin or release-manager role "
-                                                  "(the admin role itself: admin only).")
+FORBIDDEN = OpenApiResponse(
+    ErrorOut,
+    description="Needs scope `admin` and the admin or release-manager role "
+    "(the admin role itself: admin only).",
+)
 
 
-@extend_schema_view(get=extend_schema(summary="Who holds which role on the application (scope `releases:read`)"))
+@extend_schema_view(
+    get=extend_schema(summary="Who holds which role on the application (scope `releases:read`)")
+)
 class MemberListView(generics.ListAPIView):
     serializer_class = MemberOut
 
@@ -51,10 +62,15 @@ class MemberListView(generics.ListAPIView):
     @extend_schema(
         summary="Grant a role (scope `admin`; caller: admin or release manager there)",
         description="`environment` limits a flag editor to one environment. Granting a role held already "
-                    "answers 200 with it; a new one 201.",
+        "answers 200 with it; a new one 201.",
         request=MemberIn,
-        responses={201: MemberOut, 200: MemberOut, 400: OpenApiResponse(description="A field is wrong (keyed by it)."),
-                   403: FORBIDDEN, 404: OpenApiResponse(description="No such user or environment (keyed by field).")},
+        responses={
+            201: MemberOut,
+            200: MemberOut,
+            400: OpenApiResponse(description="A field is wrong (keyed by it)."),
+            403: FORBIDDEN,
+            404: OpenApiResponse(description="No such user or environment (keyed by field)."),
+        },
     )
     def post(self, request: Request, slug: str) -> Response:
         application = application_for(request, slug)
@@ -69,8 +85,9 @@ class MemberListView(generics.ListAPIView):
             environment = Environment.objects.filter(application=application, name=environment_name).first()
             if environment is None:
                 raise NotFound(f"No environment '{environment_name}' in {slug}.", field="environment")
-        membership, created = do_grant_role(Actor.from_request(request), application, user,
-                                            data.validated_data["role"], environment)
+        membership, created = do_grant_role(
+            Actor.from_request(request), application, user, data.validated_data["role"], environment
+        )
         return Response(MemberOut(membership).data, status=201 if created else 200)
 
 
@@ -79,12 +96,18 @@ class MemberDetailView(APIView):
         summary="Revoke a membership (scope `admin`; caller: admin or release manager there)",
         description="Its user's tokens lose the role at once (OFREP included). The last admin cannot be revoked.",
         request=None,
-        responses={204: None, 403: FORBIDDEN, 404: OpenApiResponse(ErrorOut, description="No such membership."),
-                   409: OpenApiResponse(ErrorOut, description="The application's last admin (`last_admin`).")},
+        responses={
+            204: None,
+            403: FORBIDDEN,
+            404: OpenApiResponse(ErrorOut, description="No such membership."),
+            409: OpenApiResponse(ErrorOut, description="The application's last admin (`last_admin`)."),
+        },
     )
     def delete(self, request: Request, slug: str, pk: int) -> Response:
         application = application_for(request, slug)
-        membership = Membership.objects.filter(application=application, pk=pk).select_related("application").first()
+        membership = (
+            Membership.objects.filter(application=application, pk=pk).select_related("application").first()
+        )
         if membership is None:
             raise NotFound(f"No membership #{pk} on {slug}.")
         do_revoke_role(Actor.from_request(request), membership)

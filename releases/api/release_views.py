@@ -71,12 +71,15 @@ def release_out(release: Release, facts: ReleaseFacts | None = None) -> dict:
             "from_version": batch.from_version,
             "to_version": batch.to_version,
             "change_count": batch.change_count,
-            "authors": [{
-                "author": g.author,
-                "user": g.username,
-                "changes": [{"sha": c.sha, "title": c.title, "url": c.url} for c in g.changes],
-                "approval": _approval_out(state.by_group.get(group_key(g))),
-            } for g in batch.groups],
+            "authors": [
+                {
+                    "author": g.author,
+                    "user": g.username,
+                    "changes": [{"sha": c.sha, "title": c.title, "url": c.url} for c in g.changes],
+                    "approval": _approval_out(state.by_group.get(group_key(g))),
+                }
+                for g in batch.groups
+            ],
         },
         "approvals": [_approval_out(a) for a in approvals],
         "blocked_by": facts.blocked_by,
@@ -97,7 +100,10 @@ def _rollout_out(release: Release) -> dict | None:
     if hasattr(release, "rollout_pk"):
         pk, status = release.rollout_pk, release.rollout_status
     else:
-        pk, status = Rollout.objects.filter(release=release).values_list("pk", "status").first() or (None, None)
+        pk, status = Rollout.objects.filter(release=release).values_list("pk", "status").first() or (
+            None,
+            None,
+        )
     if pk is None:
         return None
     return {"id": pk, "status": status, "websocket": f"/ws/rollouts/{pk}/"}
@@ -106,8 +112,14 @@ def _rollout_out(release: Release) -> dict | None:
 def _approval_out(approval: Approval | None) -> dict | None:
     if approval is None:
         return None
-    return {"user": approval.user.get_username(), "decision": approval.decision, "comment": approval.comment,
-            "on_behalf": approval.on_behalf, "carried_over": approval.carried_over, "created_at": approval.created_at}
+    return {
+        "user": approval.user.get_username(),
+        "decision": approval.decision,
+        "comment": approval.comment,
+        "on_behalf": approval.on_behalf,
+        "carried_over": approval.carried_over,
+        "created_at": approval.created_at,
+    }
 
 
 # The shape release_out() returns, for the OpenAPI schema (documentation only: views build the dict).
@@ -116,7 +128,8 @@ class ReleaseRolloutOut(serializers.Serializer):
     status = serializers.ChoiceField(choices=Rollout.Status.choices)
     websocket = serializers.CharField(
         help_text="Live view: a WebSocket at this path (session auth, same host) pushes the progress partial "
-                  "each time the rollout changes.")
+        "each time the rollout changes."
+    )
 
 
 class ReleaseApprovalOut(serializers.Serializer):
@@ -156,7 +169,9 @@ class ReleaseOut(serializers.Serializer):
     version = serializers.CharField()
     batch = ReleaseBatchOut()
     approvals = ReleaseApprovalOut(many=True)
-    blocked_by = serializers.ListField(child=serializers.DictField(), help_text="Each reason it is not shipping now.")
+    blocked_by = serializers.ListField(
+        child=serializers.DictField(), help_text="Each reason it is not shipping now."
+    )
     requested_by = serializers.CharField(allow_null=True)
     forced_by = serializers.CharField(allow_null=True)
     reason = serializers.CharField()
@@ -179,8 +194,11 @@ class ReleaseIn(serializers.Serializer):
     environment = serializers.SlugField(max_length=63)
     version = serializers.CharField(max_length=100)
     reason = serializers.CharField(max_length=2000, required=False, default="", allow_blank=True)
-    strategy = serializers.JSONField(required=False, default=dict,
-                                     help_text="Overrides the environment's rollout strategy for this release.")
+    strategy = serializers.JSONField(
+        required=False,
+        default=dict,
+        help_text="Overrides the environment's rollout strategy for this release.",
+    )
 
     def validate_strategy(self, value):
         return validate_strategy(value)
@@ -189,8 +207,10 @@ class ReleaseIn(serializers.Serializer):
 class ReleaseListView(APIView):
     """Releases newest first; filter by `environment` and `status`. POST asks for a release."""
 
-    @extend_schema(parameters=[OpenApiParameter("environment", str), OpenApiParameter("status", str)],
-                   responses=ReleasePageOut)
+    @extend_schema(
+        parameters=[OpenApiParameter("environment", str), OpenApiParameter("status", str)],
+        responses=ReleasePageOut,
+    )
     def get(self, request: Request, slug: str) -> Response:
         application = application_for(request, slug)
         releases = selectors.releases_of(application)
@@ -210,9 +230,14 @@ class ReleaseListView(APIView):
         data.is_valid(raise_exception=True)
         environment = environment_for(request, slug, data.validated_data["environment"])
         artifact = artifact_for(environment.application, data.validated_data["version"])
-        release = do_request_release(Actor.from_request(request), environment.application, environment=environment,
-                                     artifact=artifact, reason=data.validated_data["reason"],
-                                     strategy=data.validated_data["strategy"])
+        release = do_request_release(
+            Actor.from_request(request),
+            environment.application,
+            environment=environment,
+            artifact=artifact,
+            reason=data.validated_data["reason"],
+            strategy=data.validated_data["strategy"],
+        )
         return Response(release_out(release_for(request, slug, release.pk)), status=201)
 
 
@@ -257,8 +282,11 @@ class CancelView(APIView):
     @extend_schema(request=None, responses=ReleaseOut)
     def post(self, request: Request, slug: str, pk: int) -> Response:
         release = release_for(request, slug, pk)
-        do_cancel_release(Actor.from_request(request), release.pk, reason=str(request.data.get("reason", ""))[:2000]
-                          if isinstance(request.data, dict) else "")
+        do_cancel_release(
+            Actor.from_request(request),
+            release.pk,
+            reason=str(request.data.get("reason", ""))[:2000] if isinstance(request.data, dict) else "",
+        )
         return Response(release_out(release_for(request, slug, pk)))
 
 
@@ -273,9 +301,12 @@ class RollbackView(APIView):
         environment = environment_for(request, slug, name)
         data = RollbackIn(data=request.data)
         data.is_valid(raise_exception=True)
-        release = do_rollback(Actor.from_request(request), environment,
-                              artifact=artifact_for(environment.application, data.validated_data["version"]),
-                              reason=data.validated_data["reason"])
+        release = do_rollback(
+            Actor.from_request(request),
+            environment,
+            artifact=artifact_for(environment.application, data.validated_data["version"]),
+            reason=data.validated_data["reason"],
+        )
         return Response(release_out(release_for(request, slug, release.pk)), status=201)
 
 
@@ -292,8 +323,12 @@ class DeploymentView(APIView):
         environment = environment_for(request, slug, name)
         data = DeploymentIn(data=request.data)
         data.is_valid(raise_exception=True)
-        release = do_record_release(Actor.from_request(request), environment, status=data.validated_data["status"],
-                                    artifact=artifact_for(environment.application, data.validated_data["version"]))
+        release = do_record_release(
+            Actor.from_request(request),
+            environment,
+            status=data.validated_data["status"],
+            artifact=artifact_for(environment.application, data.validated_data["version"]),
+        )
         return Response(release_out(release_for(request, slug, release.pk)), status=201)
 
 
@@ -337,8 +372,9 @@ class FreezeIn(serializers.Serializer):
     reason = serializers.CharField(max_length=500)
     starts_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
     ends_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
-    weekdays = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=7), required=False,
-                                     default=list, max_length=7)
+    weekdays = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=7), required=False, default=list, max_length=7
+    )
     start_time = serializers.TimeField(required=False, allow_null=True, default=None)
     end_time = serializers.TimeField(required=False, allow_null=True, default=None)
     timezone = serializers.CharField(max_length=64, required=False, default="UTC")
@@ -354,7 +390,17 @@ class FreezeIn(serializers.Serializer):
 class FreezeOut(serializers.ModelSerializer):
     class Meta:
         model = FreezeWindow
-        fields = ["id", "reason", "starts_at", "ends_at", "weekdays", "start_time", "end_time", "timezone", "created_at"]
+        fields = [
+            "id",
+            "reason",
+            "starts_at",
+            "ends_at",
+            "weekdays",
+            "start_time",
+            "end_time",
+            "timezone",
+            "created_at",
+        ]
         read_only_fields = fields
 
 
@@ -363,7 +409,8 @@ class FreezeListView(generics.ListAPIView):
 
     def get_queryset(self):
         return FreezeWindow.objects.filter(
-            environment=environment_for(self.request, self.kwargs["slug"], self.kwargs["name"]))
+            environment=environment_for(self.request, self.kwargs["slug"], self.kwargs["name"])
+        )
 
     @extend_schema(request=FreezeIn, responses={201: FreezeOut})
     def post(self, request: Request, slug: str, name: str) -> Response:
@@ -389,7 +436,9 @@ class FreezeDetailView(APIView):
 class BlockerIn(serializers.Serializer):
     title = serializers.CharField(max_length=300)
     url = HttpURLField(required=False, default="", allow_blank=True)
-    environments = serializers.ListField(child=serializers.SlugField(max_length=63), min_length=1, max_length=50)
+    environments = serializers.ListField(
+        child=serializers.SlugField(max_length=63), min_length=1, max_length=50
+    )
 
 
 class BlockerOut(serializers.ModelSerializer):
@@ -418,8 +467,13 @@ class BlockerListView(generics.ListAPIView):
         unknown = sorted(set(names) - {e.name for e in environments})
         if unknown:
             raise NotFound(f"No environment {', '.join(unknown)} in {slug}.", field="environments")
-        blocker = do_open_blocker(Actor.from_request(request), application, title=data.validated_data["title"],
-                                  url=data.validated_data["url"], environments=environments)
+        blocker = do_open_blocker(
+            Actor.from_request(request),
+            application,
+            title=data.validated_data["title"],
+            url=data.validated_data["url"],
+            environments=environments,
+        )
         return Response(BlockerOut(blocker).data, status=201)
 
 

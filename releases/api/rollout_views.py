@@ -31,13 +31,20 @@ class HealthOut(serializers.Serializer):
 
 class RolloutStepOut(serializers.Serializer):
     index = serializers.IntegerField(help_text="Order of the step in the rollout, from 0.")
-    wave = serializers.IntegerField(allow_null=True, help_text="Wave the step belongs to, from 1; null for the "
-                                                               "pre-deploy hook.")
-    target = serializers.CharField(allow_null=True, help_text="Target name; null for steps on the wave "
-                                                              "(smoke test, pause, analysis, gates).")
-    action = serializers.CharField(help_text="What the step does to its target or wave, e.g. `deploy`, `revert`, "
-                                             "`health`, `pre_deploy`, `smoke`, `pause`, `analysis`, `manual_gate`, `switch`.")
-    version = serializers.CharField(help_text="The version the step puts in place (empty for some wave steps).")
+    wave = serializers.IntegerField(
+        allow_null=True, help_text="Wave the step belongs to, from 1; null for the pre-deploy hook."
+    )
+    target = serializers.CharField(
+        allow_null=True,
+        help_text="Target name; null for steps on the wave (smoke test, pause, analysis, gates).",
+    )
+    action = serializers.CharField(
+        help_text="What the step does to its target or wave, e.g. `deploy`, `revert`, "
+        "`health`, `pre_deploy`, `smoke`, `pause`, `analysis`, `manual_gate`, `switch`."
+    )
+    version = serializers.CharField(
+        help_text="The version the step puts in place (empty for some wave steps)."
+    )
     status = serializers.ChoiceField(choices=RolloutStep.Status.choices)
     health = HealthOut(allow_null=True, help_text="The health check's verdict once reported.")
     started_at = serializers.DateTimeField(allow_null=True)
@@ -54,30 +61,39 @@ class RolloutAnalysisOut(serializers.Serializer):
     baseline_targets = serializers.ListField(child=serializers.CharField())
     started_at = serializers.DateTimeField()
     ended_at = serializers.DateTimeField()
-    reasons = serializers.ListField(child=serializers.CharField(), help_text="Why: the verdict's reason first.")
+    reasons = serializers.ListField(
+        child=serializers.CharField(), help_text="Why: the verdict's reason first."
+    )
 
 
 class RolloutOut(serializers.Serializer):
     status = serializers.ChoiceField(choices=Rollout.Status.choices)
-    strategy = serializers.DictField(help_text='The strategy fixed when the rollout started, e.g. '
-                                               '{"kind": "cautious"}.')
+    strategy = serializers.DictField(
+        help_text='The strategy fixed when the rollout started, e.g. {"kind": "cautious"}.'
+    )
     targets = serializers.ListField(child=serializers.CharField(), help_text="Target names in deploy order.")
     steps = RolloutStepOut(many=True)
-    analysis_runs = RolloutAnalysisOut(many=True, help_text="The analyses its gates ran (between waves, the "
-                                                            "post-deploy watch), oldest first.")
+    analysis_runs = RolloutAnalysisOut(
+        many=True,
+        help_text="The analyses its gates ran (between waves, the post-deploy watch), oldest first.",
+    )
 
 
 class TargetOut(serializers.Serializer):
     name = serializers.CharField()
     status = serializers.ChoiceField(choices=Target.Status.choices)
-    version = serializers.CharField(allow_null=True, help_text="The version it runs now; null before its first deploy.")
+    version = serializers.CharField(
+        allow_null=True, help_text="The version it runs now; null before its first deploy."
+    )
     last_seen = serializers.DateTimeField(allow_null=True, help_text="Its agent's last heartbeat or request.")
     hostname = serializers.CharField()
 
 
 class RegistrationTokenOut(serializers.Serializer):
-    token = serializers.CharField(help_text="`slr_…`: shown once, only its hash is kept. Give it to "
-                                            "`python -m environments.agent --registration-token`.")
+    token = serializers.CharField(
+        help_text="`slr_…`: shown once, only its hash is kept. Give it to "
+        "`python -m environments.agent --registration-token`."
+    )
 
 
 class ErrorOut(serializers.Serializer):
@@ -90,25 +106,59 @@ NOT_FOUND = OpenApiResponse(ErrorOut, description="No such application, environm
 
 def rollout_out(rollout: Rollout) -> dict:
     return {
-        "status": rollout.status, "strategy": rollout.strategy, "targets": rollout.targets,
-        "steps": [{"index": s.index, "wave": s.wave_number, "target": s.target_name or None, "action": s.action,
-                   "version": s.version, "status": s.status, "health": s.health, "started_at": s.started_at,
-                   "finished_at": s.finished_at, "output": s.output} for s in rollout.steps.order_by("index")],
+        "status": rollout.status,
+        "strategy": rollout.strategy,
+        "targets": rollout.targets,
+        "steps": [
+            {
+                "index": s.index,
+                "wave": s.wave_number,
+                "target": s.target_name or None,
+                "action": s.action,
+                "version": s.version,
+                "status": s.status,
+                "health": s.health,
+                "started_at": s.started_at,
+                "finished_at": s.finished_at,
+                "output": s.output,
+            }
+            for s in rollout.steps.order_by("index")
+        ],
         "analysis_runs": [
-            {"id": run.pk, "template": run.template_name, "verdict": run.verdict, "score": run.score,
-             "canary_targets": run.canary_targets, "baseline_targets": run.baseline_targets,
-             "started_at": run.started_at, "ended_at": run.ended_at, "reasons": run.reasons}
-            for run in AnalysisRun.objects.filter(rollout_id=rollout.pk).order_by("id").only(*RUN_FIELDS)],
+            {
+                "id": run.pk,
+                "template": run.template_name,
+                "verdict": run.verdict,
+                "score": run.score,
+                "canary_targets": run.canary_targets,
+                "baseline_targets": run.baseline_targets,
+                "started_at": run.started_at,
+                "ended_at": run.ended_at,
+                "reasons": run.reasons,
+            }
+            for run in AnalysisRun.objects.filter(rollout_id=rollout.pk).order_by("id").only(*RUN_FIELDS)
+        ],
     }
 
 
-RUN_FIELDS = ("id", "template_name", "verdict", "score", "canary_targets", "baseline_targets", "started_at",
-              "ended_at", "reasons")
+RUN_FIELDS = (
+    "id",
+    "template_name",
+    "verdict",
+    "score",
+    "canary_targets",
+    "baseline_targets",
+    "started_at",
+    "ended_at",
+    "reasons",
+)
 
 
 class RolloutView(APIView):
-    @extend_schema(summary="A release's rollout: its status, strategy, targets and every step",
-                   responses={200: RolloutOut, 404: NOT_FOUND})
+    @extend_schema(
+        summary="A release's rollout: its status, strategy, targets and every step",
+        responses={200: RolloutOut, 404: NOT_FOUND},
+    )
     def get(self, request: Request, slug: str, pk: int) -> Response:
         release = release_for(request, slug, pk)
         rollout = Rollout.objects.filter(release=release).first()
@@ -121,11 +171,14 @@ class RolloutControlView(APIView):
     @extend_schema(
         summary="Pause, resume, cancel or revert a release's rollout",
         description="`cancel` and `revert` put every target touched so far back on the previous version. "
-                    "Answers with the rollout as `GET …/rollout/` does.",
+        "Answers with the rollout as `GET …/rollout/` does.",
         parameters=[OpenApiParameter("command", str, OpenApiParameter.PATH, enum=COMMANDS)],
         request=None,
-        responses={200: RolloutOut, 404: NOT_FOUND,
-                   409: OpenApiResponse(ErrorOut, description="The release has no rollout, or it has finished.")},
+        responses={
+            200: RolloutOut,
+            404: NOT_FOUND,
+            409: OpenApiResponse(ErrorOut, description="The release has no rollout, or it has finished."),
+        },
     )
     def post(self, request: Request, slug: str, pk: int, command: str) -> Response:
         if command not in COMMANDS:
@@ -135,23 +188,40 @@ class RolloutControlView(APIView):
 
 
 class TargetListView(APIView):
-    @extend_schema(summary="The environment's targets (hosts) with their status, version and last heartbeat",
-                   responses={200: TargetOut(many=True), 404: NOT_FOUND})
+    @extend_schema(
+        summary="The environment's targets (hosts) with their status, version and last heartbeat",
+        responses={200: TargetOut(many=True), 404: NOT_FOUND},
+    )
     def get(self, request: Request, slug: str, name: str) -> Response:
         environment = environment_for(request, slug, name)
-        return Response([{"name": t.name, "status": t.status, "version": t.version or None, "last_seen": t.last_seen,
-                          "hostname": t.hostname} for t in Target.objects.filter(environment=environment)])
+        return Response(
+            [
+                {
+                    "name": t.name,
+                    "status": t.status,
+                    "version": t.version or None,
+                    "last_seen": t.last_seen,
+                    "hostname": t.hostname,
+                }
+                for t in Target.objects.filter(environment=environment)
+            ]
+        )
 
 
 class RegistrationTokenView(APIView):
     """Scope `admin`: a token agents register with to become targets of this environment."""
 
-    @extend_schema(summary="Create a registration token for deploy agents",
-                   description="Scope `admin`. Agents register with it to become targets of this environment. "
-                               "The body, if any, is an empty JSON object.",
-                   request=None, responses={201: RegistrationTokenOut, 404: NOT_FOUND})
+    @extend_schema(
+        summary="Create a registration token for deploy agents",
+        description="Scope `admin`. Agents register with it to become targets of this environment. "
+        "The body, if any, is an empty JSON object.",
+        request=None,
+        responses={201: RegistrationTokenOut, 404: NOT_FOUND},
+    )
     def post(self, request: Request, slug: str, name: str) -> Response:
         environment = environment_for(request, slug, name)
         if not isinstance(request.data, dict):
             raise Invalid("The body must be a JSON object.", field="non_field_errors")
-        return Response({"token": do_create_registration_token(Actor.from_request(request), environment)}, status=201)
+        return Response(
+            {"token": do_create_registration_token(Actor.from_request(request), environment)}, status=201
+        )

@@ -12,8 +12,13 @@ SHA_MESSAGE = "Must be a 40-character lowercase hex commit sha."
 
 
 class ApplicationIn(serializers.Serializer):
-    slug = serializers.RegexField(SLUG_PATTERN, max_length=63, error_messages={
-        "invalid": "Use 1–63 lowercase letters, digits and dashes, starting with a letter or digit."})
+    slug = serializers.RegexField(
+        SLUG_PATTERN,
+        max_length=63,
+        error_messages={
+            "invalid": "Use 1–63 lowercase letters, digits and dashes, starting with a letter or digit."
+        },
+    )
     name = serializers.CharField(max_length=200)
     repository_url = HttpURLField(required=False, default="", allow_blank=True)
 
@@ -26,7 +31,9 @@ class ApplicationOut(serializers.ModelSerializer):
 
 
 class ApplicationDetailOut(ApplicationOut):
-    sentry_dsn = serializers.SerializerMethodField(help_text="Point sentry-sdk here to report errors to Slipway.")
+    sentry_dsn = serializers.SerializerMethodField(
+        help_text="Point sentry-sdk here to report errors to Slipway."
+    )
 
     class Meta(ApplicationOut.Meta):
         fields = [*ApplicationOut.Meta.fields, "sentry_dsn"]
@@ -48,8 +55,11 @@ class ChangeInSerializer(serializers.Serializer):
 
 
 class ArtifactInSerializer(serializers.Serializer):
-    version = serializers.RegexField(VERSION_PATTERN, max_length=100, error_messages={
-        "invalid": "A version is 1–100 characters without whitespace."})
+    version = serializers.RegexField(
+        VERSION_PATTERN,
+        max_length=100,
+        error_messages={"invalid": "A version is 1–100 characters without whitespace."},
+    )
     commit = serializers.RegexField(SHA_PATTERN, max_length=40, error_messages={"invalid": SHA_MESSAGE})
     image = serializers.CharField(max_length=500)
     build_url = HttpURLField(required=False, default="", allow_blank=True)
@@ -89,7 +99,16 @@ class ArtifactListOut(serializers.ModelSerializer):
 
     class Meta:
         model = Artifact
-        fields = ["version", "commit", "image", "build_url", "metadata", "created_by", "created_at", "change_count"]
+        fields = [
+            "version",
+            "commit",
+            "image",
+            "build_url",
+            "metadata",
+            "created_by",
+            "created_at",
+            "change_count",
+        ]
         read_only_fields = fields
 
 
@@ -100,6 +119,15 @@ class ArtifactOut(serializers.ModelSerializer):
 
     class Meta:
         model = Artifact
-        fields = ["version", "commit", "image", "build_url", "metadata", "created_by", "created_at",
-                  "changes", "changes_by_author"]
+        fields = [
+            "version",
+            "commit",
+            "image",
+            "build_url",
+            "metadata",
+            "created_by",
+            "created_at",
+            "changes",
+            "changes_by_author",
+        ]
         read_only_fields = fields

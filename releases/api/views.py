@@ -75,7 +75,9 @@ class ArtifactListView(generics.ListAPIView):
         application = application_for(request, slug)
         data = ArtifactInSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        artifact, created = do_register_artifact(Actor.from_request(request), application, data.to_artifact_in())
+        artifact, created = do_register_artifact(
+            Actor.from_request(request), application, data.to_artifact_in()
+        )
         return Response(_artifact_out(application, artifact.version), status=201 if created else 200)
 
 
@@ -94,17 +96,23 @@ def _artifact_out(application: Application, version: str) -> dict:
 
 
 class IdentityIn(serializers.Serializer):
-    user = serializers.CharField(max_length=150, help_text="Your own username, or anyone's for an administrator.")
-    identity = serializers.CharField(max_length=254, validators=[identity_validator],
-                                     help_text="A login or an email address the user commits under.")
+    user = serializers.CharField(
+        max_length=150, help_text="Your own username, or anyone's for an administrator."
+    )
+    identity = serializers.CharField(
+        max_length=254,
+        validators=[identity_validator],
+        help_text="A login or an email address the user commits under.",
+    )
 
 
 class IdentityOut(serializers.Serializer):
     id = serializers.IntegerField()
     user = serializers.CharField(source="user.username")
     identity = serializers.CharField()
-    status = serializers.ChoiceField(choices=AuthorIdentity.Status.choices,
-                                     help_text="Only a confirmed link maps changes to the user.")
+    status = serializers.ChoiceField(
+        choices=AuthorIdentity.Status.choices, help_text="Only a confirmed link maps changes to the user."
+    )
     decided_by = serializers.CharField(source="decided_by.username", allow_null=True, default=None)
     decided_at = serializers.DateTimeField(allow_null=True)
     created_at = serializers.DateTimeField()
@@ -127,15 +135,23 @@ class IdentityView(APIView):
         if user is None:
             raise NotFound(f"No user '{data.validated_data['user']}'.", field="user")
         link = do_link_identity(Actor.from_request(request), user, data.validated_data["identity"])
-        return Response(IdentityOut(link).data, status=201 if link.status == AuthorIdentity.Status.CONFIRMED else 202)
+        return Response(
+            IdentityOut(link).data, status=201 if link.status == AuthorIdentity.Status.CONFIRMED else 202
+        )
 
 
 class IdentityDetailView(APIView):
     """DELETE unlinks an identity, or withdraws a request, by id or by the identity itself: yours, or anyone's for
     an administrator (scope `admin`)."""
 
-    @extend_schema(responses={204: None}, parameters=[OpenApiParameter(
-        "key", str, OpenApiParameter.PATH, description="The link's id, or the identity itself.")])
+    @extend_schema(
+        responses={204: None},
+        parameters=[
+            OpenApiParameter(
+                "key", str, OpenApiParameter.PATH, description="The link's id, or the identity itself."
+            )
+        ],
+    )
     def delete(self, request: Request, key: str) -> Response:
         link = selectors.identity_link(request.user, key)
         if link is None:
@@ -162,8 +178,11 @@ class IdentityRequestDecisionView(APIView):
     """Confirm or decline a pending identity request (scope `approvals:write`): 403 unless you may decide it,
     409 once decided."""
 
-    @extend_schema(request=IdentityDecisionIn, responses=IdentityOut, parameters=[
-        OpenApiParameter("decision", str, OpenApiParameter.PATH, enum=["confirm", "decline"])])
+    @extend_schema(
+        request=IdentityDecisionIn,
+        responses=IdentityOut,
+        parameters=[OpenApiParameter("decision", str, OpenApiParameter.PATH, enum=["confirm", "decline"])],
+    )
     def post(self, request: Request, pk: int, decision: str) -> Response:
         if decision not in ("confirm", "decline"):
             raise NotFound(f"No decision '{decision}': confirm or decline.")

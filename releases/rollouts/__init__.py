@@ -17,11 +17,21 @@ from releases.rollouts.common import enqueue_advance, notify_agents, publish_cha
 from releases.rollouts.controls import do_control_rollout
 from releases.rollouts.drivers import run_server_steps
 from releases.rollouts.reconciler import (
-           check_running_rollouts,
-           do_advance_rollout,
-           mark_offline_agents,
-           start_rollout,
+    check_running_rollouts,
+    do_advance_rollout,
+    mark_offline_agents,
+    start_rollout,
 )
 
-__all__ = ["check_running_rollouts", "do_advance_rollout", "do_control_rollout", "enqueue_advance",
-           "mark_offline_agents", "notify_agents", "publish_changed", "run_server_steps", "sign", "start_rollout"]
+__all__ = [
+    "check_running_rollouts",
+    "do_advance_rollout",
+    "do_control_rollout",
+    "enqueue_advance",
+    "mark_offline_agents",
+    "notify_agents",
+    "publish_changed",
+    "run_server_steps",
+    "sign",
+    "start_rollout",
+]

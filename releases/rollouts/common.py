@@ -26,27 +26,44 @@ OPEN_STEP = (RolloutStep.Status.PENDING, RolloutStep.Status.RUNNING)
 
 def progress_from(data: dict) -> Progress:
     return Progress(
-        deployed=frozenset(data.get("deployed", ())), healthy=frozenset(data.get("healthy", ())),
-        failed=frozenset(data.get("failed", ())), gates=frozenset(tuple(g) for g in data.get("gates", ())),
-        reverting=bool(data.get("reverting")), reverted=frozenset(data.get("reverted", ())))
+        deployed=frozenset(data.get("deployed", ())),
+        healthy=frozenset(data.get("healthy", ())),
+        failed=frozenset(data.get("failed", ())),
+        gates=frozenset(tuple(g) for g in data.get("gates", ())),
+        reverting=bool(data.get("reverting")),
+        reverted=frozenset(data.get("reverted", ())),
+    )
 
 
 def progress_to(progress: Progress) -> dict:
-    return {"deployed": sorted(progress.deployed), "healthy": sorted(progress.healthy),
-            "failed": sorted(progress.failed), "gates": sorted([list(g) for g in progress.gates], key=str),
-            "reverting": progress.reverting, "reverted": sorted(progress.reverted)}
+    return {
+        "deployed": sorted(progress.deployed),
+        "healthy": sorted(progress.healthy),
+        "failed": sorted(progress.failed),
+        "gates": sorted([list(g) for g in progress.gates], key=str),
+        "reverting": progress.reverting,
+        "reverted": sorted(progress.reverted),
+    }
 
 
 def strategy_of(rollout: Rollout):
     data = rollout.strategy or {"kind": "cautious"}
-    return Rollback(batch_size=data.get("batch_size")) if data.get("kind") == "rollback" else parse_strategy(data)
+    return (
+        Rollback(batch_size=data.get("batch_size"))
+        if data.get("kind") == "rollback"
+        else parse_strategy(data)
+    )
 
 
 def plan_of(rollout: Rollout):
     environment = rollout.release.environment
-    return plan(rollout.targets, strategy_of(rollout),
-                smoke=bool(environment.smoke_test_urls or environment.smoke_test_command),
-                pre_deploy=bool(environment.pre_deploy_command), manual_gates=environment.manual_gates)
+    return plan(
+        rollout.targets,
+        strategy_of(rollout),
+        smoke=bool(environment.smoke_test_urls or environment.smoke_test_command),
+        pre_deploy=bool(environment.pre_deploy_command),
+        manual_gates=environment.manual_gates,
+    )
 
 
 def publish_changed(rollout_id: int) -> None:

@@ -14,21 +14,34 @@ from releases.rollouts.common import enqueue_advance, publish_changed
 @transaction.atomic(durable=True)
 def do_control_rollout(actor: Actor, release: Release, command: str) -> Rollout:
     """Pause, resume, cancel, or revert now."""
-    rollout = Rollout.objects.select_for_update(of=("self",)).select_related("release__application",
-                                                                           "release__environment").filter(
-        release=release).first()
+    rollout = (
+        Rollout.objects.select_for_update(of=("self",))
+        .select_related("release__application", "release__environment")
+        .filter(release=release)
+        .first()
+    )
     if rollout is None:
         raise NoRollout(f"Release #{release.pk} has no rollout.")
-    require(actor, Permission.ROLLBACK if command == "revert" else Permission.REGISTER_ARTIFACT,
-            release.application, release.environment)
-    finished = rollout.status in (Rollout.Status.SUCCEEDED, Rollout.Status.REVERTED, Rollout.Status.CANCELLED,
-                                  Rollout.Status.FAILED)
+    require(
+        actor,
+        Permission.ROLLBACK if command == "revert" else Permission.REGISTER_ARTIFACT,
+        release.application,
+        release.environment,
+    )
+    finished = rollout.status in (
+        Rollout.Status.SUCCEEDED,
+        Rollout.Status.REVERTED,
+        Rollout.Status.CANCELLED,
+        Rollout.Status.FAILED,
+    )
     if finished:
         raise RolloutFinished(f"The rollout is {rollout.status}.")
     if command == "pause":
         rollout.status = Rollout.Status.PAUSED
     elif command == "resume":
-        rollout.status = Rollout.Status.REVERTING if rollout.progress.get("reverting") else Rollout.Status.RUNNING
+        rollout.status = (
+            Rollout.Status.REVERTING if rollout.progress.get("reverting") else Rollout.Status.RUNNING
+        )
         enqueue_advance(rollout.pk)
     elif command in ("revert", "cancel"):
         # Both stop dispatching and put back every target touched, so no environment is left half-way; a

@@ -42,7 +42,8 @@ class _Lease:
         try:
             while not self.stop.wait(lease_seconds() / 3):
                 RolloutStep.objects.filter(pk__in=self.step_ids, status=RolloutStep.Status.RUNNING).update(
-                    lease_expires_at=timezone.now() + timedelta(seconds=lease_seconds()))
+                    lease_expires_at=timezone.now() + timedelta(seconds=lease_seconds())
+                )
         finally:
             connection.close()
 
@@ -63,19 +64,30 @@ def run_server_steps(rollout_id: int) -> int:
     HTTP calls (the results are written here, on this thread's connection).
     """
     ran = 0
-    pending = RolloutStep.objects.filter(rollout_id=rollout_id, runs_on_server=True, status=RolloutStep.Status.PENDING)
+    pending = RolloutStep.objects.filter(
+        rollout_id=rollout_id, runs_on_server=True, status=RolloutStep.Status.PENDING
+    )
     while pending.exists():  # usually none (the agent driver): a cheap look before the locking, joining read
         with transaction.atomic():
-            steps = list(pending.select_for_update(skip_locked=True, of=("self",))
-                         .select_related("rollout__release__environment", "rollout__release__artifact",
-                                         "rollout__release__previous_artifact", "rollout__release__application")
-                         .order_by("index")[:SERVER_PARALLEL])
+            steps = list(
+                pending.select_for_update(skip_locked=True, of=("self",))
+                .select_related(
+                    "rollout__release__environment",
+                    "rollout__release__artifact",
+                    "rollout__release__previous_artifact",
+                    "rollout__release__application",
+                )
+                .order_by("index")[:SERVER_PARALLEL]
+            )
             if not steps:
                 return ran  # another worker has them
             now = timezone.now()
             RolloutStep.objects.filter(pk__in=[s.pk for s in steps]).update(
-                status=RolloutStep.Status.RUNNING, started_at=now, attempts=F("attempts") + 1,
-                lease_expires_at=now + timedelta(seconds=lease_seconds()))
+                status=RolloutStep.Status.RUNNING,
+                started_at=now,
+                attempts=F("attempts") + 1,
+                lease_expires_at=now + timedelta(seconds=lease_seconds()),
+            )
         publish_changed(rollout_id)
         with _Lease([s.pk for s in steps]):
             if len(steps) == 1:
@@ -86,7 +98,9 @@ def run_server_steps(rollout_id: int) -> int:
                 with ThreadPoolExecutor(len(steps), thread_name_prefix="slipway-step") as pool:
                     outcomes = list(pool.map(_perform, steps))
         for step, fields in zip(steps, outcomes, strict=True):
-            fields["output"] = (step.output + fields["output"])[-RolloutStep.OUTPUT_LIMIT:]  # after any earlier start
+            fields["output"] = (step.output + fields["output"])[
+                -RolloutStep.OUTPUT_LIMIT :
+            ]  # after any earlier start
             fields["lease_expires_at"] = None  # done here, or handed to a webhook receiver that calls back
             if "status" in fields:
                 fields["finished_at"] = timezone.now()
@@ -105,14 +119,24 @@ def _perform(step: RolloutStep) -> dict:
     if step.action in GATES:
         ok, output = GATES[step.action](step)
         if ok is HOLD:  # neither pass nor fail: the reconciler pauses the rollout for a person
-            return {"status": RolloutStep.Status.SUCCEEDED, "output": output,
-                    "health": {"ok": None, "detail": output.partition("\n")[0][:500]}}
+            return {
+                "status": RolloutStep.Status.SUCCEEDED,
+                "output": output,
+                "health": {"ok": None, "detail": output.partition("\n")[0][:500]},
+            }
         return {"status": RolloutStep.Status.SUCCEEDED if ok else RolloutStep.Status.FAILED, "output": output}
     if environment.driver == "webhook":
         ok, output = call_webhook(step)
         if ok:  # the receiver took the job: the step finishes with its signed callback
             return {"output": output}
-        return {"status": RolloutStep.Status.FAILED, "output": output, "health": {"ok": False, "detail": output[:500]}}
+        return {
+            "status": RolloutStep.Status.FAILED,
+            "output": output,
+            "health": {"ok": False, "detail": output[:500]},
+        }
     ok, output = _run_command(environment.deploy_command, step, environment.step_timeout_seconds)
-    return {"status": RolloutStep.Status.SUCCEEDED if ok else RolloutStep.Status.FAILED, "output": output,
-            "health": {"ok": ok, "detail": "exit 0" if ok else "command failed"}}
+    return {
+        "status": RolloutStep.Status.SUCCEEDED if ok else RolloutStep.Status.FAILED,
+        "output": output,
+        "health": {"ok": ok, "detail": "exit 0" if ok else "command failed"},
+    }

@@ -44,16 +44,21 @@ def analyse(rollout: Rollout, wave: int, traffic_percent: int | None) -> bool | 
     """
     return True, f"no analysis configured: pass ({traffic_percent}% of traffic)"
 
+
 log = logging.getLogger(__name__)
 
 
 def analysis_hook():
-    return import_string(getattr(settings, "SLIPWAY_CANARY_ANALYSIS", "") or "releases.rollouts.gates.analyse")
+    return import_string(
+        getattr(settings, "SLIPWAY_CANARY_ANALYSIS", "") or "releases.rollouts.gates.analyse"
+    )
 
 
 def _wave_targets(step: RolloutStep) -> tuple[str, ...]:
     the_plan = plan_of(step.rollout)
-    return the_plan.waves[step.wave].targets if step.wave is not None and step.wave < len(the_plan.waves) else ()
+    return (
+        the_plan.waves[step.wave].targets if step.wave is not None and step.wave < len(the_plan.waves) else ()
+    )
 
 
 def _pre_deploy_gate(step: RolloutStep) -> tuple[bool, str]:
@@ -79,9 +84,16 @@ def _smoke_gate(step: RolloutStep) -> tuple[bool, str]:
         if not ok:
             return False, "\n".join(lines)
     if environment.smoke_test_command:
-        ok, output = _run_command(environment.smoke_test_command, step, environment.step_timeout_seconds,
-                                  SLIPWAY_WAVE=str(step.wave_number), SLIPWAY_TARGETS=",".join(_wave_targets(step)))
-        lines.append(f"$ {environment.smoke_test_command}\n{output.rstrip()}\n" + ("exit 0" if ok else "failed"))
+        ok, output = _run_command(
+            environment.smoke_test_command,
+            step,
+            environment.step_timeout_seconds,
+            SLIPWAY_WAVE=str(step.wave_number),
+            SLIPWAY_TARGETS=",".join(_wave_targets(step)),
+        )
+        lines.append(
+            f"$ {environment.smoke_test_command}\n{output.rstrip()}\n" + ("exit 0" if ok else "failed")
+        )
         if not ok:
             return False, "\n".join(lines)
     return True, "\n".join(lines)
@@ -101,8 +113,9 @@ def _analysis_gate(step: RolloutStep) -> tuple[bool | None, str]:
         return False, f"analysis hook raised {type(error).__name__}: {error}"
     ok, detail = verdict if isinstance(verdict, tuple) else (verdict, "")
     ok = HOLD if ok is None else bool(ok)
-    return ok, str(detail) or ("analysis: pass" if ok else "analysis: a person decides" if ok is HOLD
-                               else "analysis: fail")
+    return ok, str(detail) or (
+        "analysis: pass" if ok else "analysis: a person decides" if ok is HOLD else "analysis: fail"
+    )
 
 
 def _watch_gate(step: RolloutStep) -> tuple[bool | None, str]:
@@ -114,8 +127,12 @@ def _watch_gate(step: RolloutStep) -> tuple[bool | None, str]:
 
 
 # Verdict → the gate's outcome: fail reverts the touched targets; marginal and inconclusive wait for a person.
-_OUTCOME: dict[str, bool | None] = {AnalysisRun.Verdict.PASS: True, AnalysisRun.Verdict.FAIL: False,
-            AnalysisRun.Verdict.MARGINAL: HOLD, AnalysisRun.Verdict.INCONCLUSIVE: HOLD}
+_OUTCOME: dict[str, bool | None] = {
+    AnalysisRun.Verdict.PASS: True,
+    AnalysisRun.Verdict.FAIL: False,
+    AnalysisRun.Verdict.MARGINAL: HOLD,
+    AnalysisRun.Verdict.INCONCLUSIVE: HOLD,
+}
 
 
 def _judged(step: RolloutStep, spec: AnalysisSpec, *, watch: bool) -> tuple[bool | None, str]:
@@ -126,13 +143,18 @@ def _judged(step: RolloutStep, spec: AnalysisSpec, *, watch: bool) -> tuple[bool
     same window — or, with none left (the last wave, the watch), the previous version in the same length of time
     just before the rollout began.
     """
-    rollout = Rollout.objects.select_related("release__environment", "release__artifact",
-                                             "release__previous_artifact").get(pk=step.rollout_id)
+    rollout = Rollout.objects.select_related(
+        "release__environment", "release__artifact", "release__previous_artifact"
+    ).get(pk=step.rollout_id)
     release = rollout.release
-    template = AnalysisTemplate.objects.filter(application_id=release.application_id, name=spec.template).first()
+    template = AnalysisTemplate.objects.filter(
+        application_id=release.application_id, name=spec.template
+    ).first()
     if template is None:
-        return HOLD, (f"inconclusive: analysis template {spec.template!r} no longer exists; a person decides "
-                      f"(resume or revert)")
+        return HOLD, (
+            f"inconclusive: analysis template {spec.template!r} no longer exists; a person decides "
+            f"(resume or revert)"
+        )
     seconds = spec.duration_seconds or template.count * template.interval_seconds
     deployed = set(rollout.progress.get("deployed", ())) - set(rollout.progress.get("failed", ()))
     canary = [t for t in rollout.targets if t in deployed]
@@ -149,18 +171,32 @@ def _judged(step: RolloutStep, spec: AnalysisSpec, *, watch: bool) -> tuple[bool
         where = f"{', '.join(untouched)} over the same window"
     elif previous is not None:
         before = rollout.created_at
-        baseline.update(baseline_targets=list(rollout.targets), baseline_started_at=before - timedelta(seconds=seconds),
-                        baseline_ended_at=before)
+        baseline.update(
+            baseline_targets=list(rollout.targets),
+            baseline_started_at=before - timedelta(seconds=seconds),
+            baseline_ended_at=before,
+        )
         where = f"the {seconds} s before the rollout began"
     else:
         where = "none: nothing ran here before, threshold checks only"
-    run = do_run_analysis(template, environment=release.environment, canary_version=release.artifact.version,
-                          started_at=start, ended_at=end, canary_targets=canary, release=release,
-                          rollout_id=rollout.pk, **baseline)
-    lines = [f"analysis run #{run.pk}: template {template.name}, {seconds} s from {start:%H:%M:%S} to "
-             f"{end:%H:%M:%S} UTC → {run.verdict}" + (f" (score {run.score:g})" if run.score is not None else ""),
-             f"canary: {release.artifact.version} on {', '.join(canary) or 'no target'}",
-             f"baseline: {previous.version if previous else '—'} on {where}", *run.reasons]
+    run = do_run_analysis(
+        template,
+        environment=release.environment,
+        canary_version=release.artifact.version,
+        started_at=start,
+        ended_at=end,
+        canary_targets=canary,
+        release=release,
+        rollout_id=rollout.pk,
+        **baseline,
+    )
+    lines = [
+        f"analysis run #{run.pk}: template {template.name}, {seconds} s from {start:%H:%M:%S} to "
+        f"{end:%H:%M:%S} UTC → {run.verdict}" + (f" (score {run.score:g})" if run.score is not None else ""),
+        f"canary: {release.artifact.version} on {', '.join(canary) or 'no target'}",
+        f"baseline: {previous.version if previous else '—'} on {where}",
+        *run.reasons,
+    ]
     if _OUTCOME[run.verdict] is HOLD:
         lines.append("A person decides: resume the rollout to go on, or revert it.")
     return _OUTCOME[run.verdict], "\n".join(lines)
@@ -168,9 +204,9 @@ def _judged(step: RolloutStep, spec: AnalysisSpec, *, watch: bool) -> tuple[bool
 
 def _wave_finished(step: RolloutStep) -> datetime:
     """When the wave before this gate was done: its last deploy (or switch) finishing."""
-    done = (RolloutStep.objects.filter(rollout_id=step.rollout_id, index__lt=step.index,
-                                       action__in=("deploy", "switch"))
-            .aggregate(at=Max("finished_at"))["at"])
+    done = RolloutStep.objects.filter(
+        rollout_id=step.rollout_id, index__lt=step.index, action__in=("deploy", "switch")
+    ).aggregate(at=Max("finished_at"))["at"]
     return done or step.started_at or timezone.now()
 
 
@@ -180,7 +216,9 @@ def _wait(rollout_id: int, start: datetime, until: datetime) -> str | None:
     while (left := (until - timezone.now()).total_seconds()) > 0:
         _release_connection()
         time.sleep(min(left, 2.0))
-        status, reverting = Rollout.objects.filter(pk=rollout_id).values_list("status", "progress__reverting").get()
+        status, reverting = (
+            Rollout.objects.filter(pk=rollout_id).values_list("status", "progress__reverting").get()
+        )
         if reverting or status not in (Rollout.Status.RUNNING, Rollout.Status.PAUSED):
             return f"the rollout is {status} (a person stopped it during the analysis window)"
     _release_connection()
@@ -200,16 +238,28 @@ def _switch_gate(step: RolloutStep) -> tuple[bool, str]:
     assert isinstance(strategy, BlueGreen)
     serving = slots(step.rollout.targets)[strategy.idle]
     if not environment.switch_command:
-        return True, (f"traffic → {strategy.idle} ({', '.join(serving)}); no switch command: your router reads "
-                      f"live_slot from the environment")
-    ok, output = _run_command(environment.switch_command, step, environment.step_timeout_seconds,
-                              SLIPWAY_SLOT=strategy.idle, SLIPWAY_PREVIOUS_SLOT=strategy.live,
-                              SLIPWAY_TARGETS=",".join(serving))
+        return True, (
+            f"traffic → {strategy.idle} ({', '.join(serving)}); no switch command: your router reads "
+            f"live_slot from the environment"
+        )
+    ok, output = _run_command(
+        environment.switch_command,
+        step,
+        environment.step_timeout_seconds,
+        SLIPWAY_SLOT=strategy.idle,
+        SLIPWAY_PREVIOUS_SLOT=strategy.live,
+        SLIPWAY_TARGETS=",".join(serving),
+    )
     return ok, f"traffic → {strategy.idle} ({', '.join(serving)})\n{output}"
 
 
-GATES = {"pre_deploy": _pre_deploy_gate, "smoke": _smoke_gate, "analysis": _analysis_gate, "switch": _switch_gate,
-         "watch": _watch_gate}
+GATES = {
+    "pre_deploy": _pre_deploy_gate,
+    "smoke": _smoke_gate,
+    "analysis": _analysis_gate,
+    "switch": _switch_gate,
+    "watch": _watch_gate,
+}
 
 
 def _switched(rollout: Rollout) -> None:
@@ -217,6 +267,12 @@ def _switched(rollout: Rollout) -> None:
     strategy = strategy_of(rollout)
     environment = rollout.release.environment
     Environment.objects.filter(pk=environment.pk).update(live_slot=strategy.idle)
-    audit.record(Actor.system(), "environment.switched", environment, application=rollout.release.application,
-                 before={"live_slot": strategy.live}, after={"live_slot": strategy.idle},
-                 note=f"release #{rollout.release_id}")
+    audit.record(
+        Actor.system(),
+        "environment.switched",
+        environment,
+        application=rollout.release.application,
+        before={"live_slot": strategy.live},
+        after={"live_slot": strategy.idle},
+        note=f"release #{rollout.release_id}",
+    )

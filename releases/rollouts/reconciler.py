@@ -58,7 +58,9 @@ from releases.rollouts.gates import _switched
 def start_rollout(release: Release) -> Rollout | None:
     """Inside the caller's transaction: a rollout for a queued release onto its environment's targets."""
     environment = release.environment
-    targets = list(Target.objects.filter(environment=environment).order_by("name").values_list("name", flat=True))
+    targets = list(
+        Target.objects.filter(environment=environment).order_by("name").values_list("name", flat=True)
+    )
     if environment.driver in ("command", "webhook"):
         if not (environment.deploy_command if environment.driver == "command" else environment.webhook_url):
             return None
@@ -74,10 +76,16 @@ def start_rollout(release: Release) -> Rollout | None:
             strategy = {"kind": "rollback", "batch_size": environment.rollback_batch_size}
     elif blue_green:
         strategy = {**strategy, "live": environment.live_slot}
-    rollout = Rollout.objects.create(release=release, strategy=strategy, targets=targets,
-                                     progress=progress_to(Progress()), status=Rollout.Status.RUNNING)
+    rollout = Rollout.objects.create(
+        release=release,
+        strategy=strategy,
+        targets=targets,
+        progress=progress_to(Progress()),
+        status=Rollout.Status.RUNNING,
+    )
     enqueue_advance(rollout.pk)
     return rollout
+
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +93,9 @@ log = logging.getLogger(__name__)
 def _idle_slot_runs(environment: Environment, targets: list[str], version: str) -> bool:
     """Blue/green: does the slot not serving traffic still run `version`? Then a rollback is just a switch."""
     idle = slots(targets)[BlueGreen(live=environment.live_slot).idle]  # type: ignore[arg-type]  # a choice field
-    versions = set(Target.objects.filter(environment=environment, name__in=idle).values_list("version", flat=True))
+    versions = set(
+        Target.objects.filter(environment=environment, name__in=idle).values_list("version", flat=True)
+    )
     return versions == {version}
 
 
@@ -93,9 +103,16 @@ def do_advance_rollout(rollout_id: int) -> str:
     """Take every step the rollout can take now; returns its status. Reruns are harmless."""
     for _ in range(100):  # bounded loops: gates resolve at once, deploys wait for agents
         with transaction.atomic():
-            rollout = (Rollout.objects.select_for_update(of=("self",))
-                       .select_related("release__environment", "release__artifact", "release__previous_artifact",
-                                       "release__application").get(pk=rollout_id))
+            rollout = (
+                Rollout.objects.select_for_update(of=("self",))
+                .select_related(
+                    "release__environment",
+                    "release__artifact",
+                    "release__previous_artifact",
+                    "release__application",
+                )
+                .get(pk=rollout_id)
+            )
             if rollout.status not in ACTIVE:
                 return rollout.status
             row, steps = _row_state(rollout), _steps_state(rollout)
@@ -129,7 +146,9 @@ def _advance_once(rollout: Rollout) -> bool:
     if waiting:
         _fail_stuck(rollout, open_steps)
         if not progress.reverting and _failed_meanwhile(rollout, progress):
-            progress = progress.abort()  # one host of a wave failed: revert now, not when the whole wave is done
+            progress = (
+                progress.abort()
+            )  # one host of a wave failed: revert now, not when the whole wave is done
     if progress.reverting:
         progress = _fold_stragglers(rollout, progress)
     action = next_action(the_plan, progress)
@@ -224,11 +243,19 @@ def _fold_or_dispatch(rollout: Rollout, action, progress: Progress) -> tuple[Pro
         return record(progress, action), False
     else:
         # Reverts start while other steps still run: a host still deploying is reverted once it has reported.
-        busy = set(rollout.steps.filter(status__in=OPEN_STEP, target_name__in=wanted)
-                   .values_list("target_name", flat=True))
-        succeeded = {n for n, s in newest.items() if s.status == RolloutStep.Status.SUCCEEDED and n not in busy}
-        given_up = {n for n, s in newest.items() if s.status == RolloutStep.Status.FAILED and n not in busy
-                    and attempts[n] >= REVERT_ATTEMPTS}
+        busy = set(
+            rollout.steps.filter(status__in=OPEN_STEP, target_name__in=wanted).values_list(
+                "target_name", flat=True
+            )
+        )
+        succeeded = {
+            n for n, s in newest.items() if s.status == RolloutStep.Status.SUCCEEDED and n not in busy
+        }
+        given_up = {
+            n
+            for n, s in newest.items()
+            if s.status == RolloutStep.Status.FAILED and n not in busy and attempts[n] >= REVERT_ATTEMPTS
+        }
         if succeeded | given_up:
             for name in sorted(given_up):
                 log.error("giving up reverting %s after %d attempts", name, REVERT_ATTEMPTS)
@@ -238,17 +265,32 @@ def _fold_or_dispatch(rollout: Rollout, action, progress: Progress) -> tuple[Pro
         if not to_dispatch:
             return progress, True  # waiting for the reports
     release = rollout.release
-    version = (release.previous_artifact.version if kind == "revert" and release.previous_artifact
-               else release.artifact.version)
-    targets = dict(Target.objects.filter(environment=release.environment, name__in=to_dispatch)
-                   .values_list("name", "pk"))
+    version = (
+        release.previous_artifact.version
+        if kind == "revert" and release.previous_artifact
+        else release.artifact.version
+    )
+    targets = dict(
+        Target.objects.filter(environment=release.environment, name__in=to_dispatch).values_list("name", "pk")
+    )
     on_server = release.environment.driver in ("command", "webhook")
     first = next_index(rollout)
     # One insert for the whole wave: a thousand-target rollout must not pay a query per step.
-    RolloutStep.objects.bulk_create([
-        RolloutStep(rollout=rollout, index=first + offset, wave=getattr(action, "wave", None), target_id=targets.get(name),
-                    target_name=name, action=kind, version=version, runs_on_server=on_server)
-        for offset, name in enumerate(sorted(to_dispatch))])
+    RolloutStep.objects.bulk_create(
+        [
+            RolloutStep(
+                rollout=rollout,
+                index=first + offset,
+                wave=getattr(action, "wave", None),
+                target_id=targets.get(name),
+                target_name=name,
+                action=kind,
+                version=version,
+                runs_on_server=on_server,
+            )
+            for offset, name in enumerate(sorted(to_dispatch))
+        ]
+    )
     if not on_server:
         transaction.on_commit(notify_agents, robust=True)
     return progress, True
@@ -256,50 +298,78 @@ def _fold_or_dispatch(rollout: Rollout, action, progress: Progress) -> tuple[Pro
 
 def _unfolded_deploys(rollout: Rollout, progress: Progress):
     """Deploys that have finished but are not in `progress` yet (the reconciler waits for a whole wave)."""
-    return (rollout.steps.filter(action="deploy", status__in=(RolloutStep.Status.SUCCEEDED, RolloutStep.Status.FAILED))
-            .exclude(target_name__in=progress.touched))
+    return rollout.steps.filter(
+        action="deploy", status__in=(RolloutStep.Status.SUCCEEDED, RolloutStep.Status.FAILED)
+    ).exclude(target_name__in=progress.touched)
 
 
 def _failed_meanwhile(rollout: Rollout, progress: Progress) -> bool:
     """Has a deploy of this rollout failed (or its health check) since the last reconciliation?"""
-    return _unfolded_deploys(rollout, progress).exclude(status=RolloutStep.Status.SUCCEEDED, health__ok=True).exists()
+    return (
+        _unfolded_deploys(rollout, progress)
+        .exclude(status=RolloutStep.Status.SUCCEEDED, health__ok=True)
+        .exists()
+    )
 
 
 def _fold_stragglers(rollout: Rollout, progress: Progress) -> Progress:
     """While reverting: deploys not started yet are skipped; deploys that finished after the revert began count
     as touched, so they are put back too (none is left on the new version)."""
     rollout.steps.filter(action="deploy", status=RolloutStep.Status.PENDING).update(
-        status=RolloutStep.Status.SKIPPED, output="[slipway] not started: the rollout is reverting",
-        finished_at=timezone.now())
+        status=RolloutStep.Status.SKIPPED,
+        output="[slipway] not started: the rollout is reverting",
+        finished_at=timezone.now(),
+    )
     finished = list(_unfolded_deploys(rollout, progress).values_list("target_name", "status", "health"))
     if not finished:
         return progress
-    bad = [name for name, status, health in finished
-           if status == RolloutStep.Status.FAILED or not (health or {}).get("ok")]
+    bad = [
+        name
+        for name, status, health in finished
+        if status == RolloutStep.Status.FAILED or not (health or {}).get("ok")
+    ]
     return record(progress, Deploy(wave=0, targets=tuple(name for name, _, _ in finished)), failed=bad)
 
 
 def _server_step(rollout: Rollout, *, action: str, wave: int | None) -> RolloutStep:
     """A gate for the worker to run (run_server_steps)."""
-    return RolloutStep.objects.create(rollout=rollout, index=next_index(rollout), wave=wave, action=action,
-                                      version=rollout.release.artifact.version, runs_on_server=True)
+    return RolloutStep.objects.create(
+        rollout=rollout,
+        index=next_index(rollout),
+        wave=wave,
+        action=action,
+        version=rollout.release.artifact.version,
+        runs_on_server=True,
+    )
 
 
 def _hold(rollout: Rollout, step: RolloutStep) -> None:
     """An analysis neither passed nor failed: the rollout pauses with the verdict's reasons on the step."""
     rollout.status = Rollout.Status.PAUSED
     release = rollout.release
-    audit.record(Actor.system(), "rollout.held", release, application=release.application,
-                 after={"step": step.index, "action": step.action, "wave": step.wave_number},
-                 note=(step.health or {}).get("detail", "")[:500])
+    audit.record(
+        Actor.system(),
+        "rollout.held",
+        release,
+        application=release.application,
+        after={"step": step.index, "action": step.action, "wave": step.wave_number},
+        note=(step.health or {}).get("detail", "")[:500],
+    )
 
 
 def _gate_step(rollout: Rollout, wave: int, action: str, *, ok: bool, output: str) -> None:
     index = next_index(rollout)
     now = timezone.now()
-    RolloutStep.objects.create(rollout=rollout, index=index, wave=wave, action=action, started_at=now,
-                               finished_at=now, output=output[:RolloutStep.OUTPUT_LIMIT],
-                               status=RolloutStep.Status.SUCCEEDED if ok else RolloutStep.Status.FAILED)
+    RolloutStep.objects.create(
+        rollout=rollout,
+        index=index,
+        wave=wave,
+        action=action,
+        started_at=now,
+        finished_at=now,
+        output=output[: RolloutStep.OUTPUT_LIMIT],
+        status=RolloutStep.Status.SUCCEEDED if ok else RolloutStep.Status.FAILED,
+    )
 
 
 def _fail_stuck(rollout: Rollout, open_steps) -> None:
@@ -312,14 +382,22 @@ def _fail_stuck(rollout: Rollout, open_steps) -> None:
     suspects = open_steps.filter(
         Q(runs_on_server=True, lease_expires_at__lt=now)
         | Q(runs_on_server=True, lease_expires_at__isnull=True, started_at__lt=timed_out)
-        | Q(runs_on_server=False) & (Q(target__isnull=True) | Q(target__last_seen__isnull=True)
-                                     | Q(target__last_seen__lt=heartbeat_limit) | Q(started_at__lt=timed_out)))
+        | Q(runs_on_server=False)
+        & (
+            Q(target__isnull=True)
+            | Q(target__last_seen__isnull=True)
+            | Q(target__last_seen__lt=heartbeat_limit)
+            | Q(started_at__lt=timed_out)
+        )
+    )
     for step in suspects.select_related("target"):
         reason = None
         if step.runs_on_server and step.lease_expires_at is not None:
             reason = _take_over(step)  # its worker stopped renewing the lease: it went away
         elif step.runs_on_server:
-            if step.status == RolloutStep.Status.RUNNING:  # handed to a webhook receiver that never called back
+            if (
+                step.status == RolloutStep.Status.RUNNING
+            ):  # handed to a webhook receiver that never called back
                 reason = f"no callback within the step timeout ({environment.step_timeout_seconds} s)"
         elif step.target is None or step.target.last_seen is None or step.target.last_seen < heartbeat_limit:
             reason = "agent offline (missed heartbeats)"
@@ -330,7 +408,7 @@ def _fail_stuck(rollout: Rollout, open_steps) -> None:
         if reason:
             step.status, step.finished_at = RolloutStep.Status.FAILED, now
             step.health = {"ok": False, "detail": reason}
-            step.output = (step.output + f"\n[slipway] {reason}")[-RolloutStep.OUTPUT_LIMIT:]
+            step.output = (step.output + f"\n[slipway] {reason}")[-RolloutStep.OUTPUT_LIMIT :]
             step.save(update_fields=["status", "finished_at", "health", "output"])
             enqueue_advance(rollout.pk)
 
@@ -347,14 +425,21 @@ def _take_over(step: RolloutStep) -> str | None:
         return f"the worker running this step went away {step.attempts} times"
     note = f"\n[slipway] the worker running this step went away; another worker runs it again (start {step.attempts + 1})"
     RolloutStep.objects.filter(pk=step.pk, status=RolloutStep.Status.RUNNING).update(
-        status=RolloutStep.Status.PENDING, lease_expires_at=None, started_at=None,
-        output=(step.output + note)[-RolloutStep.OUTPUT_LIMIT:])
+        status=RolloutStep.Status.PENDING,
+        lease_expires_at=None,
+        started_at=None,
+        output=(step.output + note)[-RolloutStep.OUTPUT_LIMIT :],
+    )
     return None
 
 
 def _finish(rollout: Rollout, outcome: str) -> None:
     system = Actor.system()
-    release = Release.objects.select_for_update(of=("self",)).select_related("application").get(pk=rollout.release_id)
+    release = (
+        Release.objects.select_for_update(of=("self",))
+        .select_related("application")
+        .get(pk=rollout.release_id)
+    )
     if outcome == "succeeded":
         rollout.status, release_status = Rollout.Status.SUCCEEDED, Release.Status.SUCCEEDED
     elif _unreverted(rollout):
@@ -372,7 +457,9 @@ def _finish(rollout: Rollout, outcome: str) -> None:
 def _unreverted(rollout: Rollout) -> list[str]:
     """Targets whose last revert failed (given up after REVERT_ATTEMPTS): they may still run the new version."""
     newest: dict[str, str] = {}
-    for name, status in rollout.steps.filter(action="revert").order_by("index").values_list("target_name", "status"):
+    for name, status in (
+        rollout.steps.filter(action="revert").order_by("index").values_list("target_name", "status")
+    ):
         newest[name] = status
     return sorted(name for name, status in newest.items() if status == RolloutStep.Status.FAILED)
 
@@ -387,9 +474,15 @@ def check_running_rollouts() -> None:
 def mark_offline_agents() -> int:
     """Targets whose agent missed its environment's heartbeat timeout are offline (a heartbeat brings them back)."""
     now, marked = timezone.now(), 0
-    for seconds in set(Environment.objects.filter(targets__status=Target.Status.ONLINE).order_by().values_list(
-            "heartbeat_timeout_seconds", flat=True).distinct()):
-        silent = Target.objects.filter(environment__heartbeat_timeout_seconds=seconds, status=Target.Status.ONLINE)
+    for seconds in set(
+        Environment.objects.filter(targets__status=Target.Status.ONLINE)
+        .order_by()
+        .values_list("heartbeat_timeout_seconds", flat=True)
+        .distinct()
+    ):
+        silent = Target.objects.filter(
+            environment__heartbeat_timeout_seconds=seconds, status=Target.Status.ONLINE
+        )
         silent = silent.filter(Q(last_seen__lt=now - timedelta(seconds=seconds)) | Q(last_seen__isnull=True))
         names = list(silent.values_list("name", flat=True)[:20])
         environments = set(silent.values_list("environment_id", flat=True))

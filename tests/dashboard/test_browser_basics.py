@@ -18,7 +18,9 @@ def test_api_docs_link_back_to_slipway(admin_client):
     assert "[← Back to Slipway](/)" in schema["info"]["description"]
 
 
-@pytest.mark.parametrize("template", sorted(p.relative_to(ROOT).as_posix() for p in ROOT.glob("*/templates/**/*.html")))
+@pytest.mark.parametrize(
+    "template", sorted(p.relative_to(ROOT).as_posix() for p in ROOT.glob("*/templates/**/*.html"))
+)
 def test_templates_carry_no_inline_event_handlers(template):
     """Confirmations and slider values come from static/js/slipway.js via data attributes (CSP-friendly)."""
     text = (ROOT / template).read_text()

@@ -51,22 +51,44 @@ def shop_with_hosts(command="sleep 1"):
     """Production runs 1.0.0 on three hosts (the command driver); 2.0.0 carries a change by alice and one by bob."""
     system = Actor.system()
     app = factories.ApplicationFactory(slug="shop", name="Shop")
-    env = factories.EnvironmentFactory(application=app, name="production", position=1, requires_approval=True,
-                                       driver="command", deploy_command=command)
+    env = factories.EnvironmentFactory(
+        application=app,
+        name="production",
+        position=1,
+        requires_approval=True,
+        driver="command",
+        deploy_command=command,
+    )
     for name in HOSTS:
         Target.objects.create(environment=env, name=name, token_hash=f"hash-{name}", version="1.0.0")
     users = {name: factories.UserFactory(username=name, password=PASSWORD) for name in ("alice", "bob")}
     for user in users.values():
         do_grant_role(system, app, user, Role.RELEASE_MANAGER)
     artifacts = {}
-    for version, changes in (("1.0.0", ()), ("2.0.0", (("alice", "Faster checkout"), ("bob", "Saved address")))):
-        artifacts[version], _ = do_register_artifact(system, app, ArtifactIn(
-            version=version, commit=version.replace(".", "") * 8, image=f"registry.example.com/shop:{version}",
-            metadata={}, changes=tuple(ChangeIn(sha=f"{version}{n}".replace(".", "") * 8, author=author, title=title)
-                                       for n, (author, title) in enumerate(changes))))
-    factories.EnvironmentFactory._meta.model.objects.filter(pk=env.pk).update(current_artifact=artifacts["1.0.0"])
-    Release.objects.create(application=app, environment=env, artifact=artifacts["1.0.0"], kind="recorded",
-                           status="succeeded")
+    for version, changes in (
+        ("1.0.0", ()),
+        ("2.0.0", (("alice", "Faster checkout"), ("bob", "Saved address"))),
+    ):
+        artifacts[version], _ = do_register_artifact(
+            system,
+            app,
+            ArtifactIn(
+                version=version,
+                commit=version.replace(".", "") * 8,
+                image=f"registry.example.com/shop:{version}",
+                metadata={},
+                changes=tuple(
+                    ChangeIn(sha=f"{version}{n}".replace(".", "") * 8, author=author, title=title)
+                    for n, (author, title) in enumerate(changes)
+                ),
+            ),
+        )
+    factories.EnvironmentFactory._meta.model.objects.filter(pk=env.pk).update(
+        current_artifact=artifacts["1.0.0"]
+    )
+    Release.objects.create(
+        application=app, environment=env, artifact=artifacts["1.0.0"], kind="recorded", status="succeeded"
+    )
     env.refresh_from_db()
     return app, env, users, artifacts
 
@@ -105,8 +127,13 @@ def test_release_page_opened_before_approval_follows_the_rollout_to_success(slip
 
 def test_rollback_from_the_environment_page_ends_with_the_page_saying_the_old_version(slipway, browser):
     app, env, users, artifacts = shop_with_hosts(command="sleep 0.5")
-    Release.objects.create(application=app, environment=env, artifact=artifacts["2.0.0"],
-                           previous_artifact=artifacts["1.0.0"], status="succeeded")
+    Release.objects.create(
+        application=app,
+        environment=env,
+        artifact=artifacts["2.0.0"],
+        previous_artifact=artifacts["1.0.0"],
+        status="succeeded",
+    )
     type(env).objects.filter(pk=env.pk).update(current_artifact=artifacts["2.0.0"])
     Target.objects.filter(environment=env).update(version="2.0.0")
 

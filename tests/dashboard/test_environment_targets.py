@@ -16,7 +16,9 @@ from tests import factories
 def production(db):
     app = factories.ApplicationFactory(slug="shop", name="Shop")
     current = factories.ArtifactFactory(application=app, version="1.3.0")
-    return factories.EnvironmentFactory(application=app, name="production", position=2, current_artifact=current)
+    return factories.EnvironmentFactory(
+        application=app, name="production", position=2, current_artifact=current
+    )
 
 
 @pytest.fixture
@@ -26,25 +28,40 @@ def boss(client, db):
 
 
 def add_target(environment, name, **fields):
-    fields = {"status": Target.Status.ONLINE, "version": "1.3.0", "hostname": f"{name}.internal",
-              "agent_version": "0.1", "last_seen": timezone.now(), **fields}
-    return Target.objects.create(environment=environment, name=name, token_hash=ApiToken.hash_key(name), **fields)
+    fields = {
+        "status": Target.Status.ONLINE,
+        "version": "1.3.0",
+        "hostname": f"{name}.internal",
+        "agent_version": "0.1",
+        "last_seen": timezone.now(),
+        **fields,
+    }
+    return Target.objects.create(
+        environment=environment, name=name, token_hash=ApiToken.hash_key(name), **fields
+    )
 
 
 def row(page: str, name: str) -> str:
     start = page.index(f'<tr data-target="{name}"')
-    return page[start:page.index("</tr>", start)]
+    return page[start : page.index("</tr>", start)]
 
 
 def test_targets_card_lists_each_host(boss, production):
     now = timezone.now()
     add_target(production, "web-1", last_seen=now - timedelta(seconds=12, milliseconds=300))
-    add_target(production, "web-2", status=Target.Status.OFFLINE, version="1.2.0", hostname="10.0.0.2",
-               agent_version="0.0.9", last_seen=now - timedelta(minutes=5))
+    add_target(
+        production,
+        "web-2",
+        status=Target.Status.OFFLINE,
+        version="1.2.0",
+        hostname="10.0.0.2",
+        agent_version="0.0.9",
+        last_seen=now - timedelta(minutes=5),
+    )
     add_target(production, "web-3", version="", hostname="", agent_version="", last_seen=None)
     with time_machine.travel(now, tick=False):
         page = boss.get("/apps/shop/env/production/").content.decode()
-    assert "<h2 id=\"targets-heading\">Targets</h2>" in page and "No targets yet" not in page
+    assert '<h2 id="targets-heading">Targets</h2>' in page and "No targets yet" not in page
     web1, web2, web3 = row(page, "web-1"), row(page, "web-2"), row(page, "web-3")
     assert 'data-status="online"' in web1 and '<span class="badge ok">Online</span>' in web1
     assert "1.3.0" in web1 and "web-1.internal" in web1 and "0.1" in web1
@@ -55,7 +72,11 @@ def test_targets_card_lists_each_host(boss, production):
     assert '<span class="badge bad">Offline</span>' in web2 and "10.0.0.2" in web2 and "0.0.9" in web2
     assert 'class="drifted"' in web2 and "differs from 1.3.0" in web2 and ">5 min ago</time>" in web2
     assert "nothing yet" in web3 and "never" in web3 and 'class="drifted"' in web3
-    assert page.index('data-target="web-1"') < page.index('data-target="web-2"') < page.index('data-target="web-3"')
+    assert (
+        page.index('data-target="web-1"')
+        < page.index('data-target="web-2"')
+        < page.index('data-target="web-3"')
+    )
 
 
 def test_environment_running_nothing_flags_every_deployed_target(boss, production):
@@ -71,9 +92,11 @@ def test_environment_running_nothing_flags_every_deployed_target(boss, productio
 def test_no_targets_says_how_to_add_one(boss, production, settings):
     settings.SLIPWAY_BASE_URL = "https://slipway.example.com/"
     page = boss.get("/apps/shop/env/production/").content.decode()
-    assert "No targets yet" in page and "<table class=\"table targets\">" not in page
-    assert ("https://slipway.example.com/api/v1/applications/shop/environments/production/registration-tokens/"
-            in page) and "-X POST" in page
+    assert "No targets yet" in page and '<table class="table targets">' not in page
+    assert (
+        "https://slipway.example.com/api/v1/applications/shop/environments/production/registration-tokens/"
+        in page
+    ) and "-X POST" in page
     assert "python -m environments.agent --url https://slipway.example.com --registration-token" in page
     for flag in ("--name", "--workdir", "--deploy-command"):
         assert flag in page
@@ -97,8 +120,13 @@ def test_environment_page_queries_do_not_grow_with_targets(client, production, d
     member = factories.UserFactory(username="dev")
     factories.MembershipFactory(user=member, application=production.application, role="developer")
     client.force_login(member)
-    Release.objects.create(application=production.application, environment=production,
-                           artifact=production.current_artifact, kind="recorded", status="succeeded")
+    Release.objects.create(
+        application=production.application,
+        environment=production,
+        artifact=production.current_artifact,
+        kind="recorded",
+        status="succeeded",
+    )
     add_target(production, "web-0")
     client.get("/apps/shop/env/production/")
     with django_assert_num_queries(QUERIES):
@@ -124,7 +152,10 @@ def test_ago():
 
 def test_duration():
     assert duration(None) == "" and iso_duration(None) == ""
-    assert duration(timedelta(milliseconds=420)) == "0.4 s" and iso_duration(timedelta(milliseconds=420)) == "PT0.42S"
+    assert (
+        duration(timedelta(milliseconds=420)) == "0.4 s"
+        and iso_duration(timedelta(milliseconds=420)) == "PT0.42S"
+    )
     assert duration(timedelta(seconds=12.4)) == "12 s" and iso_duration(timedelta(seconds=12)) == "PT12S"
     assert duration(timedelta(minutes=3, seconds=5)) == "3 min 5 s"
     assert duration(timedelta(hours=1, minutes=2, seconds=3)) == "1 h 2 min"

@@ -18,7 +18,9 @@ def rollout_fixture():
     env = factories.EnvironmentFactory(application=app, name="production", position=1)
     artifact = factories.ArtifactFactory(application=app, version="2.0.0")
     release = Release.objects.create(application=app, environment=env, artifact=artifact, status="deploying")
-    rollout = Rollout.objects.create(release=release, targets=["web-1"], status="running", strategy={"kind": "cautious"})
+    rollout = Rollout.objects.create(
+        release=release, targets=["web-1"], status="running", strategy={"kind": "cautious"}
+    )
     return app, rollout
 
 
@@ -37,16 +39,28 @@ def test_watcher_sees_each_host_change(settings):
         from channels.db import database_sync_to_async
 
         await database_sync_to_async(RolloutStep.objects.create)(
-            rollout=rollout, index=1, wave=0, target_name="web-1", action="deploy", version="2.0.0", status="running")
-        await get_channel_layer().group_send(f"rollout.{rollout.pk}", {"type": "rollout.changed",
-                                                                      "rollout_id": rollout.pk})
+            rollout=rollout,
+            index=1,
+            wave=0,
+            target_name="web-1",
+            action="deploy",
+            version="2.0.0",
+            status="running",
+        )
+        await get_channel_layer().group_send(
+            f"rollout.{rollout.pk}", {"type": "rollout.changed", "rollout_id": rollout.pk}
+        )
         html = await communicator.receive_from(timeout=5)
         await communicator.disconnect()
         return html
 
     html = async_to_sync(scenario)()
-    assert html.lstrip().startswith('<div id="progress"') and 'data-target="web-1"' in html and "running" in html
-    assert "0 of 1 target on 2.0.0 · wave 1</label>" in html and 'max="1" value="0"' in html  # the summary too
+    assert (
+        html.lstrip().startswith('<div id="progress"') and 'data-target="web-1"' in html and "running" in html
+    )
+    assert (
+        "0 of 1 target on 2.0.0 · wave 1</label>" in html and 'max="1" value="0"' in html
+    )  # the summary too
 
 
 def test_strangers_are_refused():

@@ -24,8 +24,12 @@ def test_idle_socket_stays_open_and_gets_the_next_event(client):
     server = LiveSlipway.start(extra_env={"REDIS_URL": settings.REDIS_URL})
     try:
         ws_url = server.url.replace("http://", "ws://") + f"/ws/releases/{rollout.release_id}/"
-        with connect(ws_url, origin=server.url, open_timeout=10,
-                     additional_headers={"Cookie": f"sessionid={client.cookies['sessionid'].value}"}) as ws:
+        with connect(
+            ws_url,
+            origin=server.url,
+            open_timeout=10,
+            additional_headers={"Cookie": f"sessionid={client.cookies['sessionid'].value}"},
+        ) as ws:
             assert '<header id="release-head"' in ws.recv(timeout=10)  # the page's state, at once
             # Longer than any of the Redis timeouts involved (BZPOPMIN's 5 s, redis-py's socket timeout).
             started = time.monotonic()
@@ -35,12 +39,22 @@ def test_idle_socket_stays_open_and_gets_the_next_event(client):
             except TimeoutError:
                 pass
             except ConnectionClosed as closed:
-                pytest.fail(f"idle socket closed after {time.monotonic() - started:.1f} s ({closed}); "
-                            f"server log: {server.log_path.read_text()[-1500:]}")
-            RolloutStep.objects.create(rollout=rollout, index=1, wave=0, target_name="web-1", action="deploy",
-                                       version="2.0.0", status="running")
+                pytest.fail(
+                    f"idle socket closed after {time.monotonic() - started:.1f} s ({closed}); "
+                    f"server log: {server.log_path.read_text()[-1500:]}"
+                )
+            RolloutStep.objects.create(
+                rollout=rollout,
+                index=1,
+                wave=0,
+                target_name="web-1",
+                action="deploy",
+                version="2.0.0",
+                status="running",
+            )
             async_to_sync(get_channel_layer().group_send)(
-                f"rollout.{rollout.pk}", {"type": "rollout.changed", "rollout_id": rollout.pk})
+                f"rollout.{rollout.pk}", {"type": "rollout.changed", "rollout_id": rollout.pk}
+            )
             html = ws.recv(timeout=10)
         assert html.lstrip().startswith('<header id="release-head"') and 'data-target="web-1"' in html
         assert "TimeoutError" not in server.log_path.read_text()

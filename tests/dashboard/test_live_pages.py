@@ -47,14 +47,21 @@ def watch(path, user, change):
 def test_environment_page_follows_locks_and_agents_going_offline(shop):
     app, env = shop
     boss = factories.UserFactory(username="boss", is_superuser=True)
-    first, locked = watch(f"/ws/environments/{env.pk}/", boss,
-                          lambda: do_lock(Actor(boss), env, reason="Disk full on db-2"))
-    for partial in ('<header id="env-head"', 'id="targets"', '<section class="card" id="locks">', 'id="history"'):
+    first, locked = watch(
+        f"/ws/environments/{env.pk}/", boss, lambda: do_lock(Actor(boss), env, reason="Disk full on db-2")
+    )
+    for partial in (
+        '<header id="env-head"',
+        'id="targets"',
+        '<section class="card" id="locks">',
+        'id="history"',
+    ):
         assert partial in first
     assert 'data-version="1.0.0"' in first and "Disk full on db-2" not in first
     assert "Disk full on db-2" in locked and "Unlock" in locked
-    _, unlocked = watch(f"/ws/environments/{env.pk}/", boss,
-                        lambda: do_unlock(Actor(boss), Lock.objects.get()))
+    _, unlocked = watch(
+        f"/ws/environments/{env.pk}/", boss, lambda: do_unlock(Actor(boss), Lock.objects.get())
+    )
     assert "Disk full on db-2" not in unlocked
     _, offline = watch(f"/ws/environments/{env.pk}/", boss, mark_offline_agents)  # never seen: offline
     assert '<tr data-target="web-1" data-status="offline">' in offline

@@ -22,7 +22,9 @@ def release():
     app = factories.ApplicationFactory(slug="shop")
     env = factories.EnvironmentFactory(application=app, name="production", position=1)
     artifact = factories.ArtifactFactory(application=app, version="2.0.0")
-    return Release.objects.create(application=app, environment=env, artifact=artifact, status="pending_approval")
+    return Release.objects.create(
+        application=app, environment=env, artifact=artifact, status="pending_approval"
+    )
 
 
 def communicator(path, user):
@@ -46,7 +48,9 @@ def test_strangers_and_anonymous_are_refused(release):
     assert connect(f"/ws/releases/{release.pk}/", AnonymousUser()) is False
     admin = factories.UserFactory(username="boss", is_superuser=True)
     assert connect(f"/ws/releases/{release.pk + 1000}/", admin) is False  # no such release
-    assert connect("/ws/releases/99999999999999999999999/", admin) is False  # out of range: refused, not a 500
+    assert (
+        connect("/ws/releases/99999999999999999999999/", admin) is False
+    )  # out of range: refused, not a 500
 
 
 @pytest.mark.parametrize("path", ["/ws/nothing/", "/ws/releases/abc/", "/ws/", "/elsewhere"])
@@ -64,15 +68,24 @@ def test_catch_up_on_connect_before_any_rollout_then_each_event(release):
         first = await c.receive_from(timeout=5)
         # The release is approved and its rollout starts: lifecycle publishes release.changed.
         rollout = await database_sync_to_async(start)(release)
-        await get_channel_layer().group_send(f"release.{release.pk}", {"type": "release.changed",
-                                                                      "release_id": release.pk})
+        await get_channel_layer().group_send(
+            f"release.{release.pk}", {"type": "release.changed", "release_id": release.pk}
+        )
         second = await c.receive_from(timeout=5)
         # From now on the page follows the rollout's own group too.
         await database_sync_to_async(RolloutStep.objects.create)(
-            rollout=rollout, index=0, wave=0, target_name="web-1", action="deploy", version="2.0.0",
-            status="succeeded", health={"ok": True, "detail": "exit 0"})
-        await get_channel_layer().group_send(f"rollout.{rollout.pk}", {"type": "rollout.changed",
-                                                                      "rollout_id": rollout.pk})
+            rollout=rollout,
+            index=0,
+            wave=0,
+            target_name="web-1",
+            action="deploy",
+            version="2.0.0",
+            status="succeeded",
+            health={"ok": True, "detail": "exit 0"},
+        )
+        await get_channel_layer().group_send(
+            f"rollout.{rollout.pk}", {"type": "rollout.changed", "rollout_id": rollout.pk}
+        )
         third = await c.receive_from(timeout=5)
         await c.send_to(text_data="not json")  # ignored: the socket stays, nothing is sent back
         assert await c.receive_nothing(timeout=0.3)
@@ -81,12 +94,20 @@ def test_catch_up_on_connect_before_any_rollout_then_each_event(release):
 
     def start(release):
         Release.objects.filter(pk=release.pk).update(status="deploying")
-        return Rollout.objects.create(release=release, targets=["web-1", "web-2", "web-3"], status="running",
-                                      strategy={"kind": "cautious"})
+        return Rollout.objects.create(
+            release=release,
+            targets=["web-1", "web-2", "web-3"],
+            status="running",
+            strategy={"kind": "cautious"},
+        )
 
     first, second, third = async_to_sync(scenario)()
-    for partial in ('<header id="release-head"', '<div id="approvals">', '<section class="card" id="rollout">',
-                    '<section class="card" id="timeline">'):
+    for partial in (
+        '<header id="release-head"',
+        '<div id="approvals">',
+        '<section class="card" id="rollout">',
+        '<section class="card" id="timeline">',
+    ):
         assert partial in first and partial in second
     assert "No rollout yet" in first and 'data-status="pending_approval"' in first
     assert 'data-status="deploying"' in second and "Revert now" in second
@@ -98,7 +119,9 @@ def test_catch_up_on_connect_before_any_rollout_then_each_event(release):
 
 def test_pushed_forms_carry_the_sessions_csrf_token(release):
     Release.objects.filter(pk=release.pk).update(status="deploying")
-    Rollout.objects.create(release=release, targets=["web-1"], status="running", strategy={"kind": "cautious"})
+    Rollout.objects.create(
+        release=release, targets=["web-1"], status="running", strategy={"kind": "cautious"}
+    )
     secret = "a" * 32
 
     async def scenario():

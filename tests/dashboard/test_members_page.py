@@ -24,7 +24,9 @@ def login(client, username, role=None, app_slug="shop"):
 
     person = factories.UserFactory(username=username)
     if role:
-        factories.MembershipFactory(user=person, application=Application.objects.get(slug=app_slug), role=role)
+        factories.MembershipFactory(
+            user=person, application=Application.objects.get(slug=app_slug), role=role
+        )
     client.force_login(person)
     return person
 
@@ -37,20 +39,29 @@ def test_members_page_lists_roles_and_grants(admin_client, demo):
     page = admin_client.get("/apps/shop/members/").content.decode()
     assert "alice" in page and "Flag editor" in page and "Grant a role" in page
     assert '<option value="admin">' in page  # a superuser may grant the admin role
-    response = admin_client.post("/apps/shop/members/", {"user": "bob", "role": "flag_editor",
-                                                         "environment": "production"})
+    response = admin_client.post(
+        "/apps/shop/members/", {"user": "bob", "role": "flag_editor", "environment": "production"}
+    )
     assert response.status_code == 302
-    assert Membership.objects.filter(user__username="bob", role="flag_editor", environment__name="production").exists()
+    assert Membership.objects.filter(
+        user__username="bob", role="flag_editor", environment__name="production"
+    ).exists()
     page = admin_client.get("/apps/shop/members/").content.decode()
     assert "bob is flag editor now." in page and "production only" in page
 
 
-@pytest.mark.parametrize("data,field,message", [
-    ({"user": "nobody", "role": "viewer"}, "user", "No user &#x27;nobody&#x27;."),
-    ({"user": "bob", "role": "developer", "environment": "production"}, "environment",
-     "Only a flag editor&#x27;s role can be limited to one environment."),
-    ({"user": "bob", "role": "owner"}, "role", "Select a valid choice."),
-])
+@pytest.mark.parametrize(
+    "data,field,message",
+    [
+        ({"user": "nobody", "role": "viewer"}, "user", "No user &#x27;nobody&#x27;."),
+        (
+            {"user": "bob", "role": "developer", "environment": "production"},
+            "environment",
+            "Only a flag editor&#x27;s role can be limited to one environment.",
+        ),
+        ({"user": "bob", "role": "owner"}, "role", "Select a valid choice."),
+    ],
+)
 def test_grant_errors_sit_beside_their_field_keeping_the_input(admin_client, demo, data, field, message):
     before = Membership.objects.count()
     response = admin_client.post("/apps/shop/members/", data)
@@ -94,8 +105,11 @@ def test_members_page_query_count_is_constant(admin_client, demo, django_assert_
     with django_assert_num_queries(6) as ctx:  # session, user, application, members, usernames, environments
         admin_client.get("/apps/shop/members/")
     for n in range(5):
-        factories.MembershipFactory(user=factories.UserFactory(username=f"extra{n}"),
-                                    application=Membership.objects.first().application, role="viewer")
+        factories.MembershipFactory(
+            user=factories.UserFactory(username=f"extra{n}"),
+            application=Membership.objects.first().application,
+            role="viewer",
+        )
     with django_assert_num_queries(len(ctx.captured_queries)):
         admin_client.get("/apps/shop/members/")
 

@@ -36,8 +36,11 @@ def test_overview_query_count_is_constant(admin_client, demo, django_assert_num_
     for _ in range(8):
         application = factories.ApplicationFactory()
         for position in range(3):
-            factories.EnvironmentFactory(application=application, position=position,
-                                         current_artifact=factories.ArtifactFactory(application=application))
+            factories.EnvironmentFactory(
+                application=application,
+                position=position,
+                current_artifact=factories.ArtifactFactory(application=application),
+            )
     with django_assert_num_queries(len(ctx.captured_queries)):
         assert admin_client.get("/").status_code == 200
 
@@ -52,7 +55,9 @@ def test_application_page_query_count_is_constant(admin_client, demo, django_ass
 
     shop = Application.objects.get(slug="shop")
     admin_client.get("/apps/shop/")
-    with django_assert_num_queries(11) as ctx:  # + releases waiting between environments, their approvals, DSN key
+    with django_assert_num_queries(
+        11
+    ) as ctx:  # + releases waiting between environments, their approvals, DSN key
         admin_client.get("/apps/shop/")
     for n in range(10):
         changes = [factories.ChangeFactory(application=shop, author=f"dev{n}-{i}") for i in range(5)]

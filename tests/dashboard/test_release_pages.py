@@ -28,19 +28,27 @@ def test_inbox_shows_my_batch_first_with_my_changes(client, demo):
 
 def test_approve_in_place_with_htmx(client, demo, django_capture_on_commit_callbacks):
     login(client, "alice")
-    response = client.post(f"/releases/{demo.pk}/decide/", {"decision": "approve", "comment": "lgtm", "partial": "card"},
-                           headers={"HX-Request": "true"})
+    response = client.post(
+        f"/releases/{demo.pk}/decide/",
+        {"decision": "approve", "comment": "lgtm", "partial": "card"},
+        headers={"HX-Request": "true"},
+    )
     assert response.status_code == 200
     html = response.content.decode()
     assert html.lstrip().startswith('<section class="card release-card') and "alice approved" in html
-    again = client.post(f"/releases/{demo.pk}/decide/", {"decision": "approve"}, headers={"HX-Request": "true"})
+    again = client.post(
+        f"/releases/{demo.pk}/decide/", {"decision": "approve"}, headers={"HX-Request": "true"}
+    )
     assert again.status_code == 409 and "decided" in again.content.decode()
 
 
 def _grow(release, authors, changes_each):
     app = release.application
-    changes = [factories.ChangeFactory(application=app, author=f"dev{a}") for a in range(authors)
-               for _ in range(changes_each)]
+    changes = [
+        factories.ChangeFactory(application=app, author=f"dev{a}")
+        for a in range(authors)
+        for _ in range(changes_each)
+    ]
     for change in changes:
         release.artifact.changes.add(change)
 
@@ -67,19 +75,30 @@ def test_environment_page_rolls_back_with_confirmation(client, demo, django_capt
     admin = get_user_model().objects.create_superuser("root", password="x-long-password")
     client.force_login(admin)
     page = client.get("/apps/shop/env/production/").content.decode()
-    assert 'name="version" value="1.0.0" checked' in page and 'data-confirm="Roll production back to {version}?"' in page
-    form = page[page.index('class="stack rollback"'):]
-    assert form[:form.index("</form>")].count('name="reason"') == 1  # one reason field for the list
+    assert (
+        'name="version" value="1.0.0" checked' in page
+        and 'data-confirm="Roll production back to {version}?"' in page
+    )
+    form = page[page.index('class="stack rollback"') :]
+    assert form[: form.index("</form>")].count('name="reason"') == 1  # one reason field for the list
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post("/apps/shop/env/production/rollback/", {"version": "1.0.0", "reason": "errors"})
+        response = client.post(
+            "/apps/shop/env/production/rollback/", {"version": "1.0.0", "reason": "errors"}
+        )
     assert response.status_code == 302
     assert Release.objects.filter(kind="rollback", status="succeeded").exists()
-    assert client.post("/apps/shop/env/production/rollback/", {"version": "1.1.0", "reason": ""}).status_code == 400
+    assert (
+        client.post("/apps/shop/env/production/rollback/", {"version": "1.1.0", "reason": ""}).status_code
+        == 400
+    )
 
 
 def test_developer_cannot_roll_back_in_browser(client, demo):
     login(client, "bob")
-    assert client.post("/apps/shop/env/production/rollback/", {"version": "1.0.0", "reason": "x"}).status_code == 403
+    assert (
+        client.post("/apps/shop/env/production/rollback/", {"version": "1.0.0", "reason": "x"}).status_code
+        == 403
+    )
 
 
 @pytest.mark.browser
@@ -95,14 +114,21 @@ def test_two_authors_approve_in_the_browser_and_the_release_moves_on(live_slipwa
     User = get_user_model()
     app = factories.ApplicationFactory(slug="shop", name="Shop")
     staging = factories.EnvironmentFactory(application=app, name="staging", position=1)
-    production = factories.EnvironmentFactory(application=app, name="production", position=2, requires_approval=True)
+    production = factories.EnvironmentFactory(
+        application=app, name="production", position=2, requires_approval=True
+    )
     for name in ("ann", "ben"):
-        do_grant_role(Actor.system(), app, User.objects.create_user(name, password=f"{name}-password-1"), "developer")
+        do_grant_role(
+            Actor.system(), app, User.objects.create_user(name, password=f"{name}-password-1"), "developer"
+        )
     changes = [factories.ChangeFactory(application=app, author=a) for a in ("ann", "ben")]
     artifact = factories.ArtifactFactory(application=app, version="2.0.0", changes=changes)
-    Release.objects.create(application=app, environment=staging, artifact=artifact, kind="recorded", status="succeeded")
-    release = do_request_release(Actor.system(), app, environment=Environment.objects.get(pk=production.pk),
-                                 artifact=artifact)
+    Release.objects.create(
+        application=app, environment=staging, artifact=artifact, kind="recorded", status="succeeded"
+    )
+    release = do_request_release(
+        Actor.system(), app, environment=Environment.objects.get(pk=production.pk), artifact=artifact
+    )
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         for name in ("ann", "ben"):
@@ -124,7 +150,9 @@ def test_two_authors_approve_in_the_browser_and_the_release_moves_on(live_slipwa
     assert production.current_artifact == artifact
 
 
-def test_rollback_offers_only_earlier_good_versions_newest_first(client, demo, django_capture_on_commit_callbacks):
+def test_rollback_offers_only_earlier_good_versions_newest_first(
+    client, demo, django_capture_on_commit_callbacks
+):
     """A version newer than what runs is a roll forward, not a rollback: not offered, and refused if posted."""
     from django.contrib.auth import get_user_model
 

@@ -15,8 +15,10 @@ from environments.agent.__main__ import Agent, parse_args
 
 def test_config_file_and_flags(tmp_path):
     config = tmp_path / "agent.toml"
-    config.write_text('url = "http://slipway.example"\nname = "web-7"\nworkdir = "/tmp/w"\n'
-                      'deploy_command = "./deploy.sh"\nhealth_url = "http://127.0.0.1:8080/health"\n')
+    config.write_text(
+        'url = "http://slipway.example"\nname = "web-7"\nworkdir = "/tmp/w"\n'
+        'deploy_command = "./deploy.sh"\nhealth_url = "http://127.0.0.1:8080/health"\n'
+    )
     values = parse_args(["--config", str(config), "--name", "web-8"])
     assert values["url"] == "http://slipway.example" and values["name"] == "web-8"  # flags win
     assert values["health_url"].endswith("/health") and values["heartbeat_seconds"] == 5.0
@@ -47,14 +49,22 @@ def served(tmp_path):
 def job(served, version, data):
     root, url = served
     (root / f"{version}.tar.gz").write_bytes(data)
-    return {"id": 1, "action": "deploy", "version": version, "previous_version": None,
-            "artifact_url": f"{url}/{version}.tar.gz", "digest": "sha256:" + hashlib.sha256(data).hexdigest()}
+    return {
+        "id": 1,
+        "action": "deploy",
+        "version": version,
+        "previous_version": None,
+        "artifact_url": f"{url}/{version}.tar.gz",
+        "digest": "sha256:" + hashlib.sha256(data).hexdigest(),
+    }
 
 
 def test_tarball_format_switches_current_keeps_five_and_checks_digests(tmp_path, served):
     agent = Agent({"url": "http://unused", "workdir": str(tmp_path / "agent"), "name": "web-1"})
     for n in range(1, 8):
-        ok, _, output = agent.install_tarball(job(served, f"1.{n}.0", tarball({"VERSION": f"1.{n}.0".encode()})))
+        ok, _, output = agent.install_tarball(
+            job(served, f"1.{n}.0", tarball({"VERSION": f"1.{n}.0".encode()}))
+        )
         assert ok, output
         assert (agent.workdir / "current" / "VERSION").read_text() == f"1.{n}.0"
     kept = sorted(p.name for p in (agent.workdir / "versions").iterdir())
@@ -106,7 +116,9 @@ def test_a_result_is_reported_again_while_slipway_is_busy(busy_slipway, tmp_path
     assert [path for path, _ in seen] == ["/api/v1/agent/jobs/7/result"] * 3
 
 
-def test_a_refused_result_is_not_retried_and_a_lasting_outage_is_given_up(busy_slipway, tmp_path, monkeypatch):
+def test_a_refused_result_is_not_retried_and_a_lasting_outage_is_given_up(
+    busy_slipway, tmp_path, monkeypatch
+):
     import environments.agent.__main__ as agent_module
 
     answers, seen, url = busy_slipway
@@ -130,12 +142,28 @@ def test_agent_stops_at_once_when_told_while_waiting_for_work(tmp_path):
 
     from tests.live import ROOT
 
-    silent = socket.create_server(("127.0.0.1", 0))  # accepts connections, never answers: a long-poll that waits
+    silent = socket.create_server(
+        ("127.0.0.1", 0)
+    )  # accepts connections, never answers: a long-poll that waits
     silent.settimeout(15)
     (tmp_path / "agent.json").write_text(json.dumps({"agent_token": "sla_test", "version": None}))
-    agent = subprocess.Popen([sys.executable, "-m", "environments.agent", "--url",
-                              f"http://127.0.0.1:{silent.getsockname()[1]}", "--workdir", str(tmp_path),
-                              "--deploy-command", "true", "--poll-wait", "20"], cwd=ROOT, stderr=subprocess.PIPE)
+    agent = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "environments.agent",
+            "--url",
+            f"http://127.0.0.1:{silent.getsockname()[1]}",
+            "--workdir",
+            str(tmp_path),
+            "--deploy-command",
+            "true",
+            "--poll-wait",
+            "20",
+        ],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+    )
     try:
         connection, _ = silent.accept()  # the agent is inside its long-poll now
         agent.send_signal(signal.SIGTERM)

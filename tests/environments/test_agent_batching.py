@@ -21,23 +21,48 @@ def fleet_with_rollout(app, size, *, rollout_status="running", env_name="product
     """`size` targets with keys and a rollout with one pending deploy step each."""
     from environments.models import Environment
 
-    env = factories.EnvironmentFactory(application=app, name=env_name,
-                                       position=Environment.objects.filter(application=app).count() + 1)
+    env = factories.EnvironmentFactory(
+        application=app, name=env_name, position=Environment.objects.filter(application=app).count() + 1
+    )
     v1 = factories.ArtifactFactory(application=app, version=f"{env_name}-1.0")
     v2 = factories.ArtifactFactory(application=app, version=f"{env_name}-2.0")
-    targets = [Target.objects.create(environment=env, name=f"{prefix}{n}", token_hash=ApiToken.hash_key(f"{prefix}key{n}"))
-               for n in range(size)]
-    release = Release.objects.create(application=app, environment=env, artifact=v2, previous_artifact=v1,
-                                     status="deploying")
-    rollout = Rollout.objects.create(release=release, targets=[t.name for t in targets], status=rollout_status)
-    steps = [RolloutStep.objects.create(rollout=rollout, index=n + 1, wave=0, target=t, target_name=t.name,
-                                        action="deploy", version=v2.version) for n, t in enumerate(targets)]
+    targets = [
+        Target.objects.create(
+            environment=env, name=f"{prefix}{n}", token_hash=ApiToken.hash_key(f"{prefix}key{n}")
+        )
+        for n in range(size)
+    ]
+    release = Release.objects.create(
+        application=app, environment=env, artifact=v2, previous_artifact=v1, status="deploying"
+    )
+    rollout = Rollout.objects.create(
+        release=release, targets=[t.name for t in targets], status=rollout_status
+    )
+    steps = [
+        RolloutStep.objects.create(
+            rollout=rollout,
+            index=n + 1,
+            wave=0,
+            target=t,
+            target_name=t.name,
+            action="deploy",
+            version=v2.version,
+        )
+        for n, t in enumerate(targets)
+    ]
     return env, rollout, targets, steps
 
 
 def report(key, step, *, succeeded=True, healthy=True, version=None):
-    return Report(key=key, step_id=step.pk, succeeded=succeeded, healthy=healthy, detail="test",
-                  version=version or step.version, output_tail="done\n")
+    return Report(
+        key=key,
+        step_id=step.pk,
+        succeeded=succeeded,
+        healthy=healthy,
+        detail="test",
+        version=version or step.version,
+        output_tail="done\n",
+    )
 
 
 @pytest.fixture
@@ -50,18 +75,29 @@ def woken(monkeypatch):
 
 # --- claims ------------------------------------------------------------------------------------
 
+
 def test_claim_jobs_hands_each_target_its_first_pending_job(app, django_assert_max_num_queries):
     _, rollout, targets, steps = fleet_with_rollout(app, 3)
-    later = RolloutStep.objects.create(rollout=rollout, index=10, target=targets[0], target_name="t0", action="revert",
-                                       version="production-1.0")
+    later = RolloutStep.objects.create(
+        rollout=rollout,
+        index=10,
+        target=targets[0],
+        target_name="t0",
+        action="revert",
+        version="production-1.0",
+    )
     # Savepoint, candidates, lock, update, the releases' artifacts, release: the same six for three targets as for
     # a thousand.
     with django_assert_max_num_queries(6):
         claimed = do_claim_jobs(t.pk for t in targets)
-    assert {tid: job["id"] for tid, job in claimed.items()} == {t.pk: s.pk for t, s in zip(targets, steps, strict=True)}
+    assert {tid: job["id"] for tid, job in claimed.items()} == {
+        t.pk: s.pk for t, s in zip(targets, steps, strict=True)
+    }
     assert claimed[targets[0].pk]["version"] == "production-2.0"
     assert "command" not in json.dumps(claimed)  # a job names an artifact, never a command
-    assert set(RolloutStep.objects.filter(pk__in=[s.pk for s in steps]).values_list("status", flat=True)) == {"running"}
+    assert set(RolloutStep.objects.filter(pk__in=[s.pk for s in steps]).values_list("status", flat=True)) == {
+        "running"
+    }
     later.refresh_from_db()
     assert later.status == "pending"  # one job at a time per target
     assert do_claim_jobs([targets[1].pk, targets[2].pk]) == {}
@@ -77,14 +113,25 @@ def test_a_sweep_of_many_waiting_agents_claims_only_theirs(app, django_assert_ma
 
     _, rollout, targets, steps = fleet_with_rollout(app, FEW_TARGETS + 20)
     _, _, _, other_steps = fleet_with_rollout(app, 3, env_name="staging", prefix="s")
-    RolloutStep.objects.create(rollout=rollout, index=500, target=targets[0], target_name="t0", action="revert",
-                               version="production-1.0")
+    RolloutStep.objects.create(
+        rollout=rollout,
+        index=500,
+        target=targets[0],
+        target_name="t0",
+        action="revert",
+        version="production-1.0",
+    )
     waiting = targets[:-5]  # five of them are not polling right now
     with django_assert_max_num_queries(6):
         claimed = do_claim_jobs(t.pk for t in waiting)
-    assert {tid: job["id"] for tid, job in claimed.items()} == {t.pk: s.pk for t, s in zip(waiting, steps, strict=False)}
-    assert set(RolloutStep.objects.filter(pk__in=[s.pk for s in steps[-5:] + other_steps])
-               .values_list("status", flat=True)) == {"pending"}  # not waiting: left for later
+    assert {tid: job["id"] for tid, job in claimed.items()} == {
+        t.pk: s.pk for t, s in zip(waiting, steps, strict=False)
+    }
+    assert set(
+        RolloutStep.objects.filter(pk__in=[s.pk for s in steps[-5:] + other_steps]).values_list(
+            "status", flat=True
+        )
+    ) == {"pending"}  # not waiting: left for later
 
 
 def test_claim_jobs_skips_paused_and_finished_rollouts(app):
@@ -103,18 +150,29 @@ def test_release_jobs_puts_unheard_jobs_back_in_the_queue(app):
 
 # --- reports -----------------------------------------------------------------------------------
 
+
 def test_apply_reports_answers_each_report_in_order(app, woken):
     _, rollout, targets, steps = fleet_with_rollout(app, 3)
     _, _, _, foreign = fleet_with_rollout(app, 1, env_name="staging", prefix="s")
     RolloutStep.objects.filter(rollout=rollout).update(status="running")
-    answers = do_apply_reports([
-        report("tkey0", steps[0], version="2.0-custom"),
-        report("nobody", steps[1]),             # unknown token
-        report("tkey1", foreign[0]),            # another environment's job
-        Report(key="tkey1", step_id=999999, succeeded=True, healthy=True, detail="", version=None, output_tail=""),
-        report("tkey2", steps[1]),              # t2 reporting t1's job
-        report("tkey0", steps[0]),              # the same job twice in one batch
-    ])
+    answers = do_apply_reports(
+        [
+            report("tkey0", steps[0], version="2.0-custom"),
+            report("nobody", steps[1]),  # unknown token
+            report("tkey1", foreign[0]),  # another environment's job
+            Report(
+                key="tkey1",
+                step_id=999999,
+                succeeded=True,
+                healthy=True,
+                detail="",
+                version=None,
+                output_tail="",
+            ),
+            report("tkey2", steps[1]),  # t2 reporting t1's job
+            report("tkey0", steps[0]),  # the same job twice in one batch
+        ]
+    )
     assert [status for status, _ in answers] == [200, 401, 403, 404, 403, 409]
     assert all("detail" in body for status, body in answers if status != 200)
     steps[0].refresh_from_db()
@@ -130,16 +188,27 @@ def test_a_late_result_records_what_the_host_runs(app, woken):
     is still 409, but the target's record now says what the host runs (drift shows), not the old version."""
     _, rollout, targets, steps = fleet_with_rollout(app, 2)
     Target.objects.filter(pk__in=[t.pk for t in targets]).update(version="production-1.0")
-    RolloutStep.objects.filter(pk=steps[0].pk).update(status="failed", health={"ok": False, "detail": "agent offline"})
+    RolloutStep.objects.filter(pk=steps[0].pk).update(
+        status="failed", health={"ok": False, "detail": "agent offline"}
+    )
     status, body = do_apply_reports([report("tkey0", steps[0], version="production-2.0")])[0]
     assert status == 409 and body["code"] == "job_finished" and body["recorded_version"] == "production-2.0"
     assert Target.objects.get(pk=targets[0].pk).version == "production-2.0"
-    assert "late result after the step failed: the host runs production-2.0" in RolloutStep.objects.get(
-        pk=steps[0].pk).output
+    assert (
+        "late result after the step failed: the host runs production-2.0"
+        in RolloutStep.objects.get(pk=steps[0].pk).output
+    )
     assert rollout.pk in woken  # the reconciler looks again (a revert may now have to put this host back)
     # A later job handed out since wins over a late report of an older one.
-    RolloutStep.objects.create(rollout=rollout, index=9, target=targets[1], target_name="t1", action="revert",
-                               version="production-1.0", status="succeeded")
+    RolloutStep.objects.create(
+        rollout=rollout,
+        index=9,
+        target=targets[1],
+        target_name="t1",
+        action="revert",
+        version="production-1.0",
+        status="succeeded",
+    )
     RolloutStep.objects.filter(pk=steps[1].pk).update(status="failed")
     do_apply_reports([report("tkey1", steps[1], version="production-2.0")])
     assert Target.objects.get(pk=targets[1].pk).version == "production-1.0"
@@ -183,8 +252,9 @@ def test_reports_finishing_a_wave_together_always_wake_the_reconciler(monkeypatc
         with lock:
             woken.append(rollout_id)
 
-    monkeypatch.setattr(jobs, "enqueue_advance", lambda rollout_id: jobs.transaction.on_commit(
-        lambda: record(rollout_id)))
+    monkeypatch.setattr(
+        jobs, "enqueue_advance", lambda rollout_id: jobs.transaction.on_commit(lambda: record(rollout_id))
+    )
     for attempt in range(8):
         _, rollout, _, steps = fleet_with_rollout(app, 2, env_name=f"env{attempt}", prefix=f"r{attempt}-")
         RolloutStep.objects.filter(rollout=rollout).update(status="running")
@@ -239,6 +309,7 @@ def test_a_report_with_the_token_that_took_its_job_needs_no_second_lookup(monkey
 
 # --- over HTTP, through the lean routes -----------------------------------------------------------
 
+
 def http(url, method="GET", body=None, key=None, raw=None):
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
     headers = {"Content-Type": "application/json"}
@@ -268,16 +339,21 @@ def test_many_agents_poll_and_report_at_once_over_http(live_slipway):
     assert RolloutStep.objects.filter(rollout=rollout, status="running").count() == size
 
     def send(n):
-        return http(url + f"/jobs/{steps[n].pk}/result", "POST",
-                    {"status": "succeeded", "health": {"ok": True, "detail": "fine"}, "version": "2.0.0"},
-                    key=f"tkey{n}")
+        return http(
+            url + f"/jobs/{steps[n].pk}/result",
+            "POST",
+            {"status": "succeeded", "health": {"ok": True, "detail": "fine"}, "version": "2.0.0"},
+            key=f"tkey{n}",
+        )
 
     with ThreadPoolExecutor(size) as pool:
         reports = list(pool.map(send, range(size)))
     assert [status for status, _ in reports] == [200] * size
     assert RolloutStep.objects.filter(rollout=rollout, action="deploy", status="succeeded").count() == size
     assert RolloutStep.objects.filter(rollout=rollout, action="health").count() == size
-    assert set(Target.objects.filter(pk__in=[t.pk for t in targets]).values_list("version", flat=True)) == {"2.0.0"}
+    assert set(Target.objects.filter(pk__in=[t.pk for t in targets]).values_list("version", flat=True)) == {
+        "2.0.0"
+    }
     # Refusals, each naming the problem.
     ok_body = {"status": "succeeded", "health": {"ok": True}}
     assert http(url + f"/jobs/{steps[0].pk}/result", "POST", ok_body, key="tkey0")[0] == 409
@@ -288,7 +364,10 @@ def test_many_agents_poll_and_report_at_once_over_http(live_slipway):
     assert (status, body["field"]) == (400, "status")
     status, body = http(url + f"/jobs/{steps[0].pk}/result", "POST", raw=b"{not json", key="tkey0")
     assert status == 400 and body["field"]
-    assert http(url + f"/jobs/{steps[0].pk}/result", "POST", raw=b"x" * (1024 * 1024 + 10), key="tkey0")[0] == 413
+    assert (
+        http(url + f"/jobs/{steps[0].pk}/result", "POST", raw=b"x" * (1024 * 1024 + 10), key="tkey0")[0]
+        == 413
+    )
     assert http(url + f"/jobs/{steps[0].pk}/result", key="tkey0")[0] == 405
     assert http(url + "/work?wait=abc", key="tkey0")[0] == 400
     assert http(url + "/work?wait=0", key="wrong")[0] == 401
@@ -296,6 +375,7 @@ def test_many_agents_poll_and_report_at_once_over_http(live_slipway):
 
 
 # --- the bound on concurrent Django requests ------------------------------------------------------
+
 
 def test_django_requests_are_bounded_per_process(monkeypatch):
     import config.asgi
@@ -312,7 +392,9 @@ def test_django_requests_are_bounded_per_process(monkeypatch):
     async def burst():
         monkeypatch.setattr(config.asgi, "_django_slots", asyncio.Semaphore(3))
         monkeypatch.setattr(config.asgi, "django_asgi_app", slow_django)
-        await asyncio.gather(*(config.asgi.http_app({"type": "http", "path": "/"}, None, None) for _ in range(20)))
+        await asyncio.gather(
+            *(config.asgi.http_app({"type": "http", "path": "/"}, None, None) for _ in range(20))
+        )
 
     asyncio.run(burst())
     assert peak == 3

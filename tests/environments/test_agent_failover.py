@@ -24,21 +24,53 @@ def test_agents_fail_over_between_two_live_servers(tmp_path):
         app = factories.ApplicationFactory(slug="shop")
         env = factories.EnvironmentFactory(application=app, name="production", position=1)
         v1 = factories.ArtifactFactory(application=app, version="1.0.0")
-        Release.objects.create(application=app, environment=env, artifact=v1, kind="recorded", status="succeeded")
+        Release.objects.create(
+            application=app, environment=env, artifact=v1, kind="recorded", status="succeeded"
+        )
         env.current_artifact = v1
         env.save()
         RegistrationToken.objects.create(environment=env, token_hash=ApiToken.hash_key("slr_test_token"))
-        _, key = do_create_api_token(Actor.system(), factories.UserFactory(username="boss", is_superuser=True),
-                                     name="ci", scopes=["admin"])
-        urls = {"web-1": f"{first.url},{second.url}", "web-2": f"{first.url},{second.url}",
-                "web-3": f"{dead},{first.url},{second.url}"}  # its first URL never answers
+        _, key = do_create_api_token(
+            Actor.system(),
+            factories.UserFactory(username="boss", is_superuser=True),
+            name="ci",
+            scopes=["admin"],
+        )
+        urls = {
+            "web-1": f"{first.url},{second.url}",
+            "web-2": f"{first.url},{second.url}",
+            "web-3": f"{dead},{first.url},{second.url}",
+        }  # its first URL never answers
         for name, url in urls.items():
             log = (tmp_path / f"{name}.log").open("wb")
-            agents.append(subprocess.Popen(
-                [sys.executable, "-m", "environments.agent", "--url", url, "--registration-token", "slr_test_token",
-                 "--name", name, "--workdir", str(tmp_path / name), "--deploy-command", DEPLOY,
-                 "--health-command", HEALTH, "--heartbeat-seconds", "1", "--poll-wait", "2"],
-                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT))
+            agents.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "environments.agent",
+                        "--url",
+                        url,
+                        "--registration-token",
+                        "slr_test_token",
+                        "--name",
+                        name,
+                        "--workdir",
+                        str(tmp_path / name),
+                        "--deploy-command",
+                        DEPLOY,
+                        "--health-command",
+                        HEALTH,
+                        "--heartbeat-seconds",
+                        "1",
+                        "--poll-wait",
+                        "2",
+                    ],
+                    cwd=ROOT,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
         wait_for(lambda: Target.objects.filter(environment=env).count() == 3, what="3 agents registered")
         fleet = {"app": app, "url": first.url, "key": key}
         assert release_and_wait(fleet, "2.0.0")["status"] == "succeeded"
@@ -48,7 +80,11 @@ def test_agents_fail_over_between_two_live_servers(tmp_path):
         release = release_and_wait(fleet, "3.0.0")
         assert release["status"] == "succeeded", release
         targets = api(fleet, "GET", "/applications/shop/environments/production/targets/")[1]
-        assert {t["name"]: t["version"] for t in targets} == {"web-1": "3.0.0", "web-2": "3.0.0", "web-3": "3.0.0"}
+        assert {t["name"]: t["version"] for t in targets} == {
+            "web-1": "3.0.0",
+            "web-2": "3.0.0",
+            "web-3": "3.0.0",
+        }
         assert all((tmp_path / n / "current_version").read_text().strip() == "3.0.0" for n in urls)
         assert "moving to" in (tmp_path / "web-3.log").read_text()  # it said what it did
     finally:

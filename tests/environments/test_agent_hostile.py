@@ -46,14 +46,39 @@ def hostile_requests(real_key: str) -> list[tuple[str, str, str | None, bytes | 
         ("POST", "/api/v1/agent/jobs/5/result", real_key, j(DEEP), 400, "too_deep"),
         ("POST", "/api/v1/agent/jobs/5/result", bogus, j(DEEP + "]" * 100_000), 400, "too_deep"),
         ("POST", "/api/v1/agent/jobs/5/result", bogus, dumps({"status": ["succeeded"]}), 400, "invalid"),
-        ("POST", "/api/v1/agent/jobs/5/result", bogus, dumps({"status": "succeeded", "health": "ok"}), 400, "invalid"),
-        ("POST", "/api/v1/agent/jobs/5/result", bogus, b'{"status": "succeeded", "health": {"seconds": 1e999}}',
-         400, "out_of_range"),
-        ("POST", "/api/v1/agent/jobs/5/result", bogus, j(f'{{"status": "failed", "exit_code": {HUGE}}}'),
-         400, "out_of_range"),
+        (
+            "POST",
+            "/api/v1/agent/jobs/5/result",
+            bogus,
+            dumps({"status": "succeeded", "health": "ok"}),
+            400,
+            "invalid",
+        ),
+        (
+            "POST",
+            "/api/v1/agent/jobs/5/result",
+            bogus,
+            b'{"status": "succeeded", "health": {"seconds": 1e999}}',
+            400,
+            "out_of_range",
+        ),
+        (
+            "POST",
+            "/api/v1/agent/jobs/5/result",
+            bogus,
+            j(f'{{"status": "failed", "exit_code": {HUGE}}}'),
+            400,
+            "out_of_range",
+        ),
         ("POST", "/api/v1/agent/jobs/5/result", bogus, b'{"status": NaN}', 400, "invalid_json"),
-        ("POST", "/api/v1/agent/jobs/5/result", bogus, b'{"status": "succeeded", "version": "\\ud800"}',
-         400, "invalid_json"),
+        (
+            "POST",
+            "/api/v1/agent/jobs/5/result",
+            bogus,
+            b'{"status": "succeeded", "version": "\\ud800"}',
+            400,
+            "invalid_json",
+        ),
         ("POST", "/api/v1/agent/jobs/5/result", bogus, b"\xff\xfe{", 400, "invalid_json"),
         ("POST", "/api/v1/agent/jobs/5/result", bogus, MEGA, 413, "too_large"),
         ("GET", "/api/v1/agent/jobs/5/result", bogus, None, 405, "method_not_allowed"),
@@ -67,15 +92,47 @@ def hostile_requests(real_key: str) -> list[tuple[str, str, str | None, bytes | 
         ("POST", "/api/v1/agent/register", None, j(DEEP), 400, "too_deep"),
         ("POST", "/api/v1/agent/register", None, MEGA, 413, "too_large"),
         ("POST", "/api/v1/agent/register", None, b"[]", 400, "invalid"),
-        ("POST", "/api/v1/agent/register", None, dumps({"name": 5, "registration_token": "slr_x"}), 400, "invalid"),
-        ("POST", "/api/v1/agent/register", None, dumps({"name": "evil", "registration_token": "slr_nope"}),
-         401, "unknown_registration_token"),
-        ("POST", "/api/v1/agent/register", None, b'{"name": "a\\u0000b", "registration_token": "slr_x"}',
-         400, "invalid_json"),
-        ("POST", "/api/v1/agent/register", None, j(f'{{"name": "n", "registration_token": {HUGE}}}'),
-         400, "out_of_range"),
+        (
+            "POST",
+            "/api/v1/agent/register",
+            None,
+            dumps({"name": 5, "registration_token": "slr_x"}),
+            400,
+            "invalid",
+        ),
+        (
+            "POST",
+            "/api/v1/agent/register",
+            None,
+            dumps({"name": "evil", "registration_token": "slr_nope"}),
+            401,
+            "unknown_registration_token",
+        ),
+        (
+            "POST",
+            "/api/v1/agent/register",
+            None,
+            b'{"name": "a\\u0000b", "registration_token": "slr_x"}',
+            400,
+            "invalid_json",
+        ),
+        (
+            "POST",
+            "/api/v1/agent/register",
+            None,
+            j(f'{{"name": "n", "registration_token": {HUGE}}}'),
+            400,
+            "out_of_range",
+        ),
         # heartbeats: a real agent's token with a job id past bigint must not reach the database
-        ("POST", "/api/v1/agent/heartbeat", real_key, j(f'{{"version": "6.6.6", "job": {HUGE}}}'), 400, "out_of_range"),
+        (
+            "POST",
+            "/api/v1/agent/heartbeat",
+            real_key,
+            j(f'{{"version": "6.6.6", "job": {HUGE}}}'),
+            400,
+            "out_of_range",
+        ),
         ("POST", "/api/v1/agent/heartbeat", real_key, dumps({"version": "6.6.6", "job": -3}), 400, "invalid"),
         ("POST", "/api/v1/agent/heartbeat", real_key, j(DEEP), 400, "too_deep"),
         ("POST", "/api/v1/agent/heartbeat", bogus, dumps({"version": "6.6.6"}), 401, "unknown_agent"),
@@ -95,9 +152,13 @@ async def send_all(base_url: str, requests: list, *, spread: float = 0.0) -> lis
     exception that stopped it."""
     limits = httpx.Limits(max_connections=len(requests), max_keepalive_connections=0)
     async with httpx.AsyncClient(base_url=base_url, timeout=20, limits=limits) as client:
+
         async def one(n, method, path, token, body):
             await asyncio.sleep(n * spread)
-            headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+            headers = {
+                "Content-Type": "application/json",
+                **({"Authorization": f"Bearer {token}"} if token else {}),
+            }
             try:
                 response = await client.request(method, path, content=body, headers=headers)
             except Exception as error:  # a dropped request is a failure the test reports
@@ -111,15 +172,27 @@ async def send_all(base_url: str, requests: list, *, spread: float = 0.0) -> lis
 
 
 def check_answers(requests, answers) -> None:
-    wrong = [(method, path[:60], expected, code, answer if isinstance(answer, Exception) else answer[0],
-              None if isinstance(answer, Exception) else str(answer[1])[:160])
-             for (method, path, _, _, expected, code), answer in zip(requests, answers, strict=True)
-             if isinstance(answer, Exception) or answer[0] != expected
-             or not isinstance(answer[1], dict) or answer[1].get("code") != code or not answer[1].get("detail")]
+    wrong = [
+        (
+            method,
+            path[:60],
+            expected,
+            code,
+            answer if isinstance(answer, Exception) else answer[0],
+            None if isinstance(answer, Exception) else str(answer[1])[:160],
+        )
+        for (method, path, _, _, expected, code), answer in zip(requests, answers, strict=True)
+        if isinstance(answer, Exception)
+        or answer[0] != expected
+        or not isinstance(answer[1], dict)
+        or answer[1].get("code") != code
+        or not answer[1].get("detail")
+    ]
     assert not wrong, "\n".join(map(str, wrong))
 
 
 # --- every route, in process through the served ASGI app --------------------------------------------
+
 
 @pytest.mark.django_db(transaction=True)
 def test_every_agent_route_refuses_bad_input_with_a_4xx_and_a_code():
@@ -137,9 +210,14 @@ def test_every_agent_route_refuses_bad_input_with_a_4xx_and_a_code():
         async with httpx.AsyncClient(transport=transport, base_url="http://localhost", timeout=20) as client:
             answers = []
             for method, path, token, body, *_ in requests:
-                headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+                headers = {
+                    "Content-Type": "application/json",
+                    **({"Authorization": f"Bearer {token}"} if token else {}),
+                }
                 try:  # ASGITransport has no timeout of its own: a held request must fail, not hang the test
-                    response = await asyncio.wait_for(client.request(method, path, content=body, headers=headers), 10)
+                    response = await asyncio.wait_for(
+                        client.request(method, path, content=body, headers=headers), 10
+                    )
                     answers.append((response.status_code, response.json()))
                 except Exception as error:
                     answers.append(error)
@@ -157,6 +235,7 @@ def test_every_agent_route_refuses_bad_input_with_a_4xx_and_a_code():
 
 # --- one bad report in a broker round ------------------------------------------------------------
 
+
 @pytest.mark.django_db(transaction=True)
 def test_a_report_that_fails_its_batch_fails_no_other():
     """Four reports in one broker round; one carries a value PostgreSQL refuses (a NUL in the version, as a report
@@ -165,18 +244,36 @@ def test_a_report_that_fails_its_batch_fails_no_other():
     app = factories.ApplicationFactory(slug="shop")
     _, rollout, targets, steps = fleet_with_rollout(app, 3)
     RolloutStep.objects.filter(rollout=rollout).update(status="running")
-    poisoned = Report(key="tkey1", step_id=steps[1].pk, succeeded=True, healthy=True, detail="", version="2\x00",
-                      output_tail="")
-    bogus = Report(key="sla_bogus", step_id=int(HUGE), succeeded=True, healthy=True, detail="", version=None,
-                   output_tail="")
+    poisoned = Report(
+        key="tkey1",
+        step_id=steps[1].pk,
+        succeeded=True,
+        healthy=True,
+        detail="",
+        version="2\x00",
+        output_tail="",
+    )
+    bogus = Report(
+        key="sla_bogus",
+        step_id=int(HUGE),
+        succeeded=True,
+        healthy=True,
+        detail="",
+        version=None,
+        output_tail="",
+    )
     broker = agent_asgi.AgentBroker()
     rounds = []
     real_round = broker._round
     broker._round = lambda reports, *rest: rounds.append(len(reports)) or real_round(reports, *rest)
 
     async def scenario():
-        return await asyncio.gather(broker.report(report("tkey0", steps[0])), broker.report(poisoned),
-                                    broker.report(bogus), broker.report(report("tkey2", steps[2])))
+        return await asyncio.gather(
+            broker.report(report("tkey0", steps[0])),
+            broker.report(poisoned),
+            broker.report(bogus),
+            broker.report(report("tkey2", steps[2])),
+        )
 
     try:
         answers = asyncio.run(scenario())
@@ -191,6 +288,7 @@ def test_a_report_that_fails_its_batch_fails_no_other():
 
 
 # --- under fire: a real rollout and 200 hostile requests --------------------------------------------
+
 
 @pytest.fixture
 def server():
@@ -222,27 +320,63 @@ def test_hostile_requests_during_a_real_rollout(server, tmp_path):
     agents = []
     try:
         for n in range(1, 9):
-            agents.append(subprocess.Popen(
-                [sys.executable, "-m", "environments.agent", "--url", server.url, "--registration-token",
-                 "slr_test_token", "--name", f"web-{n}", "--workdir", str(tmp_path / f"web-{n}"),
-                 "--deploy-command", "sleep 0.5; " + DEPLOY, "--health-command", HEALTH,
-                 "--heartbeat-seconds", "1", "--poll-wait", "2"],
-                cwd=ROOT, stdout=(tmp_path / f"web-{n}.log").open("wb"), stderr=subprocess.STDOUT))
+            agents.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "environments.agent",
+                        "--url",
+                        server.url,
+                        "--registration-token",
+                        "slr_test_token",
+                        "--name",
+                        f"web-{n}",
+                        "--workdir",
+                        str(tmp_path / f"web-{n}"),
+                        "--deploy-command",
+                        "sleep 0.5; " + DEPLOY,
+                        "--health-command",
+                        HEALTH,
+                        "--heartbeat-seconds",
+                        "1",
+                        "--poll-wait",
+                        "2",
+                    ],
+                    cwd=ROOT,
+                    stdout=(tmp_path / f"web-{n}.log").open("wb"),
+                    stderr=subprocess.STDOUT,
+                )
+            )
         wait_for(lambda: Target.objects.filter(environment=env).count() == 8, what="8 agents registered")
-        real_key = wait_for(lambda: (tmp_path / "web-1" / "agent.json").exists()
-                            and json.loads((tmp_path / "web-1" / "agent.json").read_text())["agent_token"],
-                            what="web-1's token")
+        real_key = wait_for(
+            lambda: (
+                (tmp_path / "web-1" / "agent.json").exists()
+                and json.loads((tmp_path / "web-1" / "agent.json").read_text())["agent_token"]
+            ),
+            what="web-1's token",
+        )
         catalogue = hostile_requests(real_key)
         requests = [catalogue[n % len(catalogue)] for n in range(200)]
 
         factories.ArtifactFactory(application=app, version="2.0.0")
         started = time.monotonic()
-        status, release = api(fleet, "POST", "/applications/shop/releases/", {"environment": "production",
-                                                                              "version": "2.0.0"})
+        status, release = api(
+            fleet, "POST", "/applications/shop/releases/", {"environment": "production", "version": "2.0.0"}
+        )
         assert status == 201, release
-        answers = asyncio.run(send_all(server.url, requests, spread=0.01))  # 2 s of fire; the rollout's 4 waves take longer
-        final = wait_for(lambda: (r := api(fleet, "GET", f"/applications/shop/releases/{release['id']}/")[1])
-                         ["status"] in ("succeeded", "failed") and r, timeout=30, what="the rollout to finish")
+        answers = asyncio.run(
+            send_all(server.url, requests, spread=0.01)
+        )  # 2 s of fire; the rollout's 4 waves take longer
+        final = wait_for(
+            lambda: (
+                (r := api(fleet, "GET", f"/applications/shop/releases/{release['id']}/")[1])["status"]
+                in ("succeeded", "failed")
+                and r
+            ),
+            timeout=30,
+            what="the rollout to finish",
+        )
         elapsed = time.monotonic() - started
     finally:
         for agent in agents:
@@ -261,9 +395,14 @@ def test_hostile_requests_during_a_real_rollout(server, tmp_path):
     # The agents saw no 5xx (they log every one, and every report retry) ...
     for n in range(1, 9):
         output = (tmp_path / f"web-{n}.log").read_text()
-        assert not re.search(r"answered 5\d\d|reporting the result failed|report refused", output), output[-2000:]
+        assert not re.search(r"answered 5\d\d|reporting the result failed|report refused", output), output[
+            -2000:
+        ]
     # ... and the server answered none: no failed broker round, no refusal with a 5xx, no traceback.
     log = server.log_path.read_text()
-    assert not re.search(r"refused \(5\d\d\)|broker round failed|could not (store|hand out)|Internal Server Error"
-                         r"|Traceback", log), log[-3000:]
+    assert not re.search(
+        r"refused \(5\d\d\)|broker round failed|could not (store|hand out)|Internal Server Error"
+        r"|Traceback",
+        log,
+    ), log[-3000:]
     assert elapsed < 30

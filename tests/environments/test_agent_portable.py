@@ -31,10 +31,16 @@ def run(host: Path, *args: str) -> subprocess.CompletedProcess:
 
 def test_only_the_copy_is_there(host):
     assert sorted(p.relative_to(host).as_posix() for p in host.rglob("*") if p.is_file()) == [
-        "environments/agent/__init__.py", "environments/agent/__main__.py"]
-    probe = run(host, "-c", "import sys, environments.agent.__main__ as m; print(m.__file__); "
-                            "print(sorted(n.split('.')[0] for n in sys.modules if n.split('.')[0] in "
-                            "('django', 'rest_framework', 'releases', 'config', 'flags', 'monitoring', 'dashboard')))")
+        "environments/agent/__init__.py",
+        "environments/agent/__main__.py",
+    ]
+    probe = run(
+        host,
+        "-c",
+        "import sys, environments.agent.__main__ as m; print(m.__file__); "
+        "print(sorted(n.split('.')[0] for n in sys.modules if n.split('.')[0] in "
+        "('django', 'rest_framework', 'releases', 'config', 'flags', 'monitoring', 'dashboard')))",
+    )
     assert probe.returncode == 0, probe.stderr
     where, imported = probe.stdout.splitlines()
     assert Path(where).resolve().is_relative_to(host.resolve())  # the copy ran, not the project's agent

@@ -7,10 +7,20 @@ URL = "/api/v1/applications/shop/environments/"
 
 
 def test_create_and_list_in_pipeline_order(ci, app):
-    assert ci.post(URL, {"name": "production", "position": 2, "requires_approval": True}, format="json").status_code == 201
+    assert (
+        ci.post(
+            URL, {"name": "production", "position": 2, "requires_approval": True}, format="json"
+        ).status_code
+        == 201
+    )
     response = ci.post(URL, {"name": "staging", "position": 1}, format="json")
     assert response.status_code == 201
-    assert response.json() == {**response.json(), "name": "staging", "requires_approval": False, "current_version": None}
+    assert response.json() == {
+        **response.json(),
+        "name": "staging",
+        "requires_approval": False,
+        "current_version": None,
+    }
     names = [e["name"] for e in ci.get(URL).json()["results"]]
     assert names == ["staging", "production"]
     assert AuditEvent.objects.filter(kind="environment.created").count() == 2
@@ -26,9 +36,13 @@ def test_duplicate_name_or_position_conflicts(ci, app):
 
 
 def test_bad_environment_input(ci, app):
-    for body, field in [({"name": "Prod", "position": 1}, "name"), ({"name": "prod"}, "position"),
-                        ({"name": "prod", "position": -1}, "position"), ({"name": "prod", "position": "x"}, "position"),
-                        ({"name": "prod", "position": 1, "requires_approval": "maybe"}, "requires_approval")]:
+    for body, field in [
+        ({"name": "Prod", "position": 1}, "name"),
+        ({"name": "prod"}, "position"),
+        ({"name": "prod", "position": -1}, "position"),
+        ({"name": "prod", "position": "x"}, "position"),
+        ({"name": "prod", "position": 1, "requires_approval": "maybe"}, "requires_approval"),
+    ]:
         response = ci.post(URL, body, format="json")
         assert response.status_code == 400 and field in response.json(), body
     assert not Environment.objects.exists()
@@ -71,16 +85,27 @@ def test_environment_list_query_count(ci, app, django_assert_num_queries):
     with django_assert_num_queries(5) as ctx:  # token, application, role, count, page
         ci.get(URL)
     for n in range(1, 10):
-        factories.EnvironmentFactory(application=app, name=f"e{n}", position=n,
-                                     current_artifact=factories.ArtifactFactory(application=app))
+        factories.EnvironmentFactory(
+            application=app,
+            name=f"e{n}",
+            position=n,
+            current_artifact=factories.ArtifactFactory(application=app),
+        )
     with django_assert_num_queries(len(ctx.captured_queries)):
         ci.get(URL)
 
 
 def test_webhook_secret_is_write_only_and_not_audited(ci, app):
     ci.post(URL, {"name": "production", "position": 2}, format="json")
-    response = ci.patch(URL + "production/", {"driver": "webhook", "webhook_url": "https://deploy.example.com/hook",
-                                              "webhook_secret": "top-secret-value"}, format="json")
+    response = ci.patch(
+        URL + "production/",
+        {
+            "driver": "webhook",
+            "webhook_url": "https://deploy.example.com/hook",
+            "webhook_secret": "top-secret-value",
+        },
+        format="json",
+    )
     assert response.status_code == 200 and "webhook_secret" not in response.json()
     event = AuditEvent.objects.filter(kind="environment.updated").latest("id")
     assert event.after["webhook_secret"] == "set" and "top-secret-value" not in str(event.after)
@@ -92,19 +117,28 @@ def test_deploy_settings_gates_and_blue_green_slot(ci, app):
     from releases.models import AuditEvent
 
     ci.post(URL, {"name": "production", "position": 1}, format="json")
-    settings = {"strategy": {"kind": "blue_green"}, "smoke_test_command": "./smoke.sh",
-                "switch_command": "./lb-switch.sh $SLIPWAY_SLOT", "smoke_test_urls": ["https://shop.example.com/health"],
-                "step_timeout_seconds": 120}
+    settings = {
+        "strategy": {"kind": "blue_green"},
+        "smoke_test_command": "./smoke.sh",
+        "switch_command": "./lb-switch.sh $SLIPWAY_SLOT",
+        "smoke_test_urls": ["https://shop.example.com/health"],
+        "step_timeout_seconds": 120,
+    }
     response = ci.patch(URL + "production/", settings, format="json")
     assert response.status_code == 200, response.json()
     assert {k: response.json()[k] for k in settings} == settings
     assert response.json()["live_slot"] == "blue"
-    assert AuditEvent.objects.filter(kind="environment.updated", after__switch_command=settings["switch_command"]).exists()
-    for bad, field in [({"live_slot": "purple"}, "live_slot"), ({"smoke_test_command": "x" * 1001}, "smoke_test_command"),
-                       ({"strategy": {"kind": "blue_green", "live": "green"}}, "strategy"),
-                       ({"strategy": {"kind": "rollback"}}, "strategy"),
-                       ({"strategy": {"kind": "canary", "steps": [50, 20]}}, "strategy"),
-                       ({"step_timeout_seconds": 0}, "step_timeout_seconds")]:
+    assert AuditEvent.objects.filter(
+        kind="environment.updated", after__switch_command=settings["switch_command"]
+    ).exists()
+    for bad, field in [
+        ({"live_slot": "purple"}, "live_slot"),
+        ({"smoke_test_command": "x" * 1001}, "smoke_test_command"),
+        ({"strategy": {"kind": "blue_green", "live": "green"}}, "strategy"),
+        ({"strategy": {"kind": "rollback"}}, "strategy"),
+        ({"strategy": {"kind": "canary", "steps": [50, 20]}}, "strategy"),
+        ({"step_timeout_seconds": 0}, "step_timeout_seconds"),
+    ]:
         refused = ci.patch(URL + "production/", bad, format="json")
         assert refused.status_code == 400 and field in refused.json(), (bad, refused.json())
     assert ci.get(URL + "production/").json()["strategy"] == {"kind": "blue_green"}  # nothing half-written

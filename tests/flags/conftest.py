@@ -12,6 +12,7 @@ from releases import access
 def closing(function):
     """The route's database work runs on executor threads that end with each call's event loop: hand their
     connections back, or the test database cannot be dropped."""
+
     def wrapper(*args, **kwargs):
         from django.db import connection
 
@@ -19,6 +20,7 @@ def closing(function):
             return function(*args, **kwargs)
         finally:
             connection.close()
+
     return wrapper
 
 
@@ -39,8 +41,13 @@ def served_ofrep(transactional_db, monkeypatch):
         async def send():
             transport = httpx.ASGITransport(app=application)
             async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-                return await client.request(method, path, json=body, headers={
-                    **({"Authorization": f"Bearer {key}"} if key else {}), **(headers or {})})
+                return await client.request(
+                    method,
+                    path,
+                    json=body,
+                    headers={**({"Authorization": f"Bearer {key}"} if key else {}), **(headers or {})},
+                )
+
         return asyncio.run(send())
 
     yield call

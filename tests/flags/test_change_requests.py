@@ -16,8 +16,9 @@ API = "/api/v1/applications/shop"
 
 @pytest.fixture
 def editors(app):
-    production = factories.EnvironmentFactory(application=app, name="production", position=1,
-                                              flag_change_requests=True)
+    production = factories.EnvironmentFactory(
+        application=app, name="production", position=1, flag_change_requests=True
+    )
     people = {}
     for name in ("ann", "ben"):
         people[name] = factories.UserFactory(username=name)
@@ -29,15 +30,18 @@ def editors(app):
 
 def test_change_request_needs_another_person(editors):
     production, ann, ben = editors
-    proposed = ann.patch(f"{API}/flags/new-checkout/environments/production/", {"enabled": True}, format="json")
+    proposed = ann.patch(
+        f"{API}/flags/new-checkout/environments/production/", {"enabled": True}, format="json"
+    )
     assert proposed.status_code == 202
     change = proposed.json()["change_request"]
     assert change["status"] == "open" and change["proposed_by"] == "ann"
     assert not FlagState.objects.filter(environment=production, enabled=True).exists()  # not applied yet
     own = ann.post(f"{API}/flags/new-checkout/change-requests/{change['id']}/approve/", {}, format="json")
     assert own.status_code == 403 and "own" in own.json()["detail"]
-    approved = ben.post(f"{API}/flags/new-checkout/change-requests/{change['id']}/approve/", {"comment": "ok"},
-                        format="json")
+    approved = ben.post(
+        f"{API}/flags/new-checkout/change-requests/{change['id']}/approve/", {"comment": "ok"}, format="json"
+    )
     assert approved.status_code == 200 and approved.json()["status"] == "applied"
     assert FlagState.objects.get(environment=production).enabled
     again = ben.post(f"{API}/flags/new-checkout/change-requests/{change['id']}/reject/", {}, format="json")
@@ -46,7 +50,9 @@ def test_change_request_needs_another_person(editors):
 
 def test_invalid_proposal_is_refused_at_once(editors):
     _, ann, _ = editors
-    bad = ann.patch(f"{API}/flags/new-checkout/environments/production/", {"default_variant": "maybe"}, format="json")
+    bad = ann.patch(
+        f"{API}/flags/new-checkout/environments/production/", {"default_variant": "maybe"}, format="json"
+    )
     assert bad.status_code == 400
 
 
@@ -56,14 +62,23 @@ def test_scheduled_change_applies_at_its_time(app, user):
     client = token_client(user, "flags:write")
     client.post(f"{API}/flags/", {"key": "launch"}, format="json")
     with time_machine.travel(datetime(2026, 12, 1, 8, 0, tzinfo=UTC), tick=False):
-        response = client.post(f"{API}/flags/launch/environments/staging/schedules/",
-                               {"at": "2026-12-01T09:00:00Z", "changes": {"enabled": True}}, format="json")
+        response = client.post(
+            f"{API}/flags/launch/environments/staging/schedules/",
+            {"at": "2026-12-01T09:00:00Z", "changes": {"enabled": True}},
+            format="json",
+        )
         assert response.status_code == 201
-        past = client.post(f"{API}/flags/launch/environments/staging/schedules/",
-                           {"at": "2026-11-30T09:00:00Z", "changes": {"enabled": True}}, format="json")
+        past = client.post(
+            f"{API}/flags/launch/environments/staging/schedules/",
+            {"at": "2026-11-30T09:00:00Z", "changes": {"enabled": True}},
+            format="json",
+        )
         assert past.status_code == 400 and "at" in past.json()
-        bad = client.post(f"{API}/flags/launch/environments/staging/schedules/",
-                          {"at": "2026-12-02T09:00:00Z", "changes": {"colour": "red"}}, format="json")
+        bad = client.post(
+            f"{API}/flags/launch/environments/staging/schedules/",
+            {"at": "2026-12-02T09:00:00Z", "changes": {"colour": "red"}},
+            format="json",
+        )
         assert bad.status_code == 400 and "colour" in bad.json()
         assert apply_due_schedules() == 0
     with time_machine.travel(datetime(2026, 12, 1, 8, 59, 59, tzinfo=UTC), tick=False):
@@ -78,11 +93,15 @@ def test_scheduled_change_applies_at_its_time(app, user):
 def test_stale_flags(app):
     env = factories.EnvironmentFactory(application=app, name="production", position=1)
     old = datetime.now(UTC) - timedelta(days=30)
-    flags = {key: Flag.objects.create(application=app, key=key, variants={"on": True, "off": False})
-             for key in ("unused", "one-variant", "healthy")}
+    flags = {
+        key: Flag.objects.create(application=app, key=key, variants={"on": True, "off": False})
+        for key in ("unused", "one-variant", "healthy")
+    }
     Flag.objects.update(created_at=old)
     hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-    EvaluationCount.objects.create(environment=env, flag_key="one-variant", variant="on", hour=hour, count=500)
+    EvaluationCount.objects.create(
+        environment=env, flag_key="one-variant", variant="on", hour=hour, count=500
+    )
     EvaluationCount.objects.create(environment=env, flag_key="healthy", variant="on", hour=hour, count=5)
     EvaluationCount.objects.create(environment=env, flag_key="healthy", variant="off", hour=hour, count=5)
     stale = {f.key: f.stale_reason for f in flag_list(app, stale=True)}

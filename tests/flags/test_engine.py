@@ -69,16 +69,20 @@ def test_static_when_no_rules_and_no_rollout():
 
 
 def test_targeting_match_serves_rule_variant_with_rule_index():
-    flag = make_flag(rules=[
-        {"conditions": [cond("plan", "equals", value="pro")], "variant": "off"},
-        {"conditions": [cond("country", "in", values=["FR", "DE"])], "variant": "on"},
-    ])
+    flag = make_flag(
+        rules=[
+            {"conditions": [cond("plan", "equals", value="pro")], "variant": "off"},
+            {"conditions": [cond("country", "in", values=["FR", "DE"])], "variant": "on"},
+        ]
+    )
     r = evaluate(snap(flag), "f", {"country": "FR"})
     assert (r.value, r.reason, r.metadata["rule"]) == (True, Reason.TARGETING_MATCH, 1)
 
 
 def test_default_when_on_and_nothing_matched():
-    flag = make_flag(default_variant="on", rules=[{"conditions": [cond("country", "in", values=["FR"])], "variant": "off"}])
+    flag = make_flag(
+        default_variant="on", rules=[{"conditions": [cond("country", "in", values=["FR"])], "variant": "off"}]
+    )
     r = evaluate(snap(flag), "f", {"country": "US"})
     assert (r.value, r.variant, r.reason) == (True, "on", Reason.DEFAULT)
 
@@ -99,16 +103,30 @@ def test_rollout_serves_its_percentage_and_off_outside(default_variant):
 
 def test_multivariant_rollout_outside_gets_the_off_variant():
     variants = {"blue": "#00f", "green": "#0f0", "grey": "#888"}
-    s = snap(rollout_flag("f", 40, weights={"blue": 50, "green": 50}, type="string", variants=variants,
-                          off_variant="grey", default_variant="blue"))
+    s = snap(
+        rollout_flag(
+            "f",
+            40,
+            weights={"blue": 50, "green": 50},
+            type="string",
+            variants=variants,
+            off_variant="grey",
+            default_variant="blue",
+        )
+    )
     served = [evaluate(s, "f", {"targetingKey": f"u{i}"}).variant for i in range(5_000)]
     assert abs(served.count("grey") / 5_000 - 0.60) < 0.03
-    assert abs(served.count("blue") / 5_000 - 0.20) < 0.03 and abs(served.count("green") / 5_000 - 0.20) < 0.03
+    assert (
+        abs(served.count("blue") / 5_000 - 0.20) < 0.03 and abs(served.count("green") / 5_000 - 0.20) < 0.03
+    )
 
 
 def test_rule_split_reason_and_bucket_by():
-    flag = make_flag(rules=[{"conditions": [cond("plan", "exists")], "split": {"on": 50, "off": 50},
-                             "bucket_by": "companyId"}])
+    flag = make_flag(
+        rules=[
+            {"conditions": [cond("plan", "exists")], "split": {"on": 50, "off": 50}, "bucket_by": "companyId"}
+        ]
+    )
     s = snap(flag)
     seen = set()
     for i in range(100):
@@ -120,23 +138,40 @@ def test_rule_split_reason_and_bucket_by():
 
 
 def test_disabled_serves_off_variant():
-    flag = make_flag(enabled=False, off_variant="off", default_variant="on",
-                     rules=[{"targeting_keys": ["u1"], "variant": "on"}])
+    flag = make_flag(
+        enabled=False,
+        off_variant="off",
+        default_variant="on",
+        rules=[{"targeting_keys": ["u1"], "variant": "on"}],
+    )
     r = evaluate(snap(flag), "f", {"targetingKey": "u1"})
     assert (r.value, r.variant, r.reason) == (False, "off", Reason.DISABLED)
 
 
 def test_string_flag_off_variant():
-    flag = make_flag(type="string", variants={"blue": "#00f", "red": "#f00"}, enabled=False,
-                     off_variant="red", default_variant="blue")
+    flag = make_flag(
+        type="string",
+        variants={"blue": "#00f", "red": "#f00"},
+        enabled=False,
+        off_variant="red",
+        default_variant="blue",
+    )
     r = evaluate(snap(flag), "f", {})
     assert (r.value, r.variant, r.reason) == ("#f00", "red", Reason.DISABLED)
 
 
 def test_object_and_number_flags():
     s = snap(
-        make_flag("o", type="object", variants={"a": {"limits": [1, 2]}, "b": {}}, off_variant="b", default_variant="a"),
-        make_flag("n", type="number", variants={"low": 1, "high": 2.5}, off_variant="low", default_variant="high"),
+        make_flag(
+            "o",
+            type="object",
+            variants={"a": {"limits": [1, 2]}, "b": {}},
+            off_variant="b",
+            default_variant="a",
+        ),
+        make_flag(
+            "n", type="number", variants={"low": 1, "high": 2.5}, off_variant="low", default_variant="high"
+        ),
     )
     assert evaluate(s, "o", {}).value == {"limits": [1, 2]}
     assert evaluate(s, "n", {}).value == 2.5
@@ -147,7 +182,12 @@ def test_object_and_number_flags():
 
 def test_flag_not_found():
     r = evaluate(snap(make_flag()), "nope", {})
-    assert (r.value, r.variant, r.reason, r.error_code) == (None, None, Reason.ERROR, ErrorCode.FLAG_NOT_FOUND)
+    assert (r.value, r.variant, r.reason, r.error_code) == (
+        None,
+        None,
+        Reason.ERROR,
+        ErrorCode.FLAG_NOT_FOUND,
+    )
     assert "nope" in r.error_details
 
 
@@ -161,18 +201,28 @@ def test_type_mismatch_for_typed_request():
 @pytest.mark.parametrize("context", [{}, {"targetingKey": ""}, {"targetingKey": None}, {"targetingKey": 1.5}])
 def test_targeting_key_missing_for_rollout(context):
     r = evaluate(snap(rollout_flag("f", 50, default_variant="on")), "f", context)
-    assert (r.value, r.variant, r.reason, r.error_code) == (False, "off", Reason.ERROR, ErrorCode.TARGETING_KEY_MISSING)
+    assert (r.value, r.variant, r.reason, r.error_code) == (
+        False,
+        "off",
+        Reason.ERROR,
+        ErrorCode.TARGETING_KEY_MISSING,
+    )
 
 
 def test_targeting_key_missing_for_rule_split_on_custom_attribute():
-    flag = make_flag(rules=[{"conditions": [cond("plan", "exists")], "split": {"on": 50, "off": 50},
-                             "bucket_by": "companyId"}])
+    flag = make_flag(
+        rules=[
+            {"conditions": [cond("plan", "exists")], "split": {"on": 50, "off": 50}, "bucket_by": "companyId"}
+        ]
+    )
     r = evaluate(snap(flag), "f", {"plan": "pro", "targetingKey": "u1"})
     assert r.error_code == ErrorCode.TARGETING_KEY_MISSING and "companyId" in r.error_details
 
 
 def test_targeting_key_not_needed_when_rule_matches_first():
-    flag = rollout_flag("f", 50, rules=[{"conditions": [cond("country", "in", values=["FR"])], "variant": "on"}])
+    flag = rollout_flag(
+        "f", 50, rules=[{"conditions": [cond("country", "in", values=["FR"])], "variant": "on"}]
+    )
     assert evaluate(snap(flag), "f", {"country": "FR"}).reason == Reason.TARGETING_MATCH
 
 
@@ -217,8 +267,14 @@ def test_parse_error_in_lenient_mode_isolates_the_broken_flag():
 
 
 def test_segment_rule():
-    segments = {"staff": {"conditions": [cond("email", "ends_with", values=["@slipway.dev"]),
-                                         cond("verified", "equals", value=True)]}}
+    segments = {
+        "staff": {
+            "conditions": [
+                cond("email", "ends_with", values=["@slipway.dev"]),
+                cond("verified", "equals", value=True),
+            ]
+        }
+    }
     s = snap(make_flag(rules=[{"segment": "staff", "variant": "on"}]), segments=segments)
     assert evaluate(s, "f", {"email": "ann@slipway.dev", "verified": True}).reason == Reason.TARGETING_MATCH
     assert evaluate(s, "f", {"email": "ann@slipway.dev", "verified": 1}).reason == Reason.DEFAULT
@@ -234,7 +290,9 @@ def test_individual_targeting():
 
 
 def test_prerequisites():
-    parent = make_flag("parent", rules=[{"conditions": [cond("beta", "equals", value=True)], "variant": "on"}])
+    parent = make_flag(
+        "parent", rules=[{"conditions": [cond("beta", "equals", value=True)], "variant": "on"}]
+    )
     child = make_flag("child", default_variant="on", prerequisites=[{"flag": "parent", "variant": "on"}])
     s = snap(parent, child)
     assert evaluate(s, "child", {"beta": True}).value is True
@@ -265,7 +323,13 @@ def test_flag_metadata_is_echoed():
 
 def test_type_of_value():
     assert [type_of_value(v) for v in (True, "x", 1, 1.5, {}, None)] == [
-        "boolean", "string", "number", "number", "object", None]
+        "boolean",
+        "string",
+        "number",
+        "number",
+        "object",
+        None,
+    ]
 
 
 # --------------------------------------------------------------------------- version / etag
@@ -297,12 +361,26 @@ def paths(config):
 def test_valid_config_has_no_errors():
     config = {
         "segments": {"staff": {"conditions": [cond("email", "ends_with", values=["@x"])]}},
-        "flags": [rollout_flag("f", 30, weights={"on": 60, "off": 40}, rules=[
-            {"segment": "staff", "variant": "on"},
-            {"targeting_keys": ["u"], "split": {"on": 100}},
-            {"conditions": [cond("v", "semver_gt", value="1.2.3-rc.1"), cond("t", "before", value="2030-01-01T00:00:00Z"),
-                            cond("n", "gte", value=3), cond("x", "exists")], "variant": "off"},
-        ])],
+        "flags": [
+            rollout_flag(
+                "f",
+                30,
+                weights={"on": 60, "off": 40},
+                rules=[
+                    {"segment": "staff", "variant": "on"},
+                    {"targeting_keys": ["u"], "split": {"on": 100}},
+                    {
+                        "conditions": [
+                            cond("v", "semver_gt", value="1.2.3-rc.1"),
+                            cond("t", "before", value="2030-01-01T00:00:00Z"),
+                            cond("n", "gte", value=3),
+                            cond("x", "exists"),
+                        ],
+                        "variant": "off",
+                    },
+                ],
+            )
+        ],
     }
     assert validate_snapshot_config(config) == []
 
@@ -310,32 +388,65 @@ def test_valid_config_has_no_errors():
 @pytest.mark.parametrize(
     ("flag", "path"),
     [
-        (make_flag(rules=[{"conditions": [cond("a", "equals", value=1), cond("a", "matches", value="x")],
-                           "variant": "on"}]), "flags[0].rules[0].conditions[1].operator"),
+        (
+            make_flag(
+                rules=[
+                    {
+                        "conditions": [cond("a", "equals", value=1), cond("a", "matches", value="x")],
+                        "variant": "on",
+                    }
+                ]
+            ),
+            "flags[0].rules[0].conditions[1].operator",
+        ),
         (make_flag(variants={"on": True, "off": "no"}), "flags[0].variants.off"),
         (make_flag(type="number", variants={"on": True, "off": 0}), "flags[0].variants.on"),
         (make_flag(type="number", variants={"on": float("nan"), "off": 0}), "flags[0].variants.on"),
-        (make_flag(type="string", variants={"on": "x", "off": "y"}, default_variant="nope"), "flags[0].default_variant"),
+        (
+            make_flag(type="string", variants={"on": "x", "off": "y"}, default_variant="nope"),
+            "flags[0].default_variant",
+        ),
         (make_flag(rules=[{"targeting_keys": ["u"], "variant": "maybe"}]), "flags[0].rules[0].variant"),
-        (make_flag(rules=[{"targeting_keys": ["u"], "split": {"on": 60, "off": 30}}]), "flags[0].rules[0].split"),
-        (make_flag(rules=[{"targeting_keys": ["u"], "split": {"on": 60, "nope": 40}}]), "flags[0].rules[0].split.nope"),
+        (
+            make_flag(rules=[{"targeting_keys": ["u"], "split": {"on": 60, "off": 30}}]),
+            "flags[0].rules[0].split",
+        ),
+        (
+            make_flag(rules=[{"targeting_keys": ["u"], "split": {"on": 60, "nope": 40}}]),
+            "flags[0].rules[0].split.nope",
+        ),
         (rollout_flag("f", 50, weights={"on": 50, "off": 49}), "flags[0].rollout.weights"),
         (rollout_flag("f", 101), "flags[0].rollout.percentage"),
         (make_flag(rules=[{"segment": "ghosts", "variant": "on"}]), "flags[0].rules[0].segment"),
         (make_flag(rules=[{"variant": "on"}]), "flags[0].rules[0]"),
-        (make_flag(rules=[{"targeting_keys": ["u"], "variant": "on", "split": {"on": 100}}]), "flags[0].rules[0]"),
-        (make_flag(rules=[{"conditions": [cond("a", "lt", value="3")], "variant": "on"}]),
-         "flags[0].rules[0].conditions[0].value"),
-        (make_flag(rules=[{"conditions": [cond("a", "semver_eq", value="1.2")], "variant": "on"}]),
-         "flags[0].rules[0].conditions[0].value"),
-        (make_flag(rules=[{"conditions": [cond("a", "after", value="tomorrow")], "variant": "on"}]),
-         "flags[0].rules[0].conditions[0].value"),
-        (make_flag(rules=[{"conditions": [cond("a", "in", values=[])], "variant": "on"}]),
-         "flags[0].rules[0].conditions[0].values"),
-        (make_flag(rules=[{"conditions": [cond("a", "starts_with", values=[1])], "variant": "on"}]),
-         "flags[0].rules[0].conditions[0].values[0]"),
-        (make_flag(rules=[{"conditions": [cond("", "exists")], "variant": "on"}]),
-         "flags[0].rules[0].conditions[0].attribute"),
+        (
+            make_flag(rules=[{"targeting_keys": ["u"], "variant": "on", "split": {"on": 100}}]),
+            "flags[0].rules[0]",
+        ),
+        (
+            make_flag(rules=[{"conditions": [cond("a", "lt", value="3")], "variant": "on"}]),
+            "flags[0].rules[0].conditions[0].value",
+        ),
+        (
+            make_flag(rules=[{"conditions": [cond("a", "semver_eq", value="1.2")], "variant": "on"}]),
+            "flags[0].rules[0].conditions[0].value",
+        ),
+        (
+            make_flag(rules=[{"conditions": [cond("a", "after", value="tomorrow")], "variant": "on"}]),
+            "flags[0].rules[0].conditions[0].value",
+        ),
+        (
+            make_flag(rules=[{"conditions": [cond("a", "in", values=[])], "variant": "on"}]),
+            "flags[0].rules[0].conditions[0].values",
+        ),
+        (
+            make_flag(rules=[{"conditions": [cond("a", "starts_with", values=[1])], "variant": "on"}]),
+            "flags[0].rules[0].conditions[0].values[0]",
+        ),
+        (
+            make_flag(rules=[{"conditions": [cond("", "exists")], "variant": "on"}]),
+            "flags[0].rules[0].conditions[0].attribute",
+        ),
         (make_flag(prerequisites=[{"flag": "ghost", "variant": "on"}]), "flags[0].prerequisites[0].flag"),
         (make_flag(prerequisites=[{"flag": "f", "variant": "on"}]), "flags[0].prerequisites[0].flag"),
         (make_flag(enabeld=True), "flags[0].enabeld"),
@@ -372,9 +483,15 @@ def test_validation_prerequisite_cycle():
 @settings(max_examples=200)
 @given(n=st.integers(1, 6), data=st.data())
 def test_prerequisite_cycles_rejected_iff_graph_has_cycle(n, data):
-    edges = data.draw(st.sets(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)).filter(lambda e: e[0] != e[1])))
-    flags = [make_flag(f"f{i}", prerequisites=[{"flag": f"f{j}", "variant": "on"} for i2, j in sorted(edges) if i2 == i])
-             for i in range(n)]
+    edges = data.draw(
+        st.sets(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)).filter(lambda e: e[0] != e[1]))
+    )
+    flags = [
+        make_flag(
+            f"f{i}", prerequisites=[{"flag": f"f{j}", "variant": "on"} for i2, j in sorted(edges) if i2 == i]
+        )
+        for i in range(n)
+    ]
     sorter = graphlib.TopologicalSorter({f"f{i}": {f"f{j}" for i2, j in edges if i2 == i} for i in range(n)})
     try:
         sorter.prepare()
@@ -385,7 +502,9 @@ def test_prerequisite_cycles_rejected_iff_graph_has_cycle(n, data):
     assert any("cycle" in message for _, message in errors) == has_cycle
     if not has_cycle:
         compile_snapshot({"flags": flags})  # and it evaluates without recursion trouble
-        assert all(r.reason != Reason.ERROR for r in evaluate_all(compile_snapshot({"flags": flags}), {}).values())
+        assert all(
+            r.reason != Reason.ERROR for r in evaluate_all(compile_snapshot({"flags": flags}), {}).values()
+        )
 
 
 # --------------------------------------------------------------------------- bucketing properties
@@ -403,8 +522,14 @@ def test_percentage_accuracy(flag_key, key_prefix):
 @given(flag_key=flag_keys_st)
 def test_weights_distribution(flag_key):
     weights = {"a": 20, "b": 30, "c": 50}
-    flag = make_flag(flag_key, type="string", variants={"a": "A", "b": "B", "c": "C"}, off_variant="a",
-                     default_variant="a", rules=[{"conditions": [cond("x", "exists")], "split": weights}])
+    flag = make_flag(
+        flag_key,
+        type="string",
+        variants={"a": "A", "b": "B", "c": "C"},
+        off_variant="a",
+        default_variant="a",
+        rules=[{"conditions": [cond("x", "exists")], "split": weights}],
+    )
     s = snap(flag)
     counts = dict.fromkeys(weights, 0)
     for i in range(10_000):
@@ -430,10 +555,16 @@ def test_stickiness_across_calls_and_recompiles(flag_key, key, percentage):
     config = {"flags": [rollout_flag(flag_key, percentage, weights={"on": 70, "off": 30})]}
     first = evaluate(compile_snapshot(config), flag_key, {"targetingKey": key})
     again = compile_snapshot(copy.deepcopy(config))
-    assert first == evaluate(again, flag_key, {"targetingKey": key}) == evaluate(again, flag_key, {"targetingKey": key})
+    assert (
+        first
+        == evaluate(again, flag_key, {"targetingKey": key})
+        == evaluate(again, flag_key, {"targetingKey": key})
+    )
 
 
-@given(flag_key=flag_keys_st, keys=st.lists(keys_st, max_size=50), p=st.integers(0, 100), q=st.integers(0, 100))
+@given(
+    flag_key=flag_keys_st, keys=st.lists(keys_st, max_size=50), p=st.integers(0, 100), q=st.integers(0, 100)
+)
 def test_monotonic_rollout(flag_key, keys, p, q):
     low, high = sorted((p, q))
     s_low, s_high = snap(rollout_flag(flag_key, low)), snap(rollout_flag(flag_key, high))
@@ -450,8 +581,12 @@ def test_bucket_matches_unleash_normalisation(flag_key, key):
 
 @pytest.mark.parametrize(
     ("flag_key", "key", "expected"),
-    [("new-checkout", "user-1", None), ("new-checkout", "user-2", None), ("dark-mode", "42", None),
-     ("dark-mode", "alice@example.com", None)],
+    [
+        ("new-checkout", "user-1", None),
+        ("new-checkout", "user-2", None),
+        ("dark-mode", "42", None),
+        ("dark-mode", "alice@example.com", None),
+    ],
 )
 def test_known_buckets(flag_key, key, expected):
     expected = mmh3.hash(f"{flag_key}:{key}", 0, signed=False) % 100 + 1
@@ -467,20 +602,41 @@ def test_same_users_as_unleash_client(tmp_path):
     from UnleashClient.cache import FileCache
     from UnleashClient.utils import InstanceAllowType, normalized_hash
 
-    features = {"version": 1, "features": [{
-        "name": "new-checkout", "enabled": True, "type": "release",
-        "strategies": [{"name": "flexibleRollout", "constraints": [],
-                        "parameters": {"rollout": "30", "stickiness": "userId", "groupId": "new-checkout"}}],
-    }]}
+    features = {
+        "version": 1,
+        "features": [
+            {
+                "name": "new-checkout",
+                "enabled": True,
+                "type": "release",
+                "strategies": [
+                    {
+                        "name": "flexibleRollout",
+                        "constraints": [],
+                        "parameters": {"rollout": "30", "stickiness": "userId", "groupId": "new-checkout"},
+                    }
+                ],
+            }
+        ],
+    }
     cache = FileCache("engine-test", directory=str(tmp_path))
     cache.bootstrap_from_dict(features)
-    client = unleash.UnleashClient("http://127.0.0.1:9", "engine-test", cache=cache, disable_metrics=True,
-                                   disable_registration=True, multiple_instance_mode=InstanceAllowType.SILENTLY_ALLOW)
+    client = unleash.UnleashClient(
+        "http://127.0.0.1:9",
+        "engine-test",
+        cache=cache,
+        disable_metrics=True,
+        disable_registration=True,
+        multiple_instance_mode=InstanceAllowType.SILENTLY_ALLOW,
+    )
     s = snap(rollout_flag("new-checkout", 30))
     ours = [evaluate(s, "new-checkout", {"targetingKey": f"user-{i}"}).value for i in range(1_000)]
     theirs = [client.is_enabled("new-checkout", {"userId": f"user-{i}"}) for i in range(1_000)]
     assert ours == theirs and 200 < sum(ours) < 400
-    assert all(bucket("new-checkout", f"user-{i}") == normalized_hash(f"user-{i}", "new-checkout") for i in range(100))
+    assert all(
+        bucket("new-checkout", f"user-{i}") == normalized_hash(f"user-{i}", "new-checkout")
+        for i in range(100)
+    )
 
 
 # --------------------------------------------------------------------------- operators against a reference
@@ -587,8 +743,9 @@ def check_operator(operator, context_value, **operand):
 
 small_text = st.text(alphabet="abcAB1-", max_size=4)
 scalars = st.one_of(small_text, st.booleans(), st.integers(-3, 3), st.floats(-3, 3, allow_nan=False))
-context_values = st.one_of(st.none(), scalars, st.lists(scalars, max_size=3),
-                           st.dictionaries(small_text, scalars, max_size=2))
+context_values = st.one_of(
+    st.none(), scalars, st.lists(scalars, max_size=3), st.dictionaries(small_text, scalars, max_size=2)
+)
 
 
 @given(op=st.sampled_from(["equals", "not_equals"]), v=context_values, operand=scalars)
@@ -596,62 +753,103 @@ def test_equality_operators(op, v, operand):
     check_operator(op, v, value=operand)
 
 
-@given(op=st.sampled_from(["in", "not_in", "contains"]), v=context_values,
-       operands=st.lists(scalars, min_size=1, max_size=4))
+@given(
+    op=st.sampled_from(["in", "not_in", "contains"]),
+    v=context_values,
+    operands=st.lists(scalars, min_size=1, max_size=4),
+)
 def test_membership_operators(op, v, operands):
     check_operator(op, v, values=operands)
 
 
-@given(op=st.sampled_from(["in", "not_in", "contains", "starts_with", "ends_with"]),
-       v=st.one_of(st.none(), small_text, st.lists(small_text, max_size=3)),
-       operands=st.lists(small_text, min_size=1, max_size=3))
+@given(
+    op=st.sampled_from(["in", "not_in", "contains", "starts_with", "ends_with"]),
+    v=st.one_of(st.none(), small_text, st.lists(small_text, max_size=3)),
+    operands=st.lists(small_text, min_size=1, max_size=3),
+)
 def test_string_operators(op, v, operands):
     check_operator(op, v, values=operands)
 
 
-@given(op=st.sampled_from(["lt", "lte", "gt", "gte"]),
-       v=st.one_of(st.none(), st.integers(-5, 5), st.floats(-5, 5), st.just(float("nan")), st.booleans(), small_text),
-       operand=st.one_of(st.integers(-5, 5), st.floats(-5, 5, allow_nan=False)))
+@given(
+    op=st.sampled_from(["lt", "lte", "gt", "gte"]),
+    v=st.one_of(
+        st.none(), st.integers(-5, 5), st.floats(-5, 5), st.just(float("nan")), st.booleans(), small_text
+    ),
+    operand=st.one_of(st.integers(-5, 5), st.floats(-5, 5, allow_nan=False)),
+)
 def test_numeric_operators(op, v, operand):
     check_operator(op, v, value=operand)
 
 
-prerelease_ids = st.one_of(st.integers(0, 3).map(str), st.sampled_from(["alpha", "beta", "rc", "a-1", "0a", "x9"]))
+prerelease_ids = st.one_of(
+    st.integers(0, 3).map(str), st.sampled_from(["alpha", "beta", "rc", "a-1", "0a", "x9"])
+)
 semvers = st.builds(
-    lambda core, pre, build: ".".join(map(str, core)) + (f"-{'.'.join(pre)}" if pre else "") + (f"+{build}" if build else ""),
+    lambda core, pre, build: (
+        ".".join(map(str, core)) + (f"-{'.'.join(pre)}" if pre else "") + (f"+{build}" if build else "")
+    ),
     st.tuples(st.integers(0, 3), st.integers(0, 3), st.integers(0, 12)),
     st.lists(prerelease_ids, max_size=3),
     st.sampled_from(["", "build.5", "sha-1f"]),
 )
 
 
-@given(op=st.sampled_from(["semver_lt", "semver_eq", "semver_gt"]),
-       v=st.one_of(st.none(), semvers, st.sampled_from(["1.2", "01.2.3", "1.2.3-", "1.2.3-01", "v1.2.3", "1.2.3+", ""]),
-                   st.integers(0, 3)),
-       operand=semvers)
+@given(
+    op=st.sampled_from(["semver_lt", "semver_eq", "semver_gt"]),
+    v=st.one_of(
+        st.none(),
+        semvers,
+        st.sampled_from(["1.2", "01.2.3", "1.2.3-", "1.2.3-01", "v1.2.3", "1.2.3+", ""]),
+        st.integers(0, 3),
+    ),
+    operand=semvers,
+)
 def test_semver_operators(op, v, operand):
     check_operator(op, v, value=operand)
 
 
 def test_semver_precedence_examples():
-    chain = ["1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-alpha.beta", "1.0.0-beta", "1.0.0-beta.2", "1.0.0-beta.11",
-             "1.0.0-rc.1", "1.0.0", "2.0.0", "2.1.0", "2.1.1"]  # semver.org, section 11
+    chain = [
+        "1.0.0-alpha",
+        "1.0.0-alpha.1",
+        "1.0.0-alpha.beta",
+        "1.0.0-beta",
+        "1.0.0-beta.2",
+        "1.0.0-beta.11",
+        "1.0.0-rc.1",
+        "1.0.0",
+        "2.0.0",
+        "2.1.0",
+        "2.1.1",
+    ]  # semver.org, section 11
     assert sorted(reversed(chain), key=cmp_to_key(semver_cmp)) == chain
     for lower, higher in zip(chain, chain[1:], strict=False):
         check_operator("semver_lt", lower, value=higher)
         assert reference("semver_lt", lower, higher)
 
 
-aware = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2040, 1, 1),
-                     timezones=st.sampled_from([UTC, timezone(timedelta(hours=2)), timezone(timedelta(hours=-5))]))
+aware = st.datetimes(
+    min_value=datetime(2000, 1, 1),
+    max_value=datetime(2040, 1, 1),
+    timezones=st.sampled_from([UTC, timezone(timedelta(hours=2)), timezone(timedelta(hours=-5))]),
+)
 naive = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2040, 1, 1))
 
 
 @settings(suppress_health_check=[HealthCheck.too_slow])
-@given(op=st.sampled_from(["before", "after"]),
-       v=st.one_of(st.none(), aware, aware.map(datetime.isoformat), naive.map(datetime.isoformat),
-                   st.just("not a date"), st.integers()),
-       operand=st.one_of(aware, naive).map(datetime.isoformat))
+@given(
+    op=st.sampled_from(["before", "after"]),
+    v=st.one_of(
+        st.none(),
+        aware,
+        aware.map(datetime.isoformat),
+        naive.map(datetime.isoformat),
+        st.just("not a date"),
+        st.integers(),
+    ),
+    operand=st.one_of(aware, naive).map(datetime.isoformat),
+)
 def test_instant_operators(op, v, operand):
     check_operator(op, v, value=operand)
 
@@ -662,13 +860,22 @@ def test_exists(v):
 
 
 def test_missing_attribute_semantics():
-    for operator, operand in [("equals", {"value": "x"}), ("in", {"values": ["x"]}), ("contains", {"values": ["x"]}),
-                              ("starts_with", {"values": ["x"]}), ("gt", {"value": 0}), ("semver_gt", {"value": "0.0.0"}),
-                              ("after", {"value": "2000-01-01"}), ("exists", {})]:
+    for operator, operand in [
+        ("equals", {"value": "x"}),
+        ("in", {"values": ["x"]}),
+        ("contains", {"values": ["x"]}),
+        ("starts_with", {"values": ["x"]}),
+        ("gt", {"value": 0}),
+        ("semver_gt", {"value": "0.0.0"}),
+        ("after", {"value": "2000-01-01"}),
+        ("exists", {}),
+    ]:
         flag = make_flag(rules=[{"conditions": [cond("a", operator, **operand)], "variant": "on"}])
         assert evaluate(snap(flag), "f", {}).value is False, operator
     for operator, operand in [("not_equals", {"value": "x"}), ("not_in", {"values": ["x"]})]:
         flag = make_flag(rules=[{"conditions": [cond("a", operator, **operand)], "variant": "on"}])
         assert evaluate(snap(flag), "f", {}).value is True, operator
-        both = make_flag(rules=[{"conditions": [cond("a", "exists"), cond("a", operator, **operand)], "variant": "on"}])
+        both = make_flag(
+            rules=[{"conditions": [cond("a", "exists"), cond("a", operator, **operand)], "variant": "on"}]
+        )
         assert evaluate(snap(both), "f", {}).value is False, operator

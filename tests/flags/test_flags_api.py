@@ -21,8 +21,10 @@ def fresh_snapshots():
 
 @pytest.fixture
 def envs(app):
-    return (factories.EnvironmentFactory(application=app, name="staging", position=1),
-            factories.EnvironmentFactory(application=app, name="production", position=2))
+    return (
+        factories.EnvironmentFactory(application=app, name="staging", position=1),
+        factories.EnvironmentFactory(application=app, name="production", position=2),
+    )
 
 
 @pytest.fixture
@@ -46,12 +48,15 @@ def test_create_boolean_flag_gets_on_off(pm, envs):
     assert AuditEvent.objects.filter(kind="flag.created").count() == 1
 
 
-@pytest.mark.parametrize("body,field", [
-    ({"key": "Bad Key"}, "key"),
-    ({"key": "k", "type": "colour"}, "type"),
-    ({"key": "k", "type": "string"}, "variants"),
-    ({"key": "k", "type": "number", "variants": {"a": "one"}}, "variants.a"),
-])
+@pytest.mark.parametrize(
+    "body,field",
+    [
+        ({"key": "Bad Key"}, "key"),
+        ({"key": "k", "type": "colour"}, "type"),
+        ({"key": "k", "type": "string"}, "variants"),
+        ({"key": "k", "type": "number", "variants": {"a": "one"}}, "variants.a"),
+    ],
+)
 def test_bad_flag_input(pm, envs, body, field):
     response = pm.post(f"{API}/flags/", body, format="json")
     assert response.status_code == 400 and field in response.json(), response.json()
@@ -67,10 +72,28 @@ def test_toggle_rollout_rules_and_bad_state(pm, envs):
     rules = [{"conditions": [{"attribute": "country", "operator": "in", "values": ["FR"]}], "variant": "on"}]
     assert pm.patch(url, {"rules": rules}, format="json").status_code == 200
     for body, field in [
-        ({"rules": [{"conditions": [{"attribute": "c", "operator": "matches", "values": ["x"]}], "variant": "on"}]},
-         "rules[0].conditions[0].operator"),
-        ({"rules": [{"conditions": [{"attribute": "c", "operator": "in", "values": ["x"]}],
-                     "split": {"on": 60, "off": 30}}]}, "rules[0].split"),
+        (
+            {
+                "rules": [
+                    {
+                        "conditions": [{"attribute": "c", "operator": "matches", "values": ["x"]}],
+                        "variant": "on",
+                    }
+                ]
+            },
+            "rules[0].conditions[0].operator",
+        ),
+        (
+            {
+                "rules": [
+                    {
+                        "conditions": [{"attribute": "c", "operator": "in", "values": ["x"]}],
+                        "split": {"on": 60, "off": 30},
+                    }
+                ]
+            },
+            "rules[0].split",
+        ),
         ({"default_variant": "maybe"}, "default_variant"),
         ({"rollout_percentage": 101}, "rollout_percentage"),
     ]:
@@ -84,10 +107,19 @@ def test_toggle_rollout_rules_and_bad_state(pm, envs):
 def test_prerequisite_cycle_rejected(pm, envs):
     pm.post(f"{API}/flags/", {"key": "a"}, format="json")
     pm.post(f"{API}/flags/", {"key": "b"}, format="json")
-    assert pm.patch(f"{API}/flags/a/environments/staging/", {"prerequisites": [{"flag": "b", "variant": "on"}]},
-                    format="json").status_code == 200
-    cycle = pm.patch(f"{API}/flags/b/environments/staging/", {"prerequisites": [{"flag": "a", "variant": "on"}]},
-                     format="json")
+    assert (
+        pm.patch(
+            f"{API}/flags/a/environments/staging/",
+            {"prerequisites": [{"flag": "b", "variant": "on"}]},
+            format="json",
+        ).status_code
+        == 200
+    )
+    cycle = pm.patch(
+        f"{API}/flags/b/environments/staging/",
+        {"prerequisites": [{"flag": "a", "variant": "on"}]},
+        format="json",
+    )
     assert cycle.status_code == 400 and "cycle" in str(cycle.json()).lower()
 
 
@@ -111,13 +143,23 @@ def test_developer_cannot_edit_flags_and_env_scoped_editor(app, envs, pm):
     pm.post(f"{API}/flags/", {"key": "x"}, format="json")
     dev = factories.UserFactory(username="dev")
     factories.MembershipFactory(user=dev, application=app, role="developer")
-    assert token_client(dev, "flags:write").patch(f"{API}/flags/x/environments/staging/", {"enabled": True},
-                                                  format="json").status_code == 403
+    assert (
+        token_client(dev, "flags:write")
+        .patch(f"{API}/flags/x/environments/staging/", {"enabled": True}, format="json")
+        .status_code
+        == 403
+    )
     staging_only = factories.UserFactory(username="stager")
     factories.MembershipFactory(user=staging_only, application=app, role="flag_editor", environment=envs[0])
     client = token_client(staging_only, "flags:write")
-    assert client.patch(f"{API}/flags/x/environments/staging/", {"enabled": True}, format="json").status_code == 200
-    assert client.patch(f"{API}/flags/x/environments/production/", {"enabled": True}, format="json").status_code == 403
+    assert (
+        client.patch(f"{API}/flags/x/environments/staging/", {"enabled": True}, format="json").status_code
+        == 200
+    )
+    assert (
+        client.patch(f"{API}/flags/x/environments/production/", {"enabled": True}, format="json").status_code
+        == 403
+    )
 
 
 def sdk_key(user, environment):
@@ -126,20 +168,39 @@ def sdk_key(user, environment):
 
     if environment is not None:
         factories.MembershipFactory(user=user, application=environment.application, role="viewer")
-    return do_create_api_token(Actor.system(), user, name="sdk", scopes=["flags:read"], environment=environment)[1]
+    return do_create_api_token(
+        Actor.system(), user, name="sdk", scopes=["flags:read"], environment=environment
+    )[1]
 
 
 def test_ofrep_single_and_bulk_with_etag(pm, envs, user, served_ofrep):
     pm.post(f"{API}/flags/", {"key": "new-checkout"}, format="json")
-    pm.patch(f"{API}/flags/new-checkout/environments/production/", {"enabled": True, "rules": [
-        {"conditions": [{"attribute": "country", "operator": "in", "values": ["FR"]}], "variant": "on"}],
-        "default_variant": "off"}, format="json")
+    pm.patch(
+        f"{API}/flags/new-checkout/environments/production/",
+        {
+            "enabled": True,
+            "rules": [
+                {
+                    "conditions": [{"attribute": "country", "operator": "in", "values": ["FR"]}],
+                    "variant": "on",
+                }
+            ],
+            "default_variant": "off",
+        },
+        format="json",
+    )
     key = sdk_key(factories.UserFactory(username="sdk"), envs[1])
-    hit = served_ofrep("/ofrep/v1/evaluate/flags/new-checkout", {"context": {"targetingKey": "u1", "country": "FR"}},
-                       key=key)
+    hit = served_ofrep(
+        "/ofrep/v1/evaluate/flags/new-checkout", {"context": {"targetingKey": "u1", "country": "FR"}}, key=key
+    )
     assert hit.status_code == 200
-    assert hit.json() == {"key": "new-checkout", "value": True, "reason": "TARGETING_MATCH", "variant": "on",
-                          "metadata": {"rule": 0}}
+    assert hit.json() == {
+        "key": "new-checkout",
+        "value": True,
+        "reason": "TARGETING_MATCH",
+        "variant": "on",
+        "metadata": {"rule": 0},
+    }
     assert hit.headers["Access-Control-Allow-Origin"] == "*"
     miss = served_ofrep("/ofrep/v1/evaluate/flags/nope", {"context": {}}, key=key)
     assert miss.status_code == 404 and miss.json()["errorCode"] == "FLAG_NOT_FOUND"
@@ -150,8 +211,12 @@ def test_ofrep_single_and_bulk_with_etag(pm, envs, user, served_ofrep):
     bulk = served_ofrep("/ofrep/v1/evaluate/flags", {"context": {"targetingKey": "u1"}}, key=key)
     assert bulk.status_code == 200 and bulk.json()["flags"][0]["value"] is False
     assert "ETag" in bulk.headers["Access-Control-Expose-Headers"]
-    again = served_ofrep("/ofrep/v1/evaluate/flags", {"context": {"targetingKey": "u1"}}, key=key,
-                         headers={"If-None-Match": bulk.headers["ETag"]})
+    again = served_ofrep(
+        "/ofrep/v1/evaluate/flags",
+        {"context": {"targetingKey": "u1"}},
+        key=key,
+        headers={"If-None-Match": bulk.headers["ETag"]},
+    )
     assert again.status_code == 304
     assert served_ofrep("/ofrep/v1/evaluate/flags", {"context": {}}).status_code == 401
     usage.flush()
@@ -189,12 +254,26 @@ def test_openfeature_sdk_with_ofrep_provider(live_slipway, app):
 
     production = factories.EnvironmentFactory(application=app, name="production", position=2)
     flag = do_create_flag(Actor.system(), app, key="new-checkout")
-    do_set_flag_state(Actor.system(), flag, production, enabled=True, default_variant="off", rules=[
-        {"conditions": [{"attribute": "country", "operator": "in", "values": ["FR"]}], "variant": "on"}])
+    do_set_flag_state(
+        Actor.system(),
+        flag,
+        production,
+        enabled=True,
+        default_variant="off",
+        rules=[
+            {"conditions": [{"attribute": "country", "operator": "in", "values": ["FR"]}], "variant": "on"}
+        ],
+    )
     user = factories.UserFactory(username="sdk")
-    factories.MembershipFactory(user=user, application=app, role="viewer")  # a pinned token needs a role there
-    _, key = do_create_api_token(Actor.system(), user, name="sdk", scopes=["flags:read"], environment=production)
-    api.set_provider(OFREPProvider(base_url=live_slipway.url, headers_factory=lambda: {"Authorization": f"Bearer {key}"}))
+    factories.MembershipFactory(
+        user=user, application=app, role="viewer"
+    )  # a pinned token needs a role there
+    _, key = do_create_api_token(
+        Actor.system(), user, name="sdk", scopes=["flags:read"], environment=production
+    )
+    api.set_provider(
+        OFREPProvider(base_url=live_slipway.url, headers_factory=lambda: {"Authorization": f"Bearer {key}"})
+    )
     client = api.get_client()
     assert client.get_boolean_value("new-checkout", False, EvaluationContext("u1", {"country": "FR"})) is True
     assert client.get_boolean_value("new-checkout", True, EvaluationContext("u2", {"country": "US"})) is False
@@ -216,14 +295,24 @@ def test_lean_asgi_ofrep_path(live_slipway, app):
     flag = do_create_flag(Actor.system(), app, key="new-checkout")
     do_set_flag_state(Actor.system(), flag, production, enabled=True)
     sdk_user = factories.UserFactory(username="sdk2")
-    factories.MembershipFactory(user=sdk_user, application=app, role="viewer")  # a pinned token needs a role there
-    _, key = do_create_api_token(Actor.system(), sdk_user, name="sdk", scopes=["flags:read"], environment=production)
+    factories.MembershipFactory(
+        user=sdk_user, application=app, role="viewer"
+    )  # a pinned token needs a role there
+    _, key = do_create_api_token(
+        Actor.system(), sdk_user, name="sdk", scopes=["flags:read"], environment=production
+    )
 
     def call(path, body, token=key, headers=None, method="POST"):
-        request = urllib.request.Request(live_slipway.url + path, data=json.dumps(body).encode() if body is not None
-                                         else None, method=method, headers={"Content-Type": "application/json",
-                                                                            **({"Authorization": f"Bearer {token}"} if token else {}),
-                                                                            **(headers or {})})
+        request = urllib.request.Request(
+            live_slipway.url + path,
+            data=json.dumps(body).encode() if body is not None else None,
+            method=method,
+            headers={
+                "Content-Type": "application/json",
+                **({"Authorization": f"Bearer {token}"} if token else {}),
+                **(headers or {}),
+            },
+        )
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
                 return response.status, dict(response.headers), response.read()
@@ -231,7 +320,11 @@ def test_lean_asgi_ofrep_path(live_slipway, app):
             return error.code, dict(error.headers), error.read()
 
     status, headers, body = call("/ofrep/v1/evaluate/flags/new-checkout", {"context": {"targetingKey": "u1"}})
-    assert status == 200 and json.loads(body)["value"] is True and headers["access-control-expose-headers"] == "ETag, Retry-After"
+    assert (
+        status == 200
+        and json.loads(body)["value"] is True
+        and headers["access-control-expose-headers"] == "ETag, Retry-After"
+    )
     assert call("/ofrep/v1/evaluate/flags/nope", {"context": {}})[0] == 404
     status, _, body = call("/ofrep/v1/evaluate/flags/new-checkout", {"context": "nope"})
     assert status == 400 and json.loads(body)["errorCode"] == "INVALID_CONTEXT"
@@ -239,31 +332,49 @@ def test_lean_asgi_ofrep_path(live_slipway, app):
     assert call("/ofrep/v1/evaluate/flags", {"context": {}}, token=None)[0] == 401
     status, headers, _ = call("/ofrep/v1/evaluate/flags", {"context": {"targetingKey": "u1"}})
     assert status == 200
-    assert call("/ofrep/v1/evaluate/flags", {"context": {"targetingKey": "u1"}},
-                headers={"If-None-Match": headers["etag"]})[0] == 304
+    assert (
+        call(
+            "/ofrep/v1/evaluate/flags",
+            {"context": {"targetingKey": "u1"}},
+            headers={"If-None-Match": headers["etag"]},
+        )[0]
+        == 304
+    )
     assert call("/ofrep/v1/evaluate/flags", None, method="OPTIONS")[0] == 204
 
 
 def test_oversized_flag_payload_is_413(pm, envs):
     import json as _json
 
-    big = {"rules": [{"conditions": [{"attribute": "id", "operator": "in", "values": ["x" * 1000] * 1100}],
-                      "variant": "on"}]}
+    big = {
+        "rules": [
+            {
+                "conditions": [{"attribute": "id", "operator": "in", "values": ["x" * 1000] * 1100}],
+                "variant": "on",
+            }
+        ]
+    }
     pm.post(f"{API}/flags/", {"key": "big"}, format="json")
-    response = pm.patch(f"{API}/flags/big/environments/production/", _json.dumps(big), content_type="application/json")
+    response = pm.patch(
+        f"{API}/flags/big/environments/production/", _json.dumps(big), content_type="application/json"
+    )
     assert response.status_code == 413
     assert FlagState.objects.filter(flag__key="big").count() == 0
 
 
 @pytest.mark.parametrize("n", [1, 20])
-def test_flag_list_api_and_page_queries_do_not_grow_with_rows(pm, app, envs, n, client, django_assert_num_queries):
+def test_flag_list_api_and_page_queries_do_not_grow_with_rows(
+    pm, app, envs, n, client, django_assert_num_queries
+):
     from flags.services import do_create_flag, do_set_flag_state
     from releases.permissions import Actor
 
     for i in range(n):
         flag = do_create_flag(Actor.system(), app, key=f"flag-{i:02}")
         do_set_flag_state(Actor.system(), flag, envs[1], enabled=True)
-    with django_assert_num_queries(8):  # token (+ last used), application, roles, count, flags, states, environments
+    with django_assert_num_queries(
+        8
+    ):  # token (+ last used), application, roles, count, flags, states, environments
         body = pm.get(f"{API}/flags/?page_size=50").json()
     assert body["count"] == n
     client.force_login(factories.UserFactory(username="root2", is_superuser=True))
@@ -275,7 +386,9 @@ def test_flag_errors_carry_stable_codes(pm, envs):
     pm.post(f"{API}/flags/", {"key": "dup"}, format="json")
     assert pm.post(f"{API}/flags/", {"key": "dup"}, format="json").json()["code"] == "flag_exists"
     assert pm.get(f"{API}/flags/nope/").json()["code"] == "flag_not_found"
-    bad = pm.patch(f"{API}/flags/dup/environments/production/", {"rules": [{"variant": "nope"}]}, format="json")
+    bad = pm.patch(
+        f"{API}/flags/dup/environments/production/", {"rules": [{"variant": "nope"}]}, format="json"
+    )
     assert bad.status_code == 400 and bad.json()["code"] == "flag_config_invalid"
     unknown = pm.post(f"{API}/flags/dup/history/999999/revert/", {}, format="json")
     assert unknown.status_code == 404 and unknown.json()["code"] == "flag_event_not_found"

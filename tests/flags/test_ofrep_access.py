@@ -41,8 +41,15 @@ def setup(transactional_db, monkeypatch):
     pm = factories.UserFactory(username="pm")
     membership, _ = do_grant_role(Actor(admin), app, pm, "flag_editor", production)
     token, key = do_create_api_token(Actor(pm), pm, name="sdk", scopes=["flags:read"], environment=production)
-    yield {"admin": admin, "app": app, "production": production, "pm": pm, "membership": membership,
-           "token": token, "key": key}
+    yield {
+        "admin": admin,
+        "app": app,
+        "production": production,
+        "pm": pm,
+        "membership": membership,
+        "token": token,
+        "key": key,
+    }
     snapshots.clear()
     access.clear()
     ofrep_asgi._tokens.clear()
@@ -55,8 +62,9 @@ def served(key: str, path: str = FLAGS + "/new-checkout") -> int:
     async def call():
         transport = httpx.ASGITransport(app=application)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            response = await client.post(path, json={"context": {"targetingKey": "u1"}},
-                                         headers={"Authorization": f"Bearer {key}"})
+            response = await client.post(
+                path, json={"context": {"targetingKey": "u1"}}, headers={"Authorization": f"Bearer {key}"}
+            )
             return response.status_code
 
     return asyncio.run(call())
@@ -83,9 +91,12 @@ def test_other_processes_refuse_within_a_fraction_of_a_second(live_slipway, setu
     """The live server is another process: it learns of the revoke from the database, in the background."""
 
     def call() -> int:
-        request = urllib.request.Request(live_slipway.url + FLAGS, data=json.dumps({"context": {}}).encode(),
-                                         method="POST", headers={"Authorization": f"Bearer {setup['key']}",
-                                                                 "Content-Type": "application/json"})
+        request = urllib.request.Request(
+            live_slipway.url + FLAGS,
+            data=json.dumps({"context": {}}).encode(),
+            method="POST",
+            headers={"Authorization": f"Bearer {setup['key']}", "Content-Type": "application/json"},
+        )
         try:
             with urllib.request.urlopen(request, timeout=5) as response:
                 return response.status

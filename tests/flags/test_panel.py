@@ -22,10 +22,18 @@ def admin_client(client, admin_user):
 def test_list_search_and_toggle_in_place(admin_client, demo):
     page = admin_client.get("/apps/shop/flags/").content.decode()
     assert "new-checkout" in page and "search-v2" in page
-    rows = admin_client.get("/apps/shop/flags/?q=search", headers={"HX-Request": "true", "HX-Target": "flag-rows"})
+    rows = admin_client.get(
+        "/apps/shop/flags/?q=search", headers={"HX-Request": "true", "HX-Target": "flag-rows"}
+    )
     html = rows.content.decode()
-    assert html.lstrip().startswith('<tbody id="flag-rows">') and "search-v2" in html and "new-checkout" not in html
-    toggled = admin_client.post("/apps/shop/flags/search-v2/env/production/toggle/", headers={"HX-Request": "true"})
+    assert (
+        html.lstrip().startswith('<tbody id="flag-rows">')
+        and "search-v2" in html
+        and "new-checkout" not in html
+    )
+    toggled = admin_client.post(
+        "/apps/shop/flags/search-v2/env/production/toggle/", headers={"HX-Request": "true"}
+    )
     assert 'aria-checked="true"' in toggled.content.decode()
     assert FlagState.objects.get(flag__key="search-v2", environment__name="production").enabled
 
@@ -50,20 +58,35 @@ def test_list_query_count_is_constant(admin_client, demo, django_assert_max_num_
 
 
 def test_try_a_context_explains(admin_client, demo):
-    response = admin_client.get("/apps/shop/flags/new-checkout/try/",
-                                {"environment": "production", "context": "targetingKey=u1, country=FR"})
+    response = admin_client.get(
+        "/apps/shop/flags/new-checkout/try/",
+        {"environment": "production", "context": "targetingKey=u1, country=FR"},
+    )
     html = response.content.decode()
     assert "TARGETING_MATCH" in html and "by rule #1" in html
-    bad = admin_client.get("/apps/shop/flags/new-checkout/try/", {"environment": "production", "context": "oops"})
+    bad = admin_client.get(
+        "/apps/shop/flags/new-checkout/try/", {"environment": "production", "context": "oops"}
+    )
     assert "name=value" in bad.content.decode()
 
 
 def test_edit_state_bad_rules_and_revert(admin_client, demo):
     url = "/apps/shop/flags/search-v2/env/staging/"
-    assert admin_client.post(url, {"enabled": "on", "use_rollout": "on", "percentage": "25", "rules": "[]"}).status_code == 302
+    assert (
+        admin_client.post(
+            url, {"enabled": "on", "use_rollout": "on", "percentage": "25", "rules": "[]"}
+        ).status_code
+        == 302
+    )
     state = FlagState.objects.get(flag__key="search-v2", environment__name="staging")
     assert state.enabled and state.rollout["percentage"] == 25
-    bad = admin_client.post(url, {"enabled": "on", "rules": '[{"conditions": [{"attribute": "a", "operator": "regex", "values": ["x"]}], "variant": "on"}]'})
+    bad = admin_client.post(
+        url,
+        {
+            "enabled": "on",
+            "rules": '[{"conditions": [{"attribute": "a", "operator": "regex", "values": ["x"]}], "variant": "on"}]',
+        },
+    )
     assert bad.status_code == 400 and "operator" in bad.content.decode()
     event = FlagEvent.objects.filter(flag__key="search-v2", environment__name="staging").first()
     admin_client.post(f"/apps/shop/flags/search-v2/history/{event.pk}/revert/")
@@ -86,7 +109,9 @@ def test_pm_toggles_a_flag_and_tries_a_context(live_slipway):
     from playwright.sync_api import sync_playwright
 
     call_command("load_demo")
-    pm = get_user_model().objects.get(username="pm")  # the demo's product manager: a flag editor, not a superuser
+    pm = get_user_model().objects.get(
+        username="pm"
+    )  # the demo's product manager: a flag editor, not a superuser
     pm.set_password("pm-password-1")
     pm.save()
     with sync_playwright() as p:
@@ -101,7 +126,9 @@ def test_pm_toggles_a_flag_and_tries_a_context(live_slipway):
         assert switch.get_attribute("aria-checked") == "false"
         switch.focus()
         page.keyboard.press("Enter")  # keyboard works
-        page.get_by_role("switch", name="search-v2 in production").and_(page.locator("[aria-checked=true]")).wait_for()
+        page.get_by_role("switch", name="search-v2 in production").and_(
+            page.locator("[aria-checked=true]")
+        ).wait_for()
         page.get_by_role("link", name="new-checkout").click()
         page.get_by_label("Context").fill("targetingKey=u7, country=DE")
         page.get_by_label("Environment").select_option("production")
@@ -114,17 +141,30 @@ def test_pm_toggles_a_flag_and_tries_a_context(live_slipway):
 def test_edit_variants_and_segments_in_the_panel(admin_client, demo):
     bad = admin_client.post("/apps/shop/flags/banner-text/edit/", {"variants": '{"plain": 5}', "tags": "a"})
     assert bad.status_code == 400 and "is not a string" in bad.content.decode()
-    ok = admin_client.post("/apps/shop/flags/banner-text/edit/", {
-        "variants": '{"plain": "Welcome", "sale": "Sale!", "xmas": "Merry"}', "tags": "home, copy", "owner": "bob"})
+    ok = admin_client.post(
+        "/apps/shop/flags/banner-text/edit/",
+        {
+            "variants": '{"plain": "Welcome", "sale": "Sale!", "xmas": "Merry"}',
+            "tags": "home, copy",
+            "owner": "bob",
+        },
+    )
     assert ok.status_code == 302
     from flags.models import Flag, Segment
 
     assert Flag.objects.get(key="banner-text").tags == ["home", "copy"]
-    assert admin_client.post("/apps/shop/flags/segments/", {
-        "name": "beta", "conditions": '[{"attribute": "plan", "operator": "in", "values": ["beta"]}]'}).status_code == 302
+    assert (
+        admin_client.post(
+            "/apps/shop/flags/segments/",
+            {"name": "beta", "conditions": '[{"attribute": "plan", "operator": "in", "values": ["beta"]}]'},
+        ).status_code
+        == 302
+    )
     assert Segment.objects.filter(name="beta").exists()
-    unknown_op = admin_client.post("/apps/shop/flags/segments/", {
-        "name": "beta2", "conditions": '[{"attribute": "plan", "operator": "like", "values": ["b"]}]'})
+    unknown_op = admin_client.post(
+        "/apps/shop/flags/segments/",
+        {"name": "beta2", "conditions": '[{"attribute": "plan", "operator": "like", "values": ["b"]}]'},
+    )
     assert unknown_op.status_code == 400 and not Segment.objects.filter(name="beta2").exists()
 
 
@@ -147,7 +187,9 @@ def test_pm_rolls_out_30_then_60_percent_with_the_slider(live_slipway):
     pm.set_password("pm-password-1")
     pm.save()
     production = Environment.objects.get(application=shop, name="production")
-    _, token = do_create_api_token(Actor.system(), pm, name="sdk", scopes=["flags:read"], environment=production)
+    _, token = do_create_api_token(
+        Actor.system(), pm, name="sdk", scopes=["flags:read"], environment=production
+    )
 
     def slide_to(page, percentage):
         page.goto(live_slipway.url + "/apps/shop/flags/search-v2/")
@@ -189,38 +231,60 @@ def test_pm_rolls_out_30_then_60_percent_with_the_slider(live_slipway):
 def test_a_bad_rule_is_shown_next_to_the_field_and_what_was_typed_is_kept(admin_client, demo):
     url = "/apps/shop/flags/search-v2/env/staging/"
     typed = '[{"conditions": [{"attribute": "plan", "operator": "regex", "values": ["x"]}], "variant": "on"}]'
-    response = admin_client.post(url, {"enabled": "on", "use_rollout": "on", "percentage": "40", "rules": typed})
+    response = admin_client.post(
+        url, {"enabled": "on", "use_rollout": "on", "percentage": "40", "rules": typed}
+    )
     html = response.content.decode()
     assert response.status_code == 400 and "<!doctype html>" in html  # the flag page, not a bare error page
     assert 'id="rules-error-staging"' in html and "rules[0].conditions[0].operator" in html
     from django.utils.html import escape
 
     assert escape(typed) in html and 'value="40"' in html  # nothing typed is lost
-    assert not FlagState.objects.filter(flag__key="search-v2", environment__name="staging", enabled=True).exists()
+    assert not FlagState.objects.filter(
+        flag__key="search-v2", environment__name="staging", enabled=True
+    ).exists()
     broken = admin_client.post(url, {"enabled": "on", "rules": "[{oops"})
-    assert broken.status_code == 400 and "valid JSON" in broken.content.decode() and "[{oops" in broken.content.decode()
-    bad_pct = admin_client.post(url, {"enabled": "on", "use_rollout": "on", "percentage": "abc", "rules": "[]"})
+    assert (
+        broken.status_code == 400
+        and "valid JSON" in broken.content.decode()
+        and "[{oops" in broken.content.decode()
+    )
+    bad_pct = admin_client.post(
+        url, {"enabled": "on", "use_rollout": "on", "percentage": "abc", "rules": "[]"}
+    )
     assert bad_pct.status_code == 400 and 'id="percentage-error-staging"' in bad_pct.content.decode()
 
 
 def test_saving_says_what_happened(admin_client, demo):
     url = "/apps/shop/flags/search-v2/env/production/"
-    response = admin_client.post(url, {"enabled": "on", "use_rollout": "on", "percentage": "30", "rules": "[]"},
-                                 follow=True)
+    response = admin_client.post(
+        url, {"enabled": "on", "use_rollout": "on", "percentage": "30", "rules": "[]"}, follow=True
+    )
     assert "search-v2 is now on · 30 % in production." in response.content.decode()
     killed = admin_client.post(url, {"action": "kill"}, follow=True).content.decode()
     assert "Kill switch: search-v2 is now off in production." in killed
-    toggled = admin_client.post("/apps/shop/flags/search-v2/env/production/toggle/", headers={"HX-Request": "true"})
-    assert 'hx-swap-oob="true"' in toggled.content.decode() and "search-v2 is now on · 30 % in production." in \
-        toggled.content.decode()
+    toggled = admin_client.post(
+        "/apps/shop/flags/search-v2/env/production/toggle/", headers={"HX-Request": "true"}
+    )
+    assert (
+        'hx-swap-oob="true"' in toggled.content.decode()
+        and "search-v2 is now on · 30 % in production." in toggled.content.decode()
+    )
 
 
 def test_history_shows_field_level_changes(admin_client, demo):
     url = "/apps/shop/flags/search-v2/env/production/"
     admin_client.post(url, {"enabled": "on", "use_rollout": "on", "percentage": "10", "rules": "[]"})
-    admin_client.post(url, {"enabled": "on", "use_rollout": "on", "percentage": "30", "rules":
-                            '[{"conditions": [{"attribute": "country", "operator": "in", "values": ["FR", "DE"]}],'
-                            ' "variant": "on"}]'})
+    admin_client.post(
+        url,
+        {
+            "enabled": "on",
+            "use_rollout": "on",
+            "percentage": "30",
+            "rules": '[{"conditions": [{"attribute": "country", "operator": "in", "values": ["FR", "DE"]}],'
+            ' "variant": "on"}]',
+        },
+    )
     page = admin_client.get("/apps/shop/flags/search-v2/").content.decode()
     assert "rollout: 10 % (on) → 30 % (on)" in page and "rule 1 added: country in FR, DE → on" in page
     assert "True" not in page.split("<h2>History</h2>")[1]  # no Python reprs

@@ -53,7 +53,9 @@ def sdk_values(base_url: str, token: str, flag_key: str) -> list[bool]:
     from openfeature.contrib.provider.ofrep import OFREPProvider
     from openfeature.evaluation_context import EvaluationContext
 
-    api.set_provider(OFREPProvider(base_url=base_url, headers_factory=lambda: {"Authorization": f"Bearer {token}"}))
+    api.set_provider(
+        OFREPProvider(base_url=base_url, headers_factory=lambda: {"Authorization": f"Bearer {token}"})
+    )
     client = api.get_client()
 
     def one(key: str) -> tuple[bool, str]:
@@ -72,13 +74,17 @@ def wait_until_served(base_url: str, token: str, flag_key: str, percentage: int)
     import json
     import urllib.request
 
-    probe = next(k for k in KEYS if in_rollout(flag_key, k, percentage) and not in_rollout(flag_key, k, percentage - 1))
+    probe = next(
+        k for k in KEYS if in_rollout(flag_key, k, percentage) and not in_rollout(flag_key, k, percentage - 1)
+    )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        request = urllib.request.Request(f"{base_url}/ofrep/v1/evaluate/flags/{flag_key}", method="POST",
-                                         data=json.dumps({"context": {"targetingKey": probe}}).encode(),
-                                         headers={"Authorization": f"Bearer {token}",
-                                                  "Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"{base_url}/ofrep/v1/evaluate/flags/{flag_key}",
+            method="POST",
+            data=json.dumps({"context": {"targetingKey": probe}}).encode(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=5) as response:
             if json.loads(response.read())["value"] is True:
                 return
@@ -93,9 +99,16 @@ def test_documented_call_serves_30_percent_over_the_served_route_with_the_real_s
     response = pm.patch(url, {"enabled": True, "rollout_percentage": 30}, format="json")
     assert response.status_code == 200, response.content
     sdk_user = factories.UserFactory(username="sdk")
-    factories.MembershipFactory(user=sdk_user, application=app, role="viewer")  # a pinned token needs a role there
-    _, token = do_create_api_token(Actor.system(), sdk_user, name="sdk", scopes=["flags:read"],
-                                   environment=app.environments.get(name="production"))
+    factories.MembershipFactory(
+        user=sdk_user, application=app, role="viewer"
+    )  # a pinned token needs a role there
+    _, token = do_create_api_token(
+        Actor.system(),
+        sdk_user,
+        name="sdk",
+        scopes=["flags:read"],
+        environment=app.environments.get(name="production"),
+    )
 
     served = sdk_values(live_slipway.url, token, "new-checkout")
     assert served == [in_rollout("new-checkout", k, 30) for k in KEYS]  # Unleash's bucket, on every key
@@ -145,19 +158,23 @@ def test_a_proposed_percentage_applies_on_approval(app, production):
         factories.MembershipFactory(user=person, application=app, role="flag_editor")
     flag = do_create_flag(Actor.system(), app, key="f")
     response = token_client(proposer, "flags:write").patch(
-        f"{API}/flags/f/environments/production/", {"enabled": True, "rollout_percentage": 30}, format="json")
+        f"{API}/flags/f/environments/production/", {"enabled": True, "rollout_percentage": 30}, format="json"
+    )
     assert response.status_code == 202
     change = ChangeRequest.objects.get()
     assert not FlagState.objects.filter(flag=flag, enabled=True).exists()
     decided = token_client(approver, "flags:write").post(
-        f"{API}/flags/f/change-requests/{change.pk}/approve/", {}, format="json")
+        f"{API}/flags/f/change-requests/{change.pk}/approve/", {}, format="json"
+    )
     assert decided.status_code in (200, 201), decided.content
     assert FlagState.objects.get(flag=flag).rollout == {"percentage": 30, "weights": {"on": 100}}
 
 
 def test_flags_list_shows_the_percentage_beside_the_switch(admin_client, app, production):
     flag = do_create_flag(Actor.system(), app, key="new-checkout")
-    do_set_flag_state(Actor.system(), flag, production, enabled=True, rollout={"percentage": 30, "weights": {"on": 100}})
+    do_set_flag_state(
+        Actor.system(), flag, production, enabled=True, rollout={"percentage": 30, "weights": {"on": 100}}
+    )
     page = admin_client.get("/apps/shop/flags/").content.decode()
     assert "On · 30 %" in page
 
@@ -170,10 +187,22 @@ def test_upgrade_migration_records_what_changed_meaning(app, production):
     flag = do_create_flag(Actor.system(), app, key="old")
     other = do_create_flag(Actor.system(), app, key="fine")
     shortcut = {"percentage": 30, "weights": {"on": 100}}
-    FlagState.objects.create(flag=flag, environment=production, enabled=True, off_variant="off",
-                             default_variant="on", rollout=shortcut)
-    FlagState.objects.create(flag=other, environment=production, enabled=True, off_variant="off",
-                             default_variant="off", rollout=shortcut)  # served 30 % before and after
+    FlagState.objects.create(
+        flag=flag,
+        environment=production,
+        enabled=True,
+        off_variant="off",
+        default_variant="on",
+        rollout=shortcut,
+    )
+    FlagState.objects.create(
+        flag=other,
+        environment=production,
+        enabled=True,
+        off_variant="off",
+        default_variant="off",
+        rollout=shortcut,
+    )  # served 30 % before and after
     production.refresh_from_db()
     version = production.flags_version
     FlagEvent.objects.all().delete()

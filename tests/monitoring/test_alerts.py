@@ -34,11 +34,23 @@ def released(app):
     v1 = factories.ArtifactFactory(application=app, version="1.0.0")
     v2 = factories.ArtifactFactory(application=app, version="2.0.0")
     now = timezone.now()
-    Release.objects.create(application=app, environment=env, artifact=v1, kind="recorded", status="succeeded",
-                           finished_at=now - timedelta(days=1))
-    release = Release.objects.create(application=app, environment=env, artifact=v2, previous_artifact=v1,
-                                     status="succeeded", started_at=now - timedelta(minutes=11),
-                                     finished_at=now - timedelta(minutes=10))
+    Release.objects.create(
+        application=app,
+        environment=env,
+        artifact=v1,
+        kind="recorded",
+        status="succeeded",
+        finished_at=now - timedelta(days=1),
+    )
+    release = Release.objects.create(
+        application=app,
+        environment=env,
+        artifact=v2,
+        previous_artifact=v1,
+        status="succeeded",
+        started_at=now - timedelta(minutes=11),
+        finished_at=now - timedelta(minutes=10),
+    )
     env.current_artifact = v2
     env.save()
     return env, release, now
@@ -46,32 +58,70 @@ def released(app):
 
 def errors(env, version, kind, count, *, start, seconds=600, message="boom"):
     """`count` errors of one kind spread evenly over `seconds` from `start`."""
-    do_ingest_errors([Located(env.application_id, env.pk, error_from_json({
-        "environment": env.name, "version": version, "type": kind, "message": message,
-        "timestamp": (start + timedelta(seconds=seconds * (i + 0.5) / count)).isoformat()})) for i in range(count)])
+    do_ingest_errors(
+        [
+            Located(
+                env.application_id,
+                env.pk,
+                error_from_json(
+                    {
+                        "environment": env.name,
+                        "version": version,
+                        "type": kind,
+                        "message": message,
+                        "timestamp": (start + timedelta(seconds=seconds * (i + 0.5) / count)).isoformat(),
+                    }
+                ),
+            )
+            for i in range(count)
+        ]
+    )
 
 
-def test_a_new_error_group_alerts_once_to_the_hooks(released, receiver, eager,  # noqa: F811
-                                                    django_capture_on_commit_callbacks):
+def test_a_new_error_group_alerts_once_to_the_hooks(
+    released,
+    receiver,  # noqa: F811 (the fixture imported above)
+    eager,
+    django_capture_on_commit_callbacks,
+):
     env, release, now = released
     NotificationHook.objects.create(application=env.application, url=receiver, events=["alert"])
-    NotificationHook.objects.create(application=env.application, url=receiver + "/other", events=["succeeded"])
+    NotificationHook.objects.create(
+        application=env.application, url=receiver + "/other", events=["succeeded"]
+    )
     before = release.started_at - timedelta(minutes=10)
-    errors(env, "1.0.0", "KeyError", 20, start=before)  # the old, known error, at the same rate in both versions
+    errors(
+        env, "1.0.0", "KeyError", 20, start=before
+    )  # the old, known error, at the same rate in both versions
     errors(env, "2.0.0", "KeyError", 20, start=now - timedelta(minutes=10))
-    errors(env, "2.0.0", "TypeError", 12, start=now - timedelta(minutes=10), message="checkout")  # new in 2.0.0
+    errors(
+        env, "2.0.0", "TypeError", 12, start=now - timedelta(minutes=10), message="checkout"
+    )  # new in 2.0.0
     with django_capture_on_commit_callbacks(execute=True):
         [alert] = do_check_new_errors(release, now=now)
     assert (alert.kind, alert.release, alert.group.type, alert.rollback_requested) == (
-        "new_error", release, "TypeError", False)
-    assert alert.reason.startswith("TypeError: checkout: 12 in 600 s (0.02/s) vs previous version 0 in 600 s (0/s), new")
+        "new_error",
+        release,
+        "TypeError",
+        False,
+    )
+    assert alert.reason.startswith(
+        "TypeError: checkout: 12 in 600 s (0.02/s) vs previous version 0 in 600 s (0/s), new"
+    )
     assert alert.reason.endswith("→ alert: significantly higher")
     assert alert.details["errors"] == 12 and alert.details["previous_errors"] == 0
     event = AuditEvent.objects.get(kind="alert.raised")
-    assert event.actor_label == "system" and event.object_id == str(alert.pk) and event.after["kind"] == "new_error"
+    assert (
+        event.actor_label == "system"
+        and event.object_id == str(alert.pk)
+        and event.after["kind"] == "new_error"
+    )
     [sent] = Receiver.received  # the hook that asked for alerts, once
     assert sent["slipway"]["event"] == "alert" and sent["slipway"]["alert"] == alert.pk
-    assert sent["text"].startswith(":rotating_light: New error after <") and "TypeError: checkout" in sent["text"]
+    assert (
+        sent["text"].startswith(":rotating_light: New error after <")
+        and "TypeError: checkout" in sent["text"]
+    )
 
     errors(env, "2.0.0", "TypeError", 3, start=now - timedelta(minutes=5), seconds=300, message="checkout")
     with django_capture_on_commit_callbacks(execute=True):
@@ -88,7 +138,8 @@ def test_few_or_old_errors_raise_nothing(released):
 
 
 def test_an_error_rate_well_above_the_previous_versions_rolls_back_when_the_environment_says_so(
-        released, eager, django_capture_on_commit_callbacks):
+    released, eager, django_capture_on_commit_callbacks
+):
     env, release, now = released
     env.rollback_on_new_errors = True
     env.save()
@@ -99,7 +150,9 @@ def test_an_error_rate_well_above_the_previous_versions_rolls_back_when_the_envi
         alerts = check_recent_releases(now=now)
     assert sorted(a.kind for a in alerts) == ["error_rate", "new_error"]
     rate = next(a for a in alerts if a.kind == "error_rate")
-    assert rate.reason.startswith("all errors: 60 in 600 s") and "vs previous version 20 in 600 s" in rate.reason
+    assert (
+        rate.reason.startswith("all errors: 60 in 600 s") and "vs previous version 20 in 600 s" in rate.reason
+    )
     assert [a.rollback_requested for a in sorted(alerts, key=lambda a: a.pk)] == [True, False]  # one rollback
     [rollback] = Release.objects.filter(kind="rollback")
     assert rollback.artifact.version == "1.0.0" and rollback.reason.startswith(f"alert #{alerts[0].pk}: ")
@@ -130,6 +183,8 @@ def test_only_recent_releases_still_running_are_checked(released, settings):
 def test_a_busy_group_is_counted_from_its_hourly_counts(released):
     """A group with more events than are kept: the old version's pruned events still count (no false alarm)."""
     env, release, now = released
-    errors(env, "1.0.0", "KeyError", 400, start=release.started_at - timedelta(minutes=10))  # pruned to 100–200
+    errors(
+        env, "1.0.0", "KeyError", 400, start=release.started_at - timedelta(minutes=10)
+    )  # pruned to 100–200
     errors(env, "2.0.0", "KeyError", 400, start=now - timedelta(minutes=10))
     assert do_check_new_errors(release, now=now) == []

@@ -31,49 +31,103 @@ def error_ratios(rate: float, seed: int, n: int = 60, requests: int = 200) -> np
 
 
 def push(app, environment, name, version, values, *, target="web-1", labels=None):
-    Sample.objects.bulk_create([
-        Sample(application=app, environment=environment, name=name, value=float(v), version=version, target=target,
-               timestamp=START + timedelta(seconds=10 * i + 5), labels=labels or {})
-        for i, v in enumerate(values)])
+    Sample.objects.bulk_create(
+        [
+            Sample(
+                application=app,
+                environment=environment,
+                name=name,
+                value=float(v),
+                version=version,
+                target=target,
+                timestamp=START + timedelta(seconds=10 * i + 5),
+                labels=labels or {},
+            )
+            for i, v in enumerate(values)
+        ]
+    )
 
 
 def source(app, name="pushed", **fields):
-    return MetricSource.objects.create(application=app, name=name, kind=fields.pop("kind", "pushed"), **fields)
+    return MetricSource.objects.create(
+        application=app, name=name, kind=fields.pop("kind", "pushed"), **fields
+    )
 
 
 def template(app, metrics, **fields):
-    defaults = {"direction": "increase", "critical": False, "weight": 1.0, "unit": "", "allowed_increase": 1.0,
-                "allowed_decrease": 1.0, "success_condition": "", "failure_condition": "", "failure_limit": 0,
-                "inconclusive_limit": 0, "consecutive_error_limit": 4}
-    return AnalysisTemplate.objects.create(application=app, name=fields.pop("name", "canary"),
-                                           interval_seconds=10, count=60,
-                                           metrics=[{**defaults, **m} for m in metrics], **fields)
+    defaults = {
+        "direction": "increase",
+        "critical": False,
+        "weight": 1.0,
+        "unit": "",
+        "allowed_increase": 1.0,
+        "allowed_decrease": 1.0,
+        "success_condition": "",
+        "failure_condition": "",
+        "failure_limit": 0,
+        "inconclusive_limit": 0,
+        "consecutive_error_limit": 4,
+    }
+    return AnalysisTemplate.objects.create(
+        application=app,
+        name=fields.pop("name", "canary"),
+        interval_seconds=10,
+        count=60,
+        metrics=[{**defaults, **m} for m in metrics],
+        **fields,
+    )
 
 
 def run(tpl, environment, **fields):
-    return do_run_analysis(tpl, environment=environment, canary_version="1.5.0", baseline_version="1.4.0",
-                           canary_targets=["web-1"], baseline_targets=["web-2"], started_at=START, ended_at=END,
-                           **fields)
+    return do_run_analysis(
+        tpl,
+        environment=environment,
+        canary_version="1.5.0",
+        baseline_version="1.4.0",
+        canary_targets=["web-1"],
+        baseline_targets=["web-2"],
+        started_at=START,
+        ended_at=END,
+        **fields,
+    )
 
 
 def test_a_five_times_error_rate_fails_naming_the_metric(app, production):
     source(app)
     push(app, production, "error_rate", "1.4.0", error_ratios(0.01, 1), target="web-2")
     push(app, production, "error_rate", "1.5.0", error_ratios(0.05, 2), target="web-1")
-    push(app, production, "latency_ms", "1.4.0", np.random.default_rng(3).lognormal(4, 0.3, 60), target="web-2")
-    push(app, production, "latency_ms", "1.5.0", np.random.default_rng(4).lognormal(4, 0.3, 60), target="web-1")
-    tpl = template(app, [{"name": "error_rate", "source": "pushed", "query": "error_rate", "unit": "%"},
-                         {"name": "latency", "source": "pushed", "query": "latency_ms", "unit": "ms"}])
+    push(
+        app, production, "latency_ms", "1.4.0", np.random.default_rng(3).lognormal(4, 0.3, 60), target="web-2"
+    )
+    push(
+        app, production, "latency_ms", "1.5.0", np.random.default_rng(4).lognormal(4, 0.3, 60), target="web-1"
+    )
+    tpl = template(
+        app,
+        [
+            {"name": "error_rate", "source": "pushed", "query": "error_rate", "unit": "%"},
+            {"name": "latency", "source": "pushed", "query": "latency_ms", "unit": "ms"},
+        ],
+    )
     result = run(tpl, production)
     assert result.verdict == "fail" and result.status == "complete" and result.score == 50
-    assert "error_rate" in result.reasons[0] and result.reasons[0].startswith("fail: canary judge: score 50 (1 of 2 metrics pass; failing: error_rate")
+    assert "error_rate" in result.reasons[0] and result.reasons[0].startswith(
+        "fail: canary judge: score 50 (1 of 2 metrics pass; failing: error_rate"
+    )
     error_rate, latency = result.measurements.order_by("position")
     assert error_rate.outcome == "high" and "too high" in error_rate.reason and latency.outcome == "pass"
     assert error_rate.canary["count"] == 60 and error_rate.baseline["count"] == 60
     assert error_rate.canary["mean"] > 4 * error_rate.baseline["mean"]
-    assert len(error_rate.canary_values) == 60 and error_rate.canary_values[0][0] == (START + timedelta(seconds=5)).timestamp()
+    assert (
+        len(error_rate.canary_values) == 60
+        and error_rate.canary_values[0][0] == (START + timedelta(seconds=5)).timestamp()
+    )
     event = AuditEvent.objects.get(kind="analysis_run.completed")
-    assert event.after["verdict"] == "fail" and event.object_id == str(result.pk) and event.actor_label == "system"
+    assert (
+        event.after["verdict"] == "fail"
+        and event.object_id == str(result.pk)
+        and event.actor_label == "system"
+    )
 
 
 def test_identical_versions_pass(app, production):
@@ -102,34 +156,65 @@ def test_pushed_samples_are_matched_by_labels_targets_and_window(app, production
 def test_threshold_checks_judge_the_canary_alone(app, production):
     source(app)
     push(app, production, "health_ok", "1.5.0", [1.0] * 8 + [0.0] * 2, target="web-1")
-    tpl = template(app, [{"name": "health_ok", "source": "pushed", "query": "health_ok",
-                          "success_condition": "health_ok == 1", "failure_limit": 1}])
-    result = do_run_analysis(tpl, environment=production, canary_version="1.5.0", baseline_version=None,
-                             started_at=START, ended_at=END)
+    tpl = template(
+        app,
+        [
+            {
+                "name": "health_ok",
+                "source": "pushed",
+                "query": "health_ok",
+                "success_condition": "health_ok == 1",
+                "failure_limit": 1,
+            }
+        ],
+    )
+    result = do_run_analysis(
+        tpl,
+        environment=production,
+        canary_version="1.5.0",
+        baseline_version=None,
+        started_at=START,
+        ended_at=END,
+    )
     assert result.verdict == "fail" and result.score is None
     assert "2 failed measurements, more than the failure limit 1" in result.reasons[0]
     assert result.measurements.get().check_phase == "failed"
 
 
-@pytest.mark.parametrize(("rule", "verdict"), [("inconclusive", "inconclusive"), ("fail", "fail"), ("pass", "pass")])
+@pytest.mark.parametrize(
+    ("rule", "verdict"), [("inconclusive", "inconclusive"), ("fail", "fail"), ("pass", "pass")]
+)
 def test_an_unreachable_source_decides_by_on_missing_data(app, production, rule, verdict):
     url = f"http://127.0.0.1:{free_port()}"
     source(app, "prom", kind="prometheus", url=url, timeout_seconds=2, on_missing_data=rule)
     source(app)
     push(app, production, "error_rate", "1.4.0", error_ratios(0.01, 5), target="web-2")
     push(app, production, "error_rate", "1.5.0", error_ratios(0.01, 6), target="web-1")
-    tpl = template(app, [{"name": "error_rate", "source": "pushed", "query": "error_rate"},
-                         {"name": "latency", "source": "prom", "query": 'latency{version="{{version}}"}'}])
+    tpl = template(
+        app,
+        [
+            {"name": "error_rate", "source": "pushed", "query": "error_rate"},
+            {"name": "latency", "source": "prom", "query": 'latency{version="{{version}}"}'},
+        ],
+    )
     result = run(tpl, production)
     assert result.verdict == verdict and result.status == "partial"
     said = {"inconclusive": "inconclusive", "fail": "fail", "pass": "ignored"}[rule]
-    missing = f"latency: no data (canary: prometheus at {url}: connection refused; baseline: prometheus at {url}: " \
-              f"connection refused) → {said} (the source's on_missing_data is {rule})"
+    missing = (
+        f"latency: no data (canary: prometheus at {url}: connection refused; baseline: prometheus at {url}: "
+        f"connection refused) → {said} (the source's on_missing_data is {rule})"
+    )
     assert missing in result.reasons
     latency = result.measurements.get(metric="latency")
     assert latency.outcome == ("ignored" if rule == "pass" else "missing")
-    assert latency.canary_query == 'latency{version="1.5.0"}' and latency.baseline_query == 'latency{version="1.4.0"}'
-    assert latency.canary["missing"] == f"prometheus at {url}: connection refused" and latency.canary["count"] == 0
+    assert (
+        latency.canary_query == 'latency{version="1.5.0"}'
+        and latency.baseline_query == 'latency{version="1.4.0"}'
+    )
+    assert (
+        latency.canary["missing"] == f"prometheus at {url}: connection refused"
+        and latency.canary["count"] == 0
+    )
 
 
 class Sleepy(http.server.BaseHTTPRequestHandler):
@@ -147,8 +232,10 @@ def test_a_slow_source_cannot_hang_the_run(app, production):
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}"
         source(app, "prom", kind="prometheus", url=url, timeout_seconds=1, on_missing_data="inconclusive")
-        tpl = template(app, [{"name": f"m{i}", "source": "prom", "query": 'up{version="{{version}}"}'}
-                             for i in range(12)])  # 24 queries, 8 at a time: at most 3 timeouts end to end
+        tpl = template(
+            app,
+            [{"name": f"m{i}", "source": "prom", "query": 'up{version="{{version}}"}'} for i in range(12)],
+        )  # 24 queries, 8 at a time: at most 3 timeouts end to end
         began = time.monotonic()
         result = run(tpl, production)
         took = time.monotonic() - began
@@ -157,8 +244,11 @@ def test_a_slow_source_cannot_hang_the_run(app, production):
         server.server_close()
     assert took < 4.5
     assert result.verdict == "inconclusive" and result.status == "no_data"
-    assert f"m0: no data (canary: prometheus at {url}: timed out after 1 s; baseline: prometheus at {url}: " \
-           f"timed out after 1 s) → inconclusive (the source's on_missing_data is inconclusive)" in result.reasons
+    assert (
+        f"m0: no data (canary: prometheus at {url}: timed out after 1 s; baseline: prometheus at {url}: "
+        f"timed out after 1 s) → inconclusive (the source's on_missing_data is inconclusive)"
+        in result.reasons
+    )
 
 
 def test_runs_are_tied_to_a_release_and_keep_values_capped(app, production):
@@ -166,13 +256,32 @@ def test_runs_are_tied_to_a_release_and_keep_values_capped(app, production):
     artifact = factories.ArtifactFactory(application=app, version="1.5.0")
     release = Release.objects.create(application=app, environment=production, artifact=artifact)
     many = np.random.default_rng(9).normal(10, 1, 3000)
-    Sample.objects.bulk_create([
-        Sample(application=app, environment=production, name="cpu", value=float(v), version=version, target="",
-               timestamp=START + timedelta(milliseconds=150 * i)) for version in ("1.4.0", "1.5.0")
-        for i, v in enumerate(many)])
+    Sample.objects.bulk_create(
+        [
+            Sample(
+                application=app,
+                environment=production,
+                name="cpu",
+                value=float(v),
+                version=version,
+                target="",
+                timestamp=START + timedelta(milliseconds=150 * i),
+            )
+            for version in ("1.4.0", "1.5.0")
+            for i, v in enumerate(many)
+        ]
+    )
     tpl = template(app, [{"name": "cpu", "source": "pushed", "query": "cpu"}])
-    result = do_run_analysis(tpl, environment=production, canary_version="1.5.0", baseline_version="1.4.0",
-                             started_at=START, ended_at=END, release=release, rollout_id=77)
+    result = do_run_analysis(
+        tpl,
+        environment=production,
+        canary_version="1.5.0",
+        baseline_version="1.4.0",
+        started_at=START,
+        ended_at=END,
+        release=release,
+        rollout_id=77,
+    )
     assert result.release == release and result.rollout_id == 77 and result.verdict == "pass"
     measured = AnalysisMeasurement.objects.get(run=result)
     assert measured.canary["count"] == 3000 and len(measured.canary_values) == AnalysisMeasurement.MAX_VALUES
@@ -186,12 +295,24 @@ def test_a_window_must_be_forwards_and_the_environment_the_templates(app, produc
     source(app)
     tpl = template(app, [{"name": "cpu", "source": "pushed", "query": "cpu"}])
     with pytest.raises(Invalid) as refused:
-        do_run_analysis(tpl, environment=production, canary_version="1", baseline_version="0", started_at=END,
-                        ended_at=START)
+        do_run_analysis(
+            tpl,
+            environment=production,
+            canary_version="1",
+            baseline_version="0",
+            started_at=END,
+            ended_at=START,
+        )
     assert refused.value.field == "ended_at"
     elsewhere = factories.EnvironmentFactory(name="production")
     with pytest.raises(Invalid) as refused:
-        do_run_analysis(tpl, environment=elsewhere, canary_version="1", baseline_version="0", started_at=START,
-                        ended_at=END)
+        do_run_analysis(
+            tpl,
+            environment=elsewhere,
+            canary_version="1",
+            baseline_version="0",
+            started_at=START,
+            ended_at=END,
+        )
     assert refused.value.field == "environment"
     assert not AnalysisRun.objects.exists()

@@ -22,13 +22,19 @@ def writer(user, app):
 
 @pytest.fixture
 def prom(app):
-    return MetricSource.objects.create(application=app, name="prom", kind="prometheus", url="http://prom:9090")
+    return MetricSource.objects.create(
+        application=app, name="prom", kind="prometheus", url="http://prom:9090"
+    )
 
 
 def metric(**fields):
-    return {"name": "error_rate", "source": "prom",
-            "query": 'sum(rate(http_errors{version="{{version}}"}[1m])) / sum(rate(http_requests{version="{{version}}"}[1m]))',
-            "direction": "increase", **fields}
+    return {
+        "name": "error_rate",
+        "source": "prom",
+        "query": 'sum(rate(http_errors{version="{{version}}"}[1m])) / sum(rate(http_requests{version="{{version}}"}[1m]))',
+        "direction": "increase",
+        **fields,
+    }
 
 
 def body(**fields):
@@ -36,9 +42,19 @@ def body(**fields):
 
 
 def test_a_source_keeps_its_secret_to_itself(writer):
-    response = writer.post(SOURCES, {"name": "prom", "kind": "prometheus", "url": "https://prom.example:9090/",
-                                     "auth": "bearer", "secret": "tok-123456", "timeout_seconds": 2,
-                                     "on_missing_data": "fail"}, format="json")
+    response = writer.post(
+        SOURCES,
+        {
+            "name": "prom",
+            "kind": "prometheus",
+            "url": "https://prom.example:9090/",
+            "auth": "bearer",
+            "secret": "tok-123456",
+            "timeout_seconds": 2,
+            "on_missing_data": "fail",
+        },
+        format="json",
+    )
     assert response.status_code == 201, response.json()
     assert response.json()["has_secret"] is True and "tok-123456" not in response.content.decode()
     assert "tok-123456" not in writer.get(SOURCES + "prom/").content.decode()
@@ -47,21 +63,28 @@ def test_a_source_keeps_its_secret_to_itself(writer):
     assert MetricSource.objects.get().secret == "tok-123456"  # kept when not given
     writer.patch(SOURCES + "prom/", {"secret": "tok-654321"}, format="json")
     events = AuditEvent.objects.filter(kind__startswith="metric_source.").order_by("id")
-    assert [e.kind for e in events] == ["metric_source.created", "metric_source.updated", "metric_source.updated"]
+    assert [e.kind for e in events] == [
+        "metric_source.created",
+        "metric_source.updated",
+        "metric_source.updated",
+    ]
     assert all("tok-" not in str(e.before) + str(e.after) for e in events)
     assert events.last().after["secret_changed"] is True
 
 
-@pytest.mark.parametrize(("fields", "field"), [
-    ({"kind": "prometheus", "url": "ftp://x"}, "url"),
-    ({"kind": "prometheus", "url": "http://ops:pw@prom:9090"}, "url"),
-    ({"kind": "prometheus", "url": "http://prom", "auth": "bearer"}, "secret"),
-    ({"kind": "prometheus", "url": "http://prom", "timeout_seconds": 600}, "timeout_seconds"),
-    ({"kind": "prometheus", "url": "http://prom", "on_missing_data": "shrug"}, "on_missing_data"),
-    ({"kind": "pushed", "url": "http://prom"}, "url"),
-    ({"kind": "graphite"}, "kind"),
-    ({"kind": "pushed", "colour": "red"}, "colour"),
-])
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"kind": "prometheus", "url": "ftp://x"}, "url"),
+        ({"kind": "prometheus", "url": "http://ops:pw@prom:9090"}, "url"),
+        ({"kind": "prometheus", "url": "http://prom", "auth": "bearer"}, "secret"),
+        ({"kind": "prometheus", "url": "http://prom", "timeout_seconds": 600}, "timeout_seconds"),
+        ({"kind": "prometheus", "url": "http://prom", "on_missing_data": "shrug"}, "on_missing_data"),
+        ({"kind": "pushed", "url": "http://prom"}, "url"),
+        ({"kind": "graphite"}, "kind"),
+        ({"kind": "pushed", "colour": "red"}, "colour"),
+    ],
+)
 def test_bad_sources_are_400_naming_the_field(writer, fields, field):
     response = writer.post(SOURCES, {"name": "s", **fields}, format="json")
     assert response.status_code == 400 and field in response.json(), response.json()
@@ -72,39 +95,56 @@ def test_a_template_round_trips_with_defaults(writer, prom):
     response = writer.post(TEMPLATES, body(), format="json")
     assert response.status_code == 201, response.json()
     saved = response.json()
-    assert (saved["interval_seconds"], saved["count"], saved["pass_threshold"], saved["marginal_threshold"]) == \
-        (60, 10, 95.0, 75.0)
+    assert (
+        saved["interval_seconds"],
+        saved["count"],
+        saved["pass_threshold"],
+        saved["marginal_threshold"],
+    ) == (60, 10, 95.0, 75.0)
     assert saved["metrics"][0]["weight"] == 1.0 and saved["metrics"][0]["critical"] is False
     assert writer.get(TEMPLATES).json()["results"][0]["name"] == "canary"
-    patched = writer.patch(TEMPLATES + "canary/", {"pass_threshold": 90, "marginal_threshold": 60}, format="json")
+    patched = writer.patch(
+        TEMPLATES + "canary/", {"pass_threshold": 90, "marginal_threshold": 60}, format="json"
+    )
     assert patched.status_code == 200 and patched.json()["pass_threshold"] == 90
     assert patched.json()["metrics"] == saved["metrics"]
     assert writer.post(TEMPLATES, body(), format="json").status_code == 409
     assert writer.delete(TEMPLATES + "canary/").status_code == 204
-    assert [e.kind for e in AuditEvent.objects.filter(kind__startswith="analysis_template.").order_by("id")] == \
-        ["analysis_template.created", "analysis_template.updated", "analysis_template.deleted"]
+    assert [
+        e.kind for e in AuditEvent.objects.filter(kind__startswith="analysis_template.").order_by("id")
+    ] == ["analysis_template.created", "analysis_template.updated", "analysis_template.deleted"]
 
 
-@pytest.mark.parametrize(("fields", "field", "words"), [
-    ({"metrics": [metric(), metric(name="b"), metric(name="c", success_condition="c = 0.01")]},
-     "metrics[2].success_condition", "unexpected character '=': compare with `==` at position 3"),
-    ({"metrics": [metric(failure_condition="error_rate >")]}, "metrics[0].failure_condition", "position 13"),
-    ({"metrics": [metric(success_condition="latency < 3")]}, "metrics[0].success_condition", "'latency'"),
-    ({"metrics": [metric(query="up{version={{version}}}")]}, "metrics[0].query", "inside double quotes"),
-    ({"metrics": [metric(source="graphite")]}, "metrics[0].source", "this application has: prom"),
-    ({"metrics": [metric(), metric()]}, "metrics[1].name", "Another metric"),
-    ({"metrics": [metric(direction="sideways")]}, "metrics[0].direction", "increase"),
-    ({"metrics": [metric(weight=-1)]}, "metrics[0].weight", "From 0"),
-    ({"metrics": [metric(critical="yes")]}, "metrics[0].critical", "true or false"),
-    ({"metrics": [metric(colour="red")]}, "metrics[0].colour", "Unknown field"),
-    ({"metrics": [metric(name="result")]}, "metrics[0].name", "not one of"),
-    ({"metrics": []}, "metrics", "at least one"),
-    ({"metrics": [metric(name=f"m{i}") for i in range(51)]}, "metrics", "At most 50"),
-    ({"marginal_threshold": 99}, "marginal_threshold", "At most pass_threshold"),
-    ({"interval_seconds": 0}, "interval_seconds", "From 1"),
-    ({"count": 1000, "interval_seconds": 3600}, "count", "24 hours"),
-    ({"name": "Not A Slug"}, "name", "lowercase"),
-])
+@pytest.mark.parametrize(
+    ("fields", "field", "words"),
+    [
+        (
+            {"metrics": [metric(), metric(name="b"), metric(name="c", success_condition="c = 0.01")]},
+            "metrics[2].success_condition",
+            "unexpected character '=': compare with `==` at position 3",
+        ),
+        (
+            {"metrics": [metric(failure_condition="error_rate >")]},
+            "metrics[0].failure_condition",
+            "position 13",
+        ),
+        ({"metrics": [metric(success_condition="latency < 3")]}, "metrics[0].success_condition", "'latency'"),
+        ({"metrics": [metric(query="up{version={{version}}}")]}, "metrics[0].query", "inside double quotes"),
+        ({"metrics": [metric(source="graphite")]}, "metrics[0].source", "this application has: prom"),
+        ({"metrics": [metric(), metric()]}, "metrics[1].name", "Another metric"),
+        ({"metrics": [metric(direction="sideways")]}, "metrics[0].direction", "increase"),
+        ({"metrics": [metric(weight=-1)]}, "metrics[0].weight", "From 0"),
+        ({"metrics": [metric(critical="yes")]}, "metrics[0].critical", "true or false"),
+        ({"metrics": [metric(colour="red")]}, "metrics[0].colour", "Unknown field"),
+        ({"metrics": [metric(name="result")]}, "metrics[0].name", "not one of"),
+        ({"metrics": []}, "metrics", "at least one"),
+        ({"metrics": [metric(name=f"m{i}") for i in range(51)]}, "metrics", "At most 50"),
+        ({"marginal_threshold": 99}, "marginal_threshold", "At most pass_threshold"),
+        ({"interval_seconds": 0}, "interval_seconds", "From 1"),
+        ({"count": 1000, "interval_seconds": 3600}, "count", "24 hours"),
+        ({"name": "Not A Slug"}, "name", "lowercase"),
+    ],
+)
 def test_bad_templates_are_400_naming_the_field(writer, prom, fields, field, words):
     response = writer.post(TEMPLATES, body(**fields), format="json")
     assert response.status_code == 400
@@ -113,7 +153,9 @@ def test_bad_templates_are_400_naming_the_field(writer, prom, fields, field, wor
 
 
 def test_a_condition_error_carries_the_position(writer, prom):
-    response = writer.post(TEMPLATES, body(metrics=[metric(success_condition="error_rate < 0.01 &")]), format="json")
+    response = writer.post(
+        TEMPLATES, body(metrics=[metric(success_condition="error_rate < 0.01 &")]), format="json"
+    )
     assert response.json()["position"] == 19
     response = writer.post(TEMPLATES, body(metrics=[metric(query='up{v="{{nope}}"}')]), format="json")
     assert response.json()["position"] == 7
@@ -121,11 +163,15 @@ def test_a_condition_error_carries_the_position(writer, prom):
 
 def test_pushed_queries_are_sample_selectors(writer, app):
     MetricSource.objects.create(application=app, name="pushed", kind="pushed")
-    ok = writer.post(TEMPLATES, body(metrics=[metric(source="pushed", query='http_errors{route="/cart"}')]),
-                     format="json")
+    ok = writer.post(
+        TEMPLATES, body(metrics=[metric(source="pushed", query='http_errors{route="/cart"}')]), format="json"
+    )
     assert ok.status_code == 201, ok.json()
-    bad = writer.post(TEMPLATES, body(name="x", metrics=[metric(source="pushed", query='http_errors{version="1"}')]),
-                      format="json")
+    bad = writer.post(
+        TEMPLATES,
+        body(name="x", metrics=[metric(source="pushed", query='http_errors{version="1"}')]),
+        format="json",
+    )
     assert bad.status_code == 400 and "set by the run" in bad.json()["metrics[0].query"][0]
 
 
@@ -139,7 +185,9 @@ def test_changing_needs_releases_write_and_a_release_manager(user, app, prom):
     assert token_client(user, "releases:read").post(TEMPLATES, body(), format="json").status_code == 403
     developer = factories.UserFactory()
     factories.MembershipFactory(user=developer, application=app, role="developer")
-    refused = token_client(developer, "releases:read", "releases:write").post(TEMPLATES, body(), format="json")
+    refused = token_client(developer, "releases:read", "releases:write").post(
+        TEMPLATES, body(), format="json"
+    )
     assert refused.status_code == 403 and "admin or release manager" in refused.json()["detail"]
     assert token_client(developer, "releases:read").get(TEMPLATES).status_code == 200
     manager = factories.UserFactory()
@@ -157,11 +205,21 @@ def test_runs_are_listed_by_release_with_measurements(writer, user, app, django_
     push(app, production, "error_rate", "1.5.0", error_ratios(0.05, 2), target="web-1")
     writer.post(TEMPLATES, body(metrics=[metric(source="pushed", query="error_rate")]), format="json")
     template = AnalysisTemplate.objects.get()
-    release = Release.objects.create(application=app, environment=production,
-                                     artifact=factories.ArtifactFactory(application=app, version="1.5.0"))
+    release = Release.objects.create(
+        application=app,
+        environment=production,
+        artifact=factories.ArtifactFactory(application=app, version="1.5.0"),
+    )
     for tied in (release, None):
-        do_run_analysis(template, environment=production, canary_version="1.5.0", baseline_version="1.4.0",
-                        started_at=START, ended_at=END, release=tied)
+        do_run_analysis(
+            template,
+            environment=production,
+            canary_version="1.5.0",
+            baseline_version="1.4.0",
+            started_at=START,
+            ended_at=END,
+            release=tied,
+        )
     reader = token_client(user, "releases:read")
     with django_assert_num_queries(7):  # token (+ last use), application, roles, count, runs, measurements
         page = reader.get(f"{RUNS}?release={release.pk}").json()
@@ -187,4 +245,9 @@ def test_the_documented_template_is_accepted(writer, app, prom):
     example = json.loads(re.search(r"```json\n(.*?)```", section, re.DOTALL).group(1))
     response = writer.post(TEMPLATES, example, format="json")
     assert response.status_code == 201, response.json()
-    assert [m["name"] for m in response.json()["metrics"]] == ["error_rate", "latency_p95", "throughput", "health_ok"]
+    assert [m["name"] for m in response.json()["metrics"]] == [
+        "error_rate",
+        "latency_p95",
+        "throughput",
+        "health_ok",
+    ]

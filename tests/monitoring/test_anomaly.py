@@ -21,9 +21,12 @@ def alert_rate(current_rate: float, previous_rate: float, seed: int, requests: i
     rng = np.random.default_rng(seed)
     current = rng.binomial(requests, current_rate, TRIALS)
     previous = rng.binomial(requests, previous_rate, TRIALS)
-    alerts = sum(compare_error_rates(ErrorCount(errors=int(c), exposure=requests),
-                                     ErrorCount(errors=int(p), exposure=requests)).increased
-                 for c, p in zip(current, previous, strict=True))
+    alerts = sum(
+        compare_error_rates(
+            ErrorCount(errors=int(c), exposure=requests), ErrorCount(errors=int(p), exposure=requests)
+        ).increased
+        for c, p in zip(current, previous, strict=True)
+    )
     return alerts / TRIALS
 
 
@@ -63,17 +66,26 @@ def test_p_value_is_the_exact_binomial_test(k1, k0, t1, t0):
 
 
 def test_a_new_error_group_alerts_once_it_has_enough_occurrences():
-    seven = compare_error_rates(ErrorCount(errors=7, exposure=REQUESTS), ErrorCount(errors=0, exposure=REQUESTS),
-                                name="TypeError in checkout")
+    seven = compare_error_rates(
+        ErrorCount(errors=7, exposure=REQUESTS),
+        ErrorCount(errors=0, exposure=REQUESTS),
+        name="TypeError in checkout",
+    )
     assert seven.increased and math.isinf(seven.ratio)
-    assert seven.reason == ("TypeError in checkout: 7 in 12000 (0.0583 %) vs previous version 0 in 12000 (0 %), "
-                            "new, p = 0.008 → alert: significantly higher")
-    three = compare_error_rates(ErrorCount(errors=3, exposure=REQUESTS), ErrorCount(errors=0, exposure=REQUESTS))
+    assert seven.reason == (
+        "TypeError in checkout: 7 in 12000 (0.0583 %) vs previous version 0 in 12000 (0 %), "
+        "new, p = 0.008 → alert: significantly higher"
+    )
+    three = compare_error_rates(
+        ErrorCount(errors=3, exposure=REQUESTS), ErrorCount(errors=0, exposure=REQUESTS)
+    )
     assert not three.increased and three.reason.endswith("→ no alert (fewer than 5 errors)")
 
 
 def test_a_significant_but_small_rise_is_not_an_alert():
-    change = compare_error_rates(ErrorCount(errors=11_500, exposure=1e6), ErrorCount(errors=10_000, exposure=1e6))
+    change = compare_error_rates(
+        ErrorCount(errors=11_500, exposure=1e6), ErrorCount(errors=10_000, exposure=1e6)
+    )
     assert change.p_value < 0.001 and not change.increased
     assert change.reason.endswith("1.15×, p < 0.001 → no alert (significant, but below 1.5×)")
 

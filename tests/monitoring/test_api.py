@@ -22,12 +22,21 @@ def writer(user, app):
 
 
 def report(client, **fields):
-    body = {"environment": "production", "version": "1.4.0", "type": "KeyError", "message": "'user-1'",
-            "stacktrace": 'File "shop/cart.py", line 3, in total', "target": "web-3", **fields}
+    body = {
+        "environment": "production",
+        "version": "1.4.0",
+        "type": "KeyError",
+        "message": "'user-1'",
+        "stacktrace": 'File "shop/cart.py", line 3, in total',
+        "target": "web-3",
+        **fields,
+    }
     return client.post("/api/v1/applications/shop/errors/", body, format="json")
 
 
-def test_json_errors_are_grouped_and_listed_with_new_in_version(writer, user, production, django_assert_num_queries):
+def test_json_errors_are_grouped_and_listed_with_new_in_version(
+    writer, user, production, django_assert_num_queries
+):
     assert report(writer).status_code == 201
     response = report(writer, message="'user-2'", stacktrace='File "shop/cart.py", line 9, in total')
     assert response.status_code == 201 and response.json()["group"]["count"] == 2
@@ -35,7 +44,9 @@ def test_json_errors_are_grouped_and_listed_with_new_in_version(writer, user, pr
     assert report(writer, version="1.5.0").status_code == 201
     reader = token_client(user, "releases:read")
     with django_assert_num_queries(7):  # token (+ its last use), application, roles, environment, count, page
-        groups = reader.get("/api/v1/applications/shop/error-groups/?environment=production&version=1.5.0").json()
+        groups = reader.get(
+            "/api/v1/applications/shop/error-groups/?environment=production&version=1.5.0"
+        ).json()
     by_type = {g["type"]: g for g in groups["results"]}
     assert by_type["TypeError"]["new_in_version"] is True and by_type["TypeError"]["version_count"] == 1
     assert by_type["KeyError"]["new_in_version"] is False and by_type["KeyError"]["version_count"] == 1
@@ -50,7 +61,9 @@ def test_without_a_version_new_means_new_in_what_the_environment_runs(writer, us
     report(writer)
     production.current_artifact = Artifact.objects.get(version="1.4.0")
     production.save()
-    [group] = token_client(user, "releases:read").get("/api/v1/applications/shop/error-groups/").json()["results"]
+    [group] = (
+        token_client(user, "releases:read").get("/api/v1/applications/shop/error-groups/").json()["results"]
+    )
     assert group["new_in_version"] is True and group["version_count"] is None
 
 
@@ -73,14 +86,30 @@ def test_errors_and_samples_need_metrics_write(user, production):
     bad = APIClient()
     bad.credentials(HTTP_AUTHORIZATION="Bearer slw_nope")
     assert report(bad).status_code == 401
-    assert report(token_client(user, "metrics:write"), ).status_code == 201
-    assert token_client(user, "metrics:write").post("/api/v1/applications/nope/errors/", {}, format="json").status_code == 404
+    assert (
+        report(
+            token_client(user, "metrics:write"),
+        ).status_code
+        == 201
+    )
+    assert (
+        token_client(user, "metrics:write")
+        .post("/api/v1/applications/nope/errors/", {}, format="json")
+        .status_code
+        == 404
+    )
 
 
 def samples(n, **labels):
-    return [{"name": "http_errors", "value": i, "timestamp": "2026-05-01T10:00:00Z",
-             "labels": {"environment": "production", "version": "1.4.0", "target": f"web-{i % 3}", **labels}}
-            for i in range(n)]
+    return [
+        {
+            "name": "http_errors",
+            "value": i,
+            "timestamp": "2026-05-01T10:00:00Z",
+            "labels": {"environment": "production", "version": "1.4.0", "target": f"web-{i % 3}", **labels},
+        }
+        for i in range(n)
+    ]
 
 
 def test_samples_are_pushed_in_batches(writer, production):
@@ -95,8 +124,12 @@ def test_a_bad_sample_is_400_naming_index_and_field_and_nothing_is_stored(writer
     batch[7]["value"] = "many"
     response = writer.post("/api/v1/applications/shop/metrics/", batch, format="json")
     assert response.status_code == 400
-    assert response.json() == {"samples[7].value": ["A finite number."], "code": "invalid", "index": 7,
-                               "field": "value"}
+    assert response.json() == {
+        "samples[7].value": ["A finite number."],
+        "code": "invalid",
+        "index": 7,
+        "field": "value",
+    }
     batch = samples(10)
     batch[4]["labels"]["environment"] = "qa"
     body = writer.post("/api/v1/applications/shop/metrics/", batch, format="json").json()
@@ -120,13 +153,16 @@ def test_the_application_api_gives_the_dsn_and_admins_rotate_it(ci, user, app, a
     body = ci.get("/api/v1/applications/shop/").json()
     assert body["sentry_dsn"] == f"http://{key.public_key}@127.0.0.1:8000/{app.pk}"
     rotated = token_client(user, "admin").post("/api/v1/applications/shop/ingest-key/").json()["sentry_dsn"]
-    assert rotated != body["sentry_dsn"] and ci.get("/api/v1/applications/shop/").json()["sentry_dsn"] == rotated
+    assert (
+        rotated != body["sentry_dsn"] and ci.get("/api/v1/applications/shop/").json()["sentry_dsn"] == rotated
+    )
     assert IngestKey.objects.filter(application=app, revoked_at__isnull=True).count() == 1
     assert AuditEvent.objects.filter(kind="ingest_key.rotated").count() == 1
     creator = token_client(admin_user, "releases:write", "releases:read")
     created = creator.post("/api/v1/applications/", {"slug": "cart", "name": "Cart"}, format="json").json()
     assert created["sentry_dsn"].startswith("http://") and created["sentry_dsn"].endswith(
-        f"/{IngestKey.objects.get(application__slug='cart').application_id}")
+        f"/{IngestKey.objects.get(application__slug='cart').application_id}"
+    )
 
 
 def test_the_application_page_shows_the_dsn(admin_client, app):

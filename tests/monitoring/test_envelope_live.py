@@ -41,9 +41,16 @@ def raise_in_app(customer: int):
 
 
 def send_with_sdk(server_dsn: str, *, release: str, environment: str = "production", errors=(), **options):
-    client = sentry_sdk.Client(server_dsn, release=release, environment=environment, server_name="web-3",
-                               default_integrations=False, auto_enabling_integrations=False,
-                               in_app_include=["tests"], **options)
+    client = sentry_sdk.Client(
+        server_dsn,
+        release=release,
+        environment=environment,
+        server_name="web-3",
+        default_integrations=False,
+        auto_enabling_integrations=False,
+        in_app_include=["tests"],
+        **options,
+    )
     with sentry_sdk.isolation_scope() as scope:
         scope.set_client(client)
         for customer in errors:
@@ -78,8 +85,12 @@ def test_sentry_sdk_reports_exceptions_grouped_with_version_environment_and_targ
     assert "in raise_in_app" in events[0].stacktrace
 
     # Brotli above (the SDK's choice when brotli is installed), gzip here; not new in the next release.
-    send_with_sdk(dsn(live_slipway, key), release="1.5.0", errors=[10],
-                  _experiments={"transport_compression_algo": "gzip"})
+    send_with_sdk(
+        dsn(live_slipway, key),
+        release="1.5.0",
+        errors=[10],
+        _experiments={"transport_compression_algo": "gzip"},
+    )
     group.refresh_from_db()
     assert group.count == 4 and group.first_seen_version == "1.4.0" and group.last_seen_version == "1.5.0"
     assert dict(ErrorCount.objects.values_list("version", "count")) == {"1.4.0": 3, "1.5.0": 1}
@@ -88,8 +99,10 @@ def test_sentry_sdk_reports_exceptions_grouped_with_version_environment_and_targ
 def test_an_envelope_without_events_is_accepted_and_ignored(live_slipway, shop):
     _, key = shop
     url = f"{live_slipway.url}/api/{key.application_id}/envelope/?sentry_key={key.public_key}"
-    body = b'{"sent_at":"2026-01-01T00:00:00Z"}\n{"type":"session"}\n{"sid":"x","status":"ok"}\n' \
-           b'{"type":"client_report","length":2}\n{}\n'
+    body = (
+        b'{"sent_at":"2026-01-01T00:00:00Z"}\n{"type":"session"}\n{"sid":"x","status":"ok"}\n'
+        b'{"type":"client_report","length":2}\n{}\n'
+    )
     assert post(url, body, {}) == (200, {})
 
 
@@ -145,5 +158,8 @@ def test_the_store_endpoint_and_a_rotated_key(live_slipway, shop, user):
     from monitoring import envelope_asgi  # the server caches keys for KEY_TTL seconds: a new key is looked up
 
     new = IngestKey.objects.get(application=application, revoked_at__isnull=True)
-    assert post(url, json.dumps(event).encode(), {"X-Sentry-Auth": f"Sentry sentry_key={new.public_key}"})[0] == 200
+    assert (
+        post(url, json.dumps(event).encode(), {"X-Sentry-Auth": f"Sentry sentry_key={new.public_key}"})[0]
+        == 200
+    )
     assert envelope_asgi.KEY_TTL <= 10

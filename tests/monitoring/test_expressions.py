@@ -11,46 +11,52 @@ from monitoring.expressions import EvaluationError, ExpressionInvalid, compile_e
 VALUES = {"error_rate": 0.004, "latency_p95": 250.0, "result": [0.995, 0.5], "nan": math.nan, "zero": 0.0}
 
 
-@pytest.mark.parametrize(("source", "expected"), [
-    ("error_rate < 0.01", True),
-    ("result[0] >= 0.99 and latency_p95 < 300", True),
-    ("result[1] >= 0.99 or latency_p95 > 200", True),
-    ("not error_rate < 0.01", False),
-    ("! (error_rate < 0.01) || latency_p95 == 250", True),
-    ("error_rate < 0.01 && latency_p95 != 250", False),
-    ("true or false and false", True),  # and binds tighter than or
-    ("not false and false", False),  # not binds tighter than and
-    ("error_rate * 100 < 0.5", True),
-    ("-latency_p95 < -200 + 1", True),
-    ("(latency_p95 - 50) / 2 == 100", True),
-    ("1e-3 < error_rate", True),
-    (".5 < result[1] + 0.1", True),
-    ("nan < 1 or nan >= 1", False),  # comparisons with NaN are false
-    ("nan != nan", True),
-    ("latency_p95 / zero > 1e308", True),  # x/0 is inf
-    ("zero / zero == zero / zero", False),  # 0/0 is NaN
-])
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("error_rate < 0.01", True),
+        ("result[0] >= 0.99 and latency_p95 < 300", True),
+        ("result[1] >= 0.99 or latency_p95 > 200", True),
+        ("not error_rate < 0.01", False),
+        ("! (error_rate < 0.01) || latency_p95 == 250", True),
+        ("error_rate < 0.01 && latency_p95 != 250", False),
+        ("true or false and false", True),  # and binds tighter than or
+        ("not false and false", False),  # not binds tighter than and
+        ("error_rate * 100 < 0.5", True),
+        ("-latency_p95 < -200 + 1", True),
+        ("(latency_p95 - 50) / 2 == 100", True),
+        ("1e-3 < error_rate", True),
+        (".5 < result[1] + 0.1", True),
+        ("nan < 1 or nan >= 1", False),  # comparisons with NaN are false
+        ("nan != nan", True),
+        ("latency_p95 / zero > 1e308", True),  # x/0 is inf
+        ("zero / zero == zero / zero", False),  # 0/0 is NaN
+    ],
+)
 def test_conditions_evaluate(source, expected):
     assert compile_expression(source).evaluate(VALUES) is expected
 
 
-@pytest.mark.parametrize(("source", "position", "message"), [
-    ("error_rate <", 12, "ends too early"),
-    ("error_rate = 0.01", 11, "compare with `==`"),
-    ("error_rate < 0.01 & x < 1", 18, "write `and`"),
-    ("0 < error_rate < 1", 15, "one comparison at a time"),
-    ("error_rate", 0, "expected a condition"),
-    ("(error_rate < 1", 15, "expected `)`"),
-    ("error_rate < 1)", 14, "unexpected ')'"),
-    ("error_rate and x < 1", 0, "`and` needs a condition"),
-    ("not error_rate", 4, "`not` needs a condition"),
-    ("(a < 1) + 1 > 0", 1, "`+` needs a number"),
-    ("result[0.5] > 0", 7, "whole number"),
-    ("result[0 > 0", 9, "expected `]`"),
-    ("", 0, "empty expression"),
-    ("__import__('os').system('true')", 11, "unexpected character \"'\""),
-    ("a < 1 # comment", 6, "unexpected character '#'"),
-])
+@pytest.mark.parametrize(
+    ("source", "position", "message"),
+    [
+        ("error_rate <", 12, "ends too early"),
+        ("error_rate = 0.01", 11, "compare with `==`"),
+        ("error_rate < 0.01 & x < 1", 18, "write `and`"),
+        ("0 < error_rate < 1", 15, "one comparison at a time"),
+        ("error_rate", 0, "expected a condition"),
+        ("(error_rate < 1", 15, "expected `)`"),
+        ("error_rate < 1)", 14, "unexpected ')'"),
+        ("error_rate and x < 1", 0, "`and` needs a condition"),
+        ("not error_rate", 4, "`not` needs a condition"),
+        ("(a < 1) + 1 > 0", 1, "`+` needs a number"),
+        ("result[0.5] > 0", 7, "whole number"),
+        ("result[0 > 0", 9, "expected `]`"),
+        ("", 0, "empty expression"),
+        ("__import__('os').system('true')", 11, 'unexpected character "\'"'),
+        ("a < 1 # comment", 6, "unexpected character '#'"),
+    ],
+)
 def test_invalid_conditions_name_the_position(source, position, message):
     with pytest.raises(ExpressionInvalid) as error:
         compile_expression(source, field="success_condition")
@@ -93,23 +99,47 @@ def test_any_text_compiles_or_is_refused_with_a_position(source):
 
 # Random well-typed trees, rendered to text; the expected value is computed from the tree itself.
 numbers = st.recursive(
-    st.one_of(st.floats(0, 100, allow_nan=False).map(lambda f: (repr(round(f, 3)), round(f, 3))),
-              st.sampled_from([("x", 3.0), ("y", -2.5), ("r[1]", 7.0)])),
+    st.one_of(
+        st.floats(0, 100, allow_nan=False).map(lambda f: (repr(round(f, 3)), round(f, 3))),
+        st.sampled_from([("x", 3.0), ("y", -2.5), ("r[1]", 7.0)]),
+    ),
     lambda inner: st.one_of(
         st.tuples(inner, st.sampled_from("+-*"), inner).map(
-            lambda t: (f"({t[0][0]} {t[1]} {t[2][0]})",
-                       {"+": t[0][1] + t[2][1], "-": t[0][1] - t[2][1], "*": t[0][1] * t[2][1]}[t[1]])),
+            lambda t: (
+                f"({t[0][0]} {t[1]} {t[2][0]})",
+                {"+": t[0][1] + t[2][1], "-": t[0][1] - t[2][1], "*": t[0][1] * t[2][1]}[t[1]],
+            )
+        ),
         inner.map(lambda t: (f"-{t[0]}", -t[1])),
-    ), max_leaves=6)
+    ),
+    max_leaves=6,
+)
 comparisons = st.tuples(numbers, st.sampled_from(["<", "<=", ">", ">=", "==", "!="]), numbers).map(
-    lambda t: (f"{t[0][0]} {t[1]} {t[2][0]}", {
-        "<": t[0][1] < t[2][1], "<=": t[0][1] <= t[2][1], ">": t[0][1] > t[2][1],
-        ">=": t[0][1] >= t[2][1], "==": t[0][1] == t[2][1], "!=": t[0][1] != t[2][1]}[t[1]]))
-conditions = st.recursive(comparisons, lambda inner: st.one_of(
-    st.tuples(inner, st.sampled_from(["and", "&&"]), inner).map(lambda t: (f"({t[0][0]} {t[1]} {t[2][0]})", t[0][1] and t[2][1])),
-    st.tuples(inner, st.sampled_from(["or", "||"]), inner).map(lambda t: (f"({t[0][0]} {t[1]} {t[2][0]})", t[0][1] or t[2][1])),
-    inner.map(lambda t: (f"not {t[0]}", not t[1])),
-), max_leaves=8)
+    lambda t: (
+        f"{t[0][0]} {t[1]} {t[2][0]}",
+        {
+            "<": t[0][1] < t[2][1],
+            "<=": t[0][1] <= t[2][1],
+            ">": t[0][1] > t[2][1],
+            ">=": t[0][1] >= t[2][1],
+            "==": t[0][1] == t[2][1],
+            "!=": t[0][1] != t[2][1],
+        }[t[1]],
+    )
+)
+conditions = st.recursive(
+    comparisons,
+    lambda inner: st.one_of(
+        st.tuples(inner, st.sampled_from(["and", "&&"]), inner).map(
+            lambda t: (f"({t[0][0]} {t[1]} {t[2][0]})", t[0][1] and t[2][1])
+        ),
+        st.tuples(inner, st.sampled_from(["or", "||"]), inner).map(
+            lambda t: (f"({t[0][0]} {t[1]} {t[2][0]})", t[0][1] or t[2][1])
+        ),
+        inner.map(lambda t: (f"not {t[0]}", not t[1])),
+    ),
+    max_leaves=8,
+)
 
 
 @settings(max_examples=200, deadline=None)

@@ -7,14 +7,18 @@ from hypothesis import strategies as st
 
 from monitoring.fingerprint import Frame, fingerprint, normalise_message, parse_stacktrace, title, top_frames
 
-FRAMES = [Frame(module="django.core.handlers", function="inner", in_app=False),
-          Frame(module="shop.views", function="checkout", lineno=12, in_app=True),
-          Frame(module="shop.cart", function="total", lineno=40, in_app=True)]
+FRAMES = [
+    Frame(module="django.core.handlers", function="inner", in_app=False),
+    Frame(module="shop.views", function="checkout", lineno=12, in_app=True),
+    Frame(module="shop.cart", function="total", lineno=40, in_app=True),
+]
 
 
 def moved(frames, delta):
-    return [Frame(module=f.module, function=f.function, lineno=(f.lineno or 0) + delta, in_app=f.in_app)
-            for f in frames]
+    return [
+        Frame(module=f.module, function=f.function, lineno=(f.lineno or 0) + delta, in_app=f.in_app)
+        for f in frames
+    ]
 
 
 ids = st.integers(min_value=0, max_value=10**12)
@@ -42,8 +46,10 @@ def test_normalising_is_idempotent(text):
     assert normalise_message(once) == once
 
 
-@given(st.text(min_size=1, max_size=30, alphabet=st.characters(categories=["L"])),
-       st.text(min_size=1, max_size=30, alphabet=st.characters(categories=["L"])))
+@given(
+    st.text(min_size=1, max_size=30, alphabet=st.characters(categories=["L"])),
+    st.text(min_size=1, max_size=30, alphabet=st.characters(categories=["L"])),
+)
 def test_different_types_are_different_groups(a, b):
     if a.strip() != b.strip():
         assert fingerprint(a, "boom", FRAMES) != fingerprint(b, "boom", FRAMES)
@@ -69,7 +75,9 @@ def test_top_frames_are_the_innermost_in_app_ones_first():
 def test_a_custom_fingerprint_overrides_and_can_extend_the_default():
     assert fingerprint("E", "x", FRAMES, ["payments"]) == fingerprint("Other", "y", (), ["payments"])
     extended = fingerprint("E", "x", FRAMES, ["{{ default }}", "eu"])
-    assert extended != fingerprint("E", "x", FRAMES) and extended != fingerprint("F", "x", FRAMES, ["{{ default }}", "eu"])
+    assert extended != fingerprint("E", "x", FRAMES) and extended != fingerprint(
+        "F", "x", FRAMES, ["{{ default }}", "eu"]
+    )
 
 
 def test_titles_are_normalised_first_lines():
@@ -79,14 +87,18 @@ def test_titles_are_normalised_first_lines():
 
 
 def test_python_javascript_and_jvm_traces_are_read_innermost_last():
-    python = 'Traceback (most recent call last):\n  File "/srv/shop/views.py", line 12, in checkout\n' \
-             '  File "/srv/shop/cart.py", line 40, in total\nKeyError: 1'
+    python = (
+        'Traceback (most recent call last):\n  File "/srv/shop/views.py", line 12, in checkout\n'
+        '  File "/srv/shop/cart.py", line 40, in total\nKeyError: 1'
+    )
     assert [f.function for f in parse_stacktrace(python)] == ["checkout", "total"]
     js = "TypeError: x\n    at total (/app/cart.js:10:5)\n    at checkout (/app/views.js:3:1)"
     assert [f.function for f in parse_stacktrace(js)] == ["checkout", "total"]
     jvm = "java.lang.NullPointerException\n\tat com.shop.Cart.total(Cart.java:42)\n\tat com.shop.Main.main(Main.java:7)"
-    assert [(f.module, f.function) for f in parse_stacktrace(jvm)] == [("com.shop.Main", "main"),
-                                                                       ("com.shop.Cart", "total")]
+    assert [(f.module, f.function) for f in parse_stacktrace(jvm)] == [
+        ("com.shop.Main", "main"),
+        ("com.shop.Cart", "total"),
+    ]
 
 
 @given(st.integers(min_value=1, max_value=10**6), st.integers(min_value=1, max_value=10**6))
@@ -94,4 +106,6 @@ def test_text_traces_group_across_line_numbers(a, b):
     def trace(n):
         return f'  File "/srv/shop-{n % 7}.0/shop/views.py", line {n}, in checkout\n  File "cart.py", line {n + 1}, in total'
 
-    assert fingerprint("KeyError", "", parse_stacktrace(trace(a))) == fingerprint("KeyError", "", parse_stacktrace(trace(b)))
+    assert fingerprint("KeyError", "", parse_stacktrace(trace(a))) == fingerprint(
+        "KeyError", "", parse_stacktrace(trace(b))
+    )

@@ -52,8 +52,10 @@ def alarm_rate(canaries: np.ndarray, baselines: np.ndarray, **spec) -> float:
 
 
 def test_importing_the_judge_does_not_import_django():
-    code = ("import sys, monitoring.judge, monitoring.anomaly, monitoring.expressions; "
-            "assert not [m for m in sys.modules if m.split('.')[0] == 'django'], 'django imported'")
+    code = (
+        "import sys, monitoring.judge, monitoring.anomaly, monitoring.expressions; "
+        "assert not [m for m in sys.modules if m.split('.')[0] == 'django'], 'django imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -62,8 +64,12 @@ def test_importing_the_judge_does_not_import_django():
 
 def test_power_on_a_doubled_error_rate_is_at_least_95_percent():
     rng = np.random.default_rng(20260101)
-    power = alarm_rate(error_ratios(rng, 0.02), error_ratios(rng, 0.01), direction=Direction.INCREASE, unit="%")
-    assert power >= 0.95, f"power {power:.1%} on 1 % → 2 % errors, {DEFAULT_SAMPLES} samples of {REQUESTS_PER_SAMPLE}"
+    power = alarm_rate(
+        error_ratios(rng, 0.02), error_ratios(rng, 0.01), direction=Direction.INCREASE, unit="%"
+    )
+    assert power >= 0.95, (
+        f"power {power:.1%} on 1 % → 2 % errors, {DEFAULT_SAMPLES} samples of {REQUESTS_PER_SAMPLE}"
+    )
 
 
 def test_power_when_either_direction_is_bad_is_still_at_least_95_percent():
@@ -109,8 +115,12 @@ def brute_order_statistics(x, y, ranks):
     return np.sort(np.subtract.outer(x, y).ravel())[np.asarray(ranks) - 1]
 
 
-samples = st.tuples(st.integers(0, 2**32 - 1), st.integers(1, 600), st.integers(1, 600), st.sampled_from(
-    ["normal", "counts", "rounded", "constant-ish"]))
+samples = st.tuples(
+    st.integers(0, 2**32 - 1),
+    st.integers(1, 600),
+    st.integers(1, 600),
+    st.sampled_from(["normal", "counts", "rounded", "constant-ish"]),
+)
 
 
 def draw(seed: int, m: int, n: int, kind: str) -> tuple[np.ndarray, np.ndarray]:
@@ -176,7 +186,12 @@ def kayenta_bound(x, y, zq, confidence=0.98):
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.integers(0, 2**32 - 1), st.integers(5, 40), st.integers(5, 40), st.sampled_from(["normal", "counts", "rounded"]))
+@given(
+    st.integers(0, 2**32 - 1),
+    st.integers(5, 40),
+    st.integers(5, 40),
+    st.sampled_from(["normal", "counts", "rounded"]),
+)
 def test_interval_is_kayentas_root_of_the_wilcoxon_statistic(seed, m, n, kind):
     x, y = draw(seed, m, n, kind)
     if np.unique(x).size == 1 and np.unique(y).size == 1:
@@ -230,10 +245,14 @@ def test_a_regression_reads_as_a_sentence():
     result = verdict(canary, baseline, direction=Direction.INCREASE, unit="%")
     metric = result.metrics[0]
     assert metric.classification == Classification.HIGH
-    assert metric.reason == ("error_rate: canary 4.77 % vs baseline 0.9 % (5.30×), shift +3.9 % "
-                             "[98 % interval +3.7 % to +4.1 %], p < 0.001 → too high: fail")
+    assert metric.reason == (
+        "error_rate: canary 4.77 % vs baseline 0.9 % (5.30×), shift +3.9 % "
+        "[98 % interval +3.7 % to +4.1 %], p < 0.001 → too high: fail"
+    )
     assert result.grade == Grade.FAIL and result.score == 0
-    assert result.reason == "fail: score 0 (0 of 1 metrics pass; failing: error_rate; pass ≥ 95, marginal ≥ 75)"
+    assert (
+        result.reason == "fail: score 0 (0 of 1 metrics pass; failing: error_rate; pass ≥ 95, marginal ≥ 75)"
+    )
     assert result.reasons == (result.reason, metric.reason)
 
 
@@ -242,7 +261,9 @@ def test_a_drop_in_errors_passes_when_only_an_increase_is_bad():
     metric = verdict(baseline, canary, direction=Direction.INCREASE).metrics[0]
     assert metric.classification == Classification.PASS
     assert "→ pass (lower, which is fine for this metric)" in metric.reason
-    assert verdict(baseline, canary, direction=Direction.EITHER).metrics[0].classification == Classification.LOW
+    assert (
+        verdict(baseline, canary, direction=Direction.EITHER).metrics[0].classification == Classification.LOW
+    )
 
 
 def test_allowed_increase_tolerates_a_bounded_ratio():
@@ -255,7 +276,9 @@ def test_allowed_increase_tolerates_a_bounded_ratio():
 def test_a_critical_metric_that_is_too_high_fails_the_whole_run():
     canary, baseline = regression()
     same = np.linspace(100, 200, DEFAULT_SAMPLES)
-    metrics = [MetricData(spec=MetricSpec(name="error_rate", critical=True), canary=canary, baseline=baseline)]
+    metrics = [
+        MetricData(spec=MetricSpec(name="error_rate", critical=True), canary=canary, baseline=baseline)
+    ]
     metrics += [MetricData(spec=MetricSpec(name=f"m{i}"), canary=same, baseline=same) for i in range(30)]
     result = judge_canary(metrics)
     assert result.metrics[0].fails_run
@@ -272,8 +295,10 @@ def test_critical_increase_sets_how_much_worse_a_critical_metric_may_get_before_
 
 def test_too_few_samples_is_no_data_and_half_without_data_fails():
     same = np.arange(20.0)
-    metrics = [MetricData(spec=MetricSpec(name="a"), canary=same, baseline=same),
-               MetricData(spec=MetricSpec(name="b"), canary=same[:9], baseline=same)]
+    metrics = [
+        MetricData(spec=MetricSpec(name="a"), canary=same, baseline=same),
+        MetricData(spec=MetricSpec(name="b"), canary=same[:9], baseline=same),
+    ]
     result = judge_canary(metrics)
     assert result.metrics[1].classification == Classification.NODATA
     assert result.metrics[1].reason == "b: 9 canary and 20 baseline samples, fewer than 10 → no data"
@@ -332,18 +357,27 @@ def test_score_is_the_weighted_share_of_passing_metrics_per_group_weighted_acros
     assert result.metrics[-1].classification == Classification.HIGH  # reported, not scored
 
 
-@pytest.mark.parametrize(("passing", "grade"), [(19, Grade.PASS), (18, Grade.MARGINAL), (15, Grade.MARGINAL),
-                                                 (14, Grade.FAIL)])
+@pytest.mark.parametrize(
+    ("passing", "grade"), [(19, Grade.PASS), (18, Grade.MARGINAL), (15, Grade.MARGINAL), (14, Grade.FAIL)]
+)
 def test_grades_follow_the_pass_and_marginal_thresholds(passing, grade):
     same, low, high = np.arange(20.0), np.ones(12), np.full(12, 5.0)
-    metrics = [MetricData(spec=MetricSpec(name=f"m{i}"), canary=same if i < passing else high,
-                          baseline=same if i < passing else low) for i in range(20)]
+    metrics = [
+        MetricData(
+            spec=MetricSpec(name=f"m{i}"),
+            canary=same if i < passing else high,
+            baseline=same if i < passing else low,
+        )
+        for i in range(20)
+    ]
     assert judge_canary(metrics).grade == grade
 
 
 def test_nothing_to_judge_fails():
     assert judge_canary([]).reason == "fail: no metric to judge (score 0)"
-    muted = MetricData(spec=MetricSpec(name="m", muted=True), canary=np.arange(20.0), baseline=np.arange(20.0))
+    muted = MetricData(
+        spec=MetricSpec(name="m", muted=True), canary=np.arange(20.0), baseline=np.arange(20.0)
+    )
     assert judge_canary([muted]).grade == Grade.FAIL
 
 
@@ -360,8 +394,14 @@ def test_bad_configuration_is_refused_naming_the_field():
 
 def test_twenty_metrics_of_a_thousand_samples_are_judged_quickly():
     rng = np.random.default_rng(3)
-    metrics = [MetricData(spec=MetricSpec(name=f"m{i}"), canary=rng.lognormal(5, 1, 1000),
-                          baseline=rng.lognormal(5, 1, 1000)) for i in range(20)]
+    metrics = [
+        MetricData(
+            spec=MetricSpec(name=f"m{i}"),
+            canary=rng.lognormal(5, 1, 1000),
+            baseline=rng.lognormal(5, 1, 1000),
+        )
+        for i in range(20)
+    ]
     judge_canary(metrics)
     import time
 
@@ -384,20 +424,30 @@ from monitoring.judge import (  # noqa: E402
 
 
 def rates(*values, error_at=()):
-    return [Measurement(error="timeout") if i in error_at else Measurement(values={"error_rate": v})
-            for i, v in enumerate(values)]
+    return [
+        Measurement(error="timeout") if i in error_at else Measurement(values={"error_rate": v})
+        for i, v in enumerate(values)
+    ]
 
 
-@pytest.mark.parametrize(("success", "failure", "value", "phase"), [
-    ("error_rate < 0.01", "", 0.005, CheckPhase.SUCCESSFUL),
-    ("error_rate < 0.01", "", 0.02, CheckPhase.FAILED),  # only a success condition: not holding fails
-    ("", "error_rate >= 0.05", 0.02, CheckPhase.SUCCESSFUL),  # only a failure condition: not holding succeeds
-    ("", "error_rate >= 0.05", 0.06, CheckPhase.FAILED),
-    ("error_rate < 0.01", "error_rate >= 0.05", 0.02, CheckPhase.INCONCLUSIVE),  # neither holds
-    ("error_rate < 0.01", "error_rate >= 0.0", 0.005, CheckPhase.FAILED),  # failure wins
-    ("", "", 0.9, CheckPhase.SUCCESSFUL),  # no condition
-    ("error_rate < 0.01", "", math.nan, CheckPhase.FAILED),  # NaN compares false
-])
+@pytest.mark.parametrize(
+    ("success", "failure", "value", "phase"),
+    [
+        ("error_rate < 0.01", "", 0.005, CheckPhase.SUCCESSFUL),
+        ("error_rate < 0.01", "", 0.02, CheckPhase.FAILED),  # only a success condition: not holding fails
+        (
+            "",
+            "error_rate >= 0.05",
+            0.02,
+            CheckPhase.SUCCESSFUL,
+        ),  # only a failure condition: not holding succeeds
+        ("", "error_rate >= 0.05", 0.06, CheckPhase.FAILED),
+        ("error_rate < 0.01", "error_rate >= 0.05", 0.02, CheckPhase.INCONCLUSIVE),  # neither holds
+        ("error_rate < 0.01", "error_rate >= 0.0", 0.005, CheckPhase.FAILED),  # failure wins
+        ("", "", 0.9, CheckPhase.SUCCESSFUL),  # no condition
+        ("error_rate < 0.01", "", math.nan, CheckPhase.FAILED),  # NaN compares false
+    ],
+)
 def test_each_measurement_is_judged_like_argo(success, failure, value, phase):
     check = ThresholdCheck(name="errors", success_condition=success, failure_condition=failure, count=1)
     result = assess_check(check, rates(value))
@@ -410,8 +460,10 @@ def test_a_measurement_reads_as_a_sentence():
     assert result.measurements[0].reason == "error_rate = 0.004: `error_rate < 0.01` holds → successful"
     assert result.measurements[1].reason == "error_rate = 0.02: `error_rate < 0.01` does not hold → failed"
     assert result.phase == CheckPhase.FAILED
-    assert result.reason == ("errors: 1 failed measurement, more than the failure limit 0 → failed; "
-                             "last: error_rate = 0.02: `error_rate < 0.01` does not hold → failed")
+    assert result.reason == (
+        "errors: 1 failed measurement, more than the failure limit 0 → failed; "
+        "last: error_rate = 0.02: `error_rate < 0.01` does not hold → failed"
+    )
 
 
 def test_failures_up_to_the_failure_limit_are_tolerated():
@@ -437,8 +489,13 @@ def test_errors_in_a_row_beyond_the_limit_error_the_check_and_do_not_count_towar
 
 
 def test_inconclusive_measurements_beyond_the_limit_make_the_check_inconclusive():
-    check = ThresholdCheck(name="errors", success_condition="error_rate < 0.01",
-                           failure_condition="error_rate > 0.05", inconclusive_limit=1, count=4)
+    check = ThresholdCheck(
+        name="errors",
+        success_condition="error_rate < 0.01",
+        failure_condition="error_rate > 0.05",
+        inconclusive_limit=1,
+        count=4,
+    )
     assert assess_check(check, rates(0.02, 0.0)).phase == CheckPhase.RUNNING
     assert assess_check(check, rates(0.02, 0.03)).phase == CheckPhase.INCONCLUSIVE
 
@@ -452,7 +509,9 @@ def test_a_check_without_count_runs_until_the_analysis_ends():
 
 
 def test_missing_values_are_measurement_errors_with_the_reason():
-    check = ThresholdCheck(name="latency", success_condition="result[0] >= 0.99 and latency_p95 < 300", count=1)
+    check = ThresholdCheck(
+        name="latency", success_condition="result[0] >= 0.99 and latency_p95 < 300", count=1
+    )
     result = assess_check(check, [Measurement(values={"result": [0.995]})])
     assert result.measurements[0].phase == CheckPhase.ERROR
     assert "no value named 'latency_p95'" in result.measurements[0].reason

@@ -22,21 +22,26 @@ from monitoring.parsing import (
 
 
 def test_envelope_items_with_and_without_length_and_other_types_skipped():
-    raw = (b'{"event_id":"' + b"b" * 32 + b'"}\n'
-           b'{"type":"session"}\n{"sid":"1"}\n'
-           b'{"type":"event","length":15}\n{"message":"x"}\n'
-           b'{"type":"attachment","length":3}\na\nb\n'
-           b'{"type":"event"}\n{"message":"y"}')
+    raw = (
+        b'{"event_id":"' + b"b" * 32 + b'"}\n'
+        b'{"type":"session"}\n{"sid":"1"}\n'
+        b'{"type":"event","length":15}\n{"message":"x"}\n'
+        b'{"type":"attachment","length":3}\na\nb\n'
+        b'{"type":"event"}\n{"message":"y"}'
+    )
     events = parse_envelope(raw)
     assert [(n, e["message"]) for n, e in events] == [(1, "x"), (3, "y")]
     assert events[0][1]["event_id"] == "b" * 32  # from the envelope header
 
 
-@pytest.mark.parametrize("raw, item", [
-    (b'{}\n{"type":"event"}\n[1]\n', 0),
-    (b'{}\n{"type":"session"}\n{}\n{"type":"event","length":99}\n{}\n', 1),
-    (b'{}\n{"type":"session"}\n{}\nnope\n', 1),
-])
+@pytest.mark.parametrize(
+    "raw, item",
+    [
+        (b'{}\n{"type":"event"}\n[1]\n', 0),
+        (b'{}\n{"type":"session"}\n{}\n{"type":"event","length":99}\n{}\n', 1),
+        (b'{}\n{"type":"session"}\n{}\nnope\n', 1),
+    ],
+)
 def test_bad_items_are_named(raw, item):
     with pytest.raises(BadInput) as refused:
         parse_envelope(raw)
@@ -67,16 +72,43 @@ def test_decompression_is_bounded_and_named():
 
 
 def test_a_sentry_event_maps_release_environment_and_server_name():
-    event = {"event_id": "C" * 32, "release": "shop@1.4.0", "environment": "staging", "server_name": "web-3",
-             "timestamp": "2026-05-01T10:00:00.5Z",
-             "exception": {"values": [
-                 {"type": "ValueError", "value": "cause"},
-                 {"type": "KeyError", "value": "'user-12'", "stacktrace": {"frames": [
-                     {"module": "shop.views", "function": "checkout", "lineno": 3, "in_app": True,
-                      "filename": "shop/views.py"}]}}]}}
+    event = {
+        "event_id": "C" * 32,
+        "release": "shop@1.4.0",
+        "environment": "staging",
+        "server_name": "web-3",
+        "timestamp": "2026-05-01T10:00:00.5Z",
+        "exception": {
+            "values": [
+                {"type": "ValueError", "value": "cause"},
+                {
+                    "type": "KeyError",
+                    "value": "'user-12'",
+                    "stacktrace": {
+                        "frames": [
+                            {
+                                "module": "shop.views",
+                                "function": "checkout",
+                                "lineno": 3,
+                                "in_app": True,
+                                "filename": "shop/views.py",
+                            }
+                        ]
+                    },
+                },
+            ]
+        },
+    }
     error = error_from_sentry(event, "shop")
-    assert (error.version, error.environment, error.target, error.type) == ("1.4.0", "staging", "web-3", "KeyError")
-    assert error.event_id == "c" * 32 and error.timestamp == datetime(2026, 5, 1, 10, 0, 0, 500000, tzinfo=UTC)
+    assert (error.version, error.environment, error.target, error.type) == (
+        "1.4.0",
+        "staging",
+        "web-3",
+        "KeyError",
+    )
+    assert error.event_id == "c" * 32 and error.timestamp == datetime(
+        2026, 5, 1, 10, 0, 0, 500000, tzinfo=UTC
+    )
     assert error.title == "KeyError: 'user-<n>'" and error.culprit == "shop.views in checkout"
     assert 'File "shop/views.py", line 3, in checkout' in error.stacktrace
     assert error_from_sentry({**event, "release": "other@2"}, "shop").version == "other@2"
@@ -84,23 +116,30 @@ def test_a_sentry_event_maps_release_environment_and_server_name():
 
 
 def test_messages_group_by_their_template():
-    a = error_from_sentry({"logentry": {"message": "Order %s failed", "formatted": "Order 12 failed"}}, "shop")
-    b = error_from_sentry({"logentry": {"message": "Order %s failed", "formatted": "Order ab failed"}}, "shop")
+    a = error_from_sentry(
+        {"logentry": {"message": "Order %s failed", "formatted": "Order 12 failed"}}, "shop"
+    )
+    b = error_from_sentry(
+        {"logentry": {"message": "Order %s failed", "formatted": "Order ab failed"}}, "shop"
+    )
     assert a.fingerprint == b.fingerprint and a.message == "Order 12 failed" and a.type == "message"
     with pytest.raises(BadInput) as refused:
         error_from_sentry({"level": "error"}, "shop", item=2)
     assert refused.value.item == 2
 
 
-@pytest.mark.parametrize("body, field", [
-    ([], "non_field_errors"),
-    ({"type": "E"}, "environment"),
-    ({"environment": "production"}, "type"),
-    ({"environment": "production", "type": "E", "version": 3}, "version"),
-    ({"environment": "production", "type": "E", "version": "v" * 101}, "version"),
-    ({"environment": "production", "type": "E", "timestamp": "yesterday"}, "timestamp"),
-    ({"environment": "production", "type": "E", "fingerprint": "x"}, "fingerprint"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ([], "non_field_errors"),
+        ({"type": "E"}, "environment"),
+        ({"environment": "production"}, "type"),
+        ({"environment": "production", "type": "E", "version": 3}, "version"),
+        ({"environment": "production", "type": "E", "version": "v" * 101}, "version"),
+        ({"environment": "production", "type": "E", "timestamp": "yesterday"}, "timestamp"),
+        ({"environment": "production", "type": "E", "fingerprint": "x"}, "fingerprint"),
+    ],
+)
 def test_json_errors_name_the_bad_field(body, field):
     with pytest.raises(BadInput) as refused:
         error_from_json(body)
@@ -109,10 +148,17 @@ def test_json_errors_name_the_bad_field(body, field):
 
 def test_json_errors_are_bounded_and_fingerprinted_from_their_trace():
     trace = 'Traceback:\n  File "shop/cart.py", line {}, in total\n' + "x" * 50_000
-    a = error_from_json({"environment": "production", "type": "KeyError", "message": "m" * 9000,
-                         "stacktrace": trace.format(10)})
-    b = error_from_json({"environment": "production", "type": "KeyError", "message": "other",
-                         "stacktrace": trace.format(99)})
+    a = error_from_json(
+        {
+            "environment": "production",
+            "type": "KeyError",
+            "message": "m" * 9000,
+            "stacktrace": trace.format(10),
+        }
+    )
+    b = error_from_json(
+        {"environment": "production", "type": "KeyError", "message": "other", "stacktrace": trace.format(99)}
+    )
     assert a.fingerprint == b.fingerprint and len(a.message) == 2000 and len(a.stacktrace) == 16_000
     c = error_from_json({"environment": "production", "type": "KeyError", "stacktrace": "weird 1\nformat 2"})
     d = error_from_json({"environment": "production", "type": "KeyError", "stacktrace": "weird 7\nformat 9"})
@@ -120,30 +166,43 @@ def test_json_errors_are_bounded_and_fingerprinted_from_their_trace():
 
 
 def sample(**overrides):
-    return {"name": "http_errors", "value": 3, "timestamp": "2026-05-01T10:00:00Z",
-            "labels": {"environment": "production", "version": "1.4.0", "target": "web-3", "route": "/cart"},
-            **overrides}
+    return {
+        "name": "http_errors",
+        "value": 3,
+        "timestamp": "2026-05-01T10:00:00Z",
+        "labels": {"environment": "production", "version": "1.4.0", "target": "web-3", "route": "/cart"},
+        **overrides,
+    }
 
 
 def test_samples_are_parsed_with_their_labels():
     [s] = parse_samples([sample()])
     assert (s.name, s.value, s.environment, s.version, s.target, dict(s.labels)) == (
-        "http_errors", 3.0, "production", "1.4.0", "web-3", {"route": "/cart"})
+        "http_errors",
+        3.0,
+        "production",
+        "1.4.0",
+        "web-3",
+        {"route": "/cart"},
+    )
     assert parse_samples({"samples": [sample(timestamp=1_700_000_000)]})[0].timestamp.year == 2023
     assert parse_samples([sample(timestamp=None)])[0].timestamp is None
 
 
-@pytest.mark.parametrize("bad, field", [
-    ({"name": "1bad"}, "name"),
-    ({"value": "3"}, "value"),
-    ({"value": True}, "value"),
-    ({"value": float("inf")}, "value"),
-    ({"timestamp": "soon"}, "timestamp"),
-    ({"labels": None}, "labels"),
-    ({"labels": {"version": "1"}}, "labels.environment"),
-    ({"labels": {"environment": "production", "version": 1}}, "labels.version"),
-    ({"labels": {"environment": "production", "target": "t" * 101}}, "labels.target"),
-])
+@pytest.mark.parametrize(
+    "bad, field",
+    [
+        ({"name": "1bad"}, "name"),
+        ({"value": "3"}, "value"),
+        ({"value": True}, "value"),
+        ({"value": float("inf")}, "value"),
+        ({"timestamp": "soon"}, "timestamp"),
+        ({"labels": None}, "labels"),
+        ({"labels": {"version": "1"}}, "labels.environment"),
+        ({"labels": {"environment": "production", "version": 1}}, "labels.version"),
+        ({"labels": {"environment": "production", "target": "t" * 101}}, "labels.target"),
+    ],
+)
 def test_a_bad_sample_is_named_by_index_and_field(bad, field):
     with pytest.raises(BadInput) as refused:
         parse_samples([sample(), sample(), sample(**bad)])

@@ -37,7 +37,17 @@ def go_unquote_prefix(text: str) -> tuple[str, int]:
     newline or U+FFFD is an error): its value and where it ends."""
     assert text[0] == '"'
     out, i = [], 1
-    simple = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\", '"': '"'}
+    simple = {
+        "a": "\a",
+        "b": "\b",
+        "f": "\f",
+        "n": "\n",
+        "r": "\r",
+        "t": "\t",
+        "v": "\v",
+        "\\": "\\",
+        '"': '"',
+    }
     while True:
         char = text[i]
         if char == '"':
@@ -54,7 +64,7 @@ def go_unquote_prefix(text: str) -> tuple[str, int]:
             i += 2
         elif kind in "uU":
             width = 4 if kind == "u" else 8
-            code = int(text[i + 2:i + 2 + width], 16)
+            code = int(text[i + 2 : i + 2 + width], 16)
             assert not 0xD800 <= code < 0xE000 and code <= 0x10FFFF
             out.append(chr(code))
             i += 2 + width
@@ -64,19 +74,22 @@ def go_unquote_prefix(text: str) -> tuple[str, int]:
 
 @given(st.text(max_size=50))
 def test_a_version_cannot_leave_its_string(version):
-    rendered = render_query('rate(http_errors{version="{{version}}", env="{{environment}}"}[1m])',
-                            version=version, environment="prod")
+    rendered = render_query(
+        'rate(http_errors{version="{{version}}", env="{{environment}}"}[1m])',
+        version=version,
+        environment="prod",
+    )
     assert rendered.startswith('rate(http_errors{version="')
-    value, end = go_unquote_prefix(rendered[len('rate(http_errors{version='):])
+    value, end = go_unquote_prefix(rendered[len("rate(http_errors{version=") :])
     assert value == version
-    assert rendered[len('rate(http_errors{version='):][end:] == ', env="prod"}[1m])'
+    assert rendered[len("rate(http_errors{version=") :][end:] == ', env="prod"}[1m])'
 
 
 @given(st.lists(st.text(min_size=1, max_size=20), max_size=5))
 def test_targets_become_a_regex_matching_exactly_them(targets):
     rendered = render_query('up{instance=~"{{target}}"}', version="", environment="", targets=targets)
-    value, end = go_unquote_prefix(rendered[len("up{instance=~"):])
-    assert rendered[len("up{instance=~"):][end:] == "}"
+    value, end = go_unquote_prefix(rendered[len("up{instance=~") :])
+    assert rendered[len("up{instance=~") :][end:] == "}"
     pattern = re.compile(value, re.DOTALL)  # RE2 and Python agree on these escapes
     for target in targets:
         assert pattern.fullmatch(target)
@@ -94,17 +107,22 @@ def test_escape_regex_is_literal(text):
 
 
 def test_the_classic_break_out_stays_a_string():
-    assert render_query('up{version="{{version}}"}', version='1.4.0"} or vector(1) #', environment="") == \
-        'up{version="1.4.0\\"} or vector(1) #"}'
+    assert (
+        render_query('up{version="{{version}}"}', version='1.4.0"} or vector(1) #', environment="")
+        == 'up{version="1.4.0\\"} or vector(1) #"}'
+    )
 
 
-@pytest.mark.parametrize(("template", "message", "position"), [
-    ("up{version={{version}}}", "must stand inside double quotes", 11),
-    ("up{version='{{version}}'}", "must stand inside double quotes", 12),
-    ('up{version="{{release}}"}', "unknown placeholder", 12),
-    ('up{version="{{version}}}', "not closed", 11),
-    ("", "required", 0),
-])
+@pytest.mark.parametrize(
+    ("template", "message", "position"),
+    [
+        ("up{version={{version}}}", "must stand inside double quotes", 11),
+        ("up{version='{{version}}'}", "must stand inside double quotes", 12),
+        ('up{version="{{release}}"}', "unknown placeholder", 12),
+        ('up{version="{{version}}}', "not closed", 11),
+        ("", "required", 0),
+    ],
+)
 def test_unsafe_templates_are_refused_with_the_position(template, message, position):
     with pytest.raises(QueryInvalid) as refused:
         check_query_template(template)
@@ -155,12 +173,18 @@ def answer(status, body):
         handler.send_header("Content-Length", str(len(data)))
         handler.end_headers()
         handler.wfile.write(data)
+
     return respond
 
 
 def fetch(url, timeout=2.0, **auth):
-    return query_range(PrometheusConfig(url=url, timeout=timeout, **auth), "up", start=1_700_000_000,
-                       end=1_700_000_600, step=60)
+    return query_range(
+        PrometheusConfig(url=url, timeout=timeout, **auth),
+        "up",
+        start=1_700_000_000,
+        end=1_700_000_600,
+        step=60,
+    )
 
 
 def test_connection_refused_is_no_data_with_the_reason():
@@ -198,18 +222,40 @@ def test_a_trickling_server_cannot_stretch_the_timeout():
     assert "timed out after 0.5 s" in got.missing
 
 
-@pytest.mark.parametrize(("status", "body", "reason"), [
-    (503, b"overloaded", "HTTP 503"),
-    (400, {"status": "error", "errorType": "bad_data", "error": "parse error at char 3"},
-     "HTTP 400, status: error (bad_data: parse error at char 3)"),
-    (200, {"status": "error", "errorType": "timeout", "error": "query timed out"},
-     "status: error (timeout: query timed out)"),
-    (200, {"status": "success", "data": {"resultType": "matrix", "result": []}}, "no series matched"),
-    (200, {"status": "success", "data": {"resultType": "matrix", "result": [
-        {"metric": {}, "values": [[1, "NaN"], [2, "NaN"], [3, "+Inf"]]}]}}, "only NaN or infinite values (3)"),
-    (200, b"<html>", "the answer is not JSON from Prometheus' API"),
-    (200, {"status": "success", "data": {"resultType": "string", "result": [1, "x"]}}, "unexpected result type 'string'"),
-])
+@pytest.mark.parametrize(
+    ("status", "body", "reason"),
+    [
+        (503, b"overloaded", "HTTP 503"),
+        (
+            400,
+            {"status": "error", "errorType": "bad_data", "error": "parse error at char 3"},
+            "HTTP 400, status: error (bad_data: parse error at char 3)",
+        ),
+        (
+            200,
+            {"status": "error", "errorType": "timeout", "error": "query timed out"},
+            "status: error (timeout: query timed out)",
+        ),
+        (200, {"status": "success", "data": {"resultType": "matrix", "result": []}}, "no series matched"),
+        (
+            200,
+            {
+                "status": "success",
+                "data": {
+                    "resultType": "matrix",
+                    "result": [{"metric": {}, "values": [[1, "NaN"], [2, "NaN"], [3, "+Inf"]]}],
+                },
+            },
+            "only NaN or infinite values (3)",
+        ),
+        (200, b"<html>", "the answer is not JSON from Prometheus' API"),
+        (
+            200,
+            {"status": "success", "data": {"resultType": "string", "result": [1, "x"]}},
+            "unexpected result type 'string'",
+        ),
+    ],
+)
 def test_failures_are_no_data_with_the_reason(status, body, reason):
     with http_server(answer(status, body)) as url:
         got = fetch(url)
@@ -217,13 +263,28 @@ def test_failures_are_no_data_with_the_reason(status, body, reason):
 
 
 def test_matrix_vector_and_scalar_are_read_and_nan_dropped():
-    matrix = {"status": "success", "data": {"resultType": "matrix", "result": [
-        {"metric": {"instance": "a"}, "values": [[2, "0.5"], [1, "NaN"]]},
-        {"metric": {"instance": "b"}, "values": [[1, "1e-3"]]}]}}
+    matrix = {
+        "status": "success",
+        "data": {
+            "resultType": "matrix",
+            "result": [
+                {"metric": {"instance": "a"}, "values": [[2, "0.5"], [1, "NaN"]]},
+                {"metric": {"instance": "b"}, "values": [[1, "1e-3"]]},
+            ],
+        },
+    }
     with http_server(answer(200, matrix)) as url:
         got = fetch(url)
-    assert got.missing is None and got.points == ((1.0, 0.001), (2.0, 0.5)) and got.series == 2 and got.dropped == 1
-    vector = {"status": "success", "data": {"resultType": "vector", "result": [{"metric": {}, "value": [5, "7"]}]}}
+    assert (
+        got.missing is None
+        and got.points == ((1.0, 0.001), (2.0, 0.5))
+        and got.series == 2
+        and got.dropped == 1
+    )
+    vector = {
+        "status": "success",
+        "data": {"resultType": "vector", "result": [{"metric": {}, "value": [5, "7"]}]},
+    }
     with http_server(answer(200, vector)) as url:
         assert query(PrometheusConfig(url=url), "up").points == ((5.0, 7.0),)
     scalar = {"status": "success", "data": {"resultType": "scalar", "result": [5, "3"]}}
@@ -261,7 +322,9 @@ def real_prometheus():
     if binary is None:
         if os.geteuid() == 0:
             pytest.fail("prometheus is not installed: `make test` installs it (apt-get install prometheus)")
-        pytest.skip("needs Debian's prometheus binary (apt-get install prometheus; `make test` does it as root)")
+        pytest.skip(
+            "needs Debian's prometheus binary (apt-get install prometheus; `make test` does it as root)"
+        )
     from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
     registry = CollectorRegistry()
@@ -277,11 +340,19 @@ def real_prometheus():
         config = Path(tmp, "prometheus.yml")
         config.write_text(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-            f"scrape_configs:\n  - job_name: shop\n    static_configs:\n      - targets: ['127.0.0.1:{exporter_port}']\n")
+            f"scrape_configs:\n  - job_name: shop\n    static_configs:\n      - targets: ['127.0.0.1:{exporter_port}']\n"
+        )
         process = subprocess.Popen(
-            [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp}/data",
-             f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            [
+                binary,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tmp}/data",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--log.level=warn",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         url = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + 30
@@ -290,8 +361,10 @@ def real_prometheus():
                 if got.missing is None and got.series == 2:
                     break
                 if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"Prometheus did not scrape in 30 s: {got.missing}; "
-                                f"{process.stderr.read().decode()[-2000:] if process.poll() is not None else ''}")
+                    pytest.fail(
+                        f"Prometheus did not scrape in 30 s: {got.missing}; "
+                        f"{process.stderr.read().decode()[-2000:] if process.poll() is not None else ''}"
+                    )
                 time.sleep(0.3)
             yield url
         finally:
@@ -309,24 +382,51 @@ def test_real_prometheus_query_range_per_version(real_prometheus):
     now = time.time()
     config = PrometheusConfig(url=real_prometheus, timeout=5)
     template = 'max(shop_latency_ms{version="{{version}}", job="shop", instance=~"{{target}}"})'
-    canary = query_range(config, render_query(template, version="1.5.0", environment="production"),
-                         start=now - 30, end=now, step=1)
-    baseline = query_range(config, render_query(template, version="1.4.0", environment="production"),
-                           start=now - 30, end=now, step=1)
+    canary = query_range(
+        config,
+        render_query(template, version="1.5.0", environment="production"),
+        start=now - 30,
+        end=now,
+        step=1,
+    )
+    baseline = query_range(
+        config,
+        render_query(template, version="1.4.0", environment="production"),
+        start=now - 30,
+        end=now,
+        step=1,
+    )
     assert canary.missing is None and baseline.missing is None
     assert set(canary.values) == {480.0} and set(baseline.values) == {120.0}
     assert len(canary.values) >= 2
-    gone = query_range(config, render_query(template, version="9.9.9", environment="production"),
-                       start=now - 30, end=now, step=1)
+    gone = query_range(
+        config,
+        render_query(template, version="9.9.9", environment="production"),
+        start=now - 30,
+        end=now,
+        step=1,
+    )
     assert gone.missing == f"prometheus at {real_prometheus}: no series matched"
     broken = query(config, "sum(")
     assert broken.missing.startswith(f"prometheus at {real_prometheus}: HTTP 400, status: error (bad_data:")
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("version", ['1.4.0"} or vector(1) #', "tab\there", "new\nline", "back\\slash\\",
-                                     "ünï \u2028 \ufffd 🚀", "{{version}}", "'"])
+@pytest.mark.parametrize(
+    "version",
+    [
+        '1.4.0"} or vector(1) #',
+        "tab\there",
+        "new\nline",
+        "back\\slash\\",
+        "ünï \u2028 \ufffd 🚀",
+        "{{version}}",
+        "'",
+    ],
+)
 def test_real_prometheus_reads_escaped_values_back(real_prometheus, version):
-    promql = render_query('label_replace(vector(1), "v", "{{version}}", "", "")', version=version, environment="")
+    promql = render_query(
+        'label_replace(vector(1), "v", "{{version}}", "", "")', version=version, environment=""
+    )
     got = query(PrometheusConfig(url=real_prometheus, timeout=5), promql)
     assert got.missing is None and got.labels == ({"v": version},)

@@ -28,18 +28,37 @@ def production(app):
 
 
 def error(version="1.4.0", message="'user-1'", type="KeyError", **extra):
-    return error_from_json({"environment": "production", "type": type, "version": version, "message": message,
-                            "stacktrace": 'File "shop/cart.py", line 3, in total', **extra})
+    return error_from_json(
+        {
+            "environment": "production",
+            "type": type,
+            "version": version,
+            "message": message,
+            "stacktrace": 'File "shop/cart.py", line 3, in total',
+            **extra,
+        }
+    )
 
 
 def test_errors_of_one_fingerprint_make_one_group_new_in_its_first_version(app, production):
     do_ingest_errors([Located(app.pk, production.pk, error(message=f"'user-{n}'")) for n in range(3)])
-    do_ingest_errors([Located(app.pk, production.pk, error(version="1.5.0")),
-                      Located(app.pk, production.pk, error(type="TypeError"))])
+    do_ingest_errors(
+        [
+            Located(app.pk, production.pk, error(version="1.5.0")),
+            Located(app.pk, production.pk, error(type="TypeError")),
+        ]
+    )
     key_error, type_error = ErrorGroup.objects.order_by("type")
-    assert (key_error.count, key_error.first_seen_version, key_error.last_seen_version) == (4, "1.4.0", "1.5.0")
+    assert (key_error.count, key_error.first_seen_version, key_error.last_seen_version) == (
+        4,
+        "1.4.0",
+        "1.5.0",
+    )
     assert (type_error.count, type_error.first_seen_version) == (1, "1.4.0")
-    assert dict(ErrorCount.objects.filter(group=key_error).values_list("version", "count")) == {"1.4.0": 3, "1.5.0": 1}
+    assert dict(ErrorCount.objects.filter(group=key_error).values_list("version", "count")) == {
+        "1.4.0": 3,
+        "1.5.0": 1,
+    }
     assert ErrorEvent.objects.count() == 5
     assert AuditEvent.objects.count() == 0  # no audit event per ingested error
 
@@ -63,7 +82,12 @@ def test_only_the_newest_events_of_a_group_are_kept(app, production, monkeypatch
         do_ingest_errors([Located(app.pk, production.pk, error(message=f"'m{batch}-{n}'")) for n in range(4)])
     assert ErrorGroup.objects.get().count == 12
     assert sorted(ErrorEvent.objects.values_list("message", flat=True)) == [
-        "'m1-3'", "'m2-0'", "'m2-1'", "'m2-2'", "'m2-3'"]
+        "'m1-3'",
+        "'m2-0'",
+        "'m2-1'",
+        "'m2-2'",
+        "'m2-3'",
+    ]
 
 
 def test_event_times_from_the_future_are_not_believed(app, production):
@@ -88,11 +112,22 @@ def _token(user, *scopes, environment=None):
 
 
 def test_samples_are_stored_all_or_none(app, production, user):
-    body = [{"name": "http_errors", "value": n, "labels": {"environment": "production", "version": "1.4.0",
-                                                            "target": "web-3", "route": "/"}} for n in range(3)]
+    body = [
+        {
+            "name": "http_errors",
+            "value": n,
+            "labels": {"environment": "production", "version": "1.4.0", "target": "web-3", "route": "/"},
+        }
+        for n in range(3)
+    ]
     assert do_push_samples(Actor(user), app, parse_samples(body)) == 3
     stored = Sample.objects.order_by("value")
-    assert [(s.value, s.version, s.target, s.labels) for s in stored][0] == (0.0, "1.4.0", "web-3", {"route": "/"})
+    assert [(s.value, s.version, s.target, s.labels) for s in stored][0] == (
+        0.0,
+        "1.4.0",
+        "web-3",
+        {"route": "/"},
+    )
     body.append({"name": "x", "value": 1, "labels": {"environment": "qa"}})
     with pytest.raises(Invalid) as refused:
         do_push_samples(Actor(user), app, parse_samples(body))
@@ -104,7 +139,9 @@ def test_a_token_pinned_to_another_environment_may_not_push_there(app, productio
     staging = factories.EnvironmentFactory(application=app, name="staging")
     actor = Actor(user, _token(user, "metrics:write", environment=staging))
     with pytest.raises(Forbidden):
-        do_push_samples(actor, app, parse_samples([{"name": "x", "value": 1, "labels": {"environment": "production"}}]))
+        do_push_samples(
+            actor, app, parse_samples([{"name": "x", "value": 1, "labels": {"environment": "production"}}])
+        )
 
 
 def test_keys_are_created_with_applications_and_rotated_with_audit(user):
@@ -116,9 +153,12 @@ def test_keys_are_created_with_applications_and_rotated_with_audit(user):
         do_rotate_ingest_key(Actor(user), application)
     second = do_rotate_ingest_key(Actor.system(), application)
     first.refresh_from_db()
-    assert first.revoked_at is not None and second.revoked_at is None and second.public_key != first.public_key
-    assert list(AuditEvent.objects.filter(application=application).values_list("kind", flat=True).order_by("id")) == [
-        "application.created", "ingest_key.created", "ingest_key.rotated"]
+    assert (
+        first.revoked_at is not None and second.revoked_at is None and second.public_key != first.public_key
+    )
+    assert list(
+        AuditEvent.objects.filter(application=application).values_list("kind", flat=True).order_by("id")
+    ) == ["application.created", "ingest_key.created", "ingest_key.rotated"]
 
 
 def test_the_dsn_follows_the_base_url(settings):
@@ -131,14 +171,37 @@ def test_the_dsn_follows_the_base_url(settings):
 def test_agents_health_checks_become_samples(app, production):
     artifact = factories.ArtifactFactory(application=app, version="2.0")
     target = Target.objects.create(environment=production, name="web-3", token_hash=ApiToken.hash_key("k"))
-    release = Release.objects.create(application=app, environment=production, artifact=artifact, status="deploying")
+    release = Release.objects.create(
+        application=app, environment=production, artifact=artifact, status="deploying"
+    )
     rollout = Rollout.objects.create(release=release, targets=["web-3"], status="running")
-    step = RolloutStep.objects.create(rollout=rollout, index=1, wave=0, target=target, target_name="web-3",
-                                      action="deploy", version="2.0", status="running")
-    [(status, _)] = do_apply_reports([Report(key="k", step_id=step.pk, succeeded=True, healthy=False, detail="503",
-                                          version="2.0", output_tail="", health_seconds=0.25)])
+    step = RolloutStep.objects.create(
+        rollout=rollout,
+        index=1,
+        wave=0,
+        target=target,
+        target_name="web-3",
+        action="deploy",
+        version="2.0",
+        status="running",
+    )
+    [(status, _)] = do_apply_reports(
+        [
+            Report(
+                key="k",
+                step_id=step.pk,
+                succeeded=True,
+                healthy=False,
+                detail="503",
+                version="2.0",
+                output_tail="",
+                health_seconds=0.25,
+            )
+        ]
+    )
     assert status == 200
     samples = {s.name: s for s in Sample.objects.all()}
     assert samples["health_check_latency_ms"].value == 250.0 and samples["health_check_ok"].value == 0.0
     assert {(s.application_id, s.environment_id, s.version, s.target) for s in samples.values()} == {
-        (app.pk, production.pk, "2.0", "web-3")}
+        (app.pk, production.pk, "2.0", "web-3")
+    }

@@ -19,7 +19,8 @@ def test_create_application(admin_user):
 
 def test_create_needs_permission(user):
     response = token_client(user, "releases:write").post(
-        "/api/v1/applications/", {"slug": "shop", "name": "Shop"}, format="json")
+        "/api/v1/applications/", {"slug": "shop", "name": "Shop"}, format="json"
+    )
     assert response.status_code == 403
     assert not Application.objects.exists()
 
@@ -34,9 +35,13 @@ def test_duplicate_slug_is_409_naming_slug(admin_user):
 
 def test_bad_application_input(admin_user):
     client = token_client(admin_user, "releases:write")
-    for body, field in [({"slug": "Shop!", "name": "x"}, "slug"), ({"slug": "-x", "name": "x"}, "slug"),
-                        ({"slug": "a" * 64, "name": "x"}, "slug"), ({"slug": "ok"}, "name"),
-                        ({"slug": "ok", "name": "x", "repository_url": "ftp:/x"}, "repository_url")]:
+    for body, field in [
+        ({"slug": "Shop!", "name": "x"}, "slug"),
+        ({"slug": "-x", "name": "x"}, "slug"),
+        ({"slug": "a" * 64, "name": "x"}, "slug"),
+        ({"slug": "ok"}, "name"),
+        ({"slug": "ok", "name": "x", "repository_url": "ftp:/x"}, "repository_url"),
+    ]:
         response = client.post("/api/v1/applications/", body, format="json")
         assert response.status_code == 400 and field in response.json(), body
     assert not Application.objects.exists()
@@ -70,7 +75,9 @@ def test_applications_hidden_from_non_members(app):
     stranger = factories.UserFactory(username="stranger")
     client = token_client(stranger, "releases:read")
     assert client.get("/api/v1/applications/").json()["results"] == []
-    assert client.get("/api/v1/applications/shop/").status_code == 404  # no role there: as if it did not exist
+    assert (
+        client.get("/api/v1/applications/shop/").status_code == 404
+    )  # no role there: as if it did not exist
 
 
 def test_session_auth_works(client, user, app):
@@ -93,16 +100,25 @@ def test_application_list_query_count_is_constant(admin_user, django_assert_num_
 def test_identities_api(admin_user):
     alice = factories.UserFactory(username="alice")
     client = token_client(admin_user, "admin")
-    response = client.post("/api/v1/identities/", {"user": "alice", "identity": "alice@users.noreply.github.com"},
-                           format="json")
+    response = client.post(
+        "/api/v1/identities/", {"user": "alice", "identity": "alice@users.noreply.github.com"}, format="json"
+    )
     assert response.status_code == 201
     assert alice.author_identities.get().identity == "alice@users.noreply.github.com"
-    again = client.post("/api/v1/identities/", {"user": "alice", "identity": "ALICE@users.noreply.github.com"},
-                        format="json")
+    again = client.post(
+        "/api/v1/identities/", {"user": "alice", "identity": "ALICE@users.noreply.github.com"}, format="json"
+    )
     assert again.status_code == 409 and "identity" in again.json()
-    assert client.post("/api/v1/identities/", {"user": "nobody", "identity": "x"}, format="json").status_code == 404
-    assert token_client(admin_user, "releases:write").post(
-        "/api/v1/identities/", {"user": "alice", "identity": "a2"}, format="json").status_code == 403
+    assert (
+        client.post("/api/v1/identities/", {"user": "nobody", "identity": "x"}, format="json").status_code
+        == 404
+    )
+    assert (
+        token_client(admin_user, "releases:write")
+        .post("/api/v1/identities/", {"user": "alice", "identity": "a2"}, format="json")
+        .status_code
+        == 403
+    )
 
 
 def test_schema_and_docs(client, user):

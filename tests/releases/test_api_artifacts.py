@@ -17,8 +17,15 @@ def artifact_body(version="1.4.0", changes=None, **overrides):
         "image": "registry.example.com/shop@sha256:" + "a" * 64,
         "build_url": "https://ci.example.com/builds/812",
         "metadata": {"branch": "main"},
-        "changes": changes if changes is not None else [
-            {"sha": sha("c1"), "author": "alice", "title": "Faster checkout", "url": "https://github.com/acme/shop/pull/12"},
+        "changes": changes
+        if changes is not None
+        else [
+            {
+                "sha": sha("c1"),
+                "author": "alice",
+                "title": "Faster checkout",
+                "url": "https://github.com/acme/shop/pull/12",
+            },
             {"sha": sha("c2"), "author": "bob", "title": "Order history"},
             {"sha": sha("c3"), "author": "alice@users.noreply.github.com", "title": "Typo"},
         ],
@@ -40,7 +47,10 @@ def test_register_artifact(ci, app, user):
     assert data["created_by"] == user.username
     assert [c["sha"] for c in data["changes"]] == [sha("c1"), sha("c2"), sha("c3")]
     groups = data["changes_by_author"]
-    assert [(g["author"], g["user"], len(g["changes"])) for g in groups] == [("alice", "alice", 2), ("bob", None, 1)]
+    assert [(g["author"], g["user"], len(g["changes"])) for g in groups] == [
+        ("alice", "alice", 2),
+        ("bob", None, 1),
+    ]
     event = AuditEvent.objects.get(kind="artifact.registered")
     assert event.application == app and event.after["version"] == "1.4.0"
 
@@ -54,12 +64,15 @@ def test_identical_repeat_is_idempotent(ci, app):
     assert AuditEvent.objects.filter(kind="artifact.registered").count() == 1
 
 
-@pytest.mark.parametrize("field,value", [
-    ("commit", sha("other")),
-    ("image", "registry.example.com/shop@sha256:" + "b" * 64),
-    ("metadata", {"branch": "hotfix"}),
-    ("changes", []),
-])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("commit", sha("other")),
+        ("image", "registry.example.com/shop@sha256:" + "b" * 64),
+        ("metadata", {"branch": "hotfix"}),
+        ("changes", []),
+    ],
+)
 def test_same_version_different_content_conflicts(ci, app, field, value):
     assert ci.post(URL, artifact_body(), format="json").status_code == 201
     response = ci.post(URL, artifact_body(**{field: value}), format="json")
@@ -86,18 +99,21 @@ def test_artifact_is_immutable(app):
         artifact.save()
 
 
-@pytest.mark.parametrize("body,field", [
-    (artifact_body(version="has space"), "version"),
-    (artifact_body(version="v" * 101), "version"),
-    (artifact_body(commit="xyz"), "commit"),
-    (artifact_body(commit="A" * 40), "commit"),
-    (artifact_body(image=""), "image"),
-    (artifact_body(image="i" * 501), "image"),
-    (artifact_body(metadata=["not", "an", "object"]), "metadata"),
-    (artifact_body(build_url="not a url"), "build_url"),
-    (artifact_body(changes="nope"), "changes"),
-    ({"commit": sha(1), "image": "x"}, "version"),
-])
+@pytest.mark.parametrize(
+    "body,field",
+    [
+        (artifact_body(version="has space"), "version"),
+        (artifact_body(version="v" * 101), "version"),
+        (artifact_body(commit="xyz"), "commit"),
+        (artifact_body(commit="A" * 40), "commit"),
+        (artifact_body(image=""), "image"),
+        (artifact_body(image="i" * 501), "image"),
+        (artifact_body(metadata=["not", "an", "object"]), "metadata"),
+        (artifact_body(build_url="not a url"), "build_url"),
+        (artifact_body(changes="nope"), "changes"),
+        ({"commit": sha(1), "image": "x"}, "version"),
+    ],
+)
 def test_bad_artifact_input_names_the_field(ci, app, body, field):
     response = ci.post(URL, body, format="json")
     assert response.status_code == 400
@@ -128,7 +144,9 @@ def test_malformed_json(ci, app):
 
 
 def test_wrong_types(ci, app):
-    response = ci.post(URL, artifact_body(version=["1.0"], changes=[{"sha": 5, "author": [], "title": {}}]), format="json")
+    response = ci.post(
+        URL, artifact_body(version=["1.0"], changes=[{"sha": 5, "author": [], "title": {}}]), format="json"
+    )
     assert response.status_code == 400
     assert {"version", "changes"} <= set(response.json())
 
@@ -200,5 +218,7 @@ def test_token_without_write_scope_is_403(app, user):
 def test_member_without_developer_role_is_403(app):
     viewer = factories.UserFactory(username="viewer")
     factories.MembershipFactory(user=viewer, application=app, role="viewer")
-    response = token_client(viewer, "releases:write", "releases:read").post(URL, artifact_body(), format="json")
+    response = token_client(viewer, "releases:write", "releases:read").post(
+        URL, artifact_body(), format="json"
+    )
     assert response.status_code == 403 and "developer role" in response.json()["detail"]

@@ -14,8 +14,13 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 def test_identical_artifacts_posted_at_once_store_one(user):
     app = factories.ApplicationFactory(slug="shop")
-    data = ArtifactIn(version="2.0.0", commit=sha("c"), image="img", metadata={},
-                      changes=tuple(ChangeIn(sha=sha(n), author="alice", title=f"c{n}") for n in range(5)))
+    data = ArtifactIn(
+        version="2.0.0",
+        commit=sha("c"),
+        image="img",
+        metadata={},
+        changes=tuple(ChangeIn(sha=sha(n), author="alice", title=f"c{n}") for n in range(5)),
+    )
     results, errors = at_once(lambda: do_register_artifact(Actor.system(), app, data)[1])
     assert errors == []
     assert sorted(results) == [False, False, False, True]

@@ -19,8 +19,10 @@ CONTRACTOR = "dave@contractor.example"
 
 @pytest.fixture
 def team(app):
-    people = {name: factories.UserFactory(username=name, email=f"{name}@example.com")
-              for name in ("alice", "bob", "vera", "rm", "other_rm")}
+    people = {
+        name: factories.UserFactory(username=name, email=f"{name}@example.com")
+        for name in ("alice", "bob", "vera", "rm", "other_rm")
+    }
     for name in ("alice", "bob"):
         factories.MembershipFactory(user=people[name], application=app, role="developer")
     factories.MembershipFactory(user=people["vera"], application=app, role="viewer")
@@ -30,8 +32,10 @@ def team(app):
 
 
 def build(app, version, authors):
-    changes = [factories.ChangeFactory(application=app, author=a, sha=sha(f"{version}-{i}"), title=f"{a} {i}")
-               for i, a in enumerate(authors)]
+    changes = [
+        factories.ChangeFactory(application=app, author=a, sha=sha(f"{version}-{i}"), title=f"{a} {i}")
+        for i, a in enumerate(authors)
+    ]
     return factories.ArtifactFactory(application=app, version=version, changes=changes)
 
 
@@ -40,15 +44,18 @@ def production(app):
     """1.0.0 runs in staging and production: production needs every author's approval."""
     v1 = build(app, "1.0.0", ["alice"])
     staging = factories.EnvironmentFactory(application=app, name="staging", position=1, current_artifact=v1)
-    production = factories.EnvironmentFactory(application=app, name="production", position=2,
-                                              requires_approval=True, current_artifact=v1)
+    production = factories.EnvironmentFactory(
+        application=app, name="production", position=2, requires_approval=True, current_artifact=v1
+    )
     return staging, production
 
 
 def waiting_release(app, production, version, authors) -> Release:
     staging, production = production
     artifact = build(app, version, authors)
-    Release.objects.create(application=app, environment=staging, artifact=artifact, kind="recorded", status="succeeded")
+    Release.objects.create(
+        application=app, environment=staging, artifact=artifact, kind="recorded", status="succeeded"
+    )
     return do_request_release(Actor.system(), app, environment=production, artifact=artifact)
 
 
@@ -72,7 +79,10 @@ def test_developer_claiming_a_contractors_identity_cannot_ship_their_change(app,
     release.refresh_from_db()
     assert release.status == "pending_approval" and not release.approvals.exists()
     blocked = bob.get(f"{API}/releases/{release.pk}/").json()["blocked_by"]
-    assert blocked[0]["cleared_by"] == ["a release manager, on their behalf"] and CONTRACTOR in blocked[0]["detail"]
+    assert (
+        blocked[0]["cleared_by"] == ["a release manager, on their behalf"]
+        and CONTRACTOR in blocked[0]["detail"]
+    )
 
 
 def test_claiming_on_the_profile_page_is_a_request_too(client, app, team, production):
@@ -89,8 +99,9 @@ def test_claiming_on_the_profile_page_is_a_request_too(client, app, team, produc
 
 
 def test_own_email_is_proven_and_links_at_once(app, team):
-    response = session(team["bob"]).post("/api/v1/identities/", {"user": "bob", "identity": "BOB@example.com"},
-                                         format="json")
+    response = session(team["bob"]).post(
+        "/api/v1/identities/", {"user": "bob", "identity": "BOB@example.com"}, format="json"
+    )
     assert response.status_code == 201 and response.json()["status"] == "confirmed"
     event = AuditEvent.objects.get(kind="identity.linked")
     assert event.after["proof"] == "email" and event.actor == team["bob"]
@@ -102,7 +113,9 @@ def test_a_request_maps_nothing_until_a_release_manager_of_its_application_confi
     assert link.status == "pending" and AuditEvent.objects.filter(kind="identity.requested").exists()
     assert users_for_authors([CONTRACTOR]) == {}
 
-    assert session(team["other_rm"]).post(f"/api/v1/identities/requests/{link.pk}/confirm/").status_code == 403
+    assert (
+        session(team["other_rm"]).post(f"/api/v1/identities/requests/{link.pk}/confirm/").status_code == 403
+    )
     assert session(team["alice"]).post(f"/api/v1/identities/requests/{link.pk}/confirm/").status_code == 403
     assert session(team["other_rm"]).get("/api/v1/identities/requests/").json() == []
 
@@ -133,20 +146,27 @@ def test_confirming_one_request_declines_rival_ones(app, team, admin_user):
     do_confirm_identity(Actor(admin_user), bob_asks.pk)
     alice_asks.refresh_from_db()
     assert alice_asks.status == "declined" and alice_asks.decided_by == admin_user
-    assert session(admin_user).post(f"/api/v1/identities/requests/{alice_asks.pk}/confirm/").status_code == 409
+    assert (
+        session(admin_user).post(f"/api/v1/identities/requests/{alice_asks.pk}/confirm/").status_code == 409
+    )
 
 
 def test_declined_request_maps_nothing_and_can_be_asked_again(app, team):
     factories.ChangeFactory(application=app, author=CONTRACTOR)
     link = do_link_identity(Actor(team["bob"]), team["bob"], CONTRACTOR)
-    response = session(team["rm"]).post(f"/api/v1/identities/requests/{link.pk}/decline/",
-                                        {"reason": "not bob's"}, format="json")
+    response = session(team["rm"]).post(
+        f"/api/v1/identities/requests/{link.pk}/decline/", {"reason": "not bob's"}, format="json"
+    )
     assert response.status_code == 200 and response.json()["status"] == "declined"
     assert AuditEvent.objects.get(kind="identity.declined").note == "not bob's"
     assert users_for_authors([CONTRACTOR]) == {}
-    again = session(team["bob"]).post("/api/v1/identities/", {"user": "bob", "identity": CONTRACTOR}, format="json")
+    again = session(team["bob"]).post(
+        "/api/v1/identities/", {"user": "bob", "identity": CONTRACTOR}, format="json"
+    )
     assert again.status_code == 202
-    twice = session(team["bob"]).post("/api/v1/identities/", {"user": "bob", "identity": CONTRACTOR}, format="json")
+    twice = session(team["bob"]).post(
+        "/api/v1/identities/", {"user": "bob", "identity": CONTRACTOR}, format="json"
+    )
     assert twice.status_code == 409 and "identity" in twice.json()
 
 
@@ -160,16 +180,22 @@ def test_linking_for_someone_else_stays_admin_only(app, team, admin_user):
     assert AuditEvent.objects.get(kind="identity.linked").after["proof"] == "admin"
 
 
-@pytest.mark.parametrize("identity", ["<script>alert(1)</script>", "alice smith", "a@b", "-dash", "bob/../admin"])
+@pytest.mark.parametrize(
+    "identity", ["<script>alert(1)</script>", "alice smith", "a@b", "-dash", "bob/../admin"]
+)
 def test_identity_strings_are_logins_or_emails(app, team, identity):
-    response = session(team["bob"]).post("/api/v1/identities/", {"user": "bob", "identity": identity}, format="json")
+    response = session(team["bob"]).post(
+        "/api/v1/identities/", {"user": "bob", "identity": identity}, format="json"
+    )
     assert response.status_code == 400 and list(response.json()) == ["identity"], response.json()
     assert not AuthorIdentity.objects.exists()
 
 
 @pytest.mark.parametrize("identity", ["dave-k", "Dave.K_2", "dependabot[bot]", "dave+ci@contractor.example"])
 def test_logins_and_emails_are_accepted(app, team, identity):
-    response = session(team["bob"]).post("/api/v1/identities/", {"user": "bob", "identity": identity}, format="json")
+    response = session(team["bob"]).post(
+        "/api/v1/identities/", {"user": "bob", "identity": identity}, format="json"
+    )
     assert response.status_code == 202, response.json()
 
 
@@ -202,7 +228,9 @@ def test_unlink_your_own_and_an_admin_anyones(app, team, admin_user):
     assert not AuthorIdentity.objects.exists()
     events = AuditEvent.objects.filter(kind="identity.unlinked").order_by("id")
     assert [(e.actor.username, e.before["identity"], e.before["status"]) for e in events] == [
-        ("alice", "ally", "pending"), ("root", "bobby", "confirmed")]
+        ("alice", "ally", "pending"),
+        ("root", "bobby", "confirmed"),
+    ]
 
 
 def test_inbox_shows_identity_requests_to_release_managers_and_the_pages_agree(client, app, team, production):

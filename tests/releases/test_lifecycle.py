@@ -33,16 +33,25 @@ def test_legal_path_to_success_moves_current_version(release, django_capture_on_
     release.environment.refresh_from_db()
     assert release.status == "succeeded" and release.started_at and release.finished_at
     assert release.environment.current_artifact == release.artifact
-    assert list(AuditEvent.objects.filter(kind__startswith="release.").values_list("kind", flat=True).order_by("id")) == [
-        "release.approved", "release.queued", "release.deploying", "release.succeeded"]
+    assert list(
+        AuditEvent.objects.filter(kind__startswith="release.").values_list("kind", flat=True).order_by("id")
+    ) == ["release.approved", "release.queued", "release.deploying", "release.succeeded"]
     assert succeeded == [release.pk]  # the layers above hear of the success once, after commit
-    notified = [c.args[1] for c in callbacks if getattr(getattr(c, "func", None), "__name__", "") == "_enqueue"]
+    notified = [
+        c.args[1] for c in callbacks if getattr(getattr(c, "func", None), "__name__", "") == "_enqueue"
+    ]
     assert notified == ["approved", "deploying", "succeeded"]  # notifications for each step but queued
 
 
-@pytest.mark.parametrize("start,to", [
-    (start, to) for start in Release.Status.values for to in Release.Status.values if to not in TRANSITIONS[start]
-])
+@pytest.mark.parametrize(
+    "start,to",
+    [
+        (start, to)
+        for start in Release.Status.values
+        for to in Release.Status.values
+        if to not in TRANSITIONS[start]
+    ],
+)
 def test_every_illegal_transition_is_refused(release, start, to):
     Release.objects.filter(pk=release.pk).update(status=start)
     with pytest.raises(IllegalTransition):

@@ -16,8 +16,10 @@ API = "/api/v1/applications/shop"
 
 @pytest.fixture
 def envs(app):
-    return (factories.EnvironmentFactory(application=app, name="staging", position=1),
-            factories.EnvironmentFactory(application=app, name="production", position=2))
+    return (
+        factories.EnvironmentFactory(application=app, name="staging", position=1),
+        factories.EnvironmentFactory(application=app, name="production", position=2),
+    )
 
 
 @pytest.fixture
@@ -35,14 +37,18 @@ def alice(db):
 # --- services ------------------------------------------------------------------------------
 
 
-def test_grant_and_revoke_are_audited_and_move_the_access_version(app, manager, alice, envs,
-                                                                  django_capture_on_commit_callbacks):
+def test_grant_and_revoke_are_audited_and_move_the_access_version(
+    app, manager, alice, envs, django_capture_on_commit_callbacks
+):
     access.clear()
     with django_capture_on_commit_callbacks(execute=True):
         membership, created = do_grant_role(Actor(manager), app, alice, "flag_editor", envs[1])
     assert created and membership.environment == envs[1]
     assert AuditEvent.objects.get(kind="role.granted").after == {
-        "user": "alice", "role": "flag_editor", "environment": "production"}
+        "user": "alice",
+        "role": "flag_editor",
+        "environment": "production",
+    }
     assert do_grant_role(Actor(manager), app, alice, "flag_editor", envs[1]) == (membership, False)
     with django_capture_on_commit_callbacks(execute=True):
         do_revoke_role(Actor(manager), membership)
@@ -77,8 +83,9 @@ def test_last_admin_stays(app, user, alice):
         do_revoke_role(Actor(user), only)
     do_grant_role(Actor(user), app, alice, "admin")
     do_revoke_role(Actor(alice), only)  # another admin now: fine
-    assert list(Membership.objects.filter(application=app, role="admin").values_list("user__username", flat=True)) \
-        == ["alice"]
+    assert list(
+        Membership.objects.filter(application=app, role="admin").values_list("user__username", flat=True)
+    ) == ["alice"]
 
 
 def test_pinned_token_needs_a_role_on_its_application(app, envs, alice):
@@ -94,31 +101,46 @@ def test_pinned_token_needs_a_role_on_its_application(app, envs, alice):
 
 def test_members_api_grant_list_revoke(app, manager, alice, envs):
     client = token_client(manager, "admin")
-    response = client.post(f"{API}/members/", {"user": "alice", "role": "flag_editor", "environment": "production"},
-                           format="json")
+    response = client.post(
+        f"{API}/members/",
+        {"user": "alice", "role": "flag_editor", "environment": "production"},
+        format="json",
+    )
     assert response.status_code == 201, response.json()
     member = response.json()
-    assert member["user"] == "alice" and member["role"] == "flag_editor" and member["environment"] == "production"
-    again = client.post(f"{API}/members/", {"user": "alice", "role": "flag_editor", "environment": "production"},
-                        format="json")
+    assert (
+        member["user"] == "alice"
+        and member["role"] == "flag_editor"
+        and member["environment"] == "production"
+    )
+    again = client.post(
+        f"{API}/members/",
+        {"user": "alice", "role": "flag_editor", "environment": "production"},
+        format="json",
+    )
     assert again.status_code == 200 and again.json()["id"] == member["id"]
     listing = client.get(f"{API}/members/").json()
     assert listing["count"] == 3
     assert {(m["user"], m["role"], m["environment"]) for m in listing["results"]} >= {
-        ("alice", "flag_editor", "production"), ("rm", "release_manager", None)}
+        ("alice", "flag_editor", "production"),
+        ("rm", "release_manager", None),
+    }
     assert client.delete(f"{API}/members/{member['id']}/").status_code == 204
     assert client.delete(f"{API}/members/{member['id']}/").status_code == 404
     assert AuditEvent.objects.filter(kind__in=["role.granted", "role.revoked"]).count() == 2
 
 
-@pytest.mark.parametrize("body,status,field", [
-    ({"user": "alice", "role": "owner"}, 400, "role"),
-    ({"user": "alice"}, 400, "role"),
-    ({"role": "viewer"}, 400, "user"),
-    ({"user": "nobody", "role": "viewer"}, 404, "user"),
-    ({"user": "alice", "role": "flag_editor", "environment": "moon"}, 404, "environment"),
-    ({"user": "alice", "role": "developer", "environment": "production"}, 400, "environment"),
-])
+@pytest.mark.parametrize(
+    "body,status,field",
+    [
+        ({"user": "alice", "role": "owner"}, 400, "role"),
+        ({"user": "alice"}, 400, "role"),
+        ({"role": "viewer"}, 400, "user"),
+        ({"user": "nobody", "role": "viewer"}, 404, "user"),
+        ({"user": "alice", "role": "flag_editor", "environment": "moon"}, 404, "environment"),
+        ({"user": "alice", "role": "developer", "environment": "production"}, 400, "environment"),
+    ],
+)
 def test_members_api_bad_input_names_the_field(app, manager, alice, envs, body, status, field):
     response = token_client(manager, "admin").post(f"{API}/members/", body, format="json")
     assert response.status_code == status and field in response.json(), response.json()
@@ -126,17 +148,31 @@ def test_members_api_bad_input_names_the_field(app, manager, alice, envs, body, 
 
 
 def test_members_api_needs_admin_scope_and_role(app, manager, alice, envs):
-    assert token_client(manager, "releases:write").post(
-        f"{API}/members/", {"user": "alice", "role": "viewer"}, format="json").status_code == 403
-    assert token_client(manager, "admin").post(
-        f"{API}/members/", {"user": "alice", "role": "admin"}, format="json").status_code == 403
+    assert (
+        token_client(manager, "releases:write")
+        .post(f"{API}/members/", {"user": "alice", "role": "viewer"}, format="json")
+        .status_code
+        == 403
+    )
+    assert (
+        token_client(manager, "admin")
+        .post(f"{API}/members/", {"user": "alice", "role": "admin"}, format="json")
+        .status_code
+        == 403
+    )
     developer = factories.UserFactory(username="dev")
     factories.MembershipFactory(user=developer, application=app, role="developer")
-    assert token_client(developer, "admin").post(
-        f"{API}/members/", {"user": "alice", "role": "viewer"}, format="json").status_code == 403
+    assert (
+        token_client(developer, "admin")
+        .post(f"{API}/members/", {"user": "alice", "role": "viewer"}, format="json")
+        .status_code
+        == 403
+    )
     assert token_client(developer, "releases:read").get(f"{API}/members/").status_code == 200
     only_admin = Membership.objects.get(application=app, role="admin")
-    response = token_client(app.memberships.get(role="admin").user, "admin").delete(f"{API}/members/{only_admin.pk}/")
+    response = token_client(app.memberships.get(role="admin").user, "admin").delete(
+        f"{API}/members/{only_admin.pk}/"
+    )
     assert response.status_code == 409 and response.json()["code"] == "last_admin"
 
 
@@ -149,14 +185,28 @@ def test_members_in_the_openapi_schema(admin_user):
     members = schema["paths"]["/api/v1/applications/{slug}/members/"]
     assert {"get", "post"} <= set(members)
     assert "delete" in schema["paths"]["/api/v1/applications/{slug}/members/{id}/"]
-    assert {"user", "role", "environment"} <= set(schema["components"]["schemas"]["MemberInRequest"]["properties"])
+    assert {"user", "role", "environment"} <= set(
+        schema["components"]["schemas"]["MemberInRequest"]["properties"]
+    )
 
 
 # --- every API route respects a revoked membership ---------------------------------------------------------
 
-APP_ROUTES = ["", "environments/", "environments/production/", "artifacts/", "releases/", "members/",
-              "environments/production/locks/", "environments/production/freezes/",
-              "environments/production/targets/", "blockers/", "notification-hooks/", "flags/", "segments/"]
+APP_ROUTES = [
+    "",
+    "environments/",
+    "environments/production/",
+    "artifacts/",
+    "releases/",
+    "members/",
+    "environments/production/locks/",
+    "environments/production/freezes/",
+    "environments/production/targets/",
+    "blockers/",
+    "notification-hooks/",
+    "flags/",
+    "segments/",
+]
 
 
 @pytest.mark.parametrize("pinned", [False, True], ids=["unpinned", "pinned"])
@@ -181,8 +231,9 @@ def test_pinned_token_lists_only_its_application(app, envs, alice):
     other = factories.ApplicationFactory(slug="blog")
     for application in (app, other):
         factories.MembershipFactory(user=alice, application=application, role="viewer")
-    assert [a["slug"] for a in token_client(alice, "releases:read").get("/api/v1/applications/").json()["results"]] \
-        == ["blog", "shop"]
+    assert [
+        a["slug"] for a in token_client(alice, "releases:read").get("/api/v1/applications/").json()["results"]
+    ] == ["blog", "shop"]
     pinned = token_client(alice, "releases:read", environment=envs[0])
     assert [a["slug"] for a in pinned.get("/api/v1/applications/").json()["results"]] == ["shop"]
     assert pinned.get("/api/v1/applications/blog/").status_code == 403

@@ -47,18 +47,29 @@ def canary_steps(draw):
     return (*sorted(steps), 100)
 
 
-specs = st.none() | st.builds(AnalysisSpec, template=st.sampled_from(["checkout", "errors-1", "p95_latency"]),
-                              duration_seconds=st.none() | st.integers(1, 3600))
+specs = st.none() | st.builds(
+    AnalysisSpec,
+    template=st.sampled_from(["checkout", "errors-1", "p95_latency"]),
+    duration_seconds=st.none() | st.integers(1, 3600),
+)
 
 strategies = st.one_of(
     st.builds(Cautious, analysis=specs, watch=specs),
-    st.builds(Rolling, batch_size=st.integers(1, 12), max_unavailable=st.integers(1, 5), analysis=specs,
-              watch=specs),
-    st.builds(Rolling, batch_percent=st.integers(1, 100), max_unavailable=st.integers(1, 5), analysis=specs,
-              watch=specs),
+    st.builds(
+        Rolling, batch_size=st.integers(1, 12), max_unavailable=st.integers(1, 5), analysis=specs, watch=specs
+    ),
+    st.builds(
+        Rolling,
+        batch_percent=st.integers(1, 100),
+        max_unavailable=st.integers(1, 5),
+        analysis=specs,
+        watch=specs,
+    ),
     st.builds(Canary, steps=canary_steps(), pause_seconds=st.integers(0, 120), analysis=specs, watch=specs),
     st.builds(Rollback, batch_size=st.none() | st.integers(1, 12)),
-    st.sampled_from([BlueGreen(live="blue"), BlueGreen(live="green"), BlueGreen(live="green", switch_back=True)]),
+    st.sampled_from(
+        [BlueGreen(live="blue"), BlueGreen(live="green"), BlueGreen(live="green", switch_back=True)]
+    ),
     st.builds(BlueGreen, live=st.sampled_from(["blue", "green"]), watch=specs),
 )
 
@@ -151,8 +162,12 @@ def test_blue_green_deploys_idle_slot_only():
     assert plan(["a", "b", "c"], BlueGreen(live="green")).waves[0].targets == ("a", "b")
 
 
-@given(st.lists(st.text(min_size=1, max_size=8), unique=True, min_size=2, max_size=40),
-       st.sampled_from(["blue", "green"]), st.booleans(), st.booleans())
+@given(
+    st.lists(st.text(min_size=1, max_size=8), unique=True, min_size=2, max_size=40),
+    st.sampled_from(["blue", "green"]),
+    st.booleans(),
+    st.booleans(),
+)
 def test_switching_back_deploys_nothing_and_only_moves_traffic(targets, live, pre, manual):
     p = plan(targets, BlueGreen(live=live, switch_back=True), pre_deploy=pre, smoke=True, manual_gates=manual)
     idle = slots(targets)["green" if live == "blue" else "blue"]
@@ -387,16 +402,37 @@ def test_plan_revert_dedupes_latest_first():
         ),
         ({"kind": "blue_green"}, BlueGreen()),
         ({"kind": "blue_green", "live": "green"}, BlueGreen(live="green")),
-        ({"kind": "blue_green", "live": "green", "switch_back": True}, BlueGreen(live="green", switch_back=True)),
+        (
+            {"kind": "blue_green", "live": "green", "switch_back": True},
+            BlueGreen(live="green", switch_back=True),
+        ),
         ({"kind": "canary", "steps": [5, 25, 50, 100], "pause_seconds": 60}, Canary()),
         ({"kind": "canary"}, Canary(steps=(5, 25, 50, 100), pause_seconds=60)),
         ({"kind": "rollback"}, Rollback()),
         ({"kind": "rollback", "batch_size": 3}, Rollback(batch_size=3)),
-        ({"kind": "canary", "steps": [10, 50, 100], "analysis": {"template": "checkout", "duration_seconds": 30}},
-         Canary(steps=(10, 50, 100), analysis=AnalysisSpec(template="checkout", duration_seconds=30))),
-        ({"kind": "cautious", "analysis": {"template": "checkout"}, "watch": {"template": "soak", "duration_seconds": 600}},
-         Cautious(analysis=AnalysisSpec(template="checkout"), watch=AnalysisSpec(template="soak", duration_seconds=600))),
-        ({"kind": "blue_green", "watch": {"template": "soak"}}, BlueGreen(watch=AnalysisSpec(template="soak"))),
+        (
+            {
+                "kind": "canary",
+                "steps": [10, 50, 100],
+                "analysis": {"template": "checkout", "duration_seconds": 30},
+            },
+            Canary(steps=(10, 50, 100), analysis=AnalysisSpec(template="checkout", duration_seconds=30)),
+        ),
+        (
+            {
+                "kind": "cautious",
+                "analysis": {"template": "checkout"},
+                "watch": {"template": "soak", "duration_seconds": 600},
+            },
+            Cautious(
+                analysis=AnalysisSpec(template="checkout"),
+                watch=AnalysisSpec(template="soak", duration_seconds=600),
+            ),
+        ),
+        (
+            {"kind": "blue_green", "watch": {"template": "soak"}},
+            BlueGreen(watch=AnalysisSpec(template="soak")),
+        ),
         ({"kind": "cautious", "analysis": None}, Cautious()),
     ],
 )
@@ -441,11 +477,23 @@ def test_parse_strategy_valid(data, expected):
         ({"kind": "canary", "analysis": {}}, "analysis.template"),
         ({"kind": "canary", "analysis": {"template": "Check Out"}}, "analysis.template"),
         ({"kind": "canary", "analysis": {"template": 3}}, "analysis.template"),
-        ({"kind": "canary", "analysis": {"template": "c", "duration_seconds": 0}}, "analysis.duration_seconds"),
-        ({"kind": "canary", "analysis": {"template": "c", "duration_seconds": "30"}}, "analysis.duration_seconds"),
+        (
+            {"kind": "canary", "analysis": {"template": "c", "duration_seconds": 0}},
+            "analysis.duration_seconds",
+        ),
+        (
+            {"kind": "canary", "analysis": {"template": "c", "duration_seconds": "30"}},
+            "analysis.duration_seconds",
+        ),
         ({"kind": "canary", "analysis": {"template": "c", "interval": 3}}, "analysis.interval"),
-        ({"kind": "cautious", "watch": {"template": "c", "duration_seconds": 86401}}, "watch.duration_seconds"),
-        ({"kind": "blue_green", "analysis": {"template": "c"}}, "analysis"),  # one wave: nothing between waves
+        (
+            {"kind": "cautious", "watch": {"template": "c", "duration_seconds": 86401}},
+            "watch.duration_seconds",
+        ),
+        (
+            {"kind": "blue_green", "analysis": {"template": "c"}},
+            "analysis",
+        ),  # one wave: nothing between waves
         ({"kind": "rollback", "watch": {"template": "c"}}, "watch"),  # the fast path has no gates
     ],
 )
@@ -465,12 +513,22 @@ def test_strategy_json_round_trips(strategy):
 # --- analysis between waves and the post-deploy watch ---------------------------------------------
 
 
-@given(nonempty_targets, st.sampled_from(["cautious", "rolling", "canary"]), specs, specs,
-       st.booleans(), st.booleans())
-def test_analysis_runs_between_waves_and_the_watch_after_the_last(targets, kind, analysis, watch, smoke, manual):
-    strategy = {"cautious": Cautious(analysis=analysis, watch=watch),
-                "rolling": Rolling(batch_size=2, analysis=analysis, watch=watch),
-                "canary": Canary(steps=(10, 50, 100), pause_seconds=0, analysis=analysis, watch=watch)}[kind]
+@given(
+    nonempty_targets,
+    st.sampled_from(["cautious", "rolling", "canary"]),
+    specs,
+    specs,
+    st.booleans(),
+    st.booleans(),
+)
+def test_analysis_runs_between_waves_and_the_watch_after_the_last(
+    targets, kind, analysis, watch, smoke, manual
+):
+    strategy = {
+        "cautious": Cautious(analysis=analysis, watch=watch),
+        "rolling": Rolling(batch_size=2, analysis=analysis, watch=watch),
+        "canary": Canary(steps=(10, 50, 100), pause_seconds=0, analysis=analysis, watch=watch),
+    }[kind]
     p = plan(targets, strategy, smoke=smoke, manual_gates=manual)
     log, _ = drive(p, set())
     actions = [a for a, _ in log]
@@ -490,7 +548,9 @@ def test_analysis_runs_between_waves_and_the_watch_after_the_last(targets, kind,
     if watch is None:
         assert watches == []
     else:  # once, the last gate before Done: after every target is healthy
-        assert watches == [Watch(wave=len(p.waves) - 1, template=watch.template, duration_seconds=watch.duration_seconds)]
+        assert watches == [
+            Watch(wave=len(p.waves) - 1, template=watch.template, duration_seconds=watch.duration_seconds)
+        ]
         assert actions[-2] == watches[0] and actions[-1] == Done(outcome="succeeded")
 
 
@@ -504,12 +564,13 @@ def test_a_failed_analysis_or_watch_reverts_exactly_the_deployed_targets(targets
     if not gates:  # no analysis after the last wave, no watch before it
         assert log[-1][0] == Done(outcome="succeeded")
         return
-    deployed_before = [t for a, _ in log[: [a for a, _ in log].index(gates[0])] if isinstance(a, Deploy)
-                       for t in a.targets]
+    deployed_before = [
+        t for a, _ in log[: [a for a, _ in log].index(gates[0])] if isinstance(a, Deploy) for t in a.targets
+    ]
     reverts = [a for a, _ in log if isinstance(a, Revert)]
     assert log[-1][0] == Done(outcome="reverted")
     assert reverts == [Revert(targets=tuple(reversed(deployed_before)))]
-    assert not any(isinstance(a, Deploy) for a, _ in log[[a for a, _ in log].index(gates[0]):])
+    assert not any(isinstance(a, Deploy) for a, _ in log[[a for a, _ in log].index(gates[0]) :])
 
 
 def test_blue_green_watches_after_the_switch_but_never_when_switching_back():

@@ -36,13 +36,17 @@ def team(app):
 @pytest.fixture
 def pipeline(app):
     staging = factories.EnvironmentFactory(application=app, name="staging", position=1)
-    production = factories.EnvironmentFactory(application=app, name="production", position=2, requires_approval=True)
+    production = factories.EnvironmentFactory(
+        application=app, name="production", position=2, requires_approval=True
+    )
     return staging, production
 
 
 def build(app, version, authors):
-    changes = [factories.ChangeFactory(application=app, author=a, sha=sha(f"{version}-{i}"), title=f"{a} {i}")
-               for i, a in enumerate(authors)]
+    changes = [
+        factories.ChangeFactory(application=app, author=a, sha=sha(f"{version}-{i}"), title=f"{a} {i}")
+        for i, a in enumerate(authors)
+    ]
     return factories.ArtifactFactory(application=app, version=version, changes=changes)
 
 
@@ -58,8 +62,9 @@ def shipped(app, pipeline, django_capture_on_commit_callbacks):
     v1 = build(app, "1.0.0", ["alice"])
     v11 = build(app, "1.1.0", ["alice", "bob", "dave@contractor.example"])
     for env, artifact in ((staging, v1), (production, v1), (staging, v11)):
-        factories_release = Release.objects.create(application=app, environment=env, artifact=artifact,
-                                                   kind="recorded", status="succeeded")
+        factories_release = Release.objects.create(
+            application=app, environment=env, artifact=artifact, kind="recorded", status="succeeded"
+        )
         env.current_artifact = artifact
         env.save()
         assert factories_release.pk
@@ -70,7 +75,10 @@ def test_batch_grouped_by_author_with_unknown_authors(app, team, pipeline, shipp
     _, production = pipeline
     batch = compute_batch(production.current_artifact, shipped[1])
     assert [(g.author, g.username, len(g.changes)) for g in batch.groups] == [
-        ("alice", "alice", 1), ("bob", "bob", 1), ("dave@contractor.example", None, 1)]
+        ("alice", "alice", 1),
+        ("bob", "bob", 1),
+        ("dave@contractor.example", None, 1),
+    ]
     assert (batch.from_version, batch.to_version) == ("1.0.0", "1.1.0")
 
 
@@ -98,33 +106,56 @@ def test_release_needs_every_author(app, team, pipeline, shipped, django_capture
     alice = token_client(team["alice"], "approvals:write")
     assert alice.post(url, {"decision": "approve", "comment": "ship it"}, format="json").status_code == 201
     assert alice.post(url, {"decision": "approve"}, format="json").status_code == 409  # second decision
-    assert token_client(team["bob"], "approvals:write").post(url, {"decision": "approve"}, format="json").status_code == 201
+    assert (
+        token_client(team["bob"], "approvals:write")
+        .post(url, {"decision": "approve"}, format="json")
+        .status_code
+        == 201
+    )
     with django_capture_on_commit_callbacks(execute=True):
-        on_behalf = token_client(team["rm"], "approvals:write").post(url, {"decision": "approve"}, format="json")
+        on_behalf = token_client(team["rm"], "approvals:write").post(
+            url, {"decision": "approve"}, format="json"
+        )
     assert on_behalf.status_code == 201
     assert on_behalf.json()["batch"]["authors"][2]["approval"]["on_behalf"] is True
     release = Release.objects.get(pk=release_id)
     assert release.status == "succeeded"
     release.environment.refresh_from_db()
     assert release.environment.current_artifact.version == "1.1.0"
-    kinds = list(AuditEvent.objects.filter(object_id=str(release_id), object_type="releases.release")
-                 .order_by("id").values_list("kind", flat=True))
+    kinds = list(
+        AuditEvent.objects.filter(object_id=str(release_id), object_type="releases.release")
+        .order_by("id")
+        .values_list("kind", flat=True)
+    )
     assert kinds[:1] == ["release.requested"] and kinds[-1] == "release.succeeded"
     assert "release.approved" in kinds and "release.queued" in kinds
 
 
-def test_viewers_changes_are_approved_by_a_release_manager(client, app, team, pipeline, shipped,
-                                                           django_capture_on_commit_callbacks):
+def test_viewers_changes_are_approved_by_a_release_manager(
+    client, app, team, pipeline, shipped, django_capture_on_commit_callbacks
+):
     """A linked author whose role cannot approve is like an unlinked one: a release manager approves for them."""
     staging, production = pipeline
     v12 = build(app, "1.2.0", ["vera"])
-    Release.objects.create(application=app, environment=staging, artifact=v12, kind="recorded", status="succeeded")
+    Release.objects.create(
+        application=app, environment=staging, artifact=v12, kind="recorded", status="succeeded"
+    )
     release = do_request_release(Actor(team["boss"]), app, environment=production, artifact=v12)
     url = f"{API}/releases/{release.pk}/approvals/"
-    blocked = token_client(team["vera"], "releases:read").get(f"{API}/releases/{release.pk}/").json()["blocked_by"]
+    blocked = (
+        token_client(team["vera"], "releases:read").get(f"{API}/releases/{release.pk}/").json()["blocked_by"]
+    )
     vera = next(r for r in blocked if "vera" in r["detail"])
-    assert vera["cleared_by"] == ["a release manager, on their behalf"] and "no role that approves" in vera["detail"]
-    assert token_client(team["vera"], "approvals:write").post(url, {"decision": "approve"}, format="json").status_code == 403
+    assert (
+        vera["cleared_by"] == ["a release manager, on their behalf"]
+        and "no role that approves" in vera["detail"]
+    )
+    assert (
+        token_client(team["vera"], "approvals:write")
+        .post(url, {"decision": "approve"}, format="json")
+        .status_code
+        == 403
+    )
     client.force_login(team["vera"])
     assert "Approve" not in client.get(f"/releases/{release.pk}/").content.decode()
     client.force_login(team["rm"])
@@ -132,17 +163,25 @@ def test_viewers_changes_are_approved_by_a_release_manager(client, app, team, pi
     for name in ("alice", "bob"):
         token_client(team[name], "approvals:write").post(url, {"decision": "approve"}, format="json")
     with django_capture_on_commit_callbacks(execute=True):
-        on_behalf = token_client(team["rm"], "approvals:write").post(url, {"decision": "approve"}, format="json")
+        on_behalf = token_client(team["rm"], "approvals:write").post(
+            url, {"decision": "approve"}, format="json"
+        )
     assert on_behalf.status_code == 201
     approval = release.approvals.get(user=team["rm"])
-    assert approval.on_behalf and approval.authors == ["author:dave@contractor.example", f"user:{team['vera'].pk}"]
+    assert approval.on_behalf and approval.authors == [
+        "author:dave@contractor.example",
+        f"user:{team['vera'].pk}",
+    ]
     assert Release.objects.get(pk=release.pk).status == "succeeded"
 
 
 def test_rejection_stops_the_release(app, team, pipeline, shipped):
     release = do_request_release(Actor(team["boss"]), app, environment=pipeline[1], artifact=shipped[1])
     response = token_client(team["bob"], "approvals:write").post(
-        f"{API}/releases/{release.pk}/approvals/", {"decision": "reject", "comment": "breaks VAT"}, format="json")
+        f"{API}/releases/{release.pk}/approvals/",
+        {"decision": "reject", "comment": "breaks VAT"},
+        format="json",
+    )
     assert response.status_code == 201 and response.json()["status"] == "rejected"
     assert AuditEvent.objects.get(kind="release.rejected").note == "breaks VAT"
 
@@ -153,7 +192,12 @@ def test_reviewers_policy(app, team, pipeline, shipped, django_capture_on_commit
     production.save()
     release = do_request_release(Actor(team["boss"]), app, environment=production, artifact=shipped[1])
     url = f"{API}/releases/{release.pk}/approvals/"
-    assert token_client(team["alice"], "approvals:write").post(url, {"decision": "approve"}, format="json").status_code == 403
+    assert (
+        token_client(team["alice"], "approvals:write")
+        .post(url, {"decision": "approve"}, format="json")
+        .status_code
+        == 403
+    )
     token_client(team["carol"], "approvals:write").post(url, {"decision": "approve"}, format="json")
     assert Release.objects.get(pk=release.pk).status == "pending_approval"
     with django_capture_on_commit_callbacks(execute=True):
@@ -171,14 +215,27 @@ def test_policy_none_and_pipeline_order(app, team, pipeline, shipped, django_cap
         staged = ci.post(f"{API}/releases/", {"environment": "staging", "version": "1.2.0"}, format="json")
     assert staged.status_code == 201
     assert Release.objects.get(pk=staged.json()["id"]).status == "succeeded"
-    assert ci.post(f"{API}/releases/", {"environment": "production", "version": "1.2.0"}, format="json").status_code == 201
+    assert (
+        ci.post(
+            f"{API}/releases/", {"environment": "production", "version": "1.2.0"}, format="json"
+        ).status_code
+        == 201
+    )
     assert v12.pk
 
 
 def test_unknown_version_or_environment_is_404(app, team, pipeline):
     ci = token_client(team["boss"], "releases:write")
-    assert ci.post(f"{API}/releases/", {"environment": "production", "version": "9.9"}, format="json").status_code == 404
-    assert ci.post(f"{API}/releases/", {"environment": "moon", "version": "1.0.0"}, format="json").status_code == 404
+    assert (
+        ci.post(
+            f"{API}/releases/", {"environment": "production", "version": "9.9"}, format="json"
+        ).status_code
+        == 404
+    )
+    assert (
+        ci.post(f"{API}/releases/", {"environment": "moon", "version": "1.0.0"}, format="json").status_code
+        == 404
+    )
     bad = ci.post(f"{API}/releases/", {"environment": "production"}, format="json")
     assert bad.status_code == 400 and "version" in bad.json()
     assert not Release.objects.exists()
@@ -190,7 +247,9 @@ def test_newer_artifact_supersedes_and_carries_unchanged_approvals(app, team, pi
     do_decide(Actor(team["alice"]), release.pk, decision="approve")
     do_decide(Actor(team["bob"]), release.pk, decision="approve")
     v12 = build(app, "1.2.0", ["bob"])  # bob has a new change; alice's group is unchanged
-    Release.objects.create(application=app, environment=staging, artifact=v12, kind="recorded", status="succeeded")
+    Release.objects.create(
+        application=app, environment=staging, artifact=v12, kind="recorded", status="succeeded"
+    )
     newer = do_request_release(Actor(team["boss"]), app, environment=production, artifact=v12)
     release.refresh_from_db()
     assert release.status == "superseded" and release.superseded_by == newer
@@ -203,11 +262,17 @@ def test_locks_block_and_unlock_releases(app, team, pipeline, shipped, django_ca
     rm = token_client(team["rm"], "releases:write")
     lock = rm.post(f"{API}/environments/staging/locks/", {"reason": "investigating latency"}, format="json")
     assert lock.status_code == 201
-    assert token_client(team["alice"], "releases:write").post(
-        f"{API}/environments/staging/locks/", {"reason": "x"}, format="json").status_code == 403
+    assert (
+        token_client(team["alice"], "releases:write")
+        .post(f"{API}/environments/staging/locks/", {"reason": "x"}, format="json")
+        .status_code
+        == 403
+    )
     build(app, "1.2.0", ["carol"])
     with django_capture_on_commit_callbacks(execute=True):
-        held = rm.post(f"{API}/releases/", {"environment": "staging", "version": "1.2.0"}, format="json").json()
+        held = rm.post(
+            f"{API}/releases/", {"environment": "staging", "version": "1.2.0"}, format="json"
+        ).json()
     assert held["status"] == "approved"
     assert held["blocked_by"][0]["kind"] == "lock" and "rm" in held["blocked_by"][0]["cleared_by"]
     with django_capture_on_commit_callbacks(execute=True):
@@ -217,17 +282,22 @@ def test_locks_block_and_unlock_releases(app, team, pipeline, shipped, django_ca
 
 def test_blocker_and_force(app, team, pipeline, shipped, django_capture_on_commit_callbacks):
     rm = token_client(team["rm"], "releases:write")
-    blocker = rm.post(f"{API}/blockers/", {"title": "INC-42 checkout down", "environments": ["staging"]}, format="json")
+    blocker = rm.post(
+        f"{API}/blockers/", {"title": "INC-42 checkout down", "environments": ["staging"]}, format="json"
+    )
     assert blocker.status_code == 201
     bad = rm.post(f"{API}/blockers/", {"title": "x", "environments": ["moon"]}, format="json")
     assert bad.status_code == 404 and "environments" in bad.json()
     build(app, "1.2.0", ["carol"])
     held = rm.post(f"{API}/releases/", {"environment": "staging", "version": "1.2.0"}, format="json").json()
     assert [r["kind"] for r in held["blocked_by"]] == ["blocker"]
-    assert rm.post(f"{API}/releases/{held['id']}/force/", {"reason": "hotfix"}, format="json").status_code == 403
+    assert (
+        rm.post(f"{API}/releases/{held['id']}/force/", {"reason": "hotfix"}, format="json").status_code == 403
+    )
     with django_capture_on_commit_callbacks(execute=True):
         forced = token_client(team["boss"], "releases:write").post(
-            f"{API}/releases/{held['id']}/force/", {"reason": "the fix for INC-42"}, format="json")
+            f"{API}/releases/{held['id']}/force/", {"reason": "the fix for INC-42"}, format="json"
+        )
     assert forced.status_code == 200
     assert Release.objects.get(pk=held["id"]).status == "succeeded"
     assert AuditEvent.objects.get(kind="release.forced").note == "the fix for INC-42"
@@ -235,43 +305,73 @@ def test_blocker_and_force(app, team, pipeline, shipped, django_capture_on_commi
 
 def test_recurring_freeze_windows_respect_time_zone_and_boundaries(pipeline):
     staging, _ = pipeline
-    window = FreezeWindow(environment=staging, reason="weekend", weekdays=[5], start_time=time(18),
-                          end_time=time(8), timezone="Europe/Berlin")
+    window = FreezeWindow(
+        environment=staging,
+        reason="weekend",
+        weekdays=[5],
+        start_time=time(18),
+        end_time=time(8),
+        timezone="Europe/Berlin",
+    )
     # Friday 2026-11-27 is a Friday; Berlin is UTC+1 in November.
     assert not freeze_applies(window, datetime(2026, 11, 27, 16, 59, tzinfo=UTC))  # 17:59 local
     assert freeze_applies(window, datetime(2026, 11, 27, 17, 0, tzinfo=UTC))  # 18:00 local: starts
     assert freeze_applies(window, datetime(2026, 11, 28, 6, 59, tzinfo=UTC))  # Saturday 07:59 local
     assert not freeze_applies(window, datetime(2026, 11, 28, 7, 0, tzinfo=UTC))  # 08:00 local: over
     assert not freeze_applies(window, datetime(2026, 11, 26, 20, 0, tzinfo=UTC))  # Thursday evening
-    one_off = FreezeWindow(environment=staging, reason="launch", starts_at=datetime(2026, 12, 1, tzinfo=UTC),
-                           ends_at=datetime(2026, 12, 2, tzinfo=UTC))
+    one_off = FreezeWindow(
+        environment=staging,
+        reason="launch",
+        starts_at=datetime(2026, 12, 1, tzinfo=UTC),
+        ends_at=datetime(2026, 12, 2, tzinfo=UTC),
+    )
     assert freeze_applies(one_off, datetime(2026, 12, 1, tzinfo=UTC))
     assert not freeze_applies(one_off, datetime(2026, 12, 2, tzinfo=UTC))
 
 
 def test_freeze_window_blocks_through_the_api(app, team, pipeline, shipped):
     rm = token_client(team["rm"], "releases:write")
-    response = rm.post(f"{API}/environments/staging/freezes/", {
-        "reason": "Black Friday", "starts_at": "2026-11-27T00:00:00Z", "ends_at": "2026-11-28T00:00:00Z"}, format="json")
+    response = rm.post(
+        f"{API}/environments/staging/freezes/",
+        {"reason": "Black Friday", "starts_at": "2026-11-27T00:00:00Z", "ends_at": "2026-11-28T00:00:00Z"},
+        format="json",
+    )
     assert response.status_code == 201
-    for body, field in [({"reason": "x", "weekdays": [8], "start_time": "18:00", "end_time": "08:00"}, "weekdays"),
-                        ({"reason": "x", "weekdays": [5], "start_time": "18:00", "end_time": "08:00", "timezone": "Mars/Base"}, "timezone"),
-                        ({"reason": "x", "starts_at": "2026-11-28T00:00:00Z", "ends_at": "2026-11-27T00:00:00Z"}, "ends_at"),
-                        ({"reason": "x"}, "non_field_errors")]:
+    for body, field in [
+        ({"reason": "x", "weekdays": [8], "start_time": "18:00", "end_time": "08:00"}, "weekdays"),
+        (
+            {
+                "reason": "x",
+                "weekdays": [5],
+                "start_time": "18:00",
+                "end_time": "08:00",
+                "timezone": "Mars/Base",
+            },
+            "timezone",
+        ),
+        ({"reason": "x", "starts_at": "2026-11-28T00:00:00Z", "ends_at": "2026-11-27T00:00:00Z"}, "ends_at"),
+        ({"reason": "x"}, "non_field_errors"),
+    ]:
         bad = rm.post(f"{API}/environments/staging/freezes/", body, format="json")
         assert bad.status_code == 400 and field in bad.json(), body
     assert FreezeWindow.objects.count() == 1
     build(app, "1.2.0", ["carol"])
     with time_machine.travel(datetime(2026, 11, 27, 12, tzinfo=UTC), tick=False):
-        held = rm.post(f"{API}/releases/", {"environment": "staging", "version": "1.2.0"}, format="json").json()
+        held = rm.post(
+            f"{API}/releases/", {"environment": "staging", "version": "1.2.0"}, format="json"
+        ).json()
     assert [r["kind"] for r in held["blocked_by"]] == ["freeze"]
 
 
 def test_rollback(app, team, pipeline, shipped, django_capture_on_commit_callbacks):
     staging, _ = pipeline
     url = f"{API}/environments/staging/rollback/"
-    assert token_client(team["alice"], "releases:write").post(
-        url, {"version": "1.0.0", "reason": "errors"}, format="json").status_code == 403
+    assert (
+        token_client(team["alice"], "releases:write")
+        .post(url, {"version": "1.0.0", "reason": "errors"}, format="json")
+        .status_code
+        == 403
+    )
     rm = token_client(team["rm"], "releases:write")
     rm.post(f"{API}/environments/staging/locks/", {"reason": "incident"}, format="json")
     never = build(app, "0.9.0", ["alice"])
@@ -287,10 +387,14 @@ def test_rollback(app, team, pipeline, shipped, django_capture_on_commit_callbac
 def test_record_external_deployment(app, team, pipeline, shipped):
     ci = token_client(team["boss"], "releases:write")
     build(app, "1.2.0", ["carol"])
-    response = ci.post(f"{API}/environments/staging/deployments/", {"version": "1.2.0", "status": "succeeded"}, format="json")
+    response = ci.post(
+        f"{API}/environments/staging/deployments/", {"version": "1.2.0", "status": "succeeded"}, format="json"
+    )
     assert response.status_code == 201 and response.json()["kind"] == "recorded"
     assert ci.get(f"{API}/environments/staging/").json()["current_version"] == "1.2.0"
-    bad = ci.post(f"{API}/environments/staging/deployments/", {"version": "1.2.0", "status": "maybe"}, format="json")
+    bad = ci.post(
+        f"{API}/environments/staging/deployments/", {"version": "1.2.0", "status": "maybe"}, format="json"
+    )
     assert bad.status_code == 400 and "status" in bad.json()
 
 
@@ -328,13 +432,17 @@ def test_racing_approvals_and_promotions(team, pipeline, shipped):
     assert sorted(outcomes) == ["AlreadyDecided", "ok", "ok"]  # a named error, not a bare conflict
     assert Approval.objects.filter(release=release).count() == 2  # no lost approval, no double
     v12 = build(app, "1.2.0", ["carol"])
-    Release.objects.create(application=app, environment=pipeline[0], artifact=v12, kind="recorded", status="succeeded")
+    Release.objects.create(
+        application=app, environment=pipeline[0], artifact=v12, kind="recorded", status="succeeded"
+    )
     results = []
 
     def promote():
         try:
             barrier.wait()
-            results.append(do_request_release(Actor(team["boss"]), app, environment=pipeline[1], artifact=v12).pk)
+            results.append(
+                do_request_release(Actor(team["boss"]), app, environment=pipeline[1], artifact=v12).pk
+            )
         except Exception as error:
             results.append(type(error).__name__)
         finally:
@@ -346,23 +454,35 @@ def test_racing_approvals_and_promotions(team, pipeline, shipped):
         t.start()
     for t in threads:
         t.join(timeout=30)
-    open_releases = Release.objects.filter(environment=pipeline[1], status__in=["pending_approval", "approved", "queued"])
-    assert open_releases.count() == 1  # one open release of 1.2.0; the racing twin superseded it or was superseded
+    open_releases = Release.objects.filter(
+        environment=pipeline[1], status__in=["pending_approval", "approved", "queued"]
+    )
+    assert (
+        open_releases.count() == 1
+    )  # one open release of 1.2.0; the racing twin superseded it or was superseded
 
 
-def test_release_held_by_a_freeze_starts_when_it_ends(app, team, pipeline, shipped, django_capture_on_commit_callbacks):
+def test_release_held_by_a_freeze_starts_when_it_ends(
+    app, team, pipeline, shipped, django_capture_on_commit_callbacks
+):
     from releases.promotions import recheck_all
 
     staging, _ = pipeline
-    FreezeWindow.objects.create(environment=staging, reason="launch", starts_at=datetime(2026, 11, 27, tzinfo=UTC),
-                                ends_at=datetime(2026, 11, 28, tzinfo=UTC))
+    FreezeWindow.objects.create(
+        environment=staging,
+        reason="launch",
+        starts_at=datetime(2026, 11, 27, tzinfo=UTC),
+        ends_at=datetime(2026, 11, 28, tzinfo=UTC),
+    )
     v12 = build(app, "1.2.0", ["carol"])
     with time_machine.travel(datetime(2026, 11, 27, 12, tzinfo=UTC), tick=False):
         release = do_request_release(Actor(team["boss"]), app, environment=staging, artifact=v12)
         recheck_all()
         assert Release.objects.get(pk=release.pk).status == "approved"
-    with time_machine.travel(datetime(2026, 11, 28, 0, 0, 1, tzinfo=UTC), tick=False), \
-            django_capture_on_commit_callbacks(execute=True):
+    with (
+        time_machine.travel(datetime(2026, 11, 28, 0, 0, 1, tzinfo=UTC), tick=False),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
         recheck_all()
     assert Release.objects.get(pk=release.pk).status == "succeeded"
 
@@ -372,8 +492,12 @@ def test_auto_promote_takes_new_builds(app, team, pipeline, django_capture_on_co
     staging.auto_promote = True
     staging.save()
     ci = token_client(team["boss"], "releases:write")
-    body = {"version": "3.0.0", "commit": sha("c3"), "image": "registry.example.com/shop:3",
-            "changes": [{"sha": sha("x3"), "author": "alice", "title": "New"}]}
+    body = {
+        "version": "3.0.0",
+        "commit": sha("c3"),
+        "image": "registry.example.com/shop:3",
+        "changes": [{"sha": sha("x3"), "author": "alice", "title": "New"}],
+    }
     with django_capture_on_commit_callbacks(execute=True):
         assert ci.post(f"{API}/artifacts/", body, format="json").status_code == 201
     staging.refresh_from_db()
@@ -402,7 +526,11 @@ def test_release_errors_carry_stable_codes(app, team, pipeline, shipped, django_
     early = rm.post(f"{API}/releases/", {"environment": "production", "version": "9.9.9"}, format="json")
     assert early.status_code == 404
     newer = factories.ArtifactFactory(application=app, version="2.0.0")
-    order = rm.post(f"{API}/releases/", {"environment": "production", "version": newer.version}, format="json")
+    order = rm.post(
+        f"{API}/releases/", {"environment": "production", "version": newer.version}, format="json"
+    )
     assert order.status_code == 409 and order.json()["code"] == "out_of_pipeline_order"
-    forward = rm.post(f"{API}/environments/staging/rollback/", {"version": "2.0.0", "reason": "x"}, format="json")
+    forward = rm.post(
+        f"{API}/environments/staging/rollback/", {"version": "2.0.0", "reason": "x"}, format="json"
+    )
     assert forward.status_code == 409 and forward.json()["code"] == "not_a_rollback_candidate"

@@ -15,10 +15,15 @@ from tests import factories
 def test_a_service_publishes_its_event_only_after_commit(db, django_capture_on_commit_callbacks):
     app = factories.ApplicationFactory(slug="shop")
     env = factories.EnvironmentFactory(application=app, name="production", position=1)
-    release = Release.objects.create(application=app, environment=env, status="deploying",
-                                     artifact=factories.ArtifactFactory(application=app, version="2.0.0"))
-    rollout = Rollout.objects.create(release=release, targets=["web-1"], status="running",
-                                     strategy={"kind": "cautious"})
+    release = Release.objects.create(
+        application=app,
+        environment=env,
+        status="deploying",
+        artifact=factories.ArtifactFactory(application=app, version="2.0.0"),
+    )
+    rollout = Rollout.objects.create(
+        release=release, targets=["web-1"], status="running", strategy={"kind": "cautious"}
+    )
     group = f"rollout.{rollout.pk}"
 
     def pause():
@@ -41,5 +46,6 @@ def test_a_service_publishes_its_event_only_after_commit(db, django_capture_on_c
             await layer.group_discard(group, channel)
 
     assert async_to_sync(scenario)() == {"type": "rollout.changed", "rollout_id": rollout.pk}
+
 
 pytestmark = pytest.mark.django_db

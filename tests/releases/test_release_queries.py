@@ -21,13 +21,21 @@ def queries(fn) -> int:
 @pytest.fixture
 def world(app, user):
     staging = factories.EnvironmentFactory(application=app, name="staging", position=1)
-    production = factories.EnvironmentFactory(application=app, name="production", position=2, requires_approval=True)
+    production = factories.EnvironmentFactory(
+        application=app, name="production", position=2, requires_approval=True
+    )
     people = [factories.UserFactory(username=f"dev{i}", email=f"dev{i}@example.com") for i in range(4)]
     for person in people:
         factories.MembershipFactory(user=person, application=app, role="developer")
     Lock.objects.create(environment=production, locked_by=people[0], reason="incident")
-    FreezeWindow.objects.create(environment=production, reason="weekend", weekdays=[6, 7],
-                                start_time="00:00", end_time="23:59", timezone="UTC")
+    FreezeWindow.objects.create(
+        environment=production,
+        reason="weekend",
+        weekdays=[6, 7],
+        start_time="00:00",
+        end_time="23:59",
+        timezone="UTC",
+    )
     return app, staging, production, people
 
 
@@ -35,14 +43,21 @@ def add_releases(world, n):
     app, staging, production, people = world
     previous = None
     for i in range(n):
-        changes = [factories.ChangeFactory(application=app, author=f"dev{(i + k) % 4}", sha=sha(f"{i}-{k}"))
-                   for k in range(3)] + [factories.ChangeFactory(application=app, author=f"stranger{i}",
-                                                                 sha=sha(f"{i}-s"))]
+        changes = [
+            factories.ChangeFactory(application=app, author=f"dev{(i + k) % 4}", sha=sha(f"{i}-{k}"))
+            for k in range(3)
+        ] + [factories.ChangeFactory(application=app, author=f"stranger{i}", sha=sha(f"{i}-s"))]
         artifact = factories.ArtifactFactory(application=app, version=f"1.{i}.0", changes=changes)
-        release = Release.objects.create(application=app, environment=production, artifact=artifact,
-                                         previous_artifact=previous, status=Release.Status.PENDING_APPROVAL)
-        Approval.objects.create(release=release, user=people[i % 4], decision="approve",
-                                authors=[f"user:{people[i % 4].pk}"])
+        release = Release.objects.create(
+            application=app,
+            environment=production,
+            artifact=artifact,
+            previous_artifact=previous,
+            status=Release.Status.PENDING_APPROVAL,
+        )
+        Approval.objects.create(
+            release=release, user=people[i % 4], decision="approve", authors=[f"user:{people[i % 4].pk}"]
+        )
         previous = artifact
 
 

@@ -15,9 +15,24 @@ ROLLOUT = "/api/v1/applications/{slug}/releases/{id}/rollout/"
 COMMAND = "/api/v1/applications/{slug}/releases/{id}/rollout/{command}"
 TARGETS = "/api/v1/applications/{slug}/environments/{name}/targets/"
 TOKENS = "/api/v1/applications/{slug}/environments/{name}/registration-tokens/"
-OPERATIONS = [(ROLLOUT, "get", "200"), (COMMAND, "post", "200"), (TARGETS, "get", "200"), (TOKENS, "post", "201")]
-STEP_FIELDS = {"index", "wave", "target", "action", "version", "status", "health", "started_at", "finished_at",
-               "output"}
+OPERATIONS = [
+    (ROLLOUT, "get", "200"),
+    (COMMAND, "post", "200"),
+    (TARGETS, "get", "200"),
+    (TOKENS, "post", "201"),
+]
+STEP_FIELDS = {
+    "index",
+    "wave",
+    "target",
+    "action",
+    "version",
+    "status",
+    "health",
+    "started_at",
+    "finished_at",
+    "output",
+}
 VIEWS = ("RolloutView", "RolloutControlView", "TargetListView", "RegistrationTokenView")
 
 
@@ -55,8 +70,9 @@ def check(value, schema: dict, document: dict, where: str = "$") -> None:
     if kind == "object":
         assert isinstance(value, dict), where
         if "properties" in schema:
-            assert set(value) == set(schema["properties"]), f"{where}: keys {sorted(value)} vs documented " \
-                                                            f"{sorted(schema['properties'])}"
+            assert set(value) == set(schema["properties"]), (
+                f"{where}: keys {sorted(value)} vs documented {sorted(schema['properties'])}"
+            )
             assert set(schema.get("required", ())) == set(value), f"{where}: every key is always present"
             for key, item in value.items():
                 check(item, schema["properties"][key], document, f"{where}.{key}")
@@ -96,30 +112,79 @@ def test_the_endpoints_return_exactly_the_documented_shapes(schema, user, app):
     env = factories.EnvironmentFactory(application=app, name="production", position=1)
     old, new = (factories.ArtifactFactory(application=app, version=v) for v in ("1.2.0", "1.3.0"))
     now = timezone.now()
-    Target.objects.create(environment=env, name="web-1", token_hash=ApiToken.hash_key("a"), hostname="web-1.internal",
-                          version="1.3.0", last_seen=now)
-    Target.objects.create(environment=env, name="web-2", token_hash=ApiToken.hash_key("b"))  # never seen, no version
-    release = Release.objects.create(application=app, environment=env, artifact=new, previous_artifact=old,
-                                     status="deploying")
-    rollout = Rollout.objects.create(release=release, targets=["web-1", "web-2"], status="running",
-                                     strategy={"kind": "cautious"})
+    Target.objects.create(
+        environment=env,
+        name="web-1",
+        token_hash=ApiToken.hash_key("a"),
+        hostname="web-1.internal",
+        version="1.3.0",
+        last_seen=now,
+    )
+    Target.objects.create(
+        environment=env, name="web-2", token_hash=ApiToken.hash_key("b")
+    )  # never seen, no version
+    release = Release.objects.create(
+        application=app, environment=env, artifact=new, previous_artifact=old, status="deploying"
+    )
+    rollout = Rollout.objects.create(
+        release=release, targets=["web-1", "web-2"], status="running", strategy={"kind": "cautious"}
+    )
     started = now - timedelta(seconds=5)
-    RolloutStep.objects.create(rollout=rollout, index=1, wave=None, action="pre_deploy", version="1.3.0",
-                               status="succeeded", started_at=started, finished_at=now, output="migrated",
-                               runs_on_server=True)
-    RolloutStep.objects.create(rollout=rollout, index=2, wave=0, target_name="web-1", action="deploy", version="1.3.0",
-                               status="succeeded", health={"ok": True, "detail": "HTTP 200"}, started_at=started,
-                               finished_at=now, output="deployed\n")
-    RolloutStep.objects.create(rollout=rollout, index=3, wave=0, action="smoke", version="1.3.0", status="running",
-                               started_at=started)
-    RolloutStep.objects.create(rollout=rollout, index=4, wave=1, target_name="web-2", action="deploy",
-                               version="1.3.0")
+    RolloutStep.objects.create(
+        rollout=rollout,
+        index=1,
+        wave=None,
+        action="pre_deploy",
+        version="1.3.0",
+        status="succeeded",
+        started_at=started,
+        finished_at=now,
+        output="migrated",
+        runs_on_server=True,
+    )
+    RolloutStep.objects.create(
+        rollout=rollout,
+        index=2,
+        wave=0,
+        target_name="web-1",
+        action="deploy",
+        version="1.3.0",
+        status="succeeded",
+        health={"ok": True, "detail": "HTTP 200"},
+        started_at=started,
+        finished_at=now,
+        output="deployed\n",
+    )
+    RolloutStep.objects.create(
+        rollout=rollout,
+        index=3,
+        wave=0,
+        action="smoke",
+        version="1.3.0",
+        status="running",
+        started_at=started,
+    )
+    RolloutStep.objects.create(
+        rollout=rollout, index=4, wave=1, target_name="web-2", action="deploy", version="1.3.0"
+    )
     for score in (None, 62.5):
-        AnalysisRun.objects.create(application=app, template_name="checkout", environment=env, release=release,
-                                   rollout_id=rollout.pk, canary_version="1.3.0", baseline_version="1.2.0",
-                                   canary_targets=["web-1"], baseline_targets=["web-2"], started_at=started,
-                                   ended_at=now, status="complete", verdict="marginal", score=score,
-                                   reasons=["marginal: canary judge: score 62.5"])
+        AnalysisRun.objects.create(
+            application=app,
+            template_name="checkout",
+            environment=env,
+            release=release,
+            rollout_id=rollout.pk,
+            canary_version="1.3.0",
+            baseline_version="1.2.0",
+            canary_targets=["web-1"],
+            baseline_targets=["web-2"],
+            started_at=started,
+            ended_at=now,
+            status="complete",
+            verdict="marginal",
+            score=score,
+            reasons=["marginal: canary judge: score 62.5"],
+        )
     client = token_client(user, "admin")
 
     got = client.get(f"/api/v1/applications/shop/releases/{release.pk}/rollout/")
@@ -135,7 +200,9 @@ def test_the_endpoints_return_exactly_the_documented_shapes(schema, user, app):
     check(targets.json(), response_schema(schema, TARGETS, "get", "200"), schema)
     assert {t["version"] for t in targets.json()} == {"1.3.0", None}
 
-    token = client.post("/api/v1/applications/shop/environments/production/registration-tokens/", {}, format="json")
+    token = client.post(
+        "/api/v1/applications/shop/environments/production/registration-tokens/", {}, format="json"
+    )
     assert token.status_code == 201
     check(token.json(), response_schema(schema, TOKENS, "post", "201"), schema)
     assert token.json()["token"].startswith("slr_")
@@ -158,8 +225,12 @@ def test_schema_generation_warns_about_nothing_in_the_rollout_views():
         SchemaGenerator().get_schema(request=None, public=True)
     messages = [*GENERATOR_STATS._warn_cache, *GENERATOR_STATS._error_cache]
     GENERATOR_STATS.reset()
-    ours = [m for m in messages
-            if "releases/api/rollout_views.py" in m or any(f"[{view}]" in m or f"[{view} >" in m for view in VIEWS)]
+    ours = [
+        m
+        for m in messages
+        if "releases/api/rollout_views.py" in m
+        or any(f"[{view}]" in m or f"[{view} >" in m for view in VIEWS)
+    ]
     assert ours == []
     assert not [m for m in messages if "could not resolve authenticator" in m]  # bearer tokens are described
 
@@ -173,22 +244,32 @@ def test_a_release_names_its_rollout_and_live_view(schema, user, app):
     documented = release_schema["properties"]["rollout"]
     assert documented["nullable"]
     rollout_schema = resolve(documented["allOf"][0], schema)
-    assert set(rollout_schema["properties"]) == {"id", "status", "websocket"} == set(rollout_schema["required"])
+    assert (
+        set(rollout_schema["properties"]) == {"id", "status", "websocket"} == set(rollout_schema["required"])
+    )
     assert response_schema(schema, RELEASES, "post", "201") == response_schema(schema, RELEASE, "get", "200")
     page = resolve(response_schema(schema, RELEASES, "get", "200"), schema)
     assert resolve(page["properties"]["results"]["items"], schema) == release_schema
 
     env = factories.EnvironmentFactory(application=app, name="production", position=1)
     old, new = (factories.ArtifactFactory(application=app, version=v) for v in ("1.2.0", "1.3.0"))
-    waiting = Release.objects.create(application=app, environment=env, artifact=old, status="pending_approval")
-    release = Release.objects.create(application=app, environment=env, artifact=new, previous_artifact=old,
-                                     status="deploying")
-    rollout = Rollout.objects.create(release=release, targets=["web-1"], status="running",
-                                     strategy={"kind": "cautious"})
+    waiting = Release.objects.create(
+        application=app, environment=env, artifact=old, status="pending_approval"
+    )
+    release = Release.objects.create(
+        application=app, environment=env, artifact=new, previous_artifact=old, status="deploying"
+    )
+    rollout = Rollout.objects.create(
+        release=release, targets=["web-1"], status="running", strategy={"kind": "cautious"}
+    )
     client = token_client(user, "admin")
 
     body = client.get(f"/api/v1/applications/shop/releases/{release.pk}/").json()
-    assert body["rollout"] == {"id": rollout.pk, "status": "running", "websocket": f"/ws/rollouts/{rollout.pk}/"}
+    assert body["rollout"] == {
+        "id": rollout.pk,
+        "status": "running",
+        "websocket": f"/ws/rollouts/{rollout.pk}/",
+    }
     check(body["rollout"], documented, schema)
     assert client.get(f"/api/v1/applications/shop/releases/{waiting.pk}/").json()["rollout"] is None
 

@@ -17,31 +17,63 @@ from releases.permissions import Actor
 from releases.rollouts import do_advance_rollout, do_control_rollout, gates, start_rollout
 from tests import factories
 
-METRIC = {"direction": "increase", "critical": False, "weight": 1.0, "unit": "%", "allowed_increase": 1.0,
-          "allowed_decrease": 1.0, "success_condition": "", "failure_condition": "", "failure_limit": 0,
-          "inconclusive_limit": 0, "consecutive_error_limit": 4}
+METRIC = {
+    "direction": "increase",
+    "critical": False,
+    "weight": 1.0,
+    "unit": "%",
+    "allowed_increase": 1.0,
+    "allowed_decrease": 1.0,
+    "success_condition": "",
+    "failure_condition": "",
+    "failure_limit": 0,
+    "inconclusive_limit": 0,
+    "consecutive_error_limit": 4,
+}
 
 
 @pytest.fixture
 def canary(app, tmp_path):
     env = factories.EnvironmentFactory(
-        application=app, name="production", position=1, driver="command",
+        application=app,
+        name="production",
+        position=1,
+        driver="command",
         deploy_command=f"echo $SLIPWAY_TARGET=$SLIPWAY_VERSION >> {tmp_path}/deployed",
-        strategy={"kind": "canary", "steps": [33, 100], "pause_seconds": 0,
-                  "analysis": {"template": "checkout", "duration_seconds": 30}})
+        strategy={
+            "kind": "canary",
+            "steps": [33, 100],
+            "pause_seconds": 0,
+            "analysis": {"template": "checkout", "duration_seconds": 30},
+        },
+    )
     v1 = factories.ArtifactFactory(application=app, version="1.0.0")
     v2 = factories.ArtifactFactory(application=app, version="2.0.0")
     for name in ("a", "b", "c"):
         Target.objects.create(environment=env, name=name, token_hash=name * 64, version="1.0.0")
     MetricSource.objects.create(application=app, name="pushed", kind="pushed")
-    AnalysisTemplate.objects.create(application=app, name="checkout", interval_seconds=1, count=30, metrics=[
-        {**METRIC, "name": "error_rate", "source": "pushed", "query": "http_error_ratio", "critical": True}])
+    AnalysisTemplate.objects.create(
+        application=app,
+        name="checkout",
+        interval_seconds=1,
+        count=30,
+        metrics=[
+            {
+                **METRIC,
+                "name": "error_rate",
+                "source": "pushed",
+                "query": "http_error_ratio",
+                "critical": True,
+            }
+        ],
+    )
     return env, v1, v2
 
 
 def rollout_for(env, v1, v2):
-    release = Release.objects.create(application=env.application, environment=env, artifact=v2, previous_artifact=v1,
-                                     status="deploying")
+    release = Release.objects.create(
+        application=env.application, environment=env, artifact=v2, previous_artifact=v1, status="deploying"
+    )
     return release, start_rollout(release)
 
 
@@ -60,14 +92,31 @@ def pushing(monkeypatch, env, rates: dict[str, float], *, latency: bool = False)
             for target in ("a", "b", "c"):
                 for begin in (start, created - (until - start)):
                     ratios = rng.binomial(400, rate, seconds) / 400
-                    rows += [Sample(application=env.application, environment=env, name="http_error_ratio",
-                                    value=float(r), version=version, target=target,
-                                    timestamp=begin + timedelta(seconds=i + 0.5)) for i, r in enumerate(ratios)]
+                    rows += [
+                        Sample(
+                            application=env.application,
+                            environment=env,
+                            name="http_error_ratio",
+                            value=float(r),
+                            version=version,
+                            target=target,
+                            timestamp=begin + timedelta(seconds=i + 0.5),
+                        )
+                        for i, r in enumerate(ratios)
+                    ]
                     if latency:
-                        rows += [Sample(application=env.application, environment=env, name="latency_ms",
-                                        value=float(v), version=version, target=target,
-                                        timestamp=begin + timedelta(seconds=i + 0.5))
-                                 for i, v in enumerate(rng.lognormal(4, 0.3, seconds))]
+                        rows += [
+                            Sample(
+                                application=env.application,
+                                environment=env,
+                                name="latency_ms",
+                                value=float(v),
+                                version=version,
+                                target=target,
+                                timestamp=begin + timedelta(seconds=i + 0.5),
+                            )
+                            for i, v in enumerate(rng.lognormal(4, 0.3, seconds))
+                        ]
         Sample.objects.bulk_create(rows)
         return None
 
@@ -75,22 +124,34 @@ def pushing(monkeypatch, env, rates: dict[str, float], *, latency: bool = False)
     return windows
 
 
-def test_a_five_times_error_rate_fails_the_canary_and_reverts_exactly_its_targets(canary, monkeypatch, tmp_path):
+def test_a_five_times_error_rate_fails_the_canary_and_reverts_exactly_its_targets(
+    canary, monkeypatch, tmp_path
+):
     env, v1, v2 = canary
     windows = pushing(monkeypatch, env, {"1.0.0": 0.01, "2.0.0": 0.05})
     release, rollout = rollout_for(env, v1, v2)
     assert do_advance_rollout(rollout.pk) == "reverted"
     assert [s.target_name for s in RolloutStep.objects.filter(rollout=rollout, action="deploy")] == ["a"]
-    assert [(s.target_name, s.version) for s in RolloutStep.objects.filter(rollout=rollout, action="revert")] == [
-        ("a", "1.0.0")]
+    assert [
+        (s.target_name, s.version) for s in RolloutStep.objects.filter(rollout=rollout, action="revert")
+    ] == [("a", "1.0.0")]
     assert (tmp_path / "deployed").read_text().split() == ["a=2.0.0", "a=1.0.0"]
     release.refresh_from_db()
     assert release.status == "failed"
 
     run = AnalysisRun.objects.get()
-    assert (run.release, run.rollout_id, run.template_name, run.verdict) == (release, rollout.pk, "checkout", "fail")
+    assert (run.release, run.rollout_id, run.template_name, run.verdict) == (
+        release,
+        rollout.pk,
+        "checkout",
+        "fail",
+    )
     assert (run.canary_version, run.canary_targets, run.baseline_version, run.baseline_targets) == (
-        "2.0.0", ["a"], "1.0.0", ["b", "c"])
+        "2.0.0",
+        ["a"],
+        "1.0.0",
+        ["b", "c"],
+    )
     deployed_at = RolloutStep.objects.get(rollout=rollout, action="deploy").finished_at
     assert windows == [(deployed_at, deployed_at + timedelta(seconds=30))]  # since the wave finished
     assert (run.started_at, run.ended_at, run.baseline_started_at) == (*windows[0], None)
@@ -109,7 +170,9 @@ def test_a_healthy_canary_passes_and_the_watch_judges_against_the_version_before
     pushing(monkeypatch, env, {"1.0.0": 0.01, "2.0.0": 0.01})
     release, rollout = rollout_for(env, v1, v2)
     assert do_advance_rollout(rollout.pk) == "succeeded"
-    actions = list(RolloutStep.objects.filter(rollout=rollout).order_by("index").values_list("action", "status"))
+    actions = list(
+        RolloutStep.objects.filter(rollout=rollout).order_by("index").values_list("action", "status")
+    )
     assert [a for a, _ in actions] == ["deploy", "analysis", "deploy", "deploy", "watch"]
     assert all(status == "succeeded" for _, status in actions)
     between, watch = AnalysisRun.objects.order_by("id")
@@ -120,7 +183,9 @@ def test_a_healthy_canary_passes_and_the_watch_judges_against_the_version_before
     assert watch.baseline_ended_at == rollout.created_at
     assert watch.baseline_started_at == rollout.created_at - timedelta(seconds=20)
     assert watch.ended_at - watch.started_at == timedelta(seconds=20)
-    assert "the 20 s before the rollout began" in RolloutStep.objects.get(rollout=rollout, action="watch").output
+    assert (
+        "the 20 s before the rollout began" in RolloutStep.objects.get(rollout=rollout, action="watch").output
+    )
     release.refresh_from_db()
     assert release.status == "succeeded"
 
@@ -133,25 +198,37 @@ def test_a_failing_watch_reverts_every_target(canary, monkeypatch):
     release, rollout = rollout_for(env, v1, v2)
     assert do_advance_rollout(rollout.pk) == "reverted"
     assert sorted(s.target_name for s in RolloutStep.objects.filter(rollout=rollout, action="revert")) == [
-        "a", "b", "c"]
+        "a",
+        "b",
+        "c",
+    ]
     assert AnalysisRun.objects.get().verdict == "fail"
 
 
 @pytest.mark.parametrize("verdict", ["inconclusive", "marginal"])
-def test_marginal_or_inconclusive_pauses_for_a_person_who_resumes_or_reverts(canary, monkeypatch, user, verdict):
+def test_marginal_or_inconclusive_pauses_for_a_person_who_resumes_or_reverts(
+    canary, monkeypatch, user, verdict
+):
     env, v1, v2 = canary
     if verdict == "inconclusive":  # the canary sent nothing: the source says a person decides
         pushing(monkeypatch, env, {"1.0.0": 0.01})
     else:  # one of two equal metrics fails: score 50, between marginal (50) and pass (95)
-        AnalysisTemplate.objects.filter(name="checkout").update(marginal_threshold=50, metrics=[
-            {**METRIC, "name": "error_rate", "source": "pushed", "query": "http_error_ratio"},
-            {**METRIC, "name": "latency", "source": "pushed", "query": "latency_ms", "unit": "ms"}])
+        AnalysisTemplate.objects.filter(name="checkout").update(
+            marginal_threshold=50,
+            metrics=[
+                {**METRIC, "name": "error_rate", "source": "pushed", "query": "http_error_ratio"},
+                {**METRIC, "name": "latency", "source": "pushed", "query": "latency_ms", "unit": "ms"},
+            ],
+        )
         pushing(monkeypatch, env, {"1.0.0": 0.01, "2.0.0": 0.05}, latency=True)
     release, rollout = rollout_for(env, v1, v2)
     assert do_advance_rollout(rollout.pk) == "paused"
     step = RolloutStep.objects.get(rollout=rollout, action="analysis")
     assert step.status == "succeeded" and step.health["ok"] is None
-    assert f"→ {verdict}" in step.output and "A person decides: resume the rollout to go on, or revert it." in step.output
+    assert (
+        f"→ {verdict}" in step.output
+        and "A person decides: resume the rollout to go on, or revert it." in step.output
+    )
     assert step.health["detail"] == step.output.splitlines()[0]
     assert AnalysisRun.objects.get().verdict == verdict
     held = AuditEvent.objects.get(kind="rollout.held")
@@ -177,16 +254,29 @@ def test_a_template_deleted_after_the_rollout_started_pauses_saying_so(canary, m
     AnalysisTemplate.objects.all().delete()
     release, rollout = rollout_for(env, v1, v2)
     assert do_advance_rollout(rollout.pk) == "paused"
-    assert "analysis template 'checkout' no longer exists" in RolloutStep.objects.get(action="analysis").output
+    assert (
+        "analysis template 'checkout' no longer exists" in RolloutStep.objects.get(action="analysis").output
+    )
 
 
 def test_without_a_previous_version_only_threshold_checks_judge(canary, monkeypatch):
     env, v1, v2 = canary
-    AnalysisTemplate.objects.filter(name="checkout").update(metrics=[
-        {**METRIC, "name": "error_rate", "source": "pushed", "query": "http_error_ratio",
-         "success_condition": "error_rate < 0.02", "failure_limit": 3}])
+    AnalysisTemplate.objects.filter(name="checkout").update(
+        metrics=[
+            {
+                **METRIC,
+                "name": "error_rate",
+                "source": "pushed",
+                "query": "http_error_ratio",
+                "success_condition": "error_rate < 0.02",
+                "failure_limit": 3,
+            }
+        ]
+    )
     pushing(monkeypatch, env, {"2.0.0": 0.05})
-    release = Release.objects.create(application=env.application, environment=env, artifact=v2, status="deploying")
+    release = Release.objects.create(
+        application=env.application, environment=env, artifact=v2, status="deploying"
+    )
     rollout = start_rollout(release)
     assert do_advance_rollout(rollout.pk) == "reverted"
     run = AnalysisRun.objects.get()
@@ -198,7 +288,9 @@ def test_the_wait_gives_up_when_a_person_reverts_meanwhile(canary):
 
     env, v1, v2 = canary
     release, rollout = rollout_for(env, v1, v2)
-    Rollout.objects.filter(pk=rollout.pk).update(status="reverting", progress={**rollout.progress, "reverting": True})
+    Rollout.objects.filter(pk=rollout.pk).update(
+        status="reverting", progress={**rollout.progress, "reverting": True}
+    )
     now = timezone.now()
     assert "the rollout is reverting" in gates._wait(rollout.pk, now, now + timedelta(seconds=1))
     assert gates._wait(rollout.pk, now - timedelta(seconds=5), now) is None  # a window already over: no wait
@@ -221,6 +313,7 @@ def undecided(rollout, wave, traffic_percent):
 
 # --- at the door: strategies naming templates, the rollout's analysis runs ------------------------------------
 
+
 def test_a_strategy_naming_an_unknown_template_is_refused_naming_the_field(canary, client, user):
     env, v1, v2 = canary
     client.force_login(user)
@@ -229,27 +322,41 @@ def test_a_strategy_naming_an_unknown_template_is_refused_naming_the_field(canar
     response = client.patch(url, {"strategy": bad}, content_type="application/json")
     assert response.status_code == 400
     assert response.json()["strategy"] == [
-        "watch.template: no analysis template 'soak' in this application; it has: checkout"]
-    response = client.patch(url, {"strategy": {"kind": "cautious", "analysis": {"template": "checkout",
-                                                                               "duration_seconds": 0}}},
-                            content_type="application/json")
-    assert response.json() == {"strategy": ["analysis.duration_seconds: must be a whole number of seconds from 1 "
-                                            "to 86400"]}
-    response = client.post("/api/v1/applications/shop/environments/", {
-        "name": "staging", "position": 0, "strategy": {"kind": "canary", "analysis": {"template": "nope"}}},
-        content_type="application/json")
-    assert response.status_code == 400 and response.json()["strategy"][0].startswith("analysis.template: no analysis")
-    response = client.post("/api/v1/applications/shop/releases/", {
-        "environment": "production", "version": "2.0.0", "strategy": bad}, content_type="application/json")
+        "watch.template: no analysis template 'soak' in this application; it has: checkout"
+    ]
+    response = client.patch(
+        url,
+        {"strategy": {"kind": "cautious", "analysis": {"template": "checkout", "duration_seconds": 0}}},
+        content_type="application/json",
+    )
+    assert response.json() == {
+        "strategy": ["analysis.duration_seconds: must be a whole number of seconds from 1 to 86400"]
+    }
+    response = client.post(
+        "/api/v1/applications/shop/environments/",
+        {"name": "staging", "position": 0, "strategy": {"kind": "canary", "analysis": {"template": "nope"}}},
+        content_type="application/json",
+    )
+    assert response.status_code == 400 and response.json()["strategy"][0].startswith(
+        "analysis.template: no analysis"
+    )
+    response = client.post(
+        "/api/v1/applications/shop/releases/",
+        {"environment": "production", "version": "2.0.0", "strategy": bad},
+        content_type="application/json",
+    )
     assert response.status_code == 400 and response.json()["strategy"][0].startswith("watch.template:")
     good = {"kind": "cautious", "watch": {"template": "checkout", "duration_seconds": 600}}
-    response = client.patch(url, {"strategy": good, "rollback_on_new_errors": True}, content_type="application/json")
+    response = client.patch(
+        url, {"strategy": good, "rollback_on_new_errors": True}, content_type="application/json"
+    )
     assert response.status_code == 200, response.json()
     assert response.json()["strategy"] == good and response.json()["rollback_on_new_errors"] is True
 
 
-def test_the_rollout_lists_its_analysis_runs_in_constant_queries(canary, monkeypatch, client, user,
-                                                                django_assert_num_queries):
+def test_the_rollout_lists_its_analysis_runs_in_constant_queries(
+    canary, monkeypatch, client, user, django_assert_num_queries
+):
     env, v1, v2 = canary
     pushing(monkeypatch, env, {"1.0.0": 0.01, "2.0.0": 0.05})
     release, rollout = rollout_for(env, v1, v2)

@@ -13,9 +13,14 @@ from tests import factories
 
 @pytest.fixture
 def setup(app, tmp_path):
-    env = factories.EnvironmentFactory(application=app, name="production", position=1, driver="command",
-                                       deploy_command=f"echo $SLIPWAY_TARGET=$SLIPWAY_VERSION >> {tmp_path}/deployed",
-                                       pre_deploy_command=f"echo migrate $SLIPWAY_VERSION >> {tmp_path}/hooks")
+    env = factories.EnvironmentFactory(
+        application=app,
+        name="production",
+        position=1,
+        driver="command",
+        deploy_command=f"echo $SLIPWAY_TARGET=$SLIPWAY_VERSION >> {tmp_path}/deployed",
+        pre_deploy_command=f"echo migrate $SLIPWAY_VERSION >> {tmp_path}/hooks",
+    )
     v1 = factories.ArtifactFactory(application=app, version="1.0.0")
     v2 = factories.ArtifactFactory(application=app, version="2.0.0")
     for name in ("a", "b", "c"):
@@ -24,8 +29,9 @@ def setup(app, tmp_path):
 
 
 def rollout_for(env, v1, v2):
-    release = Release.objects.create(application=env.application, environment=env, artifact=v2, previous_artifact=v1,
-                                     status="deploying")
+    release = Release.objects.create(
+        application=env.application, environment=env, artifact=v2, previous_artifact=v1, status="deploying"
+    )
     return release, start_rollout(release)
 
 
@@ -72,7 +78,9 @@ def test_revert_now_puts_back_touched_targets(setup, user, tmp_path):
     do_advance_rollout(rollout.pk)
     do_control_rollout(Actor(user), release, "revert")
     assert do_advance_rollout(rollout.pk) == "reverted"
-    reverts = list(RolloutStep.objects.filter(rollout=rollout, action="revert").values_list("target_name", "version"))
+    reverts = list(
+        RolloutStep.objects.filter(rollout=rollout, action="revert").values_list("target_name", "version")
+    )
     assert reverts == [("a", "1.0.0")]
     assert (tmp_path / "deployed").read_text().split() == ["a=2.0.0", "a=1.0.0"]
 
@@ -100,20 +108,33 @@ def test_webhook_driver_calls_out_and_waits_for_a_signed_callback(app, client):
     server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        env = factories.EnvironmentFactory(application=app, name="production", position=1, driver="webhook",
-                                           webhook_url=f"http://127.0.0.1:{server.server_address[1]}/deploy",
-                                           webhook_secret="s3cret")
+        env = factories.EnvironmentFactory(
+            application=app,
+            name="production",
+            position=1,
+            driver="webhook",
+            webhook_url=f"http://127.0.0.1:{server.server_address[1]}/deploy",
+            webhook_secret="s3cret",
+        )
         v1, v2 = factories.ArtifactFactory(application=app), factories.ArtifactFactory(application=app)
         release, rollout = rollout_for(env, v1, v2)
         assert do_advance_rollout(rollout.pk) == "running"
         job, signature, raw = received[0]
-        assert signature == sign("s3cret", raw) and job["version"] == v2.version and job["target"] == "default"
+        assert (
+            signature == sign("s3cret", raw) and job["version"] == v2.version and job["target"] == "default"
+        )
         url = f"/api/v1/webhooks/rollout/{job['job']}/"
         report = json.dumps({"status": "succeeded", "health": {"ok": True, "detail": "200"}}).encode()
-        forged = client.post(url, report, content_type="application/json", headers={"X-Slipway-Signature": "sha256=0"})
+        forged = client.post(
+            url, report, content_type="application/json", headers={"X-Slipway-Signature": "sha256=0"}
+        )
         assert forged.status_code == 401
-        ok = client.post(url, report, content_type="application/json",
-                         headers={"X-Slipway-Signature": sign("s3cret", report)})
+        ok = client.post(
+            url,
+            report,
+            content_type="application/json",
+            headers={"X-Slipway-Signature": sign("s3cret", report)},
+        )
         assert ok.status_code == 200
         assert do_advance_rollout(rollout.pk) == "succeeded"
         assert not AuditEvent.objects.filter(after__webhook_secret="s3cret").exists()
@@ -122,6 +143,7 @@ def test_webhook_driver_calls_out_and_waits_for_a_signed_callback(app, client):
 
 
 # --- gates the worker runs: smoke tests, canary analysis, blue/green switches --------------------------------
+
 
 def failing_analysis(rollout, wave, traffic_percent):
     return False, f"error rate 7% at {traffic_percent}% of traffic"
@@ -152,7 +174,9 @@ def test_failing_smoke_test_stops_and_reverts_the_wave(setup, tmp_path):
     assert do_advance_rollout(rollout.pk) == "reverted"
     smoke = RolloutStep.objects.get(rollout=rollout, action="smoke")
     assert smoke.status == "failed" and "checkout returns 500" in smoke.output
-    assert list(RolloutStep.objects.filter(rollout=rollout, action="revert").values_list("target_name", flat=True)) == ["a"]
+    assert list(
+        RolloutStep.objects.filter(rollout=rollout, action="revert").values_list("target_name", flat=True)
+    ) == ["a"]
     release.refresh_from_db()
     assert release.status == "failed"
 
@@ -193,8 +217,9 @@ def test_canary_analysis_hook_is_configurable_and_can_stop_a_canary(setup, setti
     assert "metrics store down" in RolloutStep.objects.get(rollout=rollout, action="analysis").output
 
 
-def test_blue_green_switches_the_live_slot_and_switches_back_instantly(setup, tmp_path, user,
-                                                                      django_capture_on_commit_callbacks):
+def test_blue_green_switches_the_live_slot_and_switches_back_instantly(
+    setup, tmp_path, user, django_capture_on_commit_callbacks
+):
     from releases.models import AuditEvent
     from releases.promotions import do_rollback
 
@@ -204,10 +229,13 @@ def test_blue_green_switches_the_live_slot_and_switches_back_instantly(setup, tm
     env.pre_deploy_command = ""
     env.strategy = {"kind": "blue_green"}
     env.smoke_test_command = "true"
-    env.switch_command = f"echo $SLIPWAY_PREVIOUS_SLOT-to-$SLIPWAY_SLOT $SLIPWAY_TARGETS >> {tmp_path}/switches"
+    env.switch_command = (
+        f"echo $SLIPWAY_PREVIOUS_SLOT-to-$SLIPWAY_SLOT $SLIPWAY_TARGETS >> {tmp_path}/switches"
+    )
     env.save()
-    Release.objects.create(application=env.application, environment=env, artifact=v1, kind="recorded",
-                           status="succeeded")
+    Release.objects.create(
+        application=env.application, environment=env, artifact=v1, kind="recorded", status="succeeded"
+    )
     env.current_artifact = v1
     env.save()
     release, rollout = rollout_for(env, v1, v2)
@@ -221,7 +249,11 @@ def test_blue_green_switches_the_live_slot_and_switches_back_instantly(setup, tm
     assert (tmp_path / "switches").read_text() == "blue-to-green c,d\n"
     assert AuditEvent.objects.filter(kind="environment.switched").count() == 1
     assert dict(Target.objects.filter(environment=env).values_list("name", "version")) == {
-        "a": "1.0.0", "b": "1.0.0", "c": "2.0.0", "d": "2.0.0"}
+        "a": "1.0.0",
+        "b": "1.0.0",
+        "c": "2.0.0",
+        "d": "2.0.0",
+    }
 
     # Back to 1.0.0: blue still runs it, so the rollback is a switch and nothing is deployed.
     release.refresh_from_db()
@@ -266,7 +298,9 @@ def test_cancel_puts_back_touched_targets_and_ends_cancelled(setup, user):
     assert do_advance_rollout(rollout.pk) == "paused"
     do_control_rollout(Actor(user), release, "cancel")
     assert do_advance_rollout(rollout.pk) == "cancelled"
-    assert list(RolloutStep.objects.filter(rollout=rollout, action="revert").values_list("target_name", flat=True)) == ["a"]
+    assert list(
+        RolloutStep.objects.filter(rollout=rollout, action="revert").values_list("target_name", flat=True)
+    ) == ["a"]
     release.refresh_from_db()
     assert release.status == "cancelled"
 
@@ -285,15 +319,20 @@ def test_a_revert_that_keeps_failing_leaves_the_rollout_failed(setup):
 
 
 def test_release_can_override_the_environment_strategy(app, ci, django_capture_on_commit_callbacks):
-    env = factories.EnvironmentFactory(application=app, name="production", position=1, driver="command",
-                                       deploy_command="true")
+    env = factories.EnvironmentFactory(
+        application=app, name="production", position=1, driver="command", deploy_command="true"
+    )
     for name in "abcd":
         Target.objects.create(environment=env, name=name, token_hash=name * 64)
     factories.ArtifactFactory(application=app, version="2.0.0")
     body = {"environment": "production", "version": "2.0.0", "strategy": {"kind": "rolling", "batch_size": 3}}
-    for bad, field_message in [({"kind": "sideways"}, "unknown kind"), ({"kind": "rolling"}, "batch_size"),
-                               ({"kind": "rollback"}, "rollback"), ({"kind": "blue_green", "live": "green"}, "live"),
-                               ("cautious", "An object")]:
+    for bad, field_message in [
+        ({"kind": "sideways"}, "unknown kind"),
+        ({"kind": "rolling"}, "batch_size"),
+        ({"kind": "rollback"}, "rollback"),
+        ({"kind": "blue_green", "live": "green"}, "live"),
+        ("cautious", "An object"),
+    ]:
         response = ci.post("/api/v1/applications/shop/releases/", {**body, "strategy": bad}, format="json")
         assert response.status_code == 400, response.json()
         assert field_message in str(response.json()["strategy"])
@@ -306,7 +345,12 @@ def test_release_can_override_the_environment_strategy(app, ci, django_capture_o
     do_advance_rollout(release.rollout.pk)
     release.refresh_from_db()
     assert release.status == "succeeded"
-    assert [s.wave for s in RolloutStep.objects.filter(rollout__release=release, action="deploy")] == [0, 0, 0, 1]
+    assert [s.wave for s in RolloutStep.objects.filter(rollout__release=release, action="deploy")] == [
+        0,
+        0,
+        0,
+        1,
+    ]
 
 
 def test_silent_agents_are_marked_offline(setup):
@@ -318,13 +362,21 @@ def test_silent_agents_are_marked_offline(setup):
 
     env, _, _ = setup
     now = timezone.now()
-    Target.objects.filter(name="a").update(last_seen=now - timedelta(seconds=env.heartbeat_timeout_seconds + 5))
+    Target.objects.filter(name="a").update(
+        last_seen=now - timedelta(seconds=env.heartbeat_timeout_seconds + 5)
+    )
     Target.objects.filter(name__in=["b", "c"]).update(last_seen=now)
     check_running_rollouts()
-    assert dict(Target.objects.values_list("name", "status")) == {"a": "offline", "b": "online", "c": "online"}
+    assert dict(Target.objects.values_list("name", "status")) == {
+        "a": "offline",
+        "b": "online",
+        "c": "online",
+    }
 
 
-def test_rollback_is_the_fast_path_past_locks_freezes_and_gates(setup, user, django_capture_on_commit_callbacks):
+def test_rollback_is_the_fast_path_past_locks_freezes_and_gates(
+    setup, user, django_capture_on_commit_callbacks
+):
     from datetime import timedelta
 
     from django.utils import timezone
@@ -338,19 +390,34 @@ def test_rollback_is_the_fast_path_past_locks_freezes_and_gates(setup, user, dja
     env.strategy = {"kind": "canary", "steps": [10, 100], "pause_seconds": 3600}
     env.save()
     for artifact in (v1, v2):
-        Release.objects.create(application=env.application, environment=env, artifact=artifact, kind="recorded",
-                               status="succeeded")
+        Release.objects.create(
+            application=env.application,
+            environment=env,
+            artifact=artifact,
+            kind="recorded",
+            status="succeeded",
+        )
     env.current_artifact = v2
     env.save()
     do_lock(Actor(user), env, reason="incident")
     now = timezone.now()
-    do_create_freeze(Actor(user), env, reason="holidays", starts_at=now - timedelta(hours=1),
-                     ends_at=now + timedelta(hours=1), weekdays=[], start_time=None, end_time=None,
-                     timezone_name="UTC")
+    do_create_freeze(
+        Actor(user),
+        env,
+        reason="holidays",
+        starts_at=now - timedelta(hours=1),
+        ends_at=now + timedelta(hours=1),
+        weekdays=[],
+        start_time=None,
+        end_time=None,
+        timezone_name="UTC",
+    )
     with django_capture_on_commit_callbacks(execute=True):
         back = do_rollback(Actor(user), env, artifact=v1, reason="errors since 2.0.0")
     assert do_advance_rollout(back.rollout.pk) == "succeeded"
-    steps = list(RolloutStep.objects.filter(rollout__release=back).order_by("index").values_list("action", "wave"))
+    steps = list(
+        RolloutStep.objects.filter(rollout__release=back).order_by("index").values_list("action", "wave")
+    )
     assert steps == [("deploy", 0), ("deploy", 0), ("deploy", 1)]  # batches of rollback_batch_size, no gates
     env.refresh_from_db()
     assert env.current_artifact == v1
@@ -416,7 +483,9 @@ def test_one_failure_in_a_wave_reverts_it_without_waiting_for_the_rest(setup):
     with reconciler_only():
         assert do_advance_rollout(rollout.pk) == "running"
         a, b, c = RolloutStep.objects.filter(rollout=rollout, action="deploy").order_by("target_name")
-        RolloutStep.objects.filter(pk=a.pk).update(status="failed", health={"ok": False, "detail": "HTTP 500"})
+        RolloutStep.objects.filter(pk=a.pk).update(
+            status="failed", health={"ok": False, "detail": "HTTP 500"}
+        )
         RolloutStep.objects.filter(pk=b.pk).update(status="running")  # still deploying; c not started yet
         assert do_advance_rollout(rollout.pk) == "reverting"
         reverts = RolloutStep.objects.filter(rollout=rollout, action="revert")
@@ -426,8 +495,9 @@ def test_one_failure_in_a_wave_reverts_it_without_waiting_for_the_rest(setup):
         RolloutStep.objects.filter(pk=b.pk).update(status="succeeded", health={"ok": True, "detail": "200"})
         RolloutStep.objects.filter(pk=reverts[0].pk).update(status="succeeded")
         assert do_advance_rollout(rollout.pk) == "reverting"
-        assert sorted(RolloutStep.objects.filter(rollout=rollout, action="revert").values_list(
-            "target_name", flat=True)) == ["a", "b"]  # b, finished after the revert began, goes back too
+        assert sorted(
+            RolloutStep.objects.filter(rollout=rollout, action="revert").values_list("target_name", flat=True)
+        ) == ["a", "b"]  # b, finished after the revert began, goes back too
     assert do_advance_rollout(rollout.pk) == "reverted"
     assert dict(Target.objects.values_list("name", "version")) == {"a": "", "b": "1.0.0", "c": ""}
 
@@ -444,9 +514,14 @@ def test_two_workers_on_one_rollout_never_run_a_step_twice(tmp_path):
     if connection.vendor != "postgresql":
         pytest.skip("row locks with SKIP LOCKED: PostgreSQL")
     app = factories.ApplicationFactory(slug="race")
-    env = factories.EnvironmentFactory(application=app, name="production", position=1, driver="command",
-                                       deploy_command=f"echo $SLIPWAY_TARGET >> {tmp_path}/deployed; sleep 0.2",
-                                       smoke_test_command=f"echo smoke >> {tmp_path}/smoke")
+    env = factories.EnvironmentFactory(
+        application=app,
+        name="production",
+        position=1,
+        driver="command",
+        deploy_command=f"echo $SLIPWAY_TARGET >> {tmp_path}/deployed; sleep 0.2",
+        smoke_test_command=f"echo smoke >> {tmp_path}/smoke",
+    )
     v1, v2 = factories.ArtifactFactory(application=app), factories.ArtifactFactory(application=app)
     for name in ("a", "b", "c", "d", "e", "f", "g"):
         Target.objects.create(environment=env, name=name, token_hash=name * 64)
@@ -455,7 +530,15 @@ def test_two_workers_on_one_rollout_never_run_a_step_twice(tmp_path):
     assert errors == []
     do_advance_rollout(rollout.pk)  # whoever finished first may have left the last fold to a later run
     assert Release.objects.get(pk=release.pk).status == "succeeded"
-    assert sorted((tmp_path / "deployed").read_text().split()) == ["a", "b", "c", "d", "e", "f", "g"]  # each once
+    assert sorted((tmp_path / "deployed").read_text().split()) == [
+        "a",
+        "b",
+        "c",
+        "d",
+        "e",
+        "f",
+        "g",
+    ]  # each once
     assert (tmp_path / "smoke").read_text().split() == ["smoke"] * 3  # one per wave (1, 2, 4)
     assert RolloutStep.objects.filter(rollout=rollout, action="deploy").count() == 7
 
@@ -474,7 +557,9 @@ def test_periodic_check_publishes_changed_rollouts_only(setup, monkeypatch):
     release, rollout = rollout_for(env, v1, v2)
     assert do_advance_rollout(rollout.pk) == "running"  # the first wave waits for its agent
     published = []
-    monkeypatch.setattr(rollouts.common, "publish_on_commit", lambda group, type, **ids: published.append(group))
+    monkeypatch.setattr(
+        rollouts.common, "publish_on_commit", lambda group, type, **ids: published.append(group)
+    )
 
     rollouts.check_running_rollouts()  # a tick while the agent works: nothing to tell watchers
     rollouts.check_running_rollouts()
@@ -482,7 +567,10 @@ def test_periodic_check_publishes_changed_rollouts_only(setup, monkeypatch):
 
     Target.objects.filter(name="a").update(last_seen=timezone.now() - timedelta(hours=1))
     rollouts.check_running_rollouts()  # the agent went silent: its step fails and the rollout reverts
-    assert published == [f"environment.{env.pk}", f"rollout.{rollout.pk}"]  # its environment page shows it offline
+    assert published == [
+        f"environment.{env.pk}",
+        f"rollout.{rollout.pk}",
+    ]  # its environment page shows it offline
     assert RolloutStep.objects.get(rollout=rollout, action="deploy").status == "failed"
 
 
@@ -501,8 +589,9 @@ def test_a_server_step_whose_worker_went_away_is_taken_over(setup, tmp_path):
         do_advance_rollout(rollout.pk)  # the first wave's deploy, recorded; nobody runs it
     step = RolloutStep.objects.get(rollout=rollout, action="deploy")
     lapsed = timezone.now() - timedelta(seconds=1)
-    RolloutStep.objects.filter(pk=step.pk).update(status="running", started_at=lapsed, lease_expires_at=lapsed,
-                                                  attempts=1)  # claimed by a worker that then died
+    RolloutStep.objects.filter(pk=step.pk).update(
+        status="running", started_at=lapsed, lease_expires_at=lapsed, attempts=1
+    )  # claimed by a worker that then died
     assert do_advance_rollout(rollout.pk) == "succeeded"
     step.refresh_from_db()
     assert step.status == "succeeded" and step.attempts == 2 and step.lease_expires_at is None
@@ -523,8 +612,9 @@ def test_a_step_whose_worker_keeps_dying_fails_saying_why(setup):
         do_advance_rollout(rollout.pk)
         step = RolloutStep.objects.get(rollout=rollout, action="deploy")
         lapsed = timezone.now() - timedelta(seconds=1)
-        RolloutStep.objects.filter(pk=step.pk).update(status="running", started_at=lapsed, lease_expires_at=lapsed,
-                                                      attempts=3)
+        RolloutStep.objects.filter(pk=step.pk).update(
+            status="running", started_at=lapsed, lease_expires_at=lapsed, attempts=3
+        )
         do_advance_rollout(rollout.pk)
     step.refresh_from_db()
     assert step.status == "failed" and "went away 3 times" in step.health["detail"]

@@ -25,8 +25,15 @@ def test_a_failure_at_the_last_write_leaves_nothing_half_written(app):
     from releases.services import ChangeIn
 
     def artifact(version, first_sha):
-        return ArtifactIn(version=version, commit=sha(first_sha), image="img", metadata={}, changes=[
-            ChangeIn(sha=sha(first_sha + n), author=f"dev{n}", title=f"change {n}") for n in range(3)])
+        return ArtifactIn(
+            version=version,
+            commit=sha(first_sha),
+            image="img",
+            metadata={},
+            changes=[
+                ChangeIn(sha=sha(first_sha + n), author=f"dev{n}", title=f"change {n}") for n in range(3)
+            ],
+        )
 
     writes = []
 
@@ -81,8 +88,17 @@ def test_audit_names_the_token(app, user):
 
 def test_create_api_token_command_prints_token_last(app, user, capsys):
     env = factories.EnvironmentFactory(application=app, name="production", position=2)
-    call_command("create_api_token", "--user", user.username, "--scope", "flags:read",
-                 "--environment", "shop/production", "--name", "sdk")
+    call_command(
+        "create_api_token",
+        "--user",
+        user.username,
+        "--scope",
+        "flags:read",
+        "--environment",
+        "shop/production",
+        "--name",
+        "sdk",
+    )
     key = capsys.readouterr().out.strip().splitlines()[-1]
     token = ApiToken.objects.get()
     assert key.startswith("slw_") and len(key) > 40
@@ -94,7 +110,9 @@ def test_create_api_token_rejects_unknown_environment(app, user):
     from django.core.management.base import CommandError
 
     with pytest.raises(CommandError, match="No environment"):
-        call_command("create_api_token", "--user", user.username, "--scope", "flags:read", "--environment", "shop/x")
+        call_command(
+            "create_api_token", "--user", user.username, "--scope", "flags:read", "--environment", "shop/x"
+        )
 
 
 def test_demo_loads_once(db, django_capture_on_commit_callbacks):
@@ -117,11 +135,16 @@ def test_ensure_admin_prints_password_once(db, capsys):
 def _settings_in_subprocess(env: dict[str, str], expr: str) -> subprocess.CompletedProcess:
     code = f"import django, os; os.environ['DJANGO_SETTINGS_MODULE']='config.settings'; django.setup(); from django.conf import settings; print({expr})"
     base = {"PATH": "/usr/bin:/bin", "SLIPWAY_DATA_DIR": "/tmp/slipway-settings-test"}
-    return subprocess.run([sys.executable, "-c", code], env={**base, **env}, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-c", code], env={**base, **env}, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_embedded_default_is_sqlite_wal_immediate():
-    result = _settings_in_subprocess({}, "settings.DATABASES['default'], settings.CHANNEL_LAYERS['default']['BACKEND'], settings.CELERY_IN_PROCESS")
+    result = _settings_in_subprocess(
+        {},
+        "settings.DATABASES['default'], settings.CHANNEL_LAYERS['default']['BACKEND'], settings.CELERY_IN_PROCESS",
+    )
     assert result.returncode == 0, result.stderr
     assert "sqlite3" in result.stdout and "'transaction_mode': 'IMMEDIATE'" in result.stdout
     assert "journal_mode=WAL" in result.stdout and "'timeout': 20" in result.stdout
@@ -130,19 +153,33 @@ def test_embedded_default_is_sqlite_wal_immediate():
 
 def test_production_refuses_to_start_without_secret_key_and_hosts():
     # Settings load (so `check --deploy` can report slipway.E001); every process refuses to start on it.
-    result = _settings_in_subprocess({"SLIPWAY_ENV": "production"}, "__import__('config.checks').checks.refuse_to_start()")
+    result = _settings_in_subprocess(
+        {"SLIPWAY_ENV": "production"}, "__import__('config.checks').checks.refuse_to_start()"
+    )
     assert result.returncode != 0
     assert "SECRET_KEY and ALLOWED_HOSTS" in result.stderr and "slipway.E001" in result.stderr
-    ok = _settings_in_subprocess({"SLIPWAY_ENV": "production", "SECRET_KEY": "s" * 50, "ALLOWED_HOSTS": "slipway.example.com",
-                                  "DEBUG": "1", "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/x"}, "settings.DEBUG")
+    ok = _settings_in_subprocess(
+        {
+            "SLIPWAY_ENV": "production",
+            "SECRET_KEY": "s" * 50,
+            "ALLOWED_HOSTS": "slipway.example.com",
+            "DEBUG": "1",
+            "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/x",
+        },
+        "settings.DEBUG",
+    )
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.strip() == "False"
 
 
 def test_production_urls_switch_runtime():
     result = _settings_in_subprocess(
-        {"DATABASE_URL": "postgres://postgres@127.0.0.1:5432/x", "REDIS_URL": "redis://127.0.0.1:6379/0",
-         "CELERY_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672//"},
-        "settings.DATABASES['default']['ENGINE'], settings.CHANNEL_LAYERS['default']['BACKEND'], settings.CELERY_IN_PROCESS")
+        {
+            "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/x",
+            "REDIS_URL": "redis://127.0.0.1:6379/0",
+            "CELERY_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672//",
+        },
+        "settings.DATABASES['default']['ENGINE'], settings.CHANNEL_LAYERS['default']['BACKEND'], settings.CELERY_IN_PROCESS",
+    )
     assert result.returncode == 0, result.stderr
     assert "postgresql" in result.stdout and "RedisChannelLayer" in result.stdout and "False" in result.stdout

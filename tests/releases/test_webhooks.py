@@ -23,8 +23,11 @@ URL = "/api/v1/webhooks/github/shop/"
 def github(app, user):
     factories.EnvironmentFactory(application=app, name="staging", position=1)
     factories.EnvironmentFactory(application=app, name="production", position=2)
-    response = token_client(user, "admin").put("/api/v1/applications/shop/github/", {
-        "secret": SECRET, "blocker_label": "deploy-blocker", "blocker_environments": ["production"]}, format="json")
+    response = token_client(user, "admin").put(
+        "/api/v1/applications/shop/github/",
+        {"secret": SECRET, "blocker_label": "deploy-blocker", "blocker_environments": ["production"]},
+        format="json",
+    )
     assert response.status_code == 200, response.json()
     return GitHubHook.objects.get()
 
@@ -32,14 +35,25 @@ def github(app, user):
 def send(event, payload, secret=SECRET):
     body = json.dumps(payload).encode()
     signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return APIClient().post(URL, body, content_type="application/json",
-                            headers={"X-GitHub-Event": event, "X-Hub-Signature-256": signature})
+    return APIClient().post(
+        URL,
+        body,
+        content_type="application/json",
+        headers={"X-GitHub-Event": event, "X-Hub-Signature-256": signature},
+    )
 
 
 def test_push_registers_changes(github):
-    commits = [{"id": sha(n), "message": f"Fix {n}\n\nbody", "author": {"username": "alice"},
-                "url": f"https://github.com/acme/shop/commit/{sha(n)}", "timestamp": "2026-11-23T10:00:00Z"}
-               for n in range(3)]
+    commits = [
+        {
+            "id": sha(n),
+            "message": f"Fix {n}\n\nbody",
+            "author": {"username": "alice"},
+            "url": f"https://github.com/acme/shop/commit/{sha(n)}",
+            "timestamp": "2026-11-23T10:00:00Z",
+        }
+        for n in range(3)
+    ]
     response = send("push", {"commits": commits})
     assert response.status_code == 200 and response.json() == {"changes": 3}
     assert send("push", {"commits": commits}).json() == {"changes": 0}
@@ -47,8 +61,9 @@ def test_push_registers_changes(github):
 
 
 def test_bad_signature_is_401_and_stores_nothing(github):
-    response = send("push", {"commits": [{"id": sha(1), "message": "x", "author": {"username": "a"}}]},
-                    secret="wrong")
+    response = send(
+        "push", {"commits": [{"id": sha(1), "message": "x", "author": {"username": "a"}}]}, secret="wrong"
+    )
     assert response.status_code == 401 and response.json()["code"] == "bad_signature"
     unsigned = APIClient().post(URL, {"commits": []}, format="json", headers={"X-GitHub-Event": "push"})
     assert unsigned.status_code == 401
@@ -56,8 +71,13 @@ def test_bad_signature_is_401_and_stores_nothing(github):
 
 
 def test_labelled_issue_blocks_and_closing_resolves(github):
-    issue = {"number": 42, "title": "Checkout down", "state": "open", "html_url": "https://github.com/acme/shop/issues/42",
-             "labels": [{"name": "deploy-blocker"}]}
+    issue = {
+        "number": 42,
+        "title": "Checkout down",
+        "state": "open",
+        "html_url": "https://github.com/acme/shop/issues/42",
+        "labels": [{"name": "deploy-blocker"}],
+    }
     opened = send("issues", {"action": "labeled", "issue": issue})
     assert opened.status_code == 200 and opened.json()["state"] == "open"
     blocker = Blocker.objects.get()
@@ -78,8 +98,11 @@ def test_github_config_validates(app, user):
     client = token_client(user, "admin")
     bad = client.put("/api/v1/applications/shop/github/", {"secret": "short"}, format="json")
     assert bad.status_code == 400 and "secret" in bad.json()
-    bad = client.put("/api/v1/applications/shop/github/", {"secret": SECRET, "blocker_environments": ["moon"]},
-                     format="json")
+    bad = client.put(
+        "/api/v1/applications/shop/github/",
+        {"secret": SECRET, "blocker_environments": ["moon"]},
+        format="json",
+    )
     assert bad.status_code == 400 and "blocker_environments" in bad.json()
     assert not GitHubHook.objects.exists()
 
@@ -111,9 +134,16 @@ def receiver():
 
 def test_waiting_message_links_each_author_to_the_approval_page(app, user, receiver, settings):
     settings.SLIPWAY_BASE_URL = "https://slipway.example.com"
-    staging = factories.EnvironmentFactory(application=app, name="production", position=1, requires_approval=True)
-    artifact = factories.ArtifactFactory(application=app, changes=[
-        factories.ChangeFactory(application=app, author="alice"), factories.ChangeFactory(application=app, author="bob")])
+    staging = factories.EnvironmentFactory(
+        application=app, name="production", position=1, requires_approval=True
+    )
+    artifact = factories.ArtifactFactory(
+        application=app,
+        changes=[
+            factories.ChangeFactory(application=app, author="alice"),
+            factories.ChangeFactory(application=app, author="bob"),
+        ],
+    )
     release = do_request_release(Actor.system(), app, environment=staging, artifact=artifact)
     text = message(release, "waiting")["text"]
     assert f"<https://slipway.example.com/releases/{release.pk}/|approve your changes>" in text
@@ -131,17 +161,34 @@ def test_delivery_and_failure(app, receiver):
     assert hook.last_status.startswith("failed")
 
 
-def test_failing_receiver_is_retried_and_never_blocks_the_release(app, user, receiver, settings,
-                                                                   django_capture_on_commit_callbacks):
+def test_failing_receiver_is_retried_and_never_blocks_the_release(
+    app, user, receiver, settings, django_capture_on_commit_callbacks
+):
     settings.CELERY_TASK_ALWAYS_EAGER = True
     from config.celery import app as celery_app
 
     celery_app.conf.task_always_eager = True
     try:
-        assert token_client(user, "admin").post("/api/v1/applications/shop/notification-hooks/",
-                                                 {"url": receiver, "events": ["succeeded"]}, format="json").status_code == 201
-        assert token_client(user, "admin").post("/api/v1/applications/shop/notification-hooks/",
-                                                 {"url": receiver, "events": ["nonsense"]}, format="json").status_code == 400
+        assert (
+            token_client(user, "admin")
+            .post(
+                "/api/v1/applications/shop/notification-hooks/",
+                {"url": receiver, "events": ["succeeded"]},
+                format="json",
+            )
+            .status_code
+            == 201
+        )
+        assert (
+            token_client(user, "admin")
+            .post(
+                "/api/v1/applications/shop/notification-hooks/",
+                {"url": receiver, "events": ["nonsense"]},
+                format="json",
+            )
+            .status_code
+            == 400
+        )
         env = factories.EnvironmentFactory(application=app, name="staging", position=1)
         artifact = factories.ArtifactFactory(application=app)
         Receiver.fail_first = 2

@@ -24,14 +24,22 @@ class Command(BaseCommand):
         pinned = None
         if environment:
             app_slug, _, env_name = environment.partition("/")
-            pinned = Environment.objects.select_related("application").filter(
-                application__slug=app_slug, name=env_name).first()
+            pinned = (
+                Environment.objects.select_related("application")
+                .filter(application__slug=app_slug, name=env_name)
+                .first()
+            )
             if pinned is None:
                 raise CommandError(f"No environment '{environment}' (use APP/ENV, e.g. shop/production).")
         try:
-            token, key = do_create_api_token(Actor.system(), account, name=name, scopes=scopes, environment=pinned)
+            token, key = do_create_api_token(
+                Actor.system(), account, name=name, scopes=scopes, environment=pinned
+            )
         except SlipwayError as error:
             raise CommandError(error.detail) from error
-        self.stderr.write(f"Token '{token.name}' for {user} with {', '.join(token.scopes)}"
-                          + (f" on {pinned.label}" if pinned else "") + ". Store it now; it is not shown again.")
+        self.stderr.write(
+            f"Token '{token.name}' for {user} with {', '.join(token.scopes)}"
+            + (f" on {pinned.label}" if pinned else "")
+            + ". Store it now; it is not shown again."
+        )
         self.stdout.write(key)

@@ -17,7 +17,14 @@ class Command(BaseCommand):
         application, passwords = load_demo()
         self.stdout.write(self.style.SUCCESS(f"Loaded demo application '{application.slug}'."))
         if passwords:
-            roles = {m.user.username: m.get_role_display().lower()
-                     for m in Membership.objects.filter(application=application).select_related("user")}
-            self.stdout.write("Demo team (one-time passwords, shown once): " + ", ".join(
-                f"{name} ({roles.get(name, 'no role')}) / {password}" for name, password in passwords.items()))
+            roles = {
+                m.user.username: m.get_role_display().lower()
+                for m in Membership.objects.filter(application=application).select_related("user")
+            }
+            self.stdout.write(
+                "Demo team (one-time passwords, shown once): "
+                + ", ".join(
+                    f"{name} ({roles.get(name, 'no role')}) / {password}"
+                    for name, password in passwords.items()
+                )
+            )
