@@ -11,7 +11,12 @@ from rest_framework.views import APIView
 from config.api import HttpURLField
 from config.errors import NotFound
 from environments.models import Environment
-from environments.services import do_create_environment, do_update_environment
+from environments.services import (
+    EDITABLE_FIELDS,
+    SECRET_FIELDS,
+    do_create_environment,
+    do_update_environment,
+)
 from releases import selectors
 from releases.api.views import application_for
 from releases.models import SLUG_PATTERN
@@ -97,34 +102,8 @@ class EnvironmentOut(serializers.ModelSerializer):
 
     class Meta:
         model = Environment
-        fields = [
-            "name",
-            "position",
-            "requires_approval",
-            "description",
-            "approval_policy",
-            "required_approvals",
-            "auto_promote",
-            "pending_warn_hours",
-            "pending_warn_changes",
-            "strategy",
-            "step_timeout_seconds",
-            "heartbeat_timeout_seconds",
-            "rollback_batch_size",
-            "smoke_test_urls",
-            "flag_change_requests",
-            "driver",
-            "deploy_command",
-            "pre_deploy_command",
-            "manual_gates",
-            "webhook_url",
-            "smoke_test_command",
-            "switch_command",
-            "live_slot",
-            "rollback_on_new_errors",
-            "current_version",
-            "created_at",
-        ]
+        # What the services let people edit, but secrets (never echoed), and what is read only.
+        fields = [f for f in EDITABLE_FIELDS if f not in SECRET_FIELDS] + ["current_version", "created_at"]
         read_only_fields = fields
 
 
