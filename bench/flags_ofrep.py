@@ -11,9 +11,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
+
+from _server import start_uvicorn  # bench/ is the scripts' directory
 
 ROOT = Path(__file__).resolve().parent.parent
 DB = os.environ.get("BENCH_DB", "slipway_bench")
@@ -75,35 +75,8 @@ def main() -> int:
         .stdout.strip()
         .splitlines()[-1]
     )
-    server = subprocess.Popen(
-        [
-            python,
-            "-m",
-            "uvicorn",
-            "config.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(PORT),
-            "--workers",
-            "2",
-            "--log-level",
-            "warning",
-            "--no-access-log",
-            "--lifespan",
-            "off",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
+    server = start_uvicorn(python, env, PORT, "2")
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{PORT}/healthz", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.2)
         script = Path(tempfile.mkdtemp()) / "ofrep.lua"
         script.write_text(LUA)
         wrk_env = {**os.environ, "SLIPWAY_TOKEN": token}

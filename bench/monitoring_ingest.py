@@ -19,8 +19,9 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
+
+from _server import start_uvicorn  # bench/ is the scripts' directory
 
 ROOT = Path(__file__).resolve().parent.parent
 DB = "slipway_bench_ingest"
@@ -174,35 +175,8 @@ def main() -> int:
 
     subprocess.run([python, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
     app_id, key, token = shell(SEED).split()
-    server = subprocess.Popen(
-        [
-            python,
-            "-m",
-            "uvicorn",
-            "config.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(PORT),
-            "--workers",
-            os.environ.get("BENCH_INGEST_WORKERS", "1"),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-            "--lifespan",
-            "off",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
+    server = start_uvicorn(python, env, PORT, os.environ.get("BENCH_INGEST_WORKERS", "1"))
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{PORT}/healthz", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.2)
         if shutil.which("wrk") is None:
             print("bench: monitoring.envelope_events_per_s skipped (install wrk: apt-get install wrk)")
         else:
