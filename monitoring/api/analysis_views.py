@@ -102,7 +102,10 @@ class MetricSourceListView(APIView):
     @extend_schema(responses=MetricSourceOut(many=True))
     def get(self, request: Request, slug: str) -> Response:
         application = application_for(request, slug)
-        return Response(MetricSourceOut(MetricSource.objects.filter(application=application), many=True).data)
+        sources = MetricSource.objects.filter(application=application).order_by("name")
+        paginator = Pagination()
+        page = paginator.paginate_queryset(sources, request, view=self)
+        return paginator.get_paginated_response(MetricSourceOut(page, many=True).data)
 
     @extend_schema(request=MetricSourceIn, responses={201: MetricSourceOut})
     def post(self, request: Request, slug: str) -> Response:
