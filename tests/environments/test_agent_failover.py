@@ -5,12 +5,15 @@ import sys
 
 import pytest
 
-from environments.models import RegistrationToken, Target
-from releases.models import ApiToken, Release
-from releases.permissions import Actor
-from releases.services import do_create_api_token
-from tests import factories
-from tests.environments.test_rollout_agents import DEPLOY, HEALTH, api, release_and_wait, wait_for
+from environments.models import Target
+from tests.environments.test_rollout_agents import (
+    DEPLOY,
+    HEALTH,
+    api,
+    release_and_wait,
+    shop_running_v1,
+    wait_for,
+)
 from tests.live import ROOT, LiveSlipway, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -21,21 +24,7 @@ def test_agents_fail_over_between_two_live_servers(tmp_path):
     dead = f"http://127.0.0.1:{free_port()}"  # nothing listens here
     agents = []
     try:
-        app = factories.ApplicationFactory(slug="shop")
-        env = factories.EnvironmentFactory(application=app, name="production", position=1)
-        v1 = factories.ArtifactFactory(application=app, version="1.0.0")
-        Release.objects.create(
-            application=app, environment=env, artifact=v1, kind="recorded", status="succeeded"
-        )
-        env.current_artifact = v1
-        env.save()
-        RegistrationToken.objects.create(environment=env, token_hash=ApiToken.hash_key("slr_test_token"))
-        _, key = do_create_api_token(
-            Actor.system(),
-            factories.UserFactory(username="boss", is_superuser=True),
-            name="ci",
-            scopes=["admin"],
-        )
+        app, env, key = shop_running_v1()
         urls = {
             "web-1": f"{first.url},{second.url}",
             "web-2": f"{first.url},{second.url}",

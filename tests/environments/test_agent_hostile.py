@@ -14,8 +14,8 @@ from django.db import connection
 
 from environments import agent_asgi
 from environments.jobs import Report
-from environments.models import RegistrationToken, Target
-from releases.models import ApiToken, Release, RolloutStep
+from environments.models import Target
+from releases.models import RolloutStep
 from tests import factories
 from tests.environments.test_agent_batching import fleet_with_rollout, report
 from tests.environments.test_rollout_agents import DEPLOY, HEALTH, api, wait_for
@@ -304,18 +304,9 @@ def test_hostile_requests_during_a_real_rollout(server, tmp_path):
     """200 hostile requests (bad tokens, huge and negative ids, deep JSON, wrong types, 1 MB bodies), sent together
     while eight real agents roll out a release: the rollout succeeds, each hostile request gets its 4xx, and
     neither the agents nor the server saw a 5xx."""
-    app = factories.ApplicationFactory(slug="shop")
-    env = factories.EnvironmentFactory(application=app, name="production", position=1)
-    v1 = factories.ArtifactFactory(application=app, version="1.0.0")
-    Release.objects.create(application=app, environment=env, artifact=v1, kind="recorded", status="succeeded")
-    env.current_artifact = v1
-    env.save()
-    RegistrationToken.objects.create(environment=env, token_hash=ApiToken.hash_key("slr_test_token"))
-    from releases.permissions import Actor
-    from releases.services import do_create_api_token
+    from tests.environments.test_rollout_agents import shop_running_v1
 
-    admin = factories.UserFactory(username="boss", is_superuser=True)
-    _, key = do_create_api_token(Actor.system(), admin, name="ci", scopes=["admin"])
+    app, env, key = shop_running_v1()
     fleet = {"url": server.url, "key": key}
     agents = []
     try:

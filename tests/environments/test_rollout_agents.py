@@ -32,17 +32,24 @@ def slipway():
     server.stop()
 
 
-@pytest.fixture
-def fleet(slipway, tmp_path):
+def shop_running_v1(registration_token="slr_test_token"):
+    """Application `shop` whose production runs 1.0.0, a registration token for its agents, and an admin's API
+    key: what every live-agent test starts from. Returns (app, env, key)."""
     app = factories.ApplicationFactory(slug="shop")
     env = factories.EnvironmentFactory(application=app, name="production", position=1)
     v1 = factories.ArtifactFactory(application=app, version="1.0.0")
     Release.objects.create(application=app, environment=env, artifact=v1, kind="recorded", status="succeeded")
     env.current_artifact = v1
     env.save()
-    RegistrationToken.objects.create(environment=env, token_hash=ApiToken.hash_key("slr_test_token"))
+    RegistrationToken.objects.create(environment=env, token_hash=ApiToken.hash_key(registration_token))
     admin = factories.UserFactory(username="boss", is_superuser=True)
     _, key = do_create_api_token(Actor.system(), admin, name="ci", scopes=["admin"])
+    return app, env, key
+
+
+@pytest.fixture
+def fleet(slipway, tmp_path):
+    app, env, key = shop_running_v1()
     agents = []
 
     def start(name, deploy=DEPLOY, health=HEALTH, extra=()):
@@ -457,15 +464,8 @@ def test_worker_killed_mid_rollout_resumes_on_rabbitmq(tmp_path):
     agents = []
     worker = start_worker()
     try:
-        app = factories.ApplicationFactory(slug="shop")
-        env = factories.EnvironmentFactory(application=app, name="production", position=1)
-        v1 = factories.ArtifactFactory(application=app, version="1.0.0")
-        Release.objects.create(
-            application=app, environment=env, artifact=v1, kind="recorded", status="succeeded"
-        )
-        env.current_artifact = v1
-        env.save()
-        RegistrationToken.objects.create(environment=env, token_hash=ApiToken.hash_key("slr_crash"))
+        app, env, _ = shop_running_v1("slr_crash")
+        v1 = env.current_artifact
         for n in range(1, 9):
             agents.append(
                 subprocess.Popen(
