@@ -4,6 +4,8 @@
 //   data-output="element-id" on an <input type="range">: shows its value there, with data-suffix (default "%").
 //   Live views (htmx's WebSocket extension): while a page's socket is down the body has the class "live-down"
 //   (the CSS shows "Reconnecting…"); the server sends the current state again when it reconnects.
+//   A pushed partial never loses what someone is typing: fields they changed keep their value, and the field
+//   they are in keeps the focus, in the partial that replaces them.
 (function () {
   "use strict";
   function message(text, form) {
@@ -38,6 +40,54 @@
   function live(up) {
     return function () { document.body.classList.toggle("live-down", !up); };
   }
+  function changed(field) {
+    if (field.type === "checkbox" || field.type === "radio") return field.checked !== field.defaultChecked;
+    if (field.tagName === "SELECT") {
+      return Array.prototype.some.call(field.options, function (option) { return option.selected !== option.defaultSelected; });
+    }
+    return field.value !== field.defaultValue;
+  }
+  function twin(field, fragment) {
+    // The same field in the new partial: same form (by its action), same name, and same value for a choice.
+    var action = field.form ? field.form.getAttribute("action") : null;
+    var named = fragment.querySelectorAll('[name="' + CSS.escape(field.name) + '"]');
+    for (var i = 0; i < named.length; i++) {
+      var candidate = named[i];
+      var form = candidate.closest("form");
+      if ((form ? form.getAttribute("action") : null) !== action) continue;
+      if ((field.type === "checkbox" || field.type === "radio") && candidate.value !== field.value) continue;
+      return candidate;
+    }
+    return null;
+  }
+  var refocus = null;
+  document.addEventListener("htmx:oobBeforeSwap", function (event) {
+    var target = event.detail.target, fragment = event.detail.fragment;
+    if (!target || !fragment || !fragment.querySelectorAll) return;
+    target.querySelectorAll("input[name], textarea[name], select[name]").forEach(function (field) {
+      var counterpart = field.type === "hidden" ? null : twin(field, fragment);
+      if (counterpart && changed(field)) {
+        if (field.type === "checkbox" || field.type === "radio") counterpart.checked = field.checked;
+        else if (field.tagName === "SELECT") {
+          Array.prototype.forEach.call(field.options, function (option, n) {
+            if (counterpart.options[n]) counterpart.options[n].selected = option.selected;
+          });
+        } else counterpart.value = field.value;
+      }
+      if (counterpart && field === document.activeElement) {
+        refocus = { element: counterpart, start: field.selectionStart, end: field.selectionEnd };
+      }
+    });
+  });
+  document.addEventListener("htmx:oobAfterSwap", function () {
+    if (!refocus || !refocus.element.isConnected) return;
+    var element = refocus.element;
+    element.focus();
+    if (refocus.start !== null && refocus.start !== undefined && element.setSelectionRange) {
+      try { element.setSelectionRange(refocus.start, refocus.end); } catch (e) { /* not a text field */ }
+    }
+    refocus = null;
+  });
   document.addEventListener("htmx:wsOpen", live(true));
   document.addEventListener("htmx:wsClose", live(false));
   document.addEventListener("htmx:wsError", live(false));

@@ -148,3 +148,21 @@ def test_rollback_from_the_environment_page_ends_with_the_page_saying_the_old_ve
     for host in HOSTS:
         alice.locator(f'#targets tr[data-target="{host}"] .version', has_text="1.0.0").wait_for()
     assert alice.evaluate("window.notReloaded") is True
+
+
+def test_a_colleagues_change_pushed_to_the_page_keeps_what_i_am_typing(slipway, browser):
+    """A pushed partial replaces the form someone is filling: their words, their choice and their focus stay."""
+    app, env, users, artifacts = shop_with_hosts()
+    Release.objects.create(application=app, environment=env, artifact=artifacts["2.0.0"], status="succeeded")
+    type(env).objects.filter(pk=env.pk).update(current_artifact=artifacts["2.0.0"])
+
+    alice = login(browser, slipway, "alice", "/apps/shop/env/production/")
+    alice.get_by_label("Why").fill("Errors since 2.0")
+    bob = login(browser, slipway, "bob", "/apps/shop/env/production/")
+    bob.get_by_label("Reason").fill("Investigating latency")
+    bob.get_by_role("button", name="Lock production").click()
+
+    alice.get_by_text("Locked by bob").wait_for()  # the locks and the rollback form were pushed again
+    assert alice.get_by_label("Why").input_value() == "Errors since 2.0"
+    assert alice.evaluate("document.activeElement.name") == "reason"
+    assert alice.evaluate("window.notReloaded") is True
