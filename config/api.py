@@ -7,8 +7,10 @@ from datetime import timedelta
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import authentication, exceptions, permissions, serializers
 from rest_framework.pagination import PageNumberPagination
+from rest_framework.response import Response
 
 from config.validators import validate_http_url
 from releases.models import ApiToken, Membership, Scope
@@ -108,9 +110,32 @@ class HttpURLField(serializers.URLField):
         self.validators.append(validate_http_url)
 
 
+@extend_schema_field({"anyOf": [{"type": "string", "format": "uri"}, {"type": "string", "maxLength": 0}]})
+class OptionalURLOut(serializers.URLField):
+    """An answer's URL that may be empty (`""`: none given): documented as such."""
+
+    def __init__(self, **kwargs):
+        super().__init__(read_only=True, **kwargs)
+
+
 class Pagination(PageNumberPagination):
     page_size_query_param = "page_size"
     max_page_size = 200
+
+    def get_paginated_response_schema(self, schema: dict) -> dict:
+        """DRF's, with `next` and `previous` nullable the OpenAPI 3.1 way (the schema is 3.1)."""
+        schema = super().get_paginated_response_schema(schema)
+        for link in ("next", "previous"):
+            schema["properties"][link].pop("nullable", None)
+            schema["properties"][link]["type"] = ["string", "null"]
+        return schema
+
+
+def paginated(request, view, items, render) -> Response:
+    """A page of `items` (a queryset or list) as every API list answers: `render` turns the page into dicts."""
+    paginator = Pagination()
+    page = paginator.paginate_queryset(items, request, view=view)
+    return paginator.get_paginated_response(render(page))
 
 
 class BearerTokenScheme(OpenApiAuthenticationExtension):

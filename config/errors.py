@@ -77,7 +77,20 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
             status=status.HTTP_429_TOO_MANY_REQUESTS,
             headers={"Retry-After": str(seconds)},
         )
-    return exception_handler(exc, context)
+    response = exception_handler(exc, context)
+    if response is not None and isinstance(exc, exceptions.APIException):
+        response.data = _with_code(response.data, exc)
+    return response
+
+
+def _with_code(data: Any, exc: exceptions.APIException) -> dict[str, Any]:
+    """Every API error body carries a `code` (the OpenAPI schema's `Error`): DRF's own errors get theirs too."""
+    if not isinstance(data, dict):  # a serializer's non-field errors come as a list
+        data = {"non_field_errors": data}
+    if "code" in data:
+        return data
+    code = exc.default_code if not isinstance(exc, exceptions.ValidationError) else "invalid"
+    return {**data, "code": code}
 
 
 def _too_big_body() -> dict[str, str]:

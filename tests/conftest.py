@@ -100,6 +100,14 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(autouse=True)
+def _api_contract(monkeypatch):
+    """Each REST API response a test produces must match the OpenAPI schema (tests/contract.py)."""
+    from tests import contract
+
+    contract.install(monkeypatch)
+
+
+@pytest.fixture(autouse=True)
 def _fresh_rate_limits():
     """Each test starts with full rate-limit buckets: the suite's many requests from 127.0.0.1 add up otherwise."""
     from django.conf import settings

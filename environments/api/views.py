@@ -8,7 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import HttpURLField
+from config.api import HttpURLField, OptionalURLOut
 from config.errors import NotFound
 from environments.models import Environment
 from environments.services import (
@@ -98,7 +98,8 @@ def validate_strategy(value):
 
 
 class EnvironmentOut(serializers.ModelSerializer):
-    current_version = serializers.CharField(source="current_artifact.version", default=None)
+    current_version = serializers.CharField(source="current_artifact.version", default=None, allow_null=True)
+    webhook_url = OptionalURLOut(help_text="The webhook driver's URL.")
 
     class Meta:
         model = Environment

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
-from rest_framework import generics, serializers
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.api import paginated
 from config.errors import NotFound
+from config.schema import PAGE_PARAMETERS, page_of
 from environments.api.views import environment_for
 from flags.exceptions import ChangeRequestNotFound, FlagEventNotFound, FlagNotFound
 from flags.models import KEY_PATTERN, ChangeRequest, Flag, FlagEvent, FlagState, ScheduledChange, Segment
@@ -71,6 +73,79 @@ class StatePatch(serializers.Serializer):
     prerequisites = serializers.ListField(child=serializers.DictField(), required=False, max_length=20)
 
 
+# The shapes the views return, for the OpenAPI schema (documentation only: the views build the dicts).
+class FlagStateOut(serializers.Serializer):
+    enabled = serializers.BooleanField()
+    off_variant = serializers.CharField()
+    default_variant = serializers.CharField()
+    rules = serializers.ListField(
+        child=serializers.DictField(), help_text="Targeting rules, first match wins."
+    )
+    rollout = serializers.JSONField(
+        allow_null=True, help_text='`{"weights": {variant: share}, "percentage": P}` or null.'
+    )
+    prerequisites = serializers.ListField(child=serializers.DictField())
+
+
+class FlagOut(serializers.Serializer):
+    key = serializers.CharField()
+    name = serializers.CharField()
+    description = serializers.CharField()
+    type = serializers.ChoiceField(choices=Flag.Type.choices)
+    variants = serializers.DictField(child=serializers.JSONField(), help_text="Variant name → value served.")
+    owner = serializers.CharField()
+    tags = serializers.ListField(child=serializers.CharField())
+    created_at = serializers.DateTimeField()
+    archived = serializers.BooleanField()
+    environments = serializers.DictField(child=FlagStateOut(), help_text="Environment name → its state.")
+
+
+class EnvironmentStateOut(FlagStateOut):
+    environment = serializers.CharField()
+
+
+class ChangeRequestOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    environment = serializers.CharField()
+    changes = serializers.DictField(help_text="The fields of the state PATCH it proposes.")
+    status = serializers.ChoiceField(choices=ChangeRequest.Status.choices)
+    proposed_by = serializers.CharField(allow_null=True)
+    reviewed_by = serializers.CharField(allow_null=True)
+    comment = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    decided_at = serializers.DateTimeField(allow_null=True)
+
+
+class ProposedOut(serializers.Serializer):
+    change_request = ChangeRequestOut(
+        help_text="The environment needs a second person: this waits for review."
+    )
+
+
+class FlagEventOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    kind = serializers.CharField()
+    environment = serializers.CharField(allow_null=True)
+    actor = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    before = serializers.JSONField(allow_null=True)
+    after = serializers.JSONField(allow_null=True)
+
+
+class SegmentOut(serializers.Serializer):
+    name = serializers.CharField()
+    description = serializers.CharField()
+    conditions = serializers.ListField(child=serializers.DictField())
+
+
+class ScheduleOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    at = serializers.DateTimeField()
+    changes = serializers.DictField()
+    applied_at = serializers.DateTimeField(allow_null=True)
+    error = serializers.CharField()
+
+
 def flag_out(flag: Flag, states: dict[int, FlagState] | None = None) -> dict:
     environments = list(flag.application.environments.all())
     if states is None:
@@ -102,6 +177,12 @@ def flag_for(request: Request, slug: str, key: str, permission=Permission.READ_F
 class FlagListView(APIView):
     read_scope = Scope.FLAGS_READ
 
+    @extend_schema(
+        operation_id="applications_flags_list",
+        summary="The application's flags",
+        parameters=PAGE_PARAMETERS,
+        responses=page_of(FlagOut),
+    )
     def get(self, request: Request, slug: str) -> Response:
         application = application_for(request, slug, Permission.READ_FLAGS)
         flags = (
@@ -109,11 +190,9 @@ class FlagListView(APIView):
             .select_related("application")
             .prefetch_related("states", "application__environments")
         )
-        paginator = generics.GenericAPIView.pagination_class()
-        page = paginator.paginate_queryset(flags, request, view=self)
-        return paginator.get_paginated_response([flag_out(f) for f in page])
+        return paginated(request, self, flags, lambda page: [flag_out(f) for f in page])
 
-    @extend_schema(request=FlagIn)
+    @extend_schema(summary="Create a flag", request=FlagIn, responses={201: FlagOut})
     def post(self, request: Request, slug: str) -> Response:
         application = application_for(request, slug, Permission.READ_FLAGS)
         data = FlagIn(data=request.data)
@@ -125,16 +204,20 @@ class FlagListView(APIView):
 class FlagDetailView(APIView):
     read_scope = Scope.FLAGS_READ
 
+    @extend_schema(summary="A flag with its state in each environment", responses=FlagOut)
     def get(self, request: Request, slug: str, key: str) -> Response:
         return Response(flag_out(flag_for(request, slug, key)))
 
-    @extend_schema(request=FlagPatch)
+    @extend_schema(
+        summary="Rename, describe, retag a flag or change its variants", request=FlagPatch, responses=FlagOut
+    )
     def patch(self, request: Request, slug: str, key: str) -> Response:
         flag = flag_for(request, slug, key)
         data = FlagPatch(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         return Response(flag_out(do_update_flag(Actor.from_request(request), flag, **data.validated_data)))
 
+    @extend_schema(summary="Archive a flag (it stops being served)", responses={204: None})
     def delete(self, request: Request, slug: str, key: str) -> Response:
         do_archive_flag(Actor.from_request(request), flag_for(request, slug, key))
         return Response(status=204)
@@ -143,7 +226,13 @@ class FlagDetailView(APIView):
 class FlagStateView(APIView):
     """`PATCH …/flags/<key>/environments/<env>/`: on/off, rollout, rules, variants served, prerequisites."""
 
-    @extend_schema(request=StatePatch)
+    @extend_schema(
+        summary="Change a flag's state in one environment",
+        description="Applied at once (200), or, where the environment asks for a second person, proposed as a "
+        "change request (202).",
+        request=StatePatch,
+        responses={200: EnvironmentStateOut, 202: ProposedOut},
+    )
     def patch(self, request: Request, slug: str, key: str, name: str) -> Response:
         flag = flag_for(request, slug, key)
         environment = environment_for(request, slug, name, Permission.READ_FLAGS)
@@ -156,6 +245,11 @@ class FlagStateView(APIView):
 
 
 class KillSwitchView(APIView):
+    @extend_schema(
+        summary="Kill switch: turn the flag off in this environment now",
+        request=None,
+        responses=EnvironmentStateOut,
+    )
     def post(self, request: Request, slug: str, key: str, name: str) -> Response:
         flag = flag_for(request, slug, key)
         state = do_kill_switch(
@@ -167,11 +261,19 @@ class KillSwitchView(APIView):
 class HistoryView(APIView):
     read_scope = Scope.FLAGS_READ
 
+    @extend_schema(
+        summary="The flag's history, newest first",
+        parameters=PAGE_PARAMETERS,
+        responses=page_of(FlagEventOut),
+    )
     def get(self, request: Request, slug: str, key: str) -> Response:
         flag = flag_for(request, slug, key)
-        events = FlagEvent.objects.filter(flag=flag).select_related("environment")[:200]
-        return Response(
-            [
+        events = FlagEvent.objects.filter(flag=flag).select_related("environment")
+        return paginated(
+            request,
+            self,
+            events,
+            lambda page: [
                 {
                     "id": e.pk,
                     "kind": e.kind,
@@ -181,12 +283,17 @@ class HistoryView(APIView):
                     "before": e.before,
                     "after": e.after,
                 }
-                for e in events
-            ]
+                for e in page
+            ],
         )
 
 
 class RevertView(APIView):
+    @extend_schema(
+        summary="Put the environment's state back to what it was before a history entry",
+        request=None,
+        responses=EnvironmentStateOut,
+    )
     def post(self, request: Request, slug: str, key: str, event_id: int) -> Response:
         flag = flag_for(request, slug, key)
         event = FlagEvent.objects.filter(flag=flag, pk=event_id).select_related("environment").first()
@@ -205,25 +312,29 @@ class SegmentIn(serializers.Serializer):
 class SegmentListView(APIView):
     read_scope = Scope.FLAGS_READ
 
+    @extend_schema(
+        summary="The application's segments", parameters=PAGE_PARAMETERS, responses=page_of(SegmentOut)
+    )
     def get(self, request: Request, slug: str) -> Response:
         application = application_for(request, slug, Permission.READ_FLAGS)
-        return Response(
-            [
-                {"name": s.name, "description": s.description, "conditions": s.conditions}
-                for s in Segment.objects.filter(application=application)
-            ]
+        return paginated(
+            request,
+            self,
+            Segment.objects.filter(application=application).order_by("name"),
+            lambda page: [segment_out(s) for s in page],
         )
 
-    @extend_schema(request=SegmentIn)
+    @extend_schema(summary="Create or replace a segment", request=SegmentIn, responses={201: SegmentOut})
     def post(self, request: Request, slug: str) -> Response:
         application = application_for(request, slug, Permission.READ_FLAGS)
         data = SegmentIn(data=request.data)
         data.is_valid(raise_exception=True)
         segment = do_save_segment(Actor.from_request(request), application, **data.validated_data)
-        return Response(
-            {"name": segment.name, "description": segment.description, "conditions": segment.conditions},
-            status=201,
-        )
+        return Response(segment_out(segment), status=201)
+
+
+def segment_out(segment: Segment) -> dict:
+    return {"name": segment.name, "description": segment.description, "conditions": segment.conditions}
 
 
 def change_request_out(change: ChangeRequest) -> dict:
@@ -243,20 +354,28 @@ def change_request_out(change: ChangeRequest) -> dict:
 class ChangeRequestListView(APIView):
     read_scope = Scope.FLAGS_READ
 
+    @extend_schema(
+        summary="The flag's change requests", parameters=PAGE_PARAMETERS, responses=page_of(ChangeRequestOut)
+    )
     def get(self, request: Request, slug: str, key: str) -> Response:
         flag = flag_for(request, slug, key)
         changes = ChangeRequest.objects.filter(flag=flag).select_related(
             "environment", "proposed_by", "reviewed_by"
         )
-        return Response([change_request_out(c) for c in changes])
+        return paginated(request, self, changes, lambda page: [change_request_out(c) for c in page])
 
 
-class DecisionIn(serializers.Serializer):
+class ChangeDecisionIn(serializers.Serializer):
     comment = serializers.CharField(max_length=2000, required=False, default="", allow_blank=True)
 
 
 class ChangeRequestDecisionView(APIView):
-    @extend_schema(request=DecisionIn)
+    @extend_schema(
+        summary="Approve or reject a change request (not your own)",
+        parameters=[OpenApiParameter("decision", str, OpenApiParameter.PATH, enum=["approve", "reject"])],
+        request=ChangeDecisionIn,
+        responses=ChangeRequestOut,
+    )
     def post(self, request: Request, slug: str, key: str, pk: int, decision: str) -> Response:
         if decision not in ("approve", "reject"):
             raise NotFound(f"No decision '{decision}': approve or reject.")
@@ -264,7 +383,7 @@ class ChangeRequestDecisionView(APIView):
         change = ChangeRequest.objects.filter(flag=flag, pk=pk).first()
         if change is None:
             raise ChangeRequestNotFound(f"No change request #{pk} for {key}.")
-        data = DecisionIn(data=request.data)
+        data = ChangeDecisionIn(data=request.data)
         data.is_valid(raise_exception=True)
         change = do_decide_change(
             Actor.from_request(request),
@@ -283,23 +402,22 @@ class ScheduleIn(serializers.Serializer):
 class ScheduleView(APIView):
     read_scope = Scope.FLAGS_READ
 
+    @extend_schema(
+        summary="Changes scheduled for this environment",
+        parameters=PAGE_PARAMETERS,
+        responses=page_of(ScheduleOut),
+    )
     def get(self, request: Request, slug: str, key: str, name: str) -> Response:
         flag = flag_for(request, slug, key)
         environment = environment_for(request, slug, name, Permission.READ_FLAGS)
-        return Response(
-            [
-                {
-                    "id": s.pk,
-                    "at": s.run_at,
-                    "changes": s.changes,
-                    "applied_at": s.applied_at,
-                    "error": s.error,
-                }
-                for s in ScheduledChange.objects.filter(flag=flag, environment=environment)
-            ]
+        return paginated(
+            request,
+            self,
+            ScheduledChange.objects.filter(flag=flag, environment=environment).order_by("run_at", "pk"),
+            lambda page: [schedule_out(s) for s in page],
         )
 
-    @extend_schema(request=ScheduleIn)
+    @extend_schema(summary="Schedule a state change", request=ScheduleIn, responses={201: ScheduleOut})
     def post(self, request: Request, slug: str, key: str, name: str) -> Response:
         flag = flag_for(request, slug, key)
         environment = environment_for(request, slug, name, Permission.READ_FLAGS)
@@ -312,4 +430,14 @@ class ScheduleView(APIView):
             run_at=data.validated_data["at"],
             changes=data.validated_data["changes"],
         )
-        return Response({"id": schedule.pk, "at": schedule.run_at, "changes": schedule.changes}, status=201)
+        return Response(schedule_out(schedule), status=201)
+
+
+def schedule_out(schedule: ScheduledChange) -> dict:
+    return {
+        "id": schedule.pk,
+        "at": schedule.run_at,
+        "changes": schedule.changes,
+        "applied_at": schedule.applied_at,
+        "error": schedule.error,
+    }

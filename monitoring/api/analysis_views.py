@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 
 from config.api import Pagination
 from config.errors import Invalid, NotFound
+from config.schema import PAGE_PARAMETERS, page_of
 from monitoring import selectors
 from monitoring.analysis import METRIC_DEFAULTS, TEMPLATE_DEFAULTS
 from monitoring.models import AnalysisMeasurement, AnalysisRun, AnalysisTemplate, MetricSource
@@ -99,7 +100,11 @@ def source_for(request: Request, slug: str, name: str) -> MetricSource:
 
 
 class MetricSourceListView(APIView):
-    @extend_schema(responses=MetricSourceOut(many=True))
+    @extend_schema(
+        operation_id="applications_metric_sources_list",
+        parameters=PAGE_PARAMETERS,
+        responses=page_of(MetricSourceOut),
+    )
     def get(self, request: Request, slug: str) -> Response:
         application = application_for(request, slug)
         sources = MetricSource.objects.filter(application=application).order_by("name")
@@ -232,7 +237,11 @@ def template_for(request: Request, slug: str, name: str) -> AnalysisTemplate:
 
 
 class AnalysisTemplateListView(APIView):
-    @extend_schema(responses=AnalysisTemplateOut(many=True))
+    @extend_schema(
+        operation_id="applications_analysis_templates_list",
+        parameters=PAGE_PARAMETERS,
+        responses=page_of(AnalysisTemplateOut),
+    )
     def get(self, request: Request, slug: str) -> Response:
         application = application_for(request, slug)
         templates = AnalysisTemplate.objects.filter(application=application)
@@ -361,11 +370,13 @@ class AnalysisRunListView(APIView):
     """Newest first; measurements without their raw values (the detail has them)."""
 
     @extend_schema(
+        operation_id="applications_analysis_runs_list",
         parameters=[
             OpenApiParameter("release", int, description="Only this release's runs."),
             OpenApiParameter("template", str),
+            *PAGE_PARAMETERS,
         ],
-        responses=AnalysisRunOut(many=True),
+        responses=page_of(AnalysisRunOut),
     )
     def get(self, request: Request, slug: str) -> Response:
         application = application_for(request, slug)

@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 from config import jsonbody
 from config.api import Pagination
 from config.errors import BodyRefused, Invalid, NotFound, SlipwayError
+from config.schema import PAGE_PARAMETERS, page_of
 from environments.models import Environment
 from monitoring import selectors
 from monitoring.models import ErrorGroup, dsn_for
@@ -132,8 +133,8 @@ class ErrorView(APIView):
 
 class ErrorGroupListView(APIView):
     @extend_schema(
-        parameters=[OpenApiParameter("environment", str), OpenApiParameter("version", str)],
-        responses=ErrorGroupOut(many=True),
+        parameters=[OpenApiParameter("environment", str), OpenApiParameter("version", str), *PAGE_PARAMETERS],
+        responses=page_of(ErrorGroupOut),
     )
     def get(self, request: Request, slug: str) -> Response:
         application = application_for(request, slug)

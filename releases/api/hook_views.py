@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from django.conf import settings
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -11,8 +12,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config import jsonbody
-from config.api import HttpURLField
+from config.api import HttpURLField, paginated
 from config.errors import BodyRefused, NotFound
+from config.schema import PAGE_PARAMETERS, error, page_of
 from releases.api.views import application_for
 from releases.models import Application, GitHubHook, NotificationHook
 from releases.permissions import Actor
@@ -24,12 +26,36 @@ from releases.webhooks import (
 )
 
 
+class GitHubEventOut(serializers.Serializer):
+    """What Slipway did with the event: one of these keys, by event kind."""
+
+    ok = serializers.BooleanField(required=False, help_text="`ping`: the hook is set up.")
+    changes = serializers.IntegerField(required=False, help_text="`push`: commits stored as new changes.")
+    blocker = serializers.IntegerField(
+        required=False, allow_null=True, help_text="`issues`: the blocker the issue opened, resolved or left."
+    )
+    state = serializers.ChoiceField(choices=["open", "resolved", "unchanged"], required=False)
+    ignored = serializers.CharField(required=False, help_text="Any other event: its name, and nothing done.")
+
+
 class GitHubWebhookView(APIView):
     """`POST /api/v1/webhooks/github/<slug>/`: GitHub signs the body; a bad signature is a 401 and stores nothing."""
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
 
+    @extend_schema(
+        summary="GitHub's webhook: pushes become changes, labelled issues become blockers",
+        description="Signed by GitHub with the application's secret (`X-Hub-Signature-256`); `X-GitHub-Event` "
+        "names the event. The body is GitHub's own payload.",
+        auth=[],
+        parameters=[
+            OpenApiParameter("X-Hub-Signature-256", str, OpenApiParameter.HEADER, required=True),
+            OpenApiParameter("X-GitHub-Event", str, OpenApiParameter.HEADER, required=True),
+        ],
+        request={"application/json": OpenApiTypes.OBJECT},
+        responses={200: GitHubEventOut, 401: error("The signature is missing or wrong (`bad_signature`).")},
+    )
     def post(self, request: Request, slug: str) -> Response:
         application = Application.objects.filter(slug=slug).first()
         if application is None:
@@ -55,8 +81,18 @@ class GitHubConfigIn(serializers.Serializer):
     )
 
 
+class GitHubConfigOut(serializers.Serializer):
+    blocker_label = serializers.CharField()
+    blocker_environments = serializers.ListField(child=serializers.CharField())
+    url = serializers.CharField(help_text="The webhook's path on this Slipway: give GitHub the full URL.")
+
+
 class GitHubConfigView(APIView):
-    @extend_schema(request=GitHubConfigIn)
+    @extend_schema(
+        summary="Connect GitHub: the webhook secret and which labelled issues block which environments",
+        request=GitHubConfigIn,
+        responses=GitHubConfigOut,
+    )
     def put(self, request: Request, slug: str) -> Response:
         application = application_for(request, slug)
         data = GitHubConfigIn(data=request.data)
@@ -84,11 +120,25 @@ class NotificationHookOut(serializers.ModelSerializer):
 
 
 class NotificationHookListView(APIView):
+    @extend_schema(
+        summary="Outgoing notification hooks",
+        parameters=PAGE_PARAMETERS,
+        responses=page_of(NotificationHookOut),
+    )
     def get(self, request: Request, slug: str) -> Response:
         application = application_for(request, slug)
-        return Response(NotificationHookOut(application.notification_hooks.all(), many=True).data)
+        return paginated(
+            request,
+            self,
+            application.notification_hooks.order_by("pk"),
+            lambda page: NotificationHookOut(page, many=True).data,
+        )
 
-    @extend_schema(request=NotificationHookIn, responses={201: NotificationHookOut})
+    @extend_schema(
+        summary="Add a notification hook (Slipway POSTs release events to it)",
+        request=NotificationHookIn,
+        responses={201: NotificationHookOut},
+    )
     def post(self, request: Request, slug: str) -> Response:
         application = application_for(request, slug)
         data = NotificationHookIn(data=request.data)

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import generics, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.errors import NotFound
+from config.schema import error
 from environments.models import Environment
 from releases import selectors
-from releases.api.rollout_views import ErrorOut
 from releases.api.views import application_for
 from releases.models import Membership, Role
 from releases.permissions import Actor
@@ -34,7 +34,10 @@ class MemberIn(serializers.Serializer):
 class MemberOut(serializers.ModelSerializer):
     user = serializers.CharField(source="user.username")
     environment = serializers.CharField(
-        source="environment.name", default=None, help_text="Set for a flag editor limited to one environment."
+        source="environment.name",
+        default=None,
+        allow_null=True,
+        help_text="Set for a flag editor limited to one environment.",
     )
 
     class Meta:
@@ -43,10 +46,8 @@ class MemberOut(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-FORBIDDEN = OpenApiResponse(
-    ErrorOut,
-    description="Needs scope `admin` and the admin or release-manager role "
-    "(the admin role itself: admin only).",
+FORBIDDEN = error(
+    "Needs scope `admin` and the admin or release-manager role (the admin role itself: admin only).",
 )
 
 
@@ -67,9 +68,9 @@ class MemberListView(generics.ListAPIView):
         responses={
             201: MemberOut,
             200: MemberOut,
-            400: OpenApiResponse(description="A field is wrong (keyed by it)."),
+            400: error("A field is wrong (keyed by it)."),
             403: FORBIDDEN,
-            404: OpenApiResponse(description="No such user or environment (keyed by field)."),
+            404: error("No such user or environment (keyed by field)."),
         },
     )
     def post(self, request: Request, slug: str) -> Response:
@@ -99,8 +100,8 @@ class MemberDetailView(APIView):
         responses={
             204: None,
             403: FORBIDDEN,
-            404: OpenApiResponse(ErrorOut, description="No such membership."),
-            409: OpenApiResponse(ErrorOut, description="The application's last admin (`last_admin`)."),
+            404: error("No such membership."),
+            409: error("The application's last admin (`last_admin`)."),
         },
     )
     def delete(self, request: Request, slug: str, pk: int) -> Response:

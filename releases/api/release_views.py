@@ -10,8 +10,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import HttpURLField
-from config.errors import NotFound
+from config.api import HttpURLField, OptionalURLOut
+from config.errors import Invalid, NotFound
+from config.schema import PAGE_PARAMETERS
 from environments.api.views import environment_for, validate_strategy
 from environments.models import Environment, FreezeWindow, Lock
 from releases import selectors
@@ -208,7 +209,12 @@ class ReleaseListView(APIView):
     """Releases newest first; filter by `environment` and `status`. POST asks for a release."""
 
     @extend_schema(
-        parameters=[OpenApiParameter("environment", str), OpenApiParameter("status", str)],
+        operation_id="applications_releases_list",
+        parameters=[
+            OpenApiParameter("environment", str),
+            OpenApiParameter("status", str, enum=Release.Status.values),
+            *PAGE_PARAMETERS,
+        ],
         responses=ReleasePageOut,
     )
     def get(self, request: Request, slug: str) -> Response:
@@ -218,7 +224,7 @@ class ReleaseListView(APIView):
             releases = releases.filter(environment__name=name)
         if status := request.query_params.get("status"):
             if status not in Release.Status.values:
-                raise NotFound(f"Unknown status '{status}'.", field="status")
+                raise Invalid(f"Unknown status '{status}'.", field="status")
             releases = releases.filter(status=status)
         paginator = generics.GenericAPIView.pagination_class()
         page = paginator.paginate_queryset(releases, request, view=self)
@@ -333,8 +339,8 @@ class DeploymentView(APIView):
 
 
 class LockOut(serializers.ModelSerializer):
-    locked_by = serializers.CharField(source="locked_by.username", default=None)
-    released_by = serializers.CharField(source="released_by.username", default=None)
+    locked_by = serializers.CharField(source="locked_by.username", default=None, allow_null=True)
+    released_by = serializers.CharField(source="released_by.username", default=None, allow_null=True)
 
     class Meta:
         model = Lock
@@ -359,6 +365,7 @@ class LockListView(generics.ListAPIView):
 
 
 class LockDetailView(APIView):
+    @extend_schema(summary="Release a lock", responses={204: None})
     def delete(self, request: Request, slug: str, name: str, pk: int) -> Response:
         environment = environment_for(request, slug, name)
         lock = Lock.objects.filter(environment=environment, pk=pk).first()
@@ -424,6 +431,7 @@ class FreezeListView(generics.ListAPIView):
 
 
 class FreezeDetailView(APIView):
+    @extend_schema(summary="Delete a freeze window", responses={204: None})
     def delete(self, request: Request, slug: str, name: str, pk: int) -> Response:
         environment = environment_for(request, slug, name)
         window = FreezeWindow.objects.filter(environment=environment, pk=pk).first()
@@ -443,6 +451,7 @@ class BlockerIn(serializers.Serializer):
 
 class BlockerOut(serializers.ModelSerializer):
     environments = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
+    url = OptionalURLOut()
 
     class Meta:
         model = Blocker
@@ -478,6 +487,9 @@ class BlockerListView(generics.ListAPIView):
 
 
 class BlockerResolveView(APIView):
+    @extend_schema(
+        summary="Resolve a blocker: releases it held may go on", request=None, responses=BlockerOut
+    )
     def post(self, request: Request, slug: str, pk: int) -> Response:
         application = application_for(request, slug)
         blocker = Blocker.objects.filter(application=application, pk=pk).first()

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.errors import Invalid, NotFound
+from config.schema import error
 from environments.api.views import environment_for
 from environments.models import Target
 from environments.services import do_create_registration_token
@@ -96,12 +97,7 @@ class RegistrationTokenOut(serializers.Serializer):
     )
 
 
-class ErrorOut(serializers.Serializer):
-    code = serializers.CharField()
-    detail = serializers.CharField()
-
-
-NOT_FOUND = OpenApiResponse(ErrorOut, description="No such application, environment, release or rollout.")
+NOT_FOUND = error("No such application, environment, release or rollout.")
 
 
 def rollout_out(rollout: Rollout) -> dict:
@@ -177,7 +173,7 @@ class RolloutControlView(APIView):
         responses={
             200: RolloutOut,
             404: NOT_FOUND,
-            409: OpenApiResponse(ErrorOut, description="The release has no rollout, or it has finished."),
+            409: error("The release has no rollout, or it has finished."),
         },
     )
     def post(self, request: Request, slug: str, pk: int, command: str) -> Response:

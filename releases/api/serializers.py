@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from config.api import HttpURLField
+from config.api import HttpURLField, OptionalURLOut
 from releases.models import SHA_PATTERN, SLUG_PATTERN, VERSION_PATTERN, Application, Artifact, Change
 from releases.services import ArtifactIn, ChangeIn
 
@@ -24,6 +24,8 @@ class ApplicationIn(serializers.Serializer):
 
 
 class ApplicationOut(serializers.ModelSerializer):
+    repository_url = OptionalURLOut()
+
     class Meta:
         model = Application
         fields = ["slug", "name", "repository_url", "created_at"]
@@ -81,6 +83,8 @@ class ArtifactInSerializer(serializers.Serializer):
 
 
 class ChangeOut(serializers.ModelSerializer):
+    url = OptionalURLOut()
+
     class Meta:
         model = Change
         fields = ["sha", "author", "title", "url", "committed_at"]
@@ -94,7 +98,8 @@ class AuthorGroupOut(serializers.Serializer):
 
 
 class ArtifactListOut(serializers.ModelSerializer):
-    created_by = serializers.CharField(source="created_by.username", default=None)
+    created_by = serializers.CharField(source="created_by.username", default=None, allow_null=True)
+    build_url = OptionalURLOut()
     change_count = serializers.IntegerField()
 
     class Meta:
@@ -113,7 +118,8 @@ class ArtifactListOut(serializers.ModelSerializer):
 
 
 class ArtifactOut(serializers.ModelSerializer):
-    created_by = serializers.CharField(source="created_by.username", default=None)
+    created_by = serializers.CharField(source="created_by.username", default=None, allow_null=True)
+    build_url = OptionalURLOut()
     changes = ChangeOut(many=True)
     changes_by_author = AuthorGroupOut(many=True, source="author_groups")
 

@@ -130,7 +130,7 @@ def test_history_kill_switch_and_revert(pm, envs):
     pm.patch(url, {"rollout_percentage": 80}, format="json")
     killed = pm.post(url + "kill/")
     assert killed.status_code == 200 and killed.json()["enabled"] is False
-    history = pm.get(f"{API}/flags/new-checkout/history/").json()
+    history = pm.get(f"{API}/flags/new-checkout/history/").json()["results"]  # paginated like every list
     assert [e["kind"] for e in history] == ["killed", "state_changed", "state_changed", "created"]
     raise_to_80 = history[1]
     reverted = pm.post(f"{API}/flags/new-checkout/history/{raise_to_80['id']}/revert/")

@@ -187,7 +187,7 @@ def test_identity_strings_are_logins_or_emails(app, team, identity):
     response = session(team["bob"]).post(
         "/api/v1/identities/", {"user": "bob", "identity": identity}, format="json"
     )
-    assert response.status_code == 400 and list(response.json()) == ["identity"], response.json()
+    assert response.status_code == 400 and list(response.json()) == ["identity", "code"], response.json()
     assert not AuthorIdentity.objects.exists()
 
 

@@ -403,7 +403,7 @@ def test_release_list_filters(app, team, pipeline, shipped):
     ci = token_client(team["boss"], "releases:read")
     page = ci.get(f"{API}/releases/?environment=production&status=pending_approval").json()
     assert page["count"] == 1 and page["results"][0]["version"] == "1.1.0"
-    assert ci.get(f"{API}/releases/?status=nonsense").status_code == 404
+    assert ci.get(f"{API}/releases/?status=nonsense").status_code == 400  # a bad filter, not a missing object
 
 
 @pytest.mark.postgres

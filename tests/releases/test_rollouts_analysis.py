@@ -330,7 +330,8 @@ def test_a_strategy_naming_an_unknown_template_is_refused_naming_the_field(canar
         content_type="application/json",
     )
     assert response.json() == {
-        "strategy": ["analysis.duration_seconds: must be a whole number of seconds from 1 to 86400"]
+        "strategy": ["analysis.duration_seconds: must be a whole number of seconds from 1 to 86400"],
+        "code": "invalid",
     }
     response = client.post(
         "/api/v1/applications/shop/environments/",
