@@ -8,7 +8,7 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import extend_schema_field
-from rest_framework import authentication, exceptions, permissions, serializers
+from rest_framework import authentication, exceptions, permissions, renderers, serializers
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 
@@ -116,6 +116,14 @@ class OptionalURLOut(serializers.URLField):
 
     def __init__(self, **kwargs):
         super().__init__(read_only=True, **kwargs)
+
+
+class BrowsableAPIRenderer(renderers.BrowsableAPIRenderer):
+    """DRF's browsable API without the inline `<style>` it adds for highlighted code: the CSP refuses inline styles
+    (`tests/test_fence.py` browses it in Chromium and expects no violation)."""
+
+    def get_context(self, data, accepted_media_type, renderer_context):
+        return {**super().get_context(data, accepted_media_type, renderer_context), "code_style": None}
 
 
 class Pagination(PageNumberPagination):

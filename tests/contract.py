@@ -42,6 +42,8 @@ def check(response: HttpResponse) -> None:
         return
     if response.status_code in (301, 302, 405) or getattr(response, "streaming", False):
         return  # redirects and wrong methods are the framework's; streams are not JSON
+    if response.content and not response.get("Content-Type", "").startswith("application/json"):
+        return  # the browsable API's HTML for a browser: the contract is the JSON
     from openapi_core.contrib.django import DjangoOpenAPIResponse
 
     try:
