@@ -72,6 +72,11 @@ class RolloutOut(serializers.Serializer):
         help_text='The strategy fixed when the rollout started, e.g. {"kind": "cautious"}.'
     )
     targets = serializers.ListField(child=serializers.CharField(), help_text="Target names in deploy order.")
+    not_reached = serializers.ListField(
+        child=serializers.DictField(),
+        help_text="A rollback's hosts it has not reached yet (it never reverts the others): "
+        '{"target", "waits_for": "agent" (retried when its agent is back) or "person" (resume retries it)}.',
+    )
     steps = RolloutStepOut(many=True)
     analysis_runs = RolloutAnalysisOut(
         many=True,
@@ -105,10 +110,16 @@ NOT_FOUND = OpenApiResponse(ErrorOut, description="No such application, environm
 
 
 def rollout_out(rollout: Rollout) -> dict:
+    held = set(rollout.progress.get("held") or ())
     return {
         "status": rollout.status,
         "strategy": rollout.strategy,
         "targets": rollout.targets,
+        "not_reached": [
+            {"target": name, "waits_for": "person" if name in held else "agent"}
+            for name in (rollout.progress.get("waiting") or ())
+            if rollout.status != Rollout.Status.SUCCEEDED
+        ],
         "steps": [
             {
                 "index": s.index,
