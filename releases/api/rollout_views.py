@@ -66,16 +66,23 @@ class RolloutAnalysisOut(serializers.Serializer):
     )
 
 
+class NotReachedOut(serializers.Serializer):
+    target = serializers.CharField()
+    waits_for = serializers.ChoiceField(
+        choices=["agent", "person"],
+        help_text="agent: tried again as soon as its agent is back; person: resume tries it again, cancel stops.",
+    )
+
+
 class RolloutOut(serializers.Serializer):
     status = serializers.ChoiceField(choices=Rollout.Status.choices)
     strategy = serializers.DictField(
         help_text='The strategy fixed when the rollout started, e.g. {"kind": "cautious"}.'
     )
     targets = serializers.ListField(child=serializers.CharField(), help_text="Target names in deploy order.")
-    not_reached = serializers.ListField(
-        child=serializers.DictField(),
-        help_text="A rollback's hosts it has not reached yet (it never reverts the others): "
-        '{"target", "waits_for": "agent" (retried when its agent is back) or "person" (resume retries it)}.',
+    not_reached = NotReachedOut(
+        many=True,
+        help_text="A rollback's hosts it has not reached yet (a rollback never reverts the others); empty otherwise.",
     )
     steps = RolloutStepOut(many=True)
     analysis_runs = RolloutAnalysisOut(
