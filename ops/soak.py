@@ -378,10 +378,15 @@ async def chaos(fleet: Fleet, until: float) -> None:
         if not worker_done and now >= worker_after:
             victim = running_smoke(fleet)
             if victim is not None:
-                worker, pid = victim
-                os.killpg(worker.pid, signal.SIGKILL)
+                worker, command = victim
+                # The worker's host is lost: the worker, its pool and the command it runs (its own session).
+                for group in (worker.pid, command):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(group, signal.SIGKILL)
                 worker.wait()
-                fleet.note(f"kill -9 worker {worker.pid} (and its pool) while smoke step pid {pid} runs")
+                fleet.note(
+                    f"kill -9 worker {worker.pid}, its pool and the smoke command it runs (group {command})"
+                )
                 fleet.start_worker()
                 fleet.note("replacement worker started")
                 worker_done = True
@@ -389,24 +394,29 @@ async def chaos(fleet: Fleet, until: float) -> None:
 
 
 def running_smoke(fleet: Fleet) -> tuple[subprocess.Popen, int] | None:
-    """The worker whose process group runs a smoke command now, with that command's pid."""
+    """The worker running a smoke command now (the command's parent chain leads to it), with that command's pid."""
     if not HOST_LOG.exists():
         return None
-    started, ended = {}, set()
+    started, ended = set(), set()
     for line in HOST_LOG.read_text().splitlines():
-        kind, what, version, pid = line.split()
-        if kind == "smoke" and what == "start":
-            started[int(pid)] = version
-        elif kind == "smoke":
-            ended.add(int(pid))
-    for pid in started.keys() - ended:
+        kind, what, _, pid = line.split()
+        if kind == "smoke":
+            (started if what == "start" else ended).add(int(pid))
+    workers = {w.pid: w for w in fleet.workers if w.poll() is None}
+    for pid in started - ended:
         try:
             group = os.getpgid(pid)
         except ProcessLookupError:
             continue
-        for worker in fleet.workers:
-            if worker.poll() is None and worker.pid == group:
-                return worker, pid
+        ancestor = pid
+        while ancestor > 1:
+            with contextlib.suppress(OSError):
+                if os.getpgid(ancestor) in workers:  # the worker or one of its pool children
+                    return workers[os.getpgid(ancestor)], group
+            try:
+                ancestor = int(Path(f"/proc/{ancestor}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                break
     return None
 
 
@@ -644,7 +654,7 @@ def main() -> int:
         f"  requests answered 5xx: {five} (by the killed process :{killed}: {five_killed}; by the others: {five - five_killed})"
     )
     print(
-        f"  requests cut by the kill (no answer; the client moved to the other process): {sum(cut.values())} "
+        f"  requests to the killed process left without an answer (cut, or refused while it was down; the client moved to the other process): {sum(cut.values())} "
         f"({', '.join(f':{p} {c}' for p, c in sorted(cut.items()))})"
     )
     print(f"  steps lost: {figures['lost']}")
