@@ -145,7 +145,7 @@ def rollout_progress(rollout: Rollout) -> RolloutProgress:
 def not_reached(rollout: Rollout, deploys: list[RolloutStep]) -> tuple[NotReached, ...]:
     """From the rollback's progress (`waiting`, `held`) and each host's newest deploy: no queries."""
     waiting = rollout.progress.get("waiting") or ()
-    if not waiting or rollout.status == Rollout.Status.SUCCEEDED:
+    if not waiting or rollout.status in FINISHED:  # a stopped rollback waits for nothing: drift shows instead
         return ()
     held = set(rollout.progress.get("held") or ())
     newest = {s.target_name: s for s in deploys}

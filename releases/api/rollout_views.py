@@ -125,7 +125,7 @@ def rollout_out(rollout: Rollout) -> dict:
         "not_reached": [
             {"target": name, "waits_for": "person" if name in held else "agent"}
             for name in (rollout.progress.get("waiting") or ())
-            if rollout.status != Rollout.Status.SUCCEEDED
+            if rollout.status in (Rollout.Status.RUNNING, Rollout.Status.PAUSED)
         ],
         "steps": [
             {

@@ -369,11 +369,14 @@ def _retry(rollout: Rollout, the_plan, action: Retry, progress: Progress) -> tup
         return progress, False  # look again: maybe nothing is left
     environment = rollout.release.environment
     limit = timezone.now() - timedelta(seconds=environment.heartbeat_timeout_seconds)
-    online = set(
-        Target.objects.filter(
-            environment=environment, name__in=wanted, status=Target.Status.ONLINE, last_seen__gte=limit
-        ).values_list("name", flat=True)
-    )
+    if environment.driver in ("command", "webhook"):
+        online = wanted  # a worker performs these: nobody to wait for
+    else:
+        online = set(
+            Target.objects.filter(
+                environment=environment, name__in=wanted, status=Target.Status.ONLINE, last_seen__gte=limit
+            ).values_list("name", flat=True)
+        )
     to_dispatch: set[str] = set()
     hold: dict[str, RolloutStep | None] = {}
     for name in sorted(wanted):

@@ -199,3 +199,21 @@ def test_a_failed_ordinary_release_still_reverts(fleet, user, django_capture_on_
     report("b", jobs["b"], ok=False)
     assert do_advance_rollout(rollout.pk) == "reverting"
     assert RolloutStep.objects.filter(rollout=rollout, action="revert").exists()
+
+
+def test_a_rollback_by_the_command_driver_pauses_on_a_failing_host_and_resume_runs_it_again(
+    fleet, user, tmp_path, django_capture_on_commit_callbacks
+):
+    env, v1, _ = fleet
+    env.driver = "command"
+    env.deploy_command = f'test "$SLIPWAY_TARGET" != c || test -f {tmp_path}/fixed'
+    env.save()
+    release, rollout = roll_back(env, v1, user, django_capture_on_commit_callbacks)
+    assert do_advance_rollout(rollout.pk) == "paused"
+    assert state(rollout) == ("paused", ["c"], ["c"])
+    assert not RolloutStep.objects.filter(rollout=rollout, action="revert").exists()
+    (tmp_path / "fixed").touch()  # a person fixed the host
+    do_control_rollout(Actor(user), release, "resume")
+    assert do_advance_rollout(rollout.pk) == "succeeded"
+    deploys = RolloutStep.objects.filter(rollout=rollout, action="deploy", target_name="c")
+    assert list(deploys.order_by("index").values_list("status", flat=True)) == ["failed", "succeeded"]
