@@ -11,7 +11,7 @@ PYTHON ?= $(shell for p in $$HOME/.pyenv/versions/3.13.0/bin/python3 python3.13 
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/slipway
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: run test lint bench install chromium prometheus clean
+.PHONY: run test lint bench soak install chromium prometheus clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -n "$(PYTHON)" || { echo "Slipway needs Python 3.12 or newer (python3.13 or python3.12 on PATH)."; exit 1; }
@@ -54,6 +54,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	DATABASE_URL= $(PY) bench/run.py
+
+# Not part of `make test`: the production runtime under mixed load with processes killed (docs/operations.md).
+soak: $(STAMP)
+	$(PY) ops/soak.py
 
 clean:
 	rm -rf $(VENV) var

@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from releases.models import Rollout, RolloutStep
 from releases.planning import PlanError, StrategyError
-from releases.rollouts.common import plan_of
+from releases.rollouts.common import is_rollback, plan_of
 
 DONE = RolloutStep.Status.SUCCEEDED
 # Reverting starts from these: a pending deploy no agent has claimed touched nothing.
@@ -49,6 +49,15 @@ class PlannedWave:
     current: bool
 
 
+@dataclass(frozen=True, slots=True)
+class NotReached:
+    """A rollback's host it has not reached yet, why, and what it waits for."""
+
+    name: str
+    why: str
+    waits_for: str  # "agent": retried when its agent is back; "person": resume retries it, cancel stops
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RolloutProgress:
     done: int
@@ -60,6 +69,10 @@ class RolloutProgress:
     rows: tuple[StepRow, ...] = ()
     waves: tuple[PlannedWave, ...] = ()  # every target of the plan, those still to come too
     failures: tuple[StepRow, ...] = ()  # the failed steps, for the summary when a rollout fails
+    not_reached: tuple[
+        NotReached, ...
+    ] = ()  # a rollback's hosts still to reach (it never reverts the others)
+    rolled_back_from: str | None = None
 
     @property
     def max(self) -> int:
@@ -76,6 +89,8 @@ class RolloutProgress:
             back_on = f"back on {self.version}" if self.version else "put back"
             return f"{self.done} of {_targets(self.total, 'touched target')} {back_on}"
         text = f"{self.done} of {_targets(self.total)} on {self.version}"
+        if self.not_reached:
+            text += f" · {len(self.not_reached)} not reached yet"
         return f"{text} · wave {self.wave}" if self.wave is not None else text
 
 
@@ -112,7 +127,10 @@ def rollout_progress(rollout: Rollout) -> RolloutProgress:
         )
     targets = set(rollout.targets)
     done = _names(s for s in deploys if s.status == DONE) & targets
+    previous = rollout.release.previous_artifact
     return RolloutProgress(
+        not_reached=not_reached(rollout, deploys),
+        rolled_back_from=previous.version if previous and is_rollback(rollout) else None,
         done=len(done),
         total=len(targets),
         version=rollout.release.artifact.version,
@@ -122,6 +140,24 @@ def rollout_progress(rollout: Rollout) -> RolloutProgress:
         waves=waves,
         failures=failures,
     )
+
+
+def not_reached(rollout: Rollout, deploys: list[RolloutStep]) -> tuple[NotReached, ...]:
+    """From the rollback's progress (`waiting`, `held`) and each host's newest deploy: no queries."""
+    waiting = rollout.progress.get("waiting") or ()
+    if not waiting or rollout.status in FINISHED:  # a stopped rollback waits for nothing: drift shows instead
+        return ()
+    held = set(rollout.progress.get("held") or ())
+    newest = {s.target_name: s for s in deploys}
+    rows = []
+    for name in waiting:
+        step = newest.get(name)
+        if step is not None and step.status in (RolloutStep.Status.PENDING, RolloutStep.Status.RUNNING):
+            why = "being tried again"
+        else:
+            why = ((step.health or {}).get("detail") if step else "") or "deploy failed"
+        rows.append(NotReached(name, why, "person" if name in held else "agent"))
+    return tuple(rows)
 
 
 def _names(steps: Iterable[RolloutStep]) -> set[str]:

@@ -65,6 +65,10 @@ class RolloutFinished(Conflict):
     code = "rollout_finished"
 
 
+class RollbackNotRevertible(Conflict):
+    code = "rollback_not_revertible"
+
+
 class IdentityTaken(Conflict):
     code = "identity_taken"
 

@@ -33,6 +33,7 @@ __all__ = [
     "Progress",
     "Revert",
     "Rollback",
+    "Retry",
     "Rolling",
     "Smoke",
     "Strategy",
@@ -41,6 +42,7 @@ __all__ = [
     "Watch",
     "Wave",
     "current_wave",
+    "defer",
     "next_action",
     "parse_strategy",
     "plan",
@@ -522,6 +524,11 @@ class Progress:
     gates: frozenset[Gate] = frozenset()  # wave gates passed, e.g. (2, "smoke")
     reverting: bool = False  # a gate failed or someone aborted
     reverted: frozenset[str] = frozenset()
+    # A rollback never reverts: its targets not reached (deploy failed, unhealthy, agent offline) wait here while
+    # the others go on, and are retried (`Retry`) — never put back on the version being rolled back from.
+    waiting: frozenset[str] = frozenset()
+    held: frozenset[str] = frozenset()  # of those, the ones waiting for a person (failed while reachable)
+    retry: frozenset[str] = frozenset()  # held ones a person asked to try again (resume)
 
     @property
     def touched(self) -> frozenset[str]:
@@ -608,12 +615,30 @@ class Revert:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Retry:
+    """A rollback's targets not reached yet: try them again when they can be (never revert the others)."""
+
+    targets: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Done:
     outcome: Literal["succeeded", "reverted"]
 
 
 type Action = (
-    PreDeploy | Deploy | HealthCheck | Smoke | Pause | Analysis | ManualGate | Switch | Watch | Revert | Done
+    PreDeploy
+    | Deploy
+    | HealthCheck
+    | Smoke
+    | Pause
+    | Analysis
+    | ManualGate
+    | Switch
+    | Watch
+    | Revert
+    | Retry
+    | Done
 )
 
 
@@ -642,6 +667,8 @@ def next_action(plan: Plan, progress: Progress) -> Action:
         step = _wave_step(wave, progress)
         if step is not None:
             return step
+    if progress.waiting:
+        return Retry(targets=tuple(t for t in plan.deploy_order if t in progress.waiting))
     return Done(outcome="succeeded")
 
 
@@ -649,7 +676,7 @@ def _wave_step(wave: Wave, progress: Progress) -> Action | None:
     unverified = tuple(t for t in wave.targets if t in progress.deployed and t not in progress.healthy)
     if unverified:
         return HealthCheck(wave=wave.index, targets=unverified)
-    pending = tuple(t for t in wave.targets if t not in progress.deployed)
+    pending = tuple(t for t in wave.targets if t not in progress.deployed and t not in progress.waiting)
     if pending:
         return Deploy(wave=wave.index, targets=pending[: wave.max_parallel or len(pending)])
     gates: list[Action] = []
@@ -681,6 +708,16 @@ def _wave_step(wave: Wave, progress: Progress) -> Action | None:
     return None
 
 
+def defer(progress: Progress, targets: Collection[str], *, hold: Collection[str] = ()) -> Progress:
+    """A rollback goes on without `targets` (not reached): they wait for `Retry`; `hold` ones for a person."""
+    return _replace(
+        progress,
+        waiting=progress.waiting | frozenset(targets),
+        held=progress.held | frozenset(hold),
+        retry=progress.retry - frozenset(hold),
+    )
+
+
 def record(progress: Progress, action: Action, *, ok: bool = True, failed: Collection[str] = ()) -> Progress:
     """Fold an action's outcome into progress.
 
@@ -698,6 +735,18 @@ def record(progress: Progress, action: Action, *, ok: bool = True, failed: Colle
                 return _replace(progress, healthy=progress.healthy | good, failed=progress.failed | bad)
             # A target whose revert failed stays pending: the next tick tries it again.
             return _replace(progress, reverted=progress.reverted | good)
+        case Retry():
+            # Reached at last: deployed and healthy, no longer waiting; the rest keep waiting.
+            bad = frozenset(action.targets) if not ok and not failed else frozenset(failed)
+            good = frozenset(action.targets) - bad
+            return _replace(
+                progress,
+                deployed=progress.deployed | good,
+                healthy=progress.healthy | good,
+                waiting=progress.waiting - good,
+                held=progress.held - good,
+                retry=progress.retry - good,
+            )
         case PreDeploy() | Smoke() | Pause() | Analysis() | ManualGate() | Switch() | Watch():
             if not ok:
                 return _replace(progress, reverting=True)

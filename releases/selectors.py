@@ -213,7 +213,9 @@ def rollout_page(rollout_id: int):
     from releases.models import Rollout, RolloutStep
 
     return (
-        Rollout.objects.select_related("release__environment", "release__artifact")
+        Rollout.objects.select_related(
+            "release__environment", "release__artifact", "release__previous_artifact"
+        )
         .prefetch_related(Prefetch("steps", queryset=RolloutStep.objects.order_by("index")))
         .filter(pk=rollout_id)
         .first()

@@ -37,8 +37,10 @@ class LiveSlipway:
     log_path: Path
 
     @classmethod
-    def start(cls, *, extra_env: dict[str, str] | None = None, embedded: bool = False) -> LiveSlipway:
-        port = free_port()
+    def start(
+        cls, *, extra_env: dict[str, str] | None = None, embedded: bool = False, port: int | None = None
+    ) -> LiveSlipway:
+        port = port or free_port()  # a given port: a process restarted where its clients expect it
         log_path = Path(settings.DATA_DIR) / f"live-{port}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {
@@ -52,7 +54,7 @@ class LiveSlipway:
         if not embedded:
             args.append("--no-embedded")
         process = subprocess.Popen(
-            args, cwd=ROOT, env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT
+            args, cwd=ROOT, env=env, stdout=log_path.open("ab"), stderr=subprocess.STDOUT
         )
         server = cls(url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
         server.wait_until_up()
@@ -69,6 +71,15 @@ class LiveSlipway:
             except OSError:
                 time.sleep(0.1)
         raise RuntimeError(f"server did not come up: {self.log_path.read_text()[-2000:]}")
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    def kill(self) -> None:
+        """SIGKILL, as a crashed host: no shutdown, open connections reset."""
+        self.process.kill()
+        self.process.wait()
 
     def stop(self) -> None:
         self.process.terminate()

@@ -67,12 +67,24 @@ class RolloutAnalysisOut(serializers.Serializer):
     )
 
 
+class NotReachedOut(serializers.Serializer):
+    target = serializers.CharField()
+    waits_for = serializers.ChoiceField(
+        choices=["agent", "person"],
+        help_text="agent: tried again as soon as its agent is back; person: resume tries it again, cancel stops.",
+    )
+
+
 class RolloutOut(serializers.Serializer):
     status = serializers.ChoiceField(choices=Rollout.Status.choices)
     strategy = serializers.DictField(
         help_text='The strategy fixed when the rollout started, e.g. {"kind": "cautious"}.'
     )
     targets = serializers.ListField(child=serializers.CharField(), help_text="Target names in deploy order.")
+    not_reached = NotReachedOut(
+        many=True,
+        help_text="A rollback's hosts it has not reached yet (a rollback never reverts the others); empty otherwise.",
+    )
     steps = RolloutStepOut(many=True)
     analysis_runs = RolloutAnalysisOut(
         many=True,
@@ -101,10 +113,16 @@ NOT_FOUND = error("No such application, environment, release or rollout.")
 
 
 def rollout_out(rollout: Rollout) -> dict:
+    held = set(rollout.progress.get("held") or ())
     return {
         "status": rollout.status,
         "strategy": rollout.strategy,
         "targets": rollout.targets,
+        "not_reached": [
+            {"target": name, "waits_for": "person" if name in held else "agent"}
+            for name in (rollout.progress.get("waiting") or ())
+            if rollout.status in (Rollout.Status.RUNNING, Rollout.Status.PAUSED)
+        ],
         "steps": [
             {
                 "index": s.index,

@@ -32,6 +32,9 @@ def progress_from(data: dict) -> Progress:
         gates=frozenset(tuple(g) for g in data.get("gates", ())),
         reverting=bool(data.get("reverting")),
         reverted=frozenset(data.get("reverted", ())),
+        waiting=frozenset(data.get("waiting", ())),
+        held=frozenset(data.get("held", ())),
+        retry=frozenset(data.get("retry", ())),
     )
 
 
@@ -43,6 +46,11 @@ def progress_to(progress: Progress) -> dict:
         "gates": sorted([list(g) for g in progress.gates], key=str),
         "reverting": progress.reverting,
         "reverted": sorted(progress.reverted),
+        **{
+            name: sorted(getattr(progress, name))
+            for name in ("waiting", "held", "retry")
+            if getattr(progress, name)  # a rollback's only: other rollouts' progress stays as it was
+        },
     }
 
 
@@ -53,6 +61,11 @@ def strategy_of(rollout: Rollout):
         if data.get("kind") == "rollback"
         else parse_strategy(data)
     )
+
+
+def is_rollback(rollout: Rollout) -> bool:
+    """A rollback's rollout (the fast path back): it never reverts; hosts it did not reach are retried."""
+    return (rollout.strategy or {}).get("kind") == "rollback"
 
 
 def plan_of(rollout: Rollout):

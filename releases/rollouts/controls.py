@@ -5,10 +5,10 @@ from __future__ import annotations
 from django.db import transaction
 
 from releases import audit
-from releases.exceptions import NoRollout, RolloutFinished
+from releases.exceptions import NoRollout, RollbackNotRevertible, RolloutFinished
 from releases.models import Release, Rollout
 from releases.permissions import Actor, Permission, require
-from releases.rollouts.common import enqueue_advance, publish_changed
+from releases.rollouts.common import enqueue_advance, is_rollback, publish_changed
 
 
 @transaction.atomic(durable=True)
@@ -36,16 +36,27 @@ def do_control_rollout(actor: Actor, release: Release, command: str) -> Rollout:
     )
     if finished:
         raise RolloutFinished(f"The rollout is {rollout.status}.")
+    rollback = is_rollback(rollout)
+    if command == "revert" and rollback:
+        raise RollbackNotRevertible(
+            "A rollback is never reverted to the version it rolls back from; cancel stops it where it is."
+        )
     if command == "pause":
         rollout.status = Rollout.Status.PAUSED
     elif command == "resume":
         rollout.status = (
             Rollout.Status.REVERTING if rollout.progress.get("reverting") else Rollout.Status.RUNNING
         )
+        if rollback and rollout.progress.get("held"):
+            # The hosts a rollback could not reach while they answered: try each of them again.
+            held = rollout.progress["held"]
+            retry = sorted({*rollout.progress.get("retry", ()), *held})
+            rollout.progress = {**rollout.progress, "held": [], "retry": retry}
         enqueue_advance(rollout.pk)
     elif command in ("revert", "cancel"):
         # Both stop dispatching and put back every target touched, so no environment is left half-way; a
         # revert says the release is bad (it ends failed), a cancel only that it should not go on (cancelled).
+        # A rollback is the exception: cancelling it stops it where it is (the reconciler puts nothing back).
         rollout.progress = {**rollout.progress, "reverting": True}
         rollout.status = Rollout.Status.REVERTING
         rollout.cancel_requested = command == "cancel"

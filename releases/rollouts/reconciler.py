@@ -8,6 +8,7 @@ continues from them; a target's step exists once, so no target is deployed twice
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from datetime import timedelta
 
@@ -30,10 +31,12 @@ from releases.planning import (
     Pause,
     PreDeploy,
     Progress,
+    Retry,
     Revert,
     Smoke,
     Switch,
     Watch,
+    defer,
     next_action,
     record,
     slots,
@@ -43,6 +46,7 @@ from releases.rollouts.common import (
     ACTIVE,
     OPEN_STEP,
     enqueue_advance,
+    is_rollback,
     next_index,
     notify_agents,
     plan_of,
@@ -143,12 +147,21 @@ def _advance_once(rollout: Rollout) -> bool:
     progress = progress_from(rollout.progress)
     open_steps = rollout.steps.filter(status__in=OPEN_STEP)
     waiting = open_steps.exists()
+    rollback = is_rollback(rollout)
     if waiting:
-        _fail_stuck(rollout, open_steps)
-        if not progress.reverting and _failed_meanwhile(rollout, progress):
+        if _fail_stuck(rollout, open_steps):
+            waiting = open_steps.exists()  # the last open steps may just have failed: fold them now
+        if not progress.reverting and not rollback and _failed_meanwhile(rollout, progress):
             progress = (
                 progress.abort()
             )  # one host of a wave failed: revert now, not when the whole wave is done
+    if progress.reverting and rollback:
+        # A rollback a person stopped (cancel): nothing goes back to the version it rolls back from. Deploys not
+        # started are skipped; once those under way have reported, it ends with each host on what it runs.
+        _fold_stragglers(rollout, progress)
+        if not rollout.steps.filter(status__in=OPEN_STEP).exists():
+            _finish(rollout, "reverted")
+        return False
     if progress.reverting:
         progress = _fold_stragglers(rollout, progress)
     action = next_action(the_plan, progress)
@@ -198,6 +211,13 @@ def _advance_once(rollout: Rollout) -> bool:
             rollout.save(update_fields=["status", "progress"])
             return False
         progress = record(progress, action, ok=ok)
+    elif isinstance(action, Retry):
+        before = (progress, rollout.status)
+        progress, stop = _retry(rollout, the_plan, action, progress)
+        if (progress, rollout.status) != before:  # the periodic check looks every 2 s: write on change only
+            rollout.progress = progress_to(progress)
+            rollout.save(update_fields=["progress", "status"])
+        return not stop
     elif isinstance(action, Done):
         _finish(rollout, action.outcome)
         return False
@@ -229,6 +249,16 @@ def _fold_or_dispatch(rollout: Rollout, action, progress: Progress) -> tuple[Pro
         return record(progress, action, failed=failed), False
     if kind == "deploy":
         missing = wanted - set(newest)
+        if not missing and is_rollback(rollout):
+            # A rollback never reverts: the hosts it reached stay, the others wait to be retried (`_retry`).
+            bad = {n for n, s in newest.items() if not _reached(s)}
+            good = tuple(sorted(wanted - bad))
+            progress = record(progress, Deploy(wave=action.wave, targets=good))
+            progress = record(progress, HealthCheck(wave=action.wave, targets=good))
+            if bad:
+                progress = defer(progress, bad)
+                _audit_not_reached(rollout, {n: newest[n] for n in bad})
+            return progress, False
         if not missing:
             failed = {n for n, s in newest.items() if s.status == RolloutStep.Status.FAILED}
             progress = record(progress, action, failed=failed)
@@ -270,8 +300,16 @@ def _fold_or_dispatch(rollout: Rollout, action, progress: Progress) -> tuple[Pro
         if kind == "revert" and release.previous_artifact
         else release.artifact.version
     )
+    wave = getattr(action, "wave", None)
+    _dispatch(rollout, kind, version, {name: wave for name in to_dispatch})
+    return progress, True
+
+
+def _dispatch(rollout: Rollout, kind: str, version: str, waves: dict[str, int | None]) -> None:
+    """Steps for agents (or the worker) to run: target name -> its wave."""
+    release = rollout.release
     targets = dict(
-        Target.objects.filter(environment=release.environment, name__in=to_dispatch).values_list("name", "pk")
+        Target.objects.filter(environment=release.environment, name__in=list(waves)).values_list("name", "pk")
     )
     on_server = release.environment.driver in ("command", "webhook")
     first = next_index(rollout)
@@ -281,19 +319,131 @@ def _fold_or_dispatch(rollout: Rollout, action, progress: Progress) -> tuple[Pro
             RolloutStep(
                 rollout=rollout,
                 index=first + offset,
-                wave=getattr(action, "wave", None),
+                wave=waves[name],
                 target_id=targets.get(name),
                 target_name=name,
                 action=kind,
                 version=version,
                 runs_on_server=on_server,
             )
-            for offset, name in enumerate(sorted(to_dispatch))
+            for offset, name in enumerate(sorted(waves))
         ]
     )
     if not on_server:
         transaction.on_commit(notify_agents, robust=True)
+
+
+AGENT_OFFLINE = "agent offline (missed heartbeats)"
+
+
+def _reached(step: RolloutStep) -> bool:
+    return step.status == RolloutStep.Status.SUCCEEDED and bool((step.health or {}).get("ok"))
+
+
+def _why(step: RolloutStep | None) -> str:
+    if step is None:
+        return "not tried yet"
+    detail = (step.health or {}).get("detail") or ""
+    return detail or ("deploy failed" if step.status == RolloutStep.Status.FAILED else "unhealthy")
+
+
+def _retry(rollout: Rollout, the_plan, action: Retry, progress: Progress) -> tuple[Progress, bool]:
+    """A rollback's hosts not reached yet. Those reached since count; a host that failed because its agent was
+    offline is tried again as soon as its agent is back; one that failed while reachable waits for a person
+    (resume tries it again, cancel stops the rollback where it is). When only such hosts are left, the rollout
+    pauses, saying which and why. Returns (progress, stop): stop is False when another look may move further."""
+    wanted = set(action.targets)
+    newest: dict[str, RolloutStep] = {}
+    for step in (
+        rollout.steps.filter(action="deploy", target_name__in=wanted)
+        .order_by("index")
+        .only("pk", "target_name", "status", "health", "wave")
+    ):
+        newest[step.target_name] = step
+    reached = {n for n, s in newest.items() if _reached(s)}
+    if reached:
+        progress = record(progress, Retry(targets=tuple(sorted(reached))))
+        _audit(
+            rollout, "rollout.hosts_reached", reached, f"reached on a later try: {', '.join(sorted(reached))}"
+        )
+        return progress, False  # look again: maybe nothing is left
+    environment = rollout.release.environment
+    limit = timezone.now() - timedelta(seconds=environment.heartbeat_timeout_seconds)
+    if environment.driver in ("command", "webhook"):
+        online = wanted  # a worker performs these: nobody to wait for
+    else:
+        online = set(
+            Target.objects.filter(
+                environment=environment, name__in=wanted, status=Target.Status.ONLINE, last_seen__gte=limit
+            ).values_list("name", flat=True)
+        )
+    to_dispatch: set[str] = set()
+    hold: dict[str, RolloutStep | None] = {}
+    for name in sorted(wanted):
+        last = newest.get(name)
+        agent_was_away = last is None or (last.health or {}).get("detail") == AGENT_OFFLINE
+        if name in progress.retry or (agent_was_away and name not in progress.held):
+            if name in online:
+                to_dispatch.add(name)
+        elif name not in progress.held:
+            hold[name] = last
+    if hold:
+        progress = defer(progress, (), hold=set(hold))
+    if to_dispatch:
+        progress = dataclasses.replace(progress, retry=progress.retry - to_dispatch)
+        wave_of = {t: w.index for w in the_plan.waves for t in w.targets}
+        _dispatch(
+            rollout,
+            "deploy",
+            rollout.release.artifact.version,
+            {name: wave_of.get(name) for name in to_dispatch},
+        )
+        _audit(
+            rollout, "rollout.hosts_retried", to_dispatch, f"tried again: {', '.join(sorted(to_dispatch))}"
+        )
+        return progress, True
+    if hold or (wanted <= progress.held and rollout.status == Rollout.Status.RUNNING):
+        needing = {name: newest.get(name) for name in sorted(progress.held & wanted)}
+        away = sorted(wanted - progress.held)
+        note = "; ".join(f"{name}: {_why(last)}" for name, last in needing.items())
+        note += (
+            f" — the rollback keeps the hosts it reached on {rollout.release.artifact.version} and puts none back; "
+            "Resume tries these again, Cancel stops here"
+        )
+        if away:
+            note += f"; still waiting for the agents of {', '.join(away)}"
+        else:
+            rollout.status = Rollout.Status.PAUSED
+        _audit(rollout, "rollout.needs_attention", set(needing), note)
     return progress, True
+
+
+def _audit_not_reached(rollout: Rollout, steps: dict[str, RolloutStep]) -> None:
+    reasons = "; ".join(f"{name}: {_why(step)}" for name, step in sorted(steps.items()))
+    _audit(
+        rollout,
+        "rollout.hosts_not_reached",
+        set(steps),
+        f"{reasons} — the rollback goes on without them (nothing is put back on "
+        f"{_from_version(rollout)}); a host whose agent was offline is retried when it is back",
+    )
+
+
+def _from_version(rollout: Rollout) -> str:
+    previous = rollout.release.previous_artifact
+    return previous.version if previous else "the version before"
+
+
+def _audit(rollout: Rollout, kind: str, targets: set[str], note: str) -> None:
+    release = rollout.release
+    audit.record(
+        Actor.system(),
+        kind,
+        release,
+        application=release.application,
+        after={"targets": sorted(targets)},
+        note=note[:1000],
+    )
 
 
 def _unfolded_deploys(rollout: Rollout, progress: Progress):
@@ -372,8 +522,9 @@ def _gate_step(rollout: Rollout, wave: int, action: str, *, ok: bool, output: st
     )
 
 
-def _fail_stuck(rollout: Rollout, open_steps) -> None:
-    """A step whose agent went offline, or that ran past the step timeout, fails; the reconciler then reverts."""
+def _fail_stuck(rollout: Rollout, open_steps) -> int:
+    """A step whose agent went offline, or that ran past the step timeout, fails; the reconciler then reverts (a
+    rollback retries instead). Returns how many failed."""
     environment = rollout.release.environment
     now = timezone.now()
     heartbeat_limit = now - timedelta(seconds=environment.heartbeat_timeout_seconds)
@@ -390,6 +541,7 @@ def _fail_stuck(rollout: Rollout, open_steps) -> None:
             | Q(started_at__lt=timed_out)
         )
     )
+    failed = 0
     for step in suspects.select_related("target"):
         reason = None
         if step.runs_on_server and step.lease_expires_at is not None:
@@ -400,7 +552,7 @@ def _fail_stuck(rollout: Rollout, open_steps) -> None:
             ):  # handed to a webhook receiver that never called back
                 reason = f"no callback within the step timeout ({environment.step_timeout_seconds} s)"
         elif step.target is None or step.target.last_seen is None or step.target.last_seen < heartbeat_limit:
-            reason = "agent offline (missed heartbeats)"
+            reason = AGENT_OFFLINE
             if step.target is not None:
                 Target.objects.filter(pk=step.target.pk).update(status=Target.Status.OFFLINE)
         elif step.started_at and now - step.started_at > timedelta(seconds=environment.step_timeout_seconds):
@@ -411,6 +563,8 @@ def _fail_stuck(rollout: Rollout, open_steps) -> None:
             step.output = (step.output + f"\n[slipway] {reason}")[-RolloutStep.OUTPUT_LIMIT :]
             step.save(update_fields=["status", "finished_at", "health", "output"])
             enqueue_advance(rollout.pk)
+            failed += 1
+    return failed
 
 
 STEP_ATTEMPTS = 3  # a server step whose worker died is run again, up to this many times in all

@@ -110,7 +110,14 @@ def test_rollout_endpoints_document_their_response_bodies(schema):
         body = resolve(response_schema(schema, path, method, status), schema)
         assert body.get("properties") or body.get("items"), f"{method.upper()} {path}: an empty body schema"
     rollout = resolve(response_schema(schema, ROLLOUT, "get", "200"), schema)
-    assert set(rollout["properties"]) == {"status", "strategy", "targets", "steps", "analysis_runs"}
+    assert set(rollout["properties"]) == {
+        "status",
+        "strategy",
+        "targets",
+        "not_reached",
+        "steps",
+        "analysis_runs",
+    }
     step = resolve(rollout["properties"]["steps"]["items"], schema)
     assert set(step["properties"]) == STEP_FIELDS == set(step["required"])
     assert response_schema(schema, COMMAND, "post", "200") == response_schema(schema, ROLLOUT, "get", "200")
