@@ -5,14 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.urls import reverse
 from django.utils import timezone
 
 from dashboard.progress import rollout_progress
-from environments.models import Environment, FreezeWindow
+from environments.models import Environment, FreezeWindow, Target
+from flags.models import Flag, FlagState
 from monitoring.selectors import active_ingest_key
 from releases import selectors
 from releases.batches import Coverage, approval_coverage, describe_releases, group_key
-from releases.models import Application, Release, Rollout
+from releases.models import Application, Artifact, Release, Rollout
 from releases.permissions import Actor, Permission, can
 
 IN_FLIGHT = (Release.Status.APPROVED, Release.Status.QUEUED, Release.Status.DEPLOYING)
@@ -145,3 +147,73 @@ def application_page(application: Application) -> dict:
         ),
         "ingest_key": active_ingest_key(application),
     }
+
+
+@dataclass(slots=True)
+class AuditRow:
+    event: object
+    label: str  # the object as people name it: "Release #12: 1.4.0 to production", "shop/production", "flag beta"
+    url: str | None  # its page, while it exists
+
+
+def audit_rows(events) -> list[AuditRow]:
+    """Each event with a readable name and a link for its object: one query per kind of object on the page."""
+    events = list(events)
+    wanted: dict[str, set[int]] = {}
+    for event in events:
+        if event.object_id.isdigit():
+            wanted.setdefault(event.object_type, set()).add(int(event.object_id))
+    found: dict[str, dict[int, object]] = {}
+    lookups = {
+        "releases.release": Release.objects.select_related("application", "environment", "artifact"),
+        "releases.artifact": Artifact.objects.select_related("application"),
+        "flags.flag": Flag.objects.select_related("application"),
+        "flags.flagstate": FlagState.objects.select_related("flag__application", "environment"),
+        "environments.target": Target.objects.select_related("environment__application"),
+    }
+    for object_type, queryset in lookups.items():
+        if object_type in wanted:
+            found[object_type] = queryset.in_bulk(wanted[object_type])
+
+    def environment_link(environment) -> str:
+        return reverse("dashboard:environment", args=[environment.application.slug, environment.name])
+
+    rows = []
+    for event in events:
+        kind, key = event.object_type, int(event.object_id) if event.object_id.isdigit() else None
+        target = found.get(kind, {}).get(key) if key is not None else None
+        environment = event.environment
+        label, url = event.object_repr, None
+        if isinstance(target, Release):
+            label = f"Release #{target.pk}: {target.artifact.version} to {target.environment.name}"
+            url = reverse("dashboard:release", args=[target.pk])
+        elif isinstance(target, Artifact):
+            label, url = (
+                f"build {target.version}",
+                reverse("dashboard:application", args=[target.application.slug]),
+            )
+        elif isinstance(target, Flag):
+            label = f"flag {target.key}"
+            url = reverse("flags:detail", args=[target.application.slug, target.key])
+        elif isinstance(target, FlagState):
+            label = f"flag {target.flag.key} in {target.environment.name}"
+            url = reverse("flags:detail", args=[target.flag.application.slug, target.flag.key])
+        elif isinstance(target, Target):
+            label, url = (
+                f"host {target.name} in {target.environment.name}",
+                environment_link(target.environment),
+            )
+        elif kind == "environments.environment" and environment is not None:
+            label, url = f"{environment.application.slug}/{environment.name}", environment_link(environment)
+        elif kind == "releases.application" and event.application is not None:
+            label, url = (
+                event.application.name,
+                reverse("dashboard:application", args=[event.application.slug]),
+            )
+        elif kind in ("environments.lock", "environments.freezewindow") and environment is not None:
+            what = "lock" if kind == "environments.lock" else "freeze window"
+            label, url = f"{what} on {environment.name}", environment_link(environment)
+        elif environment is not None:
+            url = environment_link(environment)
+        rows.append(AuditRow(event=event, label=label, url=url))
+    return rows

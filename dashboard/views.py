@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import csv
+import json
+from datetime import datetime, time, timedelta
+
 from django import forms
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db.models import Prefetch
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from config import jsonbody
 from config.errors import Invalid, SlipwayError
-from config.forms import cleaned, query_text
+from config.forms import cleaned
 from dashboard.pages import (
     RELEASE_RELATED,
     application_page,
+    audit_rows,
     environment_page,
     release_card,
     release_cards,
@@ -74,15 +80,109 @@ def application_detail(request: HttpRequest, slug: str) -> HttpResponse:
 
 @login_required
 def audit(request: HttpRequest) -> HttpResponse:
+    """The trail, filtered by application, environment, actor, kind and dates; `?export=csv` downloads it."""
+    form = AuditFilter(request.user, request.GET)
+    filters = form.cleaned_data if form.is_valid() else {}  # a bad filter is shown on the form, not applied
     application = None
-    if slug := query_text(request.GET, "app"):
+    if slug := filters.get("app"):
         application = _visible(request, get_object_or_404(Application, slug=slug))
         require(Actor(request.user), Permission.VIEW, application)
-    page = Paginator(selectors.audit_events(request.user, application=application), 50).get_page(
-        request.GET.get("page")
+    events = selectors.audit_events(
+        request.user,
+        application=application,
+        environment=filters.get("environment") or "",
+        actor=filters.get("actor") or "",
+        kind=filters.get("kind") or "",
+        since=_start_of(filters.get("since")),
+        until=_start_of(filters.get("until"), days=1),
     )
+    if request.GET.get("export") == "csv":
+        return _audit_csv(events)
+    page = Paginator(events, 50).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {
+        "page": page,
+        "rows": audit_rows(page),
+        "application": application,
+        "form": form,
+        "query": query.urlencode(),
+    }
     template = "dashboard/audit.html#events" if request.htmx else "dashboard/audit.html"
-    return render(request, template, {"page": page, "application": application})
+    return render(request, template, context)
+
+
+class AuditFilter(forms.Form):
+    app = forms.ChoiceField(required=False, label="Application")
+    environment = forms.CharField(required=False, max_length=63)
+    actor = forms.CharField(required=False, max_length=150, label="Who")
+    kind = forms.CharField(
+        required=False, max_length=80, label="What", widget=forms.TextInput(attrs={"placeholder": "release."})
+    )
+    since = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
+    until = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
+
+    def __init__(self, user, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        slugs = visible_applications(user).order_by("slug").values_list("slug", flat=True)
+        self.fields["app"].choices = [("", "All")] + [(slug, slug) for slug in slugs]
+
+    def clean(self):
+        data = super().clean()
+        if data.get("since") and data.get("until") and data["until"] < data["since"]:
+            self.add_error("until", "The end comes before the start.")
+        return data
+
+
+def _start_of(day, days: int = 0):
+    """Midnight at the start of `day` (+ `days`) in the site's time zone, or None."""
+    if day is None:
+        return None
+    return timezone.make_aware(datetime.combine(day + timedelta(days=days), time.min))
+
+
+AUDIT_CSV_COLUMNS = [
+    "time",
+    "actor",
+    "kind",
+    "application",
+    "environment",
+    "object",
+    "before",
+    "after",
+    "note",
+]
+
+
+def _audit_csv(events) -> StreamingHttpResponse:
+    """The filtered trail as CSV, streamed (ISO 8601 times with their offset; before/after as JSON)."""
+
+    class Echo:
+        def write(self, value):
+            return value
+
+    writer = csv.writer(Echo())
+
+    def rows():
+        yield writer.writerow(AUDIT_CSV_COLUMNS)
+        for event in events.iterator(chunk_size=1000):
+            yield writer.writerow(
+                [
+                    event.created_at.isoformat(),
+                    event.actor_label,
+                    event.kind,
+                    event.application.slug if event.application else "",
+                    event.environment.name if event.environment else "",
+                    event.object_repr,
+                    json.dumps(event.before, default=str) if event.before is not None else "",
+                    json.dumps(event.after, default=str) if event.after is not None else "",
+                    event.note,
+                ]
+            )
+
+    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="slipway-audit.csv"'
+    return response
 
 
 class TokenForm(forms.Form):

@@ -10,6 +10,13 @@ from releases.models import Application, AuditEvent
 from releases.permissions import Actor
 
 
+def environment_of(target: models.Model) -> int | None:
+    """The environment an audited object belongs to: itself, or the one it names (no query: ids only)."""
+    if target._meta.label_lower == "environments.environment":
+        return target.pk
+    return getattr(target, "environment_id", None)
+
+
 def record(
     actor: Actor,
     kind: str,
@@ -29,6 +36,7 @@ def record(
         actor_label=actor.label,
         kind=kind,
         application=application,
+        environment_id=environment_of(target),
         object_type=target._meta.label_lower,
         object_id=str(target.pk),
         object_repr=str(target)[:200],

@@ -246,6 +246,14 @@ class AuditEvent(models.Model):
     application = models.ForeignKey(
         Application, null=True, blank=True, on_delete=models.CASCADE, related_name="audit_events"
     )
+    environment = models.ForeignKey(
+        "environments.Environment",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The environment the object belongs to, when it belongs to one (for filtering the trail).",
+    )
     object_type = models.CharField(max_length=80)
     object_id = models.CharField(max_length=80)
     object_repr = models.CharField(max_length=200)
@@ -256,7 +264,10 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["application", "-created_at"], name="audit_app_newest")]
+        indexes = [
+            models.Index(fields=["application", "-created_at"], name="audit_app_newest"),
+            models.Index(fields=["environment", "-created_at"], name="audit_env_newest"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.actor_label} {self.kind} {self.object_repr}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -182,13 +183,39 @@ def application_page(application: Application, *, limit: int = 20) -> list[Artif
     return artifacts
 
 
-def audit_events(user, *, application: Application | None = None) -> QuerySet[AuditEvent]:
-    events = AuditEvent.objects.select_related("application", "actor").order_by("-created_at", "-id")
+def audit_events(
+    user,
+    *,
+    application: Application | None = None,
+    environment: str = "",
+    actor: str = "",
+    kind: str = "",
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> QuerySet[AuditEvent]:
+    """The trail `user` may read, newest first, narrowed by each filter given.
+
+    `environment` is a name (within `application`, or in any application the user sees), `actor` a username or the
+    start of an actor label, `kind` a kind or its start (`release.`), `since`/`until` bound `created_at` [since, until).
+    """
+    events = AuditEvent.objects.select_related("application", "environment__application", "actor").order_by(
+        "-created_at", "-id"
+    )
     if application is not None:
-        return events.filter(application=application)
-    if user.is_superuser:
-        return events
-    return events.filter(application__in=visible_applications(user))
+        events = events.filter(application=application)
+    elif not user.is_superuser:
+        events = events.filter(application__in=visible_applications(user))
+    if environment:
+        events = events.filter(environment__name=environment)
+    if actor:
+        events = events.filter(Q(actor__username=actor) | Q(actor_label__istartswith=actor))
+    if kind:
+        events = events.filter(kind__startswith=kind)
+    if since is not None:
+        events = events.filter(created_at__gte=since)
+    if until is not None:
+        events = events.filter(created_at__lt=until)
+    return events
 
 
 def releases_of(application: Application) -> QuerySet:

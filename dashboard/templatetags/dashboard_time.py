@@ -6,6 +6,8 @@ from datetime import datetime, timedelta
 
 from django import template
 from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.timesince import timesince, timeuntil
 
 register = template.Library()
 
@@ -47,3 +49,17 @@ def iso_duration(value: timedelta | None) -> str:
         return ""
     seconds = f"{max(value.total_seconds(), 0.0):.3f}".rstrip("0").rstrip(".")
     return f"PT{seconds}S"
+
+
+@register.filter
+def when(value: datetime | None) -> str:
+    """`<time>` reading "20 minutes ago" (or "in 5 minutes"), the absolute time with its zone on hover; empty for
+    None. One way to show a moment on every page."""
+    if value is None:
+        return ""
+    now = timezone.now()
+    relative = f"{timesince(value, now)} ago" if value <= now else f"in {timeuntil(value, now)}"
+    if (now - value).total_seconds() < 60 and value <= now:
+        relative = "just now"
+    absolute = timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S %Z")
+    return format_html('<time datetime="{}" title="{}">{}</time>', value.isoformat(), absolute, relative)
