@@ -172,3 +172,21 @@ def test_blue_green_environment_shows_each_hosts_slot(boss, production):
     slots = {name: row(page, name) for name in ("web-1", "web-2", "web-3", "web-4")}
     assert all('data-slot="blue"' in slots[n] and "idle" in slots[n] for n in ("web-1", "web-2"))
     assert all('data-slot="green"' in slots[n] and ">live<" in slots[n] for n in ("web-3", "web-4"))
+
+
+def test_a_moment_reads_relative_with_the_absolute_time_and_zone_on_hover():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from dashboard.templatetags.dashboard_time import when
+
+    moment = timezone.now() - timedelta(minutes=20, seconds=5)
+    html = str(when(moment))
+    assert ">20\xa0minutes ago</time>" in html
+    assert f'datetime="{moment.isoformat()}"' in html
+    absolute = timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S %Z")
+    assert f'title="{absolute}"' in html and absolute[-1].isalpha()  # with its time zone
+    assert ">just now</time>" in str(when(timezone.now()))
+    assert ">in 5\xa0minutes</time>" in str(when(timezone.now() + timedelta(minutes=5, seconds=3)))
+    assert when(None) == ""
