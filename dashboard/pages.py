@@ -85,6 +85,7 @@ def release_page(release_id: int, user) -> dict | None:
     rollout = selectors.rollout_page(rollout_id) if rollout_id else None
     return {
         "card": release_card(release, user),
+        "can_force": can(Actor(user), Permission.FORCE, release.application, release.environment),
         "timeline": selectors.release_timeline(release),
         "rollout": rollout,
         "progress": rollout_progress(rollout) if rollout else None,
@@ -136,11 +137,23 @@ def active_rollout_of(environment_id: int) -> int | None:
     )
 
 
+def promotions(environments: list[Environment]) -> list[tuple[Environment, object]]:
+    """(environment, build) for each environment whose predecessor in the pipeline runs a build it does not."""
+    return [
+        (environment, before.current_artifact)
+        for before, environment in zip(environments, environments[1:], strict=False)
+        if before.current_artifact is not None
+        and before.current_artifact_id != environment.current_artifact_id
+    ]
+
+
 def application_page(application: Application) -> dict:
     """The application page's context: its pipeline, what waits between environments, its builds."""
+    environments = list(selectors.environments_of(application))
     return {
         "application": application,
-        "environments": selectors.environments_of(application),
+        "environments": environments,
+        "promotions": promotions(environments),
         "artifacts": selectors.application_page(application),
         "waiting": selectors.releases_of(application).filter(
             status__in=[Release.Status.PENDING_APPROVAL, *IN_FLIGHT]

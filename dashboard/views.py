@@ -21,11 +21,9 @@ from config import jsonbody
 from config.errors import Invalid, SlipwayError
 from config.forms import cleaned
 from dashboard.pages import (
-    RELEASE_RELATED,
     application_page,
     audit_rows,
     environment_page,
-    release_card,
     release_cards,
     release_page,
 )
@@ -44,7 +42,15 @@ from releases.models import (
     identity_validator,
 )
 from releases.permissions import Actor, Permission, can, may_see, require, visible_applications
-from releases.promotions import do_decide, do_lock, do_rollback, do_unlock
+from releases.promotions import (
+    do_decide,
+    do_force_release,
+    do_lock,
+    do_request_release,
+    do_rollback,
+    do_unlock,
+    preview_release,
+)
 from releases.rollouts import do_control_rollout
 from releases.services import (
     do_confirm_identity,
@@ -358,12 +364,11 @@ def decide(request: HttpRequest, pk: int) -> HttpResponse:
         raise Invalid("Choose approve or reject.", field="decision")
     do_decide(Actor(request.user), release.pk, **form.cleaned_data)
     if request.htmx:
-        release = Release.objects.select_related(*RELEASE_RELATED).get(pk=pk)
         target = request.POST.get("partial") or "approvals"
         return render(
             request,
             f"dashboard/release.html#{'card' if target == 'card' else 'approvals'}",
-            {"card": release_card(release, request.user), "timeline": selectors.release_timeline(release)},
+            release_page(pk, request.user),
         )
     return redirect("dashboard:release", pk=pk)
 
@@ -501,3 +506,74 @@ def decide_identity(request: HttpRequest, pk: int, decision: str) -> HttpRespons
         raise Invalid("Choose confirm or decline.", field="decision")
     messages.success(request, f"{link.identity} → {link.user.get_username()}: {link.status}.")
     return redirect("dashboard:inbox")
+
+
+class NewReleaseForm(forms.Form):
+    """Which build to which environment: the choices are the application's own."""
+
+    environment = forms.ChoiceField()
+    version = forms.ChoiceField(label="Build")
+    reason = forms.CharField(
+        max_length=2000, required=False, widget=forms.TextInput(attrs={"placeholder": "Why now"})
+    )
+
+    def __init__(self, application: Application, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.environments = list(selectors.environments_of(application))
+        self.fields["environment"].choices = [(e.name, e.name) for e in self.environments]
+        versions = Artifact.objects.filter(application=application).order_by("-created_at", "-id")
+        self.fields["version"].choices = [(v, v) for v in versions.values_list("version", flat=True)[:200]]
+
+
+@login_required
+def new_release(request: HttpRequest, slug: str) -> HttpResponse:
+    """Promote or release a build in the browser: a preview of what would ship and who must approve, then the
+    release through the service the API uses. `?environment=` and `?version=` preselect (the pipeline's links)."""
+    application = _visible(request, get_object_or_404(Application, slug=slug))
+    require(Actor(request.user), Permission.VIEW, application)
+    form = NewReleaseForm(application, request.POST if request.method == "POST" else request.GET or None)
+    preview, status = None, 200
+    if form.is_bound and form.is_valid():
+        environment = next(e for e in form.environments if e.name == form.cleaned_data["environment"])
+        artifact = Artifact.objects.get(application=application, version=form.cleaned_data["version"])
+        if request.method == "POST":
+            try:
+                release = do_request_release(
+                    Actor(request.user),
+                    application,
+                    environment=environment,
+                    artifact=artifact,
+                    reason=form.cleaned_data["reason"],
+                )
+            except SlipwayError as error:  # said on the form, the choices kept
+                form.add_error(error.field if error.field in form.fields else None, error.detail)
+                status = error.status
+            else:
+                messages.success(
+                    request,
+                    f"Release #{release.pk}: {artifact.version} to {environment.name} — {release.get_status_display().lower()}.",
+                )
+                return redirect("dashboard:release", pk=release.pk)
+        preview = preview_release(Actor(request.user), environment, artifact)
+    elif form.is_bound:
+        status = 400
+    context = {"application": application, "form": form, "preview": preview}
+    return render(request, "dashboard/new_release.html", context, status=status)
+
+
+class ForceForm(forms.Form):
+    reason = forms.CharField(
+        max_length=2000,
+        error_messages={"required": "Say why it must ship past what holds it: it goes into the audit."},
+    )
+
+
+@login_required
+@require_POST
+def force_release(request: HttpRequest, pk: int) -> HttpResponse:
+    release = get_object_or_404(Release.objects.select_related("application"), pk=pk)
+    _visible(request, release.application)
+    data = cleaned(ForceForm(request.POST))
+    release = do_force_release(Actor(request.user), release.pk, reason=data["reason"])
+    messages.success(request, f"Release #{release.pk} forced: it ships past what held it (audited).")
+    return redirect("dashboard:release", pk=release.pk)

@@ -7,6 +7,7 @@ Each `do_*` is one durable transaction with its audit events; a release that bec
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, time
 from functools import partial
 
@@ -19,6 +20,7 @@ from environments.models import Environment, FreezeWindow, Lock
 from monitoring.selectors import unknown_strategy_template
 from releases import audit
 from releases.batches import (
+    Batch,
     approval_coverage,
     approval_state,
     blocked_by,
@@ -45,7 +47,7 @@ from releases.exceptions import (
 from releases.lifecycle import transition
 from releases.models import Application, Approval, Artifact, Blocker, Release
 from releases.notifications import notify_on_commit
-from releases.permissions import Actor, Permission, require
+from releases.permissions import Actor, Permission, refusal, require
 from releases.selectors import rollback_candidates
 
 log = logging.getLogger(__name__)
@@ -107,6 +109,47 @@ def do_request_release(
     environment = _locked_environment(environment)
     require(actor, Permission.REGISTER_ARTIFACT, application, environment)
     return _request(actor, environment, artifact, reason, strategy)
+
+
+@dataclass(frozen=True, slots=True)
+class ReleasePreview:
+    """What asking for a release would do, before anything is created: the batch that would ship, every reason it
+    would wait (approvals by whom, locks, freezes, blockers, pipeline order), the open releases it would replace."""
+
+    environment: Environment
+    artifact: Artifact
+    batch: Batch
+    blocked_by: list[dict]
+    supersedes: list[Release]
+    refusal: str | None  # why the actor may not ask for it, or why it cannot be asked for at all
+
+    @property
+    def ships_at_once(self) -> bool:
+        return self.refusal is None and not self.blocked_by
+
+
+def preview_release(actor: Actor, environment: Environment, artifact: Artifact) -> ReleasePreview:
+    """The preview `do_request_release` answers to, read with the rules it applies (`blocked_by`, `pipeline_reason`)."""
+    release = Release(
+        application=environment.application,
+        environment=environment,
+        artifact=artifact,
+        previous_artifact=environment.current_artifact,
+        requested_by=actor.user,
+    )
+    batch = compute_batch(environment.current_artifact, artifact)
+    why = refusal(actor, Permission.REGISTER_ARTIFACT, environment.application, environment)
+    if environment.current_artifact_id == artifact.pk:
+        why = f"{artifact.version} runs in {environment.name} already."
+    elif why is None and (order := pipeline_reason(release)) is not None:
+        why = f"Out of pipeline order: {order['detail']}."
+    supersedes = list(
+        Release.objects.filter(environment=environment, kind=Release.Kind.DEPLOY, status__in=OPEN)
+        .select_related("artifact")
+        .order_by("-created_at")
+    )
+    reasons = [r for r in blocked_by(release, approvals=[], batch=batch) if r["kind"] != "pipeline"]
+    return ReleasePreview(environment, artifact, batch, reasons, supersedes, why)
 
 
 def _request(
@@ -231,6 +274,9 @@ def do_force_release(actor: Actor, release_id: int, *, reason: str) -> Release:
     require(actor, Permission.FORCE, release.application, release.environment)
     if release.status not in (Release.Status.PENDING_APPROVAL, Release.Status.APPROVED):
         raise NothingToForce(f"Release #{release.pk} is {release.status}: nothing to force.")
+    overridden = [
+        r["detail"] for r in blocked_by(release)
+    ]  # read before forcing: forced, locks stop counting
     release.forced_by = actor.user
     release.save(update_fields=["forced_by"])
     audit.record(
@@ -238,7 +284,7 @@ def do_force_release(actor: Actor, release_id: int, *, reason: str) -> Release:
         "release.forced",
         release,
         application=release.application,
-        after={"blocked_by": [r["detail"] for r in blocked_by(release)]},
+        after={"blocked_by": overridden},
         note=reason,
     )
     if release.status == Release.Status.PENDING_APPROVAL:
