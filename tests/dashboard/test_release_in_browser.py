@@ -26,7 +26,10 @@ def shop(db):
         do_grant_role(system, app, people[name], role)
     do_grant_role(system, app, people["boss"], Role.ADMIN)
     builds = {}
-    for version, changes in (("1.0.0", ()), ("1.1.0", (("alice", "Faster checkout"), ("bob", "Saved address")))):
+    for version, changes in (
+        ("1.0.0", ()),
+        ("1.1.0", (("alice", "Faster checkout"), ("bob", "Saved address"))),
+    ):
         builds[version], _ = do_register_artifact(
             system,
             app,
@@ -45,12 +48,18 @@ def shop(db):
     Environment.objects.filter(pk=staging.pk).update(current_artifact=builds["1.1.0"])
     for environment, version in ((production, "1.0.0"), (staging, "1.1.0")):
         Release.objects.create(
-            application=app, environment=environment, artifact=builds[version], kind="recorded", status="succeeded"
+            application=app,
+            environment=environment,
+            artifact=builds[version],
+            kind="recorded",
+            status="succeeded",
         )
     return app, people
 
 
-def test_the_pipeline_offers_the_promotion_and_the_preview_says_who_must_approve_before_anything_exists(client, shop):
+def test_the_pipeline_offers_the_promotion_and_the_preview_says_who_must_approve_before_anything_exists(
+    client, shop
+):
     app, people = shop
     client.force_login(people["alice"])
     pipeline = client.get("/apps/shop/").content.decode()
@@ -63,7 +72,10 @@ def test_the_pipeline_offers_the_promotion_and_the_preview_says_who_must_approve
     assert preview.status_code == 200 and Release.objects.count() == before  # nothing created by looking
     assert "2 changes by 2 authors would ship" in page
     assert "Faster checkout" in page and "Saved address" in page
-    assert "Waiting for alice to approve their changes" in page and "Waiting for bob to approve their changes" in page
+    assert (
+        "Waiting for alice to approve their changes" in page
+        and "Waiting for bob to approve their changes" in page
+    )
     assert "Ask for this release" in page
 
 
@@ -115,4 +127,6 @@ def test_an_admin_forces_a_locked_release_with_a_reason(client, shop):
     release.refresh_from_db()
     assert release.forced_by == people["boss"] and release.status != "pending_approval"
     forced = AuditEvent.objects.get(kind="release.forced")
-    assert forced.note == "Hotfix for INC-42" and any("Locked by boss" in r for r in forced.after["blocked_by"]), forced.after
+    assert forced.note == "Hotfix for INC-42" and any(
+        "Locked by boss" in r for r in forced.after["blocked_by"]
+    ), forced.after
