@@ -41,13 +41,18 @@ def test_the_audit_narrowed_to_one_environment(slipway, browser):  # noqa: F811
     do_lock(Actor(users["alice"]), staging, reason="staging only")
     do_lock(Actor(users["alice"]), env, reason="production only")
     alice = login(browser, slipway, "alice", "/audit/")
-    assert alice.get_by_text("staging only").is_visible() and alice.get_by_text("production only").is_visible()
+    assert (
+        alice.get_by_text("staging only").is_visible() and alice.get_by_text("production only").is_visible()
+    )
     alice.get_by_label("Environment").fill("production")
     alice.get_by_label("Environment").press("Enter")  # the filter form submits from the keyboard
     alice.wait_for_url("**environment=production**")
     assert alice.get_by_text("production only").is_visible()
     assert alice.get_by_text("staging only").count() == 0
-    assert alice.get_by_role("link", name="shop/production").first.get_attribute("href") == "/apps/shop/env/production/"
+    assert (
+        alice.get_by_role("link", name="shop/production").first.get_attribute("href")
+        == "/apps/shop/env/production/"
+    )
     with alice.expect_download() as download:
         alice.get_by_role("link", name="Download CSV").click()
     text = open(download.value.path(), encoding="utf-8").read()
