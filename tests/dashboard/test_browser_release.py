@@ -1,5 +1,7 @@
 """In Chromium: a build released from its card ships after its authors approve; the audit narrowed to one environment."""
 
+from pathlib import Path
+
 import pytest
 
 from releases.models import Release
@@ -55,5 +57,5 @@ def test_the_audit_narrowed_to_one_environment(slipway, browser):  # noqa: F811
     )
     with alice.expect_download() as download:
         alice.get_by_role("link", name="Download CSV").click()
-    text = open(download.value.path(), encoding="utf-8").read()
+    text = Path(download.value.path()).read_text(encoding="utf-8")
     assert "production only" in text and "staging only" not in text
