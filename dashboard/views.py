@@ -387,7 +387,9 @@ def environment_detail(request: HttpRequest, slug: str, name: str) -> HttpRespon
 
 class RollbackForm(forms.Form):
     version = forms.CharField(max_length=100)
-    reason = forms.CharField(error_messages={"required": "Say why you roll back: it goes into the history."})
+    reason = forms.CharField(
+        max_length=2000, error_messages={"required": "Say why you roll back: it goes into the history."}
+    )
 
 
 @login_required
@@ -399,7 +401,7 @@ def rollback(request: HttpRequest, slug: str, name: str) -> HttpResponse:
     _visible(request, environment.application)
     data = cleaned(RollbackForm(request.POST))
     artifact = get_object_or_404(Artifact, application=environment.application, version=data["version"])
-    release = do_rollback(Actor(request.user), environment, artifact=artifact, reason=data["reason"][:2000])
+    release = do_rollback(Actor(request.user), environment, artifact=artifact, reason=data["reason"])
     if request.htmx:  # the environment page stays: its live view shows the rollback to the end
         return render(request, "dashboard/environment.html#rollback-started", {"release": release})
     messages.success(request, f"Rolling {environment.name} back to {artifact.version}.")
@@ -415,7 +417,7 @@ class LockForm(forms.Form):
         required=False,
         error_messages={"invalid": "unlock is the id of a lock."},
     )
-    reason = forms.CharField(required=False)
+    reason = forms.CharField(required=False, max_length=2000)
 
     def clean(self):
         data = super().clean()
@@ -431,11 +433,22 @@ def lock_environment(request: HttpRequest, slug: str, name: str) -> HttpResponse
         Environment.objects.select_related("application"), application__slug=slug, name=name
     )
     _visible(request, environment.application)
-    data = cleaned(LockForm(request.POST))
+    data = cleaned(
+        LockForm(request.POST)
+    )  # refused: the error shows in the page's flash, the input stays (htmx)
     if data["unlock"]:
         do_unlock(Actor(request.user), get_object_or_404(Lock, pk=data["unlock"], environment=environment))
+        said = f"{environment.name} is unlocked."
     else:
-        do_lock(Actor(request.user), environment, reason=data["reason"][:2000])
+        do_lock(Actor(request.user), environment, reason=data["reason"])
+        said = f"{environment.name} is locked: releases wait until it is unlocked."
+    if request.htmx:
+        response = render(
+            request, "dashboard/environment.html#locks", environment_page(environment, request.user)
+        )
+        response["HX-Trigger"] = json.dumps({"slipway:said": said})
+        return response
+    messages.success(request, said)
     return redirect("dashboard:environment", slug=slug, name=name)
 
 
@@ -533,10 +546,14 @@ def new_release(request: HttpRequest, slug: str) -> HttpResponse:
     require(Actor(request.user), Permission.VIEW, application)
     form = NewReleaseForm(application, request.POST if request.method == "POST" else request.GET or None)
     preview, status = None, 200
-    if form.is_bound and form.is_valid():
-        environment = next(e for e in form.environments if e.name == form.cleaned_data["environment"])
-        artifact = Artifact.objects.get(application=application, version=form.cleaned_data["version"])
-        if request.method == "POST":
+    valid = form.is_bound and form.is_valid()
+    chosen = form.cleaned_data if form.is_bound else {}
+    if form.is_bound and not valid:
+        status = 400
+    if "environment" in chosen and "version" in chosen:  # a preview even when only the reason is wrong
+        environment = next(e for e in form.environments if e.name == chosen["environment"])
+        artifact = Artifact.objects.get(application=application, version=chosen["version"])
+        if request.method == "POST" and valid:
             try:
                 release = do_request_release(
                     Actor(request.user),
@@ -555,8 +572,6 @@ def new_release(request: HttpRequest, slug: str) -> HttpResponse:
                 )
                 return redirect("dashboard:release", pk=release.pk)
         preview = preview_release(Actor(request.user), environment, artifact)
-    elif form.is_bound:
-        status = 400
     context = {"application": application, "form": form, "preview": preview}
     return render(request, "dashboard/new_release.html", context, status=status)
 

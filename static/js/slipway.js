@@ -88,6 +88,15 @@
     }
     refocus = null;
   });
+  // A partial swapped in by an htmx form says what happened: `HX-Trigger: {"slipway:said": "…"}` → the flash.
+  document.addEventListener("slipway:said", function (event) {
+    var flash = document.getElementById("flash");
+    if (!flash) return;
+    var line = document.createElement("p");
+    line.className = "flash success";
+    line.textContent = event.detail && event.detail.value !== undefined ? event.detail.value : "";
+    flash.replaceChildren(line);
+  });
   document.addEventListener("htmx:wsOpen", live(true));
   document.addEventListener("htmx:wsClose", live(false));
   document.addEventListener("htmx:wsError", live(false));
