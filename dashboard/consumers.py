@@ -16,12 +16,14 @@ from django.conf import settings
 from django.middleware.csrf import CSRF_SECRET_LENGTH, _mask_cipher_secret
 from django.template.loader import render_to_string
 
-from dashboard.pages import active_rollout_of, application_page, environment_page, release_page
+from dashboard.pages import active_rollout_of, application_page, environment_page, inbox_page, release_page
 from dashboard.progress import rollout_progress
 from environments.models import Environment
+from flags.models import Flag
+from flags.pages import flag_charts, flag_list_page, flag_page
 from releases import selectors
 from releases.models import Application, Release, Rollout
-from releases.permissions import Actor, Permission, can
+from releases.permissions import Actor, Permission, can, may_see
 
 log = logging.getLogger(__name__)
 
@@ -205,3 +207,93 @@ class OverviewConsumer(LiveConsumer):
 
     def application_changed(self, event):
         self.send_state()
+
+
+def can_read_flags(user, application: Application) -> bool:
+    """As the flag pages decide: an application the user sees, and the right to read its flags."""
+    actor = Actor(user)
+    return may_see(actor, application) and can(actor, Permission.READ_FLAGS, application)
+
+
+class FlagsConsumer(LiveConsumer):
+    """The flags panel: each flag's row (switches, `On · 30 %`, who changed it and when), for this user."""
+
+    def authorize(self, user) -> bool:
+        self.application = Application.objects.filter(pk=self.scope["url_route"]["kwargs"]["pk"]).first()
+        return self.application is not None and can_read_flags(user, self.application)
+
+    def send_state(self, flag_ids: list[int] | None = None) -> None:
+        """Rows only, each by its id: a row the page does not show (filtered out) is not swapped in."""
+        self.join(f"flags.{self.application.pk}")
+        context = flag_list_page(self.application, self.scope["user"], flag_ids=flag_ids)
+        rows = [self.render("flags/list.html", {**context, "flag": flag}, "row") for flag in context["flags"]]
+        if rows:
+            self.send(text_data="".join(rows))
+
+    def flags_changed(self, event):
+        self.send_state(flag_ids=[int(event["flag_id"])])
+
+    def flags_evaluated(self, event):
+        pass  # the panel shows no counts
+
+
+class FlagConsumer(LiveConsumer):
+    """The flag page: each environment's state with who and when, change requests, history, the charts."""
+
+    def authorize(self, user) -> bool:
+        self.flag_id = int(self.scope["url_route"]["kwargs"]["pk"])
+        flag = Flag.objects.select_related("application").filter(pk=self.flag_id).first()
+        return flag is not None and can_read_flags(user, flag.application)
+
+    def _flag(self) -> Flag | None:
+        return Flag.objects.select_related("application").filter(pk=self.flag_id).first()
+
+    def send_state(self) -> None:
+        flag = self._flag()
+        if flag is None:  # deleted meanwhile
+            return self.close()
+        self.join(f"flags.{flag.application_id}")
+        context = flag_page(flag.application, flag, self.scope["user"])
+        parts = [self.render("flags/detail.html", context, "about", "changes")]
+        for card in context["cards"]:
+            parts.append(self.render("flags/detail.html", {**context, "card": card}, "card", "chart"))
+        parts.append(self.render("flags/detail.html", context, "history"))
+        self.send(text_data="".join(parts))
+
+    def flags_changed(self, event):
+        if int(event["flag_id"]) == self.flag_id:
+            self.send_state()
+
+    def flags_evaluated(self, event):
+        flag = self._flag()
+        if flag is None:
+            return
+        context = flag_charts(flag.application, flag)
+        self.send(
+            text_data="".join(
+                self.render("flags/detail.html", {"card": card}, "chart") for card in context["cards"]
+            )
+        )
+
+
+class InboxCountConsumer(LiveConsumer):
+    """Every page's nav: how many batches wait for this user's approval (the inbox's own rule)."""
+
+    PARTIALS: tuple[tuple[str, str], ...] = (("base.html", "approvals-count"),)
+
+    def authorize(self, user) -> bool:
+        return True  # the user's own inbox
+
+    def send_state(self) -> None:
+        self.join(f"user.{self.scope['user'].pk}")
+        context = inbox_page(self.scope["user"])
+        self.send(text_data="".join(self.render(t, context, name) for t, name in self.PARTIALS))
+
+    def inbox_changed(self, event):
+        self.send_state()
+
+
+class InboxConsumer(InboxCountConsumer):
+    """The approvals inbox: its cards as batches arrive, get decided or superseded, and the nav's count."""
+
+    PARTIALS = (("base.html", "approvals-count"), ("dashboard/inbox.html", "inbox-cards"))
