@@ -173,7 +173,9 @@ def test_a_pms_flag_panel_shows_a_colleagues_toggle(slipway, browser):
 
     app = factories.ApplicationFactory(slug="shop", name="Shop")
     for position, name in enumerate(("staging", "production"), start=1):
-        factories.EnvironmentFactory(application=app, name=name, position=position, flag_change_requests=False)
+        factories.EnvironmentFactory(
+            application=app, name=name, position=position, flag_change_requests=False
+        )
     for name in ("pm", "lead"):
         do_grant_role(
             Actor.system(), app, factories.UserFactory(username=name, password=PASSWORD), Role.FLAG_EDITOR

@@ -94,7 +94,9 @@ def test_flag_page_follows_state_proposals_history_and_the_chart(shop):
         do_change_flag_state(Actor(people["lead"]), flag, envs["staging"], enabled=True)
 
     def evaluated():
-        counter.add(envs["production"].pk, [("new-checkout", Resolution(value=True, variant="on", reason="x"))])
+        counter.add(
+            envs["production"].pk, [("new-checkout", Resolution(value=True, variant="on", reason="x"))]
+        )
         counter.flush()
 
     first, state, proposed, chart = run(

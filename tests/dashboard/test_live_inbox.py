@@ -40,7 +40,9 @@ def test_nav_count_follows_batches_waiting_for_me():
     holder = {}
 
     def request():
-        holder["release"] = do_request_release(Actor(alice), app, environment=env, artifact=artifacts["2.0.0"])
+        holder["release"] = do_request_release(
+            Actor(alice), app, environment=env, artifact=artifacts["2.0.0"]
+        )
 
     async def scenario():
         a = await connect("/ws/me/", alice)
