@@ -114,7 +114,9 @@ def test_catch_up_on_connect_before_any_rollout_then_each_event(release):
     # Every target shows, those not reached yet too, in the planned waves (cautious: 1, then 2).
     assert second.count('class="tile waiting"') == 3 and 'data-wave="2"' in second
     # A step: the rollout section alone (rendered once for every viewer); the header stays, nothing in it moved.
-    assert third.lstrip().startswith('<section class="card" id="rollout">') and 'id="release-head"' not in third
+    assert (
+        third.lstrip().startswith('<section class="card" id="rollout">') and 'id="release-head"' not in third
+    )
     assert 'data-target="web-1" data-state="healthy"' in third and third.count('data-state="waiting"') == 2
 
 
