@@ -36,6 +36,7 @@ VIEWERS = int(os.environ.get("BENCH_LIVE_VIEWERS", 50))
 STEPS = int(os.environ.get("BENCH_LIVE_STEPS", 200))
 PACE = float(os.environ.get("BENCH_LIVE_PACE", 0.1))
 PORT = int(os.environ.get("BENCH_LIVE_PORT", 18310))
+# BENCH_LIVE_RUNTIMES=embedded (or redis) runs one runtime; BENCH_REDIS_URL the Redis of the second.
 SUCCEEDED = 'data-action="deploy" data-status="succeeded"'
 
 
@@ -153,7 +154,7 @@ def report(
 
 
 def main() -> None:
-    for runtime in ("embedded", "redis"):
+    for runtime in os.environ.get("BENCH_LIVE_RUNTIMES", "embedded,redis").split(","):
         with tempfile.TemporaryDirectory(prefix="slipway-bench-live-") as data_dir:
             server, facts = start(runtime, data_dir)
             try:
