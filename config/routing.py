@@ -5,6 +5,10 @@ from django.urls import path, re_path
 from dashboard.consumers import (
     ApplicationConsumer,
     EnvironmentConsumer,
+    FlagConsumer,
+    FlagsConsumer,
+    InboxConsumer,
+    InboxCountConsumer,
     NotFoundConsumer,
     OverviewConsumer,
     ReleaseConsumer,
@@ -17,5 +21,9 @@ websocket_urlpatterns: list = [
     path("ws/environments/<int:pk>/", EnvironmentConsumer.as_asgi()),
     path("ws/applications/<int:pk>/", ApplicationConsumer.as_asgi()),
     path("ws/overview/", OverviewConsumer.as_asgi()),
+    path("ws/applications/<int:pk>/flags/", FlagsConsumer.as_asgi()),
+    path("ws/flags/<int:pk>/", FlagConsumer.as_asgi()),
+    path("ws/me/", InboxCountConsumer.as_asgi()),
+    path("ws/inbox/", InboxConsumer.as_asgi()),
     re_path(r"", NotFoundConsumer.as_asgi()),
 ]

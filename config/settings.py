@@ -140,6 +140,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- channels, cache, celery ---------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
+# Events waiting for one live-view consumer, at most (see "Slow browsers" in docs/architecture.md).
+LIVE_CHANNEL_CAPACITY = 50
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
@@ -150,12 +152,21 @@ if REDIS_URL:
             "CONFIG": {
                 "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
                 "prefix": env.str("CHANNEL_PREFIX", default="slipway"),
+                # Bounded: a consumer whose channel holds this many events gets no more until it reads (each
+                # event makes it re-read the whole state, so a dropped one is made good by the next).
+                "capacity": LIVE_CHANNEL_CAPACITY,
+                "expiry": 60,
             },
         }
     }
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "CONFIG": {"capacity": LIVE_CHANNEL_CAPACITY, "expiry": 60},
+        }
+    }
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="memory://")

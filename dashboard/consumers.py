@@ -8,20 +8,29 @@ of top-level elements whose `id` tells htmx what to replace: the same partials t
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable
 
 from asgiref.sync import async_to_sync
+from channels.consumer import get_handler_name
+from channels.db import database_sync_to_async
 from channels.generic.websocket import WebsocketConsumer
 from django.conf import settings
 from django.middleware.csrf import CSRF_SECRET_LENGTH, _mask_cipher_secret
 from django.template.loader import render_to_string
 
-from dashboard.pages import active_rollout_of, application_page, environment_page, release_page
+from dashboard.live import serving_on
+from dashboard.pages import active_rollout_of, application_page, environment_page, inbox_page, release_page
 from dashboard.progress import rollout_progress
 from environments.models import Environment
+from flags.models import Flag
+from flags.pages import flag_charts, flag_list_page, flag_page
 from releases import selectors
 from releases.models import Application, Release, Rollout
-from releases.permissions import Actor, Permission, can
+from releases.permissions import Actor, Permission, can, may_see
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +47,109 @@ def can_view_release(user, release_id: int) -> bool:
     return bool(release and user.is_authenticated and can(Actor(user), Permission.VIEW, release.application))
 
 
+# A socket whose browser stops reading holds at most this many frames; past it they are dropped and the browser
+# gets the current state once it reads again (every frame carries whole partials, so nothing else is lost).
+OUTBOX_FRAMES = 8
+
+
+class Outbox:
+    """What one socket sends, written by a task of its own: a browser that stops reading blocks that task only.
+
+    Uvicorn's `send` waits while the client's TCP window is full; the sync consumers of a process share one
+    thread, so a consumer waiting there would stall every live page of the process. `put` never waits on the
+    socket: frames queue here (at most OUTBOX_FRAMES), the backlog is dropped when full, and `resync` asks the
+    consumer for the current state when the browser has read everything it was sent.
+    """
+
+    def __init__(self, send, resync: Callable[[], Awaitable[None]], limit: int = OUTBOX_FRAMES) -> None:
+        self._send, self._resync, self._limit = send, resync, limit
+        self._frames: deque[dict] = deque()
+        self._ready = asyncio.Event()
+        self._writer: asyncio.Task | None = None
+        self.behind = False  # frames were dropped: events are skipped until the browser catches up
+        self.dropped = 0
+
+    async def put(self, message: dict) -> None:
+        if message["type"] != "websocket.send":  # accept, close: in order, after what is queued
+            if self._writer is not None and message["type"] == "websocket.close":
+                self._writer.cancel()
+            await self._send(message)
+            if message["type"] == "websocket.accept":
+                self._writer = asyncio.create_task(self._write())
+            return
+        if self.behind:
+            self.dropped += 1
+            return
+        if len(self._frames) >= self._limit:
+            self.dropped += len(self._frames) + 1
+            self._frames.clear()
+            self.behind = True
+            log.info("live view: a browser fell behind; its backlog is dropped until it reads again")
+            return
+        self._frames.append(message)
+        self._ready.set()
+
+    async def _write(self) -> None:
+        while True:
+            await self._ready.wait()
+            self._ready.clear()
+            while self._frames:
+                await self._send(self._frames.popleft())
+            if self.behind:
+                self.behind = False
+                await self._resync()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.cancel()
+
+
+_shared: OrderedDict[tuple, object] = OrderedDict()
+_shared_lock = threading.Lock()
+
+
+def shared(key: tuple, build: Callable[[], object]) -> object:
+    """What one publication renders the same for every viewer, built once per process (keyed by its `event`)."""
+    if key[-1] is None:  # no publication to name it (a catch-up): the state now
+        return build()
+    with _shared_lock:
+        if key in _shared:
+            return _shared[key]
+    value = build()
+    with _shared_lock:
+        _shared[key] = value
+        while len(_shared) > 256:
+            _shared.popitem(last=False)
+    return value
+
+
 class LiveConsumer(WebsocketConsumer):
     """Joins groups, renders partials for the connected user, ignores what the browser says."""
+
+    async def __call__(self, scope, receive, send):
+        serving_on(asyncio.get_running_loop())
+        self.outbox = Outbox(send, self._resync)
+        try:
+            await super().__call__(scope, receive, self.outbox.put)
+        finally:
+            self.outbox.close()
+
+    async def _resync(self) -> None:
+        await self.channel_layer.send(self.channel_name, {"type": "live.resync"})
+
+    @database_sync_to_async
+    def dispatch(self, message):
+        # Behind: events are skipped (nothing is rendered for a browser that is not reading); it gets the whole
+        # state at `live.resync`.
+        if self.outbox.behind and message["type"].endswith((".changed", ".evaluated")):
+            return
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        handler(message)
+
+    def live_resync(self, event):
+        self.send_state()
 
     def connect(self):
         self.joined: set[str] = set()
@@ -104,13 +214,30 @@ class ReleaseConsumer(LiveConsumer):
         context = release_page(self.release_id, self.scope["user"])
         if context is None:  # deleted meanwhile
             return self.close()
+        rollout = context["rollout"]
+        self.head_shows = (context["card"].release.status, rollout.status if rollout else None)
         self.send(text_data=self.render("dashboard/release.html", context, *partials))
 
     def release_changed(self, event):
         self.send_state()
 
     def rollout_changed(self, event):
-        self.send_state(("release-head", "rollout"))
+        # A step: the rollout section is the same for every viewer, rendered once per publication in this
+        # process; the header (with this viewer's controls) only when the release's or rollout's status moved.
+        built = shared(("release-rollout", self.release_id, event.get("event")), self._rollout_section)
+        html, statuses = built if isinstance(built, tuple) else ("", None)
+        if statuses is None or statuses[1] is None or getattr(self, "head_shows", None) != statuses:
+            return self.send_state(("release-head", "rollout"))
+        self.send(text_data=html)
+
+    def _rollout_section(self) -> tuple[str, tuple[str, str | None] | None]:
+        rollout_id = Rollout.objects.filter(release_id=self.release_id).values_list("pk", flat=True).first()
+        rollout = selectors.rollout_page(rollout_id) if rollout_id else None
+        if rollout is None:
+            return "", None
+        context = {"rollout": rollout, "progress": rollout_progress(rollout)}
+        html = render_to_string("dashboard/release.html#rollout", context)
+        return html, (rollout.release.status, rollout.status)
 
 
 class RolloutConsumer(LiveConsumer):
@@ -124,14 +251,19 @@ class RolloutConsumer(LiveConsumer):
         self.join(f"rollout.{self.rollout_id}")  # events only: the API's clients read the state over REST
 
     def rollout_changed(self, event):
+        html = shared(("rollout-progress", self.rollout_id, event.get("event")), self._progress)
+        if html:
+            self.send(text_data=html)
+
+    def _progress(self) -> str:
         rollout = selectors.rollout_page(self.rollout_id)
         if rollout is None:  # deleted meanwhile
-            return
-        self.send(
-            text_data=render_to_string(
-                "dashboard/release.html#progress", {"rollout": rollout, "progress": rollout_progress(rollout)}
-            )
-        )
+            return ""
+        context = {"rollout": rollout, "progress": rollout_progress(rollout)}
+        return render_to_string("dashboard/release.html#progress", context)
+
+    def live_resync(self, event):
+        self.rollout_changed({})
 
 
 class NotFoundConsumer(WebsocketConsumer):
@@ -205,3 +337,93 @@ class OverviewConsumer(LiveConsumer):
 
     def application_changed(self, event):
         self.send_state()
+
+
+def can_read_flags(user, application: Application) -> bool:
+    """As the flag pages decide: an application the user sees, and the right to read its flags."""
+    actor = Actor(user)
+    return may_see(actor, application) and can(actor, Permission.READ_FLAGS, application)
+
+
+class FlagsConsumer(LiveConsumer):
+    """The flags panel: each flag's row (switches, `On · 30 %`, who changed it and when), for this user."""
+
+    def authorize(self, user) -> bool:
+        self.application = Application.objects.filter(pk=self.scope["url_route"]["kwargs"]["pk"]).first()
+        return self.application is not None and can_read_flags(user, self.application)
+
+    def send_state(self, flag_ids: list[int] | None = None) -> None:
+        """Rows only, each by its id: a row the page does not show (filtered out) is not swapped in."""
+        self.join(f"flags.{self.application.pk}")
+        context = flag_list_page(self.application, self.scope["user"], flag_ids=flag_ids)
+        rows = [self.render("flags/list.html", {**context, "flag": flag}, "row") for flag in context["flags"]]
+        if rows:
+            self.send(text_data="".join(rows))
+
+    def flags_changed(self, event):
+        self.send_state(flag_ids=[int(event["flag_id"])])
+
+    def flags_evaluated(self, event):
+        pass  # the panel shows no counts
+
+
+class FlagConsumer(LiveConsumer):
+    """The flag page: each environment's state with who and when, change requests, history, the charts."""
+
+    def authorize(self, user) -> bool:
+        self.flag_id = int(self.scope["url_route"]["kwargs"]["pk"])
+        flag = Flag.objects.select_related("application").filter(pk=self.flag_id).first()
+        return flag is not None and can_read_flags(user, flag.application)
+
+    def _flag(self) -> Flag | None:
+        return Flag.objects.select_related("application").filter(pk=self.flag_id).first()
+
+    def send_state(self) -> None:
+        flag = self._flag()
+        if flag is None:  # deleted meanwhile
+            return self.close()
+        self.join(f"flags.{flag.application_id}")
+        context = flag_page(flag.application, flag, self.scope["user"])
+        parts = [self.render("flags/detail.html", context, "about", "changes")]
+        for card in context["cards"]:
+            parts.append(self.render("flags/detail.html", {**context, "card": card}, "card", "chart"))
+        parts.append(self.render("flags/detail.html", context, "history"))
+        self.send(text_data="".join(parts))
+
+    def flags_changed(self, event):
+        if int(event["flag_id"]) == self.flag_id:
+            self.send_state()
+
+    def flags_evaluated(self, event):
+        flag = self._flag()
+        if flag is None:
+            return
+        context = flag_charts(flag.application, flag)
+        self.send(
+            text_data="".join(
+                self.render("flags/detail.html", {"card": card}, "chart") for card in context["cards"]
+            )
+        )
+
+
+class InboxCountConsumer(LiveConsumer):
+    """Every page's nav: how many batches wait for this user's approval (the inbox's own rule)."""
+
+    PARTIALS: tuple[tuple[str, str], ...] = (("base.html", "approvals-count"),)
+
+    def authorize(self, user) -> bool:
+        return True  # the user's own inbox
+
+    def send_state(self) -> None:
+        self.join(f"user.{self.scope['user'].pk}")
+        context = inbox_page(self.scope["user"])
+        self.send(text_data="".join(self.render(t, context, name) for t, name in self.PARTIALS))
+
+    def inbox_changed(self, event):
+        self.send_state()
+
+
+class InboxConsumer(InboxCountConsumer):
+    """The approvals inbox: its cards as batches arrive, get decided or superseded, and the nav's count."""
+
+    PARTIALS = (("base.html", "approvals-count"), ("dashboard/inbox.html", "inbox-cards"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db.models import Prefetch
 from django.urls import reverse
 from django.utils import timezone
 
@@ -14,7 +15,7 @@ from flags.models import Flag, FlagState
 from monitoring.selectors import active_ingest_key
 from releases import selectors
 from releases.batches import Coverage, approval_coverage, describe_releases, group_key
-from releases.models import Application, Artifact, Release, Rollout
+from releases.models import Application, Approval, Artifact, Release, Rollout
 from releases.permissions import Actor, Permission, can
 
 IN_FLIGHT = (Release.Status.APPROVED, Release.Status.QUEUED, Release.Status.DEPLOYING)
@@ -74,6 +75,21 @@ def release_cards(releases, user) -> list[ReleaseCard]:
 
 def release_card(release: Release, user) -> ReleaseCard:
     return release_cards([release], user)[0]
+
+
+def inbox_page(user) -> dict:
+    """The approvals inbox: pending releases the user sees, theirs first; `approvals_waiting` counts theirs."""
+    pending = (
+        Release.objects.filter(
+            status=Release.Status.PENDING_APPROVAL, application__in=selectors.applications_for(user)
+        )
+        .select_related("application", "environment", "artifact", "previous_artifact", "requested_by")
+        .prefetch_related(Prefetch("approvals", queryset=Approval.objects.select_related("user")))
+        .order_by("created_at")
+    )
+    cards = release_cards(pending, user)
+    cards.sort(key=lambda c: not c.waiting_for_me)
+    return {"cards": cards, "approvals_waiting": sum(card.waiting_for_me for card in cards)}
 
 
 def release_page(release_id: int, user) -> dict | None:

@@ -11,7 +11,6 @@ from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.db.models import Prefetch
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -24,7 +23,7 @@ from dashboard.pages import (
     application_page,
     audit_rows,
     environment_page,
-    release_cards,
+    inbox_page,
     release_page,
 )
 from environments.models import Environment, Lock
@@ -322,20 +321,11 @@ def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpR
 
 @login_required
 def approvals_inbox(request: HttpRequest) -> HttpResponse:
-    pending = (
-        Release.objects.filter(
-            status=Release.Status.PENDING_APPROVAL, application__in=selectors.applications_for(request.user)
-        )
-        .select_related("application", "environment", "artifact", "previous_artifact", "requested_by")
-        .prefetch_related(Prefetch("approvals", queryset=Approval.objects.select_related("user")))
-        .order_by("created_at")
-    )
-    cards = release_cards(pending, request.user)
-    cards.sort(key=lambda c: not c.waiting_for_me)
+    context = inbox_page(request.user)
     identity_requests = selectors.identity_requests_for(request.user).filter(
         status=AuthorIdentity.Status.PENDING
     )
-    return render(request, "dashboard/inbox.html", {"cards": cards, "identity_requests": identity_requests})
+    return render(request, "dashboard/inbox.html", {**context, "identity_requests": identity_requests})
 
 
 @login_required

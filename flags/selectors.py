@@ -4,16 +4,34 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.db.models import Count, Max, Q, QuerySet
+from django.db.models import Count, Max, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
-from flags.models import EvaluationCount, Flag, FlagState
+from flags.models import EvaluationCount, Flag, FlagEvent, FlagState
 
 STALE_DAYS = 14
 
+# The history kinds that change a flag's state in an environment: "who and when" beside a switch.
+STATE_KINDS = ("state_changed", "killed", "reverted", "change_applied", "schedule_applied")
 
-def flag_list(application, *, search: str = "", tag: str = "", stale: bool = False) -> list[Flag]:
+
+def states_with_author(states: QuerySet[FlagState]) -> QuerySet[FlagState]:
+    """Each state with who changed it last and when (`changed_by`, `changed_at`), in the same query."""
+    last = FlagEvent.objects.filter(
+        flag=OuterRef("flag_id"), environment=OuterRef("environment_id"), kind__in=STATE_KINDS
+    ).order_by("-created_at", "-id")
+    return states.annotate(
+        changed_by=Subquery(last.values("actor_label")[:1]),
+        changed_at=Subquery(last.values("created_at")[:1]),
+    )
+
+
+def flag_list(
+    application, *, search: str = "", tag: str = "", stale: bool = False, flag_ids=None
+) -> list[Flag]:
     flags: QuerySet[Flag] = Flag.objects.filter(application=application, archived_at__isnull=True)
+    if flag_ids is not None:
+        flags = flags.filter(pk__in=flag_ids)
     if search:
         flags = flags.filter(
             Q(key__icontains=search) | Q(name__icontains=search) | Q(owner__icontains=search)
@@ -22,7 +40,7 @@ def flag_list(application, *, search: str = "", tag: str = "", stale: bool = Fal
     if tag:
         flags = [f for f in flags if tag in f.tags]
     states = {}
-    for state in FlagState.objects.filter(flag__in=flags):
+    for state in states_with_author(FlagState.objects.filter(flag__in=flags)):
         states[(state.flag_id, state.environment_id)] = state
     cutoff = timezone.now() - timedelta(days=STALE_DAYS)
     counts = EvaluationCount.objects.filter(environment__application=application)

@@ -12,6 +12,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from config.errors import Invalid
+from dashboard.live import publish_on_commit
 from environments.models import Environment
 from flags.engine import type_of_value, validate_snapshot_config
 from flags.exceptions import (
@@ -61,6 +62,13 @@ def _event(
         before=before,
         after=after,
         note=f"in {environment.name}" if environment else "",
+    )
+    # Every recorded change is one the open flag pages show: the panel's switch, the flag page, its history.
+    publish_on_commit(
+        f"flags.{flag.application_id}",
+        "flags.changed",
+        flag_id=flag.pk,
+        environment_id=environment.pk if environment else 0,
     )
 
 

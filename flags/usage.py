@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from django.db import connection, transaction
 
+from dashboard.live import publish_on_commit
 from environments.models import Environment
 from flags.models import EvaluationCount
 
@@ -56,8 +57,8 @@ class UsageCounter:
         hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
         table = EvaluationCount._meta.db_table
         # Counts of an environment deleted meanwhile are dropped, not allowed to fail the others' insert.
-        existing = set(
-            Environment.objects.filter(pk__in={e for e, _, _ in counts}).values_list("pk", flat=True)
+        existing = dict(
+            Environment.objects.filter(pk__in={e for e, _, _ in counts}).values_list("pk", "application_id")
         )
         rows = [
             (environment_id, key, variant, hour, n)
@@ -73,6 +74,9 @@ class UsageCounter:
                 f"ON CONFLICT (environment_id, flag_key, variant, hour) DO UPDATE SET count = {table}.count + EXCLUDED.count",
                 rows,
             )
+            # The flag pages' evaluation charts grow: once per application per flush, not per evaluation.
+            for application_id in sorted({existing[row[0]] for row in rows}):
+                publish_on_commit(f"flags.{application_id}", "flags.evaluated", application_id=application_id)
         return len(rows)
 
 

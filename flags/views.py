@@ -18,10 +18,10 @@ from config.errors import Invalid, SlipwayError
 from config.forms import JSONTextField, cleaned, query_text
 from config.validators import local_path
 from environments.models import Environment
-from flags import selectors
 from flags.engine import evaluate
-from flags.history import describe_change, describe_state
+from flags.history import describe_state
 from flags.models import KEY_PATTERN, ChangeRequest, Flag, FlagEvent, FlagState, Segment
+from flags.pages import flag_list_page, flag_page
 from flags.services import (
     do_change_flag_state,
     do_create_flag,
@@ -31,9 +31,9 @@ from flags.services import (
     do_save_segment,
     do_update_flag,
 )
-from flags.snapshots import default_state, snapshots, state_dict
+from flags.snapshots import snapshots, state_dict
 from releases.models import Application
-from releases.permissions import Actor, Permission, can, may_see, require
+from releases.permissions import Actor, Permission, may_see, require
 
 
 def _application(request: HttpRequest, slug: str) -> Application:
@@ -61,25 +61,18 @@ def flag_list(request: HttpRequest, slug: str) -> HttpResponse:
         data = cleaned(NewFlagForm(request.POST))
         flag = do_create_flag(Actor(request.user), application, key=data["key"], name=data["name"])
         return redirect("flags:detail", slug=slug, key=flag.key)
-    environments = list(application.environments.order_by("position"))
-    actor = Actor(request.user)
-    context = {
-        "application": application,
-        "environments": environments,
-        "editable": {env.pk: can(actor, Permission.EDIT_FLAGS, application, env) for env in environments},
-        "flags": selectors.flag_list(
-            application,
-            search=query_text(request.GET, "q").strip(),
-            tag=query_text(request.GET, "tag"),
-            stale=bool(request.GET.get("stale")),
-        ),
-        "q": query_text(request.GET, "q"),
-        "stale": bool(request.GET.get("stale")),
-        "segments": [
-            {"segment": seg, "json": json.dumps(seg.conditions, indent=2)}
-            for seg in Segment.objects.filter(application=application)
-        ],
-    }
+    context = flag_list_page(
+        application,
+        request.user,
+        search=query_text(request.GET, "q").strip(),
+        tag=query_text(request.GET, "tag"),
+        stale=bool(request.GET.get("stale")),
+    )
+    context["q"] = query_text(request.GET, "q")
+    context["segments"] = [
+        {"segment": seg, "json": json.dumps(seg.conditions, indent=2)}
+        for seg in Segment.objects.filter(application=application)
+    ]
     template = (
         "flags/list.html#rows" if request.htmx and request.htmx.target == "flag-rows" else "flags/list.html"
     )
@@ -108,10 +101,18 @@ def toggle(request: HttpRequest, slug: str, key: str, name: str) -> HttpResponse
         )
     said = f"{flag.key} is now {describe_state(state_dict(state))} in {environment.name}."
     if request.htmx:
+        # Re-read as the live panel does: the switch with who changed it and when.
+        row = flag_list_page(application, request.user, flag_ids=[flag.pk])["flags"][0]
         response = render(
             request,
             "flags/list.html#toggle",
-            {"flag": flag, "env": environment, "state": state, "application": application, "can_edit": True},
+            {
+                "flag": row,
+                "env": environment,
+                "state": row.state_by_env.get(environment.pk),
+                "application": application,
+                "can_edit": True,
+            },
         )
         response.write(render_to_string("flags/list.html#flash-oob", {"said": said}))
         return response
@@ -120,53 +121,11 @@ def toggle(request: HttpRequest, slug: str, key: str, name: str) -> HttpResponse
     return redirect(local_path(request.POST.get("next")) or reverse("flags:list", kwargs={"slug": slug}))
 
 
-def _detail_context(
-    request: HttpRequest,
-    application: Application,
-    flag: Flag,
-    posted: tuple[Environment, FlagStateForm] | None = None,
-) -> dict:
-    """The flag page; `posted` keeps what was typed into one environment's card, with its errors."""
-    environments = list(application.environments.order_by("position"))
-    states = {s.environment_id: s for s in flag.states.all()}
-    cards = []
-    for environment in environments:
-        state = state_dict(states[environment.pk]) if environment.pk in states else default_state(flag)
-        card = {
-            "env": environment,
-            "state": state,
-            "rules_json": json.dumps(state["rules"], indent=2),
-            "percentage": (state["rollout"] or {}).get("percentage"),
-            "errors": {},
-            "can_edit": can(Actor(request.user), Permission.EDIT_FLAGS, application, environment),
-            "chart": selectors.evaluation_series(flag, environment),
-        }
-        if posted is not None and posted[0].pk == environment.pk:
-            card.update(posted[1].as_card(state))
-        cards.append(card)
-    history = list(FlagEvent.objects.filter(flag=flag).select_related("environment")[:50])
-    for event in history:
-        event.lines = describe_change(event.before, event.after)
-    changes = ChangeRequest.objects.filter(flag=flag, status=ChangeRequest.Status.OPEN).select_related(
-        "environment", "proposed_by"
-    )
-    return {
-        "application": application,
-        "flag": flag,
-        "cards": cards,
-        "history": history,
-        "environments": environments,
-        "change_requests": changes,
-        "variants_json": json.dumps(flag.variants, indent=2),
-        "can_edit_flag": can(Actor(request.user), Permission.EDIT_FLAGS, application),
-    }
-
-
 @login_required
 def flag_detail(request: HttpRequest, slug: str, key: str) -> HttpResponse:
     application = _application(request, slug)
     flag = get_object_or_404(Flag, application=application, key=key)
-    return render(request, "flags/detail.html", _detail_context(request, application, flag))
+    return render(request, "flags/detail.html", flag_page(application, flag, request.user))
 
 
 class FlagStateForm(forms.Form):
@@ -246,7 +205,7 @@ def update_state(request: HttpRequest, slug: str, key: str, name: str) -> HttpRe
         except Invalid as error:
             form.add_service_error(error)
     if result is None:
-        context = _detail_context(request, application, flag, posted=(environment, form))
+        context = flag_page(application, flag, request.user, posted=(environment, form))
         return render(request, "flags/detail.html", context, status=400)
     if isinstance(result, ChangeRequest):
         messages.info(

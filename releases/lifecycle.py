@@ -7,16 +7,23 @@ from functools import partial
 from django.db import transaction
 from django.utils import timezone
 
-from dashboard.live import publish_on_commit
+from dashboard.live import publish_on_commit, publish_to_users_on_commit
 from environments.models import Environment
 from releases import audit
 from releases.exceptions import IllegalTransition
 from releases.models import TRANSITIONS, Release
 from releases.notifications import notify_on_commit
-from releases.permissions import Actor
+from releases.permissions import Actor, viewers_of
 from releases.signals import release_succeeded
 
 STARTED = {Release.Status.DEPLOYING}
+
+
+def publish_inbox_on_commit(release: Release) -> None:
+    """What waits for people's approval changed: each inbox (and nav count) of those who see the application."""
+    publish_to_users_on_commit(
+        partial(viewers_of, release.application_id), "inbox.changed", release_id=release.pk
+    )
 
 
 def transition(actor: Actor, release: Release, to: str, *, note: str = "") -> Release:
@@ -57,6 +64,8 @@ def transition(actor: Actor, release: Release, to: str, *, note: str = "") -> Re
         # The layers above react (re-check blocked releases, auto-promote) without this module importing them.
         transaction.on_commit(partial(release_succeeded.send, sender=Release, release=release), robust=True)
     notify_on_commit(release)
+    if Release.Status.PENDING_APPROVAL in (before, to):
+        publish_inbox_on_commit(release)
     publish_on_commit(f"release.{release.pk}", "release.changed", release_id=release.pk)
     publish_on_commit(
         f"environment.{release.environment_id}", "environment.changed", environment_id=release.environment_id

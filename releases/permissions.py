@@ -235,6 +235,19 @@ def users_with(
     )
 
 
+def viewers_of(application_id: int) -> set[int]:
+    """Active users who see an application: its members and the superusers (one query)."""
+    from django.contrib.auth import get_user_model
+    from django.db.models import Q
+
+    return set(
+        get_user_model()
+        .objects.filter(Q(is_superuser=True) | Q(memberships__application_id=application_id), is_active=True)
+        .values_list("pk", flat=True)
+        .distinct()
+    )
+
+
 def visible_applications(user, token: ApiToken | None = None):
     """Applications a user may see: all for superusers, those with a membership otherwise; a pinned token's one."""
     qs = Application.objects.all()

@@ -44,7 +44,7 @@ from releases.exceptions import (
     OutOfPipelineOrder,
     ReleaseNotFound,
 )
-from releases.lifecycle import transition
+from releases.lifecycle import publish_inbox_on_commit, transition
 from releases.models import Application, Approval, Artifact, Blocker, Release
 from releases.notifications import notify_on_commit
 from releases.permissions import Actor, Permission, refusal, require
@@ -186,6 +186,12 @@ def _request(
     _supersede_open(actor, release)
     if needs_approval(environment):
         notify_on_commit(release)
+        publish_inbox_on_commit(release)
+        publish_on_commit(
+            f"application.{release.application_id}",
+            "application.changed",
+            application_id=release.application_id,
+        )
     else:
         transition(actor, release, Release.Status.APPROVED, note="No approval needed here.")
     return _advance(actor, release)
@@ -262,8 +268,10 @@ def do_decide(actor: Actor, release_id: int, *, decision: str, comment: str = ""
         transition(actor, release, Release.Status.REJECTED, note=comment)
     else:
         _advance(actor, release)
-    # Open release pages show each decision as it is given, not only the one that moves the release.
+    # Open release pages show each decision as it is given, not only the one that moves the release; a decision
+    # changes what is left for others to approve.
     publish_on_commit(f"release.{release.pk}", "release.changed", release_id=release.pk)
+    publish_inbox_on_commit(release)
     return approval
 
 

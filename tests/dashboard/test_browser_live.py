@@ -166,3 +166,51 @@ def test_a_colleagues_change_pushed_to_the_page_keeps_what_i_am_typing(slipway, 
     assert alice.get_by_label("Why").input_value() == "Errors since 2.0"
     assert alice.evaluate("document.activeElement.name") == "reason"
     assert alice.evaluate("window.notReloaded") is True
+
+
+def test_a_pms_flag_panel_shows_a_colleagues_toggle(slipway, browser):
+    from flags.services import do_create_flag
+
+    app = factories.ApplicationFactory(slug="shop", name="Shop")
+    for position, name in enumerate(("staging", "production"), start=1):
+        factories.EnvironmentFactory(
+            application=app, name=name, position=position, flag_change_requests=False
+        )
+    for name in ("pm", "lead"):
+        do_grant_role(
+            Actor.system(), app, factories.UserFactory(username=name, password=PASSWORD), Role.FLAG_EDITOR
+        )
+    do_create_flag(Actor.system(), app, key="new-checkout")
+
+    pm = login(browser, slipway, "pm", "/apps/shop/flags/")
+    switch = pm.get_by_role("switch", name="new-checkout in production")
+    assert switch.get_attribute("aria-checked") == "false"
+    lead = login(browser, slipway, "lead", "/apps/shop/flags/")
+    lead.get_by_role("switch", name="new-checkout in production").click()
+    lead.get_by_text("new-checkout is now on in production").wait_for()
+
+    # The PM's panel, untouched: the switch turns on, saying who did it.
+    pm.locator('[role="switch"][aria-label="new-checkout in production"][aria-checked="true"]').wait_for()
+    assert pm.locator("#flag-rows .changed", has_text="lead").count() == 1
+    assert pm.get_by_role("switch", name="new-checkout in staging").get_attribute("aria-checked") == "false"
+    assert pm.get_by_role("switch", name="new-checkout in production").is_enabled()  # rendered for the PM
+    assert pm.evaluate("window.notReloaded") is True
+
+
+def test_the_inbox_count_drops_when_a_batch_is_approved_elsewhere(slipway, browser):
+    app, env, users, artifacts = shop_with_hosts()
+    release = do_request_release(Actor(users["alice"]), app, environment=env, artifact=artifacts["2.0.0"])
+
+    inbox = login(browser, slipway, "alice", "/approvals/")
+    inbox.locator("#approvals-count", has_text="1").wait_for()
+    assert inbox.locator("#inbox-cards .card").count() == 1
+    elsewhere = inbox.context.new_page()  # alice's other tab
+    elsewhere.goto(f"{slipway.url}/releases/{release.pk}/")
+    elsewhere.get_by_role("button", name="Approve my changes").click()
+    elsewhere.locator(".badge", has_text="alice approved").wait_for()
+
+    # The inbox tab, untouched: the count is gone, the batch still listed (it waits for bob) with her approval.
+    inbox.locator("#approvals-count").wait_for(state="hidden")
+    assert inbox.locator("#approvals-count").inner_text() == ""
+    inbox.locator("#inbox-cards", has_text="alice approved").wait_for()
+    assert inbox.evaluate("window.notReloaded") is True

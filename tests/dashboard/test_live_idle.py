@@ -56,7 +56,9 @@ def test_idle_socket_stays_open_and_gets_the_next_event(client):
                 f"rollout.{rollout.pk}", {"type": "rollout.changed", "rollout_id": rollout.pk}
             )
             html = ws.recv(timeout=10)
-        assert html.lstrip().startswith('<header id="release-head"') and 'data-target="web-1"' in html
+        assert (
+            html.lstrip().startswith('<section class="card" id="rollout">') and 'data-target="web-1"' in html
+        )
         assert "TimeoutError" not in server.log_path.read_text()
     finally:
         server.stop()

@@ -113,7 +113,10 @@ def test_catch_up_on_connect_before_any_rollout_then_each_event(release):
     assert 'data-status="deploying"' in second and "Revert now" in second
     # Every target shows, those not reached yet too, in the planned waves (cautious: 1, then 2).
     assert second.count('class="tile waiting"') == 3 and 'data-wave="2"' in second
-    assert third.lstrip().startswith('<header id="release-head"') and 'id="approvals"' not in third
+    # A step: the rollout section alone (rendered once for every viewer); the header stays, nothing in it moved.
+    assert (
+        third.lstrip().startswith('<section class="card" id="rollout">') and 'id="release-head"' not in third
+    )
     assert 'data-target="web-1" data-state="healthy"' in third and third.count('data-state="waiting"') == 2
 
 

@@ -1,0 +1,75 @@
+"""What the flag pages show, built once for the view that serves them and the consumer that keeps them true."""
+
+from __future__ import annotations
+
+import json
+
+from flags import selectors
+from flags.history import describe_change
+from flags.models import ChangeRequest, Flag, FlagEvent
+from flags.snapshots import default_state, state_dict
+from releases.models import Application
+from releases.permissions import Actor, Permission, can
+
+
+def flag_list_page(
+    application: Application, user, *, search: str = "", tag: str = "", stale: bool = False, flag_ids=None
+) -> dict:
+    """The flags panel's table for `user` (whose switches are disabled where they may not change flags)."""
+    environments = list(application.environments.order_by("position"))
+    actor = Actor(user)
+    return {
+        "application": application,
+        "environments": environments,
+        "editable": {env.pk: can(actor, Permission.EDIT_FLAGS, application, env) for env in environments},
+        "flags": selectors.flag_list(application, search=search, tag=tag, stale=stale, flag_ids=flag_ids),
+        "q": search,
+        "stale": stale,
+    }
+
+
+def flag_page(application: Application, flag: Flag, user, posted=None) -> dict:
+    """The flag page for `user`; `posted` = (environment, form) keeps what was typed into one card, with errors."""
+    environments = list(application.environments.order_by("position"))
+    states = {s.environment_id: s for s in selectors.states_with_author(flag.states.all())}
+    actor = Actor(user)
+    cards = []
+    for environment in environments:
+        row = states.get(environment.pk)
+        state = state_dict(row) if row else default_state(flag)
+        card = {
+            "env": environment,
+            "state": state,
+            "changed_by": getattr(row, "changed_by", None),
+            "changed_at": getattr(row, "changed_at", None),
+            "rules_json": json.dumps(state["rules"], indent=2),
+            "percentage": (state["rollout"] or {}).get("percentage"),
+            "errors": {},
+            "can_edit": can(actor, Permission.EDIT_FLAGS, application, environment),
+            "chart": selectors.evaluation_series(flag, environment),
+        }
+        if posted is not None and posted[0].pk == environment.pk:
+            card.update(posted[1].as_card(state))
+        cards.append(card)
+    history = list(FlagEvent.objects.filter(flag=flag).select_related("environment")[:50])
+    for event in history:
+        event.lines = describe_change(event.before, event.after)
+    changes = ChangeRequest.objects.filter(flag=flag, status=ChangeRequest.Status.OPEN).select_related(
+        "environment", "proposed_by"
+    )
+    return {
+        "application": application,
+        "flag": flag,
+        "cards": cards,
+        "history": history,
+        "environments": environments,
+        "change_requests": changes,
+        "variants_json": json.dumps(flag.variants, indent=2),
+        "can_edit_flag": can(actor, Permission.EDIT_FLAGS, application),
+    }
+
+
+def flag_charts(application: Application, flag: Flag) -> dict:
+    """The evaluation charts alone (they grow as evaluation counts are flushed)."""
+    environments = list(application.environments.order_by("position"))
+    return {"cards": [{"env": env, "chart": selectors.evaluation_series(flag, env)} for env in environments]}
