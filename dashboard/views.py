@@ -72,7 +72,12 @@ def _visible(request: HttpRequest, application: Application) -> Application:
 
 @login_required
 def overview(request: HttpRequest) -> HttpResponse:
-    return render(request, "dashboard/overview.html", {"applications": selectors.overview(request.user)})
+    waiting = [card for card in inbox_page(request.user)["cards"] if card.waiting_for_me]
+    return render(
+        request,
+        "dashboard/overview.html",
+        {"applications": selectors.overview(request.user), "waiting": waiting},
+    )
 
 
 @login_required

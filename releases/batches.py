@@ -65,6 +65,11 @@ def batches_between(spans: Sequence[tuple[Artifact | None, Artifact]]) -> list[B
     by_application: dict[int, list[int]] = {}
     for index, (_, target) in enumerate(spans):
         by_application.setdefault(target.application_id, []).append(index)
+    if not spans:
+        return []
+    windows = (
+        Q()
+    )  # each application's window of artifacts, read together: the query count does not grow with them
     for application_id, indexes in by_application.items():
         upper = max((spans[i][1] for i in indexes), key=_order)
         lowers = [spans[i][0] for i in indexes]
@@ -72,20 +77,23 @@ def batches_between(spans: Sequence[tuple[Artifact | None, Artifact]]) -> list[B
         window = Q(artifact__application_id=application_id) & _not_after(upper, "artifact__")
         if len(known) == len(lowers):  # every span starts after something: read from the oldest start
             window &= _after(min(known, key=_order), "artifact__")
-        through = Change.artifacts.through
-        in_window = through.objects.filter(window).values("change_id")
-        first: dict[int, tuple] = {}
-        for change_id, created_at, artifact_id in through.objects.filter(
-            artifact__application_id=application_id, change_id__in=in_window
-        ).values_list("change_id", "artifact__created_at", "artifact_id"):
-            if change_id not in first or (created_at, artifact_id) < first[change_id]:
-                first[change_id] = (created_at, artifact_id)
-        changes = list(Change.objects.filter(pk__in=first).order_by("committed_at", "id"))
-        users = users_for_authors(c.author for c in changes)
+        windows |= window
+    through = Change.artifacts.through
+    in_window = through.objects.filter(windows).values("change_id")
+    first: dict[int, tuple] = {}
+    for change_id, created_at, artifact_id in through.objects.filter(
+        artifact__application_id__in=list(by_application), change_id__in=in_window
+    ).values_list("change_id", "artifact__created_at", "artifact_id"):
+        if change_id not in first or (created_at, artifact_id) < first[change_id]:
+            first[change_id] = (created_at, artifact_id)
+    changes = list(Change.objects.filter(pk__in=first).order_by("committed_at", "id"))
+    users = users_for_authors(c.author for c in changes)
+    for application_id, indexes in by_application.items():
+        mine = [c for c in changes if c.application_id == application_id]
         for i in indexes:
             current, target = spans[i]
             low, high = (_order(current) if current is not None else None), _order(target)
-            members = [c for c in changes if (low is None or first[c.pk] > low) and first[c.pk] <= high]
+            members = [c for c in mine if (low is None or first[c.pk] > low) and first[c.pk] <= high]
             batches[i] = Batch(
                 from_version=current.version if current else None,
                 to_version=target.version,
