@@ -19,9 +19,11 @@ from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import WebsocketConsumer
 from django.conf import settings
+from django.http import QueryDict
 from django.middleware.csrf import CSRF_SECRET_LENGTH, _mask_cipher_secret
 from django.template.loader import render_to_string
 
+from config.forms import query_text
 from dashboard.live import serving_on
 from dashboard.pages import active_rollout_of, application_page, environment_page, inbox_page, release_page
 from dashboard.progress import rollout_progress
@@ -353,9 +355,18 @@ class FlagsConsumer(LiveConsumer):
         return self.application is not None and can_read_flags(user, self.application)
 
     def send_state(self, flag_ids: list[int] | None = None) -> None:
-        """Rows only, each by its id: a row the page does not show (filtered out) is not swapped in."""
+        """Rows only, each by its id, and only those the page shows: the socket's query string carries the page's
+        filters (`?q=&tag=&stale=`), read as the view reads them."""
         self.join(f"flags.{self.application.pk}")
-        context = flag_list_page(self.application, self.scope["user"], flag_ids=flag_ids)
+        params = QueryDict(self.scope.get("query_string", b"").decode("latin-1"))
+        context = flag_list_page(
+            self.application,
+            self.scope["user"],
+            search=query_text(params, "q").strip(),
+            tag=query_text(params, "tag"),
+            stale=bool(params.get("stale")),
+            flag_ids=flag_ids,
+        )
         rows = [self.render("flags/list.html", {**context, "flag": flag}, "row") for flag in context["flags"]]
         if rows:
             self.send(text_data="".join(rows))

@@ -5,6 +5,7 @@ from flags import views
 app_name = "flags"
 
 urlpatterns = [
+    path("flags/", views.flags_index, name="index"),
     path("apps/<slug:slug>/flags/", views.flag_list, name="list"),
     path("apps/<slug:slug>/flags/segments/", views.save_segment, name="save-segment"),
     path("apps/<slug:slug>/flags/<str:key>/", views.flag_detail, name="detail"),

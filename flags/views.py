@@ -33,7 +33,7 @@ from flags.services import (
 )
 from flags.snapshots import snapshots, state_dict
 from releases.models import Application
-from releases.permissions import Actor, Permission, may_see, require
+from releases.permissions import Actor, Permission, may_see, require, visible_applications
 
 
 def _application(request: HttpRequest, slug: str) -> Application:
@@ -341,3 +341,12 @@ def _parse_context(text: str) -> tuple[dict, str | None]:
         except jsonbody.BodyError:
             context[name.strip()] = value
     return context, None
+
+
+@login_required
+def flags_index(request: HttpRequest) -> HttpResponse:
+    """The nav's Flags outside an application: straight to the flags of the only application, else a choice."""
+    applications = list(visible_applications(request.user).order_by("name"))
+    if len(applications) == 1:
+        return redirect("flags:list", slug=applications[0].slug)
+    return render(request, "flags/index.html", {"applications": applications})

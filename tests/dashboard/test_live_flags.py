@@ -104,7 +104,7 @@ def test_flag_page_follows_state_proposals_history_and_the_chart(shop):
     )
     for part in ('id="flag-about"', 'id="flag-changes"', 'id="state-staging"', 'id="chart-production"'):
         assert part in first
-    assert '<tbody id="flag-history">' in first and "Changed by" not in first
+    assert '<table class="table" id="flag-history">' in first and "Changed by" not in first
     assert "on · 30 %" in state and "Changed by lead" in state and "state_changed" in state
     assert "Waiting for a second person" in proposed and "Approve and apply" in proposed  # pm may decide
     assert chart.lstrip().startswith('<div id="chart-staging">') and "on: 1" in chart
@@ -146,3 +146,36 @@ def test_flag_sockets_refuse_strangers_and_unknown_ids(shop):
         (people["pm"], "/ws/applications/999999/flags/"),
     ):
         assert run(path, user) is None, path
+
+
+def test_a_filtered_panel_gets_only_the_rows_it_shows(shop):
+    """The socket carries the page's filters: a row the page filtered out is never pushed (htmx would find no
+    target and log an error in the browser)."""
+    from flags.models import Flag
+
+    app, envs, people, flag, other = shop
+    Flag.objects.filter(pk=flag.pk).update(tags=["checkout"])
+
+    async def scenario():
+        c = WebsocketCommunicator(
+            URLRouter(websocket_urlpatterns), f"/ws/applications/{app.pk}/flags/?tag=checkout"
+        )
+        c.scope["user"] = people["pm"]
+        c.scope["cookies"] = {"csrftoken": "a" * 32}
+        assert (await c.connect())[0]
+        catch_up = await c.receive_from(timeout=5)
+        await database_sync_to_async(
+            lambda: do_change_flag_state(Actor(people["lead"]), other, envs["staging"], enabled=True)
+        )()
+        filtered_out = await c.receive_nothing(timeout=1)
+        await database_sync_to_async(
+            lambda: do_change_flag_state(Actor(people["lead"]), flag, envs["staging"], enabled=True)
+        )()
+        pushed = await c.receive_from(timeout=5)
+        await c.disconnect()
+        return catch_up, filtered_out, pushed
+
+    catch_up, filtered_out, pushed = async_to_sync(scenario)()
+    assert f'id="flag-{flag.pk}"' in catch_up and f'id="flag-{other.pk}"' not in catch_up
+    assert filtered_out  # the other flag's change: nothing for this page
+    assert f'id="flag-{flag.pk}"' in pushed

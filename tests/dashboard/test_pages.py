@@ -110,3 +110,20 @@ def test_create_and_revoke_token_in_browser(client, user, demo):
     token.refresh_from_db()
     assert token.revoked_at is not None
     assert AuditEvent.objects.filter(kind__in=["token.created", "token.revoked"]).count() == 2
+
+
+def test_flags_are_in_the_nav_everywhere(client, demo):
+    from releases.models import Application, Role
+    from releases.permissions import Actor
+    from releases.services import do_grant_role
+
+    person = factories.UserFactory(username="nav")
+    client.force_login(person)
+    assert 'href="/flags/" >Flags</a>' in client.get("/audit/").content.decode()
+    assert "You hold no role" in client.get("/flags/").content.decode()
+    do_grant_role(Actor.system(), Application.objects.get(slug="shop"), person, Role.VIEWER)
+    assert client.get("/flags/")["Location"] == "/apps/shop/flags/"  # the only application: straight there
+    blog = factories.ApplicationFactory(slug="blog", name="Blog")
+    do_grant_role(Actor.system(), blog, person, Role.VIEWER)
+    choice = client.get("/flags/").content.decode()
+    assert 'href="/apps/blog/flags/"' in choice and 'href="/apps/shop/flags/"' in choice
