@@ -7,6 +7,7 @@ import json
 from flags import selectors
 from flags.history import describe_change
 from flags.models import ChangeRequest, Flag, FlagEvent
+from flags.rule_builder import OPERATOR_CHOICES, Row, rows_of
 from flags.snapshots import default_state, state_dict
 from releases.models import Application
 from releases.permissions import Actor, Permission, can
@@ -28,6 +29,15 @@ def flag_list_page(
     }
 
 
+def rows_of_json(text: str) -> list[Row] | None:
+    """Builder rows for rules typed as JSON (None when it does not parse or does not fit rows)."""
+    try:
+        rules = json.loads(text or "[]")
+    except ValueError:
+        return None
+    return rows_of(rules) if isinstance(rules, list) and all(isinstance(r, dict) for r in rules) else None
+
+
 def flag_page(application: Application, flag: Flag, user, posted=None) -> dict:
     """The flag page for `user`; `posted` = (environment, form) keeps what was typed into one card, with errors."""
     environments = list(application.environments.order_by("position"))
@@ -43,6 +53,9 @@ def flag_page(application: Application, flag: Flag, user, posted=None) -> dict:
             "changed_by": getattr(row, "changed_by", None),
             "changed_at": getattr(row, "changed_at", None),
             "rules_json": json.dumps(state["rules"], indent=2),
+            "rule_rows": rows_of(state["rules"]),
+            "rules_from": "builder" if rows_of(state["rules"]) is not None else "json",
+            "row_errors": {},
             "percentage": (state["rollout"] or {}).get("percentage"),
             "errors": {},
             "can_edit": can(actor, Permission.EDIT_FLAGS, application, environment),
@@ -65,6 +78,7 @@ def flag_page(application: Application, flag: Flag, user, posted=None) -> dict:
         "environments": environments,
         "change_requests": changes,
         "variants_json": json.dumps(flag.variants, indent=2),
+        "operators": OPERATOR_CHOICES,
         "can_edit_flag": can(actor, Permission.EDIT_FLAGS, application),
     }
 

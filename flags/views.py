@@ -21,7 +21,8 @@ from environments.models import Environment
 from flags.engine import evaluate
 from flags.history import describe_state
 from flags.models import KEY_PATTERN, ChangeRequest, Flag, FlagEvent, FlagState, Segment
-from flags.pages import flag_list_page, flag_page
+from flags.pages import flag_list_page, flag_page, rows_of_json
+from flags.rule_builder import MAX_ROWS, Row, RowError, rules_from_rows
 from flags.services import (
     do_change_flag_state,
     do_create_flag,
@@ -143,6 +144,19 @@ class FlagStateForm(forms.Form):
     )
     # Bounded like an API body (config/jsonbody.py): a 10**400 value or 5,000 brackets is a field error here.
     rules = JSONTextField(kind=list, empty=[], what="Rules")
+    # Which editor the rules come from: the builder's rows (rule-<n>-…) or the JSON box.
+    rules_from = forms.ChoiceField(choices=[("builder", "builder"), ("json", "json")], required=False)
+
+    def clean(self):
+        data = super().clean()
+        if data.get("rules_from") == "builder":
+            self._errors.pop("rules", None)  # the JSON box is not what is saved
+            try:
+                data["rules"] = rules_from_rows(self.data)
+            except RowError as error:
+                self.row_errors = {error.field: error.detail}
+                self.add_error(None, error.detail)
+        return data
 
     def changes(self) -> dict:
         data = self.cleaned_data
@@ -170,7 +184,17 @@ class FlagStateForm(forms.Form):
     def as_card(self, state: dict) -> dict:
         """What was typed, to show again with the errors (nothing typed is lost)."""
         data = self.data
+        typed_rows = [
+            Row(**{name: str(data.get(f"rule-{n}-{name}") or "") for name in Row.__slots__})
+            for n in range(MAX_ROWS)
+            if data.get(f"rule-{n}-attribute")
+        ]
         return {
+            "rule_rows": typed_rows
+            if data.get("rules_from") == "builder"
+            else rows_of_json(data.get("rules", "")),
+            "rules_from": data.get("rules_from") or "json",
+            "row_errors": getattr(self, "row_errors", {}),
             "state": {
                 **state,
                 "enabled": data.get("enabled") == "on",

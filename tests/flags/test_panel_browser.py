@@ -1,0 +1,66 @@
+"""In Chromium: a PM adds a rule with the builder and reads it in the history; a developer sees why a switch is off
+limits; rejecting a batch asks first."""
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+
+from tests.dashboard.test_browser import ARGS, CHROMIUM
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+def log_in(browser, base, username, password, path):
+    page = browser.new_context().new_page()
+    page.goto(base + path)
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.keyboard.press("Enter")
+    page.wait_for_url(lambda url: "/login/" not in url)
+    return page
+
+
+def test_builder_rule_history_disabled_switch_and_confirmed_reject(live_slipway):
+    from playwright.sync_api import sync_playwright
+
+    call_command("load_demo")
+    for name in ("pm", "alice"):
+        person = get_user_model().objects.get(username=name)
+        person.set_password(f"{name}-password-1")
+        person.save()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        try:
+            pm = log_in(browser, live_slipway.url, "pm", "pm-password-1", "/apps/shop/flags/new-checkout/")
+            card = pm.locator("#env-staging")
+            card.get_by_label("Rule 1 attribute").fill("country")
+            card.get_by_label("Rule 1 operator").select_option("in")
+            card.get_by_label("Rule 1 values").fill("FR, DE")
+            card.get_by_label("Rule 1 serves").select_option("split")
+            card.get_by_label("Rule 1 split").fill("on=30, off=60")  # a mistake: 90
+            card.get_by_label("the builder").check()
+            card.get_by_role("button", name="Save staging").click()
+            pm.get_by_text("Rule 1: the split's percentages add up to 90, not 100.").wait_for()
+            card = pm.locator("#env-staging")
+            assert card.get_by_label("Rule 1 values").input_value() == "FR, DE"  # what was typed is kept
+            card.get_by_label("Rule 1 split").fill("on=30, off=70")
+            card.get_by_role("button", name="Save staging").click()
+            pm.get_by_text("rule 1 added: country in FR, DE → split off 70 % / on 30 %").first.wait_for()
+
+            alice = log_in(browser, live_slipway.url, "alice", "alice-password-1", "/apps/shop/flags/")
+            switch = alice.get_by_role("switch", name="new-checkout in production")
+            assert switch.is_disabled()
+            assert "needs the flag editor role" in switch.get_attribute("title")
+
+            alice.goto(live_slipway.url + "/approvals/")
+            dialogs = []
+            alice.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+            reject = alice.get_by_role("button", name="Reject").first
+            reject.click()
+            assert dialogs and "Reject this release?" in dialogs[0]
+            alice.wait_for_timeout(300)
+            assert alice.get_by_role(
+                "button", name="Reject"
+            ).first.is_visible()  # dismissed: nothing rejected
+        finally:
+            browser.close()
