@@ -4,6 +4,7 @@ registered as a target of the demo `shop` production environment. Stopping Slipw
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import signal
@@ -21,12 +22,17 @@ SIZE = 8
 FIRST_PORT = 9101
 
 
-def _registration_key() -> str | None:
-    """The demo's registration token, kept (as a key file) in the data directory; None without the demo."""
+def _registration_key() -> tuple[str, str] | None:
+    """The demo's registration token, kept (as a key file) in the data directory, and the version the demo's
+    production runs; None without the demo."""
     from environments.models import Environment, RegistrationToken
     from releases.models import ApiToken
 
-    environment = Environment.objects.filter(application__slug="shop", name="production").first()
+    environment = (
+        Environment.objects.filter(application__slug="shop", name="production")
+        .select_related("current_artifact")
+        .first()
+    )
     if environment is None:
         return None
     key_file = Path(settings.DATA_DIR) / "demo-registration-token"
@@ -36,7 +42,21 @@ def _registration_key() -> str | None:
     key = key_file.read_text().strip()
     with transaction.atomic():
         RegistrationToken.objects.get_or_create(environment=environment, token_hash=ApiToken.hash_key(key))
-    return key
+    return key, environment.current_artifact.version if environment.current_artifact else ""
+
+
+def seed_host(workdir: Path, version: str) -> Path:
+    """A demo host's first start: its service and its agent both run `version`, the one the demo's history says
+    production runs, so the pages agree from the first heartbeat ("production runs 1.1.0" on every host, not
+    "nothing yet"). Later starts keep what the hosts really run."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    state = workdir / "state.json"
+    if not state.exists():
+        state.write_text(json.dumps({"version": version}))
+    agent = workdir / "agent.json"
+    if not agent.exists() and version:
+        agent.write_text(json.dumps({"agent_token": None, "version": version, "job": None}))
+    return state
 
 
 def _die_with_parent() -> None:
@@ -52,19 +72,17 @@ def _die_with_parent() -> None:
 def start_demo_fleet(*, port: int) -> Callable[[], None]:
     if os.environ.get("SLIPWAY_DEMO_FLEET", "1") == "0":
         return lambda: None
-    key = _registration_key()
-    if key is None:
+    found = _registration_key()
+    if found is None:
         return lambda: None
+    key, version = found
     root = Path(settings.DATA_DIR) / "demo-fleet"
     base = Path(__file__).resolve().parents[2]
     processes: list[subprocess.Popen] = []
     for n in range(1, SIZE + 1):
         name, host_port = f"web-{n}", FIRST_PORT + n - 1
         workdir = root / name
-        workdir.mkdir(parents=True, exist_ok=True)
-        state = workdir / "state.json"
-        if not state.exists():
-            state.write_text('{"version": "1.1.0"}')
+        state = seed_host(workdir, version)
         log_file = (workdir / "fleet.log").open("ab")
         processes.append(
             subprocess.Popen(
