@@ -5,7 +5,7 @@
 //   Live views (htmx's WebSocket extension): while a page's socket is down the body has the class "live-down"
 //   (the CSS shows "Reconnecting…"); the server sends the current state again when it reconnects.
 //   A pushed partial never loses what someone is typing: fields they changed keep their value, and the field
-//   they are in keeps the focus, in the partial that replaces them.
+//   they are in keeps the focus, in the partial that replaces them; an open <details> (a log being read) stays open.
 (function () {
   "use strict";
   function message(text, form) {
@@ -77,6 +77,25 @@
       if (counterpart && field === document.activeElement) {
         refocus = { element: counterpart, start: field.selectionStart, end: field.selectionEnd };
       }
+    });
+  });
+  // An open <details> (a step's log someone is reading as it streams) stays open in the partial that replaces it.
+  function detailsKey(details) {
+    if (details.id) return "#" + details.id;
+    var row = details.closest("[data-target][data-action]");
+    return row ? row.dataset.target + "/" + row.dataset.action + "/" + (row.dataset.index || "") : null;
+  }
+  document.addEventListener("htmx:oobBeforeSwap", function (event) {
+    var target = event.detail.target, fragment = event.detail.fragment;
+    if (!target || !fragment || !fragment.querySelectorAll) return;
+    var open = {};
+    target.querySelectorAll("details[open]").forEach(function (details) {
+      var key = detailsKey(details);
+      if (key) open[key] = true;
+    });
+    fragment.querySelectorAll("details").forEach(function (details) {
+      var key = detailsKey(details);
+      if (key && open[key]) details.open = true;
     });
   });
   document.addEventListener("htmx:oobAfterSwap", function () {

@@ -214,3 +214,24 @@ def test_the_inbox_count_drops_when_a_batch_is_approved_elsewhere(slipway, brows
     assert inbox.locator("#approvals-count").inner_text() == ""
     inbox.locator("#inbox-cards", has_text="alice approved").wait_for()
     assert inbox.evaluate("window.notReloaded") is True
+
+
+def test_a_step_log_being_read_stays_open_while_the_rollout_goes_on(slipway, browser):
+    """The progress partial is pushed again at every step: an open log (someone reading it) must stay open."""
+    app, env, users, artifacts = shop_with_hosts(command="echo deployed by the command driver; sleep 1.5")
+    release = do_request_release(
+        Actor(users["alice"]), app, environment=env, artifact=artifacts["2.0.0"], reason="logs"
+    )
+    alice = login(browser, slipway, "alice", f"/releases/{release.pk}/")
+    alice.get_by_role("button", name="Approve my changes").click()
+    bob = login(browser, slipway, "bob", f"/releases/{release.pk}/")
+    bob.get_by_role("button", name="Approve my changes").click()
+    first = alice.locator('#progress tr[data-target="web-1"][data-action="deploy"][data-status="succeeded"]')
+    first.locator("summary").click(timeout=60_000)
+    assert first.locator("details").get_attribute("open") is not None
+    alice.locator(
+        '#progress tr[data-target="web-2"][data-action="deploy"][data-status="succeeded"]'
+    ).wait_for(timeout=60_000)  # several pushes later
+    first = alice.locator('#progress tr[data-target="web-1"][data-action="deploy"]')
+    assert first.locator("details").get_attribute("open") is not None
+    assert "deployed by the command driver" in first.locator("pre").inner_text()
