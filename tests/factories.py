@@ -75,3 +75,27 @@ class ArtifactFactory(factory.django.DjangoModelFactory):
     def changes(self, create, extracted, **kwargs):
         if create and extracted:
             self.changes.set(extracted)
+
+
+def register_builds(application, builds: dict) -> dict:
+    """Register builds through the service CI uses: {"1.1.0": (("alice", "Faster checkout"), …)} → artifacts."""
+    from releases.permissions import Actor
+    from releases.services import ArtifactIn, ChangeIn, do_register_artifact
+
+    artifacts = {}
+    for version, changes in builds.items():
+        artifacts[version], _ = do_register_artifact(
+            Actor.system(),
+            application,
+            ArtifactIn(
+                version=version,
+                commit=version.replace(".", "") * 8,
+                image=f"registry.example.com/{application.slug}:{version}",
+                metadata={},
+                changes=tuple(
+                    ChangeIn(sha=f"{version}{n}".replace(".", "") * 8, author=author, title=title)
+                    for n, (author, title) in enumerate(changes)
+                ),
+            ),
+        )
+    return artifacts

@@ -6,7 +6,7 @@ from environments.models import Target
 from releases.models import Release, Role
 from releases.permissions import Actor
 from releases.promotions import do_request_release
-from releases.services import ArtifactIn, ChangeIn, do_grant_role, do_register_artifact
+from releases.services import do_grant_role
 from tests import factories
 from tests.dashboard.test_browser import ARGS, CHROMIUM
 from tests.live import LiveSlipway
@@ -64,25 +64,9 @@ def shop_with_hosts(command="sleep 1"):
     users = {name: factories.UserFactory(username=name, password=PASSWORD) for name in ("alice", "bob")}
     for user in users.values():
         do_grant_role(system, app, user, Role.RELEASE_MANAGER)
-    artifacts = {}
-    for version, changes in (
-        ("1.0.0", ()),
-        ("2.0.0", (("alice", "Faster checkout"), ("bob", "Saved address"))),
-    ):
-        artifacts[version], _ = do_register_artifact(
-            system,
-            app,
-            ArtifactIn(
-                version=version,
-                commit=version.replace(".", "") * 8,
-                image=f"registry.example.com/shop:{version}",
-                metadata={},
-                changes=tuple(
-                    ChangeIn(sha=f"{version}{n}".replace(".", "") * 8, author=author, title=title)
-                    for n, (author, title) in enumerate(changes)
-                ),
-            ),
-        )
+    artifacts = factories.register_builds(
+        app, {"1.0.0": (), "2.0.0": (("alice", "Faster checkout"), ("bob", "Saved address"))}
+    )
     factories.EnvironmentFactory._meta.model.objects.filter(pk=env.pk).update(
         current_artifact=artifacts["1.0.0"]
     )

@@ -6,7 +6,7 @@ from environments.models import Environment
 from releases.models import AuditEvent, Release, Role
 from releases.permissions import Actor
 from releases.promotions import do_lock
-from releases.services import ArtifactIn, ChangeIn, do_grant_role, do_register_artifact
+from releases.services import do_grant_role
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -25,25 +25,9 @@ def shop(db):
     for name, role in (("alice", Role.DEVELOPER), ("bob", Role.DEVELOPER), ("viewer", Role.VIEWER)):
         do_grant_role(system, app, people[name], role)
     do_grant_role(system, app, people["boss"], Role.ADMIN)
-    builds = {}
-    for version, changes in (
-        ("1.0.0", ()),
-        ("1.1.0", (("alice", "Faster checkout"), ("bob", "Saved address"))),
-    ):
-        builds[version], _ = do_register_artifact(
-            system,
-            app,
-            ArtifactIn(
-                version=version,
-                commit=version.replace(".", "") * 8,
-                image=f"registry.example.com/shop:{version}",
-                metadata={},
-                changes=tuple(
-                    ChangeIn(sha=f"{version}{n}".replace(".", "") * 8, author=author, title=title)
-                    for n, (author, title) in enumerate(changes)
-                ),
-            ),
-        )
+    builds = factories.register_builds(
+        app, {"1.0.0": (), "1.1.0": (("alice", "Faster checkout"), ("bob", "Saved address"))}
+    )
     Environment.objects.filter(pk=production.pk).update(current_artifact=builds["1.0.0"])
     Environment.objects.filter(pk=staging.pk).update(current_artifact=builds["1.1.0"])
     for environment, version in ((production, "1.0.0"), (staging, "1.1.0")):
