@@ -5,7 +5,8 @@
 //   Live views (htmx's WebSocket extension): while a page's socket is down the body has the class "live-down"
 //   (the CSS shows "Reconnecting…"); the server sends the current state again when it reconnects.
 //   A pushed partial never loses what someone is typing: fields they changed keep their value, and the field
-//   they are in keeps the focus, in the partial that replaces them; an open <details> (a log being read) stays open.
+//   they are in keeps the focus, in the partial that replaces them; an open <details> (a log being read) stays open;
+//   a form showing errors is not replaced at all until it is sent again.
 (function () {
   "use strict";
   function message(text, form) {
@@ -64,6 +65,12 @@
   document.addEventListener("htmx:oobBeforeSwap", function (event) {
     var target = event.detail.target, fragment = event.detail.fragment;
     if (!target || !fragment || !fragment.querySelectorAll) return;
+    // A form showing what was wrong with what someone typed stays as it is until they send it again: a push (the
+    // catch-up right after the page loads, or a colleague's change) must not wipe their input and the errors.
+    if (target.querySelector('form [aria-invalid="true"], form .field-error, form .error-box')) {
+      event.detail.shouldSwap = false;
+      return;
+    }
     target.querySelectorAll("input[name], textarea[name], select[name]").forEach(function (field) {
       var counterpart = field.type === "hidden" ? null : twin(field, fragment);
       if (counterpart && changed(field)) {

@@ -41,8 +41,20 @@ def test_builder_rule_history_disabled_switch_and_confirmed_reject(live_slipway)
             card.get_by_label("the builder").check()
             card.get_by_role("button", name="Save staging").click()
             pm.get_by_text("Rule 1: the split's percentages add up to 90, not 100.").wait_for()
+            # A colleague's change to this very card is pushed meanwhile: the form showing errors stays as typed.
+            from flags.models import Flag
+            from flags.services import do_change_flag_state
+            from releases.permissions import Actor
+
+            flag = Flag.objects.get(key="new-checkout")
+            colleague = get_user_model().objects.filter(is_superuser=False, username="pm").get()
+            do_change_flag_state(
+                Actor(colleague), flag, flag.application.environments.get(name="staging"), enabled=True
+            )
+            pm.wait_for_timeout(1500)
             card = pm.locator("#env-staging")
             assert card.get_by_label("Rule 1 values").input_value() == "FR, DE"  # what was typed is kept
+            assert pm.get_by_text("Rule 1: the split's percentages add up to 90, not 100.").is_visible()
             card.get_by_label("Rule 1 split").fill("on=30, off=70")
             card.get_by_role("button", name="Save staging").click()
             pm.get_by_text("rule 1 added: country in FR, DE → split off 70 % / on 30 %").first.wait_for()
