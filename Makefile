@@ -53,7 +53,7 @@ lint: $(STAMP)
 	$(PY) -m mypy
 
 bench: $(STAMP)
-	DATABASE_URL= $(PY) bench/run.py
+	DATABASE_URL= BENCH="$(BENCH)" $(PY) bench/run.py
 
 # Not part of `make test`: the production runtime under mixed load with processes killed (docs/operations.md).
 soak: $(STAMP)

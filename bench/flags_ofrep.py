@@ -17,7 +17,8 @@ from _server import start_uvicorn  # bench/ is the scripts' directory
 
 ROOT = Path(__file__).resolve().parent.parent
 DB = os.environ.get("BENCH_DB", "slipway_bench")
-PORT = 8765
+PORT = int(os.environ.get("BENCH_PORT", 8765))
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
 REFERENCE_RPS = 1900
 LUA = r"""
 counter = 0
@@ -43,13 +44,13 @@ def main() -> int:
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
-        "REDIS_URL": "redis://127.0.0.1:6379/9",
+        "REDIS_URL": REDIS_URL,
         "SLIPWAY_ENV": "production",
         "SECRET_KEY": "bench-only-" + "x" * 40,
         "ALLOWED_HOSTS": "127.0.0.1",
         "SLIPWAY_DATA_DIR": tempfile.mkdtemp(prefix="slipway-bench-"),
         "LOG_LEVEL": "WARNING",
-        "CELERY_BROKER_URL": "redis://127.0.0.1:6379/9",
+        "CELERY_BROKER_URL": REDIS_URL,
     }
     subprocess.run(
         ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", f"DROP DATABASE IF EXISTS {DB}"],

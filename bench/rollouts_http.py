@@ -16,7 +16,11 @@ Figures, each `.sqlite` and `.postgres`:
   deploy job of that release at an agent, p50 and max over BENCH_PROMOTION_RUNS (5) full 1000-target rollouts;
 - `POST .../artifacts/` registering a build in an environment with auto_promote -> first deploy job of that build at
   an agent, p50 and max over BENCH_PROMOTION_RUNS (5) full 1000-target rollouts.
-Every rollout measured must succeed (asserted) before the next measurement starts.
+Every rollout measured must succeed (asserted) before the next measurement starts. Beside the wall times, the server
+process's CPU seconds per 1000-target rollout (`_server_cpu_s`): less swayed by other load on a shared machine.
+
+BENCH_REVERT_RUNS=0 or BENCH_PROMOTION_RUNS=0 skip those parts; BENCH_DB names the PostgreSQL database and BENCH_PORT
+the server's port (for two benches at once). `make bench BENCH="rollouts_http postgres"` runs PostgreSQL only.
 """
 
 from __future__ import annotations
@@ -40,8 +44,8 @@ from _http import Connection
 ROOT = Path(__file__).resolve().parent.parent
 AGENTS = int(os.environ.get("BENCH_AGENTS", 1000))
 ROLLOUT_RUNS = int(os.environ.get("BENCH_ROLLOUT_RUNS", 5))
-REVERT_RUNS = int(os.environ.get("BENCH_REVERT_RUNS", 50))
-PROMOTION_RUNS = int(os.environ.get("BENCH_PROMOTION_RUNS", 5))
+REVERT_RUNS = int(os.environ.get("BENCH_REVERT_RUNS", 50))  # 0 skips the revert figures
+PROMOTION_RUNS = int(os.environ.get("BENCH_PROMOTION_RUNS", 5))  # 0 skips the promotion figures
 
 
 def setup() -> None:
@@ -202,7 +206,7 @@ async def wait_release(
     raise TimeoutError(f"release {release_id} still {body['status']}")
 
 
-async def measure(url: str, keys: dict, database: str) -> None:
+async def measure(url: str, keys: dict, database: str, server_pid: int) -> None:
     fleet = Fleet(url, keys["registration_token"])
     registered = await fleet.start()
     print(f"bench: rollouts.http_register_{AGENTS}_s.{database} {registered:.2f} s", flush=True)
@@ -212,6 +216,7 @@ async def measure(url: str, keys: dict, database: str) -> None:
     # 1. Cautious rollouts onto every agent, each deploying instantly: from CI's first request (registering the
     # build) to the release reported succeeded.
     totals, firsts = [], []
+    cpu_before = cpu_seconds(server_pid)
     for n in range(ROLLOUT_RUNS):
         version = f"2.{n}.0"
         release_id, started = await release(api, keys["api_key"], version)
@@ -225,6 +230,8 @@ async def measure(url: str, keys: dict, database: str) -> None:
         firsts.append(min(t for t, _ in jobs) - started)
         if os.environ.get("BENCH_TIMELINE"):
             timeline(fleet, version, started)
+            print(f"  release seen succeeded: {totals[-1] * 1000:.0f} ms", file=sys.stderr)
+    cpu = (cpu_seconds(server_pid) - cpu_before) / ROLLOUT_RUNS
     total = statistics.median(totals)
     print(f"bench: rollouts.http_cautious_{AGENTS}_total_s.{database} {total:.2f} s")
     print(f"bench: rollouts.http_cautious_{AGENTS}_total_max_s.{database} {max(totals):.2f} s")
@@ -233,8 +240,19 @@ async def measure(url: str, keys: dict, database: str) -> None:
         f"bench: rollouts.http_release_request_to_first_deploy_ms.{database} {statistics.median(firsts) * 1000:.1f} ms",
         flush=True,
     )
+    if cpu:  # CPU, not wall time: less swayed by other load on the machine
+        print(f"bench: rollouts.http_cautious_{AGENTS}_server_cpu_s.{database} {cpu:.2f} s", flush=True)
 
     # 2. A version failing its health check on the first target: report -> revert job at that agent.
+    if REVERT_RUNS:
+        await reverts(api, keys, fleet, database)
+    if PROMOTION_RUNS:
+        await promotions(api, keys, fleet, database)
+    await api.close()
+    await fleet.stop()
+
+
+async def reverts(api: Connection, keys: dict, fleet: Fleet, database: str) -> None:
     latencies = []
     for n in range(REVERT_RUNS):
         version = f"bad-{n}"
@@ -250,6 +268,8 @@ async def measure(url: str, keys: dict, database: str) -> None:
     )
     print(f"bench: rollouts.http_revert_dispatch_p95_ms.{database} {q[18] * 1000:.1f} ms", flush=True)
 
+
+async def promotions(api: Connection, keys: dict, fleet: Fleet, database: str) -> None:
     # 3. Production needs one reviewer's approval: the approval that completes it -> first deploy job at an agent.
     await configure(
         api,
@@ -292,8 +312,6 @@ async def measure(url: str, keys: dict, database: str) -> None:
         latencies.append(await rolled_out(api, keys["api_key"], fleet, release_id, version, before) - started)
     print_promotion("http_autopromote_to_first_deploy", latencies, database)
     await configure(api, keys["api_key"], auto_promote=False)
-    await api.close()
-    await fleet.stop()
 
 
 def timeline(fleet: Fleet, version: str, started: float) -> None:
@@ -359,6 +377,15 @@ def print_promotion(name: str, latencies: list[float], database: str) -> None:
     print(f"bench: rollouts.{name}_max_ms.{database} {max(latencies) * 1000:.1f} ms", flush=True)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of the server process so far (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -371,7 +398,7 @@ def run(database: str, env: dict) -> None:
         sys.stderr.write(prepared.stderr)
         raise SystemExit(f"setup of the {database} bench database failed (exit {prepared.returncode})")
     keys = json.loads(prepared.stdout.strip().splitlines()[-1])
-    port = free_port()
+    port = int(os.environ.get("BENCH_PORT") or free_port())
     log = open(Path(env["SLIPWAY_DATA_DIR"]) / f"serve-{database}.log", "wb")  # noqa: SIM115
     server = subprocess.Popen(
         [sys.executable, "manage.py", "serve", "--port", str(port)],
@@ -388,7 +415,7 @@ def run(database: str, env: dict) -> None:
                 break
             except OSError:
                 time.sleep(0.1)
-        asyncio.run(measure(url, keys, database))
+        asyncio.run(measure(url, keys, database, server.pid))
     finally:
         server.terminate()
         server.wait(timeout=20)
@@ -404,7 +431,7 @@ def main() -> int:
     if "sqlite" in databases:
         run("sqlite", {**base, "SLIPWAY_DATA_DIR": tempfile.mkdtemp(prefix="slipway-bench-http-")})
     if "postgres" in databases:
-        db = "slipway_bench_http"
+        db = os.environ.get("BENCH_DB", "slipway_bench_http")
         for sql in (f"DROP DATABASE IF EXISTS {db}", f"CREATE DATABASE {db}"):
             subprocess.run(
                 ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", sql], check=True, capture_output=True

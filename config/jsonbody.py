@@ -19,6 +19,8 @@ import math
 import re
 from typing import Any
 
+import orjson
+
 MAX_BYTES = 1024 * 1024
 MAX_DEPTH = 32
 INT64_MAX = 2**63 - 1
@@ -30,6 +32,12 @@ _INNERMOST = re.compile(rb"[\[{][\]}]")
 _SUSPECT_ESCAPE = re.compile(
     rb"\\u(?:0000|[dD][89a-fA-F])"
 )  # NUL or a surrogate: the only escapes to look at
+# orjson parses 10x faster than the standard parser with its hooks, and refuses by itself what the hooks refuse
+# (infinite floats, unpaired surrogates, invalid UTF-8) except two things it lets through: a NUL escape, and an
+# integer past 64 bits (read as a float past 2**64, or an int up to 2**64). A body without a NUL escape whose value
+# holds no number that large is taken as orjson reads it; any other body goes through the standard parser, which
+# names what is wrong (tests/test_jsonbody.py checks both paths agree).
+_NUL_ESCAPE = b"\\u0000"
 
 
 class BodyError(Exception):
@@ -67,6 +75,14 @@ def parse(
         return empty
     if deeper_than(raw, max_depth):
         raise BodyError(400, "too_deep", f"The JSON is nested more than {max_depth} levels deep.")
+    if _NUL_ESCAPE not in raw:
+        try:
+            value = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass  # the standard parser below says why
+        else:
+            if _numbers_fit(value):
+                return value
     try:
         value = json.loads(raw, parse_int=_int, parse_float=_float, parse_constant=_constant)
     except (ValueError, RecursionError) as error:  # RecursionError: unbalanced input the scan let through
@@ -74,6 +90,28 @@ def parse(
     if _SUSPECT_ESCAPE.search(raw):
         value = _clean_strings(value, replace_nul)
     return value
+
+
+def _numbers_fit(value: Any) -> bool:
+    """Whether every number in orjson's `value` is one the standard parser would have given: integers within 64
+    bits signed, floats below 2**63 (a larger one may have been an integer too long for orjson). Without recursion."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = item.__class__
+        if kind is dict:
+            stack.extend(item.values())
+        elif kind is list:
+            stack.extend(item)
+        elif kind is int:
+            if not INT64_MIN <= item <= INT64_MAX:
+                return False
+        elif kind is float and not -_FLOAT_BOUND < item < _FLOAT_BOUND:
+            return False
+    return True
+
+
+_FLOAT_BOUND = float(2**63)
 
 
 def deeper_than(raw: bytes, limit: int = MAX_DEPTH) -> bool:

@@ -69,7 +69,50 @@ def bulk_body(snapshot_version: str, results: dict[str, Resolution]) -> tuple[by
     body = orjson.dumps(
         {"flags": [failure(k, r) if r.error_code else success(k, r) for k, r in results.items()]}
     )
-    etag = (
+    return body, _etag(snapshot_version, body)
+
+
+def _etag(snapshot_version: str, body: bytes) -> bytes:
+    return (
         '"' + hashlib.blake2b(snapshot_version.encode() + body, digest_size=12).hexdigest() + '"'
     ).encode()
-    return body, etag
+
+
+# A compiled snapshot answers with resolutions made once (flags/engine: evaluation allocates nothing on the common
+# paths), so one flag's entry in a bulk answer is the same bytes each time that resolution is served: written once
+# per snapshot, with the evaluation counter's key. Keyed by the resolution's id, the entry holds the resolution
+# itself, so the id cannot be reused while the entry lives; errors (made per call) are written each time.
+MAX_PIECES = 20_000  # per environment; a snapshot has a handful of resolutions per flag
+_Piece = tuple[Resolution, str, bytes, tuple[int, str, str]]
+_pieces: dict[int, tuple[str, dict[int, _Piece]]] = {}  # environment id → (snapshot version, pieces)
+
+
+def bulk_answer(
+    environment_id: int, snapshot_version: str, results: dict[str, Resolution]
+) -> tuple[bytes, bytes, list[tuple[int, str, str]]]:
+    """`bulk_body`'s answer and ETag (the same bytes), and the evaluation counts' keys `(environment id, flag,
+    variant)` of the flags answered without error."""
+    cached = _pieces.get(environment_id)
+    if cached is None or cached[0] != snapshot_version:
+        cached = _pieces[environment_id] = (snapshot_version, {})
+    pieces = cached[1]
+    parts: list[bytes] = []
+    counted: list[tuple[int, str, str]] = []
+    for key, resolution in results.items():
+        piece = pieces.get(id(resolution))
+        if piece is None or piece[0] is not resolution or piece[1] != key:
+            if resolution.error_code:
+                parts.append(orjson.dumps(failure(key, resolution)))
+                continue
+            piece = (
+                resolution,
+                key,
+                orjson.dumps(success(key, resolution)),
+                (environment_id, key, resolution.variant or ""),
+            )
+            if len(pieces) < MAX_PIECES:
+                pieces[id(resolution)] = piece
+        parts.append(piece[2])
+        counted.append(piece[3])
+    body = b'{"flags":[' + b",".join(parts) + b"]}"
+    return body, _etag(snapshot_version, body), counted

@@ -29,7 +29,7 @@ from flags.ofrep import (
     CORS_HEADERS,
     PREFIX,
     STATUS_OF_ERROR,
-    bulk_body,
+    bulk_answer,
     failure,
     general_error,
     parse_context,
@@ -251,9 +251,8 @@ async def ofrep_app(scope, receive, send) -> None:
             )
         usage.add_async(environment_id, [(flag_key, resolution)])
         return await _send(send, 200, orjson.dumps(success(flag_key, resolution)))
-    results = evaluate_all(snapshot, context)
-    body, etag = bulk_body(snapshot.version, results)
-    usage.add_async(environment_id, [(k, r) for k, r in results.items() if not r.error_code])
+    body, etag, counted = bulk_answer(environment_id, snapshot.version, evaluate_all(snapshot, context))
+    usage.count_async(counted)
     if headers.get(b"if-none-match") == etag:
         await send(
             {"type": "http.response.start", "status": 304, "headers": [*CORS_HEADERS, (b"etag", etag)]}

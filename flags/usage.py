@@ -31,9 +31,12 @@ class UsageCounter:
 
     def add_async(self, environment_id: int, resolutions) -> None:
         """From the event loop: count now, flush in a worker thread so the loop never waits on the database."""
+        self.count_async([(environment_id, key, resolution.variant or "") for key, resolution in resolutions])
+
+    def count_async(self, keys: list[tuple[int, str, str]]) -> None:
+        """`add_async` for keys `(environment id, flag, variant)` made already (`flags.ofrep.bulk_answer`)."""
         with self._lock:
-            for key, resolution in resolutions:
-                self._counts[(environment_id, key, resolution.variant or "")] += 1
+            self._counts.update(keys)  # counted in C
             due = time.monotonic() - self._last_flush > FLUSH_EVERY
             if due:
                 self._last_flush = time.monotonic()

@@ -41,6 +41,44 @@ def test_what_fits_comes_back_unchanged(value):
     assert parse(json.dumps(value), max_depth=64) == value
 
 
+def standard(raw, **options):
+    """`parse` through the standard parser and its hooks only (no orjson fast path)."""
+    fast = jsonbody._NUL_ESCAPE
+    jsonbody._NUL_ESCAPE = b""  # in every body
+    try:
+        return parse(raw, **options)
+    finally:
+        jsonbody._NUL_ESCAPE = fast
+
+
+@given(json_values, st.booleans())
+def test_the_fast_path_gives_what_the_standard_parser_gives(value, ascii_only):
+    raw = json.dumps(value, ensure_ascii=ascii_only).encode()
+    parsed = parse(raw, max_depth=64)
+    assert parsed == standard(raw, max_depth=64) == value
+    assert json.dumps(parsed) == json.dumps(value)  # same types too: 1 stays an int, 1.0 a float
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"context": {"targetingKey": "user-1", "country": "FR", "age": 42, "score": -0.5}}',
+        b'{"targetingKey": "9223372036854775808"}',
+        b'{"big": 1e300, "small": -1.5e-300, "edge": 9223372036854775807, "low": -9223372036854775808}',
+        b'{"huge": 18446744073709551615}',  # orjson reads it as an int: refused by both paths
+        b'\xef\xbb\xbf{"bom": true}',  # orjson refuses a BOM, the standard parser takes it
+        b"  [1, 2.5, true, null]  ",
+    ],
+)
+def test_bodies_parse_alike_on_either_path(raw):
+    try:
+        expected = standard(raw)
+    except BodyError as error:
+        assert refused(raw).as_json() == error.as_json()
+        return
+    assert parse(raw) == expected == json.loads(raw)
+
+
 def refused(raw, **limits) -> BodyError:
     with pytest.raises(BodyError) as caught:
         parse(raw, **limits)

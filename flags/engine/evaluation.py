@@ -54,5 +54,14 @@ def evaluate(
 
 
 def evaluate_all(snapshot: Snapshot, context: Mapping[str, Any] | None = None) -> dict[str, Resolution]:
-    """Resolve every flag in the snapshot (OFREP bulk evaluation)."""
-    return {key: evaluate(snapshot, key, context) for key in snapshot._evaluators}
+    """Resolve every flag in the snapshot (OFREP bulk evaluation): what `evaluate` answers for each, calling the
+    compiled evaluators directly (a flag whose evaluator raises gets `evaluate`'s error resolution)."""
+    if context is None:
+        context = _EMPTY
+    results: dict[str, Resolution] = {}
+    for key, evaluator in snapshot._evaluators.items():
+        try:
+            results[key] = evaluator(context)
+        except Exception:
+            results[key] = evaluate(snapshot, key, context)
+    return results

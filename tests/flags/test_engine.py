@@ -315,6 +315,37 @@ def test_evaluate_all():
     assert results["b"].reason == Reason.SPLIT
 
 
+class _Exploding(dict):
+    def get(self, *args):
+        raise RuntimeError("boom")
+
+
+@pytest.mark.parametrize(
+    "context",
+    [
+        None,
+        {},
+        {"targetingKey": "u", "country": "FR"},
+        {"targetingKey": 7},
+        {"targetingKey": ["unhashable"]},
+        ["targetingKey"],
+        42,
+        _Exploding(),
+    ],
+)
+def test_evaluate_all_answers_what_evaluate_answers(context):
+    # evaluate_all calls the compiled evaluators directly: each flag's resolution, errors included, must be the
+    # one `evaluate` gives for it.
+    s = snap(
+        make_flag("static"),
+        rollout_flag("rolled", 50),
+        make_flag("targeted", rules=[{"targeting_keys": ["u"], "variant": "on"}]),
+        make_flag("gated", default_variant="on", prerequisites=[{"flag": "rolled", "variant": "on"}]),
+        make_flag("off", enabled=False),
+    )
+    assert evaluate_all(s, context) == {key: evaluate(s, key, context) for key in s.flags}
+
+
 def test_flag_metadata_is_echoed():
     s = snap(make_flag(metadata={"owner": "payments"}, rules=[{"targeting_keys": ["u"], "variant": "on"}]))
     assert dict(evaluate(s, "f", {"targetingKey": "u"}).metadata) == {"owner": "payments", "rule": 0}

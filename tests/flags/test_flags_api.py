@@ -223,6 +223,28 @@ def test_ofrep_single_and_bulk_with_etag(pm, envs, user, served_ofrep):
     assert EvaluationCount.objects.filter(flag_key="new-checkout").exists()
 
 
+def test_ofrep_bulk_counts_each_evaluation(pm, envs, user, served_ofrep):
+    for key in ("a", "b"):
+        pm.post(f"{API}/flags/", {"key": key}, format="json")
+    pm.patch(
+        f"{API}/flags/a/environments/production/",
+        {"enabled": True, "rollout": {"percentage": 50, "weights": {"on": 100}}},
+        format="json",
+    )
+    key = sdk_key(factories.UserFactory(username="sdk"), envs[1])
+    usage.flush()
+    served = {"a": [], "b": []}
+    for n in range(6):
+        bulk = served_ofrep("/ofrep/v1/evaluate/flags", {"context": {"targetingKey": f"u{n}"}}, key=key)
+        assert bulk.status_code == 200
+        for answer in bulk.json()["flags"]:
+            served[answer["key"]].append(answer["variant"])
+    usage.flush()
+    counted = {(c.flag_key, c.variant): c.count for c in EvaluationCount.objects.filter(environment=envs[1])}
+    expected = {(k, v): variants.count(v) for k, variants in served.items() for v in set(variants)}
+    assert counted == expected and sum(counted.values()) == 12
+
+
 def test_ofrep_needs_an_environment_pinned_token(pm, envs, user, served_ofrep):
     response = served_ofrep("/ofrep/v1/evaluate/flags", {"context": {}}, key=sdk_key(user, None))
     assert response.status_code == 403 and "pinned" in response.json()["errorDetails"]
