@@ -21,8 +21,9 @@ from urllib.parse import parse_qs
 import orjson
 from asgiref.sync import sync_to_async
 
+from config import jsonbody
 from config.lean_asgi import read_body
-from monitoring.parsing import BadInput, ErrorIn, decompress, error_from_sentry, parse_envelope
+from monitoring.parsing import BadInput, ErrorIn, decompress, error_from_sentry, json_of, parse_envelope
 
 log = logging.getLogger("slipway.monitoring")
 PATH = re.compile(r"^/api/(\d+)/(envelope|store)/?$")
@@ -180,7 +181,7 @@ async def envelope_app(scope, receive, send) -> None:
     try:
         body = decompress(raw, headers.get(b"content-encoding", b"").decode("latin-1"), MAX_INFLATED)
         if endpoint == "store":
-            event = orjson.loads(body)
+            event = json_of(body)
             if not isinstance(event, dict):
                 raise BadInput("The event is not a JSON object.", field="event")
             events = [(0, event)]
@@ -188,8 +189,10 @@ async def envelope_app(scope, receive, send) -> None:
             events = parse_envelope(body)
         errors = [error_from_sentry(event, info.slug, item=number) for number, event in events]
         rows = await _locate(public_key, info, errors, [n for n, _ in events])
-    except orjson.JSONDecodeError:
-        return await _respond(send, 400, {"detail": "The event is not JSON.", "field": "event"})
+    except jsonbody.BodyError as error:
+        return await _respond(
+            send, 400, {"detail": f"The event is not JSON: {error.detail}", "field": "event"}
+        )
     except BadInput as bad:
         body = {"detail": bad.detail}
         if bad.field:
@@ -232,9 +235,14 @@ async def _locate(public_key: str, info, errors: list[ErrorIn], items: list[int]
     return rows
 
 
+ERROR_CODES = {400: "invalid", 401: "not_authenticated", 403: "forbidden", 404: "not_found", 413: "too_large"}
+ERROR_CODES |= {415: "unsupported_media_type", 429: "rate_limited"}
+
+
 async def _respond(send, status: int, body: dict | None) -> None:
     if status >= 400:
         log.warning("error ingestion refused (%s): %s", status, (body or {}).get("detail"))
+        body = {"code": ERROR_CODES.get(status, "invalid"), **(body or {})}  # the API's error shape
     payload = orjson.dumps(body) if body is not None else b""
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()), *CORS]
     await send({"type": "http.response.start", "status": status, "headers": headers})

@@ -13,8 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-import orjson
-
+from config import jsonbody
 from monitoring.fingerprint import Frame, fingerprint, normalise_message, parse_stacktrace, title, top_frames
 
 MESSAGE_LIMIT = 2_000  # characters kept of an event's message
@@ -111,13 +110,19 @@ def decompress(raw: bytes, encoding: str, limit: int) -> bytes:
     )
 
 
+def json_of(raw: bytes) -> object:
+    """A JSON value bounded like every body Slipway reads (config/jsonbody.py: nesting, 64-bit integers, finite
+    floats); NUL in a string becomes U+FFFD (free text: an exception message is kept, not refused)."""
+    return jsonbody.parse(raw, max_bytes=len(raw) + 1, replace_nul=True)
+
+
 def parse_envelope(raw: bytes) -> list[tuple[int, dict]]:
     """The `event` items of a Sentry envelope as (item number, payload); other item types are skipped."""
     header_line, _, rest = raw.partition(b"\n")
     try:
-        header = orjson.loads(header_line) if header_line.strip() else {}
-    except orjson.JSONDecodeError:
-        raise BadInput("The envelope header is not JSON.", field="envelope header") from None
+        header = json_of(header_line) if header_line.strip() else {}
+    except jsonbody.BodyError as error:
+        raise BadInput(f"The envelope header is not JSON: {error.detail}", field="envelope header") from None
     if not isinstance(header, dict):
         raise BadInput("The envelope header is not a JSON object.", field="envelope header")
     events, position, number = [], 0, 0
@@ -128,9 +133,9 @@ def parse_envelope(raw: bytes) -> list[tuple[int, dict]]:
         if not line.strip():
             continue
         try:
-            item_header = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            raise BadInput(f"Item {number}: its header is not JSON.", item=number) from None
+            item_header = json_of(line)
+        except jsonbody.BodyError as error:
+            raise BadInput(f"Item {number}: its header is not JSON: {error.detail}", item=number) from None
         if not isinstance(item_header, dict):
             raise BadInput(f"Item {number}: its header is not a JSON object.", item=number)
         length = item_header.get("length")
@@ -152,9 +157,9 @@ def parse_envelope(raw: bytes) -> list[tuple[int, dict]]:
             position = len(rest) if end < 0 else end + 1
         if item_header.get("type") == "event":
             try:
-                event = orjson.loads(payload)
-            except orjson.JSONDecodeError:
-                raise BadInput(f"Item {number} (event): its payload is not JSON.", item=number) from None
+                event = json_of(payload)
+            except jsonbody.BodyError as error:
+                raise BadInput(f"Item {number} (event): {error.detail}", item=number) from None
             if not isinstance(event, dict):
                 raise BadInput(f"Item {number} (event): its payload is not a JSON object.", item=number)
             if "event_id" not in event and isinstance(header.get("event_id"), str):

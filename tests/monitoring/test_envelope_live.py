@@ -163,3 +163,21 @@ def test_the_store_endpoint_and_a_rotated_key(live_slipway, shop, user):
         == 200
     )
     assert envelope_asgi.KEY_TTL <= 10
+
+
+def test_hostile_json_in_an_envelope_is_bounded_like_every_body(live_slipway, shop):
+    """Numbers past 64 bits and nesting past 32 are refused naming the item; NUL in free text is kept as U+FFFD
+    (PostgreSQL text cannot hold NUL: it was a 500 with the raw parser)."""
+    _, key = shop
+    url = f"{live_slipway.url}/api/{key.application_id}/envelope/"
+    auth = {"X-Sentry-Auth": f"Sentry sentry_key={key.public_key}, sentry_version=7"}
+    huge_number = b'{}\n{"type":"event"}\n{"message":"x","extra":{"n":18446744073709551615}}\n'
+    status, body = post(url, huge_number, auth)
+    assert (status, body["item"], body["code"]) == (400, 0, "invalid") and "64" in body["detail"]
+    deep = b'{}\n{"type":"event"}\n{"extra":' + b"[" * 40 + b"]" * 40 + b', "message":"x"}\n'
+    status, body = post(url, deep, auth)
+    assert (status, body["item"]) == (400, 0) and "nested" in body["detail"]
+    assert ErrorGroup.objects.count() == 0
+    nul = b'{}\n{"type":"event"}\n{"exception":{"values":[{"type":"KeyError","value":"user\\u0000id"}]}}\n'
+    assert post(url, nul, auth)[0] == 200
+    assert "\x00" not in ErrorGroup.objects.get().title
