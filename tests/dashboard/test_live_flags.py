@@ -71,7 +71,7 @@ def test_panel_rows_follow_a_colleagues_toggle_rendered_for_each_viewer(shop):
     assert 'aria-checked="true"' not in first
     # The toggle: that flag's row only, with the new state, who and when; the PM may toggle.
     assert pushed.lstrip().startswith(f'<tr id="flag-{flag.pk}">') and f"flag-{other.pk}" not in pushed
-    assert "On · 30 %" in pushed and "lead · 0" in pushed
+    assert "On · 30 %" in pushed and "lead · <time" in pushed and ">just now</time>" in pushed
     assert f'id="toggle-{flag.pk}-{envs["production"].pk}"' in pushed
     assert " disabled" not in pushed and 'name="csrfmiddlewaretoken"' in pushed
     # A developer sees the same state with the switches disabled.
