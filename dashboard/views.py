@@ -94,6 +94,8 @@ def audit(request: HttpRequest) -> HttpResponse:
     form = AuditFilter(request.user, request.GET)
     filters = form.cleaned_data if form.is_valid() else {}  # a bad filter is shown on the form, not applied
     application = None
+    if "app" in form.errors:  # an application the user holds no role on: as unknown as a missing one
+        raise Http404("No such application.")
     if slug := filters.get("app"):
         application = _visible(request, get_object_or_404(Application, slug=slug))
         require(Actor(request.user), Permission.VIEW, application)

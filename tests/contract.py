@@ -19,6 +19,7 @@ UNCHECKED = (
     "/api/v1/schema/",  # the schema itself,
     "/api/v1/docs/",  # Swagger UI
     "/api/v1/webhooks/rollout/",  # a deploy system's signed callback (docs/rollouts.md), not the client API
+    "/api/v1/agent/",  # the deploy agents' protocol (environments/agent_asgi.py, docs/rollouts.md)
 )
 
 

@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.django_db(tran
 BROKER = "amqp://guest:guest@127.0.0.1:5672//"
 HOSTS = [f"web-{n}" for n in range(1, 5)]
 RANK = {"pending": 0, "running": 1, "succeeded": 2, "failed": 2, "skipped": 2, "cancelled": 2}
-ROW = re.compile(r'<tr data-target="([^"]+)" data-action="([^"]+)" data-status="([^"]+)">')
+ROW = re.compile(r'<tr data-target="([^"]+)" data-action="([^"]+)" data-status="([^"]+)"[^>]*>')
 HEAD = re.compile(r'<header id="release-head" class="release-head" data-status="([^"]+)"')
 
 

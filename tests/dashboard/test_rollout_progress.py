@@ -157,7 +157,7 @@ def test_release_page_shows_the_summary_and_step_durations(client, release):
         and '<time datetime="PT75S">1 min 15 s</time>' in progress
     )
     # The rows a browser test watches keep their attributes.
-    row = r'<tr data-target="{}" data-action="{}" data-index="\d+" data-status="{}">'
+    row = r'<tr data-target="{}" data-action="{}" data-status="{}" data-index="\d+">'
     assert len(re.findall(row.format("web-1", "deploy", "succeeded"), progress)) == 1
     assert len(re.findall(row.format("web-1", "health", "succeeded"), progress)) == 1
     assert re.search(row.format("web-6", "deploy", "running"), progress)
