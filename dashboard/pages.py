@@ -156,6 +156,7 @@ def _run_view(run: AnalysisRun) -> RunView:
             canary_window=canary_window,
             baseline_window=baseline_window,
             unit=unit,
+            step=(run.config or {}).get("interval_seconds"),
         )
         metrics.append(MetricChart(measurement, unit, chart))
     return RunView(run, metrics)

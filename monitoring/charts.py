@@ -54,6 +54,18 @@ def _finite(pairs: Sequence[Sequence[float]]) -> list[tuple[float, float]]:
     return out
 
 
+def _per_step(pairs: list[tuple[float, float]], start: float, step: float) -> list[tuple[float, float]]:
+    """One point per `step` seconds from `start`: the mean of the values measured then (several targets' samples
+    of one interval make one point, not a vertical zig-zag)."""
+    bins: dict[int, list[tuple[float, float]]] = {}
+    for t, v in pairs:
+        bins.setdefault(math.floor((t - start) / step), []).append((t, v))
+    return [
+        (sum(t for t, _ in chunk) / len(chunk), sum(v for _, v in chunk) / len(chunk))
+        for _, chunk in sorted(bins.items())
+    ]
+
+
 def _bucketed(pairs: list[tuple[float, float]], limit: int) -> list[tuple[float, float]]:
     """At most `limit` points: the mean time and value of consecutive runs of equal size."""
     if len(pairs) <= limit:
@@ -72,11 +84,25 @@ def comparison_chart(
     canary_window: tuple[float, float] | None = None,
     baseline_window: tuple[float, float] | None = None,
     unit: str = "",
+    step: float | None = None,
     max_points: int = MAX_POINTS,
 ) -> ComparisonChart:
-    """`[epoch seconds, value]` pairs of each side; windows as epoch seconds (default: each side's first to last)."""
-    canary, baseline = _finite(canary_values), _finite(baseline_values)
-    values = [v for _, v in canary] + [v for _, v in baseline]
+    """`[epoch seconds, value]` pairs of each side; windows as epoch seconds (default: each side's first to last).
+
+    With `step` (the template's interval), each side's line has one point per step: the mean of that interval's
+    values (the y scale fits what is drawn; the dashed means are of all values)."""
+    sides = []
+    for pairs, window in (
+        (_finite(canary_values), canary_window),
+        (_finite(baseline_values), baseline_window),
+    ):
+        if not pairs:
+            sides.append((pairs, (0.0, 1.0), []))
+            continue
+        start, end = window if window and window[1] > window[0] else (pairs[0][0], pairs[-1][0])
+        drawn = _bucketed(_per_step(pairs, start, step) if step and step > 0 else pairs, max_points)
+        sides.append((pairs, (start, end), drawn))
+    values = [v for _, _, drawn in sides for _, v in drawn]
     low, high = (min(values), max(values)) if values else (0.0, 1.0)
     if low >= 0 and high > 0 and low <= high / 2:
         low = 0.0  # counts and ratios read best from zero
@@ -86,12 +112,11 @@ def comparison_chart(
     def y(value: float) -> float:
         return round(HEIGHT - PAD - (value - low) / (high - low) * (HEIGHT - 2 * PAD), 1)
 
-    def line(pairs: list[tuple[float, float]], window: tuple[float, float] | None) -> Line:
+    def line(pairs: list[tuple[float, float]], window: tuple[float, float], drawn: list) -> Line:
         if not pairs:
             return Line("", None, 0)
-        start, end = window if window and window[1] > window[0] else (pairs[0][0], pairs[-1][0])
+        start, end = window
         span = end - start or 1.0
-        drawn = _bucketed(pairs, max_points)
         points = " ".join(
             f"{round(PAD + min(max((t - start) / span, 0.0), 1.0) * (WIDTH - 2 * PAD), 1)},{y(v)}"
             for t, v in drawn
@@ -99,11 +124,12 @@ def comparison_chart(
         if len(drawn) == 1:  # a single point still shows: a short flat line
             x, yy = points.split(",")
             points = f"{float(x) - 2},{yy} {float(x) + 2},{yy}"
-        return Line(points, y(sum(v for _, v in pairs) / len(pairs)), len(pairs))
+        mean = min(max(sum(v for _, v in pairs) / len(pairs), low), high)
+        return Line(points, y(mean), len(pairs))
 
     return ComparisonChart(
-        canary=line(canary, canary_window),
-        baseline=line(baseline, baseline_window),
+        canary=line(*sides[0]),
+        baseline=line(*sides[1]),
         top=format_value(high, unit),
         bottom=format_value(low, unit),
     )

@@ -78,7 +78,7 @@ def test_the_release_page_shows_why_analysis_failed_with_a_chart_per_metric(clie
     page = login(client, user).get(f"/releases/{reverted.pk}/").content.decode()
     summary = page[page.index('id="analysis-summary"') : page.index('id="approvals"')]
     assert "Why this release was reverted" in summary
-    assert "→ <strong>fail</strong>: fail: canary judge: score 50" in summary
+    assert 'against <span class="version">1.4.0</span> → fail: canary judge: score 50' in summary
     assert re.search(
         r"error_rate: canary \d[\d.]* % vs baseline \d[\d.]* % \([\d.]+×\).*→ too high: fail", summary
     )
