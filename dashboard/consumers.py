@@ -202,7 +202,7 @@ class LiveConsumer(WebsocketConsumer):
 class ReleaseConsumer(LiveConsumer):
     """The release page: header and controls, approvals, blocked-by, rollout (waves, every target), timeline."""
 
-    PARTIALS = ("release-head", "approvals", "rollout", "timeline")
+    PARTIALS = ("release-head", "analysis-summary", "approvals", "rollout", "analysis", "timeline")
 
     def authorize(self, user) -> bool:
         self.release_id = int(self.scope["url_route"]["kwargs"]["pk"])

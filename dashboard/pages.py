@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
 from django.db.models import Prefetch
@@ -12,6 +13,10 @@ from django.utils import timezone
 from dashboard.progress import rollout_progress
 from environments.models import Environment, FreezeWindow, Target
 from flags.models import Flag, FlagState
+from monitoring import selectors as monitoring
+from monitoring.charts import ComparisonChart, Sparkline, comparison_chart, sparkline
+from monitoring.judge import format_value
+from monitoring.models import Alert, AnalysisMeasurement, AnalysisRun, ErrorGroup
 from monitoring.selectors import active_ingest_key
 from releases import selectors
 from releases.batches import Coverage, approval_coverage, describe_releases, group_key
@@ -92,6 +97,125 @@ def inbox_page(user) -> dict:
     return {"cards": cards, "approvals_waiting": sum(card.waiting_for_me for card in cards)}
 
 
+@dataclass(slots=True)
+class MetricChart:
+    measurement: AnalysisMeasurement
+    unit: str
+    chart: ComparisonChart
+
+    @property
+    def canary_mean(self) -> str | None:
+        mean = (self.measurement.canary or {}).get("mean")
+        return None if mean is None else format_value(mean, self.unit)
+
+    @property
+    def baseline_mean(self) -> str | None:
+        mean = (self.measurement.baseline or {}).get("mean")
+        return None if mean is None else format_value(mean, self.unit)
+
+    @property
+    def failed(self) -> bool:
+        return self.measurement.outcome in ("high", "low", "nodata_fail") or self.measurement.check_phase in (
+            "failed",
+            "error",
+        )
+
+
+@dataclass(slots=True)
+class RunView:
+    run: AnalysisRun
+    metrics: list[MetricChart]
+
+    @property
+    def verdict_reason(self) -> str:
+        return self.run.reasons[0] if self.run.reasons else self.run.verdict
+
+    @property
+    def details(self) -> list[str]:
+        """The reasons after the first, minus each metric's (shown beside its chart)."""
+        own = {m.measurement.reason for m in self.metrics}
+        return [reason for reason in self.run.reasons[1:] if reason not in own]
+
+
+def _run_view(run: AnalysisRun) -> RunView:
+    units = {
+        m.get("name"): m.get("unit", "") for m in (run.config or {}).get("metrics", []) if isinstance(m, dict)
+    }
+    canary_window = (run.started_at.timestamp(), run.ended_at.timestamp())
+    baseline_window = (
+        (run.baseline_started_at.timestamp(), run.baseline_ended_at.timestamp())
+        if run.baseline_started_at and run.baseline_ended_at
+        else canary_window
+    )
+    metrics = []
+    for measurement in run.measurements.all():
+        unit = units.get(measurement.metric, "")
+        chart = comparison_chart(
+            measurement.canary_values,
+            measurement.baseline_values,
+            canary_window=canary_window,
+            baseline_window=baseline_window,
+            unit=unit,
+            step=(run.config or {}).get("interval_seconds"),
+        )
+        metrics.append(MetricChart(measurement, unit, chart))
+    return RunView(run, metrics)
+
+
+@dataclass(slots=True)
+class ReleaseAnalysis:
+    """The release's analysis runs (charts, verdicts, reasons), its alerts, its error groups and, when it failed or
+    was reverted, what says why at the top of the page."""
+
+    runs: list[RunView]
+    alerts: list[Alert]
+    error_groups: list[ErrorGroup]
+    version: str
+    failed: bool
+
+    @property
+    def failing_runs(self) -> list[RunView]:
+        return [view for view in self.runs if view.run.verdict == AnalysisRun.Verdict.FAIL]
+
+    @property
+    def held_runs(self) -> list[RunView]:
+        return [view for view in self.runs if view.run.verdict in ("marginal", "inconclusive")]
+
+    @property
+    def new_groups(self) -> list[ErrorGroup]:
+        return [group for group in self.error_groups if group.first_seen_version == self.version]
+
+    @property
+    def summary(self) -> bool:
+        return self.failed and bool(self.failing_runs or self.alerts)
+
+
+RELEASE_ERROR_GROUPS = 50
+
+
+def release_analysis(release: Release, rollout: Rollout | None) -> ReleaseAnalysis:
+    """Four queries, however many runs, metrics and error groups."""
+    version = release.artifact.version
+    groups = list(
+        monitoring.error_groups(release.application, environment=release.environment, version=version)[
+            :RELEASE_ERROR_GROUPS
+        ]
+    )
+    groups.sort(key=lambda g: (g.first_seen_version != version, -(getattr(g, "version_count", 0) or 0)))
+    failed = release.status in (Release.Status.FAILED, Release.Status.ROLLED_BACK) or (
+        rollout is not None
+        and rollout.status in (Rollout.Status.FAILED, Rollout.Status.REVERTING, Rollout.Status.REVERTED)
+    )
+    alerts = monitoring.release_alerts(release.pk)
+    return ReleaseAnalysis(
+        runs=[_run_view(run) for run in monitoring.release_analysis_runs(release.pk)],
+        alerts=alerts,
+        error_groups=groups,
+        version=version,
+        failed=failed or any(alert.rollback_requested for alert in alerts),
+    )
+
+
 def release_page(release_id: int, user) -> dict | None:
     """The release page's context: the card (status, approvals, blocked-by), the timeline and the rollout."""
     release = Release.objects.select_related(*RELEASE_RELATED).filter(pk=release_id).first()
@@ -105,6 +229,7 @@ def release_page(release_id: int, user) -> dict | None:
         "timeline": selectors.release_timeline(release),
         "rollout": rollout,
         "progress": rollout_progress(rollout) if rollout else None,
+        "analysis": release_analysis(release, rollout),
     }
 
 
@@ -175,6 +300,49 @@ def application_page(application: Application) -> dict:
             status__in=[Release.Status.PENDING_APPROVAL, *IN_FLIGHT]
         ),
         "ingest_key": active_ingest_key(application),
+    }
+
+
+ERROR_RANGES = {"24h": (24, 1), "7d": (168, 6)}  # hours shown, hours per bar
+ERRORS_PAGE_GROUPS = 100
+
+
+@dataclass(slots=True)
+class ErrorRow:
+    group: ErrorGroup
+    spark: Sparkline
+
+    @property
+    def in_range(self) -> int:
+        return self.spark.total
+
+
+def errors_page(application: Application, *, environment: Environment | None, span: str, now=None) -> dict:
+    """The application's error groups (most recent first, up to ERRORS_PAGE_GROUPS) with a sparkline of their
+    events over the range: three queries, however many groups."""
+    hours, per_bar = ERROR_RANGES[span]
+    now = now or timezone.now()
+    end = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    since = end - timedelta(hours=hours)
+    groups = list(monitoring.error_groups(application, environment=environment)[:ERRORS_PAGE_GROUPS])
+    counts = monitoring.hourly_counts([g.pk for g in groups], since, hours)
+    rows = []
+    for group in groups:
+        hourly = counts[group.pk]
+        bars = [sum(hourly[i : i + per_bar]) for i in range(0, hours, per_bar)]
+        rows.append(ErrorRow(group, sparkline(bars)))
+    return {
+        "application": application,
+        "environments": list(
+            Environment.objects.filter(application=application).order_by("position", "name")
+        ),
+        "environment": environment,
+        "rows": rows,
+        "span": span,
+        "spans": list(ERROR_RANGES),
+        "since": since,
+        "bar_hours": per_bar,
+        "limit": ERRORS_PAGE_GROUPS,
     }
 
 

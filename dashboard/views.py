@@ -20,9 +20,11 @@ from config import jsonbody
 from config.errors import Invalid, SlipwayError
 from config.forms import cleaned
 from dashboard.pages import (
+    ERROR_RANGES,
     application_page,
     audit_rows,
     environment_page,
+    errors_page,
     inbox_page,
     release_page,
 )
@@ -86,6 +88,24 @@ def application_detail(request: HttpRequest, slug: str) -> HttpResponse:
     require(Actor(request.user), Permission.VIEW, application)
     context = application_page(application)
     return render(request, "dashboard/application.html", context)
+
+
+@login_required
+def application_errors(request: HttpRequest, slug: str) -> HttpResponse:
+    """Error groups with their sparkline: `?environment=<name>` filters, `?range=24h|7d` (default 24h)."""
+    application = _visible(request, get_object_or_404(Application, slug=slug))
+    require(Actor(request.user), Permission.VIEW, application)
+    span = request.GET.get("range") or "24h"
+    if span not in ERROR_RANGES:
+        raise Invalid(f"Choose one of {', '.join(ERROR_RANGES)}.", field="range")
+    environment = None
+    if name := request.GET.get("environment"):
+        environment = Environment.objects.filter(application=application, name=name).first()
+        if environment is None:
+            raise Invalid(f"{application.slug} has no environment {name!r}.", field="environment")
+    return render(
+        request, "dashboard/errors.html", errors_page(application, environment=environment, span=span)
+    )
 
 
 @login_required

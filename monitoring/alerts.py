@@ -5,7 +5,7 @@ environment says so (`rollback_on_new_errors`), roll back to the previous versio
 The decision is `monitoring.anomaly.compare_error_rates` (pure): errors per second of the new version since its
 release finished, against the previous version's in as long a window just before the release began. Counts come
 from the stored events; a group with more events than are kept per group (`ErrorEvent.KEEP_PER_GROUP`) is counted
-from its hourly counts instead, spread evenly over each hour.
+from its hourly counts instead, each spread evenly between its first and last event.
 
 Nothing in `releases` imports this module (the periodic task and the tests do): it may import
 `releases.promotions` for the rollback without an import cycle.
@@ -150,7 +150,12 @@ def new_error_findings(release: Release, *, now: datetime) -> list[Finding]:
 
 def _counts(environment_id: int, version: str, start: datetime, end: datetime) -> dict[int, int]:
     """Errors per group of one version in the window, from the events kept — or, for groups that had more than are
-    kept, from their hourly counts (prorated), whichever is more."""
+    kept, from their hourly counts, whichever is more.
+
+    An hourly count is spread over the span between its first and last event, not over the whole hour: a version
+    that ran for the last five minutes of an hour had all of that hour's events in those five minutes, so a window
+    over them counts them all whatever the minute it is now. (Counts stored without that span fall back to the
+    hour.)"""
     counted = dict(
         ErrorEvent.objects.filter(
             group__environment_id=environment_id, version=version, timestamp__gte=start, timestamp__lt=end
@@ -164,12 +169,26 @@ def _counts(environment_id: int, version: str, start: datetime, end: datetime) -
         group__in=busy, version=version, hour__gt=start - timedelta(hours=1), hour__lt=end
     )
     estimated: dict[int, float] = {}
-    for group_id, hour, n in hours.values_list("group_id", "hour", "count"):
-        overlap = (min(end, hour + timedelta(hours=1)) - max(start, hour)).total_seconds()
-        estimated[group_id] = estimated.get(group_id, 0.0) + n * max(overlap, 0.0) / 3600
+    for group_id, hour, n, first, last in hours.values_list(
+        "group_id", "hour", "count", "first_at", "last_at"
+    ):
+        estimated[group_id] = estimated.get(group_id, 0.0) + n * _share(start, end, hour, first, last)
     for group_id, n in estimated.items():
         counted[group_id] = max(counted.get(group_id, 0), round(n))
     return counted
+
+
+def _share(
+    start: datetime, end: datetime, hour: datetime, first: datetime | None, last: datetime | None
+) -> float:
+    """The share of an hourly count's events inside [start, end), taking them as spread evenly from the first to
+    the last (the whole hour when those are unknown)."""
+    if first is None or last is None:
+        first, last = hour, hour + timedelta(hours=1)
+    if last <= first:  # one instant: in or out
+        return 1.0 if start <= first < end else 0.0
+    overlap = (min(end, last) - max(start, first)).total_seconds()
+    return min(max(overlap, 0.0) / (last - first).total_seconds(), 1.0)
 
 
 @transaction.atomic(durable=True)

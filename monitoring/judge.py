@@ -460,6 +460,11 @@ def _fmt(value: float, unit: str) -> str:
     return f"{_sig(value)} {unit}".rstrip()
 
 
+def format_value(value: float, unit: str = "") -> str:
+    """A value as the reasons show it: three significant digits, ratios in `%` as percentages."""
+    return _fmt(value, unit)
+
+
 def _fmt_shift(value: float, unit: str) -> str:
     return ("+" if value > 0 else "") + _fmt(value, unit)
 

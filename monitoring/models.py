@@ -109,12 +109,18 @@ class ErrorEvent(models.Model):
 
 
 class ErrorCount(models.Model):
-    """How many events a group had in one version during one hour (kept when the events themselves are not)."""
+    """How many events a group had in one version during one hour (kept when the events themselves are not), and
+    the first and last of them: a window over part of the hour counts the events spread over that span, not over
+    the whole hour (a version that ran five minutes of it had all its events in those five minutes)."""
 
     group = models.ForeignKey(ErrorGroup, on_delete=models.CASCADE, related_name="counts")
     version = models.CharField(max_length=100, blank=True)
     hour = models.DateTimeField()
     count = models.PositiveBigIntegerField(default=0)
+    first_at = models.DateTimeField(
+        null=True, blank=True
+    )  # null: counted before these were kept (whole hour)
+    last_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["group", "version", "hour"], name="errorcount_unique")]

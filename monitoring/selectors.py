@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.db.models import Prefetch, QuerySet, Sum
 
 from environments.models import Environment
-from monitoring.models import AnalysisMeasurement, AnalysisRun, AnalysisTemplate, ErrorGroup, IngestKey
+from monitoring.models import (
+    Alert,
+    AnalysisMeasurement,
+    AnalysisRun,
+    AnalysisTemplate,
+    ErrorCount,
+    ErrorGroup,
+    IngestKey,
+)
 from releases.models import Application
 
 
@@ -63,6 +72,41 @@ def analysis_runs(
         runs = runs.filter(template_name=template)
     measurements = AnalysisMeasurement.objects.defer("canary_values", "baseline_values").order_by("position")
     return runs.prefetch_related(Prefetch("measurements", queryset=measurements)).order_by("-id")
+
+
+def release_analysis_runs(release_id: int, *, limit: int = 50) -> list[AnalysisRun]:
+    """A release's runs, oldest first, with their measurements and raw values (for the charts): two queries."""
+    measurements = AnalysisMeasurement.objects.order_by("position")
+    runs = (
+        AnalysisRun.objects.filter(release_id=release_id)
+        .prefetch_related(Prefetch("measurements", queryset=measurements))
+        .order_by("-id")[:limit]
+    )
+    return list(reversed(runs))
+
+
+def release_alerts(release_id: int) -> list[Alert]:
+    return list(Alert.objects.filter(release_id=release_id).order_by("id"))
+
+
+def hourly_counts(group_ids: list[int], since: datetime, hours: int) -> dict[int, list[int]]:
+    """Each group's events per hour over `hours` hours from `since` (an hour's start), oldest first: one query."""
+    found: dict[int, list[int]] = {group_id: [0] * hours for group_id in group_ids}
+    if not group_ids:
+        return found
+    rows = (
+        ErrorCount.objects.filter(
+            group_id__in=group_ids, hour__gte=since, hour__lt=since + timedelta(hours=hours)
+        )
+        .values("group_id", "hour")
+        .annotate(n=Sum("count"))
+        .values_list("group_id", "hour", "n")
+    )
+    for group_id, hour, n in rows:
+        index = int((hour - since).total_seconds() // 3600)
+        if 0 <= index < hours:
+            found[group_id][index] += n
+    return found
 
 
 def analysis_run(application: Application, pk: int, *, with_values: bool = False) -> AnalysisRun | None:

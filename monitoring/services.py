@@ -146,7 +146,7 @@ def _store_errors(batch: Sequence[Located]) -> list[int]:
     # Events: only each group's newest KEEP_PER_GROUP of this batch are worth writing.
     keep = ErrorEvent.KEEP_PER_GROUP
     per_group: dict[int, list[tuple]] = defaultdict(list)
-    counts: dict[tuple[int, str, datetime], int] = defaultdict(int)
+    counts: dict[tuple[int, str, datetime], list] = {}  # (group, version, hour) -> [count, first, last]
     for item, group_id, when in zip(batch, group_ids, whens, strict=True):
         error = item.error
         per_group[group_id].append(
@@ -161,9 +161,12 @@ def _store_errors(batch: Sequence[Located]) -> list[int]:
                 now,
             )
         )
-        counts[
-            (group_id, error.version, when.astimezone(UTC).replace(minute=0, second=0, microsecond=0))
-        ] += 1
+        bucket = (group_id, error.version, when.astimezone(UTC).replace(minute=0, second=0, microsecond=0))
+        if (seen := counts.get(bucket)) is None:
+            counts[bucket] = [1, when, when]
+        else:
+            seen[0] += 1
+            seen[1], seen[2] = min(seen[1], when), max(seen[2], when)
     _insert_events([e for events in per_group.values() for e in events[-keep:]])
     _add_counts(counts)
     # A group is pruned each time its count passes a multiple of `keep`: between two prunes it holds up to twice
@@ -259,18 +262,29 @@ def _upsert_groups(groups: dict[tuple[int, int, str], dict]) -> dict[tuple[int, 
     return found
 
 
-def _add_counts(counts: dict[tuple[int, str, datetime], int]) -> None:
+def _add_counts(counts: dict[tuple[int, str, datetime], list]) -> None:
+    """Add to each (group, version, hour)'s count and widen its first/last event times."""
     table = ErrorCount._meta.db_table
     adapt = connection.ops.adapt_datetimefield_value
-    rows = sorted(counts.items())
+    least, greatest = ("LEAST", "GREATEST") if connection.vendor == "postgresql" else ("MIN", "MAX")
+    rows = sorted(counts.items(), key=lambda item: item[0])
     for start in range(0, len(rows), CHUNK):
         chunk = rows[start : start + CHUNK]
-        params = [v for (group_id, version, hour), n in chunk for v in (group_id, version, adapt(hour), n)]
-        values = ", ".join(["(%s, %s, %s, %s)"] * len(chunk))
+        params = [
+            v
+            for (group_id, version, hour), (n, first, last) in chunk
+            for v in (group_id, version, adapt(hour), n, adapt(first), adapt(last))
+        ]
+        values = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(chunk))
         with connection.cursor() as cursor:
             cursor.execute(
-                f"INSERT INTO {table} (group_id, version, hour, count) VALUES {values} "
-                f"ON CONFLICT (group_id, version, hour) DO UPDATE SET count = {table}.count + EXCLUDED.count",
+                f"INSERT INTO {table} (group_id, version, hour, count, first_at, last_at) VALUES {values} "
+                f"ON CONFLICT (group_id, version, hour) DO UPDATE SET count = {table}.count + EXCLUDED.count, "
+                # A row counted before first/last were kept stays without them: its events span the whole hour.
+                f"first_at = CASE WHEN {table}.first_at IS NULL THEN NULL "
+                f"ELSE {least}({table}.first_at, EXCLUDED.first_at) END, "
+                f"last_at = CASE WHEN {table}.last_at IS NULL THEN NULL "
+                f"ELSE {greatest}({table}.last_at, EXCLUDED.last_at) END",
                 params,
             )
 

@@ -40,9 +40,36 @@ BUILDS = [
             ("alice@users.noreply.github.com", "Typo on the basket page"),
         ],
     ),
-    # Its health check fails on the demo fleet: watch a cautious rollout stop and revert by itself.
+    # Healthy by its health check, but fails six times as many checkouts: the canary's analysis reverts it.
+    ("1.3.1-errors", [("carol", "Recalculate basket totals on every change (fails 6 % of checkouts)")]),
+    # Its health check fails on the demo fleet: watch a rollout stop and revert by itself.
     ("1.4.0-broken", [("bob", "Cache product pages (breaks /health)")]),
 ]
+
+# How production judges a canary: the error ratio the demo services push (environments/demo/service.py) every
+# 5 s, the canary's hosts against the others over the same 40 s.
+ANALYSIS_TEMPLATE = {
+    "name": "errors",
+    "description": "Checkout error ratio of the canary against the hosts still on the previous version.",
+    "interval_seconds": 5,
+    "count": 8,
+    "metrics": [
+        {
+            "name": "error_rate",
+            "source": "pushed",
+            "query": "http_error_ratio",
+            "direction": "increase",
+            "critical": True,
+            "unit": "%",
+        }
+    ],
+}
+PRODUCTION_STRATEGY = {
+    "kind": "canary",
+    "steps": [25, 100],
+    "pause_seconds": 0,
+    "analysis": {"template": "errors", "duration_seconds": 40},
+}
 
 
 def _sha(text: str) -> str:
@@ -109,8 +136,9 @@ def load_demo() -> tuple[Application, dict[str, str]]:
                 artifact=builds[version],
                 status=Release.Status.SUCCEEDED,
             )
-    # 1.3.0 waits in production for everyone whose change it carries; 1.4.0-broken is staged, ready to fail.
-    for version in ("1.3.0", "1.4.0-broken"):
+    # 1.3.0 waits in production for everyone whose change it carries; 1.3.1-errors and 1.4.0-broken are staged,
+    # ready to be reverted (the canary's error rate) and to fail (its health check).
+    for version in ("1.3.0", "1.3.1-errors", "1.4.0-broken"):
         staged = do_request_release(
             system, app, environment=Environment.objects.get(pk=staging.pk), artifact=builds[version]
         )
@@ -120,6 +148,7 @@ def load_demo() -> tuple[Application, dict[str, str]]:
     do_request_release(
         system, app, environment=Environment.objects.get(pk=production.pk), artifact=builds["1.3.0"]
     )
+    _demo_analysis(system, app, production=Environment.objects.get(pk=production.pk))
     _demo_flags(
         system,
         app,
@@ -127,6 +156,18 @@ def load_demo() -> tuple[Application, dict[str, str]]:
         staging=Environment.objects.get(pk=staging.pk),
     )
     return app, passwords
+
+
+def _demo_analysis(system: Actor, app: Application, *, production: Environment) -> None:
+    """Production's canary is judged by the error ratio the demo fleet pushes; a noisy build is reverted."""
+    from environments.services import do_update_environment
+    from monitoring.services import do_create_analysis_template, do_create_metric_source
+
+    do_create_metric_source(
+        system, app, {"name": "pushed", "kind": "pushed", "on_missing_data": "inconclusive"}
+    )
+    do_create_analysis_template(system, app, ANALYSIS_TEMPLATE)
+    do_update_environment(system, production, strategy=PRODUCTION_STRATEGY)
 
 
 def _demo_flags(system: Actor, app: Application, *, production: Environment, staging: Environment) -> None:

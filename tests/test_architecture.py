@@ -21,6 +21,7 @@ PURE = [
     "monitoring.expressions",
     "monitoring.anomaly",
     "monitoring.fingerprint",
+    "monitoring.charts",
 ]
 PURE_FILES = [
     "config/jsonbody.py",

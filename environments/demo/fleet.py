@@ -1,5 +1,9 @@
 """`make run`'s demo fleet: eight demo web services on 127.0.0.1:9101–9108, each managed by a real deploy agent
-registered as a target of the demo `shop` production environment. Stopping Slipway stops the fleet."""
+registered as a target of the demo `shop` production environment. Stopping Slipway stops the fleet.
+
+The services are watched as real ones would be: each reports its errors with `sentry-sdk` to Slipway (the
+application's DSN), pushes its error ratio every 5 s (a `metrics:write` token of the demo user `shop-fleet`, kept in
+the data directory) and answers `/metrics` for a Prometheus that may scrape it."""
 
 from __future__ import annotations
 
@@ -19,7 +23,8 @@ from django.db import transaction
 
 log = logging.getLogger(__name__)
 SIZE = 8
-FIRST_PORT = 9101
+# SLIPWAY_DEMO_FLEET_FIRST_PORT: another port range, beside a demo already running
+FIRST_PORT = int(os.environ.get("SLIPWAY_DEMO_FLEET_FIRST_PORT", 9101))
 
 
 def _registration_key() -> tuple[str, str] | None:
@@ -59,6 +64,48 @@ def seed_host(workdir: Path, version: str) -> Path:
     return state
 
 
+def _monitoring_args(port: int) -> tuple[list[str], dict[str, str]]:
+    """The services' --dsn and --push-url options, and their environment: the token (out of `ps`'s sight)."""
+    from django.contrib.auth import get_user_model
+
+    from environments.models import Environment
+    from monitoring.selectors import active_ingest_key
+    from releases.models import ApiToken, Membership, Role
+    from releases.permissions import Actor
+    from releases.services import do_create_api_token, do_grant_role
+
+    environment = (
+        Environment.objects.select_related("application")
+        .filter(application__slug="shop", name="production")
+        .first()
+    )
+    if environment is None:
+        return [], {}
+    app = environment.application
+    args = []
+    if (ingest := active_ingest_key(app)) is not None:
+        args += ["--dsn", f"http://{ingest.public_key}@127.0.0.1:{port}/{app.pk}"]
+    key_file = Path(settings.DATA_DIR) / "demo-metrics-token"
+    key = key_file.read_text().strip() if key_file.exists() else ""
+    if (
+        not key
+        or not ApiToken.objects.filter(key_hash=ApiToken.hash_key(key), revoked_at__isnull=True).exists()
+    ):
+        user, created = get_user_model().objects.get_or_create(username="shop-fleet")
+        if created:
+            user.set_unusable_password()
+            user.save(update_fields=["password"])
+        if not Membership.objects.filter(user=user, application=app).exists():
+            do_grant_role(Actor.system(), app, user, Role.DEVELOPER)
+        _, key = do_create_api_token(
+            Actor.system(), user, name="demo fleet metrics", scopes=["metrics:write"], environment=environment
+        )
+        key_file.write_text(key)
+        key_file.chmod(0o600)
+    args += ["--push-url", f"http://127.0.0.1:{port}/api/v1/applications/{app.slug}/metrics/"]
+    return args, {"SLIPWAY_PUSH_TOKEN": key}
+
+
 def _die_with_parent() -> None:
     """In each fleet process (Linux): get SIGTERM when the server dies, even by SIGKILL, so no agent outlives it."""
     try:
@@ -76,6 +123,7 @@ def start_demo_fleet(*, port: int) -> Callable[[], None]:
     if found is None:
         return lambda: None
     key, version = found
+    watched, watched_env = _monitoring_args(port)
     root = Path(settings.DATA_DIR) / "demo-fleet"
     base = Path(__file__).resolve().parents[2]
     processes: list[subprocess.Popen] = []
@@ -96,10 +144,12 @@ def start_demo_fleet(*, port: int) -> Callable[[], None]:
                     str(state),
                     "--name",
                     name,
+                    *watched,
                 ],
                 cwd=base,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
+                env={**os.environ, **watched_env},
                 preexec_fn=_die_with_parent,
             )
         )

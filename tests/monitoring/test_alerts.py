@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.utils import timezone
 
-from monitoring.alerts import check_recent_releases, do_check_new_errors
+from monitoring.alerts import _counts, check_recent_releases, do_check_new_errors
 from monitoring.models import Alert
 from monitoring.parsing import error_from_json
 from monitoring.services import Located, do_ingest_errors
@@ -180,17 +180,18 @@ def test_only_recent_releases_still_running_are_checked(released, settings):
     assert [a.kind for a in check_recent_releases(now=now)] == ["new_error"]
 
 
-@pytest.fixture
-def mid_hour():
-    """Hourly counts are prorated over their hour: the windows here must not straddle an hour boundary, or the
-    outcome would depend on the time of day the suite runs (it failed once in CI that way)."""
+@pytest.fixture(params=[0, 5, 12, 40, 55, 59])
+def minute(request):
+    """The same story at several minutes of the hour: windows that straddle an hour boundary (:00, :05, :12, :55,
+    :59: the ten minutes before the release began, or since it finished, span two hours) and one that does not (:40).
+    """
     import time_machine
 
-    with time_machine.travel(datetime(2026, 12, 4, 12, 40, tzinfo=UTC), tick=True):
-        yield
+    with time_machine.travel(datetime(2026, 12, 4, 12, request.param, 30, tzinfo=UTC), tick=True):
+        yield request.param
 
 
-def test_a_busy_group_is_counted_from_its_hourly_counts(mid_hour, released):
+def test_a_busy_group_is_counted_from_its_hourly_counts(minute, released):
     """A group with more events than are kept: the old version's pruned events still count (no false alarm)."""
     env, release, now = released
     errors(
@@ -198,3 +199,37 @@ def test_a_busy_group_is_counted_from_its_hourly_counts(mid_hour, released):
     )  # pruned to 100–200
     errors(env, "2.0.0", "KeyError", 400, start=now - timedelta(minutes=10))
     assert do_check_new_errors(release, now=now) == []
+    counted = _counts(env.pk, "1.0.0", release.started_at - timedelta(minutes=10), release.started_at)
+    assert list(counted.values()) == [400]  # all of them, though none of 1.0.0's events is kept
+    assert list(_counts(env.pk, "2.0.0", now - timedelta(minutes=10), now).values()) == [400]
+
+
+def test_an_hourly_count_is_shared_over_its_own_span():
+    from monitoring.alerts import _share
+
+    hour = datetime(2026, 12, 4, 12, tzinfo=UTC)
+    first, last = hour + timedelta(minutes=50), hour + timedelta(minutes=59)
+    window = (hour + timedelta(minutes=45), hour + timedelta(minutes=65))
+    assert (
+        _share(*window, hour, first, last) == 1.0
+    )  # all of it, though the window covers a third of the hour
+    assert _share(
+        hour + timedelta(minutes=53), hour + timedelta(minutes=56), hour, first, last
+    ) == pytest.approx(3 / 9)
+    assert _share(hour, hour + timedelta(minutes=50), hour, first, last) == 0.0
+    assert _share(*window, hour, first, first) == 1.0  # a single event inside the window
+    assert _share(hour + timedelta(minutes=51), hour + timedelta(minutes=52), hour, first, first) == 0.0
+    assert _share(*window, hour, None, None) == pytest.approx(15 / 60)  # counted before spans were kept
+
+
+def test_the_hourly_counts_keep_their_first_and_last_event(released):
+    from monitoring.models import ErrorCount
+
+    env, release, now = released
+    start = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
+    errors(env, "2.0.0", "KeyError", 3, start=start + timedelta(minutes=10), seconds=60)
+    errors(env, "2.0.0", "KeyError", 2, start=start + timedelta(minutes=5), seconds=60)
+    (count,) = ErrorCount.objects.filter(version="2.0.0")
+    assert count.count == 5
+    assert count.first_at == start + timedelta(minutes=5, seconds=15)
+    assert count.last_at == start + timedelta(minutes=10, seconds=50)
