@@ -163,8 +163,9 @@ def test_release_page_shows_the_summary_and_step_durations(client, release):
     assert re.search(row.format("web-6", "deploy", "running"), progress)
 
 
-# session, user, release, rollout id, rollout, its steps, the card (artifacts, changes, approvals twice), timeline
-QUERIES = 9
+# session, user, release, rollout id, rollout, its steps, the card (approvals, changes), the release's error groups,
+# alerts and analysis runs (their measurements only when there are runs), timeline
+QUERIES = 12
 
 
 def test_release_page_queries_do_not_grow_with_steps(client, release, django_assert_num_queries):
