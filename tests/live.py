@@ -88,3 +88,30 @@ class LiveSlipway:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+def start_agent(url: str, name: str, workdir: Path, *extra: str) -> subprocess.Popen:
+    """A real deploy agent process registered with the tests' token, heartbeating every second, its log beside its
+    work directory; `extra` adds agent flags (`--deploy-command …`)."""
+    args = [
+        sys.executable,
+        "-m",
+        "environments.agent",
+        "--url",
+        url,
+        "--registration-token",
+        "slr_test_token",
+    ]
+    args += [
+        "--name",
+        name,
+        "--workdir",
+        str(workdir / name),
+        *extra,
+        "--heartbeat-seconds",
+        "1",
+        "--poll-wait",
+        "2",
+    ]
+    log = (workdir / f"{name}.log").open("wb")
+    return subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)

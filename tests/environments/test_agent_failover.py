@@ -1,8 +1,5 @@
 """Agents keep working when a web process goes away: they are given every process's URL and move to the next."""
 
-import subprocess
-import sys
-
 import pytest
 
 from environments.models import Target
@@ -14,7 +11,7 @@ from tests.environments.test_rollout_agents import (
     shop_running_v1,
     wait_for,
 )
-from tests.live import ROOT, LiveSlipway, free_port
+from tests.live import LiveSlipway, free_port, start_agent
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -31,34 +28,8 @@ def test_agents_fail_over_between_two_live_servers(tmp_path):
             "web-3": f"{dead},{first.url},{second.url}",
         }  # its first URL never answers
         for name, url in urls.items():
-            log = (tmp_path / f"{name}.log").open("wb")
             agents.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "environments.agent",
-                        "--url",
-                        url,
-                        "--registration-token",
-                        "slr_test_token",
-                        "--name",
-                        name,
-                        "--workdir",
-                        str(tmp_path / name),
-                        "--deploy-command",
-                        DEPLOY,
-                        "--health-command",
-                        HEALTH,
-                        "--heartbeat-seconds",
-                        "1",
-                        "--poll-wait",
-                        "2",
-                    ],
-                    cwd=ROOT,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
+                start_agent(url, name, tmp_path, "--deploy-command", DEPLOY, "--health-command", HEALTH)
             )
         wait_for(lambda: Target.objects.filter(environment=env).count() == 3, what="3 agents registered")
         fleet = {"app": app, "url": first.url, "key": key}

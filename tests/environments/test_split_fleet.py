@@ -4,7 +4,6 @@ none back on the version it rolls back from, retries the others when their agent
 record says what its host really runs."""
 
 import subprocess
-import sys
 import time
 
 import pytest
@@ -12,7 +11,7 @@ import pytest
 from environments.models import Environment, Target
 from releases.models import AuditEvent, Release, Rollout, RolloutStep
 from tests.environments.test_rollout_agents import api, release_and_wait, shop_running_v1, wait_for
-from tests.live import ROOT, LiveSlipway
+from tests.live import LiveSlipway, start_agent
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -36,30 +35,7 @@ def test_a_web_process_lost_during_a_rollback_ends_with_every_host_rolled_back_a
             "web-4": b.url,
         }
         for name, url in urls.items():
-            agents[name] = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "environments.agent",
-                    "--url",
-                    url,
-                    "--registration-token",
-                    "slr_test_token",
-                    "--name",
-                    name,
-                    "--workdir",
-                    str(tmp_path / name),
-                    "--deploy-command",
-                    DEPLOY,
-                    "--heartbeat-seconds",
-                    "1",
-                    "--poll-wait",
-                    "2",
-                ],
-                cwd=ROOT,
-                stdout=(tmp_path / f"{name}.log").open("wb"),
-                stderr=subprocess.STDOUT,
-            )
+            agents[name] = start_agent(url, name, tmp_path, "--deploy-command", DEPLOY)
         wait_for(lambda: Target.objects.filter(environment=env).count() == 4, what="4 agents registered")
         fleet = {"app": app, "url": a.url, "key": key}
         assert release_and_wait(fleet, "2.0.0", final=("succeeded", "failed"))["status"] == "succeeded"
