@@ -11,7 +11,7 @@ PYTHON ?= $(shell for p in $$HOME/.pyenv/versions/3.13.0/bin/python3 python3.13 
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/slipway
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: run test lint bench soak install chromium prometheus clean
+.PHONY: run test lint bench soak screenshots install chromium prometheus clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -n "$(PYTHON)" || { echo "Slipway needs Python 3.12 or newer (python3.13 or python3.12 on PATH)."; exit 1; }
@@ -58,6 +58,10 @@ bench: $(STAMP)
 # Not part of `make test`: the production runtime under mixed load with processes killed (docs/operations.md).
 soak: $(STAMP)
 	$(PY) ops/soak.py
+
+# Not part of `make test`: docs/img's pictures, taken afresh from a throwaway `make run` demo (ops/screenshots.py).
+screenshots: $(STAMP) chromium
+	$(PY) ops/screenshots.py
 
 clean:
 	rm -rf $(VENV) var

@@ -192,10 +192,8 @@ def test_errors_page_queries_do_not_grow_with_groups(client, user, reverted, dja
 
 @pytest.mark.browser
 def test_the_analysis_section_and_errors_page_render_clean_in_chromium(live_slipway, reverted, user):
-    """In Chromium: charts drawn, no console error (a CSP violation is one), no failed request. With
-    SLIPWAY_SCREENSHOTS=<dir> the two pages are saved there (docs/img's pictures)."""
-    import os
-
+    """In Chromium: charts drawn, no console error (a CSP violation is one), no failed request. (docs/img's
+    pictures of these pages are taken by `make screenshots`.)"""
     from playwright.sync_api import sync_playwright
 
     from tests.dashboard.test_browser import ARGS, CHROMIUM
@@ -229,9 +227,6 @@ def test_the_analysis_section_and_errors_page_render_clean_in_chromium(live_slip
         stroke = line.evaluate("el => getComputedStyle(el).stroke")
         assert stroke == "rgb(217, 45, 32)"  # styled by the stylesheet's class, not inline
         assert page.get_by_text("CartTotalError").first.is_visible()
-        shots = os.environ.get("SLIPWAY_SCREENSHOTS")
-        if shots:
-            page.locator("#analysis").screenshot(path=f"{shots}/release-analysis.png")
 
         page.goto(f"{live_slipway.url}/apps/shop/")
         page.get_by_role("link", name="errors →").click()
@@ -243,8 +238,6 @@ def test_the_analysis_section_and_errors_page_render_clean_in_chromium(live_slip
         page.get_by_role("button", name="Show").click()
         page.wait_for_url("**/errors/?environment=production*")
         assert page.locator("tr[data-group]").count() == 2
-        if shots:
-            page.screenshot(path=f"{shots}/errors.png", full_page=True)
         browser.close()
     assert problems == []
 
