@@ -73,6 +73,7 @@ class RolloutProgress:
         NotReached, ...
     ] = ()  # a rollback's hosts still to reach (it never reverts the others)
     rolled_back_from: str | None = None
+    judging: RolloutStep | None = None  # an analysis or post-deploy watch running now: its verdict is not stored yet
 
     @property
     def max(self) -> int:
@@ -96,6 +97,9 @@ class RolloutProgress:
 
 def _targets(count: int, noun: str = "target") -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+JUDGING = ("analysis", "watch")  # the gates whose verdict is an analysis run (releases/rollouts/gates.py)
 
 
 def rollout_progress(rollout: Rollout) -> RolloutProgress:
@@ -128,7 +132,9 @@ def rollout_progress(rollout: Rollout) -> RolloutProgress:
     targets = set(rollout.targets)
     done = _names(s for s in deploys if s.status == DONE) & targets
     previous = rollout.release.previous_artifact
+    judging = [s for s in steps if s.action in JUDGING and s.status == RolloutStep.Status.RUNNING]
     return RolloutProgress(
+        judging=judging[-1] if judging else None,
         not_reached=not_reached(rollout, deploys),
         rolled_back_from=previous.version if previous and is_rollback(rollout) else None,
         done=len(done),

@@ -163,6 +163,19 @@ def test_release_page_shows_the_summary_and_step_durations(client, release):
     assert re.search(row.format("web-6", "deploy", "running"), progress)
 
 
+def test_a_running_analysis_says_the_verdict_is_on_its_way(client, release):
+    """While the canary is judged, the page says so (the run is stored when its window closes), not "no analysis"."""
+    client.force_login(factories.UserFactory(username="boss", is_superuser=True))
+    rollout = make_rollout(release, [*DEPLOYING[:2], (0, "", "analysis", "running")])
+    page = client.get(f"/releases/{release.pk}/").content.decode()
+    assert "Analysing the canary after wave 1 since" in page and "No analysis ran" not in page
+    assert "No analysis has finished for this release yet." in page
+    RolloutStep.objects.filter(rollout=rollout, action="analysis").update(status="succeeded")
+    Rollout.objects.filter(pk=rollout.pk).update(status="succeeded")
+    page = client.get(f"/releases/{release.pk}/").content.decode()
+    assert "Analysing the canary" not in page and "No analysis ran for this release." in page
+
+
 # session, user, release, rollout id, rollout, its steps, the card (approvals, changes), the release's error groups,
 # alerts and analysis runs (their measurements only when there are runs), timeline
 QUERIES = 12
