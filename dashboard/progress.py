@@ -73,7 +73,9 @@ class RolloutProgress:
         NotReached, ...
     ] = ()  # a rollback's hosts still to reach (it never reverts the others)
     rolled_back_from: str | None = None
-    judging: RolloutStep | None = None  # an analysis or post-deploy watch running now: its verdict is not stored yet
+    judging: RolloutStep | None = (
+        None  # an analysis or post-deploy watch running now: its verdict is not stored yet
+    )
 
     @property
     def max(self) -> int:

@@ -66,12 +66,16 @@ def flag_list(
 
 
 def evaluation_series(flag: Flag, environment, hours: int = 24) -> dict:
-    """Counts per variant per hour over the last `hours`, for the panel's small chart."""
+    """Counts per variant per hour over the last `hours`, for the panel's small chart; `peak` is the busiest hour's
+    total (the chart stacks the variants)."""
     since = timezone.now().replace(minute=0, second=0, microsecond=0) - timedelta(hours=hours - 1)
     rows = EvaluationCount.objects.filter(environment=environment, flag_key=flag.key, hour__gte=since)
-    series: dict[str, list[int]] = {}
+    counted: dict[str, list[int]] = {}
     for row in rows:
         index = int((row.hour - since).total_seconds() // 3600)
-        series.setdefault(row.variant, [0] * hours)[index] += row.count
-    peak = max((max(v) for v in series.values()), default=0)
+        counted.setdefault(row.variant, [0] * hours)[index] += row.count
+    # The flag's variants in their own order, so a variant has the same colour in every environment's chart.
+    order = {name: position for position, name in enumerate(flag.variants)}
+    series = dict(sorted(counted.items(), key=lambda item: (order.get(item[0], len(order)), item[0])))
+    peak = max((sum(hour) for hour in zip(*series.values(), strict=True)), default=0)
     return {"series": series, "peak": peak, "hours": hours}

@@ -16,14 +16,33 @@ def mul(value: int, factor: int) -> int:
     return int(value) * int(factor)
 
 
-@register.filter
-def bar_h(count: int, peak: int) -> float:
-    return round(56 * count / peak, 1) if peak else 0
+CHART_BASE, CHART_HEIGHT, BAR_STEP, BAR_WIDTH = 58, 56, 10, 8
 
 
 @register.filter
-def bar_y(count: int, peak: int) -> float:
-    return round(58 - bar_h(count, peak), 1)
+def stacked_bars(chart: dict) -> list[dict]:
+    """One bar per hour, its variants stacked in the series' order (the legend's), scaled to the busiest hour: every
+    variant stays visible, and the stack's height is that hour's total."""
+    peak = chart.get("peak") or 0
+    bars = []
+    for index, (variant, counts) in enumerate(chart.get("series", {}).items()):
+        for hour, count in enumerate(counts):
+            if not count or not peak:
+                continue
+            below = sum(series[hour] for series in list(chart["series"].values())[:index])
+            height = round(CHART_HEIGHT * count / peak, 1)
+            y = round(CHART_BASE - CHART_HEIGHT * (below + count) / peak, 1)
+            bars.append(
+                {
+                    "x": hour * BAR_STEP,
+                    "y": y,
+                    "height": height,
+                    "variant": variant,
+                    "index": index,
+                    "n": count,
+                }
+            )
+    return bars
 
 
 @register.filter

@@ -158,7 +158,9 @@ def test_the_errors_page_lists_groups_with_sparklines_and_filters_by_environment
     assert (peak, cart.count("<rect ")) == (9, 1) or (peak >= 5 and cart.count("<rect ") == 2)
     assert '<td data-label="First seen in" class="version">1.5.0</td>' in cart
     key = page[page.index("<code>KeyError:") : page.index("</tr>", page.index("<code>KeyError:"))]
-    assert 'aria-label="7 events' in key and '<td data-label="First seen in" class="version">1.4.0</td>' in key
+    assert (
+        'aria-label="7 events' in key and '<td data-label="First seen in" class="version">1.4.0</td>' in key
+    )
     assert "Regressed" in key and "style=" not in page
     only = client.get("/apps/shop/errors/?environment=staging").content.decode()
     assert "StagingOnly" in only and "CartTotalError" not in only

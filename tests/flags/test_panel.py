@@ -304,3 +304,44 @@ def test_a_developer_sees_disabled_toggles_and_why(client, demo):
     assert page.count("disabled aria-describedby") >= 3 and "needs the flag editor role" in page
     detail = client.get("/apps/shop/flags/new-checkout/").content.decode()
     assert "Read-only: changing flags in production needs the flag editor role on shop/production." in detail
+
+
+def test_the_evaluation_chart_stacks_variants_in_the_flags_order(admin_client, demo):
+    """Each hour's variants are stacked (a taller bar used to hide the others at the same x), and a variant keeps
+    its colour in every environment's chart: the flag's variant order, not the order rows come back in."""
+    import re
+
+    from django.utils import timezone
+
+    from environments.models import Environment
+    from flags.models import EvaluationCount, Flag
+
+    flag = Flag.objects.get(key="new-checkout")
+    first, second = list(flag.variants)
+    hour = timezone.now().replace(minute=0, second=0, microsecond=0)
+    EvaluationCount.objects.filter(flag_key=flag.key).delete()
+    for name, counts in (("production", {second: 30, first: 10}), ("staging", {first: 5, second: 5})):
+        env = Environment.objects.get(application=flag.application, name=name)
+        for variant, n in counts.items():
+            EvaluationCount.objects.create(
+                environment=env, flag_key=flag.key, variant=variant, hour=hour, count=n
+            )
+    page = admin_client.get(f"/apps/shop/flags/{flag.key}/").content.decode()
+    chart = page[page.index('id="chart-production"') :]
+    chart = chart[: chart.index("</svg>")]
+    bars = {
+        m["variant"]: (m["cls"], float(m["y"]), float(m["h"]))
+        for m in re.finditer(
+            r'y="(?P<y>[\d.]+)" height="(?P<h>[\d.]+)" class="(?P<cls>v\d)"><title>(?P<variant>[^:]+): \d+</title>',
+            chart,
+        )
+    }
+    assert bars[first][0] == "v0" and bars[second][0] == "v1"
+    # Stacked: first at the bottom, second on top of it; together the whole height (the busiest hour).
+    assert (
+        bars[first][1] + bars[first][2] == 58
+        and round(bars[second][1] + bars[second][2], 1) == bars[first][1]
+    )
+    assert round(bars[first][2] + bars[second][2], 1) == 56
+    staging = page[page.index('id="chart-staging"') :]
+    assert f"<title>{first}: 5</title>" in staging and 'class="v0"><title>' + first in staging
