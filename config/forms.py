@@ -90,14 +90,20 @@ def submit[T](form: PageForm, action: Callable[[dict], T]) -> T | None:
 
 
 def refused(
-    request: HttpRequest, form: PageForm, template: str, context: dict, *, partial: str | None = None
+    request: HttpRequest,
+    form: PageForm,
+    template: str,
+    context: dict,
+    *,
+    partial: str | None = None,
+    partial_id: str | None = None,
 ) -> HttpResponse:
     """The page again (status 400, or 409 for a conflict), `form` showing its errors beside the fields and everything
-    typed. For htmx, only the `partial` holding the form, swapped in place of the element with that id whatever the
-    form targeted."""
+    typed. For htmx, only the `partial` holding the form, swapped in place of its root element (id `partial_id`,
+    by default the partial's name) whatever the form targeted."""
     if partial and getattr(request, "htmx", False):
         response = render(request, f"{template}#{partial}", context, status=form.status)
-        response["HX-Retarget"] = f"#{partial}"
+        response["HX-Retarget"] = f"#{partial_id or partial}"
         response["HX-Reswap"] = "outerHTML"
         return response
     return render(request, template, context, status=form.status)

@@ -366,8 +366,10 @@ def release_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, template, context)
 
 
-class DecisionForm(forms.Form):
-    decision = forms.ChoiceField(choices=Approval.Decision.choices)
+class DecisionForm(PageForm):
+    decision = forms.ChoiceField(
+        choices=Approval.Decision.choices, error_messages={"invalid_choice": "Choose approve or reject."}
+    )
     comment = forms.CharField(max_length=2000, required=False)
 
 
@@ -377,16 +379,17 @@ def decide(request: HttpRequest, pk: int) -> HttpResponse:
     release = get_object_or_404(Release.objects.select_related("application"), pk=pk)
     _visible(request, release.application)
     form = DecisionForm(request.POST)
-    if not form.is_valid():
-        raise Invalid("Choose approve or reject.", field="decision")
-    do_decide(Actor(request.user), release.pk, **form.cleaned_data)
-    if request.htmx:
-        target = request.POST.get("partial") or "approvals"
-        return render(
-            request,
-            f"dashboard/release.html#{'card' if target == 'card' else 'approvals'}",
-            release_page(pk, request.user),
+    decided = submit(form, lambda data: do_decide(Actor(request.user), release.pk, **data))
+    # The inbox's and overview's cards send partial=card; the release page swaps its approvals.
+    partial = "card" if request.POST.get("partial") == "card" else "approvals"
+    if decided is None:  # the card again with the comment as typed, the error beside it
+        context = {**release_page(pk, request.user), "decision_form": form}
+        partial_id = f"release-{pk}" if partial == "card" else partial
+        return refused(
+            request, form, "dashboard/release.html", context, partial=partial, partial_id=partial_id
         )
+    if request.htmx:
+        return render(request, f"dashboard/release.html#{partial}", release_page(pk, request.user))
     return redirect("dashboard:release", pk=pk)
 
 

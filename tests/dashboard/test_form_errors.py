@@ -122,3 +122,25 @@ def test_a_rollout_command_nobody_typed_stays_a_400_in_the_flash(client, shop): 
     response = client.post(f"/releases/{release.pk}/rollout/", {"command": "explode"}, headers=HTMX)
     assert response.status_code == 400 and response["HX-Retarget"] == "#flash"
     assert "Choose pause, resume, cancel or revert." in response.content.decode()
+
+
+def test_an_overlong_approval_comment_comes_back_on_the_card_as_typed(client, shop):  # noqa: F811
+    app, people = shop
+    production = Environment.objects.get(application=app, name="production")
+    release = do_request_release(
+        Actor(people["alice"]),
+        app,
+        environment=production,
+        artifact=Artifact.objects.get(application=app, version="1.1.0"),
+    )
+    client.force_login(people["alice"])
+    data = {"decision": "approve", "comment": LONG, "partial": "card"}
+    response = client.post(f"/releases/{release.pk}/decide/", data, headers=HTMX)
+    html = response.content.decode()
+    assert response.status_code == 400 and response["HX-Retarget"] == f"#release-{release.pk}"
+    assert html.lstrip().startswith('<section class="card release-card')
+    assert "at most 2000 characters" in error_beside(html, "comment", f"decision-comment-error-{release.pk}")
+    assert f'value="{LONG}"' in html
+    plain = client.post(f"/releases/{release.pk}/decide/", {"decision": "approve", "comment": LONG})
+    assert plain.status_code == 400 and "<html" in plain.content.decode()
+    assert not release.approvals.exists()
