@@ -18,7 +18,7 @@ from django.views.decorators.http import require_POST
 
 from config import jsonbody
 from config.errors import Invalid, SlipwayError
-from config.forms import cleaned
+from config.forms import PageForm, cleaned, refused, submit
 from dashboard.pages import (
     ERROR_RANGES,
     application_page,
@@ -366,8 +366,10 @@ def release_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, template, context)
 
 
-class DecisionForm(forms.Form):
-    decision = forms.ChoiceField(choices=Approval.Decision.choices)
+class DecisionForm(PageForm):
+    decision = forms.ChoiceField(
+        choices=Approval.Decision.choices, error_messages={"invalid_choice": "Choose approve or reject."}
+    )
     comment = forms.CharField(max_length=2000, required=False)
 
 
@@ -377,16 +379,17 @@ def decide(request: HttpRequest, pk: int) -> HttpResponse:
     release = get_object_or_404(Release.objects.select_related("application"), pk=pk)
     _visible(request, release.application)
     form = DecisionForm(request.POST)
-    if not form.is_valid():
-        raise Invalid("Choose approve or reject.", field="decision")
-    do_decide(Actor(request.user), release.pk, **form.cleaned_data)
-    if request.htmx:
-        target = request.POST.get("partial") or "approvals"
-        return render(
-            request,
-            f"dashboard/release.html#{'card' if target == 'card' else 'approvals'}",
-            release_page(pk, request.user),
+    decided = submit(form, lambda data: do_decide(Actor(request.user), release.pk, **data))
+    # The inbox's and overview's cards send partial=card; the release page swaps its approvals.
+    partial = "card" if request.POST.get("partial") == "card" else "approvals"
+    if decided is None:  # the card again with the comment as typed, the error beside it
+        context = {**release_page(pk, request.user), "decision_form": form}
+        partial_id = f"release-{pk}" if partial == "card" else partial
+        return refused(
+            request, form, "dashboard/release.html", context, partial=partial, partial_id=partial_id
         )
+    if request.htmx:
+        return render(request, f"dashboard/release.html#{partial}", release_page(pk, request.user))
     return redirect("dashboard:release", pk=pk)
 
 
@@ -402,30 +405,51 @@ def environment_detail(request: HttpRequest, slug: str, name: str) -> HttpRespon
     return render(request, "dashboard/environment.html", environment_page(environment, request.user))
 
 
-class RollbackForm(forms.Form):
-    version = forms.CharField(max_length=100)
+class RollbackForm(PageForm):
+    version = forms.CharField(
+        max_length=100, error_messages={"required": "Choose the version to go back to."}
+    )
     reason = forms.CharField(
         max_length=2000, error_messages={"required": "Say why you roll back: it goes into the history."}
     )
 
 
+def _environment(request: HttpRequest, slug: str, name: str) -> Environment:
+    environment = get_object_or_404(
+        Environment.objects.select_related("application", "current_artifact"),
+        application__slug=slug,
+        name=name,
+    )
+    _visible(request, environment.application)
+    return environment
+
+
 @login_required
 @require_POST
 def rollback(request: HttpRequest, slug: str, name: str) -> HttpResponse:
-    environment = get_object_or_404(
-        Environment.objects.select_related("application"), application__slug=slug, name=name
+    environment = _environment(request, slug, name)
+    form = RollbackForm(request.POST)
+    release = submit(
+        form,
+        lambda data: do_rollback(
+            Actor(request.user),
+            environment,
+            artifact=get_object_or_404(
+                Artifact, application=environment.application, version=data["version"]
+            ),
+            reason=data["reason"],
+        ),
     )
-    _visible(request, environment.application)
-    data = cleaned(RollbackForm(request.POST))
-    artifact = get_object_or_404(Artifact, application=environment.application, version=data["version"])
-    release = do_rollback(Actor(request.user), environment, artifact=artifact, reason=data["reason"])
+    if release is None:  # the form again, its choice and reason kept (htmx: in place, not in the flash)
+        context = {**environment_page(environment, request.user), "rollback_form": form}
+        return refused(request, form, "dashboard/environment.html", context, partial="rollback")
     if request.htmx:  # the environment page stays: its live view shows the rollback to the end
         return render(request, "dashboard/environment.html#rollback-started", {"release": release})
-    messages.success(request, f"Rolling {environment.name} back to {artifact.version}.")
+    messages.success(request, f"Rolling {environment.name} back to {release.artifact.version}.")
     return redirect("dashboard:release", pk=release.pk)
 
 
-class LockForm(forms.Form):
+class LockForm(PageForm):
     """Lock with a reason, or release the lock `unlock` names (an id)."""
 
     unlock = forms.IntegerField(
@@ -443,22 +467,23 @@ class LockForm(forms.Form):
         return data
 
 
+def _lock_or_unlock(actor: Actor, environment: Environment, data: dict) -> str:
+    if data["unlock"]:
+        do_unlock(actor, get_object_or_404(Lock, pk=data["unlock"], environment=environment))
+        return f"{environment.name} is unlocked."
+    do_lock(actor, environment, reason=data["reason"])
+    return f"{environment.name} is locked: releases wait until it is unlocked."
+
+
 @login_required
 @require_POST
 def lock_environment(request: HttpRequest, slug: str, name: str) -> HttpResponse:
-    environment = get_object_or_404(
-        Environment.objects.select_related("application"), application__slug=slug, name=name
-    )
-    _visible(request, environment.application)
-    data = cleaned(
-        LockForm(request.POST)
-    )  # refused: the error shows in the page's flash, the input stays (htmx)
-    if data["unlock"]:
-        do_unlock(Actor(request.user), get_object_or_404(Lock, pk=data["unlock"], environment=environment))
-        said = f"{environment.name} is unlocked."
-    else:
-        do_lock(Actor(request.user), environment, reason=data["reason"])
-        said = f"{environment.name} is locked: releases wait until it is unlocked."
+    environment = _environment(request, slug, name)
+    form = LockForm(request.POST)
+    said = submit(form, lambda data: _lock_or_unlock(Actor(request.user), environment, data))
+    if said is None:  # the locks again with the error beside the reason, as typed
+        context = {**environment_page(environment, request.user), "lock_form": form}
+        return refused(request, form, "dashboard/environment.html", context, partial="locks")
     if request.htmx:
         response = render(
             request, "dashboard/environment.html#locks", environment_page(environment, request.user)
@@ -593,7 +618,7 @@ def new_release(request: HttpRequest, slug: str) -> HttpResponse:
     return render(request, "dashboard/new_release.html", context, status=status)
 
 
-class ForceForm(forms.Form):
+class ForceForm(PageForm):
     reason = forms.CharField(
         max_length=2000,
         error_messages={"required": "Say why it must ship past what holds it: it goes into the audit."},
@@ -605,7 +630,13 @@ class ForceForm(forms.Form):
 def force_release(request: HttpRequest, pk: int) -> HttpResponse:
     release = get_object_or_404(Release.objects.select_related("application"), pk=pk)
     _visible(request, release.application)
-    data = cleaned(ForceForm(request.POST))
-    release = do_force_release(Actor(request.user), release.pk, reason=data["reason"])
+    form = ForceForm(request.POST)
+    forced = submit(
+        form, lambda data: do_force_release(Actor(request.user), release.pk, reason=data["reason"])
+    )
+    if forced is None:
+        context = {**release_page(release.pk, request.user), "force_form": form}
+        return refused(request, form, "dashboard/release.html", context)
+    release = forced
     messages.success(request, f"Release #{release.pk} forced: it ships past what held it (audited).")
     return redirect("dashboard:release", pk=release.pk)

@@ -77,7 +77,6 @@ def flag_page(application: Application, flag: Flag, user, posted=None) -> dict:
         "history": history,
         "environments": environments,
         "change_requests": changes,
-        "variants_json": json.dumps(flag.variants, indent=2),
         "operators": OPERATOR_CHOICES,
         "can_edit_flag": can(actor, Permission.EDIT_FLAGS, application),
     }

@@ -14,8 +14,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from config import jsonbody
-from config.errors import Invalid, SlipwayError
-from config.forms import JSONTextField, cleaned, query_text
+from config.forms import JSONTextField, PageForm, query_text, refused, submit
 from config.validators import local_path
 from environments.models import Environment
 from flags.engine import evaluate
@@ -48,7 +47,7 @@ def _application(request: HttpRequest, slug: str) -> Application:
 _KEY_HELP = "A key is lowercase letters, digits, dots, dashes and underscores (at most 128)."
 
 
-class NewFlagForm(forms.Form):
+class NewFlagForm(PageForm):
     key = forms.RegexField(
         KEY_PATTERN, max_length=128, error_messages={"invalid": _KEY_HELP, "required": _KEY_HELP}
     )
@@ -59,9 +58,28 @@ class NewFlagForm(forms.Form):
 def flag_list(request: HttpRequest, slug: str) -> HttpResponse:
     application = _application(request, slug)
     if request.method == "POST":
-        data = cleaned(NewFlagForm(request.POST))
-        flag = do_create_flag(Actor(request.user), application, key=data["key"], name=data["name"])
+        form = NewFlagForm(request.POST)
+        flag = submit(
+            form,
+            lambda data: do_create_flag(Actor(request.user), application, key=data["key"], name=data["name"]),
+        )
+        if flag is None:
+            return refused(request, form, "flags/list.html", _list_page(request, application, new_flag=form))
         return redirect("flags:detail", slug=slug, key=flag.key)
+    template = (
+        "flags/list.html#rows" if request.htmx and request.htmx.target == "flag-rows" else "flags/list.html"
+    )
+    return render(request, template, _list_page(request, application))
+
+
+def _list_page(
+    request: HttpRequest,
+    application: Application,
+    *,
+    new_flag: NewFlagForm | None = None,
+    segment: SegmentForm | None = None,
+) -> dict:
+    """The flags panel; a form sent with errors (the new flag's, a segment's) is shown with them, as typed."""
     context = flag_list_page(
         application,
         request.user,
@@ -70,14 +88,16 @@ def flag_list(request: HttpRequest, slug: str) -> HttpResponse:
         stale=bool(request.GET.get("stale")),
     )
     context["q"] = query_text(request.GET, "q")
-    context["segments"] = [
-        {"segment": seg, "json": json.dumps(seg.conditions, indent=2)}
-        for seg in Segment.objects.filter(application=application)
-    ]
-    template = (
-        "flags/list.html#rows" if request.htmx and request.htmx.target == "flag-rows" else "flags/list.html"
-    )
-    return render(request, template, context)
+    context["new_flag"] = new_flag or NewFlagForm()
+    context["segments"] = []
+    placed = False
+    for seg in Segment.objects.filter(application=application):
+        form = SegmentForm.of(seg)
+        if segment is not None and segment.data.get("existing") and segment.data.get("name") == seg.name:
+            form, placed = segment, True
+        context["segments"].append({"segment": seg, "form": form})
+    context["new_segment"] = segment if segment is not None and not placed else SegmentForm.of(None)
+    return context
 
 
 @login_required
@@ -126,10 +146,10 @@ def toggle(request: HttpRequest, slug: str, key: str, name: str) -> HttpResponse
 def flag_detail(request: HttpRequest, slug: str, key: str) -> HttpResponse:
     application = _application(request, slug)
     flag = get_object_or_404(Flag, application=application, key=key)
-    return render(request, "flags/detail.html", flag_page(application, flag, request.user))
+    return render(request, "flags/detail.html", _detail_page(request, application, flag))
 
 
-class FlagStateForm(forms.Form):
+class FlagStateForm(PageForm):
     """One environment's card on the flag page: what the panel may change, parsed before the service sees it."""
 
     enabled = forms.BooleanField(required=False)
@@ -170,16 +190,9 @@ class FlagStateForm(forms.Form):
             changes["rollout_percentage"] = data["percentage"]
         return changes
 
-    # Service errors name the API's fields; the card shows them next to its own.
-    FIELD_OF_ERROR = {"rollout_percentage": "percentage", "rollout": "percentage"}
-
-    def add_service_error(self, error: SlipwayError) -> None:
-        field = (error.field or "").split(".", 1)[0].split("[", 1)[0]
-        field = self.FIELD_OF_ERROR.get(field, field)
-        where = error.field if error.field and ("[" in error.field or "." in error.field) else None
-        self.add_error(
-            field if field in self.fields else None, f"{where}: {error.detail}" if where else error.detail
-        )
+    # Service errors name the API's fields; the card shows them next to its own, any other at its top.
+    field_of_error = {"rollout_percentage": "percentage", "rollout": "percentage"}
+    other_errors = ""
 
     def as_card(self, state: dict) -> dict:
         """What was typed, to show again with the errors (nothing typed is lost)."""
@@ -222,15 +235,14 @@ def update_state(request: HttpRequest, slug: str, key: str, name: str) -> HttpRe
         messages.success(request, f"Kill switch: {flag.key} is now off in {environment.name}.")
         return redirect("flags:detail", slug=slug, key=key)
     form = FlagStateForm(request.POST)
-    result = None
-    if form.is_valid():
-        try:
-            result = do_change_flag_state(actor, flag, environment, **form.changes())
-        except Invalid as error:
-            form.add_service_error(error)
+    result = submit(form, lambda _: do_change_flag_state(actor, flag, environment, **form.changes()))
     if result is None:
-        context = flag_page(application, flag, request.user, posted=(environment, form))
-        return render(request, "flags/detail.html", context, status=400)
+        return refused(
+            request,
+            form,
+            "flags/detail.html",
+            _detail_page(request, application, flag, card=(environment, form)),
+        )
     if isinstance(result, ChangeRequest):
         messages.info(
             request, f"Change to {environment.name} proposed: another flag editor approves it below."
@@ -242,11 +254,34 @@ def update_state(request: HttpRequest, slug: str, key: str, name: str) -> HttpRe
     return redirect("flags:detail", slug=slug, key=key)
 
 
-class EditFlagForm(forms.Form):
+class EditFlagForm(PageForm):
+    """Variants, description, owner and tags: the API's limits, refused beyond them (never cut)."""
+
     variants = JSONTextField(kind=dict, empty={}, what="Variants (an object of name → value)")
-    description = forms.CharField(max_length=10_000, required=False)
-    owner = forms.CharField(max_length=1000, required=False)
+    description = forms.CharField(max_length=5000, required=False)
+    owner = forms.CharField(max_length=150, required=False)
     tags = forms.CharField(max_length=10_000, required=False)
+    # The flag's states must still compile with the variants (a rule serving one that is gone): said there.
+    other_errors = "variants"
+
+    @classmethod
+    def of(cls, flag: Flag) -> EditFlagForm:
+        return cls(
+            initial={
+                "variants": json.dumps(flag.variants, indent=2),
+                "description": flag.description,
+                "owner": flag.owner,
+                "tags": ", ".join(flag.tags),
+            }
+        )
+
+    def clean_tags(self) -> list[str]:
+        tags = [tag.strip() for tag in self.cleaned_data["tags"].split(",") if tag.strip()]
+        if len(tags) > 20:
+            raise forms.ValidationError(f"At most 20 tags (there are {len(tags)}).")
+        if long := [tag for tag in tags if len(tag) > 50]:
+            raise forms.ValidationError(f"A tag is at most 50 characters ('{long[0][:60]}…' is longer).")
+        return tags
 
 
 @login_required
@@ -255,44 +290,60 @@ def edit_flag(request: HttpRequest, slug: str, key: str) -> HttpResponse:
     """Variants, description, owner and tags."""
     application = _application(request, slug)
     flag = get_object_or_404(Flag, application=application, key=key)
-    data = cleaned(EditFlagForm(request.POST))
-    tags = [t.strip()[:100] for t in data["tags"].split(",") if t.strip()]
-    do_update_flag(
-        Actor(request.user),
-        flag,
-        variants=data["variants"],
-        description=data["description"],
-        owner=data["owner"][:150],
-        tags=tags[:20],
-    )
+    form = EditFlagForm(request.POST)
+    updated = submit(form, lambda data: do_update_flag(Actor(request.user), flag, **data))
+    if updated is None:
+        return refused(
+            request, form, "flags/detail.html", _detail_page(request, application, flag, edit=form)
+        )
+    messages.success(request, f"{flag.key}: variants, description, owner and tags saved.")
     return redirect("flags:detail", slug=slug, key=key)
 
 
-class SegmentForm(forms.Form):
+class SegmentForm(PageForm):
     _help = "A segment name is lowercase letters, digits, dots, dashes and underscores (at most 100)."
     name = forms.RegexField(KEY_PATTERN, max_length=100, error_messages={"invalid": _help, "required": _help})
     conditions = JSONTextField(kind=list, empty=[], what="Conditions (a list)")
-    description = forms.CharField(max_length=10_000, required=False)
+    description = forms.CharField(max_length=2000, required=False)
+    # Sent from an existing segment's form (not the "New segment" one): its errors are shown there.
+    existing = forms.BooleanField(required=False)
+    # A flag's rule that no longer compiles with these conditions is the conditions' error.
+    other_errors = "conditions"
+
+    EXAMPLE = '[{"attribute": "plan", "operator": "in", "values": ["beta"]}]'
+
+    @classmethod
+    def of(cls, segment: Segment | None) -> SegmentForm:
+        if segment is None:
+            return cls(initial={"conditions": cls.EXAMPLE})
+        initial = {"name": segment.name, "description": segment.description, "existing": True}
+        return cls(initial={**initial, "conditions": json.dumps(segment.conditions, indent=2)})
 
 
 @login_required
 @require_POST
 def save_segment(request: HttpRequest, slug: str) -> HttpResponse:
     application = _application(request, slug)
-    data = cleaned(SegmentForm(request.POST))
-    do_save_segment(
-        Actor(request.user),
-        application,
-        name=data["name"],
-        conditions=data["conditions"],
-        description=data["description"][:2000],
+    form = SegmentForm(request.POST)
+    segment = submit(
+        form,
+        lambda data: do_save_segment(
+            Actor(request.user),
+            application,
+            name=data["name"],
+            conditions=data["conditions"],
+            description=data["description"],
+        ),
     )
+    if segment is None:
+        return refused(request, form, "flags/list.html", _list_page(request, application, segment=form))
+    messages.success(request, f"Segment {segment.name} saved.")
     return redirect("flags:list", slug=slug)
 
 
-class ChangeDecisionForm(forms.Form):
+class ChangeDecisionForm(PageForm):
     decision = forms.ChoiceField(choices=[("approve", "approve"), ("reject", "reject")])
-    comment = forms.CharField(max_length=10_000, required=False)
+    comment = forms.CharField(max_length=2000, required=False)
 
 
 @login_required
@@ -300,11 +351,40 @@ class ChangeDecisionForm(forms.Form):
 def decide_change(request: HttpRequest, slug: str, key: str, pk: int) -> HttpResponse:
     application = _application(request, slug)
     change = get_object_or_404(ChangeRequest, flag__application=application, flag__key=key, pk=pk)
-    data = cleaned(ChangeDecisionForm(request.POST))
-    do_decide_change(
-        Actor(request.user), change, approve=data["decision"] == "approve", comment=data["comment"][:2000]
+    form = ChangeDecisionForm(request.POST)
+    decided = submit(
+        form,
+        lambda data: do_decide_change(
+            Actor(request.user), change, approve=data["decision"] == "approve", comment=data["comment"]
+        ),
     )
+    if decided is None:
+        return refused(
+            request,
+            form,
+            "flags/detail.html",
+            _detail_page(request, application, change.flag, decision=(pk, form)),
+        )
     return redirect("flags:detail", slug=slug, key=key)
+
+
+def _detail_page(
+    request: HttpRequest,
+    application: Application,
+    flag: Flag,
+    *,
+    card: tuple[Environment, FlagStateForm] | None = None,
+    edit: EditFlagForm | None = None,
+    decision: tuple[int, ChangeDecisionForm] | None = None,
+) -> dict:
+    """The flag page; a form sent with errors (an environment's card, the flag's, a decision) shows them as typed."""
+    context = flag_page(application, flag, request.user, posted=card)
+    context["edit_form"] = edit or EditFlagForm.of(flag)
+    if decision is not None:
+        for change in context["change_requests"]:  # the page's own rows: the template reads this cache
+            if change.pk == decision[0]:
+                change.decision_form = decision[1]
+    return context
 
 
 def _hx_redirect(url: str) -> HttpResponse:

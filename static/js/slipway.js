@@ -7,6 +7,7 @@
 //   A pushed partial never loses what someone is typing: fields they changed keep their value, and the field
 //   they are in keeps the focus, in the partial that replaces them; an open <details> (a log being read) stays open;
 //   a form showing errors is not replaced at all until it is sent again.
+//   A form refused over htmx comes back with its errors (400 + HX-Retarget) and is swapped in like a success.
 (function () {
   "use strict";
   function message(text, form) {
@@ -113,6 +114,15 @@
       try { element.setSelectionRange(refocus.start, refocus.end); } catch (e) { /* not a text field */ }
     }
     refocus = null;
+  });
+  // A refusal the server placed (HX-Retarget: a form again with its errors beside the fields and what was typed, or
+  // an error for the flash) is swapped in like a success; htmx leaves other 4xx answers unswapped.
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var xhr = event.detail.xhr;
+    if (xhr && xhr.status >= 400 && xhr.status < 500 && xhr.getResponseHeader("HX-Retarget")) {
+      event.detail.shouldSwap = true;
+      event.detail.isError = false;
+    }
   });
   // A partial swapped in by an htmx form says what happened: `HX-Trigger: {"slipway:said": "…"}` → the flash.
   document.addEventListener("slipway:said", function (event) {

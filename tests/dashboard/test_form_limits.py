@@ -18,7 +18,12 @@ def test_an_overlong_lock_reason_is_refused_naming_the_field(client, shop):  # n
     client.force_login(people["boss"])
     refused = client.post("/apps/shop/env/production/lock/", {"reason": LONG}, headers={"HX-Request": "true"})
     assert refused.status_code == 400 and "reason" in refused.content.decode()
-    assert refused["HX-Retarget"] == "#flash"  # said in the page's flash; the form and what was typed stay
+    assert (
+        refused["HX-Retarget"] == "#locks"
+    )  # the lock form again in place: the error beside it, the text kept
+    html = refused.content.decode()
+    assert html.lstrip().startswith('<section class="card" id="locks">')
+    assert 'aria-describedby="lock-reason-error"' in html and f'value="{LONG}"' in html
     assert not Lock.objects.exists()
     locked = client.post(
         "/apps/shop/env/production/lock/", {"reason": "Investigating latency"}, headers={"HX-Request": "true"}
