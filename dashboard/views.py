@@ -395,12 +395,7 @@ def decide(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 def environment_detail(request: HttpRequest, slug: str, name: str) -> HttpResponse:
-    environment = get_object_or_404(
-        Environment.objects.select_related("application", "current_artifact"),
-        application__slug=slug,
-        name=name,
-    )
-    _visible(request, environment.application)
+    environment = _environment(request, slug, name)
     require(Actor(request.user), Permission.VIEW, environment.application)
     return render(request, "dashboard/environment.html", environment_page(environment, request.user))
 

@@ -93,15 +93,19 @@ def test_a_lock_without_a_reason_is_said_beside_it(client, shop):  # noqa: F811
     assert not Lock.objects.exists()
 
 
-def test_a_force_without_a_reason_reopens_the_force_form(client, shop):  # noqa: F811
-    app, people = shop
-    production = Environment.objects.get(application=app, name="production")
-    release = do_request_release(
+def a_waiting_release(app, people):
+    """alice asks for 1.1.0 in production: it waits for approvals."""
+    return do_request_release(
         Actor(people["alice"]),
         app,
-        environment=production,
+        environment=Environment.objects.get(application=app, name="production"),
         artifact=Artifact.objects.get(application=app, version="1.1.0"),
     )
+
+
+def test_a_force_without_a_reason_reopens_the_force_form(client, shop):  # noqa: F811
+    app, people = shop
+    release = a_waiting_release(app, people)
     client.force_login(people["boss"])
     for reason, said in (("", "Say why it must ship"), (LONG, "at most 2000 characters")):
         response = client.post(f"/releases/{release.pk}/force/", {"reason": reason})
@@ -126,13 +130,7 @@ def test_a_rollout_command_nobody_typed_stays_a_400_in_the_flash(client, shop): 
 
 def test_an_overlong_approval_comment_comes_back_on_the_card_as_typed(client, shop):  # noqa: F811
     app, people = shop
-    production = Environment.objects.get(application=app, name="production")
-    release = do_request_release(
-        Actor(people["alice"]),
-        app,
-        environment=production,
-        artifact=Artifact.objects.get(application=app, version="1.1.0"),
-    )
+    release = a_waiting_release(app, people)
     client.force_login(people["alice"])
     data = {"decision": "approve", "comment": LONG, "partial": "card"}
     response = client.post(f"/releases/{release.pk}/decide/", data, headers=HTMX)
