@@ -398,18 +398,19 @@ def _insert_steps(
     `bulk_create`: every column the model gives a default is written here with it."""
     step, target = RolloutStep._meta, Target._meta
     quote = connection.ops.quote_name
-    column = {f.name: quote(f.column) for f in step.concrete_fields}
+    column = {f.name: quote(str(f.column)) for f in step.concrete_fields}
+    target_column = {f.name: quote(str(f.column)) for f in target.concrete_fields}
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {quote(step.db_table)} ("
             + ", ".join(column[name] for name in INSERTED_COLUMNS)
-            + f") SELECT %s, top.n + w.ord, w.wave, t.{quote(target.pk.column)}, w.name, %s, %s, NULL, 0, %s, %s,"
+            + f") SELECT %s, top.n + w.ord, w.wave, t.{target_column['id']}, w.name, %s, %s, NULL, 0, %s, %s,"
             f" NULL, '', NULL, NULL"
             f" FROM unnest(%s::text[], %s::integer[]) WITH ORDINALITY AS w(name, wave, ord)"
             f" CROSS JOIN (SELECT COALESCE(MAX({column['index']}), -1) AS n FROM {quote(step.db_table)}"
             f" WHERE {column['rollout']} = %s) AS top"
-            f" LEFT JOIN {quote(target.db_table)} t ON t.{quote(target.get_field('environment').column)} = %s"
-            f" AND t.{quote(target.get_field('name').column)} = w.name"
+            f" LEFT JOIN {quote(target.db_table)} t ON t.{target_column['environment']} = %s"
+            f" AND t.{target_column['name']} = w.name"
             " ORDER BY w.ord",
             [
                 rollout.pk,
