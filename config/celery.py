@@ -13,7 +13,14 @@ from pathlib import Path
 
 from celery import Celery
 from celery.beat import PersistentScheduler
-from celery.signals import beat_init, setup_logging, task_postrun, task_prerun, worker_init
+from celery.signals import (
+    beat_init,
+    setup_logging,
+    task_postrun,
+    task_prerun,
+    worker_init,
+    worker_process_shutdown,
+)
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -28,6 +35,14 @@ def _refuse_to_start_misconfigured(**_):
     from config.checks import refuse_to_start  # Celery runs no system checks: slipway.E001 stops it here
 
     refuse_to_start()
+
+
+@worker_process_shutdown.connect
+def _send_what_was_published(**_):
+    # A prefork child ends with os._exit (no atexit): live events its last task published still go out.
+    from dashboard.live import flush
+
+    flush(2.0)
 
 
 @setup_logging.connect

@@ -75,6 +75,7 @@ class AgentBroker:
         self._lock = threading.Lock()
         self._notified = False
         self._last_sweep = 0.0
+        self._soonest = math.inf  # no waiting long-poll's deadline is earlier (it may be later: see _expire)
 
     # --- requests ----------------------------------------------------------------------------
     async def next_job(self, key: str, wait: float) -> Answer:
@@ -154,6 +155,7 @@ class AgentBroker:
                 else:
                     self._waiting.setdefault(target.pk, []).append(poll)
                     self._targets[target.pk] = target
+                    self._soonest = min(self._soonest, poll.deadline)
             self._hand_out(jobs)
 
     def _holding(self, reports: list[Report]) -> dict[str, object]:
@@ -216,7 +218,12 @@ class AgentBroker:
             self._executor.submit(release_jobs, unclaimed)
 
     def _expire(self) -> None:
+        """Answer the long-polls whose wait is over (204). Every round calls this: with a thousand agents waiting,
+        it looks at them only once the soonest deadline has come."""
         now = time.monotonic()
+        if now < self._soonest:
+            return
+        soonest = math.inf
         for target_id in list(self._waiting):
             polls = self._waiting[target_id]
             for poll in [p for p in polls if p.deadline <= now]:
@@ -225,12 +232,14 @@ class AgentBroker:
             if not polls:
                 del self._waiting[target_id]
                 self._targets.pop(target_id, None)
+            else:
+                soonest = min(soonest, *(p.deadline for p in polls))
+        self._soonest = soonest
 
     def _timeout(self) -> float | None:
         if not self._waiting:
             return None
-        soonest = min(p.deadline for polls in self._waiting.values() for p in polls)
-        return max(0.0, min(TICK, soonest - time.monotonic()))
+        return max(0.0, min(TICK, self._soonest - time.monotonic()))
 
 
 def _settle(future: asyncio.Future, answer: Answer) -> bool:

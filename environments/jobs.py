@@ -17,12 +17,12 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 from django.db import DataError, connection, transaction
 from django.db.models import Exists, F, Max, OuterRef
 from django.utils import timezone
 
+from config.pgarrays import insert_rows, update_rows
 from environments.models import Environment, Target
 from monitoring.services import HealthCheck, record_health_checks
 from releases.models import ApiToken, Release, Rollout, RolloutStep
@@ -96,7 +96,7 @@ def authenticate(keys: Iterable[str]) -> dict[str, Target]:
         return {}
     # The target's row only: joining its environment (a wide row) doubled the query's time for a wave of agents;
     # the report batch reads the applications it needs in one query (`_applications`).
-    found = {by_hash[t.token_hash]: t for t in Target.objects.filter(token_hash__in=list(by_hash))}
+    found = {by_hash[t.token_hash]: t for t in Target.objects.filter(token_hash__any_of=list(by_hash))}
     touch([t for t in found.values()])
     return found
 
@@ -110,7 +110,9 @@ def touch(targets: list[Target], every: timedelta = SEEN_EVERY) -> None:
         if t.last_seen is None or t.status != Target.Status.ONLINE or now - t.last_seen >= every
     ]
     if stale:
-        Target.objects.filter(pk__in=[t.pk for t in stale]).update(last_seen=now, status=Target.Status.ONLINE)
+        Target.objects.filter(pk__any_of=[t.pk for t in stale]).update(
+            last_seen=now, status=Target.Status.ONLINE
+        )
         for target in stale:
             target.last_seen, target.status = now, Target.Status.ONLINE
 
@@ -152,11 +154,11 @@ def do_claim_jobs(target_ids: Iterable[int]) -> dict[int, dict]:
         # progress (a thousand names each) once per step — most of a big wave's claim time.
         steps = list(
             RolloutStep.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(pk__in=list(first.values()), status=RolloutStep.Status.PENDING)
+            .filter(pk__any_of=list(first.values()), status=RolloutStep.Status.PENDING)
             .only("pk", "rollout_id", "target_id", "action", "version")
         )
         now = timezone.now()
-        RolloutStep.objects.filter(pk__in=[s.pk for s in steps]).update(
+        RolloutStep.objects.filter(pk__any_of=[s.pk for s in steps]).update(
             status=RolloutStep.Status.RUNNING, started_at=now
         )
         releases = {
@@ -192,43 +194,9 @@ def job_of(step: RolloutStep, release: Release) -> dict:
 
 def release_jobs(step_ids: Iterable[int]) -> None:
     """Put claimed jobs whose agent went away before hearing of them back in the queue."""
-    RolloutStep.objects.filter(pk__in=list(step_ids), status=RolloutStep.Status.RUNNING).update(
+    RolloutStep.objects.filter(pk__any_of=list(step_ids), status=RolloutStep.Status.RUNNING).update(
         status=RolloutStep.Status.PENDING, started_at=None
     )
-
-
-def _save_results(steps: list[RolloutStep]) -> None:
-    """The steps' status, finish, health and output. On PostgreSQL one UPDATE … FROM (VALUES …) for the whole
-    batch (executemany ran a statement per step: most of a big wave's report time); elsewhere one parametrised
-    UPDATE per step (executemany). bulk_update's CASE expression costs far more to build than to run."""
-    if not steps:
-        return
-    meta = RolloutStep._meta
-    fields: list[Any] = [meta.get_field(name) for name in ("status", "finished_at", "health", "output")]
-    quote = connection.ops.quote_name
-    table, pk_column = quote(meta.db_table), quote(str(meta.pk.column))
-    rows = [
-        [step.pk] + [f.get_db_prep_save(getattr(step, f.attname), connection) for f in fields]
-        for step in steps
-    ]
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            casts = ["bigint", "varchar", "timestamptz", "jsonb", "text"]
-            columns = ", ".join(quote(f.column) for f in fields)
-            values = ", ".join("(" + ", ".join(f"%s::{cast}" for cast in casts) + ")" for _ in rows)
-            cursor.execute(
-                f"UPDATE {table} SET "
-                + ", ".join(f"{quote(f.column)} = v.{quote(f.column)}" for f in fields)
-                + f" FROM (VALUES {values}) AS v(id, {columns}) WHERE {table}.{pk_column} = v.id",
-                [value for row in rows for value in row],
-            )
-            return
-        cursor.executemany(
-            f"UPDATE {table} SET "
-            + ", ".join(f"{quote(f.column)} = %s" for f in fields)
-            + f" WHERE {pk_column} = %s",
-            [row[1:] + row[:1] for row in rows],
-        )
 
 
 def health_steps(checked: list[tuple[RolloutStep, float]], now) -> list[RolloutStep]:
@@ -284,7 +252,7 @@ def do_apply_reports(reports: list[Report], targets: dict[str, Target] | None = 
     with transaction.atomic():
         step_ids = {r.step_id for r in reports if r.key in targets}  # an unknown token's report reads nothing
         rollout_ids = sorted(
-            set(RolloutStep.objects.filter(pk__in=step_ids).values_list("rollout_id", flat=True))
+            set(RolloutStep.objects.filter(pk__any_of=step_ids).values_list("rollout_id", flat=True))
         )
         reverting = {
             pk
@@ -294,7 +262,9 @@ def do_apply_reports(reports: list[Report], targets: dict[str, Target] | None = 
             .values_list("pk", "status")
             if status == Rollout.Status.REVERTING
         }
-        steps = {s.pk: s for s in RolloutStep.objects.select_for_update(of=("self",)).filter(pk__in=step_ids)}
+        steps = {
+            s.pk: s for s in RolloutStep.objects.select_for_update(of=("self",)).filter(pk__any_of=step_ids)
+        }
         now = timezone.now()
         changed: list[RolloutStep] = []
         checked: list[tuple[RolloutStep, float]] = []
@@ -345,13 +315,13 @@ def do_apply_reports(reports: list[Report], targets: dict[str, Target] | None = 
                     wake.add(step.rollout_id)  # a revert starts (or goes on) at once
                 answers[n] = (200, {"ok": True})
         checks = health_steps(checked, now)
-        _save_results(changed)
-        RolloutStep.objects.bulk_create(checks)
+        update_rows(changed, ("status", "finished_at", "health", "output"))
+        insert_rows(checks)
         record_health_checks(
             _health_checks(samples, now)
         )  # health_check_latency_ms and _ok samples, one insert
         for version, ids in versions.items():
-            Target.objects.filter(pk__in=ids).update(version=version)
+            Target.objects.filter(pk__any_of=ids).update(version=version)
         touched = {s.rollout_id for s in changed}
         still_open = set(
             RolloutStep.objects.filter(rollout_id__in=touched, status__in=OPEN)

@@ -12,8 +12,8 @@ import dataclasses
 import logging
 from datetime import timedelta
 
-from django.db import transaction
-from django.db.models import Count, Max, Q
+from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from environments.models import Environment, Target
@@ -106,7 +106,8 @@ def _idle_slot_runs(environment: Environment, targets: list[str], version: str) 
 def do_advance_rollout(rollout_id: int) -> str:
     """Take every step the rollout can take now; returns its status. Reruns are harmless."""
     for _ in range(100):  # bounded loops: gates resolve at once, deploys wait for agents
-        with transaction.atomic():
+        this = _Pass()
+        with transaction.atomic(), connection.execute_wrapper(this):
             rollout = (
                 Rollout.objects.select_for_update(of=("self",))
                 .select_related(
@@ -119,34 +120,63 @@ def do_advance_rollout(rollout_id: int) -> str:
             )
             if rollout.status not in ACTIVE:
                 return rollout.status
-            row, steps = _row_state(rollout), _steps_state(rollout)
+            row = _row_state(rollout)
             # Folding a wave and dispatching the next happen under one lock, in one transaction.
             for _ in range(100):
-                if not _advance_once(rollout) or rollout.status not in ACTIVE:
+                if not _advance_once(rollout, this) or rollout.status not in ACTIVE:
                     break
+            # The row is written once, with what changed (a wave folded and the next dispatched: one UPDATE).
+            changed = [
+                name for name, before in zip(ROW, row, strict=True) if getattr(rollout, name) != before
+            ]
+            if changed:
+                rollout.save(update_fields=changed)
             # The periodic check runs this for every active rollout every 2 s: watchers hear of changes only.
-            if _row_state(rollout) != row or _steps_state(rollout) != steps:
+            if changed or this.wrote_steps:
                 publish_changed(rollout.pk)
-        if rollout.status not in ACTIVE or not run_server_steps(rollout_id):
+        if rollout.status not in ACTIVE or not this.server_steps or not run_server_steps(rollout_id):
             return rollout.status
     return rollout.status
 
 
+ROW = ("status", "progress", "waiting_until", "finished_at")
+
+
 def _row_state(rollout: Rollout) -> tuple:
-    return rollout.status, rollout.progress, rollout.waiting_until, rollout.finished_at
+    return tuple(getattr(rollout, name) for name in ROW)
 
 
-def _steps_state(rollout: Rollout) -> dict:
-    """Steps are only added, or finished (skipped, failed as stuck) with a new `finished_at`, by the reconciler."""
-    return rollout.steps.aggregate(count=Count("pk"), last_finished=Max("finished_at"))
+_STEP_WRITES = tuple(
+    f'{verb} "{RolloutStep._meta.db_table}"' for verb in ("INSERT INTO", "UPDATE", "DELETE FROM")
+)
 
 
-def _advance_once(rollout: Rollout) -> bool:
-    """One reconciliation: True when something changed and another look may move further."""
+class _Pass:
+    """What one reconciliation did, for what follows it. As the connection's execute wrapper it sees every statement:
+    `wrote_steps` when one changed a step row (watchers are told; the periodic check changes nothing most of the
+    time). `server_steps`: steps for the worker may be pending — open steps were seen (they may be the worker's),
+    or this pass recorded some — so `run_server_steps` has to look; a pass that saw no open step and recorded only
+    agents' steps skips that query."""
+
+    def __init__(self) -> None:
+        self.wrote_steps = False
+        self.server_steps = False
+
+    def __call__(self, execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if not self.wrote_steps and sql.startswith(_STEP_WRITES) and context["cursor"].rowcount != 0:
+            self.wrote_steps = True
+        return result
+
+
+def _advance_once(rollout: Rollout, this: _Pass) -> bool:
+    """One reconciliation: True when something changed and another look may move further. Changes the rollout in
+    memory; `do_advance_rollout` writes it."""
     the_plan = plan_of(rollout)
     progress = progress_from(rollout.progress)
     open_steps = rollout.steps.filter(status__in=OPEN_STEP)
     waiting = open_steps.exists()
+    this.server_steps |= waiting
     rollback = is_rollback(rollout)
     if waiting:
         if _fail_stuck(rollout, open_steps):
@@ -168,20 +198,18 @@ def _advance_once(rollout: Rollout) -> bool:
     if waiting and not isinstance(action, Revert):
         if progress.reverting and rollout.status != Rollout.Status.REVERTING:
             rollout.progress, rollout.status = progress_to(progress), Rollout.Status.REVERTING
-            rollout.save(update_fields=["progress", "status"])
         return False  # steps under way; their reports wake the reconciler
     now = timezone.now()
     if isinstance(action, Deploy | Revert | HealthCheck):
+        this.server_steps |= _on_server(rollout)  # the command and webhook drivers' deploys run on the worker
         progress, dispatched = _fold_or_dispatch(rollout, action, progress)
         rollout.progress = progress_to(progress)
         if progress.reverting or progress.failed:
             rollout.status = Rollout.Status.REVERTING
-        rollout.save(update_fields=["progress", "status"])
         return not dispatched
     if isinstance(action, Pause):
         if rollout.waiting_until is None:
             rollout.waiting_until = now + timedelta(seconds=action.seconds)
-            rollout.save(update_fields=["waiting_until"])
             return False
         if now < rollout.waiting_until:
             return False
@@ -191,7 +219,6 @@ def _advance_once(rollout: Rollout) -> bool:
         rollout.status = Rollout.Status.PAUSED
         _gate_step(rollout, action.wave, "manual_gate", ok=True, output="Waiting for a person to resume.")
         rollout.progress = progress_to(record(progress, action))  # resuming continues past the gate
-        rollout.save(update_fields=["status", "progress"])
         return False
     elif isinstance(action, PreDeploy | Smoke | Analysis | Switch | Watch):
         # Gates Slipway runs itself: a step for the worker, run outside the lock (run_server_steps), whose
@@ -201,6 +228,7 @@ def _advance_once(rollout: Rollout) -> bool:
         step = rollout.steps.filter(action=name, wave=wave).order_by("-index").first()
         if step is None:
             _server_step(rollout, action=name, wave=wave)
+            this.server_steps = True
             return False
         ok = step.status == RolloutStep.Status.SUCCEEDED
         if ok and isinstance(action, Switch):
@@ -208,7 +236,6 @@ def _advance_once(rollout: Rollout) -> bool:
         if ok and (step.health or {}).get("ok", False) is None:
             _hold(rollout, step)  # marginal or inconclusive: a person resumes (past the gate) or reverts
             rollout.progress = progress_to(record(progress, action))
-            rollout.save(update_fields=["status", "progress"])
             return False
         progress = record(progress, action, ok=ok)
     elif isinstance(action, Retry):
@@ -216,17 +243,21 @@ def _advance_once(rollout: Rollout) -> bool:
         progress, stop = _retry(rollout, the_plan, action, progress)
         if (progress, rollout.status) != before:  # the periodic check looks every 2 s: write on change only
             rollout.progress = progress_to(progress)
-            rollout.save(update_fields=["progress", "status"])
+        this.server_steps |= _on_server(rollout)  # hosts tried again by the worker
         return not stop
     elif isinstance(action, Done):
         _finish(rollout, action.outcome)
         return False
     rollout.progress = progress_to(progress)
-    rollout.save(update_fields=["progress", "waiting_until"])
     return True
 
 
 REVERT_ATTEMPTS = 3
+
+
+def _on_server(rollout: Rollout) -> bool:
+    """Does Slipway's worker perform this environment's deploys (the command and webhook drivers)?"""
+    return rollout.release.environment.driver in ("command", "webhook")
 
 
 def _fold_or_dispatch(rollout: Rollout, action, progress: Progress) -> tuple[Progress, bool]:
@@ -307,30 +338,92 @@ def _fold_or_dispatch(rollout: Rollout, action, progress: Progress) -> tuple[Pro
 
 def _dispatch(rollout: Rollout, kind: str, version: str, waves: dict[str, int | None]) -> None:
     """Steps for agents (or the worker) to run: target name -> its wave."""
-    release = rollout.release
-    targets = dict(
-        Target.objects.filter(environment=release.environment, name__in=list(waves)).values_list("name", "pk")
-    )
-    on_server = release.environment.driver in ("command", "webhook")
-    first = next_index(rollout)
-    # One insert for the whole wave: a thousand-target rollout must not pay a query per step.
-    RolloutStep.objects.bulk_create(
-        [
-            RolloutStep(
-                rollout=rollout,
-                index=first + offset,
-                wave=waves[name],
-                target_id=targets.get(name),
-                target_name=name,
-                action=kind,
-                version=version,
-                runs_on_server=on_server,
+    on_server = _on_server(rollout)
+    names = sorted(waves)
+    if connection.vendor == "postgresql":
+        _insert_steps(rollout, kind, version, names, [waves[name] for name in names], on_server)
+    else:
+        targets = dict(
+            Target.objects.filter(environment=rollout.release.environment, name__in=names).values_list(
+                "name", "pk"
             )
-            for offset, name in enumerate(sorted(waves))
-        ]
-    )
+        )
+        first = next_index(rollout)
+        # One insert for the whole wave: a thousand-target rollout must not pay a query per step.
+        RolloutStep.objects.bulk_create(
+            [
+                RolloutStep(
+                    rollout=rollout,
+                    index=first + offset,
+                    wave=waves[name],
+                    target_id=targets.get(name),
+                    target_name=name,
+                    action=kind,
+                    version=version,
+                    runs_on_server=on_server,
+                )
+                for offset, name in enumerate(names)
+            ]
+        )
     if not on_server:
         transaction.on_commit(notify_agents, robust=True)
+
+
+# Every column of a step, in the order `_insert_steps` writes them (a test compares this with the model's fields).
+INSERTED_COLUMNS = (
+    "rollout",
+    "index",
+    "wave",
+    "target",
+    "target_name",
+    "action",
+    "runs_on_server",
+    "lease_expires_at",
+    "attempts",
+    "version",
+    "status",
+    "health",
+    "output",
+    "started_at",
+    "finished_at",
+)
+
+
+def _insert_steps(
+    rollout: Rollout, kind: str, version: str, names: list[str], waves: list[int | None], on_server: bool
+) -> None:
+    """PostgreSQL: the wave's steps in one statement that numbers them after the rollout's last step and finds each
+    target's row itself (the ORM's way — read the targets, read the last number, build a model per step, insert —
+    took 3 queries and, for a wave of 489, some 50 ms of Python on a busy server). The same rows as
+    `bulk_create`: every column the model gives a default is written here with it."""
+    step, target = RolloutStep._meta, Target._meta
+    quote = connection.ops.quote_name
+    column = {f.name: quote(str(f.column)) for f in step.concrete_fields}
+    target_column = {f.name: quote(str(f.column)) for f in target.concrete_fields}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {quote(step.db_table)} ("
+            + ", ".join(column[name] for name in INSERTED_COLUMNS)
+            + f") SELECT %s, top.n + w.ord, w.wave, t.{target_column['id']}, w.name, %s, %s, NULL, 0, %s, %s,"
+            f" NULL, '', NULL, NULL"
+            f" FROM unnest(%s::text[], %s::integer[]) WITH ORDINALITY AS w(name, wave, ord)"
+            f" CROSS JOIN (SELECT COALESCE(MAX({column['index']}), -1) AS n FROM {quote(step.db_table)}"
+            f" WHERE {column['rollout']} = %s) AS top"
+            f" LEFT JOIN {quote(target.db_table)} t ON t.{target_column['environment']} = %s"
+            f" AND t.{target_column['name']} = w.name"
+            " ORDER BY w.ord",
+            [
+                rollout.pk,
+                kind,
+                on_server,
+                version,
+                RolloutStep.Status.PENDING.value,
+                names,
+                waves,
+                rollout.pk,
+                rollout.release.environment_id,
+            ],
+        )
 
 
 AGENT_OFFLINE = "agent offline (missed heartbeats)"
@@ -602,8 +695,7 @@ def _finish(rollout: Rollout, outcome: str) -> None:
         rollout.status, release_status = Rollout.Status.CANCELLED, Release.Status.CANCELLED
     else:
         rollout.status, release_status = Rollout.Status.REVERTED, Release.Status.FAILED
-    rollout.finished_at = timezone.now()
-    rollout.save(update_fields=["status", "finished_at"])
+    rollout.finished_at = timezone.now()  # written by do_advance_rollout with the rest of the row
     if release.status == Release.Status.DEPLOYING:
         transition(system, release, release_status, note=f"rollout {rollout.status}")
 
