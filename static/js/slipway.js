@@ -72,6 +72,13 @@
       event.detail.shouldSwap = false;
       return;
     }
+    // Nor while a form in it is being sent: its answer replaces the section anyway, and htmx tells only the sending
+    // element about that answer — once a push has detached it, a refusal (4xx) would never reach the listener
+    // below that lets it be swapped in, and the errors would not show.
+    if (target.matches(".htmx-request") || target.querySelector(".htmx-request")) {
+      event.detail.shouldSwap = false;
+      return;
+    }
     target.querySelectorAll("input[name], textarea[name], select[name]").forEach(function (field) {
       var counterpart = field.type === "hidden" ? null : twin(field, fragment);
       if (counterpart && changed(field)) {
