@@ -6,7 +6,8 @@
 //   (the CSS shows "Reconnecting…"); the server sends the current state again when it reconnects.
 //   A pushed partial never loses what someone is typing: fields they changed keep their value, and the field
 //   they are in keeps the focus, in the partial that replaces them; an open <details> (a log being read) stays open;
-//   a form showing errors is not replaced at all until it is sent again.
+//   a form showing errors is not replaced at all until it is sent again; a section with a form being sent is
+//   replaced once the form's answer is in.
 //   A form refused over htmx comes back with its errors (400 + HX-Retarget) and is swapped in like a success.
 (function () {
   "use strict";
@@ -63,6 +64,29 @@
     return null;
   }
   var refocus = null;
+  function sending(element) {
+    return element.matches(".htmx-request") || element.querySelector(".htmx-request") !== null;
+  }
+  var deferred = {}, deferredTimer = null;
+  function defer(id, html) {
+    deferred[id] = html;  // a later push for the same section replaces an earlier one
+    if (deferredTimer === null) deferredTimer = window.setInterval(applyDeferred, 50);
+  }
+  function applyDeferred() {
+    Object.keys(deferred).forEach(function (id) {
+      var target = document.getElementById(id);
+      if (target && sending(target)) return;
+      var html = deferred[id];
+      delete deferred[id];
+      if (!target) return;
+      // Swapped as the push would have been (out of band, by id), so the rules above apply to it as well.
+      htmx.swap(document.body, html.replace(/^<([a-zA-Z][a-zA-Z0-9-]*)/, '<$1 hx-swap-oob="true"'), { swapStyle: "none" });
+    });
+    if (Object.keys(deferred).length === 0) {
+      window.clearInterval(deferredTimer);
+      deferredTimer = null;
+    }
+  }
   document.addEventListener("htmx:oobBeforeSwap", function (event) {
     var target = event.detail.target, fragment = event.detail.fragment;
     if (!target || !fragment || !fragment.querySelectorAll) return;
@@ -72,11 +96,13 @@
       event.detail.shouldSwap = false;
       return;
     }
-    // Nor while a form in it is being sent: its answer replaces the section anyway, and htmx tells only the sending
-    // element about that answer — once a push has detached it, a refusal (4xx) would never reach the listener
-    // below that lets it be swapped in, and the errors would not show.
-    if (target.matches(".htmx-request") || target.querySelector(".htmx-request")) {
+    // Nor while a form in it is being sent: htmx tells only the sending element about its answer — once a push has
+    // detached it, a refusal (4xx) would never reach the listener below that lets it be swapped in, and the errors
+    // would not show. The push is kept and applied once the answer is in: it may say more than the answer does
+    // (the last approval of a batch answers with the card, and the push takes the card out of the inbox).
+    if (sending(target)) {
       event.detail.shouldSwap = false;
+      if (target.id && fragment.firstElementChild) defer(target.id, fragment.firstElementChild.outerHTML);
       return;
     }
     target.querySelectorAll("input[name], textarea[name], select[name]").forEach(function (field) {
