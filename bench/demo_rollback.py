@@ -29,22 +29,11 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from ops.common import call_json as call  # noqa: E402
+
 RUNS = int(os.environ.get("BENCH_ROLLBACK_RUNS", 5))
 HOSTS = [f"http://127.0.0.1:{9101 + n}/health" for n in range(8)]
-
-
-def call(url: str, key: str, method: str = "GET", body: dict | None = None) -> tuple[int, object]:
-    request = urllib.request.Request(
-        url,
-        method=method,
-        data=json.dumps(body).encode() if body is not None else None,
-        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"null")
 
 
 def serving(version: str) -> bool:

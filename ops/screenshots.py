@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import random
 import re
@@ -36,23 +35,14 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+sys.path.insert(0, str(ROOT))
+from ops.common import CHROMIUM, CHROMIUM_ARGS, call_json  # noqa: E402
+
 WIDE = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 WAIT_MS = 30_000  # a page or an element
@@ -190,21 +180,8 @@ class Demo:
             os.killpg(self.server.pid, signal.SIGKILL)
             self.server.wait(timeout=10)
 
-    def call(self, url: str, key: str, method: str = "GET", body: object = None) -> tuple[int, Any]:
-        request = urllib.request.Request(
-            url,
-            method=method,
-            data=json.dumps(body).encode() if body is not None else None,
-            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return response.status, json.loads(response.read() or b"null")
-        except urllib.error.HTTPError as error:
-            return error.code, json.loads(error.read() or b"null")
-
     def api(self, path: str, method: str = "GET", body: object = None) -> tuple[int, Any]:
-        return self.call(f"{self.url}/api/v1/applications/shop{path}", self.tokens["admin"], method, body)
+        return call_json(f"{self.url}/api/v1/applications/shop{path}", self.tokens["admin"], method, body)
 
     def release(self, version: str, environment: str = "production") -> dict[str, Any]:
         status, page = self.api(f"/releases/?environment={environment}")
@@ -214,7 +191,7 @@ class Demo:
         """What an application's OpenFeature SDK asks: every flag for one user (OFREP's bulk evaluation)."""
         country = ("FR", "DE", "US", "GB", "NL")[n % 5]
         email = f"user{n}@example.com" if n % 7 == 0 else f"user{n}@mail.example"
-        status, _ = self.call(
+        status, _ = call_json(
             f"{self.url}/ofrep/v1/evaluate/flags",
             self.tokens[environment],
             "POST",

@@ -1,23 +1,13 @@
 """A real browser (Debian's Chromium driven by Playwright) logs in and sees the overview."""
 
-import shutil
-
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
-pytestmark = [pytest.mark.browser]
+from ops.common import CHROMIUM
+from ops.common import CHROMIUM_ARGS as ARGS
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+pytestmark = [pytest.mark.browser]
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import urllib.request
 import pytest
 
 from environments.models import RegistrationToken, Target
+from ops.common import call_json
 from releases.models import ApiToken, Release, RolloutStep
 from releases.permissions import Actor
 from releases.rollouts import do_advance_rollout
@@ -105,35 +106,12 @@ def fleet(slipway, tmp_path):
 
 
 def api(fleet, method, path, body=None):
-    request = urllib.request.Request(
-        fleet["url"] + "/api/v1" + path,
-        method=method,
-        data=json.dumps(body).encode() if body is not None else None,
-        headers={"Authorization": f"Bearer {fleet['key']}", "Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"null")
+    return call_json(fleet["url"] + "/api/v1" + path, fleet["key"], method, body)
 
 
 def served(fleet, method, path, body=None, token=None):
     """A request to the live server, where config.asgi routes agents' work and results to the lean app."""
-    request = urllib.request.Request(
-        fleet["url"] + path,
-        method=method,
-        data=json.dumps(body).encode() if body is not None else None,
-        headers={
-            "Content-Type": "application/json",
-            **({"Authorization": f"Bearer {token}"} if token else {}),
-        },
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"null")
+    return call_json(fleet["url"] + path, token, method, body)
 
 
 def wait_for(predicate, timeout=60, what="condition"):
