@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 
+from config.errors import SlipwayError
 from flags import selectors
 from flags.history import describe_change
 from flags.models import ChangeRequest, Flag, FlagEvent
 from flags.rule_builder import OPERATOR_CHOICES, Row, rows_of
+from flags.services import proposed_state
 from flags.snapshots import default_state, state_dict
 from releases.models import Application
 from releases.permissions import Actor, Permission, can
@@ -67,9 +69,20 @@ def flag_page(application: Application, flag: Flag, user, posted=None) -> dict:
     history = list(FlagEvent.objects.filter(flag=flag).select_related("environment")[:50])
     for event in history:
         event.lines = describe_change(event.before, event.after)
-    changes = ChangeRequest.objects.filter(flag=flag, status=ChangeRequest.Status.OPEN).select_related(
-        "environment", "proposed_by"
+    changes = list(
+        ChangeRequest.objects.filter(flag=flag, status=ChangeRequest.Status.OPEN).select_related(
+            "environment", "proposed_by"
+        )
     )
+    for change in changes:  # what it would change, said as the history says it
+        row = states.get(change.environment_id)
+        current = state_dict(row) if row else default_state(flag)
+        try:
+            change.lines = describe_change(
+                current, proposed_state(flag, change.environment, current, change.changes)
+            )
+        except SlipwayError as error:  # the flag changed since: approving it would fail, and says why
+            change.lines = describe_change({}, change.changes) + [f"cannot apply now: {error.detail}"]
     return {
         "application": application,
         "flag": flag,

@@ -222,11 +222,18 @@ def _candidate(flag: Flag, environment: Environment, changes: dict) -> tuple[Fla
         raise RolloutInvalid("Give rollout or rollout_percentage, not both.", field="rollout_percentage")
     state = FlagState.objects.select_for_update().filter(flag=flag, environment=environment).first()
     before = state_dict(state) if state else default_state(flag)
+    return state, before, proposed_state(flag, environment, before, changes)
+
+
+def proposed_state(flag: Flag, environment: Environment, before: dict, changes: dict) -> dict:
+    """The state `changes` (as the API and the change requests take them: state fields, or the
+    `rollout_percentage` shortcut) make of `before` in `environment`; the domain error applying them would raise
+    when they cannot apply."""
     after = {**before, **changes}
     if "rollout_percentage" in changes:
         after["rollout"] = rollout_for_percentage(flag, after, after.pop("rollout_percentage"))
     _validate(environment, flag, after)
-    return state, before, after
+    return after
 
 
 def _apply_state(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 from django import forms
@@ -14,6 +15,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from config import jsonbody
+from config.errors import SlipwayError
 from config.forms import JSONTextField, PageForm, query_text, refused, submit
 from config.validators import local_path
 from environments.models import Environment
@@ -344,6 +346,15 @@ def save_segment(request: HttpRequest, slug: str) -> HttpResponse:
 class ChangeDecisionForm(PageForm):
     decision = forms.ChoiceField(choices=[("approve", "approve"), ("reject", "reject")])
     comment = forms.CharField(max_length=2000, required=False)
+    # A change that fails only when it is applied (the flag changed since it was proposed: a variant removed…) is
+    # said on its own decision form, with the comment kept; it stays open, to be rejected or proposed again.
+    other_errors = ""
+
+    def show_error(self, error: SlipwayError) -> bool:
+        if error.field and error.field not in self.fields:
+            error = copy.copy(error)
+            error.detail = f"This change can no longer be applied: {error.detail}"
+        return super().show_error(error)
 
 
 @login_required

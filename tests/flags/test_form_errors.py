@@ -7,7 +7,7 @@ import pytest
 from django.utils.html import escape
 
 from flags.models import ChangeRequest, Flag, FlagEvent, FlagState, Segment
-from flags.services import do_change_flag_state, do_create_flag, do_save_segment
+from flags.services import do_change_flag_state, do_create_flag, do_save_segment, do_update_flag
 from releases.permissions import Actor
 from tests import factories
 from tests.forms import error_beside
@@ -195,6 +195,44 @@ def test_an_overlong_decision_comment_is_said_beside_it_and_the_change_stays_ope
     assert f'value="{comment}"' in html
     change.refresh_from_db()
     assert change.status == ChangeRequest.Status.OPEN and change.comment == ""
+    assert not FlagState.objects.filter(environment=production, enabled=True).exists()
+
+
+def test_a_proposed_change_is_said_in_words_not_as_a_python_dict(client, panel):
+    app, people = panel
+    flag = Flag.objects.get(key="checkout")
+    production = app.environments.get(name="production")
+    do_change_flag_state(Actor(people["ben"]), flag, production, enabled=True, rollout_percentage=30)
+    html = client.get("/apps/shop/flags/checkout/").content.decode()
+    proposal = html[html.index("Waiting for a second person") :].split("</span>", 1)[0]
+    assert "switched on" in proposal and "30 %" in proposal and "proposed by ben" in proposal
+    assert "{" not in proposal and "True" not in proposal
+
+
+def test_a_change_that_can_no_longer_apply_is_said_on_its_decision_form_and_stays_open(client, panel):
+    """Ben proposed serving `sale` in production; `sale` was removed from the flag since. Approving it fails only
+    when it is applied: the flag page says why on that change's form, with ann's comment kept, and nothing moves."""
+    app, people = panel
+    flag = Flag.objects.get(key="banner")
+    production = app.environments.get(name="production")
+    change = do_change_flag_state(
+        Actor(people["ben"]), flag, production, enabled=True, default_variant="sale"
+    )
+    assert isinstance(change, ChangeRequest)
+    do_update_flag(Actor.system(), flag, variants={"plain": "Welcome", "spring": "Spring!"})
+    before = writes()
+    response = client.post(
+        f"/apps/shop/flags/banner/changes/{change.pk}/", {"decision": "approve", "comment": "Ship the sale"}
+    )
+    html = response.content.decode()
+    assert response.status_code in (400, 409)
+    assert 'value="Ship the sale"' in html
+    said = html[html.index(f'id="change-error-{change.pk}"') :].split("</p>", 1)[0]
+    assert "This change can no longer be applied" in said and "sale" in said
+    assert "cannot apply now" in html  # the proposal itself says so too, for everyone looking
+    change.refresh_from_db()
+    assert change.status == ChangeRequest.Status.OPEN and change.comment == ""
+    assert writes() == before
     assert not FlagState.objects.filter(environment=production, enabled=True).exists()
 
 
