@@ -56,6 +56,25 @@ def test_invalid_proposal_is_refused_at_once(editors):
     assert bad.status_code == 400
 
 
+def test_a_proposal_that_can_no_longer_apply_is_refused_when_approved_and_stays_open(editors):
+    production, ann, ben = editors
+    change = ann.patch(
+        f"{API}/flags/new-checkout/environments/production/",
+        {"enabled": True, "default_variant": "off"},
+        format="json",
+    ).json()["change_request"]
+    edited = ann.patch(f"{API}/flags/new-checkout/", {"variants": {"on": True, "no": False}}, format="json")
+    assert edited.status_code == 200, edited.json()
+    approved = ben.post(
+        f"{API}/flags/new-checkout/change-requests/{change['id']}/approve/", {"comment": "ok"}, format="json"
+    )
+    assert approved.status_code == 400
+    assert approved.json()["code"] == "flag_config_invalid" and "default_variant" in approved.json()
+    listed = ben.get(f"{API}/flags/new-checkout/change-requests/").json()
+    assert [(c["id"], c["status"], c["comment"]) for c in listed["results"]] == [(change["id"], "open", "")]
+    assert not FlagState.objects.filter(environment=production, enabled=True).exists()
+
+
 def test_scheduled_change_applies_at_its_time(app, user):
     factories.MembershipFactory(user=user, application=app, role="flag_editor")
     factories.EnvironmentFactory(application=app, name="staging", position=1)
