@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 
@@ -35,6 +36,8 @@ from releases.models import Application, Release, Rollout
 from releases.permissions import Actor, Permission, can, may_see
 
 log = logging.getLogger(__name__)
+RESYNC_MESSAGE = '{"resync":true}'
+RESYNCS, RESYNC_WINDOW = 10, 10.0
 
 
 def can_view_rollout(user, rollout_id: int) -> bool:
@@ -126,7 +129,7 @@ def shared(key: tuple, build: Callable[[], object]) -> object:
 
 
 class LiveConsumer(WebsocketConsumer):
-    """Joins groups, renders partials for the connected user, ignores what the browser says."""
+    """Joins groups, renders partials for the connected user; the browser may only ask for the state again."""
 
     async def __call__(self, scope, receive, send):
         serving_on(asyncio.get_running_loop())
@@ -178,7 +181,16 @@ class LiveConsumer(WebsocketConsumer):
             async_to_sync(self.channel_layer.group_discard)(group, self.channel_name)
 
     def receive(self, text_data=None, bytes_data=None):
-        # No action is documented for the browser to send: whatever arrives is dropped, with a trace.
+        # One message is documented: `{"resync": true}`, the page asking for its state again (slipway.js sends it
+        # when it held a push back while one of its forms was being sent). At most RESYNCS per RESYNC_WINDOW
+        # seconds are honoured. Whatever else arrives is dropped, with a trace.
+        if text_data == RESYNC_MESSAGE:
+            now = time.monotonic()
+            recent = self.__dict__.setdefault("resyncs", deque(maxlen=RESYNCS))
+            if len(recent) < RESYNCS or now - recent[0] >= RESYNC_WINDOW:
+                recent.append(now)
+                self.send_state()
+                return
         data = text_data if text_data is not None else bytes_data or b""
         log.warning(
             "live view %s: ignored a %d-byte message from user %s",

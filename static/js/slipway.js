@@ -6,8 +6,8 @@
 //   (the CSS shows "Reconnecting…"); the server sends the current state again when it reconnects.
 //   A pushed partial never loses what someone is typing: fields they changed keep their value, and the field
 //   they are in keeps the focus, in the partial that replaces them; an open <details> (a log being read) stays open;
-//   a form showing errors is not replaced at all until it is sent again; a section with a form being sent is
-//   replaced once the form's answer is in.
+//   a form showing errors is not replaced at all until it is sent again; a section with a form being sent is not
+//   replaced, and the page's state is asked for again once the form's answer is in.
 //   A form refused over htmx comes back with its errors (400 + HX-Retarget) and is swapped in like a success.
 (function () {
   "use strict";
@@ -67,25 +67,31 @@
   function sending(element) {
     return element.matches(".htmx-request") || element.querySelector(".htmx-request") !== null;
   }
-  var deferred = {}, deferredTimer = null;
-  function defer(id, html) {
-    deferred[id] = html;  // a later push for the same section replaces an earlier one
-    if (deferredTimer === null) deferredTimer = window.setInterval(applyDeferred, 50);
+  // The socket whose message is being swapped in (htmx's WebSocket extension swaps a message's sections at once).
+  var socket = null;
+  document.addEventListener("htmx:wsBeforeMessage", function (event) { socket = event.detail.socketWrapper; });
+  document.addEventListener("htmx:wsAfterMessage", function () { socket = null; });
+  // Sections whose push was held back while a form in them was being sent, and the sockets that pushed them. Once
+  // every such form has its answer, each socket is asked for its page's state again ({"resync": true}): rendered
+  // after the answer, it is at least as new as both, where replaying the held push could undo the answer (a
+  // catch-up rendered before the form's write but delivered during its request).
+  var held = {}, resyncFrom = [], heldTimer = null;
+  function hold(id) {
+    held[id] = true;
+    if (socket && resyncFrom.indexOf(socket) < 0) resyncFrom.push(socket);
+    if (heldTimer === null) heldTimer = window.setInterval(resyncWhenAnswered, 50);
   }
-  function applyDeferred() {
-    Object.keys(deferred).forEach(function (id) {
+  function resyncWhenAnswered() {
+    var waiting = Object.keys(held).some(function (id) {
       var target = document.getElementById(id);
-      if (target && sending(target)) return;
-      var html = deferred[id];
-      delete deferred[id];
-      if (!target) return;
-      // Swapped as the push would have been (out of band, by id), so the rules above apply to it as well.
-      htmx.swap(document.body, html.replace(/^<([a-zA-Z][a-zA-Z0-9-]*)/, '<$1 hx-swap-oob="true"'), { swapStyle: "none" });
+      return target !== null && sending(target);
     });
-    if (Object.keys(deferred).length === 0) {
-      window.clearInterval(deferredTimer);
-      deferredTimer = null;
-    }
+    if (waiting) return;
+    resyncFrom.forEach(function (wrapper) { wrapper.send(JSON.stringify({ resync: true })); });
+    held = {};
+    resyncFrom = [];
+    window.clearInterval(heldTimer);
+    heldTimer = null;
   }
   document.addEventListener("htmx:oobBeforeSwap", function (event) {
     var target = event.detail.target, fragment = event.detail.fragment;
@@ -98,11 +104,11 @@
     }
     // Nor while a form in it is being sent: htmx tells only the sending element about its answer — once a push has
     // detached it, a refusal (4xx) would never reach the listener below that lets it be swapped in, and the errors
-    // would not show. The push is kept and applied once the answer is in: it may say more than the answer does
-    // (the last approval of a batch answers with the card, and the push takes the card out of the inbox).
+    // would not show. The page's state is asked for again once the answer is in (see `hold`): a push may say more
+    // than the answer does (the last approval of a batch answers with the card; the push takes it out of the inbox).
     if (sending(target)) {
       event.detail.shouldSwap = false;
-      if (target.id && fragment.firstElementChild) defer(target.id, fragment.firstElementChild.outerHTML);
+      if (target.id) hold(target.id);
       return;
     }
     target.querySelectorAll("input[name], textarea[name], select[name]").forEach(function (field) {

@@ -152,6 +152,26 @@ def test_a_colleagues_change_pushed_to_the_page_keeps_what_i_am_typing(slipway, 
     assert alice.evaluate("window.notReloaded") is True
 
 
+def test_a_lock_reason_being_typed_survives_a_colleague_locking_first(slipway, browser):
+    """Alice is typing why she locks production when bob locks it: his lock is pushed to her page, her words stay
+    in the form (locks stack, each released on its own), and sending them adds her lock beside his."""
+    shop_with_hosts()
+    alice = login(browser, slipway, "alice", "/apps/shop/env/production/")
+    alice.locator("#locks").get_by_label("Reason").fill("Load test at 14:00")
+    bob = login(browser, slipway, "bob", "/apps/shop/env/production/")
+    bob.locator("#locks").get_by_label("Reason").fill("Investigating latency")
+    bob.get_by_role("button", name="Lock production").click()
+
+    alice.get_by_text("Locked by bob").wait_for()
+    assert alice.locator("#locks").get_by_label("reason").input_value() == "Load test at 14:00"
+    assert alice.evaluate("document.activeElement.name") == "reason"
+    alice.get_by_role("button", name="Lock it too").click()
+    alice.get_by_text("Locked by alice").wait_for()
+    assert alice.locator("#locks").get_by_role("button", name="Unlock").count() == 2
+    assert alice.locator("#locks").get_by_label("reason").input_value() == ""
+    assert alice.evaluate("window.notReloaded") is True
+
+
 def test_a_pms_flag_panel_shows_a_colleagues_toggle(slipway, browser):
     from flags.services import do_create_flag
 

@@ -100,3 +100,32 @@ def test_inbox_sockets_refuse_anonymous_users():
         return [await connect(path, AnonymousUser()) for path in ("/ws/me/", "/ws/inbox/")]
 
     assert async_to_sync(scenario)() == [None, None]
+
+
+def test_a_page_may_ask_for_its_state_again_and_nothing_else():
+    """`{"resync": true}` (slipway.js, after a push held back while a form was being sent) gets the page's state
+    again, rendered now; at most 10 in 10 s are honoured; any other message is ignored."""
+    app, env, users, artifacts = shop_with_hosts()
+    alice = users["alice"]
+
+    def request():
+        do_request_release(Actor(alice), app, environment=env, artifact=artifacts["2.0.0"])
+
+    async def scenario():
+        a = await connect("/ws/me/", alice)
+        assert count(await a.receive_from(timeout=5)) == ""
+        await a.send_to(text_data='{"hello": true}')
+        assert await a.receive_nothing(timeout=0.3)
+        await database_sync_to_async(request)()
+        while not await a.receive_nothing(timeout=0.3):
+            await a.receive_from(timeout=5)
+        await a.send_to(text_data='{"resync":true}')
+        assert count(await a.receive_from(timeout=5)) == "1"
+        for _ in range(9):
+            await a.send_to(text_data='{"resync":true}')
+            await a.receive_from(timeout=5)
+        await a.send_to(text_data='{"resync":true}')  # the eleventh within 10 s
+        assert await a.receive_nothing(timeout=0.3)
+        await a.disconnect()
+
+    async_to_sync(scenario)()

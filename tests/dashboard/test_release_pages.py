@@ -188,3 +188,65 @@ def test_rollback_offers_only_earlier_good_versions_newest_first(
     assert 'name="version" value="1.1.0"' not in page
     refused = client.post("/apps/shop/env/production/rollback/", {"version": "1.1.0", "reason": "go forward"})
     assert refused.status_code == 409 and "newer version" in refused.content.decode()
+
+
+@pytest.mark.browser
+def test_a_stale_push_delivered_while_an_approval_is_sent_does_not_undo_its_answer(live_slipway):
+    """The release page's catch-up (rendered before ann approved) reaches her page while her approval is on its way
+    back: held back, it is not replayed over the answer; the page asks for its state again instead."""
+    from django.contrib.auth import get_user_model
+    from playwright.sync_api import sync_playwright
+
+    from releases.permissions import Actor
+    from releases.promotions import do_request_release
+    from releases.services import do_grant_role
+
+    app = factories.ApplicationFactory(slug="shop", name="Shop")
+    production = factories.EnvironmentFactory(application=app, name="production", requires_approval=True)
+    for name in ("ann", "ben"):
+        user = get_user_model().objects.create_user(name, password=f"{name}-password-1")
+        do_grant_role(Actor.system(), app, user, "developer")
+    changes = [factories.ChangeFactory(application=app, author=a) for a in ("ann", "ben")]
+    artifact = factories.ArtifactFactory(application=app, version="2.0.0", changes=changes)
+    release = do_request_release(Actor.system(), app, environment=production, artifact=artifact)
+    pushes: dict = {"first": None, "socket": None}
+
+    def relay(ws):
+        server = ws.connect_to_server()
+        pushes["socket"] = ws
+
+        def from_server(message):
+            pushes["first"] = pushes["first"] or message  # the catch-up: the page before ann approved
+            ws.send(message)
+
+        server.on_message(from_server)
+
+    def hold_answer(route):
+        pushes["answer"] = (route, route.fetch())  # approved and committed; its own push is on its way
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        page = browser.new_context().new_page()
+        page.route_web_socket(f"**/ws/releases/{release.pk}/", relay)
+        page.goto(live_slipway.url + f"/releases/{release.pk}/")
+        page.get_by_label("Username").fill("ann")
+        page.get_by_label("Password").fill("ann-password-1")
+        page.keyboard.press("Enter")
+        page.wait_for_url(f"**/releases/{release.pk}/")
+        page.locator(".author-group.mine").get_by_text("ann").wait_for()
+        while pushes["first"] is None:
+            page.wait_for_timeout(50)
+        page.route(f"**/releases/{release.pk}/decide/", hold_answer)
+        page.get_by_role("button", name="Approve my changes").click()
+        while "answer" not in pushes:
+            page.wait_for_timeout(50)
+        page.wait_for_timeout(1000)  # the approval's own push reaches the page, the answer still held
+        pushes["socket"].send(pushes["first"])  # then the old state
+        page.wait_for_timeout(500)
+        route, answer = pushes["answer"]
+        route.fulfill(response=answer)
+        approved = page.locator("#approvals .badge", has_text="ann approved")
+        approved.wait_for()
+        page.wait_for_timeout(1000)  # the held pushes' turn has come and gone
+        assert approved.is_visible()
+        browser.close()
