@@ -1,6 +1,16 @@
-"""Django admin for operators. Artifacts and the audit trail are read-only: history is not edited."""
+"""Django admin for operators: a window on the data, not a second way to change it.
+
+Every write in Slipway goes through a `do_*` service, in one transaction with its audit event. The admin therefore
+reads Slipway's models and writes none of them, with one exception: adding an application, which calls the same
+service as the API (its creator becomes its admin, it gets its ingest key, the audit says so). Roles are granted on an
+application's Members page or its `members/` API; identities are linked on the profile page and confirmed from the
+approvals inbox — each audited, each checked against the caller's role.
+"""
 
 from django.contrib import admin
+
+from releases.permissions import Actor
+from releases.services import do_create_application
 
 from releases.models import (
     ApiToken,
@@ -26,9 +36,26 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 
 @admin.register(Application)
-class ApplicationAdmin(admin.ModelAdmin):
+class ApplicationAdmin(ReadOnlyAdmin):
     list_display = ["slug", "name", "repository_url", "created_at"]
     search_fields = ["slug", "name"]
+    fields = ["slug", "name", "repository_url"]
+
+    def has_add_permission(self, request):
+        return request.user.has_perm("releases.add_application")
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        # Not inside the admin's own transaction: the service's is durable, with its audit event in it.
+        return self._changeform_view(request, object_id, form_url, extra_context)
+
+    def save_model(self, request, obj, form, change):
+        created = do_create_application(
+            Actor(request.user),
+            slug=obj.slug,
+            name=obj.name,
+            repository_url=obj.repository_url,
+        )
+        obj.pk = created.pk
 
 
 @admin.register(Artifact)
@@ -57,13 +84,13 @@ class ReleaseAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Membership)
-class MembershipAdmin(admin.ModelAdmin):
+class MembershipAdmin(ReadOnlyAdmin):
     list_display = ["user", "application", "role", "environment"]
     list_filter = ["role", "application"]
 
 
 @admin.register(AuthorIdentity)
-class AuthorIdentityAdmin(admin.ModelAdmin):
+class AuthorIdentityAdmin(ReadOnlyAdmin):
     list_display = ["identity", "user", "status", "decided_by", "decided_at"]
     list_filter = ["status"]
     search_fields = ["identity", "user__username"]

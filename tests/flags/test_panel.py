@@ -345,3 +345,41 @@ def test_the_evaluation_chart_stacks_variants_in_the_flags_order(admin_client, d
     assert round(bars[first][2] + bars[second][2], 1) == 56
     staging = page[page.index('id="chart-staging"') :]
     assert f"<title>{first}: 5</title>" in staging and 'class="v0"><title>' + first in staging
+
+
+def test_a_multivariant_percentage_in_the_panel_serves_what_the_api_and_docs_say(admin_client, demo):
+    """Inside the percentage: the default variant; outside: the off variant — the panel, the API and the engine."""
+    from environments.models import Environment
+    from flags.engine import evaluate
+    from flags.services import do_create_flag
+    from releases.models import Application
+    from releases.permissions import Actor
+    from tests.flags.test_rollout_percentage import in_rollout
+
+    shop = Application.objects.get(slug="shop")
+    variants = {"blue": "#00f", "green": "#0f0", "grey": "#888"}
+    do_create_flag(Actor.system(), shop, key="theme", type="string", variants=variants)
+    url = "/apps/shop/flags/theme/env/production/"
+    chosen = {"enabled": "on", "default_variant": "green", "off_variant": "grey", "rules": "[]"}
+    saved = admin_client.post(url, {**chosen, "use_rollout": "on", "percentage": "25"}, follow=True)
+    assert "theme is now on · 25 % in production." in saved.content.decode()
+    state = FlagState.objects.get(flag__key="theme", environment__name="production")
+    assert state.rollout == {"percentage": 25, "weights": {"green": 100}}  # what the API's shortcut writes
+
+    production = Environment.objects.get(application=shop, name="production")
+    snapshots.clear()
+    snapshot = snapshots.get(production.pk)
+    for key in (f"user-{i}" for i in range(2_000)):
+        served = evaluate(snapshot, "theme", {"targetingKey": key}).variant
+        assert served == ("green" if in_rollout("theme", key, 25) else "grey"), key
+
+    # An existing rollout keeps its weights; without one, rolling out the off variant would serve it to everyone:
+    # refused beside the percentage, nothing written.
+    assert admin_client.post(url, {**chosen, "default_variant": "grey"}).status_code == 302
+    refused = admin_client.post(
+        url, {**chosen, "default_variant": "grey", "use_rollout": "on", "percentage": "40"}
+    )
+    html = refused.content.decode()
+    assert refused.status_code == 400 and 'id="percentage-error-production"' in html
+    state.refresh_from_db()
+    assert state.rollout is None and state.default_variant == "grey"

@@ -98,6 +98,21 @@ def test_claiming_on_the_profile_page_is_a_request_too(client, app, team, produc
     assert release.status == "pending_approval"
 
 
+def test_the_exploit_through_the_profile_page_ends_in_403_too(client, app, team, production):
+    """Claimed on the profile page, then approved on the release page or over the API: refused, still waiting."""
+    release = waiting_release(app, production, "1.1.0", [CONTRACTOR])
+    client.force_login(team["bob"])
+    client.post("/profile/", {"identity": CONTRACTOR})
+    assert AuthorIdentity.objects.get(identity=CONTRACTOR).status == "pending"
+    assert client.post(f"/releases/{release.pk}/decide/", {"decision": "approve"}).status_code == 403
+    api = session(team["bob"]).post(
+        f"{API}/releases/{release.pk}/approvals/", {"decision": "approve"}, format="json"
+    )
+    assert api.status_code == 403
+    release.refresh_from_db()
+    assert release.status == "pending_approval" and not release.approvals.exists()
+
+
 def test_own_email_is_proven_and_links_at_once(app, team):
     response = session(team["bob"]).post(
         "/api/v1/identities/", {"user": "bob", "identity": "BOB@example.com"}, format="json"

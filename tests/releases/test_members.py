@@ -5,7 +5,7 @@ import pytest
 from config.errors import Forbidden
 from releases import access
 from releases.exceptions import LastAdmin
-from releases.models import Application, AuditEvent, Membership
+from releases.models import Application, AuditEvent, AuthorIdentity, Membership
 from releases.permissions import Actor
 from releases.services import do_create_api_token, do_grant_role, do_revoke_role
 from tests import factories
@@ -210,12 +210,13 @@ APP_ROUTES = [
 
 
 @pytest.mark.parametrize("pinned", [False, True], ids=["unpinned", "pinned"])
-def test_every_route_refuses_a_token_whose_user_lost_access(app, envs, alice, pinned):
+def test_every_route_refuses_a_token_whose_user_lost_access(app, envs, manager, alice, pinned):
     membership = factories.MembershipFactory(user=alice, application=app, role="developer")
     client = token_client(alice, "releases:read", "flags:read", environment=envs[1] if pinned else None)
     for route in APP_ROUTES:
         assert client.get(f"{API}/{route}").status_code == 200, route
-    membership.delete()
+    # Revoked the way people do it: a release manager on the members API.
+    assert token_client(manager, "admin").delete(f"{API}/members/{membership.pk}/").status_code == 204
     # A pinned token is refused as such (403); otherwise the application is as unknown as a missing one (404).
     for route in APP_ROUTES:
         assert client.get(f"{API}/{route}").status_code == (403 if pinned else 404), route
@@ -237,3 +238,35 @@ def test_pinned_token_lists_only_its_application(app, envs, alice):
     pinned = token_client(alice, "releases:read", environment=envs[0])
     assert [a["slug"] for a in pinned.get("/api/v1/applications/").json()["results"]] == ["shop"]
     assert pinned.get("/api/v1/applications/blog/").status_code == 403
+
+
+# --- Django's admin reads; it is not a second way to grant roles or link identities -----------------------
+
+
+def test_the_admin_cannot_grant_a_role_or_link_an_identity_behind_the_audit(client, admin_user, app, alice):
+    client.force_login(admin_user)
+    membership = factories.MembershipFactory(user=alice, application=app, role="viewer")
+    assert client.get("/admin/releases/membership/").status_code == 200  # it reads
+    refused = [
+        client.post(
+            "/admin/releases/membership/add/", {"user": alice.pk, "application": app.pk, "role": "admin"}
+        ),
+        client.post(f"/admin/releases/membership/{membership.pk}/change/", {"role": "admin"}),
+        client.post(f"/admin/releases/membership/{membership.pk}/delete/", {"post": "yes"}),
+        client.post("/admin/releases/authoridentity/add/", {"identity": "contractor", "user": alice.pk}),
+    ]
+    assert [response.status_code for response in refused] == [403, 403, 403, 403]
+    assert Membership.objects.get(user=alice).role == "viewer"
+    assert not AuthorIdentity.objects.exists()
+
+
+def test_an_application_added_in_the_admin_is_made_by_the_service(client, admin_user):
+    client.force_login(admin_user)
+    response = client.post(
+        "/admin/releases/application/add/", {"slug": "blog", "name": "Blog", "repository_url": ""}
+    )
+    assert response.status_code == 302, response.content[:2000]
+    blog = Application.objects.get(slug="blog")
+    assert Membership.objects.get(application=blog).user == admin_user  # its creator is its admin
+    assert AuditEvent.objects.get(kind="application.created").after["slug"] == "blog"
+    assert blog.ingest_keys.exists()  # it can receive errors at once
