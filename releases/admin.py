@@ -9,9 +9,6 @@ approvals inbox — each audited, each checked against the caller's role.
 
 from django.contrib import admin
 
-from releases.permissions import Actor
-from releases.services import do_create_application
-
 from releases.models import (
     ApiToken,
     Application,
@@ -22,6 +19,8 @@ from releases.models import (
     Membership,
     Release,
 )
+from releases.permissions import Actor
+from releases.services import do_create_application
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
