@@ -242,8 +242,10 @@ def test_api_limits_each_token_with_429_and_retry_after(client, settings, api_to
     assert [_api(client, api_token).status_code for _ in range(3)] == [200, 200, 200]
     refused = _api(client, api_token)
     assert refused.status_code == 429
-    assert refused.json() == {"code": "rate_limited", "detail": "Too many requests: retry in 60 s."}
-    assert refused["Retry-After"] == "60"
+    # A token back every 60 s: the wait is what is left of that minute (a second or more passes on a loaded machine).
+    retry = int(refused["Retry-After"])
+    assert 50 <= retry <= 60
+    assert refused.json() == {"code": "rate_limited", "detail": f"Too many requests: retry in {retry} s."}
     from releases.permissions import Actor
     from releases.services import do_create_api_token
     from tests import factories
