@@ -149,7 +149,14 @@ def test_the_errors_page_lists_groups_with_sparklines_and_filters_by_environment
     staging = factories.EnvironmentFactory(application=app, name="staging", position=0)
     errors(staging, "1.5.0", "StagingOnly", 5, start=timezone.now() - timedelta(hours=3))
     do_resolve_error_group(Actor(user), ErrorGroup.objects.get(type="KeyError"))
-    errors(reverted.environment, "1.5.0", "KeyError", 1, start=timezone.now() - timedelta(minutes=5), message="old 3")
+    errors(
+        reverted.environment,
+        "1.5.0",
+        "KeyError",
+        1,
+        start=timezone.now() - timedelta(minutes=5),
+        message="old 3",
+    )
     login(client, user)
     home = client.get("/apps/shop/").content.decode()
     assert 'href="/apps/shop/errors/"' in home
@@ -192,12 +199,12 @@ def test_a_group_resolved_on_the_errors_page_regresses_on_its_next_event(client,
     assert ErrorGroup.objects.get(pk=cart.pk).status == "new"
 
     login(client, factories.MembershipFactory(application=app, role="developer").user)
-    row = row_of(client.get("/apps/shop/errors/").content.decode(), "CartTotalError")
+    row = row_of(client.get("/apps/shop/errors/").content.decode(), "<code>CartTotalError")
     assert f'action="{url}"' in row and "disabled" not in row
     response = client.post(url, {"environment": "production", "range": "7d"}, follow=True)
     assert response.redirect_chain == [("/apps/shop/errors/?environment=production&range=7d", 302)]
     page = response.content.decode()
-    row = row_of(page, "CartTotalError")
+    row = row_of(page, "<code>CartTotalError")
     assert (
         'data-status="resolved"' in row
         and "Resolve</button>" not in row
@@ -211,7 +218,7 @@ def test_a_group_resolved_on_the_errors_page_regresses_on_its_next_event(client,
         format="json",
     )
     assert sent.status_code == 201 and sent.json()["group"]["id"] == cart.pk
-    row = row_of(client.get("/apps/shop/errors/").content.decode(), "CartTotalError")
+    row = row_of(client.get("/apps/shop/errors/").content.decode(), "<code>CartTotalError")
     assert 'data-status="regressed"' in row and "Regressed" in row and f'action="{url}"' in row
 
 
