@@ -342,3 +342,43 @@ def test_a_viewer_sees_the_resolve_button_disabled_with_the_reason(client, app, 
     cart = ErrorGroup.objects.get(type="CartTotalError")
     assert client.post(f"/apps/shop/errors/{cart.pk}/resolve/").status_code == 403
     assert ErrorGroup.objects.get(pk=cart.pk).status == "new"
+
+
+@pytest.mark.parametrize(("on_missing_data", "verdict"), [("inconclusive", "inconclusive"), ("fail", "fail")])
+def test_the_release_page_says_a_source_had_no_data_and_what_on_missing_data_decided(
+    client, user, app, production, on_missing_data, verdict
+):
+    """A Prometheus nobody answers at: the run has no data, and the page says so, why, and what it made of it."""
+    from tests.live import free_port
+
+    unreachable = f"http://127.0.0.1:{free_port()}"
+    v14 = factories.ArtifactFactory(application=app, version="1.4.0")
+    v15 = factories.ArtifactFactory(application=app, version="1.5.0")
+    release = Release.objects.create(
+        application=app, environment=production, artifact=v15, previous_artifact=v14, status="deploying"
+    )
+    Rollout.objects.create(release=release, targets=["web-1", "web-2"], status="paused")
+    source(
+        app,
+        name="prom",
+        kind="prometheus",
+        url=unreachable,
+        timeout_seconds=1,
+        on_missing_data=on_missing_data,
+    )
+    query = 'sum(rate(shop_requests_total{status="500", version="{{version}}", target=~"{{target}}"}[1m]))'
+    judged = run(
+        template(app, [{"name": "error_rate", "source": "prom", "query": query}]), production, release=release
+    )
+    assert (judged.status, judged.verdict) == ("no_data", verdict)
+    page = login(client, user).get(f"/releases/{release.pk}/").content.decode()
+    section = page[page.index('id="analysis"') : page.index('id="timeline"')]
+    assert f'data-verdict="{verdict}"' in section and '<span class="badge warn">No Data</span>' in section
+    assert f'<p class="verdict">{verdict}: error_rate has no data</p>' in section
+    said = re.sub(r"\s+", " ", section)
+    assert (
+        f"error_rate: no data (canary: prometheus at {unreachable}: connection refused; "
+        f"baseline: prometheus at {unreachable}: connection refused) → {verdict} "
+        f"(the source&#x27;s on_missing_data is {on_missing_data})"
+    ) in said
+    assert 'data-metric="error_rate" data-outcome="missing"' in section and "No values to draw." in section
