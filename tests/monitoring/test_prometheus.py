@@ -15,6 +15,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -476,3 +477,81 @@ def test_real_prometheus_reads_escaped_values_back(real_prometheus, version):
     )
     got = query(PrometheusConfig(url=real_prometheus.url, timeout=5), promql)
     assert got.missing is None and got.labels == ({"v": version},)
+
+
+# --------------------------------------------------------------------------- an analysis on real scraped data
+
+ERROR_RATIO = (
+    'sum(rate(shop_requests_total{status="500", version="{{version}}", environment="{{environment}}", '
+    'instance=~"{{target}}"}[10s])) / sum(rate(shop_requests_total{version="{{version}}", '
+    'environment="{{environment}}", instance=~"{{target}}"}[10s]))'
+)
+
+
+@pytest.mark.slow
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("canary", "host", "verdict"), [("1.3.1", "web-1", "pass"), ("1.3.1-errors", "web-3", "fail")]
+)
+def test_an_analysis_judges_the_demo_service_through_a_real_prometheus(
+    real_prometheus, app, canary, host, verdict
+):
+    """`do_run_analysis` reads what Prometheus scraped from the demo service: a healthy canary passes against 1.3.0
+    on web-2, `1.3.1-errors` (6 % of checkouts failing, its health check green) fails."""
+    from django.utils import timezone
+
+    from monitoring.models import AnalysisTemplate, MetricSource
+    from monitoring.services import do_run_analysis
+    from tests import factories
+
+    production = factories.EnvironmentFactory(application=app, name="production")
+    MetricSource.objects.create(
+        application=app, name="prom", kind="prometheus", url=real_prometheus.url, timeout_seconds=5
+    )
+    template = AnalysisTemplate.objects.create(
+        application=app,
+        name="checkout",
+        interval_seconds=1,
+        count=20,
+        metrics=[
+            {
+                "name": "error_rate",
+                "source": "prom",
+                "query": ERROR_RATIO,
+                "direction": "increase",
+                "critical": True,
+                "weight": 1.0,
+                "unit": "%",
+                "allowed_increase": 2.0,  # two hosts' 1 % differ by chance over 20 s; 6 % does not
+                "allowed_decrease": 1.0,
+                "success_condition": "",
+                "failure_condition": "",
+                "failure_limit": 0,
+                "inconclusive_limit": 0,
+                "consecutive_error_limit": 4,
+            }
+        ],
+    )
+    real_prometheus.wait_for_history(32)  # 20 s judged, each value over the 10 s before it
+    ended_at = timezone.now()
+    run = do_run_analysis(
+        template,
+        environment=production,
+        canary_version=canary,
+        baseline_version="1.3.0",
+        canary_targets=[host],
+        baseline_targets=["web-2"],
+        started_at=ended_at - timedelta(seconds=20),
+        ended_at=ended_at,
+    )
+    measurement = run.measurements.get()
+    assert (run.status, run.verdict) == ("complete", verdict), run.reasons
+    assert measurement.canary_query == render_query(
+        ERROR_RATIO, version=canary, environment="production", targets=[host]
+    )
+    assert measurement.canary["count"] >= 10 and measurement.baseline["count"] >= 10
+    assert measurement.outcome == ("pass" if verdict == "pass" else "high")
+    assert 0.002 < measurement.baseline["mean"] < 0.03  # the demo's 1 %
+    if verdict == "fail":
+        assert measurement.canary["mean"] > 0.03  # its 6 %
+        assert run.reasons[0].startswith("fail: canary judge: critical metric error_rate failed")
