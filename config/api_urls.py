@@ -105,6 +105,11 @@ urlpatterns = [
     path(app_prefix + "segments/", flag_views.SegmentListView.as_view(), name="segments"),
     path(app_prefix + "errors/", monitoring_views.ErrorView.as_view(), name="errors"),
     path(app_prefix + "error-groups/", monitoring_views.ErrorGroupListView.as_view(), name="error-groups"),
+    path(
+        app_prefix + "error-groups/<int:pk>/resolve/",
+        monitoring_views.ErrorGroupResolveView.as_view(),
+        name="error-group-resolve",
+    ),
     path(app_prefix + "metrics/", monitoring_views.MetricsView.as_view(), name="metrics"),
     path(app_prefix + "ingest-key/", monitoring_views.IngestKeyView.as_view(), name="ingest-key"),
     path(

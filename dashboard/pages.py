@@ -21,7 +21,7 @@ from monitoring.selectors import active_ingest_key
 from releases import selectors
 from releases.batches import Coverage, approval_coverage, describe_releases, group_key
 from releases.models import Application, Approval, Artifact, Release, Rollout
-from releases.permissions import Actor, Permission, can
+from releases.permissions import Actor, Permission, can, refusal
 
 IN_FLIGHT = (Release.Status.APPROVED, Release.Status.QUEUED, Release.Status.DEPLOYING)
 
@@ -311,26 +311,39 @@ ERRORS_PAGE_GROUPS = 100
 class ErrorRow:
     group: ErrorGroup
     spark: Sparkline
+    resolve_refusal: str | None = None  # why the viewer may not resolve it (None: they may)
 
     @property
     def in_range(self) -> int:
         return self.spark.total
 
 
-def errors_page(application: Application, *, environment: Environment | None, span: str, now=None) -> dict:
+def errors_page(
+    application: Application,
+    *,
+    environment: Environment | None,
+    span: str,
+    actor: Actor | None = None,
+    now=None,
+) -> dict:
     """The application's error groups (most recent first, up to ERRORS_PAGE_GROUPS) with a sparkline of their
-    events over the range: three queries, however many groups."""
+    events over the range, and whether `actor` may resolve each: three queries, however many groups."""
     hours, per_bar = ERROR_RANGES[span]
     now = now or timezone.now()
     end = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
     since = end - timedelta(hours=hours)
     groups = list(monitoring.error_groups(application, environment=environment)[:ERRORS_PAGE_GROUPS])
     counts = monitoring.hourly_counts([g.pk for g in groups], since, hours)
+    refusals: dict[int, str | None] = {}  # per environment; roles are read once per user
     rows = []
     for group in groups:
         hourly = counts[group.pk]
         bars = [sum(hourly[i : i + per_bar]) for i in range(0, hours, per_bar)]
-        rows.append(ErrorRow(group, sparkline(bars)))
+        if actor is not None and group.environment_id not in refusals:
+            refusals[group.environment_id] = refusal(
+                actor, Permission.RESOLVE_ERRORS, application, group.environment
+            )
+        rows.append(ErrorRow(group, sparkline(bars), refusals.get(group.environment_id, "Log in first.")))
     return {
         "application": application,
         "environments": list(

@@ -9,6 +9,7 @@ urlpatterns = [
     path("apps/<slug:slug>/", views.application_detail, name="application"),
     path("apps/<slug:slug>/members/", views.members, name="members"),
     path("apps/<slug:slug>/errors/", views.application_errors, name="errors"),
+    path("apps/<slug:slug>/errors/<int:pk>/resolve/", views.resolve_error_group, name="resolve-error-group"),
     path("apps/<slug:slug>/members/<int:pk>/revoke/", views.revoke_member, name="revoke-member"),
     path("audit/", views.audit, name="audit"),
     path("tokens/", views.tokens, name="tokens"),

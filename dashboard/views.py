@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from datetime import datetime, time, timedelta
+from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import messages
@@ -13,6 +14,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
@@ -29,6 +31,8 @@ from dashboard.pages import (
     release_page,
 )
 from environments.models import Environment, Lock
+from monitoring.models import ErrorGroup
+from monitoring.services import do_resolve_error_group
 from releases import selectors
 from releases.models import (
     ApiToken,
@@ -103,9 +107,21 @@ def application_errors(request: HttpRequest, slug: str) -> HttpResponse:
         environment = Environment.objects.filter(application=application, name=name).first()
         if environment is None:
             raise Invalid(f"{application.slug} has no environment {name!r}.", field="environment")
-    return render(
-        request, "dashboard/errors.html", errors_page(application, environment=environment, span=span)
-    )
+    context = errors_page(application, environment=environment, span=span, actor=Actor(request.user))
+    return render(request, "dashboard/errors.html", context)
+
+
+@login_required
+@require_POST
+def resolve_error_group(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+    """Mark the group resolved, then back to the Errors page with its filters (`environment`, `range`)."""
+    application = _visible(request, get_object_or_404(Application, slug=slug))
+    group = get_object_or_404(ErrorGroup, application=application, pk=pk)
+    do_resolve_error_group(Actor(request.user), group)
+    messages.success(request, f"Resolved {group.title[:80]}; a new event makes it regressed.")
+    kept = {key: request.POST[key] for key in ("environment", "range") if request.POST.get(key)}
+    url = reverse("dashboard:errors", args=[application.slug])
+    return redirect(f"{url}?{urlencode(kept)}" if kept else url)
 
 
 @login_required

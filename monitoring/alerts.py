@@ -54,7 +54,6 @@ def check_recent_releases(now: datetime | None = None) -> list[Alert]:
     recent = Release.objects.filter(
         kind=Release.Kind.DEPLOY,
         status=Release.Status.SUCCEEDED,
-        previous_artifact__isnull=False,
         finished_at__gte=now - timedelta(seconds=watch_seconds()),
     ).select_related("environment", "artifact", "previous_artifact", "application")
     raised: list[Alert] = []
@@ -76,20 +75,22 @@ def new_error_findings(release: Release, *, now: datetime) -> list[Finding]:
     began = release.started_at or release.created_at
     since = release.finished_at or began
     seconds = min((now - since).total_seconds(), watch_seconds())
-    if previous is None or seconds < 1:
+    if seconds < 1:
         return []
     window = (now - timedelta(seconds=seconds), now)
     before = (began - timedelta(seconds=seconds), began)
     environment = release.environment
     version = release.artifact.version
     current = _counts(environment.pk, version, *window)
-    earlier = _counts(environment.pk, previous.version, *before)
+    # A first deploy has no previous version: its new groups are compared with none in as long a window (each
+    # alerts from about its 7th error), and there is no error rate to compare with.
+    earlier = _counts(environment.pk, previous.version, *before) if previous is not None else {}
     windows = {
         "window": [window[0].isoformat(), window[1].isoformat()],
-        "previous_window": [before[0].isoformat(), before[1].isoformat()],
+        "previous_window": [before[0].isoformat(), before[1].isoformat()] if previous is not None else None,
         "seconds": round(seconds, 3),
         "version": version,
-        "previous_version": previous.version,
+        "previous_version": previous.version if previous is not None else None,
     }
     findings = []
     groups = ErrorGroup.objects.in_bulk([g for g, n in current.items() if n > 0])
@@ -102,6 +103,7 @@ def new_error_findings(release: Release, *, now: datetime) -> list[Finding]:
             Counted(errors=earlier.get(group_id, 0), exposure=seconds),
             name=group.title,
             per="s",
+            against="previous version" if previous is not None else "no previous version (first deploy)",
         )
         if change.increased:
             findings.append(
@@ -119,6 +121,8 @@ def new_error_findings(release: Release, *, now: datetime) -> list[Finding]:
                     },
                 )
             )
+    if previous is None:
+        return findings
     # The rest: a new group that alerted already says why the rate rose; counting it again would alert twice.
     alerted = {f.group.pk for f in findings if f.group is not None}
     total = sum(n for g, n in current.items() if g not in alerted)
@@ -205,6 +209,7 @@ def _raise(release_id: int, finding: Finding) -> Alert | None:
     environment = release.environment
     roll_back = (
         environment.rollback_on_new_errors
+        and release.previous_artifact_id is not None  # a first deploy has nothing to roll back to
         and environment.current_artifact_id == release.artifact_id
         and not Alert.objects.filter(release=release, rollback_requested=True).exists()
     )

@@ -74,10 +74,12 @@ def compare_error_rates(
     min_ratio: float = 1.5,
     min_errors: int = 5,
     per: str = "",
+    against: str = "previous version",
 ) -> ErrorRateChange:
     """Whether ``current`` has significantly more errors per exposure than ``previous`` (see the module doc).
 
     ``per`` names the exposure's unit when it is time ("s"); requests (the default) show rates as percentages.
+    ``against`` names what ``previous`` counts, in the reason.
     """
     for label, count in (("current", current), ("previous", previous)):
         if count.errors < 0 or not (count.exposure > 0 and math.isfinite(count.exposure)):
@@ -95,9 +97,7 @@ def compare_error_rates(
     )
     p_text = "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
     ratio_text = "new" if math.isinf(ratio) else "no errors" if math.isnan(ratio) else f"{ratio:.2f}×"
-    facts = (
-        f"{name}: {_rate(current, per)} vs previous version {_rate(previous, per)}, {ratio_text}, {p_text}"
-    )
+    facts = f"{name}: {_rate(current, per)} vs {against} {_rate(previous, per)}, {ratio_text}, {p_text}"
     if current.errors < min_errors:
         verdict, increased = f"no alert (fewer than {min_errors} errors)", False
     elif p >= alpha:

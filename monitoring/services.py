@@ -109,6 +109,28 @@ def do_record_error(actor: Actor, application: Application, error: ErrorIn) -> E
     return ErrorGroup.objects.get(pk=group_id)
 
 
+@transaction.atomic(durable=True)
+def do_resolve_error_group(actor: Actor, group: ErrorGroup) -> ErrorGroup:
+    """Mark the group resolved (audited); its next event makes it `regressed`. Resolving it again changes nothing."""
+    group = (
+        ErrorGroup.objects.select_for_update().select_related("application", "environment").get(pk=group.pk)
+    )
+    require(actor, Permission.RESOLVE_ERRORS, group.application, group.environment)
+    if group.status != ErrorGroup.Status.RESOLVED:
+        before = group.status
+        group.status = ErrorGroup.Status.RESOLVED
+        group.save(update_fields=["status"])
+        audit.record(
+            actor,
+            "error_group.resolved",
+            group,
+            application=group.application,
+            before={"status": before},
+            after={"status": group.status},
+        )
+    return group
+
+
 def _store_errors(batch: Sequence[Located]) -> list[int]:
     if not batch:
         return []

@@ -34,6 +34,7 @@ class Permission(enum.StrEnum):
     WRITE_METRICS = "write_metrics"
     MANAGE_MEMBERS = "manage_members"
     MANAGE_ANALYSIS = "manage_analysis"  # metric sources and analysis templates
+    RESOLVE_ERRORS = "resolve_errors"  # mark error groups resolved
     ADMIN = "admin"
 
 
@@ -43,6 +44,7 @@ _DEVELOPER = {
     Permission.REGISTER_ARTIFACT,
     Permission.APPROVE_OWN,
     Permission.WRITE_METRICS,
+    Permission.RESOLVE_ERRORS,
 }
 ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     Role.VIEWER: frozenset({Permission.VIEW, Permission.READ_FLAGS}),
@@ -76,6 +78,7 @@ PERMISSION_SCOPE: dict[Permission, str] = {
     Permission.WRITE_METRICS: Scope.METRICS_WRITE,
     Permission.MANAGE_MEMBERS: Scope.ADMIN,
     Permission.MANAGE_ANALYSIS: Scope.RELEASES_WRITE,
+    Permission.RESOLVE_ERRORS: Scope.RELEASES_WRITE,
     Permission.ADMIN: Scope.ADMIN,
 }
 READ_PERMISSIONS = frozenset({Permission.VIEW, Permission.READ_FLAGS})
@@ -90,6 +93,7 @@ ROLE_LABELS = {
     Permission.EDIT_FLAGS: "flag editor",
     Permission.MANAGE_MEMBERS: "admin or release manager",
     Permission.MANAGE_ANALYSIS: "admin or release manager",
+    Permission.RESOLVE_ERRORS: "developer or release manager",
 }
 
 

@@ -3,7 +3,8 @@ registered as a target of the demo `shop` production environment. Stopping Slipw
 
 The services are watched as real ones would be: each reports its errors with `sentry-sdk` to Slipway (the
 application's DSN), pushes its error ratio every 5 s (a `metrics:write` token of the demo user `shop-fleet`, kept in
-the data directory) and answers `/metrics` for a Prometheus that may scrape it."""
+the data directory) and answers `/metrics`: with a `prometheus` binary on the machine, the server starts one scraping
+them (`start_demo_prometheus`), the demo's metric source `prometheus`."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,6 +27,8 @@ log = logging.getLogger(__name__)
 SIZE = 8
 # SLIPWAY_DEMO_FLEET_FIRST_PORT: another port range, beside a demo already running
 FIRST_PORT = int(os.environ.get("SLIPWAY_DEMO_FLEET_FIRST_PORT", 9101))
+# The demo's Prometheus (when a `prometheus` binary is on the machine): not 9090, which Debian's own service takes.
+PROMETHEUS_PORT = int(os.environ.get("SLIPWAY_DEMO_PROMETHEUS_PORT", 9190))
 
 
 def _registration_key() -> tuple[str, str] | None:
@@ -116,6 +120,68 @@ def _die_with_parent() -> None:
         pass  # elsewhere the server's signal handlers stop the fleet
 
 
+def prometheus_config(first_port: int, size: int) -> str:
+    """Scrape each demo host every 5 s, labelled as a real deployment's relabelling would: `instance` is the
+    target's name (what `{{target}}` matches), `environment` its environment."""
+    hosts = "".join(
+        f"      - targets: ['127.0.0.1:{first_port + n - 1}']\n"
+        f"        labels: {{instance: web-{n}, environment: production}}\n"
+        for n in range(1, size + 1)
+    )
+    return (
+        "# Written by Slipway's demo (environments/demo/fleet.py) at each start.\n"
+        "global:\n  scrape_interval: 5s\n  evaluation_interval: 5s\n"
+        f"scrape_configs:\n  - job_name: shop\n    static_configs:\n{hosts}"
+    )
+
+
+def start_demo_prometheus(
+    binary: str | None = None, *, first_port: int = FIRST_PORT, port: int = PROMETHEUS_PORT
+) -> subprocess.Popen | None:
+    """Prometheus scraping the demo fleet, its config and data in the data directory, and the demo's metric source
+    `prometheus` pointing at it; None (and nothing started) without a `prometheus` binary or without the demo."""
+    from environments.models import Environment
+    from monitoring.models import MetricSource
+    from monitoring.services import do_create_metric_source, do_update_metric_source
+    from releases.permissions import Actor
+
+    binary = binary or shutil.which("prometheus")
+    environment = (
+        Environment.objects.select_related("application")
+        .filter(application__slug="shop", name="production")
+        .first()
+    )
+    if binary is None or environment is None or os.environ.get("SLIPWAY_DEMO_PROMETHEUS", "1") == "0":
+        return None
+    root = Path(settings.DATA_DIR) / "demo-prometheus"
+    root.mkdir(parents=True, exist_ok=True)
+    config = root / "prometheus.yml"
+    config.write_text(prometheus_config(first_port, SIZE))
+    log_file = (root / "prometheus.log").open("ab")
+    process = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={root / 'data'}",
+            "--storage.tsdb.retention.time=2d",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--log.level=warn",
+        ],
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        preexec_fn=_die_with_parent,
+    )
+    url = f"http://127.0.0.1:{port}"
+    source = MetricSource.objects.filter(application=environment.application, name="prometheus").first()
+    fields = {"name": "prometheus", "kind": "prometheus", "url": url, "on_missing_data": "inconclusive"}
+    if source is None:
+        do_create_metric_source(Actor.system(), environment.application, fields)
+    elif source.url != url:
+        do_update_metric_source(Actor.system(), source, fields)
+    print(f"Demo Prometheus: {url}/ scraping the demo fleet (metric source 'prometheus')", flush=True)
+    return process
+
+
 def start_demo_fleet(*, port: int) -> Callable[[], None]:
     if os.environ.get("SLIPWAY_DEMO_FLEET", "1") == "0":
         return lambda: None
@@ -189,6 +255,8 @@ def start_demo_fleet(*, port: int) -> Callable[[], None]:
         f"Demo fleet: {SIZE} agents managing demo web services on 127.0.0.1:{FIRST_PORT}–{FIRST_PORT + SIZE - 1}",
         flush=True,
     )
+    if (prometheus := start_demo_prometheus()) is not None:
+        processes.append(prometheus)
 
     def stop() -> None:
         for process in processes:

@@ -17,7 +17,12 @@ from environments.models import Environment
 from monitoring import selectors
 from monitoring.models import ErrorGroup, dsn_for
 from monitoring.parsing import BadInput, error_from_json, parse_samples
-from monitoring.services import do_push_samples, do_record_error, do_rotate_ingest_key
+from monitoring.services import (
+    do_push_samples,
+    do_record_error,
+    do_resolve_error_group,
+    do_rotate_ingest_key,
+)
 from releases.api.views import application_for
 from releases.models import Application
 from releases.permissions import Actor, may_see
@@ -142,7 +147,7 @@ class ErrorGroupListView(APIView):
         if name := request.query_params.get("environment"):
             environment = Environment.objects.filter(application=application, name=name).first()
             if environment is None:
-                raise NotFound(f"No environment '{name}' in {application.slug}.", field="environment")
+                raise Invalid(f"{application.slug} has no environment {name!r}.", field="environment")
         version = request.query_params.get("version") or None
         groups = selectors.error_groups(application, environment=environment, version=version)
         groups = groups.select_related("environment__current_artifact")
@@ -151,6 +156,20 @@ class ErrorGroupListView(APIView):
         return paginator.get_paginated_response(
             ErrorGroupOut(page, many=True, context={"version": version}).data
         )
+
+
+class ErrorGroupResolveView(APIView):
+    """Mark an error group resolved (developers and release managers, `releases:write`); its next event makes it
+    `regressed`. Resolving a resolved group changes nothing."""
+
+    @extend_schema(request=None, responses={200: ErrorGroupOut})
+    def post(self, request: Request, slug: str, pk: int) -> Response:
+        application = application_for(request, slug)
+        group = ErrorGroup.objects.filter(application=application, pk=pk).first()
+        if group is None:
+            raise NotFound(f"No error group {pk} in {application.slug}.")
+        group = do_resolve_error_group(Actor.from_request(request), group)
+        return Response(ErrorGroupOut(group).data)
 
 
 class SampleLabels(serializers.Serializer):

@@ -10,8 +10,11 @@ import pytest
 from django.utils import timezone
 
 from monitoring.models import AnalysisMeasurement, AnalysisRun, ErrorGroup
+from monitoring.services import do_resolve_error_group
 from releases.models import Release, Rollout
+from releases.permissions import Actor
 from tests import factories
+from tests.conftest import token_client
 from tests.monitoring.test_alerts import errors
 from tests.monitoring.test_analysis import error_ratios, push, run, source, template
 
@@ -145,7 +148,15 @@ def test_release_page_queries_do_not_grow_with_runs_and_error_groups(
 def test_the_errors_page_lists_groups_with_sparklines_and_filters_by_environment(client, user, app, reverted):
     staging = factories.EnvironmentFactory(application=app, name="staging", position=0)
     errors(staging, "1.5.0", "StagingOnly", 5, start=timezone.now() - timedelta(hours=3))
-    ErrorGroup.objects.filter(type="KeyError").update(status="regressed")
+    do_resolve_error_group(Actor(user), ErrorGroup.objects.get(type="KeyError"))
+    errors(
+        reverted.environment,
+        "1.5.0",
+        "KeyError",
+        1,
+        start=timezone.now() - timedelta(minutes=5),
+        message="old 3",
+    )
     login(client, user)
     home = client.get("/apps/shop/").content.decode()
     assert 'href="/apps/shop/errors/"' in home
@@ -159,17 +170,56 @@ def test_the_errors_page_lists_groups_with_sparklines_and_filters_by_environment
     assert '<td data-label="First seen in" class="version">1.5.0</td>' in cart
     key = page[page.index("<code>KeyError:") : page.index("</tr>", page.index("<code>KeyError:"))]
     assert (
-        'aria-label="7 events' in key and '<td data-label="First seen in" class="version">1.4.0</td>' in key
+        'aria-label="8 events' in key and '<td data-label="First seen in" class="version">1.4.0</td>' in key
     )
     assert "Regressed" in key and "style=" not in page
     only = client.get("/apps/shop/errors/?environment=staging").content.decode()
     assert "StagingOnly" in only and "CartTotalError" not in only
     week = client.get("/apps/shop/errors/?range=7d").content.decode()
     key = week[week.index("<code>KeyError:") : week.index("</tr>", week.index("<code>KeyError:"))]
-    assert re.search(r'aria-label="7 events, at most [4-7] in 6 h"', key)  # 3 two hours ago, 4 lately
+    assert re.search(r'aria-label="8 events, at most [5-8] in 6 h"', key)  # 3 two hours ago, 5 lately
     bad = client.get("/apps/shop/errors/?environment=nope")
     assert bad.status_code == 400 and "nope" in bad.content.decode()
     assert client.get("/apps/shop/errors/?range=1y").status_code == 400
+
+
+def row_of(page: str, title: str) -> str:
+    start = page.index(title)
+    return page[page.rindex("<tr data-group=", 0, start) : page.index("</tr>", start)]
+
+
+def test_a_group_resolved_on_the_errors_page_regresses_on_its_next_event(client, user, app, reverted):
+    cart = ErrorGroup.objects.get(type="CartTotalError")
+    url = f"/apps/shop/errors/{cart.pk}/resolve/"
+    viewer = factories.MembershipFactory(application=app, role="viewer").user
+    page = login(client, viewer).get("/apps/shop/errors/").content.decode()
+    reason = "You need the developer or release manager role on shop/production."
+    assert page.count(f'<button type="submit" class="small" disabled title="{reason}">Resolve</button>') == 2
+    assert client.post(url).status_code == 403
+    assert ErrorGroup.objects.get(pk=cart.pk).status == "new"
+
+    login(client, factories.MembershipFactory(application=app, role="developer").user)
+    row = row_of(client.get("/apps/shop/errors/").content.decode(), "<code>CartTotalError")
+    assert f'action="{url}"' in row and "disabled" not in row
+    response = client.post(url, {"environment": "production", "range": "7d"}, follow=True)
+    assert response.redirect_chain == [("/apps/shop/errors/?environment=production&range=7d", 302)]
+    page = response.content.decode()
+    row = row_of(page, "<code>CartTotalError")
+    assert (
+        'data-status="resolved"' in row
+        and "Resolve</button>" not in row
+        and "Resolved CartTotalError" in page
+    )
+
+    # The next event, as an application reports it, reopens it.
+    sent = token_client(user, "metrics:write").post(
+        "/api/v1/applications/shop/errors/",
+        {"environment": "production", "version": "1.5.1", "type": "CartTotalError", "message": "cart 43"},
+        format="json",
+    )
+    assert sent.status_code == 201 and sent.json()["group"]["id"] == cart.pk
+    row = row_of(client.get("/apps/shop/errors/").content.decode(), "<code>CartTotalError")
+    assert 'data-status="regressed"' in row and "Regressed" in row and f'action="{url}"' in row
 
 
 def test_the_errors_page_is_for_members_only(client, reverted):
@@ -262,3 +312,73 @@ def test_the_live_release_view_sends_the_analysis_partials(reverted, user):
     html = async_to_sync(scenario)()
     assert '<div id="analysis-summary">' in html and "Why this release was reverted" in html
     assert '<section class="card" id="analysis">' in html and 'data-metric="error_rate"' in html
+
+
+def test_the_errors_page_resolves_a_group_and_a_new_event_makes_it_regressed(client, user, app, reverted):
+    login(client, user)  # the application's admin
+    cart = ErrorGroup.objects.get(type="CartTotalError")
+    page = client.get("/apps/shop/errors/?range=7d").content.decode()
+    row = page[page.index(f'<tr data-group="{cart.pk}"') : page.index("</tr>", page.index("CartTotalError"))]
+    assert f'action="/apps/shop/errors/{cart.pk}/resolve/"' in row and "disabled" not in row
+    answer = client.post(
+        f"/apps/shop/errors/{cart.pk}/resolve/", {"environment": "production", "range": "7d"}
+    )
+    assert (
+        answer.status_code == 302
+        and answer["Location"] == "/apps/shop/errors/?environment=production&range=7d"
+    )
+    page = client.get(answer["Location"]).content.decode()
+    assert f'<tr data-group="{cart.pk}" data-status="resolved">' in page
+    errors(reverted.environment, "1.5.1", "CartTotalError", 1, start=timezone.now(), message="cart 7")
+    assert ErrorGroup.objects.get(pk=cart.pk).status == "regressed"
+
+
+def test_a_viewer_sees_the_resolve_button_disabled_with_the_reason(client, app, reverted):
+    viewer = factories.UserFactory()
+    factories.MembershipFactory(user=viewer, application=app, role="viewer")
+    page = login(client, viewer).get("/apps/shop/errors/").content.decode()
+    button = re.search(r'<button type="submit" class="small" disabled title="([^"]+)">Resolve</button>', page)
+    assert button and "developer or release manager" in button.group(1)
+    cart = ErrorGroup.objects.get(type="CartTotalError")
+    assert client.post(f"/apps/shop/errors/{cart.pk}/resolve/").status_code == 403
+    assert ErrorGroup.objects.get(pk=cart.pk).status == "new"
+
+
+@pytest.mark.parametrize(("on_missing_data", "verdict"), [("inconclusive", "inconclusive"), ("fail", "fail")])
+def test_the_release_page_says_a_source_had_no_data_and_what_on_missing_data_decided(
+    client, user, app, production, on_missing_data, verdict
+):
+    """A Prometheus nobody answers at: the run has no data, and the page says so, why, and what it made of it."""
+    from tests.live import free_port
+
+    unreachable = f"http://127.0.0.1:{free_port()}"
+    v14 = factories.ArtifactFactory(application=app, version="1.4.0")
+    v15 = factories.ArtifactFactory(application=app, version="1.5.0")
+    release = Release.objects.create(
+        application=app, environment=production, artifact=v15, previous_artifact=v14, status="deploying"
+    )
+    Rollout.objects.create(release=release, targets=["web-1", "web-2"], status="paused")
+    source(
+        app,
+        name="prom",
+        kind="prometheus",
+        url=unreachable,
+        timeout_seconds=1,
+        on_missing_data=on_missing_data,
+    )
+    query = 'sum(rate(shop_requests_total{status="500", version="{{version}}", target=~"{{target}}"}[1m]))'
+    judged = run(
+        template(app, [{"name": "error_rate", "source": "prom", "query": query}]), production, release=release
+    )
+    assert (judged.status, judged.verdict) == ("no_data", verdict)
+    page = login(client, user).get(f"/releases/{release.pk}/").content.decode()
+    section = page[page.index('id="analysis"') : page.index('id="timeline"')]
+    assert f'data-verdict="{verdict}"' in section and '<span class="badge warn">No Data</span>' in section
+    assert f'<p class="verdict">{verdict}: error_rate has no data</p>' in section
+    said = re.sub(r"\s+", " ", section)
+    assert (
+        f"error_rate: no data (canary: prometheus at {unreachable}: connection refused; "
+        f"baseline: prometheus at {unreachable}: connection refused) → {verdict} "
+        f"(the source&#x27;s on_missing_data is {on_missing_data})"
+    ) in said
+    assert 'data-metric="error_rate" data-outcome="missing"' in section and "No values to draw." in section

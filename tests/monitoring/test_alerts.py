@@ -233,3 +233,37 @@ def test_the_hourly_counts_keep_their_first_and_last_event(released):
     assert count.count == 5
     assert count.first_at == start + timedelta(minutes=5, seconds=15)
     assert count.last_at == start + timedelta(minutes=10, seconds=50)
+
+
+def test_a_first_deploys_new_errors_alert_against_none_and_nothing_is_rolled_back(
+    app, eager, django_capture_on_commit_callbacks
+):
+    """No previous version: each new group is compared with none in as long a window; no error-rate alert (nothing
+    to compare with) and no rollback (nothing to go back to), even with rollback_on_new_errors."""
+    env = factories.EnvironmentFactory(
+        application=app, name="production", position=1, rollback_on_new_errors=True
+    )
+    v1 = factories.ArtifactFactory(application=app, version="1.0.0")
+    now = timezone.now()
+    release = Release.objects.create(
+        application=app,
+        environment=env,
+        artifact=v1,
+        status="succeeded",
+        started_at=now - timedelta(minutes=11),
+        finished_at=now - timedelta(minutes=10),
+    )
+    env.current_artifact = v1
+    env.save()
+    errors(env, "1.0.0", "TypeError", 12, start=now - timedelta(minutes=10))
+    errors(env, "1.0.0", "KeyError", 3, start=now - timedelta(minutes=10))  # new too, but only 3
+    with django_capture_on_commit_callbacks(execute=True):
+        [alert] = check_recent_releases(now=now)
+    assert alert.kind == "new_error" and alert.group.type == "TypeError" and not alert.rollback_requested
+    assert alert.reason.startswith(
+        "TypeError: boom: 12 in 600 s (0.02/s) vs no previous version (first deploy) 0"
+    )
+    assert alert.reason.endswith("→ alert: significantly higher")
+    assert alert.details["previous_version"] is None and alert.details["previous_window"] is None
+    assert not Release.objects.filter(environment=env).exclude(pk=release.pk).exists()  # no rollback
+    assert check_recent_releases(now=now + timedelta(seconds=30)) == []  # once

@@ -172,3 +172,52 @@ def test_the_application_page_shows_the_dsn(admin_client, app):
         key = create_ingest_key(Actor.system(), app)
     page = admin_client.get("/apps/shop/").content.decode()
     assert "Error reporting" in page and key.dsn in page
+
+
+def test_an_unknown_environment_is_400_naming_the_field(writer, user, production):
+    response = token_client(user, "releases:read").get(
+        "/api/v1/applications/shop/error-groups/?environment=qa"
+    )
+    assert response.status_code == 400 and "qa" in response.json()["environment"][0]
+
+
+def test_resolve_an_error_group_then_a_new_event_makes_it_regressed(writer, user, production):
+    group = report(writer).json()["group"]
+    assert group["status"] == "new"
+    url = f"/api/v1/applications/shop/error-groups/{group['id']}/resolve/"
+    assert token_client(user, "releases:read").post(url).status_code == 403  # the scope is releases:write
+    resolver = token_client(user, "releases:read", "releases:write")
+    response = resolver.post(url)
+    assert response.status_code == 200 and response.json()["status"] == "resolved"
+    assert AuditEvent.objects.filter(kind="error_group.resolved").count() == 1
+    listed = resolver.get("/api/v1/applications/shop/error-groups/").json()["results"]
+    assert [g["status"] for g in listed] == ["resolved"]
+    assert report(writer, version="1.5.0").status_code == 201  # the JSON endpoint: the real ingestion path
+    assert ErrorGroup.objects.get(pk=group["id"]).status == "regressed"
+    assert resolver.post("/api/v1/applications/shop/error-groups/999999/resolve/").status_code == 404
+
+
+def test_an_error_group_is_resolved_over_the_api_and_regresses_on_its_next_event(writer, user, production):
+    group_id = report(writer).json()["group"]["id"]
+    url = f"/api/v1/applications/shop/error-groups/{group_id}/resolve/"
+    assert token_client(user, "releases:read").post(url).status_code == 403  # resolving writes
+    viewer = factories.MembershipFactory(application=production.application, role="viewer").user
+    refused = token_client(viewer, "releases:read", "releases:write").post(url)
+    assert refused.status_code == 403 and "developer or release manager" in refused.json()["detail"]
+    developer = factories.MembershipFactory(application=production.application, role="developer").user
+    response = token_client(developer, "releases:read", "releases:write").post(url)
+    assert response.status_code == 200 and response.json()["status"] == "resolved"
+    assert AuditEvent.objects.filter(kind="error_group.resolved").count() == 1
+    missing = token_client(developer, "releases:read", "releases:write").post(
+        "/api/v1/applications/shop/error-groups/999999/resolve/"
+    )
+    assert missing.status_code == 404
+    assert report(writer, message="'user-9'").json()["group"]["status"] == "regressed"
+    assert ErrorGroup.objects.get().status == "regressed"
+
+
+def test_listing_error_groups_of_an_unknown_environment_is_400_naming_it(user, production):
+    response = token_client(user, "releases:read").get(
+        "/api/v1/applications/shop/error-groups/?environment=qa"
+    )
+    assert response.status_code == 400 and "qa" in response.json()["environment"][0]

@@ -181,3 +181,24 @@ def test_hostile_json_in_an_envelope_is_bounded_like_every_body(live_slipway, sh
     nul = b'{}\n{"type":"event"}\n{"exception":{"values":[{"type":"KeyError","value":"user\\u0000id"}]}}\n'
     assert post(url, nul, auth)[0] == 200
     assert "\x00" not in ErrorGroup.objects.get().title
+
+
+def test_a_group_resolved_over_the_api_regresses_when_the_sdk_reports_it_again(live_slipway, shop):
+    from releases.services import do_create_api_token
+
+    application, key = shop
+    send_with_sdk(dsn(live_slipway, key), release="1.4.0", errors=[7])
+    group = ErrorGroup.objects.get()
+    developer = factories.MembershipFactory(application=application, role="developer").user
+    _, token = do_create_api_token(
+        Actor.system(), developer, name="t", scopes=["releases:read", "releases:write"]
+    )
+    status, body = post(
+        f"{live_slipway.url}/api/v1/applications/shop/error-groups/{group.pk}/resolve/",
+        b"",
+        {"Authorization": f"Bearer {token}"},
+    )
+    assert (status, body["status"]) == (200, "resolved")
+    send_with_sdk(dsn(live_slipway, key), release="1.4.1", errors=[8])
+    group.refresh_from_db()
+    assert (group.status, group.count, group.last_seen_version) == ("regressed", 2, "1.4.1")

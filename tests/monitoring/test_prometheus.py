@@ -9,10 +9,13 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -28,6 +31,7 @@ from monitoring.prometheus import (
     query_range,
     render_query,
 )
+from tests.live import ROOT
 
 # --------------------------------------------------------------------------- escaping
 
@@ -315,9 +319,66 @@ def _prometheus_binary() -> str | None:
     return shutil.which("prometheus")
 
 
+def _stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+# The demo fleet's service (environments/demo/service.py), one process per host, each serving its own checkouts;
+# `1.3.1-errors` fails six times as many as the others. Prometheus labels each host's series as a real
+# deployment's relabelling would: `instance` is the target's name, `environment` its environment.
+DEMO_HOSTS = {"web-1": "1.3.1", "web-2": "1.3.0", "web-3": "1.3.1-errors"}
+DEMO_RPS = 100  # checkouts a second per host: about 10 errors in 10 s at 1 %, enough to tell 1 % from 6 %
+
+
+@dataclass(frozen=True)
+class RealPrometheus:
+    url: str
+    scraped_since: float  # the first scrape of every host (epoch seconds)
+
+    def wait_for_history(self, seconds: float) -> None:
+        """Sleep until the services have been scraped for `seconds`."""
+        time.sleep(max(0.0, self.scraped_since + seconds - time.time()))
+
+
+@contextmanager
+def demo_services(tmp: str):
+    """The real demo service on a free port per host; yields {host: port}."""
+    ports, processes = {}, []
+    try:
+        for host, version in DEMO_HOSTS.items():
+            state = Path(tmp, f"{host}.json")
+            state.write_text(json.dumps({"version": version}))
+            ports[host] = free_port()
+            processes.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "environments.demo.service",
+                        f"--port={ports[host]}",
+                        f"--state-file={state}",
+                        f"--name={host}",
+                        f"--rps={DEMO_RPS}",
+                    ],
+                    cwd=ROOT,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+        yield ports
+    finally:
+        for process in processes:
+            _stop(process)
+
+
 @pytest.fixture(scope="module")
 def real_prometheus():
-    """Debian's Prometheus on a free port, scraping an exporter served here with prometheus_client every second."""
+    """Debian's Prometheus on a free port, scraping the demo service (three hosts, three versions) every second."""
     binary = _prometheus_binary()
     if binary is None:
         if os.geteuid() == 0:
@@ -325,22 +386,17 @@ def real_prometheus():
         pytest.skip(
             "needs Debian's prometheus binary (apt-get install prometheus; `make test` does it as root)"
         )
-    from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
-
-    registry = CollectorRegistry()
-    requests = Counter("shop_requests", "Requests served.", ["version"], registry=registry)
-    latency = Gauge("shop_latency_ms", "Latency.", ["version"], registry=registry)
-    latency.labels(version="1.4.0").set(120)
-    latency.labels(version="1.5.0").set(480)
-    requests.labels(version="1.4.0").inc(10)
-    exporter, exporter_thread = start_http_server(0, addr="127.0.0.1", registry=registry)
-    exporter_port = exporter.server_address[1]
     port = free_port()
-    with tempfile.TemporaryDirectory(prefix="slipway-prometheus-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="slipway-prometheus-") as tmp, demo_services(tmp) as ports:
+        scrape = "".join(
+            f"      - targets: ['127.0.0.1:{ports[host]}']\n"
+            f"        labels: {{instance: {host}, environment: production}}\n"
+            for host in DEMO_HOSTS
+        )
         config = Path(tmp, "prometheus.yml")
         config.write_text(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-            f"scrape_configs:\n  - job_name: shop\n    static_configs:\n      - targets: ['127.0.0.1:{exporter_port}']\n"
+            f"scrape_configs:\n  - job_name: shop\n    static_configs:\n{scrape}"
         )
         process = subprocess.Popen(
             [
@@ -356,59 +412,50 @@ def real_prometheus():
         url = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + 30
-            while True:  # wait until samples of both versions are in
-                got = query(PrometheusConfig(url=url, timeout=1), "shop_latency_ms")
-                if got.missing is None and got.series == 2:
+            while True:  # wait until every host's checkouts are in
+                got = query(
+                    PrometheusConfig(url=url, timeout=1),
+                    'count by (instance) (shop_requests_total{status="200"})',
+                )
+                if got.missing is None and got.series == len(DEMO_HOSTS):
                     break
                 if process.poll() is not None or time.monotonic() > deadline:
                     pytest.fail(
-                        f"Prometheus did not scrape in 30 s: {got.missing}; "
+                        f"Prometheus did not scrape the demo services in 30 s: {got.missing}; "
                         f"{process.stderr.read().decode()[-2000:] if process.poll() is not None else ''}"
                     )
                 time.sleep(0.3)
-            yield url
+            yield RealPrometheus(url=url, scraped_since=time.time())
         finally:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-            exporter.shutdown()
+            _stop(process)
 
 
 @pytest.mark.slow
 def test_real_prometheus_query_range_per_version(real_prometheus):
-    time.sleep(2)  # a few scrapes
+    real_prometheus.wait_for_history(5)
     now = time.time()
-    config = PrometheusConfig(url=real_prometheus, timeout=5)
-    template = 'max(shop_latency_ms{version="{{version}}", job="shop", instance=~"{{target}}"})'
-    canary = query_range(
-        config,
-        render_query(template, version="1.5.0", environment="production"),
-        start=now - 30,
-        end=now,
-        step=1,
+    config = PrometheusConfig(url=real_prometheus.url, timeout=5)
+    template = (
+        'sum(shop_requests_total{version="{{version}}", environment="{{environment}}", job="shop", '
+        'instance=~"{{target}}"})'
     )
-    baseline = query_range(
-        config,
-        render_query(template, version="1.4.0", environment="production"),
-        start=now - 30,
-        end=now,
-        step=1,
-    )
+
+    def served(version, *targets):
+        rendered = render_query(template, version=version, environment="production", targets=targets)
+        return query_range(config, rendered, start=now - 30, end=now, step=1)
+
+    canary, baseline = served("1.3.1", "web-1"), served("1.3.0")
     assert canary.missing is None and baseline.missing is None
-    assert set(canary.values) == {480.0} and set(baseline.values) == {120.0}
-    assert len(canary.values) >= 2
-    gone = query_range(
-        config,
-        render_query(template, version="9.9.9", environment="production"),
-        start=now - 30,
-        end=now,
-        step=1,
-    )
-    assert gone.missing == f"prometheus at {real_prometheus}: no series matched"
+    assert len(canary.values) >= 2 and canary.values == sorted(canary.values) and canary.values[-1] > 0
+    assert baseline.series == 1 and baseline.values[-1] > 0
+    elsewhere = served("1.3.1", "web-2")  # web-2 runs 1.3.0
+    assert elsewhere.missing == f"prometheus at {real_prometheus.url}: no series matched"
+    gone = served("9.9.9")
+    assert gone.missing == f"prometheus at {real_prometheus.url}: no series matched"
     broken = query(config, "sum(")
-    assert broken.missing.startswith(f"prometheus at {real_prometheus}: HTTP 400, status: error (bad_data:")
+    assert broken.missing.startswith(
+        f"prometheus at {real_prometheus.url}: HTTP 400, status: error (bad_data:"
+    )
 
 
 @pytest.mark.slow
@@ -428,5 +475,83 @@ def test_real_prometheus_reads_escaped_values_back(real_prometheus, version):
     promql = render_query(
         'label_replace(vector(1), "v", "{{version}}", "", "")', version=version, environment=""
     )
-    got = query(PrometheusConfig(url=real_prometheus, timeout=5), promql)
+    got = query(PrometheusConfig(url=real_prometheus.url, timeout=5), promql)
     assert got.missing is None and got.labels == ({"v": version},)
+
+
+# --------------------------------------------------------------------------- an analysis on real scraped data
+
+ERROR_RATIO = (
+    'sum(rate(shop_requests_total{status="500", version="{{version}}", environment="{{environment}}", '
+    'instance=~"{{target}}"}[10s])) / sum(rate(shop_requests_total{version="{{version}}", '
+    'environment="{{environment}}", instance=~"{{target}}"}[10s]))'
+)
+
+
+@pytest.mark.slow
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("canary", "host", "verdict"), [("1.3.1", "web-1", "pass"), ("1.3.1-errors", "web-3", "fail")]
+)
+def test_an_analysis_judges_the_demo_service_through_a_real_prometheus(
+    real_prometheus, app, canary, host, verdict
+):
+    """`do_run_analysis` reads what Prometheus scraped from the demo service: a healthy canary passes against 1.3.0
+    on web-2, `1.3.1-errors` (6 % of checkouts failing, its health check green) fails."""
+    from django.utils import timezone
+
+    from monitoring.models import AnalysisTemplate, MetricSource
+    from monitoring.services import do_run_analysis
+    from tests import factories
+
+    production = factories.EnvironmentFactory(application=app, name="production")
+    MetricSource.objects.create(
+        application=app, name="prom", kind="prometheus", url=real_prometheus.url, timeout_seconds=5
+    )
+    template = AnalysisTemplate.objects.create(
+        application=app,
+        name="checkout",
+        interval_seconds=1,
+        count=20,
+        metrics=[
+            {
+                "name": "error_rate",
+                "source": "prom",
+                "query": ERROR_RATIO,
+                "direction": "increase",
+                "critical": True,
+                "weight": 1.0,
+                "unit": "%",
+                "allowed_increase": 2.0,  # two hosts' 1 % differ by chance over 20 s; 6 % does not
+                "allowed_decrease": 1.0,
+                "success_condition": "",
+                "failure_condition": "",
+                "failure_limit": 0,
+                "inconclusive_limit": 0,
+                "consecutive_error_limit": 4,
+            }
+        ],
+    )
+    real_prometheus.wait_for_history(32)  # 20 s judged, each value over the 10 s before it
+    ended_at = timezone.now()
+    run = do_run_analysis(
+        template,
+        environment=production,
+        canary_version=canary,
+        baseline_version="1.3.0",
+        canary_targets=[host],
+        baseline_targets=["web-2"],
+        started_at=ended_at - timedelta(seconds=20),
+        ended_at=ended_at,
+    )
+    measurement = run.measurements.get()
+    assert (run.status, run.verdict) == ("complete", verdict), run.reasons
+    assert measurement.canary_query == render_query(
+        ERROR_RATIO, version=canary, environment="production", targets=[host]
+    )
+    assert measurement.canary["count"] >= 10 and measurement.baseline["count"] >= 10
+    assert measurement.outcome == ("pass" if verdict == "pass" else "high")
+    assert 0.002 < measurement.baseline["mean"] < 0.03  # the demo's 1 %
+    if verdict == "fail":
+        assert measurement.canary["mean"] > 0.03  # its 6 %
+        assert run.reasons[0].startswith("fail: canary judge: critical metric error_rate failed")

@@ -14,6 +14,7 @@ from monitoring.services import (
     do_ingest_errors,
     do_push_samples,
     do_record_error,
+    do_resolve_error_group,
     do_rotate_ingest_key,
 )
 from releases.models import ApiToken, AuditEvent, Release, Rollout, RolloutStep
@@ -69,11 +70,32 @@ def test_a_group_first_seen_without_a_version_is_new_in_the_first_version_it_sho
     assert ErrorGroup.objects.get().first_seen_version == "2.0"
 
 
-def test_a_resolved_group_seen_again_is_regressed(app, production):
-    do_ingest_errors([Located(app.pk, production.pk, error())])
-    ErrorGroup.objects.update(status="resolved")
-    do_ingest_errors([Located(app.pk, production.pk, error())])
-    assert ErrorGroup.objects.get().status == "regressed"
+def test_a_resolved_group_seen_again_is_regressed(app, production, user, django_capture_on_commit_callbacks):
+    [group_id] = do_ingest_errors([Located(app.pk, production.pk, error())])
+    resolved = do_resolve_error_group(
+        Actor(user), ErrorGroup.objects.get(pk=group_id)
+    )  # user: the app's admin
+    assert resolved.status == ErrorGroup.Status.RESOLVED == ErrorGroup.objects.get().status
+    event = AuditEvent.objects.get(kind="error_group.resolved")
+    assert event.actor == user and event.before == {"status": "new"} and event.after == {"status": "resolved"}
+    do_resolve_error_group(Actor(user), resolved)  # again: nothing changes, nothing more in the trail
+    assert AuditEvent.objects.filter(kind="error_group.resolved").count() == 1
+    do_ingest_errors([Located(app.pk, production.pk, error(version="1.5.0"))])
+    assert ErrorGroup.objects.get().status == ErrorGroup.Status.REGRESSED
+
+
+def test_resolving_needs_a_developer_or_more(app, production, user):
+    [group_id] = do_ingest_errors([Located(app.pk, production.pk, error())])
+    group = ErrorGroup.objects.get(pk=group_id)
+    viewer, flags = factories.UserFactory(), factories.UserFactory()
+    factories.MembershipFactory(user=viewer, application=app, role="viewer")
+    factories.MembershipFactory(user=flags, application=app, role="flag_editor")
+    for who in (viewer, flags):
+        with pytest.raises(Forbidden):
+            do_resolve_error_group(Actor(who), group)
+    developer = factories.UserFactory()
+    factories.MembershipFactory(user=developer, application=app, role="developer")
+    assert do_resolve_error_group(Actor(developer), group).status == "resolved"
 
 
 def test_only_the_newest_events_of_a_group_are_kept(app, production, monkeypatch):
