@@ -57,7 +57,10 @@ def test_builder_rule_history_disabled_switch_and_confirmed_reject(live_slipway)
             assert pm.get_by_text("Rule 1: the split's percentages add up to 90, not 100.").is_visible()
             card.get_by_label("Rule 1 split").fill("on=30, off=70")
             card.get_by_role("button", name="Save staging").click()
-            pm.get_by_text("rule 1 added: country in FR, DE → split off 70 % / on 30 %").first.wait_for()
+            # In the history table itself (strict: exactly one such line), not anywhere on the page.
+            pm.locator("#flag-history").get_by_text(
+                "rule 1 added: country in FR, DE → split off 70 % / on 30 %", exact=True
+            ).wait_for()
 
             alice = log_in(browser, live_slipway.url, "alice", "alice-password-1", "/apps/shop/flags/")
             switch = alice.get_by_role("switch", name="new-checkout in production")
