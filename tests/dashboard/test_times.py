@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import time_machine
 from django.core.management import call_command
+from django.test import override_settings
 from django.utils import timezone
 
 from dashboard.templatetags.dashboard_time import when
@@ -14,8 +15,22 @@ from environments.models import Environment, FreezeWindow
 from releases.models import Release
 
 ROOT = Path(__file__).resolve().parents[2]
-TEMPLATES = sorted(p.relative_to(ROOT).as_posix() for p in ROOT.glob("*/templates/**/*.html"))
+# The apps' templates and the project's own (templates/: base, log-in, errors).
+TEMPLATES = sorted(
+    p.relative_to(ROOT).as_posix()
+    for pattern in ("*/templates/**/*.html", "templates/**/*.html")
+    for p in ROOT.glob(pattern)
+)
 RAW_TIME = re.compile(r"\|\s*(date|time|ago|timesince|timeuntil|naturaltime|naturalday)\b|\{%\s*now\b")
+# A moment printed as it is ({{ release.created_at }}): Django's default format, without its zone.
+BARE_TIME = re.compile(r"\{\{\s*[\w.]*(_at|_until|last_seen)\s*\}\}")
+
+
+def test_the_scan_sees_every_kind_of_template():
+    assert {"templates/base.html", "templates/registration/login.html"} <= set(TEMPLATES)
+    assert "dashboard/templates/dashboard/release.html" in TEMPLATES and len(TEMPLATES) > 20
+
+
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
 
@@ -23,6 +38,18 @@ NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 def test_templates_show_moments_only_through_when(template):
     text = (ROOT / template).read_text()
     assert not RAW_TIME.search(text), f"{template}: use |when, not {RAW_TIME.search(text).group(0)}"
+    assert not BARE_TIME.search(text), f"{template}: use |when, not {BARE_TIME.search(text).group(0)}"
+
+
+@override_settings(TIME_ZONE="America/New_York")
+def test_when_under_a_configured_zone_says_that_zone_not_utc():
+    moment = datetime(2026, 12, 5, 15, 30, tzinfo=UTC)
+    with time_machine.travel(moment + timedelta(hours=2), tick=False):
+        past, ahead = str(when(moment)), str(when(moment + timedelta(hours=4), "beside"))
+    assert past == (
+        '<time datetime="2026-12-05T15:30:00+00:00" title="2026-12-05 10:30:00 EST">2\xa0hours ago</time>'
+    )
+    assert '>in 2\xa0hours <span class="muted">(2026-12-05 14:30:00 EST)</span></time>' in ahead
 
 
 @time_machine.travel(NOW, tick=False)
