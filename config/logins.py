@@ -129,7 +129,6 @@ def lockout_response(
             "form": form,
             "next": request.POST.get("next", ""),
             "locked_until": until,
-            "locked_minutes": math.ceil(seconds / 60),
         },
         status=429,
     )

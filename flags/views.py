@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 
 from django import forms
 from django.contrib import messages
@@ -23,7 +24,7 @@ from flags.engine import evaluate
 from flags.history import describe_state
 from flags.models import KEY_PATTERN, ChangeRequest, Flag, FlagEvent, FlagState, Segment
 from flags.pages import flag_list_page, flag_page, rows_of_json
-from flags.rule_builder import MAX_ROWS, Row, RowError, rules_from_rows
+from flags.rule_builder import MAX_ROWS, Row, RowError, rules_from_rows, saved_rows, weights_typed
 from flags.services import (
     do_change_flag_state,
     do_create_flag,
@@ -169,16 +170,36 @@ class FlagStateForm(PageForm):
     # Which editor the rules come from: the builder's rows (rule-<n>-…) or the JSON box.
     rules_from = forms.ChoiceField(choices=[("builder", "builder"), ("json", "json")], required=False)
 
+    # A row's mistake, by the row's posted index: which of its fields ("values", "split", "weight-on") and what.
+    row_errors: dict[int, dict[str, str]]
+
     def clean(self):
         data = super().clean()
+        self.row_errors = {}
         if data.get("rules_from") == "builder":
             self._errors.pop("rules", None)  # the JSON box is not what is saved
             try:
                 data["rules"] = rules_from_rows(self.data)
             except RowError as error:
-                self.row_errors = {error.field: error.detail}
-                self.add_error(None, error.detail)
+                self._row_error(error.row, error.field.split("-", 2)[2], error.detail)
         return data
+
+    def show_error(self, error: SlipwayError) -> bool:
+        """The engine's refusal of a rule saved from the builder (`rules[1].split.on`) goes beside that rule's row."""
+        where = re.fullmatch(r"rules\[(\d+)\](?:\.(\w+)[^.]*)?(?:\.(.+))?", error.field or "")
+        rows = saved_rows(self.data)
+        if self.data.get("rules_from") != "builder" or not where or int(where[1]) >= len(rows):
+            return super().show_error(error)
+        n, part, name = rows[int(where[1])], where[2], where[3]
+        field = {"split": f"weight-{name}" if name else "split", "variant": "serve"}.get(part or "", "values")
+        self._row_error(n, field, f"Rule {n + 1}: {error.detail}")
+        self.status = error.status
+        return True
+
+    def _row_error(self, n: int, field: str, detail: str) -> None:
+        self.row_errors[n] = {"field": field, "detail": detail}
+        # Said beside the row; the card's top says which row, so a long card still shows there is one.
+        self.add_error(None, f"Rule {n + 1} is not saved: see its row.")
 
     def changes(self) -> dict:
         data = self.cleaned_data
@@ -199,17 +220,26 @@ class FlagStateForm(PageForm):
     def as_card(self, state: dict) -> dict:
         """What was typed, to show again with the errors (nothing typed is lost)."""
         data = self.data
+        typed = [n for n in range(MAX_ROWS) if data.get(f"rule-{n}-attribute")]
         typed_rows = [
-            Row(**{name: str(data.get(f"rule-{n}-{name}") or "") for name in Row.__slots__})
-            for n in range(MAX_ROWS)
-            if data.get(f"rule-{n}-attribute")
+            Row(
+                **{
+                    name: str(data.get(f"rule-{n}-{name}") or "")
+                    for name in ("attribute", "operator", "values")
+                },
+                serve=str(data.get(f"rule-{n}-serve") or ""),
+                weights=weights_typed(data, f"rule-{n}-"),
+            )
+            for n in typed
         ]
+        row_errors = getattr(self, "row_errors", {})
         return {
             "rule_rows": typed_rows
             if data.get("rules_from") == "builder"
             else rows_of_json(data.get("rules", "")),
             "rules_from": data.get("rules_from") or "json",
-            "row_errors": getattr(self, "row_errors", {}),
+            # By the row's place on the page again (rows left empty are not shown again).
+            "row_errors": {typed.index(n): error for n, error in row_errors.items() if n in typed},
             "state": {
                 **state,
                 "enabled": data.get("enabled") == "on",

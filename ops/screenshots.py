@@ -8,10 +8,11 @@ throwaway data directory, on a free port (the fleet's services on eight free por
 passwords the commands printed and walks the demo through what the docs show:
 
 1. as it loads: the overview, the application's pipeline, bob's approval, the inbox as alice (her changes
-   highlighted), the release page as the admin (why it is not shipping; and at 390 px), the flags list and a flag
+   highlighted), the release page as the admin (why it is not shipping), the flags list and a flag
    page as the product manager (after an SDK's evaluations through OFREP and one toggle of hers);
 2. alice and carol approve, the admin approves for the unlinked contractor: `1.3.0` rolls out to production — a
-   canary of two hosts, 40 s of analysis against the other six, then the rest — pictured while it is analysed;
+   canary of two hosts, 40 s of analysis against the other six, then the rest — pictured while it is analysed,
+   and once done at 390 px (its steps as a phone shows them);
 3. `1.3.1-errors` (carol's change, approved by her) goes to production; its canary's analysis fails and reverts it:
    the release page's "Why this release was reverted" and its analysis section, the Errors page, the production
    environment page and the application page.
@@ -291,8 +292,6 @@ def shoot(camera: Camera) -> None:
     page = camera.open("admin", f"/releases/{rid}/")
     page.get_by_text("Why is this not shipping?").wait_for()
     camera.save(page, "release.png", full_page=True)
-    page = camera.open("admin", f"/releases/{rid}/", PHONE)
-    camera.save(page, "release-390.png", full_page=True)
 
     # Flags: an SDK evaluates for a few hundred users; the product manager switches search-v2 on in staging.
     for n in range(240):
@@ -325,6 +324,10 @@ def shoot(camera: Camera) -> None:
     camera.save(page, "rollout-live.png", clip=down_to(page, "#rollout"))
     page.locator('#release-head[data-status="succeeded"]').wait_for(timeout=ROLLOUT_MS)
     say("1.3.0 succeeded in production")
+    # At 390 px once its steps are in: the tables a phone shows as labelled cards.
+    page = camera.open("admin", f"/releases/{rid}/", PHONE)
+    page.locator("#rollout table.steps td[data-label]").first.wait_for()
+    camera.save(page, "release-390.png", full_page=True)
 
     # 3. 1.3.1-errors: carol's change, approved by her; its canary fails analysis and is reverted.
     status, body = demo.api("/releases/", "POST", {"environment": "production", "version": "1.3.1-errors"})

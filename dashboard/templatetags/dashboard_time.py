@@ -1,8 +1,9 @@
-"""Short times for dense tables: "12 s ago", "1.4 s", and the machine-readable forms for <time datetime>."""
+"""Moments as `when` ("20 minutes ago", the absolute time and zone on hover), durations ("1.4 s") and their
+machine-readable forms for <time datetime>."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 
 from django import template
 from django.utils import timezone
@@ -10,20 +11,6 @@ from django.utils.html import format_html
 from django.utils.timesince import timesince, timeuntil
 
 register = template.Library()
-
-
-@register.filter
-def ago(value: datetime | None, now: datetime | None = None) -> str:
-    """`12 s ago`, `5 min ago`, `3 h ago`, `2 d ago`; empty for None."""
-    if value is None:
-        return ""
-    seconds = int(((now or timezone.now()) - value).total_seconds())
-    if seconds < 1:
-        return "just now"  # includes a clock a little ahead of ours
-    for unit, size in (("d", 86_400), ("h", 3600), ("min", 60)):
-        if seconds >= size:
-            return f"{seconds // size} {unit} ago"
-    return f"{seconds} s ago"
 
 
 @register.filter
@@ -52,14 +39,32 @@ def iso_duration(value: timedelta | None) -> str:
 
 
 @register.filter
-def when(value: datetime | None) -> str:
-    """`<time>` reading "20 minutes ago" (or "in 5 minutes"), the absolute time with its zone on hover; empty for
-    None. One way to show a moment on every page."""
+def when(value: datetime | time | None, style: str = "") -> str:
+    """`<time>` reading "20 minutes ago" (or "in 5 minutes"), the absolute time with its zone on hover; with
+    `when:"beside"`, the absolute time follows in the text too. Empty for None. A time of day (a recurring window's
+    bounds) reads `09:00`; its zone is the window's own, said beside it. One way to show a moment on every page."""
     if value is None:
         return ""
+    if not isinstance(value, datetime):
+        clock = value.strftime("%H:%M")
+        return format_html('<time datetime="{}">{}</time>', clock, clock)
     now = timezone.now()
-    relative = f"{timesince(value, now)} ago" if value <= now else f"in {timeuntil(value, now)}"
+    # Nearest minute ahead: a lockout ending in 14 min 59.9 s reads "in 15 minutes", not 14.
+    ahead = f"in {timeuntil(value + timedelta(seconds=30), now)}"
+    relative = f"{timesince(value, now)} ago" if value <= now else ahead
     if (now - value).total_seconds() < 60 and value <= now:
         relative = "just now"
-    absolute = timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S %Z")
+    local = timezone.localtime(value)
+    zone = local.strftime("%Z")
+    if not zone[:1].isalpha():  # zones without an abbreviation print "+04": say it as an offset from UTC
+        zone = f"UTC{zone}"
+    absolute = f"{local:%Y-%m-%d %H:%M:%S} {zone}"
+    if style == "beside":
+        return format_html(
+            '<time datetime="{}" title="{}">{} <span class="muted">({})</span></time>',
+            value.isoformat(),
+            absolute,
+            relative,
+            absolute,
+        )
     return format_html('<time datetime="{}" title="{}">{}</time>', value.isoformat(), absolute, relative)

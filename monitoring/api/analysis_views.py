@@ -143,9 +143,10 @@ class MetricSourceDetailView(APIView):
 class MetricIn(serializers.Serializer):
     name = serializers.RegexField(
         r"^[A-Za-z_][A-Za-z0-9_]{0,62}$",
+        max_length=63,
         help_text="Unique in the template; conditions read the value by this name.",
     )
-    source = serializers.SlugField(help_text="A metric source of the application.")
+    source = serializers.SlugField(max_length=63, help_text="A metric source of the application.")
     query = serializers.CharField(
         max_length=4000,
         help_text=(

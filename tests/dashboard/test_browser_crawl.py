@@ -1,4 +1,6 @@
-"""Every page of the demo, as an admin and as a developer, in Chromium: no console error, no failed request."""
+"""Every page of the demo, as an admin and as a developer, in Chromium: no console error, no failed request, no
+WebSocket that fails or is closed before it sent anything; the API docs page the menu links to (with its way back);
+and every GET form the pages hold ("Show what would ship", the filters) submitted as it stands."""
 
 from urllib.parse import urljoin, urlparse
 
@@ -19,14 +21,45 @@ SKIP = (
     "/static/",
     "export=csv",
 )  # not pages of Slipway's own (or not GETs)
+API_DOCS = "/api/v1/docs/"  # an /api/ page people open: every page's menu links to it
 MAX_PAGES = 80
+# Each GET form's URL as the browser would submit it now (its fields' current values), for the crawl to open.
+GET_FORMS = """forms => forms
+    .filter(f => (f.getAttribute('method') || 'get').toLowerCase() === 'get' && !f.closest('[hidden]'))
+    .map(f => {
+        const url = new URL(f.getAttribute('action') || location.href, location.href);
+        url.search = new URLSearchParams(new FormData(f)).toString();
+        return url.pathname + (url.search ? url.search : '');
+    })"""
 
 
-def crawl(browser, base: str, username: str) -> tuple[list[str], list[str]]:
+def watch_sockets(page, problems: list[str], where: dict, counts: dict) -> None:
+    """A WebSocket error, or a socket closed (by the server) on the page that opened it before it got a frame — a
+    refused handshake, a consumer raising — is a failure; sockets closed by leaving the page are not."""
+
+    def opened(ws) -> None:
+        path, frames = where["path"], []
+        counts["opened"] += 1
+        ws.on("framereceived", lambda _: frames.append(1))
+        ws.on("socketerror", lambda error: problems.append(f"{path}: websocket {ws.url} error: {error}"))
+
+        def closed(_) -> None:
+            if where["path"] == path and not frames:
+                problems.append(f"{path}: websocket {ws.url} closed before sending anything")
+
+        ws.on("close", closed)
+        ws.on("framereceived", lambda _: counts.__setitem__("frames", counts.get("frames", 0) + 1))
+
+    page.on("websocket", opened)
+
+
+def crawl(browser, base: str, username: str) -> tuple[list[str], list[str], dict]:
     context = browser.new_context()
     page = context.new_page()
     problems: list[str] = []
     where = {"path": "/login/"}
+    counts = {"opened": 0, "forms": 0}
+    watch_sockets(page, problems, where, counts)
     page.on(
         "console",
         lambda m: (
@@ -46,9 +79,9 @@ def crawl(browser, base: str, username: str) -> tuple[list[str], list[str]]:
     page.get_by_label("Password").fill(PASSWORD)
     page.keyboard.press("Enter")
     page.wait_for_url(lambda url: "/login/" not in url)
-    seen, queue = set(), ["/"]
-    while queue and len(seen) < MAX_PAGES:
-        path = queue.pop(0)
+    seen, queue, forms = set(), ["/"], []
+    while (queue or forms) and len(seen) < MAX_PAGES:
+        path = forms.pop(0) if forms else queue.pop(0)  # a form's answer before more links: the cap keeps it
         if path in seen:
             continue
         seen.add(path)
@@ -58,17 +91,26 @@ def crawl(browser, base: str, username: str) -> tuple[list[str], list[str]]:
             f"{username}: {path} answered {response.status}"
         )
         page.wait_for_load_state("networkidle")
+        if path == API_DOCS:  # Swagger UI: its links are the API's, not pages; it must lead back to Slipway
+            page.get_by_role("link", name="← Back to Slipway").wait_for()
+            assert page.get_by_role("link", name="← Back to Slipway").get_attribute("href") == "/"
+            continue
+        for action in page.eval_on_selector_all("form", GET_FORMS):
+            if not any(s in action for s in SKIP) and action not in seen and action not in forms:
+                forms.append(action)
+                counts["forms"] += 1
         for href in page.eval_on_selector_all("a[href]", "links => links.map(a => a.getAttribute('href'))"):
             url = urlparse(urljoin(base + path, href))
             target = url.path + (f"?{url.query}" if url.query else "")
             if (
                 url.netloc == urlparse(base).netloc
-                and not any(s in target for s in SKIP)
+                and (target == API_DOCS or not any(s in target for s in SKIP))
                 and target not in seen
             ):
                 queue.append(target)
+    where["path"] = "(done)"
     context.close()
-    return sorted(seen), problems
+    return sorted(seen), problems, counts
 
 
 @pytest.mark.django_db(transaction=True)
@@ -85,14 +127,18 @@ def test_every_demo_page_loads_clean_for_an_admin_and_a_developer(live_slipway):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         try:
-            admin_pages, admin_problems = crawl(browser, live_slipway.url, "crawler")
-            developer_pages, developer_problems = crawl(browser, live_slipway.url, "alice")
+            admin_pages, admin_problems, admin_counts = crawl(browser, live_slipway.url, "crawler")
+            developer_pages, developer_problems, _ = crawl(browser, live_slipway.url, "alice")
         finally:
             browser.close()
+    assert not admin_problems, admin_problems
+    assert not developer_problems, developer_problems
     assert len(admin_pages) >= 15, (
         admin_pages
     )  # the overview, the application, environments, releases, flags, …
     assert {"/", "/apps/shop/", "/apps/shop/flags/", "/audit/", "/approvals/"} <= set(admin_pages)
     assert any(p.startswith("/releases/") for p in developer_pages)
-    assert not admin_problems, admin_problems
-    assert not developer_problems, developer_problems
+    assert API_DOCS in admin_pages and API_DOCS in developer_pages
+    # "Show what would ship" from an artifact card, submitted as it stands.
+    assert any(p.startswith("/apps/shop/release/?version=") for p in admin_pages), admin_pages
+    assert admin_counts["forms"] >= 3 and admin_counts["opened"] >= 10 and admin_counts.get("frames", 0) >= 10

@@ -6,7 +6,7 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from dashboard.templatetags.dashboard_time import ago, duration, iso_duration
+from dashboard.templatetags.dashboard_time import duration, iso_duration
 from environments.models import Target
 from releases.models import ApiToken
 from tests import factories
@@ -66,11 +66,11 @@ def test_targets_card_lists_each_host(boss, production):
     assert 'data-status="online"' in web1 and '<span class="badge ok">Online</span>' in web1
     assert "1.3.0" in web1 and "web-1.internal" in web1 and "0.1" in web1
     last_seen = (now - timedelta(seconds=12, milliseconds=300)).isoformat()
-    assert f'<time datetime="{last_seen}"' in web1 and ">12 s ago</time>" in web1
+    assert f'<time datetime="{last_seen}"' in web1 and ">just now</time>" in web1
     assert 'class="drifted"' not in web1 and "differs from" not in web1
     # Offline and on another version than the environment: highlighted, in words as well as colour.
     assert '<span class="badge bad">Offline</span>' in web2 and "10.0.0.2" in web2 and "0.0.9" in web2
-    assert 'class="drifted"' in web2 and "differs from 1.3.0" in web2 and ">5 min ago</time>" in web2
+    assert 'class="drifted"' in web2 and "differs from 1.3.0" in web2 and ">5\xa0minutes ago</time>" in web2
     assert "nothing yet" in web3 and "never" in web3 and 'class="drifted"' in web3
     assert (
         page.index('data-target="web-1"')
@@ -137,17 +137,6 @@ def test_environment_page_queries_do_not_grow_with_targets(client, production, d
     with django_assert_num_queries(QUERIES):
         page = client.get("/apps/shop/env/production/").content.decode()
     assert page.count("<tr data-target=") == 20 and page.count('class="drifted"') == 10
-
-
-def test_ago():
-    now = timezone.now()
-    assert ago(None) == ""
-    assert ago(now, now) == "just now" and ago(now + timedelta(seconds=3), now) == "just now"
-    assert ago(now - timedelta(seconds=12.9), now) == "12 s ago"
-    assert ago(now - timedelta(seconds=59), now) == "59 s ago"
-    assert ago(now - timedelta(seconds=60), now) == "1 min ago"
-    assert ago(now - timedelta(hours=3, minutes=59), now) == "3 h ago"
-    assert ago(now - timedelta(days=2, hours=1), now) == "2 d ago"
 
 
 def test_duration():

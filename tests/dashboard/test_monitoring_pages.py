@@ -382,3 +382,27 @@ def test_the_release_page_says_a_source_had_no_data_and_what_on_missing_data_dec
         f"(the source&#x27;s on_missing_data is {on_missing_data})"
     ) in said
     assert 'data-metric="error_rate" data-outcome="missing"' in section and "No values to draw." in section
+
+
+def test_analysis_runs_and_the_timeline_say_their_times_in_the_configured_zone(
+    client, user, reverted, settings
+):
+    from releases.models import AuditEvent
+
+    settings.TIME_ZONE = "America/New_York"
+    AuditEvent.objects.create(
+        kind="release.failed",
+        actor_label="system",
+        object_type="releases.release",
+        object_id=str(reverted.pk),
+        object_repr="1.5.0",
+    )
+    page = login(client, user).get(f"/releases/{reverted.pk}/").content.decode()
+    section = page[page.index('id="analysis"') : page.index('id="timeline"')]
+    run = section[section.index('class="analysis-run"') : section.index('class="verdict"')]
+    assert re.search(r'<time datetime="[^"]+" title="[\d-]+ [\d:]+ E[SD]T">', run) and " UTC" not in run
+    timeline = page[page.index('id="timeline"') :]
+    assert re.search(
+        r"(ago|just now) <span class=\"muted\">\([\d-]+ [\d:]+ E[SD]T\)</span></time> <code>release.failed",
+        timeline,
+    )

@@ -250,3 +250,66 @@ def test_a_stale_push_delivered_while_an_approval_is_sent_does_not_undo_its_answ
         page.wait_for_timeout(1000)  # the held pushes' turn has come and gone
         assert approved.is_visible()
         browser.close()
+
+
+def test_overview_lists_what_waits_for_my_approval_with_a_link(client, demo):
+    """alice wrote changes in the pending 1.3.0: her overview says it waits for her, linked; a developer with no
+    change in it (and the product manager) sees the application but not that section."""
+    factories.MembershipFactory(user=factories.UserFactory(username="dana"), application=demo.application)
+    page = login(client, "alice").get("/").content.decode()
+    assert "Waiting for your approval" in page
+    section = page[page.index("Waiting for your approval") : page.index("<h1>Applications</h1>")]
+    assert (
+        f'<a href="/releases/{demo.pk}/">shop <span class="version">{demo.artifact.version}</span>' in section
+    )
+    assert "your changes" in section
+    for other in ("dana", "pm"):
+        page = login(client, other).get("/").content.decode()
+        assert "Waiting for your approval" not in page and "<h1>Applications</h1>" in page, other
+
+
+def test_rollback_list_is_newest_first_without_failed_current_or_newer_versions(client, db):
+    """Three earlier good versions, newest first by registration (not by id); not the failed one, not what runs,
+    not a newer one that was rolled back from."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from releases.models import Artifact
+    from releases.selectors import rollback_candidates
+
+    client.force_login(factories.UserFactory(username="root", is_superuser=True))
+    app = factories.ApplicationFactory(slug="shop")
+    production = factories.EnvironmentFactory(application=app, name="production")
+    start = timezone.now() - timedelta(days=10)
+    # Registered in this order in time; ids deliberately in another order.
+    order = ["1.2.0", "1.0.0", "1.4.0", "1.1.0", "1.3.0-bad", "1.5.0"]
+    hours = {"1.0.0": 1, "1.1.0": 2, "1.2.0": 3, "1.3.0-bad": 4, "1.4.0": 5, "1.5.0": 6}
+    artifacts = {}
+    for version in order:
+        artifacts[version] = factories.ArtifactFactory(application=app, version=version)
+        Artifact.objects.filter(pk=artifacts[version].pk).update(
+            created_at=start + timedelta(hours=hours[version])
+        )
+    statuses = {
+        "1.0.0": Release.Status.SUCCEEDED,
+        "1.1.0": Release.Status.SUCCEEDED,
+        "1.2.0": Release.Status.ROLLED_BACK,  # it succeeded, then was rolled back from: still good to return to
+        "1.3.0-bad": Release.Status.FAILED,
+        "1.4.0": Release.Status.SUCCEEDED,
+        "1.5.0": Release.Status.ROLLED_BACK,
+    }
+    for version, status in statuses.items():
+        Release.objects.create(
+            application=app, environment=production, artifact=artifacts[version], status=status
+        )
+    production.current_artifact = artifacts["1.4.0"]
+    production.save()
+    production.refresh_from_db()  # its artifact with the registration time written above
+    assert [a.version for a in rollback_candidates(production)] == ["1.2.0", "1.1.0", "1.0.0"]
+    page = client.get("/apps/shop/env/production/").content.decode()
+    rollback = page[page.index('id="rollback"') :]
+    offered = [rollback.index(f'name="version" value="{v}"') for v in ("1.2.0", "1.1.0", "1.0.0")]
+    assert offered == sorted(offered)
+    for version in ("1.3.0-bad", "1.4.0", "1.5.0"):
+        assert f'name="version" value="{version}"' not in rollback

@@ -37,10 +37,22 @@ def test_builder_rule_history_disabled_switch_and_confirmed_reject(live_slipway)
             card.get_by_label("Rule 1 operator").select_option("in")
             card.get_by_label("Rule 1 values").fill("FR, DE")
             card.get_by_label("Rule 1 serves").select_option("split")
-            card.get_by_label("Rule 1 split").fill("on=30, off=60")  # a mistake: 90
+            card.get_by_label("Rule 1 weight of on (%)").fill("30")
+            card.get_by_label("Rule 1 weight of off (%)").fill("60")  # a mistake: 90
             card.get_by_label("the builder").check()
             card.get_by_role("button", name="Save staging").click()
-            pm.get_by_text("Rule 1: the split's percentages add up to 90, not 100.").wait_for()
+            error = pm.locator("#rule-staging-0-error")
+            error.wait_for()
+            # Beside the row, its weights marked and described by it; the card's top names the rule.
+            assert error.inner_text() == "Rule 1: the split's percentages add up to 90, not 100."
+            assert pm.locator('#env-staging tr[data-rule="0"] #rule-staging-0-error').count() == 1
+            card = pm.locator("#env-staging")
+            for name in ("on", "off"):
+                weight = card.get_by_label(f"Rule 1 weight of {name} (%)")
+                assert weight.get_attribute("aria-invalid") == "true"
+                assert weight.get_attribute("aria-describedby") == "rule-staging-0-error"
+            assert card.get_by_label("Rule 1 values").get_attribute("aria-invalid") is None
+            assert card.get_by_role("alert").inner_text() == "Rule 1 is not saved: see its row."
             # A colleague's change to this very card is pushed meanwhile: the form showing errors stays as typed.
             from flags.models import Flag
             from flags.services import do_change_flag_state
@@ -55,9 +67,15 @@ def test_builder_rule_history_disabled_switch_and_confirmed_reject(live_slipway)
             card = pm.locator("#env-staging")
             assert card.get_by_label("Rule 1 values").input_value() == "FR, DE"  # what was typed is kept
             assert pm.get_by_text("Rule 1: the split's percentages add up to 90, not 100.").is_visible()
-            card.get_by_label("Rule 1 split").fill("on=30, off=70")
+            assert card.get_by_label("Rule 1 weight of off (%)").input_value() == "60"
+            card.get_by_label("Rule 1 weight of off (%)").fill("70")
             card.get_by_role("button", name="Save staging").click()
-            pm.get_by_text("rule 1 added: country in FR, DE → split off 70 % / on 30 %").first.wait_for()
+            # In the history table itself (strict: exactly one such line), not anywhere on the page.
+            pm.locator("#flag-history").get_by_text(
+                "rule 1 added: country in FR, DE → split off 70 % / on 30 %", exact=True
+            ).wait_for()
+            card = pm.locator("#env-staging")
+            assert card.get_by_label("Rule 1 weight of on (%)").input_value() == "30"  # read back as numbers
 
             alice = log_in(browser, live_slipway.url, "alice", "alice-password-1", "/apps/shop/flags/")
             switch = alice.get_by_role("switch", name="new-checkout in production")
