@@ -21,7 +21,7 @@ from monitoring.selectors import active_ingest_key
 from releases import selectors
 from releases.batches import Coverage, approval_coverage, describe_releases, group_key
 from releases.models import Application, Approval, Artifact, Release, Rollout
-from releases.permissions import Actor, Permission, can
+from releases.permissions import Actor, Permission, can, refusal
 
 IN_FLIGHT = (Release.Status.APPROVED, Release.Status.QUEUED, Release.Status.DEPLOYING)
 
@@ -226,6 +226,11 @@ def release_page(release_id: int, user) -> dict | None:
     return {
         "card": release_card(release, user),
         "can_force": can(Actor(user), Permission.FORCE, release.application, release.environment),
+        # Why the rollout's controls are disabled (Pause/Resume/Cancel, and Revert now, which needs rollback).
+        "control_refusal": refusal(
+            Actor(user), Permission.REGISTER_ARTIFACT, release.application, release.environment
+        ),
+        "revert_refusal": refusal(Actor(user), Permission.ROLLBACK, release.application, release.environment),
         "timeline": selectors.release_timeline(release),
         "rollout": rollout,
         "progress": rollout_progress(rollout) if rollout else None,
@@ -257,6 +262,8 @@ def environment_page(environment: Environment | int, user) -> dict | None:
         "locks": environment.locks.filter(released_at__isnull=True).select_related("locked_by"),
         "freezes": FreezeWindow.objects.filter(environment=environment).order_by("pk"),
         "can_rollback": can(Actor(user), Permission.ROLLBACK, environment.application, environment),
+        # Why Lock (and Unlock of someone else's lock) is disabled: a person may always release their own lock.
+        "lock_refusal": refusal(Actor(user), Permission.LOCK, environment.application, environment),
         "slipway_url": settings.SLIPWAY_BASE_URL.rstrip("/"),
     }
 

@@ -345,3 +345,54 @@ def test_the_evaluation_chart_stacks_variants_in_the_flags_order(admin_client, d
     assert round(bars[first][2] + bars[second][2], 1) == 56
     staging = page[page.index('id="chart-staging"') :]
     assert f"<title>{first}: 5</title>" in staging and 'class="v0"><title>' + first in staging
+
+
+def _disabled_with(page: str, label: str, reason: str) -> bool:
+    """Some button labelled `label` is disabled with `reason` as its title (not an active button that 403s)."""
+    import re
+
+    pattern = (
+        r"<button[^>]*\bdisabled title=\"" + re.escape(reason) + r"\"[^>]*>" + re.escape(label) + "</button>"
+    )
+    return re.search(pattern, page) is not None
+
+
+def test_a_developer_sees_why_they_cannot_save_segments_create_flags_revert_or_decide(client, demo):
+    """Every write on the flag pages a developer may not do is a disabled control saying which role it needs."""
+    from django.contrib.auth import get_user_model
+
+    from environments.models import Environment
+    from flags.models import Flag, Segment
+    from flags.services import do_change_flag_state, do_propose_change
+    from releases.permissions import Actor
+
+    users = get_user_model().objects
+    flag = Flag.objects.get(key="new-checkout")
+    production = Environment.objects.get(application=flag.application, name="production")
+    Segment.objects.create(
+        application=flag.application,
+        name="beta",
+        conditions=[{"attribute": "plan", "operator": "in", "values": ["beta"]}],
+    )
+    pm = Actor(users.get(username="pm"))
+    do_change_flag_state(pm, flag, production, enabled=True)
+    do_propose_change(pm, flag, production, enabled=False)
+    client.force_login(users.get(username="bob"))
+    app_wide = "You need the flag editor role on shop."
+    listing = client.get("/apps/shop/flags/").content.decode()
+    for label in ("Save beta", "Create segment", "Create boolean flag"):
+        assert _disabled_with(listing, label, app_wide), label
+    assert (
+        'title="You need the flag editor role on shop/production."' in listing
+    )  # the switch, from refusal()
+    detail = client.get("/apps/shop/flags/new-checkout/").content.decode()
+    here = "You need the flag editor role on shop/production."
+    for label in ("Revert to before", "Approve and apply", "Reject"):
+        assert _disabled_with(detail, label, here), label
+    assert 'disabled aria-describedby="why-flag-edit"' in detail and f"Read-only: {app_wide}" in detail
+    # A flag editor gets them active.
+    client.force_login(users.get(username="pm"))
+    listing = client.get("/apps/shop/flags/").content.decode()
+    assert "Create boolean flag" in listing and not _disabled_with(listing, "Create boolean flag", app_wide)
+    detail = client.get("/apps/shop/flags/new-checkout/").content.decode()
+    assert "Revert to before" in detail and "disabled title" not in detail and "why-flag-edit" not in detail
