@@ -336,6 +336,7 @@ def revoke_member(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
 def revoke_token(request: HttpRequest, pk: int) -> HttpResponse:
     token = get_object_or_404(ApiToken, pk=pk, user=request.user)
     do_revoke_api_token(Actor(request.user), token)
+    messages.success(request, f"Token {token.name} is revoked: it stops working at once.")
     return redirect("dashboard:tokens")
 
 
@@ -506,7 +507,22 @@ def rollout_control(request: HttpRequest, pk: int) -> HttpResponse:
     _visible(request, release.application)
     command = cleaned(RolloutCommandForm(request.POST))["command"]
     do_control_rollout(Actor(request.user), release, command)
+    messages.success(request, _rollout_said(release, command))
     return redirect("dashboard:release", pk=pk)
+
+
+def _rollout_said(release: Release, command: str) -> str:
+    """What a rollout control did, in words."""
+    what = f"{'The rollback' if release.kind == Release.Kind.ROLLBACK else 'Release'} #{release.pk}"
+    if command == "pause":
+        return f"{what} is paused: no new step starts until you resume it."
+    if command == "resume":
+        return f"{what} is resumed."
+    if command == "revert":
+        return f"Reverting release #{release.pk}: every target touched so far is being put back."
+    if release.kind == Release.Kind.ROLLBACK:
+        return f"{what} is stopped: each host keeps what it runs now."
+    return f"Cancelling release #{release.pk}: every target touched so far is being put back."
 
 
 class IdentityForm(forms.Form):

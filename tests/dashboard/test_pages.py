@@ -106,7 +106,8 @@ def test_create_and_revoke_token_in_browser(client, user, demo):
     assert key.startswith("slw_") and key in response.content.decode()
     token = ApiToken.objects.get(name="laptop")
     assert token.key_hash == ApiToken.hash_key(key)
-    client.post(f"/tokens/{token.pk}/revoke/")
+    revoked = client.post(f"/tokens/{token.pk}/revoke/", follow=True).content.decode()
+    assert "Token laptop is revoked: it stops working at once." in revoked
     token.refresh_from_db()
     assert token.revoked_at is not None
     assert AuditEvent.objects.filter(kind__in=["token.created", "token.revoked"]).count() == 2

@@ -55,3 +55,17 @@ def test_environment_page_lock_and_unlock_say_which_role_they_need(client):
     client.force_login(manager)
     page = client.get(url).content.decode()
     assert active(page, "Unlock") and active(page, "Lock it too")
+
+
+def test_each_rollout_control_says_what_it_did(client):
+    _, rollout = rollout_fixture()
+    client.force_login(factories.UserFactory(username="boss", is_superuser=True))
+    url = f"/releases/{rollout.release_id}/rollout/"
+    said = {
+        "pause": f"Release #{rollout.release_id} is paused: no new step starts until you resume it.",
+        "resume": f"Release #{rollout.release_id} is resumed.",
+        "revert": f"Reverting release #{rollout.release_id}: every target touched so far is being put back.",
+    }
+    for command, words in said.items():
+        page = client.post(url, {"command": command}, follow=True).content.decode()
+        assert words in page, command

@@ -89,7 +89,8 @@ def test_edit_state_bad_rules_and_revert(admin_client, demo):
     )
     assert bad.status_code == 400 and "operator" in bad.content.decode()
     event = FlagEvent.objects.filter(flag__key="search-v2", environment__name="staging").first()
-    admin_client.post(f"/apps/shop/flags/search-v2/history/{event.pk}/revert/")
+    reverted = admin_client.post(f"/apps/shop/flags/search-v2/history/{event.pk}/revert/", follow=True)
+    assert "search-v2 in staging is back as it was before that change: off." in reverted.content.decode()
     state.refresh_from_db()
     assert state.enabled is False
     assert admin_client.post(url, {"action": "kill"}).status_code == 302
@@ -396,3 +397,29 @@ def test_a_developer_sees_why_they_cannot_save_segments_create_flags_revert_or_d
     assert "Create boolean flag" in listing and not _disabled_with(listing, "Create boolean flag", app_wide)
     detail = client.get("/apps/shop/flags/new-checkout/").content.decode()
     assert "Revert to before" in detail and "disabled title" not in detail and "why-flag-edit" not in detail
+
+
+def test_deciding_a_change_request_says_what_happened(client, demo):
+    from django.contrib.auth import get_user_model
+
+    from environments.models import Environment
+    from flags.models import ChangeRequest, Flag
+    from flags.services import do_propose_change
+    from releases.models import Membership
+    from releases.permissions import Actor
+
+    users = get_user_model().objects
+    flag = Flag.objects.get(key="search-v2")
+    production = Environment.objects.get(application=flag.application, name="production")
+    reviewer = users.create(username="rita")
+    Membership.objects.create(user=reviewer, application=flag.application, role="flag_editor")
+    pm = Actor(users.get(username="pm"))
+    approve_me = do_propose_change(pm, flag, production, enabled=True)
+    reject_me = do_propose_change(pm, flag, production, enabled=False)
+    client.force_login(reviewer)
+    url = "/apps/shop/flags/search-v2/changes/{}/"
+    approved = client.post(url.format(approve_me.pk), {"decision": "approve"}, follow=True).content.decode()
+    assert "Change approved and applied: search-v2 in production is now on." in approved
+    rejected = client.post(url.format(reject_me.pk), {"decision": "reject"}, follow=True).content.decode()
+    assert "Change rejected: search-v2 in production stays as it is." in rejected
+    assert ChangeRequest.objects.get(pk=reject_me.pk).status == "rejected"
