@@ -128,3 +128,18 @@ def test_flags_are_in_the_nav_everywhere(client, demo):
     do_grant_role(Actor.system(), blog, person, Role.VIEWER)
     choice = client.get("/flags/").content.decode()
     assert 'href="/apps/blog/flags/"' in choice and 'href="/apps/shop/flags/"' in choice
+
+
+def test_revoke_and_unlink_ask_first(client, user, demo):
+    from releases.permissions import Actor
+    from releases.services import do_link_identity
+
+    client.force_login(user)
+    client.post("/tokens/", {"name": "laptop", "scopes": ["releases:read"]})
+    tokens = client.get("/tokens/").content.decode()
+    assert 'data-confirm="Revoke the token laptop? Anything using it stops working at once' in tokens
+    do_link_identity(Actor.system(), user, "someone@users.noreply.github.com")
+    profile = client.get("/profile/").content.decode()
+    assert (
+        'data-confirm="Unlink someone@users.noreply.github.com? Its changes stop counting as yours' in profile
+    )

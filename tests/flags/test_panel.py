@@ -417,6 +417,10 @@ def test_deciding_a_change_request_says_what_happened(client, demo):
     approve_me = do_propose_change(pm, flag, production, enabled=True)
     reject_me = do_propose_change(pm, flag, production, enabled=False)
     client.force_login(reviewer)
+    page = client.get("/apps/shop/flags/search-v2/").content.decode()
+    assert (
+        'data-confirm="Reject this change to search-v2 in production? Nothing changes' in page
+    )  # asks first
     url = "/apps/shop/flags/search-v2/changes/{}/"
     approved = client.post(url.format(approve_me.pk), {"decision": "approve"}, follow=True).content.decode()
     assert "Change approved and applied: search-v2 in production is now on." in approved
