@@ -525,7 +525,7 @@ def _rollout_said(release: Release, command: str) -> str:
     return f"Cancelling release #{release.pk}: every target touched so far is being put back."
 
 
-class IdentityForm(forms.Form):
+class IdentityForm(PageForm):
     identity = forms.CharField(
         max_length=254,
         validators=[identity_validator],
@@ -536,8 +536,14 @@ class IdentityForm(forms.Form):
 @login_required
 def profile(request: HttpRequest) -> HttpResponse:
     form = IdentityForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        link = do_link_identity(Actor(request.user), request.user, form.cleaned_data["identity"])
+    context = {"form": form, "identities": selectors.identities_of(request.user)}
+    if request.method == "POST":
+        # A refused identity (taken, the user's own username…) is said beside the field, with what was typed.
+        link = submit(
+            form, lambda data: do_link_identity(Actor(request.user), request.user, data["identity"])
+        )
+        if link is None:
+            return refused(request, form, "dashboard/profile.html", context)
         if link.status == AuthorIdentity.Status.CONFIRMED:
             messages.success(request, f"Linked {link.identity}.")
         else:
@@ -547,9 +553,7 @@ def profile(request: HttpRequest) -> HttpResponse:
                 "release manager of an application it committed to confirms it.",
             )
         return redirect("dashboard:profile")
-    return render(
-        request, "dashboard/profile.html", {"form": form, "identities": selectors.identities_of(request.user)}
-    )
+    return render(request, "dashboard/profile.html", context)
 
 
 @login_required

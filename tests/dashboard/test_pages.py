@@ -143,3 +143,16 @@ def test_revoke_and_unlink_ask_first(client, user, demo):
     assert (
         'data-confirm="Unlink someone@users.noreply.github.com? Its changes stop counting as yours' in profile
     )
+
+
+def test_a_taken_identity_is_said_beside_the_field_with_what_was_typed(client, user, demo):
+    client.force_login(user)
+    response = client.post("/profile/", {"identity": "alice@users.noreply.github.com"})
+    assert response.status_code == 409
+    page = response.content.decode()
+    assert (
+        'value="alice@users.noreply.github.com" aria-invalid="true" aria-describedby="identity-error"' in page
+    )
+    assert '<p class="field-error" id="identity-error">The identity' in page and "is linked already." in page
+    bad = client.post("/profile/", {"identity": "not an identity!"})
+    assert bad.status_code == 400 and 'id="identity-error"' in bad.content.decode()
