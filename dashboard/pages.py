@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from dashboard.progress import rollout_progress
-from environments.models import Environment, FreezeWindow, Target
+from environments.models import Environment, FreezeWindow, RegistrationToken, Target
 from flags.models import Flag, FlagState
 from monitoring import selectors as monitoring
 from monitoring.charts import ComparisonChart, Sparkline, comparison_chart, sparkline
@@ -374,6 +374,9 @@ def audit_rows(events) -> list[AuditRow]:
         "flags.flag": Flag.objects.select_related("application"),
         "flags.flagstate": FlagState.objects.select_related("flag__application", "environment"),
         "environments.target": Target.objects.select_related("environment__application"),
+        "environments.registrationtoken": RegistrationToken.objects.select_related(
+            "environment__application"
+        ),
     }
     for object_type, queryset in lookups.items():
         if object_type in wanted:
@@ -407,6 +410,9 @@ def audit_rows(events) -> list[AuditRow]:
                 f"host {target.name} in {target.environment.name}",
                 environment_link(target.environment),
             )
+        elif isinstance(target, RegistrationToken):  # events recorded before its name said the environment's
+            label = f"registration token for {target.environment.label}"
+            url = environment_link(target.environment)
         elif kind == "environments.environment" and environment is not None:
             label, url = f"{environment.application.slug}/{environment.name}", environment_link(environment)
         elif kind == "releases.application" and event.application is not None:

@@ -427,3 +427,10 @@ def test_deciding_a_change_request_says_what_happened(client, demo):
     rejected = client.post(url.format(reject_me.pk), {"decision": "reject"}, follow=True).content.decode()
     assert "Change rejected: search-v2 in production stays as it is." in rejected
     assert ChangeRequest.objects.get(pk=reject_me.pk).status == "rejected"
+
+
+def test_the_flag_page_shows_variants_as_json(admin_client, demo):
+    about = admin_client.get("/apps/shop/flags/search-v2/").content.decode()
+    about = about[about.index('id="flag-about"') :]
+    about = about[: about.index("</p>")]
+    assert "<code>on: true</code>" in about and "<code>off: false</code>" in about and "=True" not in about
