@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from dashboard.progress import rollout_progress
-from environments.models import Environment, FreezeWindow, Target
+from environments.models import Environment, FreezeWindow, RegistrationToken, Target
 from flags.models import Flag, FlagState
 from monitoring import selectors as monitoring
 from monitoring.charts import ComparisonChart, Sparkline, comparison_chart, sparkline
@@ -226,6 +226,11 @@ def release_page(release_id: int, user) -> dict | None:
     return {
         "card": release_card(release, user),
         "can_force": can(Actor(user), Permission.FORCE, release.application, release.environment),
+        # Why the rollout's controls are disabled (Pause/Resume/Cancel, and Revert now, which needs rollback).
+        "control_refusal": refusal(
+            Actor(user), Permission.REGISTER_ARTIFACT, release.application, release.environment
+        ),
+        "revert_refusal": refusal(Actor(user), Permission.ROLLBACK, release.application, release.environment),
         "timeline": selectors.release_timeline(release),
         "rollout": rollout,
         "progress": rollout_progress(rollout) if rollout else None,
@@ -257,6 +262,8 @@ def environment_page(environment: Environment | int, user) -> dict | None:
         "locks": environment.locks.filter(released_at__isnull=True).select_related("locked_by"),
         "freezes": FreezeWindow.objects.filter(environment=environment).order_by("pk"),
         "can_rollback": can(Actor(user), Permission.ROLLBACK, environment.application, environment),
+        # Why Lock (and Unlock of someone else's lock) is disabled: a person may always release their own lock.
+        "lock_refusal": refusal(Actor(user), Permission.LOCK, environment.application, environment),
         "slipway_url": settings.SLIPWAY_BASE_URL.rstrip("/"),
     }
 
@@ -380,6 +387,9 @@ def audit_rows(events) -> list[AuditRow]:
         "flags.flag": Flag.objects.select_related("application"),
         "flags.flagstate": FlagState.objects.select_related("flag__application", "environment"),
         "environments.target": Target.objects.select_related("environment__application"),
+        "environments.registrationtoken": RegistrationToken.objects.select_related(
+            "environment__application"
+        ),
     }
     for object_type, queryset in lookups.items():
         if object_type in wanted:
@@ -413,6 +423,9 @@ def audit_rows(events) -> list[AuditRow]:
                 f"host {target.name} in {target.environment.name}",
                 environment_link(target.environment),
             )
+        elif isinstance(target, RegistrationToken):  # events recorded before its name said the environment's
+            label = f"registration token for {target.environment.label}"
+            url = environment_link(target.environment)
         elif kind == "environments.environment" and environment is not None:
             label, url = f"{environment.application.slug}/{environment.name}", environment_link(environment)
         elif kind == "releases.application" and event.application is not None:

@@ -352,6 +352,7 @@ def revoke_member(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
 def revoke_token(request: HttpRequest, pk: int) -> HttpResponse:
     token = get_object_or_404(ApiToken, pk=pk, user=request.user)
     do_revoke_api_token(Actor(request.user), token)
+    messages.success(request, f"Token {token.name} is revoked: it stops working at once.")
     return redirect("dashboard:tokens")
 
 
@@ -522,10 +523,25 @@ def rollout_control(request: HttpRequest, pk: int) -> HttpResponse:
     _visible(request, release.application)
     command = cleaned(RolloutCommandForm(request.POST))["command"]
     do_control_rollout(Actor(request.user), release, command)
+    messages.success(request, _rollout_said(release, command))
     return redirect("dashboard:release", pk=pk)
 
 
-class IdentityForm(forms.Form):
+def _rollout_said(release: Release, command: str) -> str:
+    """What a rollout control did, in words."""
+    what = f"{'The rollback' if release.kind == Release.Kind.ROLLBACK else 'Release'} #{release.pk}"
+    if command == "pause":
+        return f"{what} is paused: no new step starts until you resume it."
+    if command == "resume":
+        return f"{what} is resumed."
+    if command == "revert":
+        return f"Reverting release #{release.pk}: every target touched so far is being put back."
+    if release.kind == Release.Kind.ROLLBACK:
+        return f"{what} is stopped: each host keeps what it runs now."
+    return f"Cancelling release #{release.pk}: every target touched so far is being put back."
+
+
+class IdentityForm(PageForm):
     identity = forms.CharField(
         max_length=254,
         validators=[identity_validator],
@@ -536,8 +552,14 @@ class IdentityForm(forms.Form):
 @login_required
 def profile(request: HttpRequest) -> HttpResponse:
     form = IdentityForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        link = do_link_identity(Actor(request.user), request.user, form.cleaned_data["identity"])
+    context = {"form": form, "identities": selectors.identities_of(request.user)}
+    if request.method == "POST":
+        # A refused identity (taken, the user's own username…) is said beside the field, with what was typed.
+        link = submit(
+            form, lambda data: do_link_identity(Actor(request.user), request.user, data["identity"])
+        )
+        if link is None:
+            return refused(request, form, "dashboard/profile.html", context)
         if link.status == AuthorIdentity.Status.CONFIRMED:
             messages.success(request, f"Linked {link.identity}.")
         else:
@@ -547,9 +569,7 @@ def profile(request: HttpRequest) -> HttpResponse:
                 "release manager of an application it committed to confirms it.",
             )
         return redirect("dashboard:profile")
-    return render(
-        request, "dashboard/profile.html", {"form": form, "identities": selectors.identities_of(request.user)}
-    )
+    return render(request, "dashboard/profile.html", context)
 
 
 @login_required

@@ -203,4 +203,4 @@ class RegistrationToken(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
-        return f"registration token for {self.environment_id}"
+        return f"registration token for {self.environment.label}"

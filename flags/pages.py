@@ -12,7 +12,7 @@ from flags.rule_builder import OPERATOR_CHOICES, Row, rows_of
 from flags.services import proposed_state
 from flags.snapshots import default_state, state_dict
 from releases.models import Application
-from releases.permissions import Actor, Permission, can
+from releases.permissions import Actor, Permission, can, refusal
 
 
 def flag_list_page(
@@ -25,6 +25,9 @@ def flag_list_page(
         "application": application,
         "environments": environments,
         "editable": {env.pk: can(actor, Permission.EDIT_FLAGS, application, env) for env in environments},
+        # Why a switch is disabled, and why creating flags and saving segments is: said, never a 403 after a click.
+        "refusals": {env.pk: refusal(actor, Permission.EDIT_FLAGS, application, env) for env in environments},
+        "flags_refusal": refusal(actor, Permission.EDIT_FLAGS, application),
         "flags": selectors.flag_list(application, search=search, tag=tag, stale=stale, flag_ids=flag_ids),
         "q": search,
         "stale": stale,
@@ -66,15 +69,18 @@ def flag_page(application: Application, flag: Flag, user, posted=None) -> dict:
         if posted is not None and posted[0].pk == environment.pk:
             card.update(posted[1].as_card(state))
         cards.append(card)
+    refusals = {env.pk: refusal(actor, Permission.EDIT_FLAGS, application, env) for env in environments}
     history = list(FlagEvent.objects.filter(flag=flag).select_related("environment")[:50])
     for event in history:
         event.lines = describe_change(event.before, event.after)
+        event.refusal = refusals.get(event.environment_id) if event.environment_id else None
     changes = list(
         ChangeRequest.objects.filter(flag=flag, status=ChangeRequest.Status.OPEN).select_related(
             "environment", "proposed_by"
         )
     )
     for change in changes:  # what it would change, said as the history says it
+        change.refusal = refusals.get(change.environment_id)
         row = states.get(change.environment_id)
         current = state_dict(row) if row else default_state(flag)
         try:
@@ -91,7 +97,7 @@ def flag_page(application: Application, flag: Flag, user, posted=None) -> dict:
         "environments": environments,
         "change_requests": changes,
         "operators": OPERATOR_CHOICES,
-        "can_edit_flag": can(actor, Permission.EDIT_FLAGS, application),
+        "edit_flag_refusal": refusal(actor, Permission.EDIT_FLAGS, application),
     }
 
 

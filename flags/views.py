@@ -406,6 +406,14 @@ def decide_change(request: HttpRequest, slug: str, key: str, pk: int) -> HttpRes
             "flags/detail.html",
             _detail_page(request, application, change.flag, decision=(pk, form)),
         )
+    where = f"{decided.flag.key} in {decided.environment.name}"
+    if decided.status == ChangeRequest.Status.APPLIED:
+        state = FlagState.objects.get(flag=decided.flag, environment=decided.environment)
+        messages.success(
+            request, f"Change approved and applied: {where} is now {describe_state(state_dict(state))}."
+        )
+    else:
+        messages.success(request, f"Change rejected: {where} stays as it is.")
     return redirect("flags:detail", slug=slug, key=key)
 
 

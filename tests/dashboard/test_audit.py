@@ -137,3 +137,19 @@ def test_events_written_before_the_column_get_their_environment_from_the_migrati
 def _csv(response) -> list[dict]:
     body = b"".join(response.streaming_content).decode()
     return list(csv.DictReader(io.StringIO(body)))
+
+
+def test_changes_read_as_json_and_registration_tokens_by_their_environment(client, shop):
+    """No Python repr on the page: `true`/`null` as the API writes them, and the environment's name, not its id."""
+    from environments.services import do_create_registration_token
+
+    app, staging, production, boss = shop
+    do_create_flag(Actor(boss), app, key="beta")
+    do_create_registration_token(Actor(boss), production)
+    client.force_login(boss)
+    page = client.get("/audit/").content.decode()
+    assert "True" not in page and "None" not in page and "{&#x27;" not in page  # no repr of a dict
+    flag_created = AuditEvent.objects.get(kind="flag.created")
+    assert flag_created.after and '<pre class="diff add">{\n  &quot;' in page
+    assert '<a href="/apps/shop/env/production/">registration token for shop/production</a>' in page
+    assert f"registration token for {production.pk}<" not in page

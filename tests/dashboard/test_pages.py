@@ -106,7 +106,8 @@ def test_create_and_revoke_token_in_browser(client, user, demo):
     assert key.startswith("slw_") and key in response.content.decode()
     token = ApiToken.objects.get(name="laptop")
     assert token.key_hash == ApiToken.hash_key(key)
-    client.post(f"/tokens/{token.pk}/revoke/")
+    revoked = client.post(f"/tokens/{token.pk}/revoke/", follow=True).content.decode()
+    assert "Token laptop is revoked: it stops working at once." in revoked
     token.refresh_from_db()
     assert token.revoked_at is not None
     assert AuditEvent.objects.filter(kind__in=["token.created", "token.revoked"]).count() == 2
@@ -127,3 +128,31 @@ def test_flags_are_in_the_nav_everywhere(client, demo):
     do_grant_role(Actor.system(), blog, person, Role.VIEWER)
     choice = client.get("/flags/").content.decode()
     assert 'href="/apps/blog/flags/"' in choice and 'href="/apps/shop/flags/"' in choice
+
+
+def test_revoke_and_unlink_ask_first(client, user, demo):
+    from releases.permissions import Actor
+    from releases.services import do_link_identity
+
+    client.force_login(user)
+    client.post("/tokens/", {"name": "laptop", "scopes": ["releases:read"]})
+    tokens = client.get("/tokens/").content.decode()
+    assert 'data-confirm="Revoke the token laptop? Anything using it stops working at once' in tokens
+    do_link_identity(Actor.system(), user, "someone@users.noreply.github.com")
+    profile = client.get("/profile/").content.decode()
+    assert (
+        'data-confirm="Unlink someone@users.noreply.github.com? Its changes stop counting as yours' in profile
+    )
+
+
+def test_a_taken_identity_is_said_beside_the_field_with_what_was_typed(client, user, demo):
+    client.force_login(user)
+    response = client.post("/profile/", {"identity": "alice@users.noreply.github.com"})
+    assert response.status_code == 409
+    page = response.content.decode()
+    assert (
+        'value="alice@users.noreply.github.com" aria-invalid="true" aria-describedby="identity-error"' in page
+    )
+    assert '<p class="field-error" id="identity-error">The identity' in page and "is linked already." in page
+    bad = client.post("/profile/", {"identity": "not an identity!"})
+    assert bad.status_code == 400 and 'id="identity-error"' in bad.content.decode()

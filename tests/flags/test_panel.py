@@ -89,7 +89,8 @@ def test_edit_state_bad_rules_and_revert(admin_client, demo):
     )
     assert bad.status_code == 400 and "operator" in bad.content.decode()
     event = FlagEvent.objects.filter(flag__key="search-v2", environment__name="staging").first()
-    admin_client.post(f"/apps/shop/flags/search-v2/history/{event.pk}/revert/")
+    reverted = admin_client.post(f"/apps/shop/flags/search-v2/history/{event.pk}/revert/", follow=True)
+    assert "search-v2 in staging is back as it was before that change: off." in reverted.content.decode()
     state.refresh_from_db()
     assert state.enabled is False
     assert admin_client.post(url, {"action": "kill"}).status_code == 302
@@ -383,3 +384,91 @@ def test_a_multivariant_percentage_in_the_panel_serves_what_the_api_and_docs_say
     assert refused.status_code == 400 and 'id="percentage-error-production"' in html
     state.refresh_from_db()
     assert state.rollout is None and state.default_variant == "grey"
+
+
+def _disabled_with(page: str, label: str, reason: str) -> bool:
+    """Some button labelled `label` is disabled with `reason` as its title (not an active button that 403s)."""
+    import re
+
+    pattern = (
+        r"<button[^>]*\bdisabled title=\"" + re.escape(reason) + r"\"[^>]*>" + re.escape(label) + "</button>"
+    )
+    return re.search(pattern, page) is not None
+
+
+def test_a_developer_sees_why_they_cannot_save_segments_create_flags_revert_or_decide(client, demo):
+    """Every write on the flag pages a developer may not do is a disabled control saying which role it needs."""
+    from django.contrib.auth import get_user_model
+
+    from environments.models import Environment
+    from flags.models import Flag, Segment
+    from flags.services import do_change_flag_state, do_propose_change
+    from releases.permissions import Actor
+
+    users = get_user_model().objects
+    flag = Flag.objects.get(key="new-checkout")
+    production = Environment.objects.get(application=flag.application, name="production")
+    Segment.objects.create(
+        application=flag.application,
+        name="beta",
+        conditions=[{"attribute": "plan", "operator": "in", "values": ["beta"]}],
+    )
+    pm = Actor(users.get(username="pm"))
+    do_change_flag_state(pm, flag, production, enabled=True)
+    do_propose_change(pm, flag, production, enabled=False)
+    client.force_login(users.get(username="bob"))
+    app_wide = "You need the flag editor role on shop."
+    listing = client.get("/apps/shop/flags/").content.decode()
+    for label in ("Save beta", "Create segment", "Create boolean flag"):
+        assert _disabled_with(listing, label, app_wide), label
+    assert (
+        'title="You need the flag editor role on shop/production."' in listing
+    )  # the switch, from refusal()
+    detail = client.get("/apps/shop/flags/new-checkout/").content.decode()
+    here = "You need the flag editor role on shop/production."
+    for label in ("Revert to before", "Approve and apply", "Reject"):
+        assert _disabled_with(detail, label, here), label
+    assert 'disabled aria-describedby="why-flag-edit"' in detail and f"Read-only: {app_wide}" in detail
+    # A flag editor gets them active.
+    client.force_login(users.get(username="pm"))
+    listing = client.get("/apps/shop/flags/").content.decode()
+    assert "Create boolean flag" in listing and not _disabled_with(listing, "Create boolean flag", app_wide)
+    detail = client.get("/apps/shop/flags/new-checkout/").content.decode()
+    assert "Revert to before" in detail and "disabled title" not in detail and "why-flag-edit" not in detail
+
+
+def test_deciding_a_change_request_says_what_happened(client, demo):
+    from django.contrib.auth import get_user_model
+
+    from environments.models import Environment
+    from flags.models import ChangeRequest, Flag
+    from flags.services import do_propose_change
+    from releases.models import Membership
+    from releases.permissions import Actor
+
+    users = get_user_model().objects
+    flag = Flag.objects.get(key="search-v2")
+    production = Environment.objects.get(application=flag.application, name="production")
+    reviewer = users.create(username="rita")
+    Membership.objects.create(user=reviewer, application=flag.application, role="flag_editor")
+    pm = Actor(users.get(username="pm"))
+    approve_me = do_propose_change(pm, flag, production, enabled=True)
+    reject_me = do_propose_change(pm, flag, production, enabled=False)
+    client.force_login(reviewer)
+    page = client.get("/apps/shop/flags/search-v2/").content.decode()
+    assert (
+        'data-confirm="Reject this change to search-v2 in production? Nothing changes' in page
+    )  # asks first
+    url = "/apps/shop/flags/search-v2/changes/{}/"
+    approved = client.post(url.format(approve_me.pk), {"decision": "approve"}, follow=True).content.decode()
+    assert "Change approved and applied: search-v2 in production is now on." in approved
+    rejected = client.post(url.format(reject_me.pk), {"decision": "reject"}, follow=True).content.decode()
+    assert "Change rejected: search-v2 in production stays as it is." in rejected
+    assert ChangeRequest.objects.get(pk=reject_me.pk).status == "rejected"
+
+
+def test_the_flag_page_shows_variants_as_json(admin_client, demo):
+    about = admin_client.get("/apps/shop/flags/search-v2/").content.decode()
+    about = about[about.index('id="flag-about"') :]
+    about = about[: about.index("</p>")]
+    assert "<code>on: true</code>" in about and "<code>off: false</code>" in about and "=True" not in about

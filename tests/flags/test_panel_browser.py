@@ -80,17 +80,44 @@ def test_builder_rule_history_disabled_switch_and_confirmed_reject(live_slipway)
             alice = log_in(browser, live_slipway.url, "alice", "alice-password-1", "/apps/shop/flags/")
             switch = alice.get_by_role("switch", name="new-checkout in production")
             assert switch.is_disabled()
-            assert "needs the flag editor role" in switch.get_attribute("title")
+            assert switch.get_attribute("title") == "You need the flag editor role on shop/production."
 
+            from releases.models import Release
+
+            pending = Release.objects.get(status="pending_approval")
             alice.goto(live_slipway.url + "/approvals/")
             dialogs = []
-            alice.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
-            reject = alice.get_by_role("button", name="Reject").first
-            reject.click()
+            answer = {"accept": False}
+
+            def on_dialog(dialog):
+                dialogs.append(dialog.message)
+                dialog.accept() if answer["accept"] else dialog.dismiss()
+
+            alice.on("dialog", on_dialog)
+            card = alice.locator(f"#release-{pending.pk}")
+            card.get_by_role("button", name="Reject").click()
             assert dialogs and "Reject this release?" in dialogs[0]
             alice.wait_for_timeout(300)
-            assert alice.get_by_role(
-                "button", name="Reject"
-            ).first.is_visible()  # dismissed: nothing rejected
+            assert card.get_by_role("button", name="Reject").is_visible()  # dismissed: nothing rejected
+            pending.refresh_from_db()
+            assert pending.status == "pending_approval" and not pending.approvals.exists()
+            answer["accept"] = True
+            card.get_by_role("button", name="Reject").click()
+            assert len(dialogs) == 2
+            for _ in range(
+                50
+            ):  # the answer swaps the card in place (the inbox may then drop it): read the row
+                pending.refresh_from_db()
+                if pending.status != "pending_approval":
+                    break
+                alice.wait_for_timeout(100)
+            assert pending.status == "rejected"
+            alice.goto(f"{live_slipway.url}/releases/{pending.pk}/")
+            badge = alice.locator('#release-head .badge[data-status="rejected"]')
+            assert badge.text_content().strip() == "Rejected"  # the status's label
+            decision = alice.locator(
+                "#approvals .badge.bad:not([data-status])"
+            ).first  # the decision: once printed "rejectd"
+            assert decision.text_content().strip() == "alice rejected"
         finally:
             browser.close()

@@ -217,7 +217,12 @@ def test_logins_and_emails_are_accepted(app, team, identity):
 def test_bad_identity_on_the_profile_page_and_in_the_service(client, team):
     client.force_login(team["bob"])
     response = client.post("/profile/", {"identity": "<script>x</script>"})
-    assert response.status_code == 200 and "login" in response.content.decode()
+    page = (
+        response.content.decode()
+    )  # 400 like every page form refusing what was typed, the input kept (escaped)
+    assert (
+        response.status_code == 400 and "login" in page and 'value="&lt;script&gt;x&lt;/script&gt;"' in page
+    )
     from config.errors import Invalid
 
     with pytest.raises(Invalid) as error:
