@@ -43,6 +43,14 @@ def rows_of_json(text: str) -> list[Row] | None:
     return rows_of(rules) if isinstance(rules, list) and all(isinstance(r, dict) for r in rules) else None
 
 
+def rollout_weights(flag: Flag, state: dict) -> list[tuple[str, str]] | None:
+    """A rollout's weights as the card shows them, one number per variant (None: a boolean flag rolls out `true`)."""
+    if flag.type == Flag.Type.BOOLEAN:
+        return None
+    weights = (state.get("rollout") or {}).get("weights") or {}
+    return [(name, str(weights[name]) if name in weights else "") for name in flag.variants]
+
+
 def flag_page(application: Application, flag: Flag, user, posted=None) -> dict:
     """The flag page for `user`; `posted` = (environment, form) keeps what was typed into one card, with errors."""
     environments = list(application.environments.order_by("position"))
@@ -62,12 +70,16 @@ def flag_page(application: Application, flag: Flag, user, posted=None) -> dict:
             "rules_from": "builder" if rows_of(state["rules"]) is not None else "json",
             "row_errors": {},
             "percentage": (state["rollout"] or {}).get("percentage"),
+            "rollout_weights": rollout_weights(flag, state),
             "errors": {},
             "can_edit": can(actor, Permission.EDIT_FLAGS, application, environment),
             "chart": selectors.evaluation_series(flag, environment),
         }
         if posted is not None and posted[0].pk == environment.pk:
             card.update(posted[1].as_card(state))
+            if card["rollout_weights"] is not None:  # as typed
+                typed = card["rollout_weights_typed"]
+                card["rollout_weights"] = [(name, typed.get(name, "")) for name, _ in card["rollout_weights"]]
         cards.append(card)
     refusals = {env.pk: refusal(actor, Permission.EDIT_FLAGS, application, env) for env in environments}
     history = list(FlagEvent.objects.filter(flag=flag).select_related("environment")[:50])

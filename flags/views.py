@@ -176,6 +176,7 @@ class FlagStateForm(PageForm):
     def clean(self):
         data = super().clean()
         self.row_errors = {}
+        data["weights"] = self._rollout_weights() if data.get("use_rollout") else {}
         if data.get("rules_from") == "builder":
             self._errors.pop("rules", None)  # the JSON box is not what is saved
             try:
@@ -201,6 +202,24 @@ class FlagStateForm(PageForm):
         # Said beside the row; the card's top says which row, so a long card still shows there is one.
         self.add_error(None, f"Rule {n + 1} is not saved: see its row.")
 
+    def _rollout_weights(self) -> dict[str, int]:
+        """The rollout's weights typed on a multi-variant flag's card (`rollout-weight-<variant>`), blank ones left
+        out; none typed: the percentage shortcut decides (the default variant). The engine checks they add up."""
+        weights: dict[str, int] = {}
+        for name, text in weights_typed(self.data, "rollout-").items():
+            if not text:
+                continue
+            try:
+                weights[name] = int(text)
+            except ValueError:
+                weights[name] = -1
+            if not 0 <= weights[name] <= 100:
+                self.add_error(None, f"The rollout's weight of {name!r} is a whole number from 0 to 100.")
+                self.weight_error = (
+                    f"The weight of {name!r} is a whole number from 0 to 100, not {text[:20]!r}."
+                )
+        return weights
+
     def changes(self) -> dict:
         data = self.cleaned_data
         changes: dict = {"enabled": data["enabled"], "rules": data["rules"]}
@@ -209,6 +228,9 @@ class FlagStateForm(PageForm):
                 changes[field] = data[field]
         if not data["use_rollout"]:
             changes["rollout"] = None
+        elif data["weights"]:
+            percentage = data["percentage"] if data["percentage"] is not None else 100
+            changes["rollout"] = {"percentage": percentage, "weights": data["weights"]}
         elif data["percentage"] is not None:
             changes["rollout_percentage"] = data["percentage"]
         return changes
@@ -248,6 +270,8 @@ class FlagStateForm(PageForm):
             },
             "rules_json": data.get("rules", ""),
             "percentage": data.get("percentage") if data.get("use_rollout") else None,
+            "rollout_weights_typed": weights_typed(data, "rollout-"),
+            "weight_error": getattr(self, "weight_error", ""),
             "errors": {
                 ("form" if field == "__all__" else field): [str(m) for m in messages_]
                 for field, messages_ in self.errors.items()

@@ -21,6 +21,7 @@ from monitoring.services import (
     do_create_metric_source,
 )
 from ops.common import call_json
+from releases.demo import ANALYSIS_TEMPLATE
 from releases.models import Release
 from releases.permissions import Actor
 from releases.services import do_create_api_token
@@ -49,25 +50,7 @@ def test_the_errors_build_is_reverted_by_its_own_errors_while_its_health_checks_
         ingest = create_ingest_key(system, app)
     # The demo's own analysis (releases/demo.py): the pushed error ratio, critical, canary against the others.
     do_create_metric_source(system, app, {"name": "pushed", "kind": "pushed"})
-    do_create_analysis_template(
-        system,
-        app,
-        {
-            "name": "errors",
-            "interval_seconds": 1,
-            "count": 15,
-            "metrics": [
-                {
-                    "name": "error_rate",
-                    "source": "pushed",
-                    "query": "http_error_ratio",
-                    "direction": "increase",
-                    "critical": True,
-                    "unit": "%",
-                }
-            ],
-        },
-    )
+    do_create_analysis_template(system, app, {**ANALYSIS_TEMPLATE, "interval_seconds": 1, "count": 15})
     status, body = call_json(
         slipway.url + "/api/v1/applications/shop/environments/production/",
         key,

@@ -472,3 +472,52 @@ def test_the_flag_page_shows_variants_as_json(admin_client, demo):
     about = about[about.index('id="flag-about"') :]
     about = about[: about.index("</p>")]
     assert "<code>on: true</code>" in about and "<code>off: false</code>" in about and "=True" not in about
+
+
+def test_a_multivariant_rollout_gets_its_weights_as_numbers_in_the_panel(admin_client, demo):
+    """What the API's `rollout.weights` sets, the card sets with one number per variant; the engine's checks hold."""
+    from flags.services import do_create_flag
+    from releases.models import Application
+    from releases.permissions import Actor
+
+    shop = Application.objects.get(slug="shop")
+    do_create_flag(
+        Actor.system(),
+        shop,
+        key="theme",
+        type="string",
+        variants={"blue": "#00f", "green": "#0f0", "grey": "#888"},
+    )
+    page = admin_client.get("/apps/shop/flags/theme/").content.decode()
+    assert 'name="rollout-weight-blue"' in page and 'name="rollout-weight-grey"' in page
+    assert 'name="rollout-weight-on"' not in admin_client.get("/apps/shop/flags/search-v2/").content.decode()
+
+    url = "/apps/shop/flags/theme/env/production/"
+    base = {
+        "enabled": "on",
+        "default_variant": "blue",
+        "off_variant": "grey",
+        "rules": "[]",
+        "use_rollout": "on",
+    }
+    saved = admin_client.post(
+        url, {**base, "percentage": "40", "rollout-weight-blue": "50", "rollout-weight-green": "50"}
+    )
+    assert saved.status_code == 302
+    state = FlagState.objects.get(flag__key="theme", environment__name="production")
+    assert state.rollout == {"percentage": 40, "weights": {"blue": 50, "green": 50}}
+    page = admin_client.get("/apps/shop/flags/theme/").content.decode()
+    assert 'name="rollout-weight-blue" min="0" max="100" step="1" inputmode="numeric" value="50"' in page
+
+    short = admin_client.post(
+        url, {**base, "percentage": "40", "rollout-weight-blue": "50", "rollout-weight-green": "30"}
+    )
+    html = short.content.decode()
+    assert short.status_code == 400 and 'id="percentage-error-production"' in html and "100" in html
+    assert (
+        'name="rollout-weight-green" min="0" max="100" step="1" inputmode="numeric" value="30"' in html
+    )  # kept
+    typo = admin_client.post(url, {**base, "percentage": "40", "rollout-weight-blue": "lots"})
+    assert typo.status_code == 400 and 'id="weights-error-production"' in typo.content.decode()
+    state.refresh_from_db()
+    assert state.rollout == {"percentage": 40, "weights": {"blue": 50, "green": 50}}  # nothing half-written

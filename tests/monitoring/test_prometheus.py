@@ -500,6 +500,7 @@ def test_an_analysis_judges_the_demo_service_through_a_real_prometheus(
     on web-2, `1.3.1-errors` (6 % of checkouts failing, its health check green) fails."""
     from django.utils import timezone
 
+    from monitoring.analysis import METRIC_DEFAULTS
     from monitoring.models import AnalysisTemplate, MetricSource
     from monitoring.services import do_run_analysis
     from tests import factories
@@ -515,20 +516,14 @@ def test_an_analysis_judges_the_demo_service_through_a_real_prometheus(
         count=20,
         metrics=[
             {
+                **METRIC_DEFAULTS,
                 "name": "error_rate",
                 "source": "prom",
                 "query": ERROR_RATIO,
                 "direction": "increase",
                 "critical": True,
-                "weight": 1.0,
                 "unit": "%",
                 "allowed_increase": 2.0,  # two hosts' 1 % differ by chance over 20 s; 6 % does not
-                "allowed_decrease": 1.0,
-                "success_condition": "",
-                "failure_condition": "",
-                "failure_limit": 0,
-                "inconclusive_limit": 0,
-                "consecutive_error_limit": 4,
             }
         ],
     )
