@@ -193,3 +193,31 @@ def test_each_module_of_the_write_path_imports_alone():
         if process.returncode != 0:
             failures[name] = output[-2000:]
     assert failures == {}
+
+
+GENERIC_ERRORS = {"Conflict", "Forbidden", "NotFound", "Invalid", "SlipwayError"}
+
+
+def test_raised_domain_errors_name_their_condition():
+    """A client tells conditions apart by `code`: no module raises the generic 409/403/404 ("conflict",
+    "forbidden", "not_found") but a named subclass from its app's exceptions.py; a plain `Invalid` is only for a
+    field's validation and names the field."""
+    generic = []
+    for path in modules().values():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call)):
+                continue
+            func = node.exc.func
+            raised = (
+                func.id
+                if isinstance(func, ast.Name)
+                else func.attr
+                if isinstance(func, ast.Attribute)
+                else ""
+            )
+            if raised not in GENERIC_ERRORS:
+                continue
+            if raised == "Invalid" and any(keyword.arg == "field" for keyword in node.exc.keywords):
+                continue
+            generic.append(f"{path.relative_to(ROOT)}:{node.lineno} raises {raised}")
+    assert not generic, "\n".join(generic)

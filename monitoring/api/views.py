@@ -11,14 +11,16 @@ from rest_framework.views import APIView
 
 from config import jsonbody
 from config.api import Pagination
-from config.errors import BodyRefused, Invalid, NotFound, SlipwayError
+from config.errors import BodyRefused, Invalid, SlipwayError
 from config.schema import PAGE_PARAMETERS, page_of
+from environments.exceptions import EnvironmentNotFound
 from environments.models import Environment
 from monitoring import selectors
 from monitoring.models import ErrorGroup, dsn_for
 from monitoring.parsing import BadInput, error_from_json, parse_samples
 from monitoring.services import do_push_samples, do_record_error, do_rotate_ingest_key
 from releases.api.views import application_for
+from releases.exceptions import ApplicationNotFound
 from releases.models import Application
 from releases.permissions import Actor, may_see
 
@@ -49,7 +51,7 @@ def _application(request: Request, slug: str) -> Application:
     # any role there the application is as unknown as a missing one.
     application = Application.objects.filter(slug=slug).first()
     if application is None or not may_see(Actor.from_request(request), application):
-        raise NotFound(f"No application '{slug}'.")
+        raise ApplicationNotFound(f"No application '{slug}'.")
     return application
 
 
@@ -142,7 +144,9 @@ class ErrorGroupListView(APIView):
         if name := request.query_params.get("environment"):
             environment = Environment.objects.filter(application=application, name=name).first()
             if environment is None:
-                raise NotFound(f"No environment '{name}' in {application.slug}.", field="environment")
+                raise EnvironmentNotFound(
+                    f"No environment '{name}' in {application.slug}.", field="environment"
+                )
         version = request.query_params.get("version") or None
         groups = selectors.error_groups(application, environment=environment, version=version)
         groups = groups.select_related("environment__current_artifact")
