@@ -269,7 +269,7 @@ async def agent_app(scope, receive, send) -> None:
 
     Everything a request says is checked here, before the broker (and the database) sees it: the method, the
     token's length, `wait`, the job id (positive, 64-bit) and the body (`config/jsonbody.py`: size, nesting,
-    numbers, text), then the report's fields. Refusals are `{"code", "detail"}` with a 4xx.
+    numbers, text), then the report's fields. Refusals are the API's error shape (`jobs.refused`) with a 4xx.
     """
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
     scheme, _, key = headers.get("authorization", "").partition(" ")
@@ -307,7 +307,7 @@ async def agent_app(scope, receive, send) -> None:
     try:
         body = jsonbody.parse(raw, max_bytes=MAX_BODY, empty={}, replace_nul=True)  # output is free text
     except jsonbody.BodyError as error:
-        return await _respond(send, error.status, {**error.as_json(), "field": "non_field_errors"})
+        return await _respond(send, *refused(error.status, error.code, error.detail, field=error.field))
     report = parse_report(key, step_id, body)
     if isinstance(report, tuple):
         return await _respond(send, *report)

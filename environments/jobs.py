@@ -22,6 +22,7 @@ from django.db import DataError, connection, transaction
 from django.db.models import Exists, F, Max, OuterRef
 from django.utils import timezone
 
+from config.jsonbody import error_body
 from config.pgarrays import insert_rows, update_rows
 from environments.models import Environment, Target
 from monitoring.services import HealthCheck, record_health_checks
@@ -39,8 +40,8 @@ Answer = tuple[int, dict]
 
 
 def refused(status: int, code: str, detail: str, **extra: str) -> Answer:
-    """An error answer in the project's shape: `{"code": …, "detail": …}` (plus `field` for a bad field)."""
-    return status, {"code": code, "detail": detail, **extra}
+    """An error answer in the project's one shape (`config.jsonbody.error_body`, as the API answers)."""
+    return status, error_body(code, detail, **extra)
 
 
 UNKNOWN_AGENT = refused(401, "unknown_agent", "Unknown agent token: register again.")

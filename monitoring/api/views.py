@@ -42,7 +42,7 @@ def _refused(bad: BadInput) -> SlipwayError:
         return TooLarge(bad.detail)
     if bad.index is not None:
         name = f"samples[{bad.index}].{bad.field}" if bad.field else f"samples[{bad.index}]"
-        return Invalid(bad.detail, field=name, extra={"index": bad.index, "field": bad.field})
+        return Invalid(bad.detail, field=name, extra={"index": bad.index})
     return Invalid(bad.detail, field=bad.field)
 
 
