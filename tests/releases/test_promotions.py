@@ -545,7 +545,9 @@ def test_release_errors_carry_stable_codes(app, team, pipeline, shipped, django_
         "/api/v1/applications/nope/releases/": "application_not_found",
     }
     for url, code in missing.items():
-        answer = rm.delete(url) if "/locks/" in url or "/freezes/" in url or "/members/" in url else rm.get(url)
+        answer = (
+            rm.delete(url) if "/locks/" in url or "/freezes/" in url or "/members/" in url else rm.get(url)
+        )
         assert (answer.status_code, answer.json()["code"]) == (404, code), url
     unscoped = token_client(team["rm"], "releases:read")
     refused = unscoped.post("/api/v1/applications/", {"slug": "new", "name": "New"}, format="json")
