@@ -28,7 +28,7 @@ class _Lease:
     """Renews the lease of the steps a worker runs, from a thread of its own, until the block ends.
 
     A worker that dies (`kill -9`, a lost host) stops renewing: once the lease lapses the reconciler hands the step
-    to another worker (`reconciler._take_over`), within seconds instead of the step timeout.
+    to another worker (`liveness._take_over`), within seconds instead of the step timeout.
     """
 
     def __init__(self, step_ids: list[int]) -> None:
