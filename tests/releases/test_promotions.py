@@ -552,3 +552,12 @@ def test_release_errors_carry_stable_codes(app, team, pipeline, shipped, django_
     unscoped = token_client(team["rm"], "releases:read")
     refused = unscoped.post("/api/v1/applications/", {"slug": "new", "name": "New"}, format="json")
     assert refused.status_code == 403 and refused.json()["code"] == "not_permitted"
+
+
+def test_rollout_and_blocker_routes_name_what_is_missing(app, team, pipeline, shipped):
+    rm = token_client(team["rm"], "releases:read", "releases:write")
+    release = Release.objects.first()
+    bogus = rm.post(f"{API}/releases/{release.pk}/rollout/explode", {}, format="json")
+    assert (bogus.status_code, bogus.json()["code"]) == (404, "unknown_command")
+    blocker = rm.post(f"{API}/blockers/999999/resolve/", {}, format="json")
+    assert (blocker.status_code, blocker.json()["code"]) == (404, "blocker_not_found")
