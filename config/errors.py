@@ -1,8 +1,10 @@
 """Domain errors and the one place that turns them into responses.
 
-Services raise `SlipwayError` subclasses; the DRF exception handler answers the
-API with `config.jsonbody.error_body` (`{"code": …, "detail": …}`, plus `field` and DRF's field-keyed
-list for a field's error: the agents' and envelope routes answer the same shape), and `DomainErrorMiddleware` renders the error page or htmx partial.
+Services raise `SlipwayError` subclasses; the API answers them with `config.jsonbody.error_body`
+(`{"code": …, "detail": …}`, plus `field` and DRF's field-keyed list for a field's error: the agents' and envelope
+routes answer the same shape) through `config.api_errors`, and `DomainErrorMiddleware` renders the error page or
+htmx partial. This module imports nothing of DRF: models raise these errors, and DRF's views load the API's
+settings (`config.api`), which load the models.
 """
 
 from __future__ import annotations
@@ -10,12 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
-from rest_framework import exceptions, status
-from rest_framework.response import Response
-from rest_framework.views import exception_handler
 
 from config.jsonbody import error_body
 
@@ -61,39 +59,7 @@ class BodyRefused(SlipwayError):
         self.status, self.code = error.status, error.code
 
 
-def api_exception_handler(exc: Exception, context: dict) -> Response | None:
-    if isinstance(exc, SlipwayError):
-        return Response(exc.as_json(), status=exc.status)
-    if isinstance(exc, RequestDataTooBig):
-        return Response(_too_big_body(), status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
-    if isinstance(exc, PermissionDenied):
-        exc = exceptions.PermissionDenied(str(exc) or None)
-    if isinstance(exc, exceptions.Throttled):
-        from config.throttles import retry_after
-
-        seconds = retry_after(exc.wait)
-        return Response(
-            error_body("rate_limited", f"Too many requests: retry in {seconds} s."),
-            status=status.HTTP_429_TOO_MANY_REQUESTS,
-            headers={"Retry-After": str(seconds)},
-        )
-    response = exception_handler(exc, context)
-    if response is not None and isinstance(exc, exceptions.APIException):
-        response.data = _with_code(response.data, exc)
-    return response
-
-
-def _with_code(data: Any, exc: exceptions.APIException) -> dict[str, Any]:
-    """Every API error body carries a `code` (the OpenAPI schema's `Error`): DRF's own errors get theirs too."""
-    if not isinstance(data, dict):  # a serializer's non-field errors come as a list
-        data = {"non_field_errors": data}
-    if "code" in data:
-        return data
-    code = exc.default_code if not isinstance(exc, exceptions.ValidationError) else "invalid"
-    return {**data, "code": code}
-
-
-def _too_big_body() -> dict[str, str]:
+def too_big_body() -> dict[str, str]:
     limit = settings.API_MAX_BODY_BYTES
     return error_body("too_large", f"Request body is larger than {limit // 1024} KiB.")
 
@@ -110,7 +76,7 @@ class BodySizeLimitMiddleware:
         except ValueError:
             return JsonResponse(error_body("invalid", "Content-Length is not a number."), status=400)
         if length > settings.API_MAX_BODY_BYTES:
-            return JsonResponse(_too_big_body(), status=413)
+            return JsonResponse(too_big_body(), status=413)
         return self.get_response(request)
 
 

@@ -26,6 +26,7 @@ from environments.jobs import (
 from environments.models import RegistrationToken, Target
 from environments.services import do_register_agent
 from releases.models import ApiToken, RolloutStep
+from releases.rollouts import sign
 
 log = logging.getLogger("slipway.agent")
 
@@ -152,8 +153,6 @@ def output(request: HttpRequest, pk: str) -> HttpResponse:
 @csrf_exempt
 def webhook_callback(request: HttpRequest, pk: str) -> HttpResponse:
     """The webhook driver's receiver reports a job, signing the body with the environment's secret."""
-    from releases.rollouts import sign
-
     step_id = jsonbody.id_from_path(pk)
     if step_id is None:
         return _not_found(f"webhook job #{pk[:30]}")

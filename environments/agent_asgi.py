@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from urllib.parse import parse_qs
 
+from django.db import connection
+
 from config import jsonbody
 from config.lean_asgi import read_body
 from environments.jobs import (
@@ -175,8 +177,6 @@ class AgentBroker:
         Each part fails alone: reports are answered even when the claims fail (`found` is then None), and a report
         that fails its batch is answered on its own while the others are stored (`do_store_reports`).
         """
-        from django.db import connection
-
         answers = []
         if reports:
             try:

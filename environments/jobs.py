@@ -26,7 +26,9 @@ from config.jsonbody import error_body
 from config.pgarrays import insert_rows, update_rows
 from environments.models import Environment, Target
 from monitoring.services import HealthCheck, record_health_checks
+from releases import audit
 from releases.models import ApiToken, Release, Rollout, RolloutStep
+from releases.permissions import Actor
 from releases.rollouts import enqueue_advance, publish_changed
 
 OPEN = (RolloutStep.Status.PENDING, RolloutStep.Status.RUNNING)
@@ -416,9 +418,6 @@ def do_append_output(target: Target, step_id: int, chunk: str) -> Answer:
 
 def do_report_webhook_step(step: RolloutStep, *, succeeded: bool, health: dict, output: str) -> Answer:
     """The webhook driver's receiver reports the job it took (its signature checked by the caller)."""
-    from releases import audit
-    from releases.permissions import Actor
-
     with transaction.atomic():
         Rollout.objects.select_for_update().filter(
             pk=step.rollout_id

@@ -36,7 +36,7 @@ from monitoring.models import (
 )
 from monitoring.parsing import ErrorIn, SampleIn
 from releases import audit
-from releases.models import Application, Release
+from releases.models import Application, Release, Rollout
 from releases.permissions import Actor, Permission, require
 
 FUTURE_SKEW = timedelta(minutes=1)  # a client clock further ahead than this is not believed
@@ -619,8 +619,6 @@ def do_run_analysis(
     if baseline_started_at is not None and baseline_ended_at <= baseline_started_at:  # type: ignore[operator]
         raise Invalid("The baseline's window ends after it starts.", field="baseline_ended_at")
     if rollout_id is not None and release is None:
-        from releases.models import Rollout
-
         release = Release.objects.filter(
             pk=Rollout.objects.filter(pk=rollout_id).values("release_id")[:1]
         ).first()

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import transaction
 from django.urls import reverse
 
+from releases.batches import release_batch
 from releases.models import NotificationHook, Release
 from releases.queue import run_task
 
@@ -72,8 +73,6 @@ def message(release: Release, event: str) -> dict:
     }
     text = lines[event]
     if event == "waiting":
-        from releases.batches import release_batch
-
         people = [g.username or g.author for g in release_batch(release).groups]
         # Approving from chat is one click: the link opens the release page, where each person's group waits.
         text += "\n" + "\n".join(f"• {person}: <{link}|approve your changes>" for person in people)

@@ -12,10 +12,10 @@ from functools import partial
 
 from django.db import transaction
 
+from config.celery import app
+
 
 def run_task(name: str, *args) -> None:
-    from config.celery import app
-
     if (
         name not in app.tasks
     ):  # the tasks module registers on import; web processes may not have loaded it yet

@@ -20,6 +20,7 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 
 from config.errors import Invalid
+from monitoring.services import create_ingest_key
 from releases import access, audit, selectors
 from releases.exceptions import (
     ApplicationExists,
@@ -78,8 +79,6 @@ def do_create_application(actor: Actor, *, slug: str, name: str, repository_url:
         application,
         after={"slug": slug, "name": name, "repository_url": repository_url},
     )
-    from monitoring.services import create_ingest_key  # here: monitoring imports releases
-
     create_ingest_key(actor, application)
     return application
 

@@ -225,3 +225,44 @@ def test_raised_domain_errors_name_their_condition():
                 continue
             generic.append(f"{path.relative_to(ROOT)}:{node.lineno} raises {raised}")
     assert not generic, "\n".join(generic)
+
+
+# Imports inside functions hide a load order: each one left in these modules says on its line why it must wait.
+NO_HIDDEN_IMPORTS = [
+    *WRITE_PATH,
+    "releases.rollouts.common",
+    "releases.models",
+    "releases.selectors",
+    "releases.queue",
+    "config.errors",
+    "config.api_errors",
+    "config.parsers",
+    "config.api",
+]
+
+
+def test_the_write_path_imports_at_the_top_or_says_why_not():
+    mods, hidden = modules(), []
+    for name in NO_HIDDEN_IMPORTS:
+        lines = mods[name].read_text().splitlines()
+        for function in ast.walk(ast.parse("\n".join(lines))):
+            if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            for node in ast.walk(function):
+                if isinstance(node, ast.Import | ast.ImportFrom) and "#" not in lines[node.lineno - 1]:
+                    hidden.append(
+                        f"{mods[name].relative_to(ROOT)}:{node.lineno}: {lines[node.lineno - 1].strip()}"
+                    )
+    assert not hidden, "imports inside functions without a reason:\n" + "\n".join(hidden)
+
+
+def test_domain_errors_load_without_drf():
+    """Models raise domain errors, and DRF's views load the API's settings, which load the models: `config.errors`
+    must not import DRF (the handler is `config.api_errors`), or the models need an import inside `save()`."""
+    code = (
+        "import os, sys\nos.environ.setdefault('DJANGO_SETTINGS_MODULE', 'config.settings')\n"
+        "import config.errors\nassert 'rest_framework.views' not in sys.modules, 'config.errors loads DRF views'"
+    )
+    process = _run(code)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output
