@@ -9,12 +9,11 @@ import json
 import logging
 import urllib.error
 import urllib.request
-from functools import partial
 
 from django.conf import settings
-from django.db import transaction
 from django.urls import reverse
 
+from config.effects import after_commit
 from releases.batches import release_batch
 from releases.models import NotificationHook, Release
 from releases.queue import run_task
@@ -40,7 +39,7 @@ def notify_on_commit(release: Release) -> None:
     event = STATUS_EVENTS.get(release.status)
     if event is None:
         return
-    transaction.on_commit(partial(_enqueue, release.pk, event), robust=True)
+    after_commit(_enqueue, release.pk, event)
 
 
 def _enqueue(release_id: int, event: str) -> None:

@@ -9,11 +9,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, time
-from functools import partial
 
 from django.db import transaction
 from django.utils import timezone
 
+from config.effects import after_commit
 from config.errors import Invalid, SlipwayError
 from dashboard.live import publish_on_commit
 from environments.models import Environment, FreezeWindow, Lock
@@ -76,7 +76,7 @@ def _locked_release(release_id: int) -> Release:
 
 
 def _dispatch_on_commit(release: Release) -> None:
-    transaction.on_commit(partial(release_queued, release.pk))
+    after_commit(release_queued, release.pk, robust=False)
 
 
 def _advance(actor: Actor, release: Release, batch: Batch | None = None) -> Release:
@@ -404,7 +404,7 @@ def recheck_all(actor: Actor | None = None) -> None:
 
 
 def _recheck_on_commit(environment: Environment) -> None:
-    transaction.on_commit(partial(recheck_environment, Actor.system(), environment.pk))
+    after_commit(recheck_environment, Actor.system(), environment.pk, robust=False)
 
 
 # --- locks, freeze windows, blockers ---------------------------------------------------------

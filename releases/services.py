@@ -9,7 +9,6 @@ import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -19,6 +18,7 @@ from django.db.models import Q
 from django.db.models.functions import Lower
 from django.utils import timezone
 
+from config.effects import after_commit
 from config.errors import Invalid
 from monitoring.services import create_ingest_key
 from releases import access, audit, selectors
@@ -138,7 +138,7 @@ def _register_artifact(actor: Actor, application: Application, data: ArtifactIn)
     audit.record(
         actor, "artifact.registered", artifact, application=application, after=_artifact_summary(data)
     )
-    transaction.on_commit(partial(_auto_promote, artifact.pk))
+    after_commit(_auto_promote, artifact.pk, robust=False)
     return artifact, True
 
 
@@ -198,7 +198,7 @@ def _lock_access(application: Application) -> Application:
     application = Application.objects.select_for_update().get(pk=application.pk)
     application.access_version += 1
     application.save(update_fields=["access_version"])
-    transaction.on_commit(partial(access.saw, application.pk, application.access_version))
+    after_commit(access.saw, application.pk, application.access_version, robust=False)
     return application
 
 

@@ -266,3 +266,18 @@ def test_domain_errors_load_without_drf():
     process = _run(code)
     output, _ = process.communicate(timeout=60)
     assert process.returncode == 0, output
+
+
+def test_effects_after_commit_go_through_one_helper():
+    """`config.effects.after_commit` is the one place that calls `transaction.on_commit`."""
+    direct = []
+    for name, path in modules().items():
+        if name == "config.effects":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                func = node.func
+                called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+                if called == "on_commit":
+                    direct.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not direct, "transaction.on_commit outside config/effects.py:\n" + "\n".join(direct)

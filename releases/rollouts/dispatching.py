@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from django.db import connection, transaction
+from django.db import connection
 from django.utils import timezone
 
+from config.effects import after_commit
 from environments.models import Target
 from releases.models import Rollout, RolloutStep
 from releases.rollouts.common import next_index, notify_agents
@@ -45,7 +46,7 @@ def dispatch_steps(rollout: Rollout, kind: str, version: str, waves: dict[str, i
             ]
         )
     if not by_worker:
-        transaction.on_commit(notify_agents, robust=True)
+        after_commit(notify_agents)
 
 
 # Every column of a step, in the order `_insert_steps` writes them (a test compares this with the model's fields).
