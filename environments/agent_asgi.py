@@ -36,10 +36,10 @@ from environments.jobs import (
     Report,
     authenticate,
     do_claim_jobs,
+    do_release_jobs,
     do_store_reports,
     parse_report,
     refused,
-    release_jobs,
     touch,
 )
 from releases.signals import agent_work_available
@@ -215,7 +215,7 @@ class AgentBroker:
             if not delivered:
                 unclaimed.append(job["id"])
         if unclaimed:
-            self._executor.submit(release_jobs, unclaimed)
+            self._executor.submit(do_release_jobs, unclaimed)
 
     def _expire(self) -> None:
         """Answer the long-polls whose wait is over (204). Every round calls this: with a thousand agents waiting,

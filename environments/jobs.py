@@ -105,7 +105,10 @@ def authenticate(keys: Iterable[str]) -> dict[str, Target]:
 
 
 def touch(targets: list[Target], every: timedelta = SEEN_EVERY) -> None:
-    """Mark these agents seen now, skipping those written less than `every` ago."""
+    """Mark these agents seen now, skipping those written less than `every` ago.
+
+    Not a `do_*`: like a heartbeat, it only records when an agent was last heard of (no rule, no audit, no
+    transaction of its own), on every authenticated round of the hot path."""
     now = timezone.now()
     stale = [
         t
@@ -195,8 +198,8 @@ def job_of(step: RolloutStep, release: Release) -> dict:
     }
 
 
-def release_jobs(step_ids: Iterable[int]) -> None:
-    """Put claimed jobs whose agent went away before hearing of them back in the queue."""
+def do_release_jobs(step_ids: Iterable[int]) -> None:
+    """Put claimed jobs whose agent went away before hearing of them back in the queue (undoes `do_claim_jobs`)."""
     RolloutStep.objects.filter(pk__any_of=list(step_ids), status=RolloutStep.Status.RUNNING).update(
         status=RolloutStep.Status.PENDING, started_at=None
     )
