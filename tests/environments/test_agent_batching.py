@@ -371,7 +371,7 @@ def test_many_agents_poll_and_report_at_once_over_http(live_slipway):
     status, body = http(url + f"/jobs/{steps[0].pk}/result", "POST", {"status": "maybe"}, key="tkey0")
     assert (status, body["field"]) == (400, "status")
     status, body = http(url + f"/jobs/{steps[0].pk}/result", "POST", raw=b"{not json", key="tkey0")
-    assert status == 400 and body["field"]
+    assert (status, body["code"]) == (400, "invalid_json") and body["detail"]  # as the API answers it
     assert (
         http(url + f"/jobs/{steps[0].pk}/result", "POST", raw=b"x" * (1024 * 1024 + 10), key="tkey0")[0]
         == 413
