@@ -12,8 +12,10 @@ from rest_framework import authentication, exceptions, permissions, renderers, s
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 
+from config.throttles import charge_address
 from config.validators import validate_http_url
 from releases.models import ApiToken, Membership, Scope
+from releases.permissions import pinned_token_refusal
 
 
 class BearerTokenAuthentication(authentication.BaseAuthentication):
@@ -27,8 +29,6 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
             return None
         if len(header) != 2:
             raise exceptions.AuthenticationFailed("Malformed Authorization header: use 'Bearer <token>'.")
-        from config.throttles import charge_address
-
         try:
             key = header[1].decode()
         except UnicodeDecodeError:
@@ -77,17 +77,11 @@ class HasScope(permissions.BasePermission):
 
     def has_permission(self, request, view) -> bool:
         if not (request.user and request.user.is_authenticated):
-            from config.throttles import charge_address
-
             charge_address(request)  # refused before DRF's throttles run: count it against the address here
             return False
         token = request.auth if isinstance(request.auth, ApiToken) else None
         if token is None:
             return True
-        from releases.permissions import (
-            pinned_token_refusal,  # imports config.errors, which imports DRF's views
-        )
-
         # Every route, reads and writes: a revoked membership stops its pinned tokens at the next request.
         if refusal := pinned_token_refusal(token):
             self.message = refusal

@@ -1,8 +1,10 @@
 """Domain errors and the one place that turns them into responses.
 
-Services raise `SlipwayError` subclasses; the DRF exception handler answers the
-API with `{"code": …, "detail": …}` (validation errors keep DRF's field-keyed
-shape), and `DomainErrorMiddleware` renders the error page or htmx partial.
+Services raise `SlipwayError` subclasses; the API answers them with `config.jsonbody.error_body`
+(`{"code": …, "detail": …}`, plus `field` and DRF's field-keyed list for a field's error: the agents' and envelope
+routes answer the same shape) through `config.api_errors`, and `DomainErrorMiddleware` renders the error page or
+htmx partial. This module imports nothing of DRF: models raise these errors, and DRF's views load the API's
+settings (`config.api`), which load the models.
 """
 
 from __future__ import annotations
@@ -10,12 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
-from rest_framework import exceptions, status
-from rest_framework.response import Response
-from rest_framework.views import exception_handler
+
+from config.jsonbody import error_body
 
 
 class SlipwayError(Exception):
@@ -31,10 +31,8 @@ class SlipwayError(Exception):
         self.extra = extra or {}
 
     def as_json(self) -> dict[str, Any]:
-        if self.field:
-            # Field errors look like DRF's own: {"version": ["…"]}.
-            return {self.field: [self.detail], "code": self.code, **self.extra}
-        return {"code": self.code, "detail": self.detail, **self.extra}
+        # A field's error also looks like DRF's own: {"version": ["…"], "field": "version", …}.
+        return error_body(self.code, self.detail, field=self.field, **self.extra)
 
 
 class Invalid(SlipwayError):
@@ -57,45 +55,13 @@ class BodyRefused(SlipwayError):
     """A body `config/jsonbody.py` refused: 413 `too_large`, or 400 `invalid_json`, `too_deep`, `out_of_range`."""
 
     def __init__(self, error) -> None:  # a jsonbody.BodyError (pure module: no import of it here)
-        super().__init__(error.detail, extra={"field": error.field} if error.field else None)
+        super().__init__(error.detail, field=error.field)
         self.status, self.code = error.status, error.code
 
 
-def api_exception_handler(exc: Exception, context: dict) -> Response | None:
-    if isinstance(exc, SlipwayError):
-        return Response(exc.as_json(), status=exc.status)
-    if isinstance(exc, RequestDataTooBig):
-        return Response(_too_big_body(), status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
-    if isinstance(exc, PermissionDenied):
-        exc = exceptions.PermissionDenied(str(exc) or None)
-    if isinstance(exc, exceptions.Throttled):
-        from config.throttles import retry_after
-
-        seconds = retry_after(exc.wait)
-        return Response(
-            {"code": "rate_limited", "detail": f"Too many requests: retry in {seconds} s."},
-            status=status.HTTP_429_TOO_MANY_REQUESTS,
-            headers={"Retry-After": str(seconds)},
-        )
-    response = exception_handler(exc, context)
-    if response is not None and isinstance(exc, exceptions.APIException):
-        response.data = _with_code(response.data, exc)
-    return response
-
-
-def _with_code(data: Any, exc: exceptions.APIException) -> dict[str, Any]:
-    """Every API error body carries a `code` (the OpenAPI schema's `Error`): DRF's own errors get theirs too."""
-    if not isinstance(data, dict):  # a serializer's non-field errors come as a list
-        data = {"non_field_errors": data}
-    if "code" in data:
-        return data
-    code = exc.default_code if not isinstance(exc, exceptions.ValidationError) else "invalid"
-    return {**data, "code": code}
-
-
-def _too_big_body() -> dict[str, str]:
+def too_big_body() -> dict[str, str]:
     limit = settings.API_MAX_BODY_BYTES
-    return {"code": "too_large", "detail": f"Request body is larger than {limit // 1024} KiB."}
+    return error_body("too_large", f"Request body is larger than {limit // 1024} KiB.")
 
 
 class BodySizeLimitMiddleware:
@@ -108,9 +74,9 @@ class BodySizeLimitMiddleware:
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
-            return JsonResponse({"code": "invalid", "detail": "Content-Length is not a number."}, status=400)
+            return JsonResponse(error_body("invalid", "Content-Length is not a number."), status=400)
         if length > settings.API_MAX_BODY_BYTES:
-            return JsonResponse(_too_big_body(), status=413)
+            return JsonResponse(too_big_body(), status=413)
         return self.get_response(request)
 
 

@@ -6,6 +6,8 @@
     except jsonbody.BodyError as error:
         return error.status, error.as_json()        # 413 too_large, 400 invalid_json / too_deep / out_of_range
 
+`error_body` builds every route's error body (the API's and the lean ASGI routes'), so they share one shape.
+
 Nesting is measured without recursion (brackets outside strings, innermost pairs peeled in C), so a 100,000-deep
 array costs a few regex passes, never a RecursionError. Integers must fit a 64-bit signed int (PostgreSQL's
 bigint), floats must be finite, strings must be valid Unicode without NUL (neither can be stored in PostgreSQL
@@ -47,11 +49,21 @@ class BodyError(Exception):
         super().__init__(detail)
         self.status, self.code, self.detail, self.field = status, code, detail, field
 
-    def as_json(self) -> dict[str, str]:
-        body = {"code": self.code, "detail": self.detail}
-        if self.field:
-            body["field"] = self.field
-        return body
+    def as_json(self) -> dict[str, Any]:
+        return error_body(self.code, self.detail, field=self.field)
+
+
+def error_body(code: str, detail: str, *, field: str | None = None, **extra: Any) -> dict[str, Any]:
+    """The one error body of every route, the API's and the lean ASGI ones alike (OpenAPI's `Error`):
+    `{"code", "detail"}`; an error about one field adds `"field"` and, as DRF keys its own, `{<field>: [detail]}`;
+    `extra` adds what the condition names (`index`, `templates`, …). `config.errors.SlipwayError.as_json`, the
+    agents' routes (`environments.jobs.refused`) and the envelope route all build their bodies here."""
+    body: dict[str, Any] = {"code": code, "detail": detail}
+    if field:
+        body["field"] = field
+        body.setdefault(field, [detail])
+    body.update(extra)
+    return body
 
 
 def parse(

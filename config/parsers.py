@@ -6,6 +6,7 @@ from django.conf import settings
 from rest_framework.parsers import JSONParser
 
 from config import jsonbody
+from config.errors import BodyRefused
 
 
 class BoundedJSONParser(JSONParser):
@@ -17,7 +18,4 @@ class BoundedJSONParser(JSONParser):
         try:
             return jsonbody.parse(raw, max_bytes=limit, empty={})
         except jsonbody.BodyError as error:
-            # Imported here: config.errors imports DRF's views, which import this module.
-            from config.errors import BodyRefused
-
             raise BodyRefused(error) from None

@@ -16,8 +16,11 @@ from rest_framework import serializers
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
 ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "description": "Every error answer: a machine-readable `code` and a sentence in `detail`; a field's errors are "
-    'keyed by the field as DRF does (`{"version": ["…"], "code": "invalid"}`).',
+    "description": "Every error answer, the API's and the agents' and envelope routes' alike "
+    "(`config.jsonbody.error_body`): a machine-readable `code` and a sentence in `detail`; an error about one "
+    "field also names it in `field` and keys the sentence by the field as DRF does "
+    '(`{"code": "invalid", "detail": "…", "field": "version", "version": ["…"]}`). DRF\'s own validation errors '
+    "are keyed by field and carry `code`.",
     "properties": {
         "code": {
             "type": "string",
@@ -25,7 +28,7 @@ ERROR_SCHEMA: dict[str, Any] = {
             "`rate_limited`, `too_large`, … or a more precise one named by the operation.",
         },
         "detail": {"type": "string"},
-        "field": {"type": "string", "description": "The field a body error is about, when it is one."},
+        "field": {"type": "string", "description": "The field the error is about, when it is one."},
     },
     "required": ["code"],
     "additionalProperties": {"description": "A field's errors, keyed by the field: a list of sentences."},

@@ -11,11 +11,11 @@ import threading
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
-from functools import partial
 
 from asgiref.sync import SyncToAsync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
-from django.db import transaction
+
+from config.effects import after_commit
 
 log = logging.getLogger(__name__)
 
@@ -24,14 +24,14 @@ def publish_on_commit(group: str, type: str, **ids: int | str) -> None:
     # `event` names this one publication: the consumers of one process that receive it render it once.
     message = {"type": type, **ids, "event": uuid.uuid4().hex}
     json.dumps(message)  # fail in the caller, not later inside a callback
-    transaction.on_commit(partial(_send, group, message), robust=True)
+    after_commit(_send, group, message)
 
 
 def publish_to_users_on_commit(users: Callable[[], Iterable[int]], type: str, **ids: int | str) -> None:
     """To each `user.<id>` group of the ids `users()` gives after commit (who sees what, as it is then)."""
     message = {"type": type, **ids, "event": uuid.uuid4().hex}
     json.dumps(message)
-    transaction.on_commit(partial(_send_to_users, users, message), robust=True)
+    after_commit(_send_to_users, users, message)
 
 
 def _send_to_users(users: Callable[[], Iterable[int]], message: dict) -> None:

@@ -2,7 +2,7 @@
 
 The server never sends a command: a job names the artifact to put in place, and the agent runs its own,
 locally configured deploy command. Wrong token → 401, another environment's job → 403, malformed → 400, an id
-that cannot exist → 404, all as `{"code", "detail"}` (plus `field`); bodies go through `config/jsonbody.py` and
+that cannot exist → 404, all in the API's error shape (`config.jsonbody.error_body`); bodies go through `config/jsonbody.py` and
 ids are checked before any query.
 """
 
@@ -26,6 +26,7 @@ from environments.jobs import (
 from environments.models import RegistrationToken, Target
 from environments.services import do_register_agent
 from releases.models import ApiToken, RolloutStep
+from releases.rollouts import sign
 
 log = logging.getLogger("slipway.agent")
 
@@ -33,14 +34,17 @@ log = logging.getLogger("slipway.agent")
 MAX_KEY = 200  # longer than any token Slipway issues: unknown without a query
 
 
-def _error(status: int, detail: str, code: str = "invalid", **fields) -> JsonResponse:
-    log.warning("agent request refused (%s): %s", status, detail)
-    return JsonResponse({"code": code, "detail": detail, **fields}, status=status)
+def _error(status: int, detail: str, code: str = "invalid", *, field: str | None = None) -> JsonResponse:
+    return _refusal(status, jsonbody.error_body(code, detail, field=field))
+
+
+def _refusal(status: int, body: dict) -> JsonResponse:
+    log.warning("agent request refused (%s): %s", status, body["detail"])
+    return JsonResponse(body, status=status)
 
 
 def _unknown_agent() -> JsonResponse:
-    status, body = UNKNOWN_AGENT
-    return _error(status, body["detail"], body["code"])
+    return _refusal(*UNKNOWN_AGENT)
 
 
 def _not_found(what: str) -> JsonResponse:
@@ -54,7 +58,7 @@ def _json_body(request: HttpRequest, *, replace_nul: bool = False) -> dict | Jso
     except RequestDataTooBig:  # a chunked body past DATA_UPLOAD_MAX_MEMORY_SIZE (no Content-Length to refuse)
         return _error(413, f"The body is larger than {jsonbody.MAX_BYTES // (1024 * 1024)} MB.", "too_large")
     except jsonbody.BodyError as error:
-        return _error(error.status, error.detail, error.code, field="non_field_errors")
+        return _refusal(error.status, error.as_json())  # as the API answers the same body
     if not isinstance(body, dict):
         return _error(400, "The body must be a JSON object.", field="non_field_errors")
     return body
@@ -149,8 +153,6 @@ def output(request: HttpRequest, pk: str) -> HttpResponse:
 @csrf_exempt
 def webhook_callback(request: HttpRequest, pk: str) -> HttpResponse:
     """The webhook driver's receiver reports a job, signing the body with the environment's secret."""
-    from releases.rollouts import sign
-
     step_id = jsonbody.id_from_path(pk)
     if step_id is None:
         return _not_found(f"webhook job #{pk[:30]}")
@@ -180,10 +182,5 @@ def webhook_callback(request: HttpRequest, pk: str) -> HttpResponse:
 def _answer(answer) -> JsonResponse:
     status, body = answer
     if status != 200:
-        return _error(
-            status,
-            body["detail"],
-            body["code"],
-            **{k: v for k, v in body.items() if k not in ("detail", "code")},
-        )
+        return _refusal(status, body)  # built by jobs.refused: the one error shape
     return JsonResponse(body)

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from urllib.parse import parse_qs
 
+from django.db import connection
+
 from config import jsonbody
 from config.lean_asgi import read_body
 from environments.jobs import (
@@ -34,10 +36,10 @@ from environments.jobs import (
     Report,
     authenticate,
     do_claim_jobs,
+    do_release_jobs,
     do_store_reports,
     parse_report,
     refused,
-    release_jobs,
     touch,
 )
 from releases.signals import agent_work_available
@@ -175,8 +177,6 @@ class AgentBroker:
         Each part fails alone: reports are answered even when the claims fail (`found` is then None), and a report
         that fails its batch is answered on its own while the others are stored (`do_store_reports`).
         """
-        from django.db import connection
-
         answers = []
         if reports:
             try:
@@ -215,7 +215,7 @@ class AgentBroker:
             if not delivered:
                 unclaimed.append(job["id"])
         if unclaimed:
-            self._executor.submit(release_jobs, unclaimed)
+            self._executor.submit(do_release_jobs, unclaimed)
 
     def _expire(self) -> None:
         """Answer the long-polls whose wait is over (204). Every round calls this: with a thousand agents waiting,
@@ -269,7 +269,7 @@ async def agent_app(scope, receive, send) -> None:
 
     Everything a request says is checked here, before the broker (and the database) sees it: the method, the
     token's length, `wait`, the job id (positive, 64-bit) and the body (`config/jsonbody.py`: size, nesting,
-    numbers, text), then the report's fields. Refusals are `{"code", "detail"}` with a 4xx.
+    numbers, text), then the report's fields. Refusals are the API's error shape (`jobs.refused`) with a 4xx.
     """
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
     scheme, _, key = headers.get("authorization", "").partition(" ")
@@ -307,7 +307,7 @@ async def agent_app(scope, receive, send) -> None:
     try:
         body = jsonbody.parse(raw, max_bytes=MAX_BODY, empty={}, replace_nul=True)  # output is free text
     except jsonbody.BodyError as error:
-        return await _respond(send, error.status, {**error.as_json(), "field": "non_field_errors"})
+        return await _respond(send, *refused(error.status, error.code, error.detail, field=error.field))
     report = parse_report(key, step_id, body)
     if isinstance(report, tuple):
         return await _respond(send, *report)

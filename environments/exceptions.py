@@ -1,6 +1,6 @@
 """Environment errors, each with a stable `code`."""
 
-from config.errors import Conflict, Invalid
+from config.errors import Conflict, Invalid, NotFound
 
 
 class EnvironmentExists(Conflict):
@@ -13,3 +13,7 @@ class PositionTaken(Conflict):
 
 class UnknownEnvironmentSetting(Invalid):
     code = "unknown_setting"
+
+
+class EnvironmentNotFound(NotFound):
+    code = "environment_not_found"

@@ -22,10 +22,13 @@ from django.db import DataError, connection, transaction
 from django.db.models import Exists, F, Max, OuterRef
 from django.utils import timezone
 
+from config.jsonbody import error_body
 from config.pgarrays import insert_rows, update_rows
 from environments.models import Environment, Target
 from monitoring.services import HealthCheck, record_health_checks
+from releases import audit
 from releases.models import ApiToken, Release, Rollout, RolloutStep
+from releases.permissions import Actor
 from releases.rollouts import enqueue_advance, publish_changed
 
 OPEN = (RolloutStep.Status.PENDING, RolloutStep.Status.RUNNING)
@@ -39,8 +42,8 @@ Answer = tuple[int, dict]
 
 
 def refused(status: int, code: str, detail: str, **extra: str) -> Answer:
-    """An error answer in the project's shape: `{"code": …, "detail": …}` (plus `field` for a bad field)."""
-    return status, {"code": code, "detail": detail, **extra}
+    """An error answer in the project's one shape (`config.jsonbody.error_body`, as the API answers)."""
+    return status, error_body(code, detail, **extra)
 
 
 UNKNOWN_AGENT = refused(401, "unknown_agent", "Unknown agent token: register again.")
@@ -102,7 +105,10 @@ def authenticate(keys: Iterable[str]) -> dict[str, Target]:
 
 
 def touch(targets: list[Target], every: timedelta = SEEN_EVERY) -> None:
-    """Mark these agents seen now, skipping those written less than `every` ago."""
+    """Mark these agents seen now, skipping those written less than `every` ago.
+
+    Not a `do_*`: like a heartbeat, it only records when an agent was last heard of (no rule, no audit, no
+    transaction of its own), on every authenticated round of the hot path."""
     now = timezone.now()
     stale = [
         t
@@ -192,8 +198,8 @@ def job_of(step: RolloutStep, release: Release) -> dict:
     }
 
 
-def release_jobs(step_ids: Iterable[int]) -> None:
-    """Put claimed jobs whose agent went away before hearing of them back in the queue."""
+def do_release_jobs(step_ids: Iterable[int]) -> None:
+    """Put claimed jobs whose agent went away before hearing of them back in the queue (undoes `do_claim_jobs`)."""
     RolloutStep.objects.filter(pk__any_of=list(step_ids), status=RolloutStep.Status.RUNNING).update(
         status=RolloutStep.Status.PENDING, started_at=None
     )
@@ -415,9 +421,6 @@ def do_append_output(target: Target, step_id: int, chunk: str) -> Answer:
 
 def do_report_webhook_step(step: RolloutStep, *, succeeded: bool, health: dict, output: str) -> Answer:
     """The webhook driver's receiver reports the job it took (its signature checked by the caller)."""
-    from releases import audit
-    from releases.permissions import Actor
-
     with transaction.atomic():
         Rollout.objects.select_for_update().filter(
             pk=step.rollout_id

@@ -1,5 +1,5 @@
-"""Flag errors, each with a stable `code` clients can act on (the body is `{"code": …, "detail": …}`, or
-field-keyed for a field's error)."""
+"""Flag errors, each with a stable `code` clients can act on (the body is `{"code": …, "detail": …}`, plus
+`field` and the field-keyed list for a field's error: `config.jsonbody.error_body`)."""
 
 from config.errors import Conflict, Forbidden, Invalid, NotFound
 
@@ -52,3 +52,7 @@ class FlagEventNotFound(NotFound):
 
 class ChangeRequestNotFound(NotFound):
     code = "change_request_not_found"
+
+
+class UnknownDecision(NotFound):
+    code = "unknown_decision"

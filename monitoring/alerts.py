@@ -177,8 +177,8 @@ def _counts(environment_id: int, version: str, start: datetime, end: datetime) -
         "group_id", "hour", "count", "first_at", "last_at"
     ):
         estimated[group_id] = estimated.get(group_id, 0.0) + n * _share(start, end, hour, first, last)
-    for group_id, n in estimated.items():
-        counted[group_id] = max(counted.get(group_id, 0), round(n))
+    for group_id, estimate in estimated.items():
+        counted[group_id] = max(counted.get(group_id, 0), round(estimate))
     return counted
 
 

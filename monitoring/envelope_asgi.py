@@ -242,7 +242,10 @@ ERROR_CODES |= {415: "unsupported_media_type", 429: "rate_limited"}
 async def _respond(send, status: int, body: dict | None) -> None:
     if status >= 400:
         log.warning("error ingestion refused (%s): %s", status, (body or {}).get("detail"))
-        body = {"code": ERROR_CODES.get(status, "invalid"), **(body or {})}  # the API's error shape
+        fields = dict(body or {})
+        code = fields.pop("code", ERROR_CODES.get(status, "invalid"))
+        # the API's error shape: {"code", "detail"}, plus "field" and {<field>: [detail]} for a field's error
+        body = jsonbody.error_body(code, fields.pop("detail", ""), field=fields.pop("field", None), **fields)
     payload = orjson.dumps(body) if body is not None else b""
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()), *CORS]
     await send({"type": "http.response.start", "status": status, "headers": headers})

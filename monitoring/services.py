@@ -19,9 +19,10 @@ import orjson
 from django.db import connection, transaction
 from django.utils import timezone
 
-from config.errors import Conflict, Invalid
+from config.errors import Invalid
 from environments.models import Environment
 from monitoring import analysis
+from monitoring.exceptions import AnalysisTemplateExists, MetricSourceExists, MetricSourceInUse
 from monitoring.models import (
     AnalysisMeasurement,
     AnalysisRun,
@@ -35,7 +36,7 @@ from monitoring.models import (
 )
 from monitoring.parsing import ErrorIn, SampleIn
 from releases import audit
-from releases.models import Application, Release
+from releases.models import Application, Release, Rollout
 from releases.permissions import Actor, Permission, require
 
 FUTURE_SKEW = timedelta(minutes=1)  # a client clock further ahead than this is not believed
@@ -337,7 +338,7 @@ def do_push_samples(actor: Actor, application: Application, samples: Sequence[Sa
             raise Invalid(
                 f"'{sample.environment}' is not an environment of {application.slug}.",
                 field=f"samples[{index}].labels.environment",
-                extra={"index": index, "field": "labels.environment"},
+                extra={"index": index},
             )
     for environment in environments.values() or [_pinned(actor, application)]:
         require(actor, Permission.WRITE_METRICS, application, environment)
@@ -459,7 +460,9 @@ def do_create_metric_source(actor: Actor, application: Application, data: dict) 
         pk=application.pk
     )  # two creations of one name: one after the other
     if MetricSource.objects.filter(application=application, name=fields["name"]).exists():
-        raise Conflict(f"{application.slug} already has a metric source '{fields['name']}'.", field="name")
+        raise MetricSourceExists(
+            f"{application.slug} already has a metric source '{fields['name']}'.", field="name"
+        )
     source = MetricSource.objects.create(application=application, **fields)
     audit.record(
         actor, "metric_source.created", source, application=application, after=analysis.source_audit(fields)
@@ -476,7 +479,7 @@ def do_update_metric_source(actor: Actor, source: MetricSource, data: dict) -> M
     fields = analysis.parse_source(data, current=before)
     if fields["name"] != source.name:
         if MetricSource.objects.filter(application=source.application_id, name=fields["name"]).exists():
-            raise Conflict(
+            raise MetricSourceExists(
                 f"{source.application.slug} already has a metric source '{fields['name']}'.", field="name"
             )
         _refuse_if_used(source, "renamed")
@@ -522,7 +525,7 @@ def _refuse_if_used(source: MetricSource, what: str) -> None:
         if any(m["source"] == source.name for m in t.metrics)
     ]
     if users:
-        raise Conflict(
+        raise MetricSourceInUse(
             f"Metric source '{source.name}' is used by template{'s' if len(users) > 1 else ''} "
             f"{', '.join(users)}: it cannot be {what}.",
             extra={"templates": users},
@@ -547,7 +550,7 @@ def do_create_analysis_template(actor: Actor, application: Application, data: di
     Application.objects.select_for_update().get(pk=application.pk)
     fields = analysis.parse_template(data, sources=_sources(application.pk))
     if AnalysisTemplate.objects.filter(application=application, name=fields["name"]).exists():
-        raise Conflict(
+        raise AnalysisTemplateExists(
             f"{application.slug} already has an analysis template '{fields['name']}'.", field="name"
         )
     template = AnalysisTemplate.objects.create(application=application, **fields)
@@ -566,7 +569,7 @@ def do_update_analysis_template(actor: Actor, template: AnalysisTemplate, data: 
         fields["name"] != template.name
         and AnalysisTemplate.objects.filter(application=template.application_id, name=fields["name"]).exists()
     ):
-        raise Conflict(
+        raise AnalysisTemplateExists(
             f"{template.application.slug} already has an analysis template '{fields['name']}'.", field="name"
         )
     for name, value in fields.items():
@@ -638,8 +641,6 @@ def do_run_analysis(
     if baseline_started_at is not None and baseline_ended_at <= baseline_started_at:  # type: ignore[operator]
         raise Invalid("The baseline's window ends after it starts.", field="baseline_ended_at")
     if rollout_id is not None and release is None:
-        from releases.models import Rollout
-
         release = Release.objects.filter(
             pk=Rollout.objects.filter(pk=rollout_id).values("release_id")[:1]
         ).first()

@@ -93,3 +93,59 @@ class NotPermitted(Forbidden):
 
 class ArtifactImmutable(Conflict):
     code = "artifact_immutable"
+
+
+class OwnIdentityRequest(Forbidden):
+    code = "own_identity_request"
+
+
+class TokenNeedsRole(Forbidden):
+    """A token pinned to an environment whose application its user has no role on."""
+
+    code = "token_needs_role"
+
+
+class ApplicationNotFound(NotFound):
+    code = "application_not_found"
+
+
+class ArtifactNotFound(NotFound):
+    code = "artifact_not_found"
+
+
+class UserNotFound(NotFound):
+    code = "user_not_found"
+
+
+class MembershipNotFound(NotFound):
+    code = "membership_not_found"
+
+
+class TokenNotFound(NotFound):
+    code = "token_not_found"
+
+
+class LockNotFound(NotFound):
+    code = "lock_not_found"
+
+
+class FreezeNotFound(NotFound):
+    code = "freeze_not_found"
+
+
+class BlockerNotFound(NotFound):
+    code = "blocker_not_found"
+
+
+class RolloutNotFound(NotFound):
+    """The release has no rollout (its environment has no deploy targets)."""
+
+    code = "rollout_not_found"
+
+
+class UnknownCommand(NotFound):
+    code = "unknown_command"
+
+
+class UnknownDecision(NotFound):
+    code = "unknown_decision"

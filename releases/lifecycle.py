@@ -7,6 +7,7 @@ from functools import partial
 from django.db import transaction
 from django.utils import timezone
 
+from config.effects import after_commit
 from dashboard.live import publish_on_commit, publish_to_users_on_commit
 from environments.models import Environment
 from releases import audit
@@ -62,7 +63,7 @@ def transition(actor: Actor, release: Release, to: str, *, note: str = "") -> Re
         if release.kind == Release.Kind.ROLLBACK:
             _mark_rolled_back(actor, release)
         # The layers above react (re-check blocked releases, auto-promote) without this module importing them.
-        transaction.on_commit(partial(release_succeeded.send, sender=Release, release=release), robust=True)
+        after_commit(release_succeeded.send, sender=Release, release=release)
     notify_on_commit(release)
     if Release.Status.PENDING_APPROVAL in (before, to):
         publish_inbox_on_commit(release)

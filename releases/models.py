@@ -11,6 +11,8 @@ from django.core.validators import EmailValidator, RegexValidator
 from django.db import models
 from django.db.models.functions import Lower
 
+from releases.exceptions import ArtifactImmutable
+
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 SHA_PATTERN = r"^[0-9a-f]{40}$"
 VERSION_PATTERN = r"^\S{1,100}$"
@@ -98,8 +100,6 @@ class Artifact(models.Model):
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         if not self._state.adding:
-            from releases.exceptions import ArtifactImmutable  # errors load DRF, which loads these models
-
             raise ArtifactImmutable(f"Artifact {self.version} is immutable.")
         super().save(*args, **kwargs)
 

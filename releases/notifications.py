@@ -9,12 +9,12 @@ import json
 import logging
 import urllib.error
 import urllib.request
-from functools import partial
 
 from django.conf import settings
-from django.db import transaction
 from django.urls import reverse
 
+from config.effects import after_commit
+from releases.batches import release_batch
 from releases.models import NotificationHook, Release
 from releases.queue import run_task
 
@@ -39,7 +39,7 @@ def notify_on_commit(release: Release) -> None:
     event = STATUS_EVENTS.get(release.status)
     if event is None:
         return
-    transaction.on_commit(partial(_enqueue, release.pk, event), robust=True)
+    after_commit(_enqueue, release.pk, event)
 
 
 def _enqueue(release_id: int, event: str) -> None:
@@ -72,8 +72,6 @@ def message(release: Release, event: str) -> dict:
     }
     text = lines[event]
     if event == "waiting":
-        from releases.batches import release_batch
-
         people = [g.username or g.author for g in release_batch(release).groups]
         # Approving from chat is one click: the link opens the release page, where each person's group waits.
         text += "\n" + "\n".join(f"• {person}: <{link}|approve your changes>" for person in people)

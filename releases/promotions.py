@@ -9,11 +9,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, time
-from functools import partial
 
 from django.db import transaction
 from django.utils import timezone
 
+from config.effects import after_commit
 from config.errors import Invalid, SlipwayError
 from dashboard.live import publish_on_commit
 from environments.models import Environment, FreezeWindow, Lock
@@ -76,17 +76,22 @@ def _locked_release(release_id: int) -> Release:
 
 
 def _dispatch_on_commit(release: Release) -> None:
-    transaction.on_commit(partial(release_queued, release.pk))
+    after_commit(release_queued, release.pk, robust=False)
 
 
-def _advance(actor: Actor, release: Release) -> Release:
-    """Move a release as far as it can go now: approved once approvals are complete, queued once unblocked."""
+def _advance(actor: Actor, release: Release, batch: Batch | None = None) -> Release:
+    """Move a release as far as it can go now: approved once approvals are complete, queued once unblocked.
+
+    `batch`: the release's batch when the caller has it (`do_decide`), so it is computed once per request; the
+    approval state read here is the one `blocked_by` checks."""
     approvals = list(release.approvals.all())
+    state = None
     if release.status == Release.Status.PENDING_APPROVAL:
-        state = approval_state(release, release_batch(release), approvals)
+        batch = batch or release_batch(release)
+        state = approval_state(release, batch, approvals)
         if state.complete:
             transition(actor, release, Release.Status.APPROVED)
-    if release.status == Release.Status.APPROVED and not blocked_by(release, approvals):
+    if release.status == Release.Status.APPROVED and not blocked_by(release, approvals, batch, state=state):
         transition(actor, release, Release.Status.QUEUED)
         _dispatch_on_commit(release)
     return release
@@ -267,7 +272,7 @@ def do_decide(actor: Actor, release_id: int, *, decision: str, comment: str = ""
     if decision == Approval.Decision.REJECT:
         transition(actor, release, Release.Status.REJECTED, note=comment)
     else:
-        _advance(actor, release)
+        _advance(actor, release, batch)
     # Open release pages show each decision as it is given, not only the one that moves the release; a decision
     # changes what is left for others to approve.
     publish_on_commit(f"release.{release.pk}", "release.changed", release_id=release.pk)
@@ -399,7 +404,7 @@ def recheck_all(actor: Actor | None = None) -> None:
 
 
 def _recheck_on_commit(environment: Environment) -> None:
-    transaction.on_commit(partial(recheck_environment, Actor.system(), environment.pk))
+    after_commit(recheck_environment, Actor.system(), environment.pk, robust=False)
 
 
 # --- locks, freeze windows, blockers ---------------------------------------------------------

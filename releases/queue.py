@@ -8,14 +8,12 @@ registry at call time, so eager mode and the in-process worker of the embedded r
 from __future__ import annotations
 
 import importlib
-from functools import partial
 
-from django.db import transaction
+from config.celery import app
+from config.effects import after_commit
 
 
 def run_task(name: str, *args) -> None:
-    from config.celery import app
-
     if (
         name not in app.tasks
     ):  # the tasks module registers on import; web processes may not have loaded it yet
@@ -25,4 +23,4 @@ def run_task(name: str, *args) -> None:
 
 def enqueue_on_commit(name: str, *args) -> None:
     """`releases.tasks.advance_rollout`, 12 → `advance_rollout.delay(12)` once the transaction commits."""
-    transaction.on_commit(partial(run_task, name, *args), robust=True)
+    after_commit(run_task, name, *args)

@@ -8,12 +8,36 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery
-from django.db.models.functions import Lower
+from django.db.models import (
+    BooleanField,
+    Count,
+    Exists,
+    ExpressionWrapper,
+    F,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+)
+from django.db.models.functions import Coalesce, Lower
 
-from environments.models import Environment
-from releases.models import Application, Artifact, AuditEvent, AuthorIdentity, Change, Membership
+from environments.models import Environment, Target
+from releases.models import (
+    Application,
+    Approval,
+    Artifact,
+    AuditEvent,
+    AuthorIdentity,
+    Change,
+    Membership,
+    Release,
+    Rollout,
+    RolloutStep,
+)
 from releases.permissions import Permission, roles_with, visible_applications
+from releases.planning import slots, uses_blue_green
 
 User = get_user_model()
 
@@ -219,8 +243,6 @@ def audit_events(
 
 
 def releases_of(application: Application) -> QuerySet:
-    from releases.models import Approval, Release
-
     return (
         Release.objects.filter(application=application)
         .select_related("environment", "artifact", "previous_artifact", "requested_by", "forced_by")
@@ -237,8 +259,6 @@ def release_timeline(release) -> QuerySet[AuditEvent]:
 
 
 def rollout_page(rollout_id: int):
-    from releases.models import Rollout, RolloutStep
-
     return (
         Rollout.objects.select_related(
             "release__environment", "release__artifact", "release__previous_artifact"
@@ -252,11 +272,6 @@ def rollout_page(rollout_id: int):
 def targets_of(environment: Environment) -> QuerySet:
     """The environment's hosts by name, each with `drifted` (it runs another version than the environment and
     `expected_version`, what the environment runs): one query."""
-    from django.db.models import BooleanField, ExpressionWrapper, F, Value
-    from django.db.models.functions import Coalesce
-
-    from environments.models import Target
-
     expected = Coalesce(F("environment__current_artifact__version"), Value(""))
     return (
         Target.objects.filter(environment=environment)
@@ -269,8 +284,6 @@ def targets_of(environment: Environment) -> QuerySet:
 def rollback_candidates(environment: Environment) -> QuerySet[Artifact]:
     """Versions an environment may roll back to: ones that succeeded there, registered before what runs now,
     newest first (a newer version is a roll forward: release it). One query."""
-    from releases.models import Release
-
     good = Release.objects.filter(
         environment=environment, status__in=(Release.Status.SUCCEEDED, Release.Status.ROLLED_BACK)
     ).values("artifact_id")
@@ -304,8 +317,6 @@ def usernames(limit: int = 1000) -> list[str]:
 def targets_with_slots(environment: Environment) -> tuple[list, bool]:
     """The environment's hosts (as `targets_of`), and whether it deploys blue/green; then each host carries its
     `slot` (as the planner splits them, by name) and whether that slot is `live`. One query."""
-    from releases.planning import slots, uses_blue_green
-
     targets = list(targets_of(environment))
     blue_green = uses_blue_green(environment.strategy, len(targets))
     if blue_green:

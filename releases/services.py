@@ -9,7 +9,6 @@ import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -19,7 +18,9 @@ from django.db.models import Q
 from django.db.models.functions import Lower
 from django.utils import timezone
 
-from config.errors import Forbidden, Invalid, NotFound
+from config.effects import after_commit
+from config.errors import Invalid
+from monitoring.services import create_ingest_key
 from releases import access, audit, selectors
 from releases.exceptions import (
     ApplicationExists,
@@ -28,7 +29,13 @@ from releases.exceptions import (
     IdentityRequestDecided,
     IdentityTaken,
     LastAdmin,
+    MayNotDecide,
+    MembershipNotFound,
+    NotPermitted,
+    OwnIdentityRequest,
+    TokenNeedsRole,
     TokenNotAllowed,
+    TokenNotFound,
 )
 from releases.models import (
     ApiToken,
@@ -50,11 +57,11 @@ def _require_global(actor: Actor, scope: str, django_perm: str, what: str) -> No
     if actor.user is None:  # the system
         return
     if not actor.has_scope(scope):
-        raise Forbidden(f"This token lacks the '{scope}' scope.")
+        raise NotPermitted(f"This token lacks the '{scope}' scope.")
     if actor.token is not None and actor.token.environment is not None:
-        raise Forbidden(f"This token acts on {actor.token.environment.label} only.")
+        raise NotPermitted(f"This token acts on {actor.token.environment.label} only.")
     if not actor.user.has_perm(django_perm):
-        raise Forbidden(f"You may not {what}: ask a Slipway administrator.")
+        raise NotPermitted(f"You may not {what}: ask a Slipway administrator.")
 
 
 @transaction.atomic(durable=True)
@@ -72,8 +79,6 @@ def do_create_application(actor: Actor, *, slug: str, name: str, repository_url:
         application,
         after={"slug": slug, "name": name, "repository_url": repository_url},
     )
-    from monitoring.services import create_ingest_key  # here: monitoring imports releases
-
     create_ingest_key(actor, application)
     return application
 
@@ -133,7 +138,7 @@ def _register_artifact(actor: Actor, application: Application, data: ArtifactIn)
     audit.record(
         actor, "artifact.registered", artifact, application=application, after=_artifact_summary(data)
     )
-    transaction.on_commit(partial(_auto_promote, artifact.pk))
+    after_commit(_auto_promote, artifact.pk, robust=False)
     return artifact, True
 
 
@@ -193,7 +198,7 @@ def _lock_access(application: Application) -> Application:
     application = Application.objects.select_for_update().get(pk=application.pk)
     application.access_version += 1
     application.save(update_fields=["access_version"])
-    transaction.on_commit(partial(access.saw, application.pk, application.access_version))
+    after_commit(access.saw, application.pk, application.access_version, robust=False)
     return application
 
 
@@ -215,7 +220,7 @@ def do_grant_role(
     """
     require(actor, Permission.MANAGE_MEMBERS, application)
     if role == Role.ADMIN and not can(actor, Permission.ADMIN, application):
-        raise Forbidden(f"Only an admin of {application.slug} grants the admin role.", field="role")
+        raise NotPermitted(f"Only an admin of {application.slug} grants the admin role.", field="role")
     if role not in Role.values:
         raise Invalid(f"Unknown role '{role}'. Known: {', '.join(Role.values)}.", field="role")
     if environment is not None:
@@ -250,7 +255,7 @@ def do_revoke_role(actor: Actor, membership: Membership) -> None:
     application = _lock_access(application)
     current = Membership.objects.select_related("user", "environment").filter(pk=membership.pk).first()
     if current is None:
-        raise NotFound("No such membership: it was revoked already.")
+        raise MembershipNotFound("No such membership: it was revoked already.")
     membership = current
     # Counted under the application's lock: two admins revoking each other at once cannot both succeed.
     if (
@@ -295,7 +300,7 @@ def _identity_admin(actor: Actor) -> bool:
 
 def _require_self_service(actor: Actor) -> None:
     if actor.token is not None and not actor.token.has_scope(Scope.ADMIN):
-        raise Forbidden(f"This token lacks the '{Scope.ADMIN}' scope.")
+        raise NotPermitted(f"This token lacks the '{Scope.ADMIN}' scope.")
 
 
 @transaction.atomic(durable=True)
@@ -411,18 +416,18 @@ def _locked_request(actor: Actor, link_id: int) -> AuthorIdentity:
     if actor.token is not None and (
         not actor.token.has_scope(Scope.APPROVALS_WRITE) or actor.token.environment_id is not None
     ):
-        raise Forbidden(
+        raise NotPermitted(
             f"Deciding identity requests needs a token with the '{Scope.APPROVALS_WRITE}' scope "
             "and no environment."
         )
     assert actor.user is not None  # the system passed above
     if link.user_id == actor.user.pk:
-        raise Forbidden(
+        raise OwnIdentityRequest(
             "Someone else confirms your own request: an administrator, or a release manager of an "
             "application where this identity authored changes."
         )
     if not selectors.identity_requests_for(actor.user).filter(pk=link.pk).exists():
-        raise Forbidden(
+        raise MayNotDecide(
             f"Only an administrator, or a release manager of an application where '{link.identity}' "
             "authored changes, decides this request."
         )
@@ -498,7 +503,7 @@ def do_create_api_token(
         raise TokenNotAllowed("Tokens are created in the browser or with manage.py, not with another token.")
     # A token never adds roles: one pinned to an application with no role there could only leak its flags.
     if environment is not None and not has_role(user, environment.application_id):
-        raise Forbidden(
+        raise TokenNeedsRole(
             f"{user.get_username()} has no role on {environment.application.slug}: "
             "a token pinned there needs one (ask an admin or release manager).",
             field="environment",
@@ -532,7 +537,7 @@ def do_revoke_api_token(actor: Actor, token: ApiToken) -> ApiToken:
     """Revoke a token; it stops working at once."""
     token = ApiToken.objects.select_for_update().get(pk=token.pk)
     if actor.user is not None and actor.user != token.user and not actor.user.is_superuser:
-        raise NotFound("No such token.")
+        raise TokenNotFound("No such token.")
     if token.revoked_at is None:
         token.revoked_at = timezone.now()
         token.save(update_fields=["revoked_at"])

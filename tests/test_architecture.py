@@ -31,6 +31,10 @@ WRITE_PATH = [
     "releases.lifecycle",
     "releases.rollouts",
     "releases.rollouts.reconciler",
+    "releases.rollouts.folding",
+    "releases.rollouts.retries",
+    "releases.rollouts.dispatching",
+    "releases.rollouts.liveness",
     "releases.rollouts.gates",
     "releases.rollouts.drivers",
     "releases.rollouts.controls",
@@ -193,3 +197,87 @@ def test_each_module_of_the_write_path_imports_alone():
         if process.returncode != 0:
             failures[name] = output[-2000:]
     assert failures == {}
+
+
+GENERIC_ERRORS = {"Conflict", "Forbidden", "NotFound", "Invalid", "SlipwayError"}
+
+
+def test_raised_domain_errors_name_their_condition():
+    """A client tells conditions apart by `code`: no module raises the generic 409/403/404 ("conflict",
+    "forbidden", "not_found") but a named subclass from its app's exceptions.py; a plain `Invalid` is only for a
+    field's validation and names the field."""
+    generic = []
+    for path in modules().values():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call)):
+                continue
+            func = node.exc.func
+            raised = (
+                func.id
+                if isinstance(func, ast.Name)
+                else func.attr
+                if isinstance(func, ast.Attribute)
+                else ""
+            )
+            if raised not in GENERIC_ERRORS:
+                continue
+            if raised == "Invalid" and any(keyword.arg == "field" for keyword in node.exc.keywords):
+                continue
+            generic.append(f"{path.relative_to(ROOT)}:{node.lineno} raises {raised}")
+    assert not generic, "\n".join(generic)
+
+
+# Imports inside functions hide a load order: each one left in these modules says on its line why it must wait.
+NO_HIDDEN_IMPORTS = [
+    *WRITE_PATH,
+    "releases.rollouts.common",
+    "releases.models",
+    "releases.selectors",
+    "releases.queue",
+    "config.errors",
+    "config.api_errors",
+    "config.parsers",
+    "config.api",
+]
+
+
+def test_the_write_path_imports_at_the_top_or_says_why_not():
+    mods, hidden = modules(), []
+    for name in NO_HIDDEN_IMPORTS:
+        lines = mods[name].read_text().splitlines()
+        for function in ast.walk(ast.parse("\n".join(lines))):
+            if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            for node in ast.walk(function):
+                if isinstance(node, ast.Import | ast.ImportFrom) and "#" not in lines[node.lineno - 1]:
+                    hidden.append(
+                        f"{mods[name].relative_to(ROOT)}:{node.lineno}: {lines[node.lineno - 1].strip()}"
+                    )
+    assert not hidden, "imports inside functions without a reason:\n" + "\n".join(hidden)
+
+
+def test_domain_errors_load_without_drf():
+    """Models raise domain errors, and DRF's views load the API's settings, which load the models: `config.errors`
+    must not import DRF (the handler is `config.api_errors`), or the models need an import inside `save()`."""
+    code = (
+        "import os, sys\nos.environ.setdefault('DJANGO_SETTINGS_MODULE', 'config.settings')\n"
+        "import config.errors\nassert 'rest_framework.views' not in sys.modules, 'config.errors loads DRF views'"
+    )
+    process = _run(code)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output
+
+
+def test_effects_after_commit_go_through_one_helper():
+    """`config.effects.after_commit` is the one place that calls `transaction.on_commit`."""
+    direct = []
+    for name, path in modules().items():
+        if name == "config.effects":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                func = node.func
+                called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+                if called == "on_commit":
+                    direct.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not direct, "transaction.on_commit outside config/effects.py:\n" + "\n".join(direct)

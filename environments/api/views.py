@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.api import HttpURLField, OptionalURLOut
-from config.errors import NotFound
+from environments.exceptions import EnvironmentNotFound
 from environments.models import Environment
 from environments.services import (
     EDITABLE_FIELDS,
@@ -114,7 +114,7 @@ def environment_for(
     application = application_for(request, slug, permission)
     environment = selectors.environments_of(application).filter(name=name).first()
     if environment is None:
-        raise NotFound(f"No environment '{name}' in {slug}.")
+        raise EnvironmentNotFound(f"No environment '{name}' in {slug}.")
     environment.application = application
     return environment
 

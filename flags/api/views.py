@@ -9,10 +9,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.api import paginated
-from config.errors import NotFound
 from config.schema import PAGE_PARAMETERS, page_of
 from environments.api.views import environment_for
-from flags.exceptions import ChangeRequestNotFound, FlagEventNotFound, FlagNotFound
+from flags.exceptions import ChangeRequestNotFound, FlagEventNotFound, FlagNotFound, UnknownDecision
 from flags.models import KEY_PATTERN, ChangeRequest, Flag, FlagEvent, FlagState, ScheduledChange, Segment
 from flags.services import (
     do_archive_flag,
@@ -378,7 +377,7 @@ class ChangeRequestDecisionView(APIView):
     )
     def post(self, request: Request, slug: str, key: str, pk: int, decision: str) -> Response:
         if decision not in ("approve", "reject"):
-            raise NotFound(f"No decision '{decision}': approve or reject.")
+            raise UnknownDecision(f"No decision '{decision}': approve or reject.")
         flag = flag_for(request, slug, key)
         change = ChangeRequest.objects.filter(flag=flag, pk=pk).first()
         if change is None:

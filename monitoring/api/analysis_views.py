@@ -13,10 +13,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.api import Pagination
-from config.errors import Invalid, NotFound
+from config.errors import Invalid
 from config.schema import PAGE_PARAMETERS, page_of
 from monitoring import selectors
 from monitoring.analysis import METRIC_DEFAULTS, TEMPLATE_DEFAULTS
+from monitoring.exceptions import AnalysisRunNotFound, AnalysisTemplateNotFound, MetricSourceNotFound
 from monitoring.models import AnalysisMeasurement, AnalysisRun, AnalysisTemplate, MetricSource
 from monitoring.services import (
     do_create_analysis_template,
@@ -95,7 +96,7 @@ def source_for(request: Request, slug: str, name: str) -> MetricSource:
         MetricSource.objects.filter(application=application, name=name).select_related("application").first()
     )
     if source is None:
-        raise NotFound(f"No metric source '{name}' in {slug}.")
+        raise MetricSourceNotFound(f"No metric source '{name}' in {slug}.")
     return source
 
 
@@ -233,7 +234,7 @@ def template_for(request: Request, slug: str, name: str) -> AnalysisTemplate:
         .first()
     )
     if template is None:
-        raise NotFound(f"No analysis template '{name}' in {slug}.")
+        raise AnalysisTemplateNotFound(f"No analysis template '{name}' in {slug}.")
     return template
 
 
@@ -400,5 +401,5 @@ class AnalysisRunDetailView(APIView):
         application = application_for(request, slug)
         run = selectors.analysis_run(application, pk, with_values=True)
         if run is None:
-            raise NotFound(f"No analysis run #{pk} in {slug}.")
+            raise AnalysisRunNotFound(f"No analysis run #{pk} in {slug}.")
         return Response(AnalysisRunDetailOut(run).data)

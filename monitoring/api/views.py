@@ -11,10 +11,11 @@ from rest_framework.views import APIView
 
 from config import jsonbody
 from config.api import Pagination
-from config.errors import BodyRefused, Invalid, NotFound, SlipwayError
+from config.errors import BodyRefused, Invalid, SlipwayError
 from config.schema import PAGE_PARAMETERS, page_of
 from environments.models import Environment
 from monitoring import selectors
+from monitoring.exceptions import ErrorGroupNotFound
 from monitoring.models import ErrorGroup, dsn_for
 from monitoring.parsing import BadInput, error_from_json, parse_samples
 from monitoring.services import (
@@ -24,6 +25,7 @@ from monitoring.services import (
     do_rotate_ingest_key,
 )
 from releases.api.views import application_for
+from releases.exceptions import ApplicationNotFound
 from releases.models import Application
 from releases.permissions import Actor, may_see
 
@@ -45,7 +47,7 @@ def _refused(bad: BadInput) -> SlipwayError:
         return TooLarge(bad.detail)
     if bad.index is not None:
         name = f"samples[{bad.index}].{bad.field}" if bad.field else f"samples[{bad.index}]"
-        return Invalid(bad.detail, field=name, extra={"index": bad.index, "field": bad.field})
+        return Invalid(bad.detail, field=name, extra={"index": bad.index})
     return Invalid(bad.detail, field=bad.field)
 
 
@@ -54,7 +56,7 @@ def _application(request: Request, slug: str) -> Application:
     # any role there the application is as unknown as a missing one.
     application = Application.objects.filter(slug=slug).first()
     if application is None or not may_see(Actor.from_request(request), application):
-        raise NotFound(f"No application '{slug}'.")
+        raise ApplicationNotFound(f"No application '{slug}'.")
     return application
 
 
@@ -167,7 +169,7 @@ class ErrorGroupResolveView(APIView):
         application = application_for(request, slug)
         group = ErrorGroup.objects.filter(application=application, pk=pk).first()
         if group is None:
-            raise NotFound(f"No error group {pk} in {application.slug}.")
+            raise ErrorGroupNotFound(f"No error group {pk} in {application.slug}.")
         group = do_resolve_error_group(Actor.from_request(request), group)
         return Response(ErrorGroupOut(group).data)
 

@@ -13,9 +13,10 @@ from rest_framework.views import APIView
 
 from config import jsonbody
 from config.api import HttpURLField, paginated
-from config.errors import BodyRefused, NotFound
+from config.errors import BodyRefused
 from config.schema import PAGE_PARAMETERS, error, page_of
 from releases.api.views import application_for
+from releases.exceptions import ApplicationNotFound
 from releases.models import Application, GitHubHook, NotificationHook
 from releases.permissions import Actor
 from releases.webhooks import (
@@ -59,7 +60,7 @@ class GitHubWebhookView(APIView):
     def post(self, request: Request, slug: str) -> Response:
         application = Application.objects.filter(slug=slug).first()
         if application is None:
-            raise NotFound(f"No application '{slug}'.")
+            raise ApplicationNotFound(f"No application '{slug}'.")
         body = request.body
         verify_signature(
             GitHubHook.objects.filter(application=application).first(),

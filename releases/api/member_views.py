@@ -9,11 +9,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.errors import NotFound
 from config.schema import error
+from environments.exceptions import EnvironmentNotFound
 from environments.models import Environment
 from releases import selectors
 from releases.api.views import application_for
+from releases.exceptions import MembershipNotFound, UserNotFound
 from releases.models import Membership, Role
 from releases.permissions import Actor
 from releases.services import do_grant_role, do_revoke_role
@@ -80,12 +81,14 @@ class MemberListView(generics.ListAPIView):
         username, environment_name = data.validated_data["user"], data.validated_data["environment"]
         user = get_user_model().objects.filter(username=username).first()
         if user is None:
-            raise NotFound(f"No user '{username}'.", field="user")
+            raise UserNotFound(f"No user '{username}'.", field="user")
         environment = None
         if environment_name:
             environment = Environment.objects.filter(application=application, name=environment_name).first()
             if environment is None:
-                raise NotFound(f"No environment '{environment_name}' in {slug}.", field="environment")
+                raise EnvironmentNotFound(
+                    f"No environment '{environment_name}' in {slug}.", field="environment"
+                )
         membership, created = do_grant_role(
             Actor.from_request(request), application, user, data.validated_data["role"], environment
         )
@@ -110,6 +113,6 @@ class MemberDetailView(APIView):
             Membership.objects.filter(application=application, pk=pk).select_related("application").first()
         )
         if membership is None:
-            raise NotFound(f"No membership #{pk} on {slug}.")
+            raise MembershipNotFound(f"No membership #{pk} on {slug}.")
         do_revoke_role(Actor.from_request(request), membership)
         return Response(status=204)

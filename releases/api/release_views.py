@@ -11,13 +11,21 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.api import HttpURLField, OptionalURLOut
-from config.errors import Invalid, NotFound
+from config.errors import Invalid
 from config.schema import PAGE_PARAMETERS
 from environments.api.views import environment_for, validate_strategy
+from environments.exceptions import EnvironmentNotFound
 from environments.models import Environment, FreezeWindow, Lock
 from releases import selectors
 from releases.api.views import application_for
 from releases.batches import ReleaseFacts, describe_releases, group_key
+from releases.exceptions import (
+    ArtifactNotFound,
+    BlockerNotFound,
+    FreezeNotFound,
+    LockNotFound,
+    ReleaseNotFound,
+)
 from releases.models import Approval, Artifact, Blocker, Release, Rollout
 from releases.permissions import Actor
 from releases.promotions import (
@@ -39,7 +47,7 @@ from releases.promotions import (
 def artifact_for(application, version: str) -> Artifact:
     artifact = Artifact.objects.filter(application=application, version=version).first()
     if artifact is None:
-        raise NotFound(f"No artifact {version} in {application.slug}.", field="version")
+        raise ArtifactNotFound(f"No artifact {version} in {application.slug}.", field="version")
     return artifact
 
 
@@ -47,7 +55,7 @@ def release_for(request: Request, slug: str, pk: int) -> Release:
     application = application_for(request, slug)
     release = selectors.releases_of(application).filter(pk=pk).first()
     if release is None:
-        raise NotFound(f"No release #{pk} in {slug}.")
+        raise ReleaseNotFound(f"No release #{pk} in {slug}.")
     return release
 
 
@@ -370,7 +378,7 @@ class LockDetailView(APIView):
         environment = environment_for(request, slug, name)
         lock = Lock.objects.filter(environment=environment, pk=pk).first()
         if lock is None:
-            raise NotFound(f"No lock #{pk} on {slug}/{name}.")
+            raise LockNotFound(f"No lock #{pk} on {slug}/{name}.")
         do_unlock(Actor.from_request(request), lock)
         return Response(status=204)
 
@@ -436,7 +444,7 @@ class FreezeDetailView(APIView):
         environment = environment_for(request, slug, name)
         window = FreezeWindow.objects.filter(environment=environment, pk=pk).first()
         if window is None:
-            raise NotFound(f"No freeze window #{pk} on {slug}/{name}.")
+            raise FreezeNotFound(f"No freeze window #{pk} on {slug}/{name}.")
         do_delete_freeze(Actor.from_request(request), window)
         return Response(status=204)
 
@@ -475,7 +483,7 @@ class BlockerListView(generics.ListAPIView):
         environments = list(Environment.objects.filter(application=application, name__in=names))
         unknown = sorted(set(names) - {e.name for e in environments})
         if unknown:
-            raise NotFound(f"No environment {', '.join(unknown)} in {slug}.", field="environments")
+            raise EnvironmentNotFound(f"No environment {', '.join(unknown)} in {slug}.", field="environments")
         blocker = do_open_blocker(
             Actor.from_request(request),
             application,
@@ -494,5 +502,5 @@ class BlockerResolveView(APIView):
         application = application_for(request, slug)
         blocker = Blocker.objects.filter(application=application, pk=pk).first()
         if blocker is None:
-            raise NotFound(f"No blocker #{pk} in {slug}.")
+            raise BlockerNotFound(f"No blocker #{pk} in {slug}.")
         return Response(BlockerOut(do_resolve_blocker(Actor.from_request(request), blocker)).data)

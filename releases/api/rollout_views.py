@@ -8,13 +8,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.errors import Invalid, NotFound
+from config.errors import Invalid
 from config.schema import error
 from environments.api.views import environment_for
 from environments.models import Target
 from environments.services import do_create_registration_token
 from monitoring.models import AnalysisRun
 from releases.api.release_views import release_for
+from releases.exceptions import RolloutNotFound, UnknownCommand
 from releases.models import Rollout, RolloutStep
 from releases.permissions import Actor
 from releases.rollouts import do_control_rollout
@@ -177,7 +178,7 @@ class RolloutView(APIView):
         release = release_for(request, slug, pk)
         rollout = Rollout.objects.filter(release=release).first()
         if rollout is None:
-            raise NotFound(f"Release #{pk} has no rollout (its environment has no deploy targets).")
+            raise RolloutNotFound(f"Release #{pk} has no rollout (its environment has no deploy targets).")
         return Response(rollout_out(rollout))
 
 
@@ -196,7 +197,7 @@ class RolloutControlView(APIView):
     )
     def post(self, request: Request, slug: str, pk: int, command: str) -> Response:
         if command not in COMMANDS:
-            raise NotFound(f"No rollout command '{command}'.")
+            raise UnknownCommand(f"No rollout command '{command}'.")
         release = release_for(request, slug, pk)
         return Response(rollout_out(do_control_rollout(Actor.from_request(request), release, command)))
 

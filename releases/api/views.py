@@ -9,7 +9,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.errors import NotFound
 from releases import selectors
 from releases.api.serializers import (
     ApplicationDetailOut,
@@ -18,6 +17,13 @@ from releases.api.serializers import (
     ArtifactInSerializer,
     ArtifactListOut,
     ArtifactOut,
+)
+from releases.exceptions import (
+    ApplicationNotFound,
+    ArtifactNotFound,
+    IdentityNotFound,
+    UnknownDecision,
+    UserNotFound,
 )
 from releases.models import Application, AuthorIdentity, identity_validator
 from releases.permissions import Actor, Permission, may_see, require
@@ -37,7 +43,7 @@ def application_for(request: Request, slug: str, permission: Permission = Permis
     application = Application.objects.filter(slug=slug).first()
     actor = Actor.from_request(request)
     if application is None or not may_see(actor, application):
-        raise NotFound(f"No application '{slug}'.")
+        raise ApplicationNotFound(f"No application '{slug}'.")
     require(actor, permission, application)
     return application
 
@@ -90,7 +96,7 @@ class ArtifactDetailView(APIView):
 def _artifact_out(application: Application, version: str) -> dict:
     artifact = selectors.artifact_detail(application, version)
     if artifact is None:
-        raise NotFound(f"No artifact {version} in {application.slug}.")
+        raise ArtifactNotFound(f"No artifact {version} in {application.slug}.")
     artifact.author_groups = selectors.group_by_author(artifact.changes.all())
     return ArtifactOut(artifact).data
 
@@ -133,7 +139,7 @@ class IdentityView(APIView):
         data.is_valid(raise_exception=True)
         user = get_user_model().objects.filter(username=data.validated_data["user"]).first()
         if user is None:
-            raise NotFound(f"No user '{data.validated_data['user']}'.", field="user")
+            raise UserNotFound(f"No user '{data.validated_data['user']}'.", field="user")
         link = do_link_identity(Actor.from_request(request), user, data.validated_data["identity"])
         return Response(
             IdentityOut(link).data, status=201 if link.status == AuthorIdentity.Status.CONFIRMED else 202
@@ -155,7 +161,7 @@ class IdentityDetailView(APIView):
     def delete(self, request: Request, key: str) -> Response:
         link = selectors.identity_link(request.user, key)
         if link is None:
-            raise NotFound(f"No identity '{key}' of yours.")
+            raise IdentityNotFound(f"No identity '{key}' of yours.")
         do_unlink_identity(Actor.from_request(request), link)
         return Response(status=204)
 
@@ -185,7 +191,7 @@ class IdentityRequestDecisionView(APIView):
     )
     def post(self, request: Request, pk: int, decision: str) -> Response:
         if decision not in ("confirm", "decline"):
-            raise NotFound(f"No decision '{decision}': confirm or decline.")
+            raise UnknownDecision(f"No decision '{decision}': confirm or decline.")
         data = IdentityDecisionIn(data=request.data)
         data.is_valid(raise_exception=True)
         actor = Actor.from_request(request)

@@ -2,6 +2,8 @@
 
 - `reconciler`: `start_rollout` and `do_advance_rollout` — fold finished steps, ask the pure planner
   (`releases.planning`) what is next, record it as steps, wait. Idempotent; row locks make two workers safe.
+  Its pass is spread over `folding` (a wave's reports into progress), `retries` (a rollback's hosts not reached),
+  `dispatching` (recording steps) and `liveness` (stuck steps, silent agents).
 - `drivers`: the steps a worker performs (the command and webhook drivers, gates), outside transactions.
 - `gates`: pre-deploy hook, smoke test, canary analysis, blue/green switch — each `(step) -> (ok, output)`.
 - `commands`: shell commands and signed webhook calls the drivers and gates make.
@@ -9,7 +11,8 @@
 - `common`: what they share, and the effects after commit (watchers told, the next advance enqueued, agents woken
   through `releases.signals.agent_work_available`).
 
-Imports run one way: reconciler → drivers → gates → commands → common. The engine never imports an interface.
+Imports run one way: reconciler → folding → retries → dispatching, liveness; reconciler → drivers → gates →
+commands → common. The engine never imports an interface.
 """
 
 from releases.rollouts.commands import sign

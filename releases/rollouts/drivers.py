@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -28,7 +29,7 @@ class _Lease:
     """Renews the lease of the steps a worker runs, from a thread of its own, until the block ends.
 
     A worker that dies (`kill -9`, a lost host) stops renewing: once the lease lapses the reconciler hands the step
-    to another worker (`reconciler._take_over`), within seconds instead of the step timeout.
+    to another worker (`liveness._take_over`), within seconds instead of the step timeout.
     """
 
     def __init__(self, step_ids: list[int]) -> None:
@@ -37,8 +38,6 @@ class _Lease:
         self.thread = threading.Thread(target=self.renew, name="slipway-lease", daemon=True)
 
     def renew(self) -> None:
-        from django.db import connection
-
         try:
             while not self.stop.wait(lease_seconds() / 3):
                 RolloutStep.objects.filter(pk__in=self.step_ids, status=RolloutStep.Status.RUNNING).update(
@@ -93,8 +92,6 @@ def run_server_steps(rollout_id: int) -> int:
             if len(steps) == 1:
                 outcomes = [_perform(steps[0])]
             else:
-                from concurrent.futures import ThreadPoolExecutor
-
                 with ThreadPoolExecutor(len(steps), thread_name_prefix="slipway-step") as pool:
                     outcomes = list(pool.map(_perform, steps))
         for step, fields in zip(steps, outcomes, strict=True):

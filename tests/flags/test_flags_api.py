@@ -414,3 +414,7 @@ def test_flag_errors_carry_stable_codes(pm, envs):
     assert bad.status_code == 400 and bad.json()["code"] == "flag_config_invalid"
     unknown = pm.post(f"{API}/flags/dup/history/999999/revert/", {}, format="json")
     assert unknown.status_code == 404 and unknown.json()["code"] == "flag_event_not_found"
+    no_request = pm.post(f"{API}/flags/dup/change-requests/999999/approve/", {}, format="json")
+    assert no_request.status_code == 404 and no_request.json()["code"] == "change_request_not_found"
+    maybe = pm.post(f"{API}/flags/dup/change-requests/999999/maybe/", {}, format="json")
+    assert maybe.status_code == 404 and maybe.json()["code"] == "unknown_decision"

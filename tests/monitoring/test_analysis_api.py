@@ -251,3 +251,18 @@ def test_the_documented_template_is_accepted(writer, app, prom):
         "throughput",
         "health_ok",
     ]
+
+
+def test_analysis_errors_carry_stable_codes(writer, prom):
+    """Each refusal names its condition: clients need not parse the sentence."""
+    again = writer.post(SOURCES, {"name": "prom", "kind": "prometheus", "url": "http://p"}, format="json")
+    assert again.status_code == 409 and again.json()["code"] == "metric_source_exists"
+    assert writer.post(TEMPLATES, body(), format="json").status_code == 201
+    twice = writer.post(TEMPLATES, body(), format="json")
+    assert twice.status_code == 409 and twice.json()["code"] == "analysis_template_exists"
+    used = writer.delete(SOURCES + "prom/")
+    assert used.status_code == 409 and used.json()["code"] == "metric_source_in_use"
+    assert writer.get(SOURCES + "nope/").json()["code"] == "metric_source_not_found"
+    assert writer.get(TEMPLATES + "nope/").json()["code"] == "analysis_template_not_found"
+    assert writer.get(f"{RUNS}999999/").json()["code"] == "analysis_run_not_found"
+    assert writer.get("/api/v1/applications/nope/metric-sources/").json()["code"] == "application_not_found"

@@ -125,15 +125,16 @@ def test_a_bad_sample_is_400_naming_index_and_field_and_nothing_is_stored(writer
     response = writer.post("/api/v1/applications/shop/metrics/", batch, format="json")
     assert response.status_code == 400
     assert response.json() == {
-        "samples[7].value": ["A finite number."],
         "code": "invalid",
+        "detail": "A finite number.",
+        "field": "samples[7].value",
+        "samples[7].value": ["A finite number."],
         "index": 7,
-        "field": "value",
     }
     batch = samples(10)
     batch[4]["labels"]["environment"] = "qa"
     body = writer.post("/api/v1/applications/shop/metrics/", batch, format="json").json()
-    assert (body["index"], body["field"]) == (4, "labels.environment")
+    assert (body["index"], body["field"]) == (4, "samples[4].labels.environment")
     assert Sample.objects.count() == 0
 
 

@@ -4,11 +4,12 @@ import pytest
 from rest_framework.test import APIClient
 
 from releases.batches import compute_batch, release_batch
+from releases.exceptions import OwnIdentityRequest, TokenNeedsRole, TokenNotFound
 from releases.models import AuditEvent, AuthorIdentity, Release
 from releases.permissions import Actor
 from releases.promotions import do_request_release
 from releases.selectors import users_for_authors
-from releases.services import do_confirm_identity, do_link_identity
+from releases.services import do_confirm_identity, do_create_api_token, do_link_identity, do_revoke_api_token
 from tests import factories
 from tests.conftest import token_client
 from tests.factories import sha
@@ -286,3 +287,37 @@ def test_compute_batch_ignores_pending_links(app, team, production):
     do_link_identity(Actor(team["bob"]), team["bob"], CONTRACTOR)
     batch = compute_batch(production[1].current_artifact, build(app, "1.1.0", ["bob", CONTRACTOR]))
     assert [(g.author, g.username) for g in batch.groups] == [("bob", "bob"), (CONTRACTOR, None)]
+
+
+def test_identity_and_token_refusals_carry_stable_codes(app, team, production):
+    """Each 403/404 names its condition (`code`), so a client need not parse the sentence."""
+    factories.ChangeFactory(application=app, author=CONTRACTOR)
+    link = do_link_identity(Actor(team["bob"]), team["bob"], CONTRACTOR)
+    bob, rm = session(team["bob"]), session(team["rm"])
+    own = bob.post(f"/api/v1/identities/requests/{link.pk}/confirm/")
+    assert (own.status_code, own.json()["code"]) == (403, "own_identity_request")
+    other = session(team["other_rm"]).post(f"/api/v1/identities/requests/{link.pk}/confirm/")
+    assert (other.status_code, other.json()["code"]) == (403, "may_not_decide")
+    scoped = token_client(team["rm"], "releases:read").post(f"/api/v1/identities/requests/{link.pk}/confirm/")
+    assert (scoped.status_code, scoped.json()["code"]) == (403, "not_permitted")
+    maybe = rm.post(f"/api/v1/identities/requests/{link.pk}/maybe/")
+    assert (maybe.status_code, maybe.json()["code"]) == (404, "unknown_decision")
+    nobody = rm.post("/api/v1/identities/", {"user": "nobody", "identity": "x@example.com"}, format="json")
+    assert (nobody.status_code, nobody.json()["code"], nobody.json()["field"]) == (
+        404,
+        "user_not_found",
+        "user",
+    )
+    unknown = bob.delete("/api/v1/identities/nobody@example.com/")
+    assert (unknown.status_code, unknown.json()["code"]) == (404, "identity_not_found")
+    assert OwnIdentityRequest.status == 403 and OwnIdentityRequest.code == "own_identity_request"
+
+    stranger = factories.UserFactory(username="stranger")
+    with pytest.raises(TokenNeedsRole) as pinned:
+        do_create_api_token(
+            Actor.system(), stranger, name="t", scopes=["releases:read"], environment=production[1]
+        )
+    assert pinned.value.as_json()["code"] == "token_needs_role" and pinned.value.field == "environment"
+    token, _ = do_create_api_token(Actor.system(), team["alice"], name="t", scopes=["releases:read"])
+    with pytest.raises(TokenNotFound):
+        do_revoke_api_token(Actor(team["bob"]), token)

@@ -534,3 +534,30 @@ def test_release_errors_carry_stable_codes(app, team, pipeline, shipped, django_
         f"{API}/environments/staging/rollback/", {"version": "2.0.0", "reason": "x"}, format="json"
     )
     assert forward.status_code == 409 and forward.json()["code"] == "not_a_rollback_candidate"
+    assert early.json()["code"] == "artifact_not_found"
+    missing = {
+        f"{API}/releases/999999/": "release_not_found",
+        f"{API}/releases/{Release.objects.first().pk}/rollout/": "rollout_not_found",
+        f"{API}/environments/production/locks/999999/": "lock_not_found",
+        f"{API}/environments/production/freezes/999999/": "freeze_not_found",
+        f"{API}/environments/nope/": "environment_not_found",
+        f"{API}/members/999999/": "membership_not_found",
+        "/api/v1/applications/nope/releases/": "application_not_found",
+    }
+    for url, code in missing.items():
+        answer = (
+            rm.delete(url) if "/locks/" in url or "/freezes/" in url or "/members/" in url else rm.get(url)
+        )
+        assert (answer.status_code, answer.json()["code"]) == (404, code), url
+    unscoped = token_client(team["rm"], "releases:read")
+    refused = unscoped.post("/api/v1/applications/", {"slug": "new", "name": "New"}, format="json")
+    assert refused.status_code == 403 and refused.json()["code"] == "not_permitted"
+
+
+def test_rollout_and_blocker_routes_name_what_is_missing(app, team, pipeline, shipped):
+    rm = token_client(team["rm"], "releases:read", "releases:write")
+    release = Release.objects.first()
+    bogus = rm.post(f"{API}/releases/{release.pk}/rollout/explode", {}, format="json")
+    assert (bogus.status_code, bogus.json()["code"]) == (404, "unknown_command")
+    blocker = rm.post(f"{API}/blockers/999999/resolve/", {}, format="json")
+    assert (blocker.status_code, blocker.json()["code"]) == (404, "blocker_not_found")

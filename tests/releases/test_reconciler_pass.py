@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from environments.models import Target
 from releases.models import Release, Rollout, RolloutStep
-from releases.rollouts import do_advance_rollout, reconciler, start_rollout
+from releases.rollouts import dispatching, do_advance_rollout, start_rollout
 from tests import factories
 
 
@@ -67,11 +67,11 @@ def test_folding_a_wave_and_dispatching_the_next_takes_one_pass_of_few_queries(
 
 def test_steps_recorded_in_one_statement_are_the_rows_bulk_create_writes(env):
     rollout = rollout_on(env)
-    assert set(reconciler.INSERTED_COLUMNS) == {f.name for f in RolloutStep._meta.concrete_fields} - {"id"}
+    assert set(dispatching.INSERTED_COLUMNS) == {f.name for f in RolloutStep._meta.concrete_fields} - {"id"}
     RolloutStep.objects.create(rollout=rollout, index=4, action="pre_deploy", status="succeeded")
     # Targets in any order, one without a row (its agent never registered), deploys in a wave and reverts in none.
     for kind, waves in (("deploy", {"t2": 3, "gone": 3, "t1": 3}), ("revert", {"t5": None, "t3": None})):
-        reconciler._dispatch(rollout, kind, "2.0.0", waves)
+        dispatching.dispatch_steps(rollout, kind, "2.0.0", waves)
     written = list(RolloutStep.objects.filter(rollout=rollout, index__gt=4).order_by("index").values())
     targets = dict(Target.objects.filter(environment=env).values_list("name", "pk"))
     expected = [

@@ -7,9 +7,13 @@ from django.test.utils import CaptureQueriesContext
 
 from environments.models import FreezeWindow, Lock
 from releases.models import Approval, Release
+from releases.permissions import Actor
+from releases.promotions import do_decide, do_request_release
 from tests import factories
 from tests.conftest import token_client
 from tests.factories import sha
+
+LAST_APPROVAL_QUERIES = 24  # 33 when the batch and its approval state were read three times
 
 
 def queries(fn) -> int:
@@ -79,3 +83,35 @@ def test_approvals_inbox_queries_do_not_grow(world, client, n):
     page = client.get("/approvals/")
     assert page.status_code == 200 and page.content.decode().count('class="card release-card') == n
     assert queries(lambda: client.get("/approvals/")) == 19
+
+
+def last_approval_queries(authors: int) -> tuple[int, str]:
+    """The queries of the decision that completes a batch of `authors` authors (each approves their own)."""
+    app = factories.ApplicationFactory(slug=f"app{authors}")
+    production = factories.EnvironmentFactory(application=app, name="production", requires_approval=True)
+    people = [
+        factories.UserFactory(username=f"a{authors}-{i}", email=f"{authors}-{i}@x.example")
+        for i in range(authors)
+    ]
+    for person in people:
+        factories.MembershipFactory(user=person, application=app, role="developer")
+    changes = [
+        factories.ChangeFactory(application=app, author=p.username, sha=sha(f"{authors}-{i}"), title="x")
+        for i, p in enumerate(people)
+    ]
+    artifact = factories.ArtifactFactory(application=app, version=f"{authors}.0.0", changes=changes)
+    release = do_request_release(Actor.system(), app, environment=production, artifact=artifact)
+    for person in people[:-1]:
+        do_decide(Actor(person), release.pk, decision="approve")
+    count = queries(lambda: do_decide(Actor(people[-1]), release.pk, decision="approve"))
+    release.refresh_from_db()
+    return count, release.status
+
+
+def test_the_last_approval_reads_the_batch_once_whatever_its_authors(db):
+    """`do_decide` computes the batch once and hands it to `_advance` and `blocked_by`: the decision that completes
+    a batch costs the same for 1 author or 5."""
+    one, status = last_approval_queries(1)
+    five, status5 = last_approval_queries(5)
+    assert status == status5 == Release.Status.QUEUED
+    assert one == five == LAST_APPROVAL_QUERIES
