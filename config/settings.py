@@ -182,6 +182,18 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Two Slipways may share a broker (vhost): each enqueues to and consumes its own queue.
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="celery")
+# The rollout reconciler's tasks run the gates, and an analysis gate holds its worker slot for its whole window:
+# production may give them a queue (and workers) of their own, so that waiting analyses never delay flag
+# schedules, alerts or notifications (docs/operations.md, "Sizing workers for analyses").
+CELERY_ROLLOUT_QUEUE = env.str("CELERY_ROLLOUT_QUEUE", default="")
+if CELERY_ROLLOUT_QUEUE and not CELERY_IN_PROCESS:
+    CELERY_TASK_ROUTES = {
+        "releases.tasks.advance_rollout": {"queue": CELERY_ROLLOUT_QUEUE},
+        "releases.tasks.check_rollouts": {"queue": CELERY_ROLLOUT_QUEUE},
+    }
+# The embedded worker's threads: tasks run side by side, so an analysis gate waiting out its window (one thread)
+# leaves the others to other rollouts, flag schedules, new-error checks and notifications.
+SLIPWAY_WORKER_THREADS = env.int("SLIPWAY_WORKER_THREADS", default=4)
 # Beat runs once per installation; its record of the last runs belongs with the data, not in the checkout.
 CELERY_BEAT_SCHEDULE_FILENAME = env.str(
     "CELERY_BEAT_SCHEDULE_FILENAME", default=str(DATA_DIR / "celerybeat-schedule")

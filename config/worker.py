@@ -1,7 +1,10 @@
 """The embedded runtime's Celery worker: a thread inside the web process consuming the `memory://` broker.
 
-Each task still runs as its own task, off the request that enqueued it. Production runs real workers
-(`celery -A config worker`) on RabbitMQ or Redis, and exactly one `celery -A config beat` (docs/operations.md).
+Each task still runs as its own task, off the request that enqueued it, on a pool of `SLIPWAY_WORKER_THREADS`
+threads (default 4): an analysis gate sleeps in its task for its whole window (a 30-minute watch, say), and with a
+single thread every other task — other rollouts, flag schedules, the new-error check, notifications — waited
+behind it. Production runs real workers (`celery -A config worker`) on RabbitMQ or Redis, and exactly one
+`celery -A config beat` (docs/operations.md, "Sizing workers for analyses").
 """
 
 from __future__ import annotations
@@ -15,15 +18,23 @@ log = logging.getLogger(__name__)
 
 def start_in_process_worker(*, port: int) -> Callable[[], None]:
     from celery.contrib.testing.worker import start_worker
+    from django.conf import settings
 
     from config.celery import app
+
+    threads = max(1, int(getattr(settings, "SLIPWAY_WORKER_THREADS", 4)))
 
     ready = threading.Event()
     stop = threading.Event()
 
     def run() -> None:
         with start_worker(
-            app, pool="solo", concurrency=1, perform_ping_check=False, loglevel="WARNING", shutdown_timeout=10
+            app,
+            pool="threads",
+            concurrency=threads,
+            perform_ping_check=False,
+            loglevel="WARNING",
+            shutdown_timeout=10,
         ):
             ready.set()
             stop.wait()
@@ -31,7 +42,7 @@ def start_in_process_worker(*, port: int) -> Callable[[], None]:
     thread = threading.Thread(target=run, name="celery-in-process", daemon=True)
     thread.start()
     ready.wait(timeout=30)
-    log.info("in-process Celery worker running")
+    log.info("in-process Celery worker running (%d threads)", threads)
     periodic = _start_periodic(stop)
 
     def shutdown() -> None:

@@ -18,8 +18,10 @@ from django.views.decorators.csrf import csrf_exempt
 from config import jsonbody
 from environments.jobs import (
     UNKNOWN_AGENT,
+    HealthProbe,
     authenticate,
     do_append_output,
+    do_record_health_probes,
     do_record_heartbeat,
     do_report_webhook_step,
 )
@@ -32,6 +34,9 @@ log = logging.getLogger("slipway.agent")
 
 
 MAX_KEY = 200  # longer than any token Slipway issues: unknown without a query
+MAX_PROBES = 100  # health probes in one heartbeat (an agent sends those of its last few seconds)
+MAX_PROBE_AGE = 3600.0  # seconds: an older probe is refused (the agent keeps what it could not send)
+MAX_LATENCY_MS = 3_600_000.0
 
 
 def _error(status: int, detail: str, code: str = "invalid", *, field: str | None = None) -> JsonResponse:
@@ -126,12 +131,54 @@ def heartbeat(request: HttpRequest) -> HttpResponse:
         isinstance(job, bool) or not isinstance(job, int) or not 0 < job <= jsonbody.INT64_MAX
     ):
         return _error(400, "job: the id of the agent's newest job, or null.", field="job")
+    probes = _probes(body.get("health"))
+    if isinstance(probes, JsonResponse):
+        return probes
     target = _target_for(request)
     if target is None:
         return _unknown_agent()
     if version is not None:
         do_record_heartbeat(target, version, job)
+    if probes:
+        do_record_health_probes(target, probes)
     return JsonResponse({"ok": True})
+
+
+def _probes(health) -> list[HealthProbe] | JsonResponse:
+    """A heartbeat's `health`: the agent's health probes since its last heartbeat, each
+    `{"ok": true, "latency_ms": 12.5, "version": "1.4.0", "age_seconds": 3.2}` (version and age optional); or the
+    400 naming the first bad field."""
+    if health is None:
+        return []
+    if not isinstance(health, list) or len(health) > MAX_PROBES:
+        return _error(400, f"health: a list of at most {MAX_PROBES} probes.", field="health")
+    probes = []
+    for n, probe in enumerate(health):
+        at = f"health[{n}]"
+        if not isinstance(probe, dict):
+            return _error(400, f"{at}: an object with ok and latency_ms.", field=at)
+        ok, latency = probe.get("ok"), probe.get("latency_ms")
+        version, age = probe.get("version"), probe.get("age_seconds", 0)
+        if not isinstance(ok, bool):
+            return _error(400, f"{at}.ok: true or false.", field=f"{at}.ok")
+        if not _number_within(latency, MAX_LATENCY_MS):
+            return _error(
+                400, f"{at}.latency_ms: milliseconds, 0 to {MAX_LATENCY_MS:,.0f}.", field=f"{at}.latency_ms"
+            )
+        if version is not None and (not isinstance(version, str) or not 1 <= len(version) <= 100):
+            return _error(400, f"{at}.version: 1–100 characters, or null.", field=f"{at}.version")
+        if not _number_within(age, MAX_PROBE_AGE):
+            return _error(
+                400, f"{at}.age_seconds: seconds, 0 to {MAX_PROBE_AGE:,.0f}.", field=f"{at}.age_seconds"
+            )
+        probes.append(HealthProbe(ok=ok, latency_ms=float(latency), version=version, age_seconds=float(age)))
+    return probes
+
+
+def _number_within(value, high: float) -> bool:
+    return (
+        not isinstance(value, bool) and isinstance(value, int | float) and 0 <= value <= high
+    )  # JSON has no NaN or infinity (config.jsonbody refuses them)
 
 
 @csrf_exempt

@@ -135,6 +135,46 @@ def do_record_heartbeat(target: Target, version: str, job: int | None) -> None:
     Target.objects.filter(pk=target.pk).exclude(Exists(later)).update(version=version[:100])
 
 
+@dataclass(frozen=True, slots=True)
+class HealthProbe:
+    """One health probe an agent sent with its heartbeat (`POST /api/v1/agent/heartbeat`, `health`), validated."""
+
+    ok: bool
+    latency_ms: float
+    version: str | None  # the version the agent ran when it probed; None: the target's recorded version
+    age_seconds: float = 0.0  # how long before the heartbeat it was taken
+
+
+def do_record_health_probes(target: Target, probes: Iterable[HealthProbe]) -> int:
+    """An agent's health probes between jobs, as `health_check_latency_ms` and `health_check_ok` samples of its
+    environment, target and version — what an analysis compares for canary and baseline alike. A probe without a
+    version is labelled with the target's recorded version, and dropped when there is none. Returns how many
+    were stored (one query for the application, one insert)."""
+    probes = list(probes)
+    if not probes:
+        return 0
+    recorded = Target.objects.filter(pk=target.pk).values_list("version", flat=True).first() or ""
+    application_id = (
+        Environment.objects.filter(pk=target.environment_id).values_list("application_id", flat=True).get()
+    )
+    now = timezone.now()
+    checks = [
+        HealthCheck(
+            application_id,
+            target.environment_id,
+            target.name,
+            p.version or recorded,
+            p.latency_ms / 1000.0,
+            p.ok,
+            now - timedelta(seconds=p.age_seconds),
+        )
+        for p in probes
+        if p.version or recorded
+    ]
+    record_health_checks(checks)
+    return len(checks)
+
+
 def do_claim_jobs(target_ids: Iterable[int]) -> dict[int, dict]:
     """The next pending job of each target (of a running or reverting rollout), marked running: target id -> job."""
     ids = list(set(target_ids))

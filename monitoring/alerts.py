@@ -2,9 +2,11 @@
 alert — once per release and error group (or kind) — to the application's notification hooks, and, where the
 environment says so (`rollback_on_new_errors`), roll back to the previous version.
 
-The decision is `monitoring.anomaly.compare_error_rates` (pure): errors per second of the new version since its
-release finished, against the previous version's in as long a window just before the release began. Counts come
-from the stored events; a group with more events than are kept per group (`ErrorEvent.KEEP_PER_GROUP`) is counted
+The decision is `monitoring.anomaly.compare_error_rates` (pure): the new version's errors since its release
+finished against the previous version's in as long a window just before the release began — **per request** when
+both versions' request counts were pushed (samples named `SLIPWAY_REQUESTS_SAMPLE`, default `http_requests`, each
+the number of requests served since the sample before), so that traffic growing after a deploy raises nothing by
+itself; otherwise per second of exposure, which the reason says. Counts come from the stored events; a group with more events than are kept per group (`ErrorEvent.KEEP_PER_GROUP`) is counted
 from its hourly counts instead, each spread evenly between its first and last event.
 
 Nothing in `releases` imports this module (the periodic task and the tests do): it may import
@@ -19,13 +21,13 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count
+from django.db.models import Count, Sum
 from django.urls import reverse
 from django.utils import timezone
 
 from monitoring.anomaly import ErrorCount as Counted
 from monitoring.anomaly import compare_error_rates
-from monitoring.models import Alert, ErrorCount, ErrorEvent, ErrorGroup
+from monitoring.models import Alert, ErrorCount, ErrorEvent, ErrorGroup, Sample
 from releases import audit
 from releases.models import NotificationHook, Release
 from releases.permissions import Actor
@@ -37,6 +39,17 @@ log = logging.getLogger(__name__)
 def watch_seconds() -> float:
     """How long after a release finishes its errors are compared with the previous version's (default an hour)."""
     return float(getattr(settings, "SLIPWAY_NEW_ERROR_WATCH_SECONDS", 3600))
+
+
+def requests_sample() -> str:
+    """The pushed samples that count requests served (each the number since the sample before)."""
+    return str(getattr(settings, "SLIPWAY_REQUESTS_SAMPLE", "http_requests"))
+
+
+PER_SECOND = (
+    "rates per second of exposure, not per request: no {name} samples counted both versions' requests, so more "
+    "traffic alone raises the rate"
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -92,6 +105,19 @@ def new_error_findings(release: Release, *, now: datetime) -> list[Finding]:
         "version": version,
         "previous_version": previous.version if previous is not None else None,
     }
+    # Per request when both windows' requests are known; else per second, and the reason says so.
+    requests = _requests(environment, version, *window)
+    previous_requests = _requests(environment, previous.version, *before) if previous is not None else 0.0
+    per_request = requests > 0 and previous_requests > 0
+    exposure, previous_exposure = (requests, previous_requests) if per_request else (seconds, seconds)
+    per = "" if per_request else "s"
+    # (A first deploy compares with nothing in an equal window: per second or per request, the same question.)
+    note = "" if per_request or previous is None else f" ({PER_SECOND.format(name=requests_sample())})"
+    windows.update(
+        exposure="requests" if per_request else "seconds",
+        requests=requests or None,
+        previous_requests=previous_requests or None,
+    )
     findings = []
     groups = ErrorGroup.objects.in_bulk([g for g, n in current.items() if n > 0])
     for group_id, errors in sorted(current.items()):
@@ -99,10 +125,10 @@ def new_error_findings(release: Release, *, now: datetime) -> list[Finding]:
         if group is None or group.first_seen_version != version:
             continue  # not new in this version: the error rate below speaks for it
         change = compare_error_rates(
-            Counted(errors=errors, exposure=seconds),
-            Counted(errors=earlier.get(group_id, 0), exposure=seconds),
+            Counted(errors=errors, exposure=exposure),
+            Counted(errors=earlier.get(group_id, 0), exposure=previous_exposure),
             name=group.title,
-            per="s",
+            per=per,
             against="previous version" if previous is not None else "no previous version (first deploy)",
         )
         if change.increased:
@@ -111,7 +137,7 @@ def new_error_findings(release: Release, *, now: datetime) -> list[Finding]:
                     kind=Alert.Kind.NEW_ERROR,
                     key=group.fingerprint,
                     group=group,
-                    reason=change.reason,
+                    reason=change.reason + note,
                     details={
                         **windows,
                         "errors": errors,
@@ -128,10 +154,10 @@ def new_error_findings(release: Release, *, now: datetime) -> list[Finding]:
     total = sum(n for g, n in current.items() if g not in alerted)
     previous_total = sum(n for g, n in earlier.items() if g not in alerted)
     change = compare_error_rates(
-        Counted(errors=total, exposure=seconds),
-        Counted(errors=previous_total, exposure=seconds),
+        Counted(errors=total, exposure=exposure),
+        Counted(errors=previous_total, exposure=previous_exposure),
         name="all errors",
-        per="s",
+        per=per,
     )
     if change.increased:
         findings.append(
@@ -139,7 +165,7 @@ def new_error_findings(release: Release, *, now: datetime) -> list[Finding]:
                 kind=Alert.Kind.ERROR_RATE,
                 key="",
                 group=None,
-                reason=change.reason,
+                reason=change.reason + note,
                 details={
                     **windows,
                     "errors": total,
@@ -150,6 +176,19 @@ def new_error_findings(release: Release, *, now: datetime) -> list[Finding]:
             )
         )
     return findings
+
+
+def _requests(environment, version: str, start: datetime, end: datetime) -> float:
+    """Requests one version served in the window, from its pushed request-count samples (0: not known)."""
+    total = Sample.objects.filter(
+        application_id=environment.application_id,
+        environment_id=environment.pk,
+        name=requests_sample(),
+        version=version,
+        timestamp__gte=start,
+        timestamp__lt=end,
+    ).aggregate(n=Sum("value"))["n"]
+    return float(total) if total and total > 0 else 0.0
 
 
 def _counts(environment_id: int, version: str, start: datetime, end: datetime) -> dict[int, int]:

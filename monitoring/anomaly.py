@@ -62,7 +62,7 @@ def _rate(count: ErrorCount, per: str) -> str:
     rate = count.errors / count.exposure
     if per:  # exposure in units of time ("s"): a rate per unit, not a share of requests
         return f"{count.errors} in {count.exposure:g} {per} ({rate:.3g}/{per})"
-    return f"{count.errors} in {count.exposure:g} ({rate * 100:.3g} %)"
+    return f"{count.errors} in {count.exposure:g} requests ({rate * 100:.3g} %)"
 
 
 def compare_error_rates(

@@ -619,6 +619,8 @@ def do_run_analysis(
     actor: Actor | None = None,
     baseline_started_at: datetime | None = None,
     baseline_ended_at: datetime | None = None,
+    interval_seconds: int | None = None,
+    count: int | None = None,
 ) -> AnalysisRun:
     """Measure every metric of the template for canary and baseline, judge them and store the run with its
     measurements and an audit event, in one transaction after all fetching (no network call holds it open).
@@ -627,6 +629,7 @@ def do_run_analysis(
     data decides by its `on_missing_data`. Without `baseline_version`, only threshold checks judge. The
     baseline is measured over the canary's window unless given one of its own (`baseline_started_at` and
     `baseline_ended_at`: the previous version before the rollout, when no target runs it any more).
+    `interval_seconds` and `count` replace the template's (a rollout strategy's `analysis` may set them).
     """
     actor = actor or Actor.system()
     clock = time.monotonic()
@@ -645,6 +648,10 @@ def do_run_analysis(
             pk=Rollout.objects.filter(pk=rollout_id).values("release_id")[:1]
         ).first()
     config = _template_fields(template)
+    if interval_seconds is not None:
+        config["interval_seconds"] = interval_seconds
+    if count is not None:
+        config["count"] = count
     sources = _sources(template.application_id)
     lost = [m["source"] for m in config["metrics"] if m["source"] not in sources]
     if lost:
@@ -666,7 +673,7 @@ def do_run_analysis(
         environment=environment.name,
         start=started_at,
         end=ended_at,
-        step=float(template.interval_seconds),
+        step=float(config["interval_seconds"]),
     )
     fetched = analysis.fetch_all(config["metrics"], sources, sides, window)
     outcome = analysis.judge(config, sources, fetched, compare=bool(baseline_version))

@@ -84,6 +84,8 @@ def _is_int(value: object) -> bool:
 
 
 MAX_ANALYSIS_SECONDS = 24 * 3600
+MAX_ANALYSIS_INTERVAL = 3600  # as a template's interval_seconds
+MAX_ANALYSIS_COUNT = 1000  # as a template's count
 _TEMPLATE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-")
 
 
@@ -91,12 +93,15 @@ _TEMPLATE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-")
 class AnalysisSpec:
     """Which analysis template judges the new version at a gate, and for how long it measures.
 
-    `duration_seconds` None: the template's own `count × interval_seconds`. Whether the template exists is the
-    caller's question (it needs the database); here only its name's shape is checked.
+    `interval_seconds` and `count`, when given, replace the template's (one measurement every interval, `count`
+    of them); `duration_seconds` None: `count × interval_seconds`. Whether the template exists is the caller's
+    question (it needs the database); here only its name's shape is checked.
     """
 
     template: str
     duration_seconds: int | None = None
+    interval_seconds: int | None = None
+    count: int | None = None
     field: str = dataclasses.field(
         default="analysis", compare=False, repr=False
     )  # errors name it: analysis, watch
@@ -116,6 +121,27 @@ class AnalysisSpec:
                 f"{self.field}.duration_seconds",
                 f"must be a whole number of seconds from 1 to {MAX_ANALYSIS_SECONDS}",
             )
+        if self.interval_seconds is not None and (
+            not _is_int(self.interval_seconds) or not 1 <= self.interval_seconds <= MAX_ANALYSIS_INTERVAL
+        ):
+            raise StrategyError(
+                f"{self.field}.interval_seconds",
+                f"must be a whole number of seconds from 1 to {MAX_ANALYSIS_INTERVAL}",
+            )
+        if self.count is not None and (not _is_int(self.count) or not 1 <= self.count <= MAX_ANALYSIS_COUNT):
+            raise StrategyError(
+                f"{self.field}.count",
+                f"must be a whole number of measurements from 1 to {MAX_ANALYSIS_COUNT}",
+            )
+        if (
+            self.interval_seconds is not None
+            and self.count is not None
+            and self.interval_seconds * self.count > MAX_ANALYSIS_SECONDS
+        ):
+            raise StrategyError(f"{self.field}.count", "count × interval_seconds is at most 24 hours")
+
+
+_SPEC_KEYS = ("template", "duration_seconds", "interval_seconds", "count")
 
 
 def _analysis_spec(field: str, value: object) -> AnalysisSpec:
@@ -123,22 +149,28 @@ def _analysis_spec(field: str, value: object) -> AnalysisSpec:
         raise StrategyError(
             field, 'must be an object, e.g. {"template": "checkout", "duration_seconds": 300}'
         )
-    unknown = sorted(set(value) - {"template", "duration_seconds"})
+    unknown = sorted(set(value) - set(_SPEC_KEYS))
     if unknown:
         raise StrategyError(
-            f"{field}.{unknown[0]}", "unknown key; an analysis has template and duration_seconds"
+            f"{field}.{unknown[0]}",
+            "unknown key; an analysis has template, duration_seconds, interval_seconds and count",
         )
     if "template" not in value:
         raise StrategyError(f"{field}.template", "required")
     return AnalysisSpec(
-        template=value["template"], duration_seconds=value.get("duration_seconds"), field=field
+        template=value["template"],
+        duration_seconds=value.get("duration_seconds"),
+        interval_seconds=value.get("interval_seconds"),
+        count=value.get("count"),
+        field=field,
     )
 
 
 def _spec_dict(spec: AnalysisSpec) -> dict[str, Any]:
     out: dict[str, Any] = {"template": spec.template}
-    if spec.duration_seconds is not None:
-        out["duration_seconds"] = spec.duration_seconds
+    for key in _SPEC_KEYS[1:]:
+        if getattr(spec, key) is not None:
+            out[key] = getattr(spec, key)
     return out
 
 

@@ -38,6 +38,38 @@ def test_queue_and_beat_schedule_come_from_the_environment(tmp_path):
     assert _config_in_process()[0] == "celery"  # unset: Celery's own default, so upgrades keep their queue
 
 
+def test_the_rollout_tasks_may_have_a_queue_of_their_own():
+    """CELERY_ROLLOUT_QUEUE sends the reconciler's tasks (whose analysis gates hold a slot for their window) to
+    workers of their own; the rest stays on CELERY_QUEUE. The embedded runtime (memory://) keeps one queue."""
+    code = (
+        "from config.celery import app; "
+        "print(*(app.amqp.router.route({}, t)['queue'].name for t in ("
+        "'releases.tasks.advance_rollout', 'releases.tasks.check_rollouts', 'flags.tasks.apply_flag_schedules', "
+        "'monitoring.tasks.check_new_errors')))"
+    )
+
+    def queues(**env: str) -> list[str]:
+        run = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        return run.stdout.split()
+
+    broker = "redis://127.0.0.1:6379/15"
+    assert queues(CELERY_BROKER_URL=broker, CELERY_ROLLOUT_QUEUE="slipway-rollouts") == [
+        "slipway-rollouts",
+        "slipway-rollouts",
+        "celery",
+        "celery",
+    ]
+    assert queues(CELERY_BROKER_URL=broker) == ["celery"] * 4
+    assert queues(CELERY_BROKER_URL="memory://", CELERY_ROLLOUT_QUEUE="slipway-rollouts") == ["celery"] * 4
+
+
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_worker_consumes_its_queue_and_logs_each_task(tmp_path):

@@ -4,7 +4,9 @@ It registers with an environment's registration token, keeps its own token in `<
 Slipway for jobs, runs ITS OWN deploy command (configured here, never sent by the server) with SLIPWAY_VERSION,
 SLIPWAY_IMAGE, SLIPWAY_COMMIT, SLIPWAY_PREVIOUS_VERSION, SLIPWAY_TARGET and SLIPWAY_ACTION in its environment,
 streams the output back, runs the health check (an HTTP URL that must answer 2xx, or a command), reports, and
-heartbeats meanwhile. Standard library only.
+heartbeats meanwhile. Between jobs it probes the health check again every `health_probe_seconds` and sends the
+results (latency, pass or fail, the version it runs) with its heartbeats: the `health_check_latency_ms` and
+`health_check_ok` samples an analysis judges. Standard library only.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from environments.agent import VERSION
 
 log = logging.getLogger("slipway-agent")
 REPORT_RETRY_SECONDS = 120
+MAX_PROBES = 100  # health probes kept for the next heartbeat (the server takes at most this many at once)
 KEYS = (
     "url",
     "registration_token",
@@ -44,6 +47,7 @@ KEYS = (
     "heartbeat_seconds",
     "deploy_timeout",
     "poll_wait",
+    "health_probe_seconds",
 )
 
 
@@ -69,6 +73,11 @@ def parse_args(argv: list[str] | None = None) -> dict:
     parser.add_argument("--heartbeat-seconds", type=float)
     parser.add_argument("--deploy-timeout", type=float)
     parser.add_argument("--poll-wait", type=float)
+    parser.add_argument(
+        "--health-probe-seconds",
+        type=float,
+        help="probe the health check this often between jobs and report it with the heartbeats (0: never)",
+    )
     args = vars(parser.parse_args(argv))
     config: dict = {
         "name": socket.gethostname(),
@@ -76,6 +85,7 @@ def parse_args(argv: list[str] | None = None) -> dict:
         "heartbeat_seconds": 5.0,
         "deploy_timeout": 600.0,
         "poll_wait": 20.0,
+        "health_probe_seconds": 5.0,
     }
     if config_file := args.pop("config"):
         with open(config_file, "rb") as handle:
@@ -99,6 +109,8 @@ class Agent:
         self.state_file = self.workdir / "agent.json"
         self.stopping = threading.Event()
         self.busy = False  # a job is under way: a stop request lets it finish and report first
+        self.probes: list[dict] = []  # health probes not sent yet, oldest first (at most MAX_PROBES)
+        self.probes_lock = threading.Lock()
         self.token: str | None = None
         self.version: str | None = None
         self.last_job: int | None = (
@@ -197,6 +209,8 @@ class Agent:
     def run(self) -> None:
         backoff = 0.5
         threading.Thread(target=self.heartbeats, daemon=True).start()
+        if float(self.config.get("health_probe_seconds") or 0) > 0:
+            threading.Thread(target=self.health_probes, daemon=True).start()
         while not self.stopping.is_set():
             try:
                 if not self.token:
@@ -222,13 +236,51 @@ class Agent:
         while not self.stopping.wait(self.config["heartbeat_seconds"]):
             if not self.token:
                 continue
+            with self.probes_lock:
+                probes, self.probes = self.probes, []
+            now = time.monotonic()
+            health = [
+                {
+                    "ok": p["ok"],
+                    "latency_ms": p["latency_ms"],
+                    "version": p["version"],
+                    "age_seconds": round(max(0.0, now - p["at"]), 3),
+                }
+                for p in probes
+            ]
+            sent = False
             with contextlib.suppress(Unauthorized, OSError, ValueError):
-                self.call(
+                status, _ = self.call(
                     "POST",
                     "/api/v1/agent/heartbeat",
-                    {"version": self.version, "job": self.last_job},
+                    {"version": self.version, "job": self.last_job, **({"health": health} if health else {})},
                     timeout=5,
                 )
+                sent = status < 500
+            if probes and not sent:  # kept for the next heartbeat (the newest MAX_PROBES)
+                with self.probes_lock:
+                    self.probes = (probes + self.probes)[-MAX_PROBES:]
+
+    def health_probes(self) -> None:
+        """Between jobs, the health check once every `health_probe_seconds`: latency and result, with the version
+        this host runs, for the next heartbeat. A host that has no version yet (never deployed) is not probed."""
+        while not self.stopping.wait(float(self.config["health_probe_seconds"])):
+            if self.busy or not self.token or not self.version:
+                continue
+            version = self.version
+            env = {**os.environ, "SLIPWAY_VERSION": version, "SLIPWAY_TARGET": self.config["name"]}
+            started = time.monotonic()
+            result = self.check_health(env, once=True)
+            if self.busy or self.version != version:  # a job began meanwhile: this probe says nothing certain
+                continue
+            probe = {
+                "ok": bool(result["ok"]),
+                "latency_ms": round((time.monotonic() - started) * 1000, 3),
+                "version": version,
+                "at": started,
+            }
+            with self.probes_lock:
+                self.probes = [*self.probes, probe][-MAX_PROBES:]
 
     # --- a job ----------------------------------------------------------------------------
     def run_job(self, job: dict) -> None:
@@ -392,7 +444,9 @@ class Agent:
             with contextlib.suppress(OSError, ValueError, Unauthorized):
                 self.call("POST", f"/api/v1/agent/jobs/{job_id}/output", {"chunk": chunk}, timeout=5)
 
-    def check_health(self, env: dict) -> dict:
+    def check_health(self, env: dict, *, once: bool = False) -> dict:
+        """The health check: after a deploy, retried until it passes or `health_timeout` is over; a probe between
+        jobs (`once`) asks once."""
         timeout = float(self.config["health_timeout"])
         deadline = time.monotonic() + timeout
         if self.config.get("health_command"):
@@ -431,6 +485,8 @@ class Agent:
                 last = f"HTTP {error.code}"
             except OSError as error:
                 last = str(error)
+            if once:
+                break
             time.sleep(0.3)
         return {"ok": False, "detail": f"{url}: {last}"}
 

@@ -21,6 +21,7 @@ from releases import audit
 from releases.models import Rollout, RolloutStep
 from releases.permissions import Actor
 from releases.planning import (
+    MAX_ANALYSIS_SECONDS,
     AnalysisSpec,
     BlueGreen,
     slots,
@@ -155,7 +156,9 @@ def _judged(step: RolloutStep, spec: AnalysisSpec, *, watch: bool) -> tuple[bool
             f"inconclusive: analysis template {spec.template!r} no longer exists; a person decides "
             f"(resume or revert)"
         )
-    seconds = spec.duration_seconds or template.count * template.interval_seconds
+    interval = spec.interval_seconds or template.interval_seconds  # the strategy's, else the template's
+    count = spec.count or template.count
+    seconds = spec.duration_seconds or min(count * interval, MAX_ANALYSIS_SECONDS)
     deployed = set(rollout.progress.get("deployed", ())) - set(rollout.progress.get("failed", ()))
     canary = [t for t in rollout.targets if t in deployed]
     untouched = [t for t in rollout.targets if t not in deployed]
@@ -188,11 +191,14 @@ def _judged(step: RolloutStep, spec: AnalysisSpec, *, watch: bool) -> tuple[bool
         canary_targets=canary,
         release=release,
         rollout_id=rollout.pk,
+        interval_seconds=interval,
+        count=count,
         **baseline,
     )
     lines = [
         f"analysis run #{run.pk}: template {template.name}, {seconds} s from {start:%H:%M:%S} to "
-        f"{end:%H:%M:%S} UTC → {run.verdict}" + (f" (score {run.score:g})" if run.score is not None else ""),
+        f"{end:%H:%M:%S} UTC ({count} measurements, one every {interval} s) → {run.verdict}"
+        + (f" (score {run.score:g})" if run.score is not None else ""),
         f"canary: {release.artifact.version} on {', '.join(canary) or 'no target'}",
         f"baseline: {previous.version if previous else '—'} on {where}",
         *run.reasons,

@@ -5,6 +5,7 @@ import io
 import json
 import tarfile
 import threading
+import time
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
@@ -173,3 +174,48 @@ def test_agent_stops_at_once_when_told_while_waiting_for_work(tmp_path):
     finally:
         agent.kill()
         silent.close()
+
+
+def test_between_jobs_the_agent_probes_its_health_and_sends_it_with_its_heartbeats(busy_slipway, tmp_path):
+    """Every health_probe_seconds while idle: one ask of the health check, its latency and result with the version
+    the host runs, delivered in the next heartbeat's `health` (kept for the next one when Slipway is busy). A host
+    that has never deployed, or is running a job, is not probed."""
+    answers, seen, url = busy_slipway
+    flag = tmp_path / "healthy"
+    flag.write_text("yes")
+    agent = Agent(
+        {
+            "url": url,
+            "workdir": str(tmp_path / "agent"),
+            "name": "web-1",
+            "health_command": f"test -f {flag}",
+            "health_timeout": 5,
+            "heartbeat_seconds": 0.3,
+            "health_probe_seconds": 0.1,
+        }
+    )
+    agent.token = "sla_x"
+    threading.Thread(target=agent.heartbeats, daemon=True).start()
+    threading.Thread(target=agent.health_probes, daemon=True).start()
+    try:
+        time.sleep(0.5)
+        assert all("health" not in json.loads(body) for _, body in seen)  # no version yet: nothing to label
+        answers.extend([503, 503])
+        before = len(seen)
+        agent.version = "1.4.0"  # the next two heartbeats fail: their probes wait for the one after
+        time.sleep(1.6)
+        flag.unlink()
+        time.sleep(0.8)
+        agent.busy = True  # a job under way: no probes
+        time.sleep(0.5)
+        count_busy = len(agent.probes)
+    finally:
+        agent.stopping.set()
+    bodies = [json.loads(body) for _, body in seen[before:]]
+    probes = [p for b in bodies[2:] for p in b.get("health", [])]
+    refused = [p["latency_ms"] for b in bodies[:2] for p in b.get("health", [])]
+    assert refused and set(refused) <= {p["latency_ms"] for p in probes}  # sent again, none lost
+    assert {p["version"] for p in probes} == {"1.4.0"}
+    assert {p["ok"] for p in probes} == {True, False}  # it passed, then failed once the flag was gone
+    assert all(0 <= p["latency_ms"] < 5000 and 0 <= p["age_seconds"] < 5 for p in probes)
+    assert len(probes) >= 10 and count_busy == 0

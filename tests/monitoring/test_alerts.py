@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.utils import timezone
 
-from monitoring.alerts import _counts, check_recent_releases, do_check_new_errors
+from monitoring.alerts import _counts, check_recent_releases, do_check_new_errors, new_error_findings
 from monitoring.models import Alert
 from monitoring.parsing import error_from_json
 from monitoring.services import Located, do_ingest_errors
@@ -108,7 +108,10 @@ def test_a_new_error_group_alerts_once_to_the_hooks(
     assert alert.reason.startswith(
         "TypeError: checkout: 12 in 600 s (0.02/s) vs previous version 0 in 600 s (0/s), new"
     )
-    assert alert.reason.endswith("→ alert: significantly higher")
+    assert alert.reason.endswith(
+        "→ alert: significantly higher (rates per second of exposure, not per request: no http_requests samples "
+        "counted both versions' requests, so more traffic alone raises the rate)"
+    )
     assert alert.details["errors"] == 12 and alert.details["previous_errors"] == 0
     event = AuditEvent.objects.get(kind="alert.raised")
     assert (
@@ -267,3 +270,52 @@ def test_a_first_deploys_new_errors_alert_against_none_and_nothing_is_rolled_bac
     assert alert.details["previous_version"] is None and alert.details["previous_window"] is None
     assert not Release.objects.filter(environment=env).exclude(pk=release.pk).exists()  # no rollback
     assert check_recent_releases(now=now + timedelta(seconds=30)) == []  # once
+
+
+def requests(env, version, per_second, *, start, seconds=600):
+    """What the service pushes: the requests it served each 10 seconds (`http_requests`)."""
+    from monitoring.models import Sample
+
+    Sample.objects.bulk_create(
+        Sample(
+            application_id=env.application_id,
+            environment=env,
+            name="http_requests",
+            value=per_second * 10,
+            version=version,
+            target="web-1",
+            timestamp=start + timedelta(seconds=10 * i + 5),
+        )
+        for i in range(seconds // 10)
+    )
+
+
+def test_traffic_growing_after_a_deploy_is_no_error_rate_rise_when_requests_are_counted(released):
+    """2.0.0 serves three times 1.0.0's traffic with the same 1 % of requests failing: three times the errors per
+    second. Counted per request (both versions pushed http_requests) nothing is raised; a real rise per request
+    still is, and without request counts the reason says the rate is per second."""
+    env, release, now = released
+    before = release.started_at - timedelta(minutes=10)
+    after = now - timedelta(minutes=10)
+    errors(env, "1.0.0", "KeyError", 60, start=before)  # 10 requests/s, 1 %
+    errors(env, "2.0.0", "KeyError", 180, start=after)  # 30 requests/s, 1 %
+    [per_second] = new_error_findings(release, now=now)
+    assert per_second.kind == "error_rate" and per_second.details["exposure"] == "seconds"
+    assert (
+        "rates per second of exposure, not per request" in per_second.reason
+    )  # today's false alarm, explained
+
+    requests(env, "1.0.0", 10, start=before)
+    requests(env, "2.0.0", 30, start=after)
+    assert new_error_findings(release, now=now) == []
+    assert do_check_new_errors(release, now=now) == []
+
+    errors(env, "2.0.0", "KeyError", 180, start=after)  # now 2 % of 2.0.0's requests fail
+    [rate] = do_check_new_errors(release, now=now)
+    assert rate.kind == "error_rate" and rate.details["exposure"] == "requests"
+    assert (rate.details["requests"], rate.details["previous_requests"]) == (18_000, 6_000)
+    assert rate.reason.startswith(
+        "all errors: 360 in 18000 requests (2 %) vs previous version 60 in 6000 requests (1 %), 2.00×, "
+        "p < 0.001"
+    )
+    assert rate.reason.endswith("→ alert: significantly higher")

@@ -250,6 +250,7 @@ def test_the_documented_template_is_accepted(writer, app, prom):
         "latency_p95",
         "throughput",
         "health_ok",
+        "health_latency",
     ]
 
 
@@ -266,3 +267,76 @@ def test_analysis_errors_carry_stable_codes(writer, prom):
     assert writer.get(TEMPLATES + "nope/").json()["code"] == "analysis_template_not_found"
     assert writer.get(f"{RUNS}999999/").json()["code"] == "analysis_run_not_found"
     assert writer.get("/api/v1/applications/nope/metric-sources/").json()["code"] == "application_not_found"
+
+
+def documented(heading: str) -> tuple[str, list[str]]:
+    """The section of docs/monitoring.md under `## heading`: its first JSON block and its plain code blocks."""
+    import re
+    from pathlib import Path
+
+    docs = Path(__file__).resolve().parents[2] / "docs" / "monitoring.md"
+    section = docs.read_text().split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    fenced = re.findall(r"^```(\w*)\n(.*?)^```$", section, re.DOTALL | re.MULTILINE)
+    return next(code for kind, code in fenced if kind == "json"), [code for kind, code in fenced if not kind]
+
+
+def test_the_documented_threshold_check_is_accepted_and_runs(writer, app):
+    """docs/monitoring.md's threshold-check template is saved as written, and judges pushed samples: 2 of 10
+    measurements at or above 5 % is more than its failure limit 1. Its example conditions are accepted on its
+    metric; one reading another metric is refused naming the condition, as the docs say."""
+    import json
+
+    from monitoring.models import AnalysisRun
+    from monitoring.services import do_run_analysis
+
+    example, blocks = documented("Threshold checks")
+    MetricSource.objects.create(application=app, name="pushed", kind="pushed")
+    response = writer.post(TEMPLATES, json.loads(example), format="json")
+    assert response.status_code == 201, response.json()
+    template = AnalysisTemplate.objects.get(name="errors")
+    production = factories.EnvironmentFactory(application=app, name="production")
+    push(app, production, "http_error_ratio", "1.5.0", [0.002] * 8 + [0.06, 0.07])
+    run = do_run_analysis(
+        template,
+        environment=production,
+        canary_version="1.5.0",
+        baseline_version=None,
+        started_at=START,
+        ended_at=END,
+    )
+    assert run.verdict == AnalysisRun.Verdict.FAIL
+    assert (
+        "error_rate: 2 failed measurements, more than the failure limit 1 → failed; last: error_rate = 0.07: "
+        "`error_rate >= 0.05` holds → failed"
+    ) in run.reasons[1]
+    push(app, production, "http_error_ratio", "1.6.0", [0.002] * 9 + [0.06])
+    passed = do_run_analysis(
+        template,
+        environment=production,
+        canary_version="1.6.0",
+        baseline_version=None,
+        started_at=START,
+        ended_at=END,
+    )
+    assert passed.verdict == AnalysisRun.Verdict.PASS, passed.reasons
+
+    conditions = [line for line in blocks[1].splitlines() if line]
+    assert conditions[0] == "error_rate < 0.01" and len(conditions) == 4
+    metric = json.loads(example)["metrics"][0]
+    for n, condition in enumerate(conditions):
+        candidate = {"name": f"c{n}", "metrics": [{**metric, "success_condition": condition}]}
+        assert writer.post(TEMPLATES, candidate, format="json").status_code == 201, condition
+    refused = writer.post(
+        TEMPLATES,
+        {"name": "across", "metrics": [{**metric, "success_condition": "error_rate / requests < 0.01"}]},
+        format="json",
+    )
+    assert refused.status_code == 400 and refused.json()["field"] == "metrics[0].success_condition"
+    assert "Reads 'requests', which this metric does not measure" in refused.json()["detail"]
+    mistake = writer.post(
+        TEMPLATES,
+        {"name": "typo", "metrics": [{**metric, "success_condition": "error_rate = 0.01"}]},
+        format="json",
+    ).json()
+    shown = json.loads(blocks[2].strip().replace(", …}", "}"))
+    assert {k: mistake[k] for k in shown} == shown

@@ -73,7 +73,7 @@ def test_a_new_error_group_alerts_once_it_has_enough_occurrences():
     )
     assert seven.increased and math.isinf(seven.ratio)
     assert seven.reason == (
-        "TypeError in checkout: 7 in 12000 (0.0583 %) vs previous version 0 in 12000 (0 %), "
+        "TypeError in checkout: 7 in 12000 requests (0.0583 %) vs previous version 0 in 12000 requests (0 %), "
         "new, p = 0.008 → alert: significantly higher"
     )
     three = compare_error_rates(

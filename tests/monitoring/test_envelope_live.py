@@ -202,3 +202,74 @@ def test_a_group_resolved_over_the_api_regresses_when_the_sdk_reports_it_again(l
     send_with_sdk(dsn(live_slipway, key), release="1.4.1", errors=[8])
     group.refresh_from_db()
     assert (group.status, group.count, group.last_seen_version) == ("regressed", 2, "1.4.1")
+
+
+def test_a_revoked_key_is_401_on_the_envelope_route_within_the_key_cache(live_slipway, shop):
+    """Rotating the DSN's key revokes the old one: the server, which caches keys for KEY_TTL seconds, refuses it
+    with 401 (in the API's error shape) once its cached answer expires, and stores nothing sent with it; the new
+    key, never cached, works at once."""
+    import time
+
+    from monitoring import envelope_asgi
+    from monitoring.services import do_rotate_ingest_key
+
+    application, old = shop
+    url = f"{live_slipway.url}/api/{application.pk}/envelope/"
+
+    def envelope(key: str, message: str) -> int:
+        body = (
+            b'{}\n{"type":"event"}\n' + json.dumps({"environment": "production", "message": message}).encode()
+        )
+        return post(url, body + b"\n", {"X-Sentry-Auth": f"Sentry sentry_key={key}, sentry_version=7"})[0]
+
+    assert envelope(old.public_key, "before") == 200  # the server caches the key now
+    rotated = time.monotonic()
+    do_rotate_ingest_key(Actor.system(), application)
+    new = IngestKey.objects.get(application=application, revoked_at__isnull=True)
+    assert envelope(new.public_key, "new key") == 200  # never cached: looked up at once
+    while (status := envelope(old.public_key, "after")) == 200:
+        assert time.monotonic() - rotated < envelope_asgi.KEY_TTL + 2, "the revoked key still works"
+        time.sleep(0.5)
+    assert status == 401
+    status, body = post(
+        url,
+        b'{}\n{"type":"event"}\n{"message":"x"}\n',
+        {"X-Sentry-Auth": f"Sentry sentry_key={old.public_key}"},
+    )
+    assert (status, body["code"]) == (401, "not_authenticated") and "revoked" in body["detail"]
+    do_rotate_ingest_key(Actor.system(), application)  # rotated again: `new` goes the same way
+    newest = IngestKey.objects.get(application=application, revoked_at__isnull=True)
+    assert envelope(newest.public_key, "newest") == 200
+    deadline = time.monotonic() + envelope_asgi.KEY_TTL + 2
+    while envelope(new.public_key, "late") == 200:
+        assert time.monotonic() < deadline, "the second revoked key still works"
+        time.sleep(0.5)
+    assert not ErrorEvent.objects.filter(message="x").exists()  # refused: nothing of it stored
+
+
+def test_the_json_errors_endpoint_refuses_a_body_past_1_mb_with_413_over_http(live_slipway, shop):
+    """`POST /api/v1/applications/<app>/errors/` through the live server: a body over API_MAX_BODY_BYTES is a
+    413 in the API's error shape, with or without Content-Length, and nothing is stored."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    from releases.services import do_create_api_token
+
+    _, key = do_create_api_token(
+        Actor.system(), factories.UserFactory(is_superuser=True), name="errors", scopes=["metrics:write"]
+    )
+    url = f"{live_slipway.url}/api/v1/applications/shop/errors/"
+    auth = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    error = {"environment": "production", "version": "1.4.0", "type": "KeyError", "message": "x"}
+    assert post(url, json.dumps(error).encode(), auth)[0] == 201
+    huge = json.dumps({**error, "stacktrace": "frame\n" * 200_000}).encode()
+    assert len(huge) > 1024 * 1024
+    status, body = post(url, huge, auth)
+    assert (status, body["code"]) == (413, "too_large"), body
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    connection.request("POST", parts.path, body=iter([huge[:600_000], huge[600_000:]]), headers=auth)
+    chunked = connection.getresponse()  # no Content-Length: Transfer-Encoding chunked
+    assert chunked.status == 413 and json.loads(chunked.read())["code"] == "too_large"
+    connection.close()
+    assert ErrorEvent.objects.count() == 1

@@ -232,6 +232,28 @@ def test_a_tolerance_only_ever_removes_alarms(sample):
     assert tolerant == Classification.PASS or tolerant == strict
 
 
+def test_a_significant_shift_within_the_hodges_lehmann_tolerance_passes_and_fails_without_it():
+    """Kayenta's effect-size tolerance, deterministically: latencies 4 ms higher on evenly spread samples. The 98 %
+    interval (+0.41 to +7.59 ms) excludes 0 (p = 0.009: significant), but its lower end is within 0.25 × the
+    Hodges-Lehmann estimate (+1 ms): a pass, saying why. With no tolerance the same data is too high."""
+    baseline = np.linspace(100, 120, 40)
+    canary = baseline + 4
+    spec = {"name": "latency", "direction": Direction.INCREASE, "unit": "ms"}
+    tolerant = verdict(canary, baseline, **spec)
+    metric = tolerant.metrics[0]
+    assert metric.test.estimate == pytest.approx(4.0)
+    assert 0 < metric.test.low <= 0.25 * metric.test.estimate and metric.test.p_value < 0.02
+    assert (tolerant.grade, metric.classification) == (Grade.PASS, Classification.PASS)
+    assert metric.reason == (
+        "latency: canary 114 ms vs baseline 110 ms (1.04×), shift +4 ms [98 % interval +0.41 ms to +7.59 ms], "
+        "p = 0.009 → pass (a shift within the 25 % tolerance)"
+    )
+    strict = verdict(canary, baseline, config=JudgeConfig(tolerance=0), **spec)
+    assert (strict.grade, strict.metrics[0].classification) == (Grade.FAIL, Classification.HIGH)
+    assert strict.metrics[0].reason.endswith("→ too high: fail")
+    assert verdict(baseline + 5, baseline, **spec).metrics[0].classification == Classification.HIGH  # past it
+
+
 # --------------------------------------------------------------------------- classification rules
 
 

@@ -15,7 +15,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -550,3 +550,27 @@ def test_an_analysis_judges_the_demo_service_through_a_real_prometheus(
     if verdict == "fail":
         assert measurement.canary["mean"] > 0.03  # its 6 %
         assert run.reasons[0].startswith("fail: canary judge: critical metric error_rate failed")
+
+
+def test_a_hanging_source_costs_a_run_one_timeout_per_eight_queries():
+    """docs/monitoring.md, "How long a run takes": 9 metrics × canary and baseline = 18 queries, eight at a time,
+    each waiting its full timeout on a source that never answers: ⌈18 / 8⌉ = 3 timeouts, not one."""
+    from monitoring.analysis import Side, Window, fetch_all
+    from monitoring.models import MetricSource
+
+    def hang(handler):
+        time.sleep(3)
+
+    with http_server(hang) as url:
+        source = MetricSource(name="prom", kind="prometheus", url=url, timeout_seconds=0.4)
+        metrics = [{"name": f"m{i}", "source": "prom", "query": "up"} for i in range(9)]
+        sides = {"canary": Side(version="2.0.0"), "baseline": Side(version="1.0.0")}
+        start = datetime.fromtimestamp(1_700_000_000, UTC)
+        window = Window(
+            application_id=1, environment_id=1, environment="production", start=start, end=start, step=60
+        )
+        began = time.monotonic()
+        fetched = fetch_all(metrics, {"prom": source}, sides, window)
+        took = time.monotonic() - began
+    assert all("timed out after 0.4 s" in f.missing for got in fetched for f in got.values())
+    assert 3 * 0.4 <= took < 3 * 0.4 + 0.7, took  # three rounds, the last ending with its timeout

@@ -51,6 +51,8 @@ specs = st.none() | st.builds(
     AnalysisSpec,
     template=st.sampled_from(["checkout", "errors-1", "p95_latency"]),
     duration_seconds=st.none() | st.integers(1, 3600),
+    interval_seconds=st.none() | st.integers(1, 60),
+    count=st.none() | st.integers(1, 100),
 )
 
 strategies = st.one_of(
@@ -434,6 +436,10 @@ def test_plan_revert_dedupes_latest_first():
             BlueGreen(watch=AnalysisSpec(template="soak")),
         ),
         ({"kind": "cautious", "analysis": None}, Cautious()),
+        (
+            {"kind": "canary", "analysis": {"template": "checkout", "interval_seconds": 5, "count": 12}},
+            Canary(analysis=AnalysisSpec(template="checkout", interval_seconds=5, count=12)),
+        ),
     ],
 )
 def test_parse_strategy_valid(data, expected):
@@ -486,6 +492,25 @@ def test_parse_strategy_valid(data, expected):
             "analysis.duration_seconds",
         ),
         ({"kind": "canary", "analysis": {"template": "c", "interval": 3}}, "analysis.interval"),
+        (
+            {"kind": "canary", "analysis": {"template": "c", "interval_seconds": 0}},
+            "analysis.interval_seconds",
+        ),
+        (
+            {"kind": "canary", "analysis": {"template": "c", "interval_seconds": 3601}},
+            "analysis.interval_seconds",
+        ),
+        (
+            {"kind": "canary", "analysis": {"template": "c", "interval_seconds": 1.5}},
+            "analysis.interval_seconds",
+        ),
+        ({"kind": "canary", "analysis": {"template": "c", "count": 0}}, "analysis.count"),
+        ({"kind": "canary", "analysis": {"template": "c", "count": "10"}}, "analysis.count"),
+        ({"kind": "canary", "watch": {"template": "c", "count": True}}, "watch.count"),
+        (
+            {"kind": "canary", "analysis": {"template": "c", "interval_seconds": 3600, "count": 25}},
+            "analysis.count",
+        ),  # more than 24 hours
         (
             {"kind": "cautious", "watch": {"template": "c", "duration_seconds": 86401}},
             "watch.duration_seconds",

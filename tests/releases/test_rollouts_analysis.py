@@ -376,3 +376,44 @@ def test_the_rollout_lists_its_analysis_runs_in_constant_queries(
         stored.save()
     with django_assert_num_queries(len(counted.captured_queries)):
         assert len(client.get(url).json()["analysis_runs"]) == 4
+
+
+def test_the_strategy_sets_how_often_and_how_many_times_the_gate_measures(canary, monkeypatch, client, user):
+    """`interval_seconds` and `count` in the strategy's analysis replace the template's (1 s × 30): the gate
+    measures 5 × 2 s = 10 s and judges 5 measurements; a bad value is a 400 naming the field."""
+    env, v1, v2 = canary
+    client.force_login(user)
+    url = "/api/v1/applications/shop/environments/production/"
+    for analysis, message in (
+        (
+            {"interval_seconds": 0},
+            "analysis.interval_seconds: must be a whole number of seconds from 1 to 3600",
+        ),
+        ({"count": 1001}, "analysis.count: must be a whole number of measurements from 1 to 1000"),
+        (
+            {"interval_seconds": 3600, "count": 25},
+            "analysis.count: count × interval_seconds is at most 24 hours",
+        ),
+    ):
+        strategy = {"kind": "canary", "steps": [33, 100], "analysis": {"template": "checkout", **analysis}}
+        response = client.patch(url, {"strategy": strategy}, content_type="application/json")
+        assert response.status_code == 400
+        assert response.json() == {"strategy": [message], "code": "invalid"}
+    strategy = {
+        "kind": "canary",
+        "steps": [33, 100],
+        "pause_seconds": 0,
+        "analysis": {"template": "checkout", "interval_seconds": 2, "count": 5},
+    }
+    response = client.patch(url, {"strategy": strategy}, content_type="application/json")
+    assert response.status_code == 200 and response.json()["strategy"] == strategy
+    env.refresh_from_db()
+    windows = pushing(monkeypatch, env, {"1.0.0": 0.01, "2.0.0": 0.01})
+    release, rollout = rollout_for(env, v1, v2)
+    assert do_advance_rollout(rollout.pk) == "succeeded"
+    [(start, end)] = windows
+    assert end - start == timedelta(seconds=10)
+    run = AnalysisRun.objects.get()
+    assert (run.verdict, run.config["interval_seconds"], run.config["count"]) == ("pass", 2, 5)
+    step = RolloutStep.objects.get(rollout=rollout, action="analysis")
+    assert "(5 measurements, one every 2 s) → pass" in step.output.partition("\n")[0]
