@@ -46,6 +46,7 @@ from releases.models import (
     Membership,
     Role,
     Scope,
+    email_proves,
     identity_validator,
 )
 from releases.permissions import Actor, Permission, can, has_role, require
@@ -338,7 +339,7 @@ def do_link_identity(actor: Actor, user, identity: str) -> AuthorIdentity:
             f"You asked to link '{identity}' already; the request waits for confirmation.", field="identity"
         )
     # The user's email is set by an administrator (Slipway lets nobody change their own): it is proven theirs.
-    proven = bool(user.email) and user.email.lower() == identity.lower()
+    proven = email_proves(user.email, identity)
     summary = {"user": user.get_username(), "identity": identity}
     if proven or _identity_admin(actor):
         link = _create_link(
