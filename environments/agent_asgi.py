@@ -20,6 +20,7 @@ import math
 import re
 import threading
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -39,6 +40,7 @@ from environments.jobs import (
     do_release_jobs,
     do_store_reports,
     parse_report,
+    reconnect_if_broken,
     refused,
     touch,
 )
@@ -154,6 +156,8 @@ class AgentBroker:
                 target = found.get(poll.key)
                 if target is None:
                     _settle(poll.answer, UNKNOWN_AGENT)
+                elif target is BUSY:
+                    _settle(poll.answer, BUSY)
                 else:
                     self._waiting.setdefault(target.pk, []).append(poll)
                     self._targets[target.pk] = target
@@ -174,21 +178,30 @@ class AgentBroker:
     ) -> tuple[list[Answer], dict | None, dict]:
         """On the broker's thread: reports, then new long-polls' tokens, then jobs for every waiting agent.
 
-        Each part fails alone: reports are answered even when the claims fail (`found` is then None), and a report
-        that fails its batch is answered on its own while the others are stored (`do_store_reports`).
+        Each part fails alone: reports are answered even when the claims fail (`found` is then None), a report
+        that fails its batch is answered on its own while the others are stored (`do_store_reports`), and a token
+        whose look-up fails fails only its own reports and long-polls (503 each, `_lookup`).
         """
         answers = []
         if reports:
             try:
-                others = {r.key for r in reports} - holding.keys()
-                answers = do_store_reports(reports, {**holding, **(authenticate(others) if others else {})})
+                others, unread = _lookup({r.key for r in reports} - holding.keys())
+                targets = {**holding, **others}
+                # A report whose token could not be looked up is answered 503 (its agent retries); the others
+                # are stored as usual.
+                readable = [r for r in reports if r.key not in unread]
+                stored = iter(do_store_reports(readable, targets) if readable else [])
+                answers = [BUSY if r.key in unread else next(stored) for r in reports]
             except Exception:
                 log.exception("agent broker could not store reports")
                 connection.close()  # a broken connection is replaced by the next query
                 answers = [BUSY] * len(reports)
         try:
-            found = authenticate(keys) if keys else {}
-            jobs = do_claim_jobs([*waiting, *(t.pk for t in found.values())])
+            found, unread = _lookup(keys)
+            found.update(
+                dict.fromkeys(unread, BUSY)
+            )  # these long-polls are answered 503 alone; they poll again
+            jobs = do_claim_jobs([*waiting, *(t.pk for t in found.values() if t is not BUSY)])
             touch([self._targets[pk] for pk in waiting if pk in self._targets], every=WAITING_SEEN_EVERY)
         except Exception:
             log.exception("agent broker could not hand out jobs")
@@ -240,6 +253,30 @@ class AgentBroker:
         if not self._waiting:
             return None
         return max(0.0, min(TICK, self._soonest - time.monotonic()))
+
+
+def _lookup(keys: Iterable[str]) -> tuple[dict, set[str]]:
+    """Agents' tokens -> their targets (`authenticate`), and the tokens that could not be looked up.
+
+    One query for all; if it fails, one per token, so a lookup that fails fails only its own token's requests.
+    """
+    keys = set(keys)
+    if not keys:
+        return {}, set()
+    try:
+        return authenticate(keys), set()
+    except Exception:
+        log.warning("looking up %s agent tokens failed; looking them up one by one", len(keys), exc_info=True)
+        reconnect_if_broken()
+    found, unread = {}, set()
+    for key in keys:
+        try:
+            found.update(authenticate([key]))
+        except Exception:
+            log.exception("looking up an agent token failed")
+            reconnect_if_broken()
+            unread.add(key)
+    return found, unread
 
 
 def _settle(future: asyncio.Future, answer: Answer) -> bool:

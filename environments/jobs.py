@@ -375,7 +375,7 @@ def do_store_reports(reports: list[Report], targets: dict[str, Target]) -> list[
     try:
         return do_apply_reports(reports, targets)
     except Exception as error:
-        _reconnect_if_broken()
+        reconnect_if_broken()
         if len(reports) == 1:
             return [_failed(reports[0], error)]
         log.warning("a batch of %s reports failed; storing them one by one", len(reports), exc_info=True)
@@ -385,7 +385,7 @@ def do_store_reports(reports: list[Report], targets: dict[str, Target]) -> list[
             answers.extend(do_apply_reports([report], targets))
         except Exception as error:
             answers.append(_failed(report, error))
-            _reconnect_if_broken()
+            reconnect_if_broken()
     return answers
 
 
@@ -400,7 +400,7 @@ def _failed(report: Report, error: Exception) -> Answer:
     return BUSY
 
 
-def _reconnect_if_broken() -> None:
+def reconnect_if_broken() -> None:
     if connection.connection is not None and not connection.is_usable():
         connection.close()  # the next transaction opens a fresh one
 
