@@ -6,8 +6,11 @@ agents cost a handful of queries per round instead of several per agent and requ
 
 What agents and webhook receivers report is recorded in the rollout's step rows themselves — which target, when,
 status, health, output — and that is its history (the release page's rollout table); an audit event per report
-would double the writes of a thousand-host wave. A webhook receiver's callback, rarer and from outside, is audited
-as well.
+would double the writes of a thousand-host wave. So claims (`do_claim_jobs`) and reports (`do_apply_reports`) are
+not audited, and neither is telemetry: output chunks an agent streams while its job runs (`do_append_output`,
+kept in the step's output), heartbeats (`do_record_heartbeat`) and the last-seen time (`touch`) record what a host
+says, not a decision anyone made. Rarer writes are audited in their transaction: a webhook receiver's callback
+(`rollout.step_reported`, from outside) and jobs put back in the queue (`do_release_jobs`, `rollout.jobs_released`).
 """
 
 from __future__ import annotations
@@ -198,11 +201,41 @@ def job_of(step: RolloutStep, release: Release) -> dict:
     }
 
 
-def do_release_jobs(step_ids: Iterable[int]) -> None:
-    """Put claimed jobs whose agent went away before hearing of them back in the queue (undoes `do_claim_jobs`)."""
-    RolloutStep.objects.filter(pk__any_of=list(step_ids), status=RolloutStep.Status.RUNNING).update(
-        status=RolloutStep.Status.PENDING, started_at=None
-    )
+def do_release_jobs(step_ids: Iterable[int]) -> int:
+    """Put claimed jobs whose agent went away before hearing of them back in the queue (undoes `do_claim_jobs`),
+    with a `rollout.jobs_released` audit event per release; returns how many went back.
+
+    Rare (a long-poll dropped in the instant its job was claimed), unlike claims and reports: audited."""
+    with transaction.atomic():
+        steps = list(
+            RolloutStep.objects.select_for_update(of=("self",))
+            .filter(pk__any_of=list(step_ids), status=RolloutStep.Status.RUNNING)
+            .only("pk", "rollout_id", "target_name")
+            .order_by("pk")
+        )
+        if not steps:
+            return 0
+        RolloutStep.objects.filter(pk__any_of=[s.pk for s in steps]).update(
+            status=RolloutStep.Status.PENDING, started_at=None
+        )
+        by_rollout: dict[int, list[RolloutStep]] = defaultdict(list)
+        for step in steps:
+            by_rollout[step.rollout_id].append(step)
+        for release in (
+            Release.objects.filter(rollout__in=list(by_rollout))
+            .select_related("application")
+            .annotate(rollout_pk=F("rollout"))
+        ):
+            released = by_rollout[release.rollout_pk]
+            audit.record(
+                Actor.system(),
+                "rollout.jobs_released",
+                release,
+                application=release.application,
+                after={"jobs": [s.pk for s in released], "targets": [s.target_name for s in released]},
+                note="claimed for agents that were gone before hearing of them: back in the queue",
+            )
+    return len(steps)
 
 
 def health_steps(checked: list[tuple[RolloutStep, float]], now) -> list[RolloutStep]:
@@ -406,7 +439,9 @@ def reconnect_if_broken() -> None:
 
 
 def do_append_output(target: Target, step_id: int, chunk: str) -> Answer:
-    """An agent streams output of its running job: appended (the newest `OUTPUT_LIMIT` characters kept)."""
+    """An agent streams output of its running job: appended (the newest `OUTPUT_LIMIT` characters kept).
+
+    Telemetry, like a heartbeat: the chunk is the host's log, kept in the step's output; no audit event."""
     with transaction.atomic():
         step = RolloutStep.objects.select_for_update(of=("self",)).filter(pk=step_id).first()
         if step is None:

@@ -5,7 +5,7 @@ import contextlib
 import pytest
 
 from environments.models import Target
-from releases.models import Release, RolloutStep
+from releases.models import AuditEvent, Release, RolloutStep
 from releases.permissions import Actor
 from releases.rollouts import do_advance_rollout, do_control_rollout, start_rollout
 from tests import factories
@@ -372,6 +372,18 @@ def test_silent_agents_are_marked_offline(setup):
         "b": "online",
         "c": "online",
     }
+    # Each agent going offline is audited, once: a second pass finds nobody new.
+    (event,) = AuditEvent.objects.filter(kind="target.offline")
+    a = Target.objects.get(name="a")
+    assert (event.object_type, event.object_id, event.actor_label) == (
+        "environments.target",
+        str(a.pk),
+        "system",
+    )
+    assert (event.application, event.environment_id) == (env.application, env.pk)
+    assert event.before["status"] == "online" and event.after == {"status": "offline"}
+    check_running_rollouts()
+    assert AuditEvent.objects.filter(kind="target.offline").count() == 1
 
 
 def test_rollback_is_the_fast_path_past_locks_freezes_and_gates(
