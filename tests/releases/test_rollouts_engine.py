@@ -129,6 +129,9 @@ def test_webhook_driver_calls_out_and_waits_for_a_signed_callback(app, client):
             url, report, content_type="application/json", headers={"X-Slipway-Signature": "sha256=0"}
         )
         assert forged.status_code == 401
+        assert not AuditEvent.objects.filter(
+            kind="rollout.step_reported"
+        ).exists()  # a forgery records nothing
         ok = client.post(
             url,
             report,
@@ -136,6 +139,12 @@ def test_webhook_driver_calls_out_and_waits_for_a_signed_callback(app, client):
             headers={"X-Slipway-Signature": sign("s3cret", report)},
         )
         assert ok.status_code == 200
+        # The callback comes from outside: audited, in the step's transaction, with what it said.
+        (event,) = AuditEvent.objects.filter(kind="rollout.step_reported")
+        assert (event.object_type, event.object_id) == ("releases.release", str(release.pk))
+        assert (event.application, event.environment_id, event.actor_label) == (app, env.pk, "system")
+        assert event.after == {"step": job["job"], "target": "default", "status": "succeeded"}
+        assert event.note == "reported by the webhook receiver"
         assert do_advance_rollout(rollout.pk) == "succeeded"
         assert not AuditEvent.objects.filter(after__webhook_secret="s3cret").exists()
     finally:
