@@ -50,6 +50,7 @@ from releases.models import (
     identity_validator,
 )
 from releases.permissions import Actor, Permission, can, has_role, require
+from releases.promotions import auto_promote
 
 User = get_user_model()
 
@@ -139,14 +140,8 @@ def _register_artifact(actor: Actor, application: Application, data: ArtifactIn)
     audit.record(
         actor, "artifact.registered", artifact, application=application, after=_artifact_summary(data)
     )
-    after_commit(_auto_promote, artifact.pk, robust=False)
+    after_commit(auto_promote, artifact.pk, robust=False)
     return artifact, True
-
-
-def _auto_promote(artifact_id: int) -> None:
-    from releases.promotions import auto_promote  # promotions build on these services
-
-    auto_promote(artifact_id)
 
 
 def _store_changes(application: Application, incoming: Iterable[ChangeIn]) -> list[Change]:
