@@ -35,10 +35,12 @@ from environments.jobs import (
     UNKNOWN_AGENT,
     Answer,
     Report,
+    agent_key,
     authenticate,
     do_claim_jobs,
     do_release_jobs,
     do_store_reports,
+    job_not_found,
     parse_report,
     reconnect_if_broken,
     refused,
@@ -51,8 +53,6 @@ WORK_PATH = "/api/v1/agent/work"
 RESULT_PATH = re.compile(r"^/api/v1/agent/jobs/([^/]*)/result$")  # any id: a bad one is answered here, 404
 MAX_WAIT = 25.0
 TICK = 0.1
-MAX_BODY = 1024 * 1024
-MAX_KEY = 200  # agent tokens are 47 characters: a longer one is unknown without asking the database
 MAX_HOLDERS = 100_000
 WAITING_SEEN_EVERY = timedelta(seconds=5)  # an agent waiting on a long-poll is online
 
@@ -309,10 +309,7 @@ async def agent_app(scope, receive, send) -> None:
     numbers, text), then the report's fields. Refusals are the API's error shape (`jobs.refused`) with a 4xx.
     """
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-    scheme, _, key = headers.get("authorization", "").partition(" ")
-    key = key.strip() if scheme.lower() == "bearer" else ""
-    if len(key) > MAX_KEY:
-        key = ""
+    key = agent_key(headers.get("authorization", ""))
     if scope["path"] == WORK_PATH:
         if scope["method"] != "GET":
             return await _respond(send, *refused(405, "method_not_allowed", "Use GET."))
@@ -337,12 +334,13 @@ async def agent_app(scope, receive, send) -> None:
     segment = RESULT_PATH.match(scope["path"]).group(1)
     step_id = jsonbody.id_from_path(segment)
     if step_id is None:
-        return await _respond(send, *refused(404, "not_found", f"No job #{segment[:30]}."))
-    raw = await read_body(receive, MAX_BODY)
+        return await _respond(send, *job_not_found(segment))
+    raw = await read_body(receive, jsonbody.MAX_BYTES)
     if raw is None:
-        return await _respond(send, *refused(413, "too_large", "The body is larger than 1 MB."))
+        error = jsonbody.too_large()
+        return await _respond(send, *refused(error.status, error.code, error.detail))
     try:
-        body = jsonbody.parse(raw, max_bytes=MAX_BODY, empty={}, replace_nul=True)  # output is free text
+        body = jsonbody.parse(raw, empty={}, replace_nul=True)  # output is free text
     except jsonbody.BodyError as error:
         return await _respond(send, *refused(error.status, error.code, error.detail, field=error.field))
     report = parse_report(key, step_id, body)

@@ -50,6 +50,21 @@ def refused(status: int, code: str, detail: str, **extra: str) -> Answer:
 
 
 UNKNOWN_AGENT = refused(401, "unknown_agent", "Unknown agent token: register again.")
+MAX_KEY = 200  # agent tokens are 47 characters: a longer one is unknown without asking the database
+
+
+def agent_key(authorization: str) -> str:
+    """The agent's token from an `Authorization: Bearer <token>` header; "" for none or one too long to be one."""
+    scheme, _, key = authorization.partition(" ")
+    key = key.strip() if scheme.lower() == "bearer" else ""
+    return key if len(key) <= MAX_KEY else ""
+
+
+def job_not_found(job: int | str) -> Answer:
+    """404 `job_not_found`: no such job (or an id that cannot be one: `job` is then the path's text, cut short)."""
+    return refused(404, "job_not_found", f"No job #{str(job)[:30]}.")
+
+
 BUSY = refused(503, "busy", "Slipway could not store this now; try again.")
 
 
@@ -315,7 +330,7 @@ def do_apply_reports(reports: list[Report], targets: dict[str, Target] | None = 
             if target is None:
                 answers[n] = UNKNOWN_AGENT
             elif step is None:
-                answers[n] = refused(404, "not_found", f"No job #{report.step_id}.")
+                answers[n] = job_not_found(report.step_id)
             elif step.target_id != target.pk:
                 answers[n] = refused(403, "other_target", f"Job #{report.step_id} belongs to another target.")
             elif step.status not in OPEN:
@@ -427,7 +442,9 @@ def _failed(report: Report, error: Exception) -> Answer:
     if isinstance(error, DataError | UnicodeError):
         log.warning("report of job #%s refused by the database: %s", report.step_id, error)
         return refused(
-            400, "invalid", f"The report of job #{report.step_id} holds a value that cannot be stored."
+            400,
+            "unstorable_report",
+            f"The report of job #{report.step_id} holds a value that cannot be stored.",
         )
     log.error("report of job #%s could not be stored", report.step_id, exc_info=error)
     return BUSY
@@ -445,7 +462,7 @@ def do_append_output(target: Target, step_id: int, chunk: str) -> Answer:
     with transaction.atomic():
         step = RolloutStep.objects.select_for_update(of=("self",)).filter(pk=step_id).first()
         if step is None:
-            return refused(404, "not_found", f"No job #{step_id}.")
+            return job_not_found(step_id)
         if step.target_id != target.pk:
             return refused(403, "other_target", f"Job #{step_id} belongs to another target.")
         step.output = (step.output + chunk)[-RolloutStep.OUTPUT_LIMIT :]

@@ -34,15 +34,15 @@ def hostile_requests(real_key: str) -> list[tuple[str, str, str | None, bytes | 
     bogus = "sla_bogus_token"
     return [
         # results: ids that cannot exist, tokens nobody holds, bodies no agent sends
-        ("POST", f"/api/v1/agent/jobs/{HUGE}/result", bogus, dumps(OK_REPORT), 404, "not_found"),
-        ("POST", f"/api/v1/agent/jobs/{2**63}/result", bogus, dumps(OK_REPORT), 404, "not_found"),
-        ("POST", "/api/v1/agent/jobs/-5/result", bogus, dumps(OK_REPORT), 404, "not_found"),
-        ("POST", "/api/v1/agent/jobs/0/result", bogus, dumps(OK_REPORT), 404, "not_found"),
-        ("POST", "/api/v1/agent/jobs/abc/result", real_key, dumps(OK_REPORT), 404, "not_found"),
-        ("POST", f"/api/v1/agent/jobs/{HUGE}/result", real_key, dumps(OK_REPORT), 404, "not_found"),
+        ("POST", f"/api/v1/agent/jobs/{HUGE}/result", bogus, dumps(OK_REPORT), 404, "job_not_found"),
+        ("POST", f"/api/v1/agent/jobs/{2**63}/result", bogus, dumps(OK_REPORT), 404, "job_not_found"),
+        ("POST", "/api/v1/agent/jobs/-5/result", bogus, dumps(OK_REPORT), 404, "job_not_found"),
+        ("POST", "/api/v1/agent/jobs/0/result", bogus, dumps(OK_REPORT), 404, "job_not_found"),
+        ("POST", "/api/v1/agent/jobs/abc/result", real_key, dumps(OK_REPORT), 404, "job_not_found"),
+        ("POST", f"/api/v1/agent/jobs/{HUGE}/result", real_key, dumps(OK_REPORT), 404, "job_not_found"),
         ("POST", "/api/v1/agent/jobs/987654321/result", bogus, dumps(OK_REPORT), 401, "unknown_agent"),
         ("POST", "/api/v1/agent/jobs/987654321/result", "x" * 5000, dumps(OK_REPORT), 401, "unknown_agent"),
-        ("POST", "/api/v1/agent/jobs/987654321/result", real_key, dumps(OK_REPORT), 404, "not_found"),
+        ("POST", "/api/v1/agent/jobs/987654321/result", real_key, dumps(OK_REPORT), 404, "job_not_found"),
         ("POST", "/api/v1/agent/jobs/5/result", real_key, j(DEEP), 400, "too_deep"),
         ("POST", "/api/v1/agent/jobs/5/result", bogus, j(DEEP + "]" * 100_000), 400, "too_deep"),
         ("POST", "/api/v1/agent/jobs/5/result", bogus, dumps({"status": ["succeeded"]}), 400, "invalid"),
@@ -137,12 +137,12 @@ def hostile_requests(real_key: str) -> list[tuple[str, str, str | None, bytes | 
         ("POST", "/api/v1/agent/heartbeat", real_key, j(DEEP), 400, "too_deep"),
         ("POST", "/api/v1/agent/heartbeat", bogus, dumps({"version": "6.6.6"}), 401, "unknown_agent"),
         # output and the webhook driver's callback
-        ("POST", f"/api/v1/agent/jobs/{HUGE}/output", real_key, dumps({"chunk": "x"}), 404, "not_found"),
-        ("POST", "/api/v1/agent/jobs/-1/output", real_key, dumps({"chunk": "x"}), 404, "not_found"),
+        ("POST", f"/api/v1/agent/jobs/{HUGE}/output", real_key, dumps({"chunk": "x"}), 404, "job_not_found"),
+        ("POST", "/api/v1/agent/jobs/-1/output", real_key, dumps({"chunk": "x"}), 404, "job_not_found"),
         ("POST", "/api/v1/agent/jobs/5/output", bogus, j(DEEP), 400, "too_deep"),
         ("POST", "/api/v1/agent/jobs/5/output", bogus, dumps({"chunk": "x"}), 401, "unknown_agent"),
-        ("POST", f"/api/v1/webhooks/rollout/{HUGE}/", None, dumps(OK_REPORT), 404, "not_found"),
-        ("POST", "/api/v1/webhooks/rollout/123456789/", None, dumps(OK_REPORT), 404, "not_found"),
+        ("POST", f"/api/v1/webhooks/rollout/{HUGE}/", None, dumps(OK_REPORT), 404, "job_not_found"),
+        ("POST", "/api/v1/webhooks/rollout/123456789/", None, dumps(OK_REPORT), 404, "job_not_found"),
         ("POST", "/api/v1/webhooks/rollout/7/", None, j(DEEP), 400, "too_deep"),
     ]
 
@@ -282,7 +282,7 @@ def test_a_report_that_fails_its_batch_fails_no_other():
         broker._executor.submit(lambda: connection.close()).result()
     assert rounds == [4]  # one batch
     assert [status for status, _ in answers] == [200, 400, 401, 200]
-    assert answers[1][1]["code"] == "invalid" and answers[2][1]["code"] == "unknown_agent"
+    assert answers[1][1]["code"] == "unstorable_report" and answers[2][1]["code"] == "unknown_agent"
     statuses = dict(RolloutStep.objects.filter(pk__in=[s.pk for s in steps]).values_list("pk", "status"))
     assert [statuses[s.pk] for s in steps] == ["succeeded", "running", "succeeded"]
     assert RolloutStep.objects.filter(rollout=rollout, action="health").count() == 2
@@ -392,7 +392,7 @@ def test_a_job_id_that_cannot_exist_is_404_without_a_query(
     with django_assert_num_queries(0):
         asyncio.run(agent_asgi.agent_app(scope, receive, send))
     assert sent[0]["status"] == 404
-    assert json.loads(sent[1]["body"])["code"] == "not_found"
+    assert json.loads(sent[1]["body"])["code"] == "job_not_found"
 
 
 # --- under fire: a real rollout and 200 hostile requests --------------------------------------------
@@ -505,3 +505,22 @@ def test_hostile_requests_during_a_real_rollout(server, tmp_path):
         log,
     ), log[-3000:]
     assert elapsed < 30
+
+
+@pytest.mark.parametrize(
+    "header, key",
+    [
+        ("Bearer sla_abc", "sla_abc"),
+        ("bearer  sla_abc ", "sla_abc"),
+        ("Token sla_abc", ""),
+        ("", ""),
+        ("Bearer " + "k" * 200, "k" * 200),
+        ("Bearer " + "k" * 201, ""),  # longer than any agent token: unknown without a query
+    ],
+)
+def test_both_agent_route_families_read_the_token_with_one_rule(header, key):
+    from environments import agent_api, jobs
+
+    assert jobs.agent_key(header) == key
+    assert agent_api.agent_key is agent_asgi.agent_key is jobs.agent_key
+    assert not hasattr(agent_asgi, "MAX_KEY") and not hasattr(agent_asgi, "MAX_BODY")
