@@ -53,6 +53,11 @@ class BodyError(Exception):
         return error_body(self.code, self.detail, field=self.field)
 
 
+def too_large(max_bytes: int = MAX_BYTES) -> BodyError:
+    """The 413 of a body over `max_bytes`, for routes that refuse it while reading (before `parse`)."""
+    return BodyError(413, "too_large", f"The body is larger than {_size(max_bytes)}.")
+
+
 def error_body(code: str, detail: str, *, field: str | None = None, **extra: Any) -> dict[str, Any]:
     """The one error body of every route, the API's and the lean ASGI ones alike (OpenAPI's `Error`):
     `{"code", "detail"}`; an error about one field adds `"field"` and, as DRF keys its own, `{<field>: [detail]}`;
@@ -82,7 +87,7 @@ def parse(
     if isinstance(raw, str):
         raw = raw.encode("utf-8", "surrogatepass")
     if len(raw) > max_bytes:
-        raise BodyError(413, "too_large", f"The body is larger than {_size(max_bytes)}.")
+        raise too_large(max_bytes)
     if not raw.strip():
         return empty
     if deeper_than(raw, max_depth):

@@ -17,13 +17,16 @@ from django.views.decorators.csrf import csrf_exempt
 
 from config import jsonbody
 from environments.jobs import (
+    MAX_KEY,
     UNKNOWN_AGENT,
     HealthProbe,
+    agent_key,
     authenticate,
     do_append_output,
     do_record_health_probes,
     do_record_heartbeat,
     do_report_webhook_step,
+    job_not_found,
 )
 from environments.models import RegistrationToken, Target
 from environments.services import do_register_agent
@@ -33,7 +36,6 @@ from releases.rollouts import sign
 log = logging.getLogger("slipway.agent")
 
 
-MAX_KEY = 200  # longer than any token Slipway issues: unknown without a query
 MAX_PROBES = 100  # health probes in one heartbeat (an agent sends those of its last few seconds)
 MAX_PROBE_AGE = 3600.0  # seconds: an older probe is refused (the agent keeps what it could not send)
 MAX_LATENCY_MS = 3_600_000.0
@@ -52,16 +54,12 @@ def _unknown_agent() -> JsonResponse:
     return _refusal(*UNKNOWN_AGENT)
 
 
-def _not_found(what: str) -> JsonResponse:
-    return _error(404, f"No {what}.", "not_found")
-
-
 def _json_body(request: HttpRequest, *, replace_nul: bool = False) -> dict | JsonResponse:
     """The body as a JSON object (an empty body: {}), or the 400/413 answer refusing it."""
     try:
-        body = jsonbody.parse(request.body, max_bytes=jsonbody.MAX_BYTES, empty={}, replace_nul=replace_nul)
+        body = jsonbody.parse(request.body, empty={}, replace_nul=replace_nul)
     except RequestDataTooBig:  # a chunked body past DATA_UPLOAD_MAX_MEMORY_SIZE (no Content-Length to refuse)
-        return _error(413, f"The body is larger than {jsonbody.MAX_BYTES // (1024 * 1024)} MB.", "too_large")
+        return _refusal(413, jsonbody.too_large().as_json())
     except jsonbody.BodyError as error:
         return _refusal(error.status, error.as_json())  # as the API answers the same body
     if not isinstance(body, dict):
@@ -69,14 +67,8 @@ def _json_body(request: HttpRequest, *, replace_nul: bool = False) -> dict | Jso
     return body
 
 
-def _key(request: HttpRequest) -> str:
-    scheme, _, key = request.headers.get("Authorization", "").partition(" ")
-    key = key.strip() if scheme.lower() == "bearer" else ""
-    return key if len(key) <= MAX_KEY else ""
-
-
 def _target_for(request: HttpRequest) -> Target | None:
-    key = _key(request)
+    key = agent_key(request.headers.get("Authorization", ""))
     return authenticate([key]).get(key) if key else None
 
 
@@ -185,7 +177,7 @@ def _number_within(value, high: float) -> bool:
 def output(request: HttpRequest, pk: str) -> HttpResponse:
     step_id = jsonbody.id_from_path(pk)
     if step_id is None:
-        return _not_found(f"job #{pk[:30]}")
+        return _refusal(*job_not_found(pk))
     body = _json_body(request, replace_nul=True)
     if isinstance(body, JsonResponse):
         return body
@@ -202,13 +194,13 @@ def webhook_callback(request: HttpRequest, pk: str) -> HttpResponse:
     """The webhook driver's receiver reports a job, signing the body with the environment's secret."""
     step_id = jsonbody.id_from_path(pk)
     if step_id is None:
-        return _not_found(f"webhook job #{pk[:30]}")
+        return _refusal(*job_not_found(pk))
     body = _json_body(request, replace_nul=True)
     if isinstance(body, JsonResponse):
         return body
     step = RolloutStep.objects.select_related("rollout__release__environment").filter(pk=step_id).first()
     if step is None or step.rollout.release.environment.driver != "webhook":
-        return _not_found(f"webhook job #{step_id}")
+        return _refusal(*job_not_found(step_id))
     secret = step.rollout.release.environment.webhook_secret
     if not secret or not hmac.compare_digest(
         sign(secret, request.body), request.headers.get("X-Slipway-Signature", "")

@@ -20,6 +20,7 @@ import math
 import re
 import threading
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -34,11 +35,14 @@ from environments.jobs import (
     UNKNOWN_AGENT,
     Answer,
     Report,
+    agent_key,
     authenticate,
     do_claim_jobs,
     do_release_jobs,
     do_store_reports,
+    job_not_found,
     parse_report,
+    reconnect_if_broken,
     refused,
     touch,
 )
@@ -49,8 +53,6 @@ WORK_PATH = "/api/v1/agent/work"
 RESULT_PATH = re.compile(r"^/api/v1/agent/jobs/([^/]*)/result$")  # any id: a bad one is answered here, 404
 MAX_WAIT = 25.0
 TICK = 0.1
-MAX_BODY = 1024 * 1024
-MAX_KEY = 200  # agent tokens are 47 characters: a longer one is unknown without asking the database
 MAX_HOLDERS = 100_000
 WAITING_SEEN_EVERY = timedelta(seconds=5)  # an agent waiting on a long-poll is online
 
@@ -154,6 +156,8 @@ class AgentBroker:
                 target = found.get(poll.key)
                 if target is None:
                     _settle(poll.answer, UNKNOWN_AGENT)
+                elif target is BUSY:
+                    _settle(poll.answer, BUSY)
                 else:
                     self._waiting.setdefault(target.pk, []).append(poll)
                     self._targets[target.pk] = target
@@ -174,21 +178,30 @@ class AgentBroker:
     ) -> tuple[list[Answer], dict | None, dict]:
         """On the broker's thread: reports, then new long-polls' tokens, then jobs for every waiting agent.
 
-        Each part fails alone: reports are answered even when the claims fail (`found` is then None), and a report
-        that fails its batch is answered on its own while the others are stored (`do_store_reports`).
+        Each part fails alone: reports are answered even when the claims fail (`found` is then None), a report
+        that fails its batch is answered on its own while the others are stored (`do_store_reports`), and a token
+        whose look-up fails fails only its own reports and long-polls (503 each, `_lookup`).
         """
         answers = []
         if reports:
             try:
-                others = {r.key for r in reports} - holding.keys()
-                answers = do_store_reports(reports, {**holding, **(authenticate(others) if others else {})})
+                others, unread = _lookup({r.key for r in reports} - holding.keys())
+                targets = {**holding, **others}
+                # A report whose token could not be looked up is answered 503 (its agent retries); the others
+                # are stored as usual.
+                readable = [r for r in reports if r.key not in unread]
+                stored = iter(do_store_reports(readable, targets) if readable else [])
+                answers = [BUSY if r.key in unread else next(stored) for r in reports]
             except Exception:
                 log.exception("agent broker could not store reports")
                 connection.close()  # a broken connection is replaced by the next query
                 answers = [BUSY] * len(reports)
         try:
-            found = authenticate(keys) if keys else {}
-            jobs = do_claim_jobs([*waiting, *(t.pk for t in found.values())])
+            found, unread = _lookup(keys)
+            found.update(
+                dict.fromkeys(unread, BUSY)
+            )  # these long-polls are answered 503 alone; they poll again
+            jobs = do_claim_jobs([*waiting, *(t.pk for t in found.values() if t is not BUSY)])
             touch([self._targets[pk] for pk in waiting if pk in self._targets], every=WAITING_SEEN_EVERY)
         except Exception:
             log.exception("agent broker could not hand out jobs")
@@ -242,6 +255,30 @@ class AgentBroker:
         return max(0.0, min(TICK, self._soonest - time.monotonic()))
 
 
+def _lookup(keys: Iterable[str]) -> tuple[dict, set[str]]:
+    """Agents' tokens -> their targets (`authenticate`), and the tokens that could not be looked up.
+
+    One query for all; if it fails, one per token, so a lookup that fails fails only its own token's requests.
+    """
+    keys = set(keys)
+    if not keys:
+        return {}, set()
+    try:
+        return authenticate(keys), set()
+    except Exception:
+        log.warning("looking up %s agent tokens failed; looking them up one by one", len(keys), exc_info=True)
+        reconnect_if_broken()
+    found, unread = {}, set()
+    for key in keys:
+        try:
+            found.update(authenticate([key]))
+        except Exception:
+            log.exception("looking up an agent token failed")
+            reconnect_if_broken()
+            unread.add(key)
+    return found, unread
+
+
 def _settle(future: asyncio.Future, answer: Answer) -> bool:
     """Answer a request unless it is gone (its task cancelled); True when it was answered."""
     if future.done():
@@ -272,10 +309,7 @@ async def agent_app(scope, receive, send) -> None:
     numbers, text), then the report's fields. Refusals are the API's error shape (`jobs.refused`) with a 4xx.
     """
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-    scheme, _, key = headers.get("authorization", "").partition(" ")
-    key = key.strip() if scheme.lower() == "bearer" else ""
-    if len(key) > MAX_KEY:
-        key = ""
+    key = agent_key(headers.get("authorization", ""))
     if scope["path"] == WORK_PATH:
         if scope["method"] != "GET":
             return await _respond(send, *refused(405, "method_not_allowed", "Use GET."))
@@ -300,12 +334,13 @@ async def agent_app(scope, receive, send) -> None:
     segment = RESULT_PATH.match(scope["path"]).group(1)
     step_id = jsonbody.id_from_path(segment)
     if step_id is None:
-        return await _respond(send, *refused(404, "not_found", f"No job #{segment[:30]}."))
-    raw = await read_body(receive, MAX_BODY)
+        return await _respond(send, *job_not_found(segment))
+    raw = await read_body(receive, jsonbody.MAX_BYTES)
     if raw is None:
-        return await _respond(send, *refused(413, "too_large", "The body is larger than 1 MB."))
+        error = jsonbody.too_large()
+        return await _respond(send, *refused(error.status, error.code, error.detail))
     try:
-        body = jsonbody.parse(raw, max_bytes=MAX_BODY, empty={}, replace_nul=True)  # output is free text
+        body = jsonbody.parse(raw, empty={}, replace_nul=True)  # output is free text
     except jsonbody.BodyError as error:
         return await _respond(send, *refused(error.status, error.code, error.detail, field=error.field))
     report = parse_report(key, step_id, body)

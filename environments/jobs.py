@@ -6,8 +6,11 @@ agents cost a handful of queries per round instead of several per agent and requ
 
 What agents and webhook receivers report is recorded in the rollout's step rows themselves — which target, when,
 status, health, output — and that is its history (the release page's rollout table); an audit event per report
-would double the writes of a thousand-host wave. A webhook receiver's callback, rarer and from outside, is audited
-as well.
+would double the writes of a thousand-host wave. So claims (`do_claim_jobs`) and reports (`do_apply_reports`) are
+not audited, and neither is telemetry: output chunks an agent streams while its job runs (`do_append_output`,
+kept in the step's output), heartbeats (`do_record_heartbeat`) and the last-seen time (`touch`) record what a host
+says, not a decision anyone made. Rarer writes are audited in their transaction: a webhook receiver's callback
+(`rollout.step_reported`, from outside) and jobs put back in the queue (`do_release_jobs`, `rollout.jobs_released`).
 """
 
 from __future__ import annotations
@@ -47,6 +50,21 @@ def refused(status: int, code: str, detail: str, **extra: str) -> Answer:
 
 
 UNKNOWN_AGENT = refused(401, "unknown_agent", "Unknown agent token: register again.")
+MAX_KEY = 200  # agent tokens are 47 characters: a longer one is unknown without asking the database
+
+
+def agent_key(authorization: str) -> str:
+    """The agent's token from an `Authorization: Bearer <token>` header; "" for none or one too long to be one."""
+    scheme, _, key = authorization.partition(" ")
+    key = key.strip() if scheme.lower() == "bearer" else ""
+    return key if len(key) <= MAX_KEY else ""
+
+
+def job_not_found(job: int | str) -> Answer:
+    """404 `job_not_found`: no such job (or an id that cannot be one: `job` is then the path's text, cut short)."""
+    return refused(404, "job_not_found", f"No job #{str(job)[:30]}.")
+
+
 BUSY = refused(503, "busy", "Slipway could not store this now; try again.")
 
 
@@ -238,11 +256,41 @@ def job_of(step: RolloutStep, release: Release) -> dict:
     }
 
 
-def do_release_jobs(step_ids: Iterable[int]) -> None:
-    """Put claimed jobs whose agent went away before hearing of them back in the queue (undoes `do_claim_jobs`)."""
-    RolloutStep.objects.filter(pk__any_of=list(step_ids), status=RolloutStep.Status.RUNNING).update(
-        status=RolloutStep.Status.PENDING, started_at=None
-    )
+def do_release_jobs(step_ids: Iterable[int]) -> int:
+    """Put claimed jobs whose agent went away before hearing of them back in the queue (undoes `do_claim_jobs`),
+    with a `rollout.jobs_released` audit event per release; returns how many went back.
+
+    Rare (a long-poll dropped in the instant its job was claimed), unlike claims and reports: audited."""
+    with transaction.atomic():
+        steps = list(
+            RolloutStep.objects.select_for_update(of=("self",))
+            .filter(pk__any_of=list(step_ids), status=RolloutStep.Status.RUNNING)
+            .only("pk", "rollout_id", "target_name")
+            .order_by("pk")
+        )
+        if not steps:
+            return 0
+        RolloutStep.objects.filter(pk__any_of=[s.pk for s in steps]).update(
+            status=RolloutStep.Status.PENDING, started_at=None
+        )
+        by_rollout: dict[int, list[RolloutStep]] = defaultdict(list)
+        for step in steps:
+            by_rollout[step.rollout_id].append(step)
+        for release in (
+            Release.objects.filter(rollout__in=list(by_rollout))
+            .select_related("application")
+            .annotate(rollout_pk=F("rollout"))
+        ):
+            released = by_rollout[release.rollout_pk]
+            audit.record(
+                Actor.system(),
+                "rollout.jobs_released",
+                release,
+                application=release.application,
+                after={"jobs": [s.pk for s in released], "targets": [s.target_name for s in released]},
+                note="claimed for agents that were gone before hearing of them: back in the queue",
+            )
+    return len(steps)
 
 
 def health_steps(checked: list[tuple[RolloutStep, float]], now) -> list[RolloutStep]:
@@ -322,7 +370,7 @@ def do_apply_reports(reports: list[Report], targets: dict[str, Target] | None = 
             if target is None:
                 answers[n] = UNKNOWN_AGENT
             elif step is None:
-                answers[n] = refused(404, "not_found", f"No job #{report.step_id}.")
+                answers[n] = job_not_found(report.step_id)
             elif step.target_id != target.pk:
                 answers[n] = refused(403, "other_target", f"Job #{report.step_id} belongs to another target.")
             elif step.status not in OPEN:
@@ -415,7 +463,7 @@ def do_store_reports(reports: list[Report], targets: dict[str, Target]) -> list[
     try:
         return do_apply_reports(reports, targets)
     except Exception as error:
-        _reconnect_if_broken()
+        reconnect_if_broken()
         if len(reports) == 1:
             return [_failed(reports[0], error)]
         log.warning("a batch of %s reports failed; storing them one by one", len(reports), exc_info=True)
@@ -425,7 +473,7 @@ def do_store_reports(reports: list[Report], targets: dict[str, Target]) -> list[
             answers.extend(do_apply_reports([report], targets))
         except Exception as error:
             answers.append(_failed(report, error))
-            _reconnect_if_broken()
+            reconnect_if_broken()
     return answers
 
 
@@ -434,23 +482,27 @@ def _failed(report: Report, error: Exception) -> Answer:
     if isinstance(error, DataError | UnicodeError):
         log.warning("report of job #%s refused by the database: %s", report.step_id, error)
         return refused(
-            400, "invalid", f"The report of job #{report.step_id} holds a value that cannot be stored."
+            400,
+            "unstorable_report",
+            f"The report of job #{report.step_id} holds a value that cannot be stored.",
         )
     log.error("report of job #%s could not be stored", report.step_id, exc_info=error)
     return BUSY
 
 
-def _reconnect_if_broken() -> None:
+def reconnect_if_broken() -> None:
     if connection.connection is not None and not connection.is_usable():
         connection.close()  # the next transaction opens a fresh one
 
 
 def do_append_output(target: Target, step_id: int, chunk: str) -> Answer:
-    """An agent streams output of its running job: appended (the newest `OUTPUT_LIMIT` characters kept)."""
+    """An agent streams output of its running job: appended (the newest `OUTPUT_LIMIT` characters kept).
+
+    Telemetry, like a heartbeat: the chunk is the host's log, kept in the step's output; no audit event."""
     with transaction.atomic():
         step = RolloutStep.objects.select_for_update(of=("self",)).filter(pk=step_id).first()
         if step is None:
-            return refused(404, "not_found", f"No job #{step_id}.")
+            return job_not_found(step_id)
         if step.target_id != target.pk:
             return refused(403, "other_target", f"Job #{step_id} belongs to another target.")
         step.output = (step.output + chunk)[-RolloutStep.OUTPUT_LIMIT :]

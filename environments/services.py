@@ -15,6 +15,7 @@ from monitoring.selectors import unknown_strategy_template
 from releases import audit
 from releases.models import ApiToken, Application
 from releases.permissions import Actor, Permission, require
+from releases.planning import StrategyError, requested_strategy
 
 EDITABLE_FIELDS = (
     "name",
@@ -57,7 +58,8 @@ def do_create_environment(
         raise UnknownEnvironmentSetting(
             f"Unknown environment setting {', '.join(sorted(unknown))}.", field=sorted(unknown)[0]
         )
-    _check_strategy(application, settings.get("strategy"))
+    if "strategy" in settings:
+        settings["strategy"] = check_strategy(application.pk, settings["strategy"])
     environment = Environment.objects.create(
         application=application, name=name, position=position, **settings
     )
@@ -88,7 +90,7 @@ def do_update_environment(actor: Actor, environment: Environment, **changes: Any
         position=changes.get("position"),
     )
     if "strategy" in changes:
-        _check_strategy(environment.application, changes["strategy"])
+        changes["strategy"] = check_strategy(environment.application_id, changes["strategy"])
     for field, value in changes.items():
         setattr(environment, field, value)
     environment.save(update_fields=list(changes) or None)
@@ -120,11 +122,19 @@ def environment_state(environment: Environment) -> dict[str, Any]:
     }
 
 
-def _check_strategy(application: Application, strategy: dict | None) -> None:
-    """The strategy's shape is checked at the door (`releases.planning.parse_strategy`); here, that the analysis
-    templates it names exist."""
-    if (why := unknown_strategy_template(application.pk, strategy)) is not None:
+def check_strategy(application_id: int, strategy: Any) -> dict[str, Any]:
+    """A rollout strategy someone asks for (an environment's or a release's), as it is stored (`{}`: the default):
+    its shape (`releases.planning.requested_strategy`: no `rollback` kind, no key Slipway sets itself) and the
+    analysis templates it names. Every caller — API, pages, services — gets the same rule; `Invalid` names
+    `strategy`."""
+    try:
+        strategy = requested_strategy(strategy)
+    except StrategyError as error:
+        message = error.message if error.field == "strategy" else f"{error.field}: {error.message}"
+        raise Invalid(message, field="strategy") from None
+    if (why := unknown_strategy_template(application_id, strategy)) is not None:
         raise Invalid(why, field="strategy")
+    return strategy
 
 
 def _check_free(

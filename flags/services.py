@@ -376,7 +376,7 @@ def do_schedule_change(
     return schedule
 
 
-def apply_due_schedules() -> int:
+def do_apply_due_schedules() -> int:
     """Apply scheduled changes whose time has come, each in its own transaction; returns how many applied."""
     applied = 0
     for schedule_id in ScheduledChange.objects.filter(

@@ -36,6 +36,11 @@ def identity_validator(value: str) -> None:
     (_email_validator if "@" in value else _login_validator)(value)
 
 
+def email_proves(email: str, identity: str) -> bool:
+    """An identity is proven a user's when it is their email: an administrator sets it, nobody changes their own."""
+    return bool(email) and email.lower() == identity.lower()
+
+
 class Application(models.Model):
     slug = models.CharField(max_length=63, unique=True, validators=[slug_validator])
     name = models.CharField(max_length=200)

@@ -303,6 +303,27 @@ _FIELDS: dict[str, tuple[type, dict[str, Any]]] = {
 }
 
 
+# Keys Slipway itself sets on a rollout's strategy: the live slot is the environment's `live_slot`.
+INTERNAL_STRATEGY_KEYS = ("live", "switch_back")
+
+
+def requested_strategy(data: Any) -> dict[str, Any]:
+    """A rollout strategy as people give it (an environment's or a release's), checked; `{}` or None mean "the
+    default" (returned as `{}`). Slipway's own rollback kind and the keys it sets itself are refused, as is any shape
+    `parse_strategy` refuses; raises StrategyError, whose message (`field: …`) names the strategy's culprit."""
+    if data in ({}, None):
+        return {}
+    if not isinstance(data, Mapping):
+        raise StrategyError("strategy", 'An object, e.g. {"kind": "cautious"}.')
+    if data.get("kind") == "rollback":
+        raise StrategyError("kind", "rollback is Slipway's own fast path; ask for a rollback instead.")
+    for key in INTERNAL_STRATEGY_KEYS:
+        if key in data:
+            raise StrategyError(key, "set by Slipway (the environment's live_slot), not here.")
+    parse_strategy(data)
+    return dict(data)
+
+
 def parse_strategy(data: Mapping[str, Any]) -> Strategy:
     """Validate a strategy's JSON shape and build it; raises StrategyError naming the field."""
     if not isinstance(data, Mapping):

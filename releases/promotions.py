@@ -17,7 +17,7 @@ from config.effects import after_commit
 from config.errors import Invalid, SlipwayError
 from dashboard.live import publish_on_commit
 from environments.models import Environment, FreezeWindow, Lock
-from monitoring.selectors import unknown_strategy_template
+from environments.services import check_strategy
 from releases import audit
 from releases.batches import (
     Batch,
@@ -109,7 +109,8 @@ def do_request_release(
 ) -> Release:
     """Ask to put an artifact into an environment; a still-open release there is superseded by this one.
 
-    `strategy` (validated by the caller) overrides the environment's rollout strategy for this release only.
+    `strategy` overrides the environment's rollout strategy for this release only (`check_strategy`: 400 naming
+    `strategy` when it is not one a person may ask for).
     """
     environment = _locked_environment(environment)
     require(actor, Permission.REGISTER_ARTIFACT, application, environment)
@@ -162,8 +163,7 @@ def _request(
 ) -> Release:
     if environment.current_artifact_id == artifact.pk:
         raise AlreadyDeployed(f"{artifact.version} runs in {environment.name} already.", field="version")
-    if (unknown := unknown_strategy_template(environment.application_id, strategy)) is not None:
-        raise Invalid(unknown, field="strategy")
+    strategy = check_strategy(environment.application_id, strategy)
     release = Release(
         application=environment.application,
         environment=environment,

@@ -46,9 +46,11 @@ from releases.models import (
     Membership,
     Role,
     Scope,
+    email_proves,
     identity_validator,
 )
 from releases.permissions import Actor, Permission, can, has_role, require
+from releases.promotions import auto_promote
 
 User = get_user_model()
 
@@ -138,14 +140,8 @@ def _register_artifact(actor: Actor, application: Application, data: ArtifactIn)
     audit.record(
         actor, "artifact.registered", artifact, application=application, after=_artifact_summary(data)
     )
-    after_commit(_auto_promote, artifact.pk, robust=False)
+    after_commit(auto_promote, artifact.pk, robust=False)
     return artifact, True
-
-
-def _auto_promote(artifact_id: int) -> None:
-    from releases.promotions import auto_promote  # promotions build on these services
-
-    auto_promote(artifact_id)
 
 
 def _store_changes(application: Application, incoming: Iterable[ChangeIn]) -> list[Change]:
@@ -338,7 +334,7 @@ def do_link_identity(actor: Actor, user, identity: str) -> AuthorIdentity:
             f"You asked to link '{identity}' already; the request waits for confirmation.", field="identity"
         )
     # The user's email is set by an administrator (Slipway lets nobody change their own): it is proven theirs.
-    proven = bool(user.email) and user.email.lower() == identity.lower()
+    proven = email_proves(user.email, identity)
     summary = {"user": user.get_username(), "identity": identity}
     if proven or _identity_admin(actor):
         link = _create_link(

@@ -65,37 +65,6 @@ class EnvironmentIn(serializers.Serializer):
     live_slot = serializers.ChoiceField(choices=Environment.Slot.choices, required=False, default="blue")
     rollback_on_new_errors = serializers.BooleanField(required=False, default=False)
 
-    def validate_strategy(self, value):
-        return validate_strategy(value)
-
-
-# Keys Slipway itself sets on a rollout's strategy: the live slot is the environment's `live_slot`.
-INTERNAL_STRATEGY_KEYS = ("live", "switch_back")
-
-
-def validate_strategy(value):
-    """A rollout strategy as people give it (an environment's or a release's); {} means "the default"."""
-    from releases.planning import StrategyError, parse_strategy
-
-    if value in ({}, None):
-        return {}
-    if not isinstance(value, dict):
-        raise serializers.ValidationError('An object, e.g. {"kind": "cautious"}.')
-    if value.get("kind") == "rollback":
-        raise serializers.ValidationError(
-            "kind: rollback is Slipway's own fast path; ask for a rollback instead."
-        )
-    for key in INTERNAL_STRATEGY_KEYS:
-        if key in value:
-            raise serializers.ValidationError(
-                f"{key}: set by Slipway (the environment's live_slot), not here."
-            )
-    try:
-        parse_strategy(value)
-    except StrategyError as error:
-        raise serializers.ValidationError(f"{error.field}: {error.message}") from None
-    return value
-
 
 class EnvironmentOut(serializers.ModelSerializer):
     current_version = serializers.CharField(source="current_artifact.version", default=None, allow_null=True)

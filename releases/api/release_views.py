@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 from config.api import HttpURLField, OptionalURLOut
 from config.errors import Invalid
 from config.schema import PAGE_PARAMETERS
-from environments.api.views import environment_for, validate_strategy
+from environments.api.views import environment_for
 from environments.exceptions import EnvironmentNotFound
 from environments.models import Environment, FreezeWindow, Lock
 from releases import selectors
@@ -208,9 +208,6 @@ class ReleaseIn(serializers.Serializer):
         default=dict,
         help_text="Overrides the environment's rollout strategy for this release.",
     )
-
-    def validate_strategy(self, value):
-        return validate_strategy(value)
 
 
 class ReleaseListView(APIView):

@@ -22,7 +22,7 @@ from releases.rollouts.drivers import run_server_steps
 from releases.rollouts.reconciler import (
     check_running_rollouts,
     do_advance_rollout,
-    mark_offline_agents,
+    do_mark_offline_agents,
     start_rollout,
 )
 
@@ -30,8 +30,8 @@ __all__ = [
     "check_running_rollouts",
     "do_advance_rollout",
     "do_control_rollout",
+    "do_mark_offline_agents",
     "enqueue_advance",
-    "mark_offline_agents",
     "notify_agents",
     "publish_changed",
     "run_server_steps",

@@ -7,11 +7,14 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from environments.models import Environment, Target
+from releases import audit
 from releases.models import Rollout, RolloutStep
+from releases.permissions import Actor
 from releases.rollouts.common import enqueue_advance, publish_environment_changed
 
 log = logging.getLogger("releases.rollouts.reconciler")  # the name operators' log filters know
@@ -53,6 +56,10 @@ def fail_stuck(rollout: Rollout, open_steps) -> int:
             reason = AGENT_OFFLINE
             if step.target is not None:
                 Target.objects.filter(pk=step.target.pk).update(status=Target.Status.OFFLINE)
+                if step.target.status == Target.Status.ONLINE:
+                    _audit_offline(
+                        step.target, rollout.release.application, f"job #{step.pk} found it silent"
+                    )
         elif step.started_at and now - step.started_at > timedelta(seconds=environment.step_timeout_seconds):
             reason = f"step timed out after {environment.step_timeout_seconds} s"
         if reason:
@@ -85,25 +92,55 @@ def _take_over(step: RolloutStep) -> str | None:
     return None
 
 
-def mark_offline_agents() -> int:
-    """Targets whose agent missed its environment's heartbeat timeout are offline (a heartbeat brings them back)."""
+def _audit_offline(target: Target, application, note: str) -> None:
+    audit.record(
+        Actor.system(),
+        "target.offline",
+        target,
+        application=application,
+        before={
+            "status": Target.Status.ONLINE,
+            "last_seen": target.last_seen.isoformat() if target.last_seen else None,
+        },
+        after={"status": Target.Status.OFFLINE},
+        note=note,
+    )
+
+
+@transaction.atomic(durable=True)
+def do_mark_offline_agents() -> int:
+    """Targets whose agent missed its environment's heartbeat timeout are offline (a heartbeat brings them back),
+    each with a `target.offline` audit event; returns how many went offline.
+
+    The rows are locked while they are marked: a heartbeat arriving meanwhile waits and marks its agent online
+    again after this commits. One locked by another writer is left for the next pass."""
     now, marked = timezone.now(), 0
-    for seconds in set(
-        Environment.objects.filter(targets__status=Target.Status.ONLINE)
-        .order_by()
-        .values_list("heartbeat_timeout_seconds", flat=True)
-        .distinct()
-    ):
-        silent = Target.objects.filter(
-            environment__heartbeat_timeout_seconds=seconds, status=Target.Status.ONLINE
+    for seconds in sorted(
+        set(
+            Environment.objects.filter(targets__status=Target.Status.ONLINE)
+            .order_by()
+            .values_list("heartbeat_timeout_seconds", flat=True)
+            .distinct()
         )
-        silent = silent.filter(Q(last_seen__lt=now - timedelta(seconds=seconds)) | Q(last_seen__isnull=True))
-        names = list(silent.values_list("name", flat=True)[:20])
-        environments = set(silent.values_list("environment_id", flat=True))
-        count = silent.update(status=Target.Status.OFFLINE)
-        for environment_id in sorted(environments):  # open environment pages show the agents gone
+    ):
+        silent = list(
+            Target.objects.select_for_update(of=("self",), skip_locked=True)
+            .select_related("environment__application")
+            .filter(environment__heartbeat_timeout_seconds=seconds, status=Target.Status.ONLINE)
+            .filter(Q(last_seen__lt=now - timedelta(seconds=seconds)) | Q(last_seen__isnull=True))
+            .order_by("pk")
+        )
+        if not silent:
+            continue
+        Target.objects.filter(pk__any_of=[t.pk for t in silent]).update(status=Target.Status.OFFLINE)
+        for target in silent:
+            _audit_offline(target, target.environment.application, f"no heartbeat for {seconds} s")
+        for environment_id in sorted({t.environment_id for t in silent}):  # open environment pages show it
             publish_environment_changed(environment_id)
-        if count:
-            log.warning("%d agent(s) missed heartbeats and are offline: %s", count, ", ".join(names))
-        marked += count
+        log.warning(
+            "%d agent(s) missed heartbeats and are offline: %s",
+            len(silent),
+            ", ".join(t.name for t in silent[:20]),
+        )
+        marked += len(silent)
     return marked

@@ -56,10 +56,10 @@ from releases.rollouts.dispatching import gate_step, on_server, server_step
 from releases.rollouts.drivers import run_server_steps
 from releases.rollouts.folding import failed_meanwhile, fold_or_dispatch, fold_stragglers
 from releases.rollouts.gates import _switched
-from releases.rollouts.liveness import fail_stuck, mark_offline_agents
+from releases.rollouts.liveness import do_mark_offline_agents, fail_stuck
 from releases.rollouts.retries import retry_hosts
 
-__all__ = ["check_running_rollouts", "do_advance_rollout", "mark_offline_agents", "start_rollout"]
+__all__ = ["check_running_rollouts", "do_advance_rollout", "do_mark_offline_agents", "start_rollout"]
 
 
 def start_rollout(release: Release) -> Rollout | None:
@@ -298,6 +298,6 @@ def _unreverted(rollout: Rollout) -> list[str]:
 
 def check_running_rollouts() -> None:
     """Periodic: mark silent agents offline; advance rollouts waiting on timeouts, pauses or offline agents."""
-    mark_offline_agents()
+    do_mark_offline_agents()
     for rollout_id in Rollout.objects.filter(status__in=ACTIVE).values_list("pk", flat=True):
         do_advance_rollout(rollout_id)

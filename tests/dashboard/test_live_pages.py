@@ -11,7 +11,7 @@ from environments.models import Environment, Lock, Target
 from releases.models import Release
 from releases.permissions import Actor
 from releases.promotions import do_lock, do_unlock
-from releases.rollouts import mark_offline_agents
+from releases.rollouts import do_mark_offline_agents
 from tests import factories
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -63,7 +63,7 @@ def test_environment_page_follows_locks_and_agents_going_offline(shop):
         f"/ws/environments/{env.pk}/", boss, lambda: do_unlock(Actor(boss), Lock.objects.get())
     )
     assert "Disk full on db-2" not in unlocked
-    _, offline = watch(f"/ws/environments/{env.pk}/", boss, mark_offline_agents)  # never seen: offline
+    _, offline = watch(f"/ws/environments/{env.pk}/", boss, do_mark_offline_agents)  # never seen: offline
     assert '<tr data-target="web-1" data-status="offline">' in offline
     stranger = factories.UserFactory(username="stranger")
 

@@ -1,5 +1,5 @@
 """The release page reads in a fixed number of queries whatever the number of approvals, changes (authors) and
-rollout steps: 1 of each and 20 of each cost the same."""
+rollout steps: 1 of each and 20 of each cost the same, a number pinned here."""
 
 from __future__ import annotations
 
@@ -11,6 +11,10 @@ from environments.models import Target
 from releases.models import Approval, Release, Rollout, RolloutStep
 from tests import factories
 from tests.factories import sha
+
+# The page's queries, pinned: equal for 1 and 20 is not enough, a constant can grow too. A release waiting for
+# approval reads its batch, approvals and what blocks it; a deploying one its rollout and steps instead.
+PAGE_QUERIES = {Release.Status.PENDING_APPROVAL: 20, Release.Status.DEPLOYING: 17}
 
 
 def grown(viewer, n: int, status: str) -> Release:
@@ -71,4 +75,4 @@ def test_release_page_queries_do_not_grow_with_approvals_changes_and_steps(clien
     assert page.count("p20" + status[:3]) >= 20  # every approver (and author) is on the page
     if status == Release.Status.DEPLOYING:
         assert "web-19" in page  # every step's target
-    assert twenty == one
+    assert (one, twenty) == (PAGE_QUERIES[status], PAGE_QUERIES[status]), (one, twenty)

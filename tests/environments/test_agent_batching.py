@@ -14,7 +14,7 @@ from environments import jobs
 from environments.jobs import Report, do_apply_reports, do_claim_jobs, do_release_jobs
 from environments.models import Target
 from monitoring.models import Sample
-from releases.models import ApiToken, Release, Rollout, RolloutStep
+from releases.models import ApiToken, AuditEvent, Release, Rollout, RolloutStep
 from tests import factories
 
 
@@ -143,9 +143,17 @@ def test_claim_jobs_skips_paused_and_finished_rollouts(app):
 def test_release_jobs_puts_unheard_jobs_back_in_the_queue(app):
     _, _, targets, steps = fleet_with_rollout(app, 1)
     job = do_claim_jobs([targets[0].pk])[targets[0].pk]
-    do_release_jobs([job["id"]])
+    assert do_release_jobs([job["id"]]) == 1
     steps[0].refresh_from_db()
     assert (steps[0].status, steps[0].started_at) == ("pending", None)
+    (event,) = AuditEvent.objects.filter(kind="rollout.jobs_released")
+    assert (event.object_type, event.object_id) == ("releases.release", str(steps[0].rollout.release_id))
+    assert (
+        event.after == {"jobs": [job["id"]], "targets": [targets[0].name]} and event.actor_label == "system"
+    )
+    assert event.application_id == app.pk
+    assert do_release_jobs([job["id"]]) == 0  # pending already: nothing to put back, nothing audited
+    assert AuditEvent.objects.filter(kind="rollout.jobs_released").count() == 1
     assert do_claim_jobs([targets[0].pk])[targets[0].pk]["id"] == job["id"]
 
 

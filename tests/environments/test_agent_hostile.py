@@ -34,15 +34,15 @@ def hostile_requests(real_key: str) -> list[tuple[str, str, str | None, bytes | 
     bogus = "sla_bogus_token"
     return [
         # results: ids that cannot exist, tokens nobody holds, bodies no agent sends
-        ("POST", f"/api/v1/agent/jobs/{HUGE}/result", bogus, dumps(OK_REPORT), 404, "not_found"),
-        ("POST", f"/api/v1/agent/jobs/{2**63}/result", bogus, dumps(OK_REPORT), 404, "not_found"),
-        ("POST", "/api/v1/agent/jobs/-5/result", bogus, dumps(OK_REPORT), 404, "not_found"),
-        ("POST", "/api/v1/agent/jobs/0/result", bogus, dumps(OK_REPORT), 404, "not_found"),
-        ("POST", "/api/v1/agent/jobs/abc/result", real_key, dumps(OK_REPORT), 404, "not_found"),
-        ("POST", f"/api/v1/agent/jobs/{HUGE}/result", real_key, dumps(OK_REPORT), 404, "not_found"),
+        ("POST", f"/api/v1/agent/jobs/{HUGE}/result", bogus, dumps(OK_REPORT), 404, "job_not_found"),
+        ("POST", f"/api/v1/agent/jobs/{2**63}/result", bogus, dumps(OK_REPORT), 404, "job_not_found"),
+        ("POST", "/api/v1/agent/jobs/-5/result", bogus, dumps(OK_REPORT), 404, "job_not_found"),
+        ("POST", "/api/v1/agent/jobs/0/result", bogus, dumps(OK_REPORT), 404, "job_not_found"),
+        ("POST", "/api/v1/agent/jobs/abc/result", real_key, dumps(OK_REPORT), 404, "job_not_found"),
+        ("POST", f"/api/v1/agent/jobs/{HUGE}/result", real_key, dumps(OK_REPORT), 404, "job_not_found"),
         ("POST", "/api/v1/agent/jobs/987654321/result", bogus, dumps(OK_REPORT), 401, "unknown_agent"),
         ("POST", "/api/v1/agent/jobs/987654321/result", "x" * 5000, dumps(OK_REPORT), 401, "unknown_agent"),
-        ("POST", "/api/v1/agent/jobs/987654321/result", real_key, dumps(OK_REPORT), 404, "not_found"),
+        ("POST", "/api/v1/agent/jobs/987654321/result", real_key, dumps(OK_REPORT), 404, "job_not_found"),
         ("POST", "/api/v1/agent/jobs/5/result", real_key, j(DEEP), 400, "too_deep"),
         ("POST", "/api/v1/agent/jobs/5/result", bogus, j(DEEP + "]" * 100_000), 400, "too_deep"),
         ("POST", "/api/v1/agent/jobs/5/result", bogus, dumps({"status": ["succeeded"]}), 400, "invalid"),
@@ -137,12 +137,12 @@ def hostile_requests(real_key: str) -> list[tuple[str, str, str | None, bytes | 
         ("POST", "/api/v1/agent/heartbeat", real_key, j(DEEP), 400, "too_deep"),
         ("POST", "/api/v1/agent/heartbeat", bogus, dumps({"version": "6.6.6"}), 401, "unknown_agent"),
         # output and the webhook driver's callback
-        ("POST", f"/api/v1/agent/jobs/{HUGE}/output", real_key, dumps({"chunk": "x"}), 404, "not_found"),
-        ("POST", "/api/v1/agent/jobs/-1/output", real_key, dumps({"chunk": "x"}), 404, "not_found"),
+        ("POST", f"/api/v1/agent/jobs/{HUGE}/output", real_key, dumps({"chunk": "x"}), 404, "job_not_found"),
+        ("POST", "/api/v1/agent/jobs/-1/output", real_key, dumps({"chunk": "x"}), 404, "job_not_found"),
         ("POST", "/api/v1/agent/jobs/5/output", bogus, j(DEEP), 400, "too_deep"),
         ("POST", "/api/v1/agent/jobs/5/output", bogus, dumps({"chunk": "x"}), 401, "unknown_agent"),
-        ("POST", f"/api/v1/webhooks/rollout/{HUGE}/", None, dumps(OK_REPORT), 404, "not_found"),
-        ("POST", "/api/v1/webhooks/rollout/123456789/", None, dumps(OK_REPORT), 404, "not_found"),
+        ("POST", f"/api/v1/webhooks/rollout/{HUGE}/", None, dumps(OK_REPORT), 404, "job_not_found"),
+        ("POST", "/api/v1/webhooks/rollout/123456789/", None, dumps(OK_REPORT), 404, "job_not_found"),
         ("POST", "/api/v1/webhooks/rollout/7/", None, j(DEEP), 400, "too_deep"),
     ]
 
@@ -236,6 +236,7 @@ def test_every_agent_route_refuses_bad_input_with_a_4xx_and_a_code():
 # --- one bad report in a broker round ------------------------------------------------------------
 
 
+@pytest.mark.postgres  # SQLite stores the NUL that PostgreSQL refuses: there the batch would not fail
 @pytest.mark.django_db(transaction=True)
 def test_a_report_that_fails_its_batch_fails_no_other():
     """Four reports in one broker round; one carries a value PostgreSQL refuses (a NUL in the version, as a report
@@ -281,10 +282,117 @@ def test_a_report_that_fails_its_batch_fails_no_other():
         broker._executor.submit(lambda: connection.close()).result()
     assert rounds == [4]  # one batch
     assert [status for status, _ in answers] == [200, 400, 401, 200]
-    assert answers[1][1]["code"] == "invalid" and answers[2][1]["code"] == "unknown_agent"
+    assert answers[1][1]["code"] == "unstorable_report" and answers[2][1]["code"] == "unknown_agent"
     statuses = dict(RolloutStep.objects.filter(pk__in=[s.pk for s in steps]).values_list("pk", "status"))
     assert [statuses[s.pk] for s in steps] == ["succeeded", "running", "succeeded"]
     assert RolloutStep.objects.filter(rollout=rollout, action="health").count() == 2
+
+
+def _counting_rounds(broker) -> list[tuple[int, int]]:
+    """(reports, new long-polls) of each of the broker's rounds."""
+    rounds = []
+    real_round = broker._round
+
+    def counted(reports, holding, keys, waiting):
+        rounds.append((len(reports), len(keys)))
+        return real_round(reports, holding, keys, waiting)
+
+    broker._round = counted
+    return rounds
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_round_whose_reports_fail_still_hands_out_work(monkeypatch):
+    """Storing a round's reports fails outright (a bug, the database gone): the report is answered 503, and the
+    agent waiting for work in the same round gets its job."""
+    app = factories.ApplicationFactory(slug="shop")
+    _, rollout, targets, steps = fleet_with_rollout(app, 2)
+    RolloutStep.objects.filter(pk=steps[0].pk).update(status="running")  # t0 reports it, t1's waits
+
+    def broken(reports, targets):
+        raise RuntimeError("storing reports failed")
+
+    monkeypatch.setattr(agent_asgi, "do_store_reports", broken)
+    broker = agent_asgi.AgentBroker()
+    rounds = _counting_rounds(broker)
+
+    async def scenario():
+        return await asyncio.gather(broker.report(report("tkey0", steps[0])), broker.next_job("tkey1", 5))
+
+    try:
+        answers = asyncio.run(scenario())
+    finally:
+        broker._executor.submit(lambda: connection.close()).result()
+    assert rounds[0] == (1, 1)  # the report and the long-poll in one round
+    assert answers[0][0] == 503 and answers[0][1]["code"] == "busy"
+    assert answers[1][0] == 200 and answers[1][1]["job"]["id"] == steps[1].pk
+    statuses = dict(RolloutStep.objects.filter(pk__in=[s.pk for s in steps]).values_list("pk", "status"))
+    assert [statuses[s.pk] for s in steps] == ["running", "running"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_token_whose_look_up_fails_fails_only_its_own_requests(monkeypatch):
+    """The round's token look-up raises for one agent's token: that agent's report and long-poll get 503 (it
+    retries); the other agents' reports are stored and their long-polls get their jobs."""
+    app = factories.ApplicationFactory(slug="shop")
+    _, rollout, targets, steps = fleet_with_rollout(app, 3)
+    RolloutStep.objects.filter(pk__in=[steps[0].pk, steps[1].pk]).update(status="running")
+    real_authenticate = agent_asgi.authenticate
+
+    def flaky(keys):
+        keys = set(keys)
+        if "tkey1" in keys:
+            raise RuntimeError("the look-up of tkey1 failed")
+        return real_authenticate(keys)
+
+    monkeypatch.setattr(agent_asgi, "authenticate", flaky)
+    broker = agent_asgi.AgentBroker()
+    rounds = _counting_rounds(broker)
+
+    async def scenario():
+        return await asyncio.gather(
+            broker.report(report("tkey0", steps[0])),
+            broker.report(report("tkey1", steps[1])),
+            broker.next_job("tkey2", 5),
+            broker.next_job("tkey1", 5),
+        )
+
+    try:
+        answers = asyncio.run(scenario())
+    finally:
+        broker._executor.submit(lambda: connection.close()).result()
+    assert rounds[0] == (2, 2)  # one round
+    assert [status for status, _ in answers] == [200, 503, 200, 503]
+    assert answers[1][1]["code"] == answers[3][1]["code"] == "busy"
+    assert answers[2][1]["job"]["id"] == steps[2].pk
+    statuses = dict(RolloutStep.objects.filter(pk__in=[s.pk for s in steps]).values_list("pk", "status"))
+    assert [statuses[s.pk] for s in steps] == ["succeeded", "running", "running"]
+
+
+@pytest.mark.parametrize("segment", [HUGE, "0", "-5", "abc", "9223372036854775808"])
+def test_a_job_id_that_cannot_exist_is_404_without_a_query(
+    segment, db, monkeypatch, django_assert_num_queries
+):
+    """docs/rollouts.md: a job id in the URL outside 1 … 2⁶³−1 is a 404 before the database (and the broker)."""
+    monkeypatch.setattr(agent_asgi.BROKER, "report", None)  # the broker is never asked
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": json.dumps(OK_REPORT).encode(), "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": f"/api/v1/agent/jobs/{segment}/result",
+        "headers": [(b"authorization", b"Bearer tkey0"), (b"content-type", b"application/json")],
+    }
+    with django_assert_num_queries(0):
+        asyncio.run(agent_asgi.agent_app(scope, receive, send))
+    assert sent[0]["status"] == 404
+    assert json.loads(sent[1]["body"])["code"] == "job_not_found"
 
 
 # --- under fire: a real rollout and 200 hostile requests --------------------------------------------
@@ -397,3 +505,22 @@ def test_hostile_requests_during_a_real_rollout(server, tmp_path):
         log,
     ), log[-3000:]
     assert elapsed < 30
+
+
+@pytest.mark.parametrize(
+    "header, key",
+    [
+        ("Bearer sla_abc", "sla_abc"),
+        ("bearer  sla_abc ", "sla_abc"),
+        ("Token sla_abc", ""),
+        ("", ""),
+        ("Bearer " + "k" * 200, "k" * 200),
+        ("Bearer " + "k" * 201, ""),  # longer than any agent token: unknown without a query
+    ],
+)
+def test_both_agent_route_families_read_the_token_with_one_rule(header, key):
+    from environments import agent_api, jobs
+
+    assert jobs.agent_key(header) == key
+    assert agent_api.agent_key is agent_asgi.agent_key is jobs.agent_key
+    assert not hasattr(agent_asgi, "MAX_KEY") and not hasattr(agent_asgi, "MAX_BODY")

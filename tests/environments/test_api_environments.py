@@ -1,5 +1,8 @@
+import pytest
+
 from environments.models import Environment
-from releases.models import AuditEvent
+from environments.services import do_create_environment, do_update_environment
+from releases.models import AuditEvent, Release
 from tests import factories
 from tests.conftest import token_client
 
@@ -143,3 +146,48 @@ def test_deploy_settings_gates_and_blue_green_slot(ci, app):
         assert refused.status_code == 400 and field in refused.json(), (bad, refused.json())
     assert ci.get(URL + "production/").json()["strategy"] == {"kind": "blue_green"}  # nothing half-written
     assert ci.patch(URL + "production/", {"live_slot": "green"}, format="json").json()["live_slot"] == "green"
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"kind": "rollback"}, "kind: rollback is Slipway's own fast path"),
+        ({"kind": "blue_green", "live": "green"}, "live: set by Slipway"),
+        ({"kind": "blue_green", "switch_back": True}, "switch_back: set by Slipway"),
+        ({"kind": "rolling"}, "batch_size"),
+        ("cautious", "An object"),
+    ],
+)
+def test_the_strategy_rule_holds_for_every_caller_of_the_services(app, bad, message):
+    """Not only the API: a service's caller (a page, a task, the demo) cannot store Slipway's own rollback kind or
+    the keys it sets itself, on an environment or a release."""
+    from config.errors import Invalid
+    from releases.permissions import Actor
+    from releases.promotions import do_request_release
+
+    system = Actor.system()
+    with pytest.raises(Invalid) as refused:
+        do_create_environment(system, app, name="staging", position=1, strategy=bad)
+    assert refused.value.field == "strategy" and message in refused.value.detail
+    environment = do_create_environment(system, app, name="production", position=2)
+    with pytest.raises(Invalid) as refused:
+        do_update_environment(system, environment, strategy=bad)
+    assert refused.value.field == "strategy" and message in refused.value.detail
+    artifact = factories.ArtifactFactory(application=app, version="2.0.0")
+    with pytest.raises(Invalid) as refused:
+        do_request_release(system, app, environment=environment, artifact=artifact, strategy=bad)
+    assert refused.value.field == "strategy" and message in refused.value.detail
+    environment.refresh_from_db()
+    assert environment.strategy == {} and not Release.objects.exists()
+    assert list(Environment.objects.values_list("name", flat=True)) == ["production"]
+
+
+def test_the_default_strategy_is_stored_as_an_empty_object(app):
+    from releases.permissions import Actor
+
+    environment = do_create_environment(Actor.system(), app, name="production", position=1, strategy=None)
+    assert environment.strategy == {}
+    updated = do_update_environment(
+        Actor.system(), environment, strategy={"kind": "rolling", "batch_size": 2}
+    )
+    assert updated.strategy == {"kind": "rolling", "batch_size": 2}

@@ -7,7 +7,7 @@ import time_machine
 
 from flags.models import EvaluationCount, Flag, FlagState, ScheduledChange
 from flags.selectors import flag_list
-from flags.services import apply_due_schedules
+from flags.services import do_apply_due_schedules
 from tests import factories
 from tests.conftest import token_client
 
@@ -99,12 +99,12 @@ def test_scheduled_change_applies_at_its_time(app, user):
             format="json",
         )
         assert bad.status_code == 400 and "colour" in bad.json()
-        assert apply_due_schedules() == 0
+        assert do_apply_due_schedules() == 0
     with time_machine.travel(datetime(2026, 12, 1, 8, 59, 59, tzinfo=UTC), tick=False):
-        assert apply_due_schedules() == 0
+        assert do_apply_due_schedules() == 0
     with time_machine.travel(datetime(2026, 12, 1, 9, 0, tzinfo=UTC), tick=False):
-        assert apply_due_schedules() == 1
-        assert apply_due_schedules() == 0  # once
+        assert do_apply_due_schedules() == 1
+        assert do_apply_due_schedules() == 0  # once
     assert FlagState.objects.get(flag__key="launch").enabled
     assert ScheduledChange.objects.get().applied_at is not None
 

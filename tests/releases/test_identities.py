@@ -321,3 +321,63 @@ def test_identity_and_token_refusals_carry_stable_codes(app, team, production):
     token, _ = do_create_api_token(Actor.system(), team["alice"], name="t", scopes=["releases:read"])
     with pytest.raises(TokenNotFound):
         do_revoke_api_token(Actor(team["bob"]), token)
+
+
+def test_the_upgrade_turns_links_made_under_the_old_rules_into_requests(team):
+    """Migration 0014: an old confirmed link stays only when proven (the user's email) or an administrator made it
+    for someone else (the audit trail says who linked); the rest, and identities the validator refuses, become
+    requests, each with an audit event. Links decided under today's rules are left alone."""
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    root = factories.UserFactory(username="root", is_superuser=True)
+    old = {}  # identity -> (user, who linked it: a user, "system", or None for no event)
+    cases = {
+        CONTRACTOR: ("alice", "alice"),  # self-claimed: the exploit
+        "alice@example.com": ("alice", "alice"),  # her email: proven
+        "bob-gh": ("bob", root),  # an administrator, for bob
+        "bob-ci": ("bob", "system"),  # manage.py or the demo
+        "bob-old": ("bob", None),  # no event: nobody can tell
+        "<script>x</script>": ("bob", root),  # refused by today's validator, whoever linked it
+    }
+    for identity, (owner, linker) in cases.items():
+        link = AuthorIdentity.objects.create(user=team[owner], identity=identity)  # db_default: confirmed
+        assert link.status == "confirmed" and link.decided_at is None
+        old[identity] = link
+        if linker is not None:
+            actor = Actor.system() if linker == "system" else Actor(team.get(linker, linker))
+            AuditEvent.objects.create(
+                actor=actor.user,
+                actor_label=actor.label,
+                kind="identity.linked",
+                object_type="releases.authoridentity",
+                object_id=str(link.pk),
+                object_repr=identity,
+                after={"user": owner, "identity": identity},
+            )
+    today = do_link_identity(Actor(root), team["vera"], "vera-gh")  # an admin's link under today's rules
+    executor = MigrationExecutor(connection)
+    migration = executor.loader.get_migration("releases", "0014_unproven_identity_links")
+    migration.operations[-1].code(
+        executor.loader.project_state(("releases", "0014_unproven_identity_links")).apps, None
+    )
+
+    status = {link.identity: link.status for link in AuthorIdentity.objects.all()}
+    assert status == {
+        CONTRACTOR: "pending",
+        "alice@example.com": "confirmed",
+        "bob-gh": "confirmed",
+        "bob-ci": "confirmed",
+        "bob-old": "pending",
+        "<script>x</script>": "pending",
+        "vera-gh": "confirmed",
+    }
+    events = AuditEvent.objects.filter(kind="identity.unconfirmed", actor_label="Slipway upgrade")
+    assert sorted(e.object_id for e in events) == sorted(
+        str(old[i].pk) for i in (CONTRACTOR, "bob-old", "<script>x</script>")
+    )
+    refused = events.get(object_id=str(old["<script>x</script>"].pk))
+    assert "not a login or an email address" in refused.note and refused.after["status"] == "pending"
+    assert today.status == "confirmed"
+    # The contractor's changes no longer map to alice: a request maps nothing.
+    assert CONTRACTOR not in users_for_authors([CONTRACTOR])

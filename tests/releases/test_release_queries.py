@@ -58,6 +58,10 @@ def add_releases(world, n):
             artifact=artifact,
             previous_artifact=previous,
             status=Release.Status.PENDING_APPROVAL,
+            # Users on the rows, as real releases have: a list that reads them one by one grows with n. Every
+            # release but the newest was forced (the newest shows what blocks it).
+            requested_by=people[i % 4],
+            forced_by=people[(i + 1) % 4] if i < n - 1 else None,
         )
         Approval.objects.create(
             release=release, user=people[i % 4], decision="approve", authors=[f"user:{people[i % 4].pk}"]
@@ -73,6 +77,11 @@ def test_release_list_api_queries_do_not_grow(world, user, n):
     body = client.get("/api/v1/applications/shop/releases/?page_size=50").json()
     assert body["count"] == n and body["results"][0]["blocked_by"]  # blockers are computed, not skipped
     assert {r["kind"] for r in body["results"][0]["blocked_by"]} >= {"approval", "lock"}
+    people = world[3]
+    assert [(r["requested_by"], r["forced_by"]) for r in body["results"]] == [
+        (people[i % 4].username, people[(i + 1) % 4].username if i < n - 1 else None)
+        for i in reversed(range(n))
+    ]  # read, not skipped
     assert counts == 18
 
 

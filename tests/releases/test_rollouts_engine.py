@@ -5,7 +5,7 @@ import contextlib
 import pytest
 
 from environments.models import Target
-from releases.models import Release, RolloutStep
+from releases.models import AuditEvent, Release, RolloutStep
 from releases.permissions import Actor
 from releases.rollouts import do_advance_rollout, do_control_rollout, start_rollout
 from tests import factories
@@ -129,6 +129,9 @@ def test_webhook_driver_calls_out_and_waits_for_a_signed_callback(app, client):
             url, report, content_type="application/json", headers={"X-Slipway-Signature": "sha256=0"}
         )
         assert forged.status_code == 401
+        assert not AuditEvent.objects.filter(
+            kind="rollout.step_reported"
+        ).exists()  # a forgery records nothing
         ok = client.post(
             url,
             report,
@@ -136,6 +139,12 @@ def test_webhook_driver_calls_out_and_waits_for_a_signed_callback(app, client):
             headers={"X-Slipway-Signature": sign("s3cret", report)},
         )
         assert ok.status_code == 200
+        # The callback comes from outside: audited, in the step's transaction, with what it said.
+        (event,) = AuditEvent.objects.filter(kind="rollout.step_reported")
+        assert (event.object_type, event.object_id) == ("releases.release", str(release.pk))
+        assert (event.application, event.environment_id, event.actor_label) == (app, env.pk, "system")
+        assert event.after == {"step": job["job"], "target": "default", "status": "succeeded"}
+        assert event.note == "reported by the webhook receiver"
         assert do_advance_rollout(rollout.pk) == "succeeded"
         assert not AuditEvent.objects.filter(after__webhook_secret="s3cret").exists()
     finally:
@@ -372,6 +381,18 @@ def test_silent_agents_are_marked_offline(setup):
         "b": "online",
         "c": "online",
     }
+    # Each agent going offline is audited, once: a second pass finds nobody new.
+    (event,) = AuditEvent.objects.filter(kind="target.offline")
+    a = Target.objects.get(name="a")
+    assert (event.object_type, event.object_id, event.actor_label) == (
+        "environments.target",
+        str(a.pk),
+        "system",
+    )
+    assert (event.application, event.environment_id) == (env.application, env.pk)
+    assert event.before["status"] == "online" and event.after == {"status": "offline"}
+    check_running_rollouts()
+    assert AuditEvent.objects.filter(kind="target.offline").count() == 1
 
 
 def test_rollback_is_the_fast_path_past_locks_freezes_and_gates(
