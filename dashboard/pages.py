@@ -225,7 +225,8 @@ def release_page(release_id: int, user) -> dict | None:
     rollout = selectors.rollout_page(rollout_id) if rollout_id else None
     return {
         "card": release_card(release, user),
-        "can_force": can(Actor(user), Permission.FORCE, release.application, release.environment),
+        # Why Force is disabled (shown, with the role it needs, to everyone who sees a held release), or None.
+        "force_refusal": refusal(Actor(user), Permission.FORCE, release.application, release.environment),
         # Why the rollout's controls are disabled (Pause/Resume/Cancel, and Revert now, which needs rollback).
         "control_refusal": refusal(
             Actor(user), Permission.REGISTER_ARTIFACT, release.application, release.environment
@@ -295,13 +296,19 @@ def promotions(environments: list[Environment]) -> list[tuple[Environment, objec
     ]
 
 
-def application_page(application: Application) -> dict:
-    """The application page's context: its pipeline, what waits between environments, its builds."""
+def application_page(application: Application, user) -> dict:
+    """The application page's context: its pipeline, what waits between environments, its builds; for `user`, why
+    each promotion and "Show what would ship" are disabled (the role they need), or None where they may."""
     environments = list(selectors.environments_of(application))
+    actor = Actor(user)
     return {
         "application": application,
         "environments": environments,
-        "promotions": promotions(environments),
+        "promotions": [
+            (environment, build, refusal(actor, Permission.REGISTER_ARTIFACT, application, environment))
+            for environment, build in promotions(environments)
+        ],
+        "release_refusal": refusal(actor, Permission.REGISTER_ARTIFACT, application),
         "artifacts": selectors.application_page(application),
         "waiting": selectors.releases_of(application).filter(
             status__in=[Release.Status.PENDING_APPROVAL, *IN_FLIGHT]

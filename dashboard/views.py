@@ -90,7 +90,7 @@ def overview(request: HttpRequest) -> HttpResponse:
 def application_detail(request: HttpRequest, slug: str) -> HttpResponse:
     application = _visible(request, get_object_or_404(Application, slug=slug))
     require(Actor(request.user), Permission.VIEW, application)
-    context = application_page(application)
+    context = application_page(application, request.user)
     return render(request, "dashboard/application.html", context)
 
 

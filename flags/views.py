@@ -126,7 +126,8 @@ def toggle(request: HttpRequest, slug: str, key: str, name: str) -> HttpResponse
     said = f"{flag.key} is now {describe_state(state_dict(state))} in {environment.name}."
     if request.htmx:
         # Re-read as the live panel does: the switch with who changed it and when.
-        row = flag_list_page(application, request.user, flag_ids=[flag.pk])["flags"][0]
+        page = flag_list_page(application, request.user, flag_ids=[flag.pk])
+        row = page["flags"][0]
         response = render(
             request,
             "flags/list.html#toggle",
@@ -136,6 +137,7 @@ def toggle(request: HttpRequest, slug: str, key: str, name: str) -> HttpResponse
                 "state": row.state_by_env.get(environment.pk),
                 "application": application,
                 "can_edit": True,
+                "last_environment_pk": page["last_environment_pk"],
             },
         )
         response.write(render_to_string("flags/list.html#flash-oob", {"said": said}))
