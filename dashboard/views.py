@@ -158,7 +158,7 @@ def audit(request: HttpRequest) -> HttpResponse:
     query.pop("page", None)
     context = {
         "page": page,
-        "rows": audit_rows(page),
+        "rows": audit_rows(page, viewer=request.user),
         "application": application,
         "form": form,
         "query": query.urlencode(),
@@ -272,7 +272,8 @@ def tokens(request: HttpRequest) -> HttpResponse:
         "created_key": created_key,
         "tokens": ApiToken.objects.filter(user=request.user).select_related("environment__application"),
     }
-    return render(request, "dashboard/tokens.html", context)
+    # A refused form answers 400 with its errors beside the fields, as every other form does.
+    return render(request, "dashboard/tokens.html", context, status=400 if form.errors else 200)
 
 
 class MemberForm(forms.Form):
