@@ -2,7 +2,8 @@
 WebSocket that fails or is closed before it sent anything; the API docs page the menu links to (with its way back);
 and every GET form the pages hold ("Show what would ship", the filters) submitted as it stands. The crawl ends when
 nothing reachable is left unvisited — hitting the cap is a failure — with links of one pattern (a path with its ids
-as N, the names of its query's parameters) opened at most PER_PATTERN times (the demo's nine releases all are; a long list's 40th page would not be)."""
+as N, the names of its query's parameters) opened at most PER_PATTERN times (the demo's nine releases all are; a
+long list's 40th page would not be)."""
 
 import re
 from urllib.parse import parse_qsl, urljoin, urlparse

@@ -99,3 +99,41 @@ def test_a_bad_filter_on_the_errors_page_is_said_there(client, app, query, says)
     assert 'aria-label="Filter errors"' in page  # the Errors page, its filters there to fix
     assert '<p class="flash error">' in page and says in page
     assert Environment.objects.filter(application=app).count() == 1
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_in_chromium_revert_to_before_says_why_on_the_flag_page(live_slipway):
+    from playwright.sync_api import sync_playwright
+
+    from tests.dashboard.test_browser import ARGS, CHROMIUM
+
+    app = factories.ApplicationFactory(slug="shop", name="Shop")
+    production = factories.EnvironmentFactory(application=app, name="production")
+    root = get_user_model().objects.create_superuser("root", password="root-password-1")
+    actor = Actor(root)
+    flag = do_create_flag(
+        actor, app, key="colour", type="string", variants={"green": "green", "red": "red", "blue": "blue"}
+    )
+    do_set_flag_state(actor, flag, production, default_variant="red")
+    do_update_flag(actor, Flag.objects.get(pk=flag.pk), variants={"red": "red", "blue": "blue"})
+    event = FlagEvent.objects.filter(flag=flag, environment=production).order_by("-pk").first()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(live_slipway.url + "/login/?next=/apps/shop/flags/colour/")
+            page.get_by_label("Username").fill("root")
+            page.get_by_label("Password").fill("root-password-1")
+            page.keyboard.press("Enter")
+            page.wait_for_url(live_slipway.url + "/apps/shop/flags/colour/")
+            page.on("dialog", lambda dialog: dialog.accept())
+            page.locator(f'form[action$="/history/{event.pk}/revert/"] button').click()
+            error = page.locator("#flash .flash.error")
+            error.wait_for()
+            assert "green" in error.inner_text()
+            assert page.url == live_slipway.url + "/apps/shop/flags/colour/"
+            assert page.get_by_role("heading", name="colour").count()  # the flag's page, not the error page
+        finally:
+            browser.close()
