@@ -1,7 +1,7 @@
 """Form plumbing shared by the pages: JSON typed into a textarea, bounded like an API body; a form that shows its
 errors beside its fields with what was typed (`PageForm`, `submit`, `refused`); and, for forms nobody types into
-(buttons), a form's first error as a domain error (a 400 naming the field, rendered by
-`config.errors.DomainErrorMiddleware`)."""
+(buttons), a form's first error as a domain error (`cleaned`), said as a message on the page the button is on
+(`say_refusal`) rather than on the bare error page."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from django import forms
+from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
@@ -122,3 +123,12 @@ def query_text(params, name: str, default: str = "", max_length: int = 200) -> s
     """A query-string parameter as text a query may use: NUL removed (PostgreSQL text cannot hold it), capped."""
     value = params.get(name, default)
     return value.replace("\x00", "")[:max_length] if isinstance(value, str) else default
+
+
+def say_refusal(request: HttpRequest, error: SlipwayError) -> None:
+    """A button's refusal (400: what it sent no longer holds; 409: a conflict) said as an error message on the page
+    the view redirects back to, never the bare error page; anything else (not allowed, not found) is raised on, and
+    so is everything for htmx (`DomainErrorMiddleware` puts it in the page's #flash, where the user is)."""
+    if error.status not in (400, 409) or getattr(request, "htmx", False):
+        raise error
+    messages.error(request, error.detail)

@@ -328,7 +328,9 @@ class ApplicationConsumer(LiveConsumer):
         if application is None:
             return self.close()
         self.send(
-            text_data=self.render("dashboard/application.html", application_page(application), "pipeline")
+            text_data=self.render(
+                "dashboard/application.html", application_page(application, self.scope["user"]), "pipeline"
+            )
         )
 
     def application_changed(self, event):

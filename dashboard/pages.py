@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.db.models import Prefetch
@@ -12,7 +13,7 @@ from django.utils import timezone
 
 from dashboard.progress import rollout_progress
 from environments.models import Environment, FreezeWindow, RegistrationToken, Target
-from flags.models import Flag, FlagState
+from flags.models import Flag, FlagState, Segment
 from monitoring import selectors as monitoring
 from monitoring.charts import ComparisonChart, Sparkline, comparison_chart, sparkline
 from monitoring.judge import format_value
@@ -20,7 +21,7 @@ from monitoring.models import Alert, AnalysisMeasurement, AnalysisRun, ErrorGrou
 from monitoring.selectors import active_ingest_key
 from releases import selectors
 from releases.batches import Coverage, approval_coverage, describe_releases, group_key
-from releases.models import Application, Approval, Artifact, Release, Rollout
+from releases.models import ApiToken, Application, Approval, Artifact, Membership, Release, Rollout
 from releases.permissions import Actor, Permission, can, refusal
 
 IN_FLIGHT = (Release.Status.APPROVED, Release.Status.QUEUED, Release.Status.DEPLOYING)
@@ -225,7 +226,8 @@ def release_page(release_id: int, user) -> dict | None:
     rollout = selectors.rollout_page(rollout_id) if rollout_id else None
     return {
         "card": release_card(release, user),
-        "can_force": can(Actor(user), Permission.FORCE, release.application, release.environment),
+        # Why Force is disabled (shown, with the role it needs, to everyone who sees a held release), or None.
+        "force_refusal": refusal(Actor(user), Permission.FORCE, release.application, release.environment),
         # Why the rollout's controls are disabled (Pause/Resume/Cancel, and Revert now, which needs rollback).
         "control_refusal": refusal(
             Actor(user), Permission.REGISTER_ARTIFACT, release.application, release.environment
@@ -295,13 +297,19 @@ def promotions(environments: list[Environment]) -> list[tuple[Environment, objec
     ]
 
 
-def application_page(application: Application) -> dict:
-    """The application page's context: its pipeline, what waits between environments, its builds."""
+def application_page(application: Application, user) -> dict:
+    """The application page's context: its pipeline, what waits between environments, its builds; for `user`, why
+    each promotion and "Show what would ship" are disabled (the role they need), or None where they may."""
     environments = list(selectors.environments_of(application))
+    actor = Actor(user)
     return {
         "application": application,
         "environments": environments,
-        "promotions": promotions(environments),
+        "promotions": [
+            (environment, build, refusal(actor, Permission.REGISTER_ARTIFACT, application, environment))
+            for environment, build in promotions(environments)
+        ],
+        "release_refusal": refusal(actor, Permission.REGISTER_ARTIFACT, application),
         "artifacts": selectors.application_page(application),
         "waiting": selectors.releases_of(application).filter(
             status__in=[Release.Status.PENDING_APPROVAL, *IN_FLIGHT]
@@ -373,8 +381,9 @@ class AuditRow:
     url: str | None  # its page, while it exists
 
 
-def audit_rows(events) -> list[AuditRow]:
-    """Each event with a readable name and a link for its object: one query per kind of object on the page."""
+def audit_rows(events, viewer=None) -> list[AuditRow]:
+    """Each event with a readable name and a link for its object: one query per kind of object on the page. A token
+    links to the Tokens page for its own user (`viewer`) only: that page lists the viewer's tokens."""
     events = list(events)
     wanted: dict[str, set[int]] = {}
     for event in events:
@@ -390,6 +399,11 @@ def audit_rows(events) -> list[AuditRow]:
         "environments.registrationtoken": RegistrationToken.objects.select_related(
             "environment__application"
         ),
+        "flags.segment": Segment.objects.select_related("application"),
+        "releases.membership": Membership.objects.select_related("application", "user", "environment"),
+        "releases.apitoken": ApiToken.objects.select_related("user"),
+        "monitoring.errorgroup": ErrorGroup.objects.select_related("application", "environment"),
+        "releases.rollout": Rollout.objects.select_related("release__artifact", "release__environment"),
     }
     for object_type, queryset in lookups.items():
         if object_type in wanted:
@@ -433,6 +447,36 @@ def audit_rows(events) -> list[AuditRow]:
                 event.application.name,
                 reverse("dashboard:application", args=[event.application.slug]),
             )
+        elif isinstance(target, Segment):
+            label = f"segment {target.name}"
+            url = reverse("flags:list", args=[target.application.slug]) + "#segments"
+        elif isinstance(target, Membership):
+            where = f" on {target.environment.name}" if target.environment_id else ""
+            label = f"{target.get_role_display().lower()} role of {target.user.get_username()}{where}"
+            url = reverse("dashboard:members", args=[target.application.slug])
+        elif (
+            kind == "releases.membership" and event.application is not None
+        ):  # revoked: the membership is gone
+            url = reverse("dashboard:members", args=[event.application.slug])
+        elif isinstance(target, ApiToken):
+            label = f"API token {target.name} of {target.user.get_username()}"
+            url = reverse("dashboard:tokens") if viewer is not None and target.user_id == viewer.pk else None
+        elif isinstance(target, ErrorGroup):
+            label = f"error {target.title[:80]} in {target.environment.name}"
+            url = (
+                reverse("dashboard:errors", args=[target.application.slug])
+                + "?"
+                + urlencode({"environment": target.environment.name})
+            )
+        elif isinstance(target, Rollout):
+            release = target.release
+            label = (
+                f"rollout of release #{release.pk}: {release.artifact.version} to {release.environment.name}"
+            )
+            url = reverse("dashboard:release", args=[release.pk])
+        elif kind == "releases.githubhook" and event.application is not None:
+            label = f"GitHub hook for {event.application.name}"
+            url = reverse("dashboard:application", args=[event.application.slug])
         elif kind in ("environments.lock", "environments.freezewindow") and environment is not None:
             what = "lock" if kind == "environments.lock" else "freeze window"
             label, url = f"{what} on {environment.name}", environment_link(environment)

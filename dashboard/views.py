@@ -20,7 +20,7 @@ from django.views.decorators.http import require_POST
 
 from config import jsonbody
 from config.errors import Invalid, SlipwayError
-from config.forms import PageForm, cleaned, refused, submit
+from config.forms import PageForm, cleaned, refused, say_refusal, submit
 from dashboard.pages import (
     ERROR_RANGES,
     application_page,
@@ -90,7 +90,7 @@ def overview(request: HttpRequest) -> HttpResponse:
 def application_detail(request: HttpRequest, slug: str) -> HttpResponse:
     application = _visible(request, get_object_or_404(Application, slug=slug))
     require(Actor(request.user), Permission.VIEW, application)
-    context = application_page(application)
+    context = application_page(application, request.user)
     return render(request, "dashboard/application.html", context)
 
 
@@ -99,16 +99,23 @@ def application_errors(request: HttpRequest, slug: str) -> HttpResponse:
     """Error groups with their sparkline: `?environment=<name>` filters, `?range=24h|7d` (default 24h)."""
     application = _visible(request, get_object_or_404(Application, slug=slug))
     require(Actor(request.user), Permission.VIEW, application)
+    # A bad filter (an old link, an environment since deleted) is said on the page and not applied: all of them.
+    bad_filters = []
     span = request.GET.get("range") or "24h"
     if span not in ERROR_RANGES:
-        raise Invalid(f"Choose one of {', '.join(ERROR_RANGES)}.", field="range")
+        bad_filters.append(f"Range {span[:40]!r} is not one of {', '.join(ERROR_RANGES)}: showing 24h.")
+        span = "24h"
     environment = None
     if name := request.GET.get("environment"):
         environment = Environment.objects.filter(application=application, name=name).first()
         if environment is None:
-            raise Invalid(f"{application.slug} has no environment {name!r}.", field="environment")
+            bad_filters.append(
+                f"{application.slug} has no environment {name[:63]!r}: showing every environment."
+            )
+    for said in bad_filters:
+        messages.error(request, said)
     context = errors_page(application, environment=environment, span=span, actor=Actor(request.user))
-    return render(request, "dashboard/errors.html", context)
+    return render(request, "dashboard/errors.html", context, status=400 if bad_filters else 200)
 
 
 @login_required
@@ -151,7 +158,7 @@ def audit(request: HttpRequest) -> HttpResponse:
     query.pop("page", None)
     context = {
         "page": page,
-        "rows": audit_rows(page),
+        "rows": audit_rows(page, viewer=request.user),
         "application": application,
         "form": form,
         "query": query.urlencode(),
@@ -265,7 +272,8 @@ def tokens(request: HttpRequest) -> HttpResponse:
         "created_key": created_key,
         "tokens": ApiToken.objects.filter(user=request.user).select_related("environment__application"),
     }
-    return render(request, "dashboard/tokens.html", context)
+    # A refused form answers 400 with its errors beside the fields, as every other form does.
+    return render(request, "dashboard/tokens.html", context, status=400 if form.errors else 200)
 
 
 class MemberForm(forms.Form):
@@ -340,7 +348,11 @@ def revoke_member(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
         Membership.objects.select_related("application", "user"), application__slug=slug, pk=pk
     )
     _visible(request, membership.application)
-    do_revoke_role(Actor(request.user), membership)
+    try:
+        do_revoke_role(Actor(request.user), membership)
+    except SlipwayError as error:  # the last admin: said on the Members page
+        say_refusal(request, error)
+        return redirect("dashboard:members", slug)
     messages.success(
         request, f"{membership.user.get_username()} is no longer {membership.get_role_display().lower()}."
     )
@@ -521,8 +533,12 @@ class RolloutCommandForm(forms.Form):
 def rollout_control(request: HttpRequest, pk: int) -> HttpResponse:
     release = get_object_or_404(Release.objects.select_related("application", "environment"), pk=pk)
     _visible(request, release.application)
-    command = cleaned(RolloutCommandForm(request.POST))["command"]
-    do_control_rollout(Actor(request.user), release, command)
+    try:
+        command = cleaned(RolloutCommandForm(request.POST))["command"]
+        do_control_rollout(Actor(request.user), release, command)
+    except SlipwayError as error:  # nothing to pause, already finished: said on the release's page
+        say_refusal(request, error)
+        return redirect("dashboard:release", pk=pk)
     messages.success(request, _rollout_said(release, command))
     return redirect("dashboard:release", pk=pk)
 

@@ -28,6 +28,8 @@ def flag_list_page(
         # Why a switch is disabled, and why creating flags and saving segments is: said, never a 403 after a click.
         "refusals": {env.pk: refusal(actor, Permission.EDIT_FLAGS, application, env) for env in environments},
         "flags_refusal": refusal(actor, Permission.EDIT_FLAGS, application),
+        # The pipeline's end (production): switching a flag off there asks first, as the kill switch does.
+        "last_environment_pk": environments[-1].pk if environments else None,
         "flags": selectors.flag_list(application, search=search, tag=tag, stale=stale, flag_ids=flag_ids),
         "q": search,
         "stale": stale,

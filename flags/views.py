@@ -17,7 +17,7 @@ from django.views.decorators.http import require_POST
 
 from config import jsonbody
 from config.errors import SlipwayError
-from config.forms import JSONTextField, PageForm, query_text, refused, submit
+from config.forms import JSONTextField, PageForm, query_text, refused, say_refusal, submit
 from config.validators import local_path
 from environments.models import Environment
 from flags.engine import evaluate
@@ -126,7 +126,8 @@ def toggle(request: HttpRequest, slug: str, key: str, name: str) -> HttpResponse
     said = f"{flag.key} is now {describe_state(state_dict(state))} in {environment.name}."
     if request.htmx:
         # Re-read as the live panel does: the switch with who changed it and when.
-        row = flag_list_page(application, request.user, flag_ids=[flag.pk])["flags"][0]
+        page = flag_list_page(application, request.user, flag_ids=[flag.pk])
+        row = page["flags"][0]
         response = render(
             request,
             "flags/list.html#toggle",
@@ -136,6 +137,7 @@ def toggle(request: HttpRequest, slug: str, key: str, name: str) -> HttpResponse
                 "state": row.state_by_env.get(environment.pk),
                 "application": application,
                 "can_edit": True,
+                "last_environment_pk": page["last_environment_pk"],
             },
         )
         response.write(render_to_string("flags/list.html#flash-oob", {"said": said}))
@@ -472,7 +474,11 @@ def revert(request: HttpRequest, slug: str, key: str, event_id: int) -> HttpResp
     application = _application(request, slug)
     flag = get_object_or_404(Flag, application=application, key=key)
     event = get_object_or_404(FlagEvent.objects.select_related("environment"), flag=flag, pk=event_id)
-    state = do_revert_flag(Actor(request.user), flag, event)
+    try:
+        state = do_revert_flag(Actor(request.user), flag, event)
+    except SlipwayError as error:  # the state before no longer holds (a variant or segment since removed)
+        say_refusal(request, error)
+        return redirect("flags:detail", slug=slug, key=key)
     messages.success(
         request,
         f"{flag.key} in {event.environment.name} is back as it was before that change: "

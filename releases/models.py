@@ -451,7 +451,7 @@ class GitHubHook(models.Model):
     )
 
     def __str__(self) -> str:
-        return f"GitHub hook for {self.application_id}"
+        return f"GitHub hook for {self.application.name}"
 
 
 class Rollout(models.Model):

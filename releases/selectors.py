@@ -282,12 +282,24 @@ def targets_of(environment: Environment) -> QuerySet:
 
 
 def rollback_candidates(environment: Environment) -> QuerySet[Artifact]:
-    """Versions an environment may roll back to: ones that succeeded there, registered before what runs now,
-    newest first (a newer version is a roll forward: release it). One query."""
-    good = Release.objects.filter(
-        environment=environment, status__in=(Release.Status.SUCCEEDED, Release.Status.ROLLED_BACK)
-    ).values("artifact_id")
-    candidates = Artifact.objects.filter(application_id=environment.application_id, pk__in=good)
+    """Versions an environment may roll back to: ones whose last finished run there succeeded and was not rolled
+    back from (`rolled_back`: it shipped, then someone rolled away from it — not a place to return to; rolled back
+    to later and left running, it is good again), registered before what runs now, newest first (a newer version is
+    a roll forward: release it). One query."""
+    verdict = (
+        Release.objects.filter(
+            environment=environment,
+            artifact_id=OuterRef("pk"),
+            status__in=(Release.Status.SUCCEEDED, Release.Status.ROLLED_BACK),
+        )
+        .order_by(F("finished_at").desc(nulls_last=True), "-pk")
+        .values("status")[:1]
+    )
+    candidates = (
+        Artifact.objects.filter(application_id=environment.application_id)
+        .annotate(last_verdict=Subquery(verdict))
+        .filter(last_verdict=Release.Status.SUCCEEDED)
+    )
     current = environment.current_artifact
     if current is not None:
         candidates = candidates.exclude(pk=current.pk).filter(

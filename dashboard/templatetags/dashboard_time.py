@@ -10,6 +10,8 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.timesince import timesince, timeuntil
 
+from config import times
+
 register = template.Library()
 
 
@@ -54,11 +56,7 @@ def when(value: datetime | time | None, style: str = "") -> str:
     relative = f"{timesince(value, now)} ago" if value <= now else ahead
     if (now - value).total_seconds() < 60 and value <= now:
         relative = "just now"
-    local = timezone.localtime(value)
-    zone = local.strftime("%Z")
-    if not zone[:1].isalpha():  # zones without an abbreviation print "+04": say it as an offset from UTC
-        zone = f"UTC{zone}"
-    absolute = f"{local:%Y-%m-%d %H:%M:%S} {zone}"
+    absolute = times.absolute(value)
     if style == "beside":
         return format_html(
             '<time datetime="{}" title="{}">{} <span class="muted">({})</span></time>',

@@ -37,6 +37,19 @@ _FLAG_FIELDS: Final = frozenset(
 )
 _RULE_FIELDS: Final = frozenset({"conditions", "segment", "targeting_keys", "variant", "split", "bucket_by"})
 _CONDITION_FIELDS: Final = frozenset({"attribute", "operator", "value", "values"})
+# Maxima of what people type into a flag (the API and the panel both pass here): a name is an attribute, a variant's
+# name or a bucketing attribute (a variant name is stored as a default/off variant, a column of 100); a value is an
+# operand or a targeting key.
+MAX_NAME: Final = 100
+MAX_VALUE: Final = 1000
+
+
+def _too_long(text: Any, limit: int) -> bool:
+    return isinstance(text, str) and len(text) > limit
+
+
+def _at_most(limit: int, text: str) -> str:
+    return f"at most {limit} characters (this one has {len(text):,})"
 
 
 class _Errors(list[tuple[str, str]]):
@@ -58,6 +71,8 @@ def _check_condition(errors: _Errors, path: str, condition: Any) -> None:
     attribute = condition.get("attribute")
     if not isinstance(attribute, str) or not attribute:
         errors.add(f"{path}.attribute", "must be a non-empty string")
+    elif _too_long(attribute, MAX_NAME):
+        errors.add(f"{path}.attribute", _at_most(MAX_NAME, attribute))
     operator = condition.get("operator")
     if operator not in OPERATORS:
         errors.add(f"{path}.operator", f"unknown operator {operator!r}")
@@ -79,11 +94,15 @@ def _check_condition(errors: _Errors, path: str, condition: Any) -> None:
         for index, item in enumerate(values):
             if not check(item):
                 errors.add(f"{path}.values[{index}]", f"must be {kind}")
+            elif _too_long(item, MAX_VALUE):
+                errors.add(f"{path}.values[{index}]", _at_most(MAX_VALUE, item))
         return
     if has_values:
         errors.add(f"{path}.values", f"{operator} takes a single 'value'")
     if not has_value:
         errors.add(f"{path}.value", "required")
+    elif isinstance(value, str) and _too_long(value, MAX_VALUE):
+        errors.add(f"{path}.value", _at_most(MAX_VALUE, value))
     elif operator in _SCALAR_ONE and not _is_scalar(value):
         errors.add(f"{path}.value", "must be a string, number or boolean")
     elif operator in _NUMERIC and not _is_number(value):
@@ -123,6 +142,8 @@ def _check_bucket_by(errors: _Errors, path: str, container: dict) -> None:
         not isinstance(container["bucket_by"], str) or not container["bucket_by"]
     ):
         errors.add(f"{path}.bucket_by" if path else "bucket_by", "must be a non-empty string")
+    elif _too_long(container.get("bucket_by"), MAX_NAME):
+        errors.add(f"{path}.bucket_by" if path else "bucket_by", _at_most(MAX_NAME, container["bucket_by"]))
 
 
 def _check_variant_name(errors: _Errors, path: str, name: Any, variants: dict) -> None:
@@ -146,6 +167,10 @@ def _check_rule(errors: _Errors, path: str, rule: Any, variants: dict, segments:
         keys = rule["targeting_keys"]
         if not isinstance(keys, list) or not keys or not all(isinstance(k, str) and k for k in keys):
             errors.add(f"{path}.targeting_keys", "must be a non-empty list of non-empty strings")
+        else:
+            for index, key in enumerate(keys):
+                if _too_long(key, MAX_VALUE):
+                    errors.add(f"{path}.targeting_keys[{index}]", _at_most(MAX_VALUE, key))
     outcomes = [name for name in ("variant", "split") if name in rule]
     if len(outcomes) != 1:
         errors.add(path, "needs exactly one of 'variant', 'split'")
@@ -168,6 +193,8 @@ def _check_flag(errors: _Errors, path: str, flag: dict, segments: Mapping) -> No
     for name, value in variants.items():
         if not isinstance(name, str) or not name:
             errors.add(f"{path}.variants", f"variant name {name!r} must be a non-empty string")
+        elif _too_long(name, MAX_NAME):
+            errors.add(f"{path}.variants", "a variant's name: " + _at_most(MAX_NAME, name))
         elif flag_type in TYPES and not _TYPE_CHECKS[flag_type](value):
             errors.add(f"{path}.variants.{name}", f"value {value!r} is not a {flag_type}")
     if not isinstance(flag.get("enabled"), bool):

@@ -14,6 +14,7 @@ from django.db.models import Max
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
+from config.times import absolute
 from environments.models import Environment
 from monitoring.models import AnalysisRun, AnalysisTemplate
 from monitoring.services import do_run_analysis
@@ -196,8 +197,9 @@ def _judged(step: RolloutStep, spec: AnalysisSpec, *, watch: bool) -> tuple[bool
         **baseline,
     )
     lines = [
-        f"analysis run #{run.pk}: template {template.name}, {seconds} s from {start:%H:%M:%S} to "
-        f"{end:%H:%M:%S} UTC ({count} measurements, one every {interval} s) → {run.verdict}"
+        # The moments as the pages show them: the configured time zone, said (not UTC whatever the site's zone).
+        f"analysis run #{run.pk}: template {template.name}, {seconds} s from {absolute(start)} to "
+        f"{absolute(end)} ({count} measurements, one every {interval} s) → {run.verdict}"
         + (f" (score {run.score:g})" if run.score is not None else ""),
         f"canary: {release.artifact.version} on {', '.join(canary) or 'no target'}",
         f"baseline: {previous.version if previous else '—'} on {where}",

@@ -116,8 +116,9 @@ def test_the_page_reads_in_constant_queries(client, shop, n, django_assert_num_q
     events(shop, n)
     client.force_login(boss)
     client.get("/audit/")
-    # session, user, the filter's applications, visible applications, count, page, releases, builds, flags
-    with django_assert_num_queries(9):
+    # session, user, the filter's applications, visible applications, count, page, releases, builds, flags; and
+    # the memberships while the fixture's role.granted is on the first page
+    with django_assert_num_queries(10 if n == 1 else 9):
         client.get("/audit/?app=shop")
 
 
@@ -153,3 +154,62 @@ def test_changes_read_as_json_and_registration_tokens_by_their_environment(clien
     assert flag_created.after and '<pre class="diff add">{\n  &quot;' in page
     assert '<a href="/apps/shop/env/production/">registration token for shop/production</a>' in page
     assert f"registration token for {production.pk}<" not in page
+
+
+def test_segments_members_tokens_error_groups_rollouts_and_hooks_are_named_and_linked(client, shop):
+    from django.db import transaction
+
+    from flags.services import do_save_segment
+    from monitoring.models import ErrorGroup
+    from monitoring.services import do_resolve_error_group
+    from releases import audit
+    from releases.models import Release, Rollout
+    from releases.services import do_create_api_token
+    from releases.webhooks import do_configure_github
+
+    app, staging, production, boss = shop
+    actor = Actor(boss)
+    do_save_segment(
+        actor,
+        app,
+        name="staff",
+        conditions=[{"attribute": "email", "operator": "ends_with", "values": ["@shop.example"]}],
+    )
+    dev = factories.UserFactory(username="dev")
+    do_grant_role(actor, app, dev, Role.DEVELOPER)
+    do_create_api_token(actor, boss, name="ci", scopes=["releases:read"])
+    do_create_api_token(Actor(dev), dev, name="laptop", scopes=["releases:read"])
+    now = timezone.now()
+    group = ErrorGroup.objects.create(
+        application=app, environment=production, fingerprint="f" * 32, type="KeyError", title="KeyError: 'cart'",
+        first_seen=now, last_seen=now, count=3,
+    )  # fmt: skip
+    do_resolve_error_group(actor, group)
+    release = Release.objects.create(
+        application=app,
+        environment=production,
+        artifact=factories.ArtifactFactory(application=app, version="2.0.0"),
+    )
+    rollout = Rollout.objects.create(release=release, targets=["web-1"], strategy={"kind": "all"})
+    with transaction.atomic():
+        audit.record(Actor.system(), "rollout.noted", rollout, application=app)
+    do_configure_github(actor, app, secret="s" * 32, blocker_label="deploy-blocker", blocker_environments=[])
+    boss.is_superuser = True  # tokens without an environment belong to no application: a superuser's to read
+    boss.save()
+    client.force_login(boss)
+    page = client.get("/audit/").content.decode()
+    assert '<a href="/apps/shop/flags/#segments">segment staff</a>' in page
+    assert '<a href="/apps/shop/members/">developer role of dev</a>' in page
+    assert '<a href="/tokens/">API token ci of boss</a>' in page
+    assert (
+        "API token laptop of dev" in page and '<a href="/tokens/">API token laptop' not in page
+    )  # not boss's
+    assert (
+        '<a href="/apps/shop/errors/?environment=production">error KeyError: &#x27;cart&#x27; in production</a>'
+        in page
+    )
+    assert (
+        f'<a href="/releases/{release.pk}/">rollout of release #{release.pk}: 2.0.0 to production</a>' in page
+    )
+    assert '<a href="/apps/shop/">GitHub hook for Shop</a>' in page
+    assert f"GitHub hook for {app.pk}" not in page

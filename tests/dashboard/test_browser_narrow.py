@@ -12,7 +12,8 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.utils import timezone
 
-from environments.models import Environment, Target
+from environments.models import Environment, Lock, Target
+from flags.models import ChangeRequest, Flag
 from releases.models import ApiToken, Release, Rollout, RolloutStep
 from tests.dashboard.test_browser import ARGS, CHROMIUM
 
@@ -124,5 +125,31 @@ def test_pages_fit_a_phone(live_slipway):
             Release.objects.filter(pk=pending.pk).update(reason=reason)
             page.goto(live_slipway.url + f"/releases/{pending.pk}/")
             fits(page, "a long reason")
+            # A lock's reason (a <span> in a form's row) and a proposed flag change's line wrap the same way.
+            admin = get_user_model().objects.get(username="phone")
+            Lock.objects.create(environment=production, reason=reason, locked_by=admin)
+            page.goto(live_slipway.url + "/apps/shop/env/production/")
+            page.wait_for_load_state("networkidle")
+            assert page.locator("#locks").get_by_text("A reason pasted without spaces").count()
+            fits(page, "/apps/shop/env/production/ (a long lock reason)")
+            Environment.objects.filter(pk=production.pk).update(flag_change_requests=True)
+            long_value = "y" * 1900
+            ChangeRequest.objects.create(
+                flag=Flag.objects.get(application__slug="shop", key="new-checkout"),
+                environment=production,
+                changes={
+                    "rules": [
+                        {
+                            "conditions": [{"attribute": "email", "operator": "in", "values": [long_value]}],
+                            "variant": "on",
+                        }
+                    ]
+                },
+                proposed_by=admin,
+            )
+            page.goto(live_slipway.url + "/apps/shop/flags/new-checkout/")
+            page.wait_for_load_state("networkidle")
+            assert page.locator("#flag-changes").get_by_text("yyyyyyyyyy", exact=False).count()
+            fits(page, "/apps/shop/flags/new-checkout/ (a long proposed change)")
         finally:
             browser.close()

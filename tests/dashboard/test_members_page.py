@@ -3,7 +3,7 @@
 import pytest
 from django.core.management import call_command
 
-from releases.models import AuditEvent, Membership
+from releases.models import ApiToken, AuditEvent, Membership
 from tests import factories
 
 
@@ -121,7 +121,12 @@ def test_tokens_page_offers_only_environments_the_user_may_see(client, demo):
     page = client.get("/tokens/").content.decode()
     assert "secret/vault" not in page and "shop/production" not in page
     response = client.post("/tokens/", {"name": "sneaky", "scopes": ["flags:read"], "environment": hidden.pk})
-    assert response.status_code == 200 and 'id="id_environment_error"' in response.content.decode()
+    assert response.status_code == 400 and 'id="id_environment_error"' in response.content.decode()
+    assert not ApiToken.objects.filter(name="sneaky").exists()
+    empty = client.post(
+        "/tokens/", {"name": "", "scopes": []}
+    )  # refused like every form: 400, beside the fields
+    assert empty.status_code == 400 and 'id="id_name_error"' in empty.content.decode()
     client.force_login(Membership.objects.get(user__username="pm").user)
     page = client.get("/tokens/").content.decode()
     assert "shop/production" in page and "secret/vault" not in page

@@ -101,7 +101,9 @@ def test_an_admin_forces_a_locked_release_with_a_reason(client, shop):
     release = Release.objects.get(status="pending_approval")
     do_lock(Actor(people["boss"]), production, reason="incident")
 
-    assert "Force this release" not in client.get(f"/releases/{release.pk}/").content.decode()  # alice: no
+    held = client.get(f"/releases/{release.pk}/").content.decode()  # alice: shown, disabled, saying why
+    assert 'id="why-force">Forcing: You need the admin role on shop/production.' in held
+    assert client.post(f"/releases/{release.pk}/force/", {"reason": "Me too"}).status_code == 403
     client.force_login(people["boss"])
     page = client.get(f"/releases/{release.pk}/").content.decode()
     assert "Force this release past what holds it" in page

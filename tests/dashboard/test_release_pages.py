@@ -270,7 +270,7 @@ def test_overview_lists_what_waits_for_my_approval_with_a_link(client, demo):
 
 def test_rollback_list_is_newest_first_without_failed_current_or_newer_versions(client, db):
     """Three earlier good versions, newest first by registration (not by id); not the failed one, not what runs,
-    not a newer one that was rolled back from."""
+    not a newer one, not one rolled away from (unless it was rolled back to later)."""
     from datetime import timedelta
 
     from django.utils import timezone
@@ -283,8 +283,8 @@ def test_rollback_list_is_newest_first_without_failed_current_or_newer_versions(
     production = factories.EnvironmentFactory(application=app, name="production")
     start = timezone.now() - timedelta(days=10)
     # Registered in this order in time; ids deliberately in another order.
-    order = ["1.2.0", "1.0.0", "1.4.0", "1.1.0", "1.3.0-bad", "1.5.0"]
-    hours = {"1.0.0": 1, "1.1.0": 2, "1.2.0": 3, "1.3.0-bad": 4, "1.4.0": 5, "1.5.0": 6}
+    order = ["1.2.0", "1.0.0", "1.4.0", "1.1.0", "1.3.0-bad", "1.5.0", "0.9.0"]
+    hours = {"0.9.0": 0, "1.0.0": 1, "1.1.0": 2, "1.2.0": 3, "1.3.0-bad": 4, "1.4.0": 5, "1.5.0": 6}
     artifacts = {}
     for version in order:
         artifacts[version] = factories.ArtifactFactory(application=app, version=version)
@@ -294,22 +294,36 @@ def test_rollback_list_is_newest_first_without_failed_current_or_newer_versions(
     statuses = {
         "1.0.0": Release.Status.SUCCEEDED,
         "1.1.0": Release.Status.SUCCEEDED,
-        "1.2.0": Release.Status.ROLLED_BACK,  # it succeeded, then was rolled back from: still good to return to
+        "1.2.0": Release.Status.ROLLED_BACK,  # it succeeded, then someone rolled away from it: not offered
+        "0.9.0": Release.Status.ROLLED_BACK,  # rolled away from, then rolled back to and left: good again
         "1.3.0-bad": Release.Status.FAILED,
         "1.4.0": Release.Status.SUCCEEDED,
         "1.5.0": Release.Status.ROLLED_BACK,
     }
-    for version, status in statuses.items():
+    for n, (version, status) in enumerate(statuses.items()):
         Release.objects.create(
-            application=app, environment=production, artifact=artifacts[version], status=status
+            application=app,
+            environment=production,
+            artifact=artifacts[version],
+            status=status,
+            finished_at=start + timedelta(days=1, hours=n),
         )
+    Release.objects.create(  # the rollback to 0.9.0, after it was rolled away from
+        application=app,
+        environment=production,
+        artifact=artifacts["0.9.0"],
+        kind=Release.Kind.ROLLBACK,
+        status=Release.Status.SUCCEEDED,
+        finished_at=start + timedelta(days=2),
+    )
     production.current_artifact = artifacts["1.4.0"]
     production.save()
     production.refresh_from_db()  # its artifact with the registration time written above
-    assert [a.version for a in rollback_candidates(production)] == ["1.2.0", "1.1.0", "1.0.0"]
+    assert [a.version for a in rollback_candidates(production)] == ["1.1.0", "1.0.0", "0.9.0"]
     page = client.get("/apps/shop/env/production/").content.decode()
     rollback = page[page.index('id="rollback"') :]
-    offered = [rollback.index(f'name="version" value="{v}"') for v in ("1.2.0", "1.1.0", "1.0.0")]
+    assert 'name="version" value="1.2.0"' not in rollback
+    offered = [rollback.index(f'name="version" value="{v}"') for v in ("1.1.0", "1.0.0", "0.9.0")]
     assert offered == sorted(offered)
     for version in ("1.3.0-bad", "1.4.0", "1.5.0"):
         assert f'name="version" value="{version}"' not in rollback

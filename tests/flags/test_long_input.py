@@ -110,3 +110,58 @@ def test_every_typed_text_field_has_a_maximum():
     assert "flags.api.views.FlagIn.name" in {where for where, _ in fields}
     unbounded = [where for where, field in fields if not field.max_length and where not in MACHINE]
     assert not unbounded, unbounded
+
+
+def _condition(attribute: str, values: list[str]) -> list[dict]:
+    return [{"conditions": [{"attribute": attribute, "operator": "in", "values": values}], "variant": "on"}]
+
+
+@pytest.mark.parametrize(
+    "rules,field",
+    [
+        (_condition(LONG, ["FR"]), "rules[0].conditions[0].attribute"),
+        (_condition("country", ["FR", LONG]), "rules[0].conditions[0].values[1]"),
+        ([{"targeting_keys": ["ann", LONG], "variant": "on"}], "rules[0].targeting_keys[1]"),
+    ],
+)
+def test_the_api_refuses_a_3000_character_rule_attribute_or_value_naming_it(app, rules, field):
+    """The engine's validation (shared by the API and the panel) has the maxima: a JSON string is not a form field."""
+    factories.EnvironmentFactory(application=app, name="production")
+    person = factories.UserFactory(username="pm")
+    factories.MembershipFactory(user=person, application=app, role="flag_editor")
+    api = token_client(person, "flags:write")
+    assert (
+        api.post("/api/v1/applications/shop/flags/", {"key": "new-checkout"}, format="json").status_code
+        == 201
+    )
+    url = "/api/v1/applications/shop/flags/new-checkout/environments/production/"
+    response = api.patch(url, {"rules": rules}, format="json")
+    body = response.json()
+    assert response.status_code == 400 and body["code"] == "flag_config_invalid", body
+    assert "at most" in str(body[field]) and "3,000" in str(body[field]), body
+    assert LONG not in response.content.decode()  # named, not echoed
+
+
+def test_the_api_refuses_a_3000_character_variant_name(app):
+    factories.EnvironmentFactory(application=app, name="production")
+    person = factories.UserFactory(username="pm")
+    factories.MembershipFactory(user=person, application=app, role="flag_editor")
+    api = token_client(person, "flags:write")
+    body = {"key": "colour", "type": "string", "variants": {"red": "red", LONG: "blue"}}
+    response = api.post("/api/v1/applications/shop/flags/", body, format="json")
+    errors = response.json()
+    assert response.status_code == 400 and "variants" in errors, errors
+    assert "at most 100 characters" in str(errors["variants"])
+    assert not Flag.objects.exists()
+
+
+def test_the_panel_refuses_a_long_rule_attribute_beside_its_row(editor, app):
+    factories.EnvironmentFactory(application=app, name="staging")
+    assert editor.post("/apps/shop/flags/", {"key": "new-checkout"}).status_code == 302
+    form = {
+        "enabled": "on", "default_variant": "on", "off_variant": "off", "rules_from": "builder",
+        "rule-0-attribute": "c" * 150, "rule-0-operator": "in", "rule-0-values": "FR", "rule-0-serve": "on",
+    }  # fmt: skip
+    response = editor.post("/apps/shop/flags/new-checkout/env/staging/", form)
+    assert response.status_code == 400
+    assert "at most 100 characters" in response.content.decode()

@@ -1,5 +1,5 @@
-"""In Chromium: a PM adds a rule with the builder and reads it in the history; a developer sees why a switch is off
-limits; rejecting a batch asks first."""
+"""In Chromium: a PM adds a rule with the builder and reads it in the history, and switching production off from the
+list asks first; a developer sees why a switch is off limits; rejecting a batch asks first."""
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -76,6 +76,18 @@ def test_builder_rule_history_disabled_switch_and_confirmed_reject(live_slipway)
             ).wait_for()
             card = pm.locator("#env-staging")
             assert card.get_by_label("Rule 1 weight of on (%)").input_value() == "30"  # read back as numbers
+
+            # Switching production off from the list asks first, as the kill switch does: dismissed, it stays on.
+            questions = []
+            pm.on("dialog", lambda dialog: (questions.append(dialog.message), dialog.dismiss()))
+            pm.goto(live_slipway.url + "/apps/shop/flags/")
+            production = pm.get_by_role("switch", name="new-checkout in production")
+            assert production.get_attribute("aria-checked") == "true"
+            production.click()
+            pm.wait_for_timeout(300)
+            assert questions and questions[0].startswith("Turn new-checkout off in production?"), questions
+            assert production.get_attribute("aria-checked") == "true"
+            assert Flag.objects.get(key="new-checkout").states.get(environment__name="production").enabled
 
             alice = log_in(browser, live_slipway.url, "alice", "alice-password-1", "/apps/shop/flags/")
             switch = alice.get_by_role("switch", name="new-checkout in production")

@@ -6,9 +6,11 @@ measures (its wait is replaced by the pushing, so the tests take no wall-clock t
 from __future__ import annotations
 
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
+from django.utils import timezone
 
 from environments.models import Target
 from monitoring.models import AnalysisRun, AnalysisTemplate, MetricSource, Sample
@@ -125,8 +127,9 @@ def pushing(monkeypatch, env, rates: dict[str, float], *, latency: bool = False)
 
 
 def test_a_five_times_error_rate_fails_the_canary_and_reverts_exactly_its_targets(
-    canary, monkeypatch, tmp_path
+    canary, monkeypatch, tmp_path, settings
 ):
+    settings.TIME_ZONE = "Europe/Paris"  # the step's output says its moments as the pages do, in this zone
     env, v1, v2 = canary
     windows = pushing(monkeypatch, env, {"1.0.0": 0.01, "2.0.0": 0.05})
     release, rollout = rollout_for(env, v1, v2)
@@ -158,6 +161,11 @@ def test_a_five_times_error_rate_fails_the_canary_and_reverts_exactly_its_target
     step = RolloutStep.objects.get(rollout=rollout, action="analysis")
     assert step.status == "failed" and step.wave_number == 1
     assert step.output.startswith(f"analysis run #{run.pk}: template checkout, 30 s from")
+    start, end = (timezone.localtime(moment, ZoneInfo("Europe/Paris")) for moment in windows[0])
+    zone = start.strftime("%Z")
+    assert zone in ("CET", "CEST")
+    assert f"from {start:%Y-%m-%d %H:%M:%S} {zone} to {end:%Y-%m-%d %H:%M:%S} {end:%Z} → fail" in step.output
+    assert "UTC" not in step.output.splitlines()[0]
     assert "→ fail" in step.output and "critical metric error_rate failed" in step.output
     assert "baseline: 1.0.0 on b, c over the same window" in step.output
     assert AuditEvent.objects.filter(kind="analysis_run.completed", object_id=str(run.pk)).exists()
